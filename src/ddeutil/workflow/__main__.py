@@ -1,0 +1,5 @@
+"""``python -m ddeutil.workflow``: the ``workflow`` CLI."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,215 @@
+"""The exception tree of ddeutil-workflow, drawn once.
+
+Every error the library raises on purpose derives from :class:`WorkflowError`, so
+an application can catch the whole family with one ``except``. Each class carries
+structured fields (file, template, key, stage id, ...) besides its message, so a
+caller can report or route an error without parsing text::
+
+    WorkflowError
+    ├── ConfigError            a template or file on disk is wrong (file, template, key)
+    │   ├── SettingsError      an environment variable has a bad value (variable, value)
+    │   ├── TemplateNotFound   no template has that name (name)
+    │   └── ScheduleError      a cron expression, timezone or interval is invalid
+    ├── ParamError             params of one call are wrong; lists every problem
+    ├── TemplateError          a ``${{ }}`` / ``${VAR}`` expression cannot render (expr, stage)
+    ├── ConditionError         an ``if`` expression is not allowed or cannot evaluate
+    ├── StageError             a stage failed while running (stage, job)
+    │   └── StageCancelled     a stage was stopped by cancellation or timeout
+    ├── JobError               a job failed (job)
+    ├── PipelineError          a pipeline cannot run as asked (pipeline)
+    └── StoreError             the run store cannot be used (url)
+        └── StoreLockedError   another daemon holds the store's scheduler lock
+
+"Template" alone means a named YAML template on disk; ``${{ }}`` expressions are
+"template expressions" and fail with :class:`TemplateError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "ConditionError",
+    "ConfigError",
+    "JobError",
+    "ParamError",
+    "ParamProblem",
+    "PipelineError",
+    "ScheduleError",
+    "SettingsError",
+    "StageCancelled",
+    "StageError",
+    "StoreError",
+    "StoreLockedError",
+    "TemplateError",
+    "TemplateNotFound",
+    "WorkflowError",
+]
+
+
+class WorkflowError(Exception):
+    """Root of every error raised by ddeutil-workflow on purpose."""
+
+
+class ConfigError(WorkflowError):
+    """A template or file on disk is invalid.
+
+    Args:
+        message: What is wrong, in words a data engineer can act on.
+        file: The YAML file, as given to the loader (relative paths stay relative).
+        template: The top-level template name inside ``file``.
+        key: A dotted key path inside the template, e.g. ``jobs.load.stages[2].bash``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        template: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.template = template
+        self.key = key
+        super().__init__(message)
+
+    def located(
+        self,
+        *,
+        file: str | None = None,
+        template: str | None = None,
+        key_prefix: str | None = None,
+    ) -> ConfigError:
+        """Return a copy of this error with missing location fields filled in.
+
+        The copy keeps the original class, so callers can add the file and
+        template name an inner validator did not know about.
+        """
+        clone = self.__class__.__new__(self.__class__)
+        clone.__dict__.update(self.__dict__)
+        clone.args = self.args
+        if clone.file is None:
+            clone.file = file
+        if clone.template is None:
+            clone.template = template
+        if key_prefix:
+            clone.key = f"{key_prefix}.{clone.key}" if clone.key else key_prefix
+        return clone
+
+    def __str__(self) -> str:
+        where = []
+        if self.file:
+            where.append(self.file)
+        if self.template:
+            where.append(f"template {self.template!r}")
+        if self.key:
+            where.append(f"key {self.key!r}")
+        return f"{': '.join(where)}: {self.message}" if where else self.message
+
+
+class SettingsError(ConfigError):
+    """An environment variable holds a value the settings cannot use."""
+
+    def __init__(self, variable: str, value: str, reason: str) -> None:
+        self.variable = variable
+        self.value = value
+        super().__init__(f"{variable}={value!r}: {reason}")
+
+
+class TemplateNotFound(ConfigError):  # noqa: N818 - reads better than ...Error
+    """No template with this name exists in the conf folder."""
+
+    def __init__(self, name: str, *, kind: str | None = None) -> None:
+        self.name = name
+        self.kind = kind
+        what = f"{kind} template" if kind else "template"
+        super().__init__(f"no {what} named {name!r} in the conf folder", template=name)
+
+
+class ScheduleError(ConfigError):
+    """A cron expression, timezone or interval shorthand is invalid."""
+
+
+@dataclass(frozen=True)
+class ParamProblem:
+    """One problem with one param of a call."""
+
+    name: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.message}"
+
+
+class ParamError(WorkflowError):
+    """The params given to a run are wrong. ``problems`` lists all of them."""
+
+    def __init__(self, problems: Sequence[ParamProblem], *, pipeline: str | None = None):
+        self.problems = tuple(problems)
+        self.pipeline = pipeline
+        head = f"invalid params for pipeline {pipeline!r}" if pipeline else "invalid params"
+        super().__init__(f"{head}: " + "; ".join(str(p) for p in self.problems))
+
+
+class TemplateError(WorkflowError):
+    """A template expression (``${{ ... }}`` or ``${VAR}``) cannot be rendered."""
+
+    def __init__(self, message: str, *, expr: str | None = None, stage: str | None = None):
+        self.message = message
+        self.expr = expr
+        self.stage = stage
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        where = f"stage {self.stage!r}: " if self.stage else ""
+        expr = f" in {self.expr!r}" if self.expr else ""
+        return f"{where}{self.message}{expr}"
+
+
+class ConditionError(WorkflowError):
+    """An ``if`` expression uses something the restricted evaluator forbids."""
+
+    def __init__(self, message: str, *, expr: str | None = None) -> None:
+        self.expr = expr
+        super().__init__(f"{message} in condition {expr!r}" if expr else message)
+
+
+class StageError(WorkflowError):
+    """A stage failed while running."""
+
+    def __init__(self, message: str, *, stage: str | None = None, job: str | None = None):
+        self.message = message
+        self.stage = stage
+        self.job = job
+        super().__init__(message)
+
+
+class StageCancelled(StageError):  # noqa: N818 - a state, not a failure
+    """A stage was stopped by cancellation or by its timeout."""
+
+
+class JobError(WorkflowError):
+    """A job failed."""
+
+    def __init__(self, message: str, *, job: str | None = None) -> None:
+        self.job = job
+        super().__init__(message)
+
+
+class PipelineError(WorkflowError):
+    """A pipeline cannot run as asked (e.g. a trigger loop)."""
+
+    def __init__(self, message: str, *, pipeline: str | None = None) -> None:
+        self.pipeline = pipeline
+        super().__init__(message)
+
+
+class StoreError(WorkflowError):
+    """The run store cannot be opened or written."""
+
+
+class StoreLockedError(StoreError):
+    """Another scheduler daemon holds the run store's lock."""

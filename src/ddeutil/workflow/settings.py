@@ -1,0 +1,186 @@
+"""Settings: every ``WORKFLOW_*`` environment variable, read once.
+
+:meth:`Settings.from_env` is called at the edges (CLI, daemon, API) and the frozen
+result is passed down. Nothing else in the library reads ``os.environ`` for
+configuration. A bad value stops start-up with a :class:`SettingsError` naming the
+variable and the value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import SettingsError
+
+__all__ = ["ENV_VARS", "Settings"]
+
+T = TypeVar("T")
+
+_TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
+_FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError("expected a boolean (true/false, 1/0, yes/no, on/off)")
+
+
+def _parse_positive_int(raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+    if value < 1:
+        raise ValueError("expected a whole number of at least 1")
+    return value
+
+
+def _parse_positive_float(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("expected a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise ValueError("expected a positive, finite number of seconds")
+    return value
+
+
+def _parse_csv(raw: str) -> tuple[str, ...]:
+    items = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not items:
+        raise ValueError("expected a comma-separated list with at least one item")
+    return items
+
+
+def _parse_zone(raw: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(raw.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("unknown IANA timezone") from None
+
+
+def _parse_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
+
+
+def _parse_optional_str(raw: str) -> str | None:
+    return raw or None
+
+
+def _parse_path(raw: str) -> Path:
+    if not raw.strip():
+        raise ValueError("expected a path")
+    return Path(raw.strip())
+
+
+def _parse_db_url(raw: str) -> str:
+    url = raw.strip()
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in {"sqlite", "postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg"}:
+        raise ValueError("expected sqlite:///<path> or postgresql://...")
+    return url
+
+
+@dataclass(frozen=True)
+class _Var:
+    name: str
+    parse: Callable[[str], Any]
+    default: str | None
+    doc: str
+
+
+def _var(name: str, parse: Callable[[str], Any], default: str | None, doc: str) -> Any:
+    return field(metadata={"var": _Var(name, parse, default, doc)})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Frozen configuration of one process.
+
+    Relative paths are resolved against ``root_path`` when the settings are
+    built, so every consumer sees absolute paths.
+    """
+
+    root_path: Path = _var("WORKFLOW_ROOT_PATH", _parse_path, ".", "root of the application; relative paths below are under it")
+    conf_path: Path = _var("WORKFLOW_CORE_PATH_CONF", _parse_path, "conf", "folder searched recursively for `*.yml` / `*.yaml` templates")
+    registry: tuple[str, ...] = _var("WORKFLOW_CORE_REGISTRY", _parse_csv, "ddeutil.workflow", "comma-separated import prefixes searched for hooks (`<prefix>.<group>`) and short `type` names")
+    registry_filter: tuple[str, ...] = _var("WORKFLOW_CORE_REGISTRY_FILTER", _parse_csv, "ddeutil.workflow.templating", "comma-separated modules whose `@custom_filter` functions become template filters")
+    timezone: ZoneInfo = _var("WORKFLOW_CORE_TIMEZONE", _parse_zone, "Asia/Bangkok", "IANA zone for schedules that name none, and for run ids")
+    stage_default_id: bool = _var("WORKFLOW_CORE_STAGE_DEFAULT_ID", _parse_bool, "true", "a stage without `id` records its outputs under an id derived from its name")
+    stage_raise_error: bool = _var("WORKFLOW_CORE_STAGE_RAISE_ERROR", _parse_bool, "true", "`true`: a failing stage fails its job; `false`: the stage records the error and the job goes on")
+    max_pipeline_poking: int = _var("WORKFLOW_CORE_MAX_PIPELINE_POKING", _parse_positive_int, "4", "how many schedules (`on` entries) of one pipeline are evaluated/released concurrently")
+    max_job_parallel: int = _var("WORKFLOW_CORE_MAX_JOB_PARALLEL", _parse_positive_int, "2", "jobs of one pipeline run at once (threads); `1` = sequential")
+    log_enable_write: bool = _var("WORKFLOW_LOG_ENABLE_WRITE", _parse_bool, "true", "write a log file per run (run records and release claims are always kept)")
+    log_path: Path = _var("WORKFLOW_LOG_PATH", _parse_path, ".workflow/logs", "folder of the per-run log files")
+    log_level: str = _var("WORKFLOW_LOG_LEVEL", _parse_level, "INFO", "level of the console log (DEBUG, INFO, WARNING, ERROR)")
+    app_process_worker: int = _var("WORKFLOW_APP_PROCESS_WORKER", _parse_positive_int, "2", "worker processes of the scheduler daemon")
+    app_pipeline_per_process: int = _var("WORKFLOW_APP_PIPELINE_PER_PROCESS", _parse_positive_int, "100", "pipelines one worker process runs at once, on threads")
+    app_stop_timeout: float = _var("WORKFLOW_APP_STOP_TIMEOUT", _parse_positive_float, "60", "seconds a stopping daemon waits for running pipelines before cancelling them")
+    app_catchup_limit: int = _var("WORKFLOW_APP_CATCHUP_LIMIT", _parse_positive_int, "100", "most releases one schedule replays with `catchup: all` after downtime (the oldest are skipped, and logged)")
+    app_health_stale: float = _var("WORKFLOW_APP_HEALTH_STALE", _parse_positive_float, "180", "seconds after the last heartbeat when `workflow health` reports the daemon as stale")
+    api_db_url: str = _var("WORKFLOW_API_DB_URL", _parse_db_url, "", "run store; `sqlite:///<path>` or `postgresql://...` (`+asyncpg` / `+psycopg` forms accepted); default `sqlite:///<root>/.workflow/runs.db`")
+    api_token: str | None = _var("WORKFLOW_API_TOKEN", _parse_optional_str, "", "bearer token the REST API requires on every route but health")
+    api_insecure: bool = _var("WORKFLOW_API_INSECURE", _parse_bool, "false", "`true` lets the API start without a token (local use only; logged loudly)")
+    api_run_workers: int = _var("WORKFLOW_API_RUN_WORKERS", _parse_positive_int, "4", "pipelines the API process runs at once for manual triggers")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default: the process environment).
+
+        Raises:
+            SettingsError: a variable holds a value that cannot be used; the
+                message names the variable and the value.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            var: _Var = f.metadata["var"]
+            raw = env.get(var.name)
+            if raw is None or (raw == "" and var.default is not None):
+                raw = var.default or ""
+                if not raw:
+                    values[f.name] = None
+                    continue
+            try:
+                values[f.name] = var.parse(raw)
+            except ValueError as exc:
+                raise SettingsError(var.name, raw, str(exc)) from None
+        return cls._resolved(values)
+
+    @classmethod
+    def _resolved(cls, values: dict[str, Any]) -> Settings:
+        root = Path(values["root_path"]).expanduser().resolve()
+        values["root_path"] = root
+        for name in ("conf_path", "log_path"):
+            values[name] = (root / values[name]).resolve()
+        if not values["api_db_url"]:
+            values["api_db_url"] = f"sqlite:///{root / '.workflow' / 'runs.db'}"
+        return cls(**values)
+
+    def evolve(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied (for tests and embedding apps)."""
+        return replace(self, **changes)
+
+
+def env_table() -> list[tuple[str, str, str]]:
+    """Return (variable, default, meaning) for every setting, in declaration order."""
+    rows = []
+    for f in fields(Settings):
+        var: _Var = f.metadata["var"]
+        rows.append((var.name, var.default or "", var.doc))
+    return rows
+
+
+ENV_VARS: tuple[str, ...] = tuple(row[0] for row in env_table())
