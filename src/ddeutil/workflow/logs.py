@@ -18,6 +18,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -59,7 +60,11 @@ class _TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
-        ctx = [str(getattr(record, k)) for k in ("pipeline", "job", "stage") if getattr(record, k, None)]
+        ctx = [
+            str(getattr(record, k))
+            for k in ("pipeline", "job", "stage")
+            if getattr(record, k, None)
+        ]
         run_id = getattr(record, "run_id", None)
         if run_id or ctx:
             prefix = f"[{run_id or '-'} {'/'.join(ctx)}]".replace(" ]", "]")
@@ -107,7 +112,9 @@ def configure_logging(
     if fmt == "json":
         handler.setFormatter(_json_formatter())
     else:
-        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)-7s | %(message)s", "%H:%M:%S"))
+        handler.setFormatter(
+            _TextFormatter("%(asctime)s %(levelname)-7s | %(message)s", "%H:%M:%S")
+        )
     if masker is not None:
         handler.addFilter(MaskingFilter(masker))
     root = logging.getLogger()
@@ -166,7 +173,7 @@ class RunLogRouter(logging.Handler):
         if fh is None:
             return
         line: dict[str, Any] = {
-            "time": self.formatTime(record) if self.formatter else _iso(record.created),
+            "time": _iso(record.created),
             "level": record.levelname,
             "message": self._masker.text(record.getMessage()),
         }
@@ -196,6 +203,4 @@ class RunLogRouter(logging.Handler):
 
 
 def _iso(created: float) -> str:
-    from datetime import datetime, timezone
-
     return datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="milliseconds")

@@ -88,7 +88,13 @@ def _parse_path(raw: str) -> Path:
 def _parse_db_url(raw: str) -> str:
     url = raw.strip()
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme not in {"sqlite", "postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg"}:
+    if scheme not in {
+        "sqlite",
+        "postgresql",
+        "postgres",
+        "postgresql+asyncpg",
+        "postgresql+psycopg",
+    }:
         raise ValueError("expected sqlite:///<path> or postgresql://...")
     return url
 
@@ -101,8 +107,10 @@ class _Var:
     doc: str
 
 
-def _var(name: str, parse: Callable[[str], Any], default: str | None, doc: str) -> Any:
-    return field(metadata={"var": _Var(name, parse, default, doc)})
+def _var(
+    name: str, parse: Callable[[str], Any], default: str | None, doc: str, *, secret: bool = False
+) -> Any:
+    return field(repr=not secret, metadata={"var": _Var(name, parse, default, doc)})
 
 
 @dataclass(frozen=True)
@@ -113,27 +121,130 @@ class Settings:
     built, so every consumer sees absolute paths.
     """
 
-    root_path: Path = _var("WORKFLOW_ROOT_PATH", _parse_path, ".", "root of the application; relative paths below are under it")
-    conf_path: Path = _var("WORKFLOW_CORE_PATH_CONF", _parse_path, "conf", "folder searched recursively for `*.yml` / `*.yaml` templates")
-    registry: tuple[str, ...] = _var("WORKFLOW_CORE_REGISTRY", _parse_csv, "ddeutil.workflow", "comma-separated import prefixes searched for hooks (`<prefix>.<group>`) and short `type` names")
-    registry_filter: tuple[str, ...] = _var("WORKFLOW_CORE_REGISTRY_FILTER", _parse_csv, "ddeutil.workflow.templating", "comma-separated modules whose `@custom_filter` functions become template filters")
-    timezone: ZoneInfo = _var("WORKFLOW_CORE_TIMEZONE", _parse_zone, "Asia/Bangkok", "IANA zone for schedules that name none, and for run ids")
-    stage_default_id: bool = _var("WORKFLOW_CORE_STAGE_DEFAULT_ID", _parse_bool, "true", "a stage without `id` records its outputs under an id derived from its name")
-    stage_raise_error: bool = _var("WORKFLOW_CORE_STAGE_RAISE_ERROR", _parse_bool, "true", "`true`: a failing stage fails its job; `false`: the stage records the error and the job goes on")
-    max_pipeline_poking: int = _var("WORKFLOW_CORE_MAX_PIPELINE_POKING", _parse_positive_int, "4", "how many schedules (`on` entries) of one pipeline are evaluated/released concurrently")
-    max_job_parallel: int = _var("WORKFLOW_CORE_MAX_JOB_PARALLEL", _parse_positive_int, "2", "jobs of one pipeline run at once (threads); `1` = sequential")
-    log_enable_write: bool = _var("WORKFLOW_LOG_ENABLE_WRITE", _parse_bool, "true", "write a log file per run (run records and release claims are always kept)")
-    log_path: Path = _var("WORKFLOW_LOG_PATH", _parse_path, ".workflow/logs", "folder of the per-run log files")
-    log_level: str = _var("WORKFLOW_LOG_LEVEL", _parse_level, "INFO", "level of the console log (DEBUG, INFO, WARNING, ERROR)")
-    app_process_worker: int = _var("WORKFLOW_APP_PROCESS_WORKER", _parse_positive_int, "2", "worker processes of the scheduler daemon")
-    app_pipeline_per_process: int = _var("WORKFLOW_APP_PIPELINE_PER_PROCESS", _parse_positive_int, "100", "pipelines one worker process runs at once, on threads")
-    app_stop_timeout: float = _var("WORKFLOW_APP_STOP_TIMEOUT", _parse_positive_float, "60", "seconds a stopping daemon waits for running pipelines before cancelling them")
-    app_catchup_limit: int = _var("WORKFLOW_APP_CATCHUP_LIMIT", _parse_positive_int, "100", "most releases one schedule replays with `catchup: all` after downtime (the oldest are skipped, and logged)")
-    app_health_stale: float = _var("WORKFLOW_APP_HEALTH_STALE", _parse_positive_float, "180", "seconds after the last heartbeat when `workflow health` reports the daemon as stale")
-    api_db_url: str = _var("WORKFLOW_API_DB_URL", _parse_db_url, "", "run store; `sqlite:///<path>` or `postgresql://...` (`+asyncpg` / `+psycopg` forms accepted); default `sqlite:///<root>/.workflow/runs.db`")
-    api_token: str | None = _var("WORKFLOW_API_TOKEN", _parse_optional_str, "", "bearer token the REST API requires on every route but health")
-    api_insecure: bool = _var("WORKFLOW_API_INSECURE", _parse_bool, "false", "`true` lets the API start without a token (local use only; logged loudly)")
-    api_run_workers: int = _var("WORKFLOW_API_RUN_WORKERS", _parse_positive_int, "4", "pipelines the API process runs at once for manual triggers")
+    root_path: Path = _var(
+        "WORKFLOW_ROOT_PATH",
+        _parse_path,
+        ".",
+        "root of the application; relative paths below are under it",
+    )
+    conf_path: Path = _var(
+        "WORKFLOW_CORE_PATH_CONF",
+        _parse_path,
+        "conf",
+        "folder searched recursively for `*.yml` / `*.yaml` templates",
+    )
+    registry: tuple[str, ...] = _var(
+        "WORKFLOW_CORE_REGISTRY",
+        _parse_csv,
+        "ddeutil.workflow",
+        "comma-separated import prefixes searched for hooks (`<prefix>.<group>`) and short `type` names",
+    )
+    registry_filter: tuple[str, ...] = _var(
+        "WORKFLOW_CORE_REGISTRY_FILTER",
+        _parse_csv,
+        "ddeutil.workflow.templating",
+        "comma-separated modules whose `@custom_filter` functions become template filters",
+    )
+    timezone: ZoneInfo = _var(
+        "WORKFLOW_CORE_TIMEZONE",
+        _parse_zone,
+        "Asia/Bangkok",
+        "IANA zone for schedules that name none, and for run ids",
+    )
+    stage_default_id: bool = _var(
+        "WORKFLOW_CORE_STAGE_DEFAULT_ID",
+        _parse_bool,
+        "true",
+        "a stage without `id` records its outputs under an id derived from its name",
+    )
+    stage_raise_error: bool = _var(
+        "WORKFLOW_CORE_STAGE_RAISE_ERROR",
+        _parse_bool,
+        "true",
+        "`true`: a failing stage fails its job; `false`: the stage records the error and the job goes on",
+    )
+    max_pipeline_poking: int = _var(
+        "WORKFLOW_CORE_MAX_PIPELINE_POKING",
+        _parse_positive_int,
+        "4",
+        "how many schedules (`on` entries) of one pipeline are evaluated/released concurrently",
+    )
+    max_job_parallel: int = _var(
+        "WORKFLOW_CORE_MAX_JOB_PARALLEL",
+        _parse_positive_int,
+        "2",
+        "jobs of one pipeline run at once (threads); `1` = sequential",
+    )
+    log_enable_write: bool = _var(
+        "WORKFLOW_LOG_ENABLE_WRITE",
+        _parse_bool,
+        "true",
+        "write a log file per run (run records and release claims are always kept)",
+    )
+    log_path: Path = _var(
+        "WORKFLOW_LOG_PATH", _parse_path, ".workflow/logs", "folder of the per-run log files"
+    )
+    log_level: str = _var(
+        "WORKFLOW_LOG_LEVEL",
+        _parse_level,
+        "INFO",
+        "level of the console log (DEBUG, INFO, WARNING, ERROR)",
+    )
+    app_process_worker: int = _var(
+        "WORKFLOW_APP_PROCESS_WORKER",
+        _parse_positive_int,
+        "2",
+        "worker processes of the scheduler daemon",
+    )
+    app_pipeline_per_process: int = _var(
+        "WORKFLOW_APP_PIPELINE_PER_PROCESS",
+        _parse_positive_int,
+        "100",
+        "pipelines one worker process runs at once, on threads",
+    )
+    app_stop_timeout: float = _var(
+        "WORKFLOW_APP_STOP_TIMEOUT",
+        _parse_positive_float,
+        "60",
+        "seconds a stopping daemon waits for running pipelines before cancelling them",
+    )
+    app_catchup_limit: int = _var(
+        "WORKFLOW_APP_CATCHUP_LIMIT",
+        _parse_positive_int,
+        "100",
+        "most releases one schedule replays with `catchup: all` after downtime (the oldest are skipped, and logged)",
+    )
+    app_health_stale: float = _var(
+        "WORKFLOW_APP_HEALTH_STALE",
+        _parse_positive_float,
+        "180",
+        "seconds after the last heartbeat when `workflow health` reports the daemon as stale",
+    )
+    api_db_url: str = _var(
+        "WORKFLOW_API_DB_URL",
+        _parse_db_url,
+        "",
+        "run store; `sqlite:///<path>` or `postgresql://...` (`+asyncpg` / `+psycopg` forms accepted); default `sqlite:///<root>/.workflow/runs.db`",
+    )
+    api_token: str | None = _var(
+        "WORKFLOW_API_TOKEN",
+        _parse_optional_str,
+        "",
+        "bearer token the REST API requires on every route but health",
+        secret=True,
+    )
+    api_insecure: bool = _var(
+        "WORKFLOW_API_INSECURE",
+        _parse_bool,
+        "false",
+        "`true` lets the API start without a token (local use only; logged loudly)",
+    )
+    api_run_workers: int = _var(
+        "WORKFLOW_API_RUN_WORKERS",
+        _parse_positive_int,
+        "4",
+        "pipelines the API process runs at once for manual triggers",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -83,7 +83,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         print(f"workflow: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     masker = Masker.from_env(os.environ)
-    configure_logging(fmt=args.log_format, level=args.log_level or settings.log_level, masker=masker)
+    configure_logging(
+        fmt=args.log_format, level=args.log_level or settings.log_level, masker=masker
+    )
     handler: Handler = args.handler
     try:
         return handler(args, CliContext(settings=settings, masker=masker, out=stream))
