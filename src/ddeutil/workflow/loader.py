@@ -1,0 +1,487 @@
+"""The template loader: every top-level key of every YAML file in the conf folder.
+
+A :class:`Loader` reads the conf folder once, when it is built: every ``*.yml`` /
+``*.yaml`` file below it (recursively, sorted, hidden files and folders skipped) is
+parsed a single time and each of its top-level keys is indexed as a template.
+Lookups afterwards are dictionary hits. A loader never changes; :meth:`Loader.refreshed`
+returns a new one when the files changed (the daemon's hot reload).
+
+Policy for broken input: one bad file or template never stops the others. Each
+problem becomes a :class:`~ddeutil.workflow.errors.ConfigError` carrying the file,
+the template and the key, collected in :attr:`Loader.errors`; the broken template
+is left out of :meth:`Loader.names`, and :meth:`Loader.get` on it raises
+:class:`~ddeutil.workflow.errors.TemplateNotFound` that states why. Problems
+reported this way:
+
+* a YAML syntax error (file, line and column);
+* a duplicate key inside any mapping (file and both lines);
+* a file whose top level is not a mapping of template names;
+* a template that is not a mapping, or has no string ``type``;
+* a template name defined in two files (or twice in one): the name is unusable and
+  the error names every file that defines it - never "last one wins".
+
+YAML dialect: the safe loader, with YAML 1.1's surprises removed. Only ``true`` /
+``false`` (any case) are booleans, so ``on:``, ``off``, ``yes``, ``no``, ``y``, ``n``
+stay strings; ``01:30`` stays a string instead of the base-60 integer 90. The C
+LibYAML parser is used when PyYAML was built with it, with the same rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from yaml.constructor import ConstructorError
+from yaml.nodes import MappingNode, Node, ScalarNode
+
+from .errors import ConfigError, TemplateNotFound
+from .registry import resolve_type
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+__all__ = ["Fingerprint", "Loader", "RawTemplate", "YamlLoader", "load_yaml"]
+
+logger = logging.getLogger(__name__)
+
+Fingerprint = tuple[tuple[str, int, int], ...]
+"""``(path, mtime_ns, size)`` of every YAML file, sorted by path."""
+
+YAML_SUFFIXES = frozenset({".yml", ".yaml"})
+
+# ------------------------------------------------------------------------------- YAML
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_NULL_TAG = "tag:yaml.org,2002:null"
+
+# YAML 1.1 ints and floats without the base-60 forms (``1:30`` -> 90).
+_INT = re.compile(
+    r"""^(?:[-+]?0b[0-1_]+
+    |[-+]?0[0-7_]+
+    |[-+]?(?:0|[1-9][0-9_]*)
+    |[-+]?0x[0-9a-fA-F_]+)$""",
+    re.X,
+)
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+    |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+_BOOL = re.compile(r"^(?:[Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$")
+
+
+def _resolvers(base: type[yaml.resolver.BaseResolver]) -> dict[Any, list[tuple[str, Any]]]:
+    """The base resolvers with the bool, int and float rules replaced."""
+    replaced = {_BOOL_TAG, _INT_TAG, _FLOAT_TAG}
+    table: dict[Any, list[tuple[str, Any]]] = {}
+    for first, rules in base.yaml_implicit_resolvers.items():
+        kept = [(t, rx) for t, rx in rules if t not in replaced]
+        if kept:
+            table[first] = kept
+    for tag, regexp, firsts in (
+        (_BOOL_TAG, _BOOL, "tTfF"),
+        (_INT_TAG, _INT, "-+0123456789"),
+        (_FLOAT_TAG, _FLOAT, "-+0123456789."),
+    ):
+        for first in firsts:
+            table.setdefault(first, []).append((tag, regexp))
+    return table
+
+
+class _StrictMappings:
+    """Mixin: a key repeated inside one mapping is an error, not "last one wins"."""
+
+    def construct_mapping(self, node: Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, MappingNode):
+            seen: dict[tuple[str, str], Node] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, ScalarNode) or key_node.tag == _MERGE_TAG:
+                    continue
+                ident = (key_node.tag, key_node.value)
+                if ident in seen:
+                    first = seen[ident].start_mark.line + 1
+                    raise ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {key_node.value!r} (first at line {first})",
+                        key_node.start_mark,
+                    )
+                seen[ident] = key_node
+        return super().construct_mapping(node, deep)  # type: ignore[misc,no-any-return]
+
+
+class _PySafeLoader(_StrictMappings, yaml.SafeLoader):
+    yaml_implicit_resolvers = _resolvers(yaml.SafeLoader)
+
+
+_CSafeLoader: type[Any] | None = None
+if hasattr(yaml, "CSafeLoader"):  # pragma: no branch - PyYAML wheels ship LibYAML
+
+    class _CSafeLoaderImpl(_StrictMappings, yaml.CSafeLoader):
+        yaml_implicit_resolvers = _resolvers(yaml.CSafeLoader)
+
+    _CSafeLoader = _CSafeLoaderImpl
+
+YamlLoader: type[Any] = _CSafeLoader or _PySafeLoader
+"""The loader class used for templates (LibYAML when available)."""
+
+
+def load_yaml(text: str) -> Any:
+    """Parse one YAML document with the template dialect (for tests and tools)."""
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+# -------------------------------------------------------------------------- templates
+
+
+@dataclass(frozen=True)
+class RawTemplate:
+    """One template as read from disk, before any class validates it.
+
+    Attributes:
+        name: The top-level key.
+        file: The YAML file it was read from.
+        data: The mapping under the key, as parsed (``type`` included). Shared with
+            the loader's index: treat it as read-only.
+        type: The ``type`` value (always set for templates a :class:`Loader` returns).
+    """
+
+    name: str
+    file: Path
+    data: Mapping[str, Any] = field(hash=False)
+    type: str | None = None
+
+    def error(self, message: str, *, key: str | None = None) -> ConfigError:
+        """A ConfigError located at this template (and ``key``)."""
+        return ConfigError(message, file=str(self.file), template=self.name, key=key)
+
+
+@dataclass
+class _Entry:
+    """One definition of a template name: usable (``template``) or broken (``error``)."""
+
+    name: str
+    file: Path
+    line: int
+    template: RawTemplate | None = None
+    error: ConfigError | None = None
+
+
+class Loader:
+    """An immutable index of the templates under one conf folder.
+
+    Args:
+        conf_path: The folder searched recursively for ``*.yml`` / ``*.yaml``.
+        prefixes: Registry prefixes used to resolve ``type`` names.
+
+    Attributes:
+        conf_path: As given.
+        prefixes: As given, as a tuple.
+        errors: Every problem found while reading, each with file/template/key, in
+            file order (duplicate-name errors last).
+    """
+
+    def __init__(self, conf_path: Path, *, prefixes: Sequence[str] = ("ddeutil.workflow",)) -> None:
+        self.conf_path = Path(conf_path)
+        self.prefixes: tuple[str, ...] = tuple(prefixes)
+        self._templates: dict[str, RawTemplate] = {}
+        self._broken: dict[str, ConfigError] = {}
+        self._classes: dict[str, type] = {}
+        errors: list[ConfigError] = []
+        self._fingerprint = self._read_all(errors)
+        self.errors: tuple[ConfigError, ...] = tuple(errors)
+        logger.debug(
+            "loaded %d templates from %d files in %s (%d errors)",
+            len(self._templates),
+            len(self._fingerprint),
+            self.conf_path,
+            len(self.errors),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Loader:
+        """A loader over ``settings.conf_path`` with ``settings.registry`` prefixes."""
+        return cls(settings.conf_path, prefixes=settings.registry)
+
+    def __repr__(self) -> str:
+        return (
+            f"Loader({str(self.conf_path)!r}, templates={len(self._templates)}, "
+            f"errors={len(self.errors)})"
+        )
+
+    # ------------------------------------------------------------------ lookups
+
+    def get(self, name: str) -> RawTemplate:
+        """The template called ``name``.
+
+        Raises:
+            TemplateNotFound: no such template, or the template is broken (then the
+                message carries the reason and ``__cause__`` the original error).
+        """
+        try:
+            return self._templates[name]
+        except KeyError:
+            pass
+        broken = self._broken.get(name)
+        if broken is None:
+            raise TemplateNotFound(name)
+        exc = TemplateNotFound(name)
+        exc.message = f"cannot be used: {broken.message}"
+        exc.args = (exc.message,)
+        exc.file = broken.file
+        exc.key = broken.key
+        raise exc from broken
+
+    def names(self) -> list[str]:
+        """Names of every usable template, sorted."""
+        return sorted(self._templates)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._templates
+
+    def __len__(self) -> int:
+        return len(self._templates)
+
+    def __iter__(self) -> Iterator[RawTemplate]:
+        """Usable templates, sorted by name."""
+        return (self._templates[n] for n in self.names())
+
+    def resolve_class(self, template: RawTemplate) -> type:
+        """The class ``template.type`` names (see :func:`registry.resolve_type`).
+
+        Raises:
+            ConfigError: located at the template's ``type`` key.
+        """
+        if template.type is None:
+            raise template.error("missing `type`", key="type")
+        cached = self._classes.get(template.type)
+        if cached is not None:
+            return cached
+        try:
+            cls = resolve_type(template.type, self.prefixes)
+        except ConfigError as exc:
+            raise exc.located(file=str(template.file), template=template.name) from exc
+        self._classes[template.type] = cls
+        return cls
+
+    def of_type(self, cls: type) -> list[RawTemplate]:
+        """Templates whose ``type`` resolves to ``cls`` or a subclass, sorted by name.
+
+        Templates whose type does not resolve are skipped here (``validate`` reports
+        them).
+        """
+        found = []
+        for template in self:
+            try:
+                resolved = self.resolve_class(template)
+            except ConfigError:
+                continue
+            if issubclass(resolved, cls):
+                found.append(template)
+        return found
+
+    # ------------------------------------------------------------------- reload
+
+    def fingerprint(self) -> Fingerprint:
+        """``(path, mtime_ns, size)`` of every YAML file now on disk, sorted by path.
+
+        Compared with the fingerprint taken while reading, it tells whether any file
+        was added, removed or changed. Costs one directory walk and one ``stat``
+        per file; no file is read.
+        """
+        return tuple(_stat(p) for p in _discover(self.conf_path))
+
+    def refreshed(self) -> Loader:
+        """A new loader when the conf folder changed since this one read it, else ``self``."""
+        if self.fingerprint() == self._fingerprint:
+            return self
+        return type(self)(self.conf_path, prefixes=self.prefixes)
+
+    # ------------------------------------------------------------------ reading
+
+    def _read_all(self, errors: list[ConfigError]) -> Fingerprint:
+        if not self.conf_path.is_dir():
+            errors.append(
+                ConfigError(
+                    f"conf folder {str(self.conf_path)!r} does not exist or is not a folder"
+                )
+            )
+            return ()
+        stats = []
+        defined: dict[str, list[_Entry]] = {}
+        for path in _discover(self.conf_path):
+            try:
+                stats.append(_stat(path))  # before reading: a later edit changes it
+                text = path.read_text(encoding="utf-8-sig")
+            except (OSError, UnicodeDecodeError) as exc:
+                errors.append(ConfigError(f"cannot read file: {exc}", file=str(path)))
+                continue
+            for entry in _parse_file(path, text, errors):
+                defined.setdefault(entry.name, []).append(entry)
+        for name, entries in defined.items():
+            if len(entries) == 1:
+                entry = entries[0]
+                if entry.template is not None:
+                    self._templates[name] = entry.template
+                elif entry.error is not None:  # pragma: no branch - one of both is set
+                    self._broken[name] = entry.error
+                continue
+            places = " and ".join(f"{e.file} (line {e.line})" for e in entries)
+            error = ConfigError(
+                f"template name {name!r} is defined more than once: in {places}; "
+                "rename one of them",
+                file=str(entries[-1].file),
+                template=name,
+            )
+            errors.append(error)
+            self._broken[name] = error
+        return tuple(stats)
+
+
+def _parse_file(path: Path, text: str, errors: list[ConfigError]) -> list[_Entry]:
+    """Parse one file into template entries; every problem is appended to ``errors``."""
+    file = str(path)
+    loader = YamlLoader(text)
+    entries: list[_Entry] = []
+    try:
+        while loader.check_node():
+            root = loader.get_node()
+            if root is None or root.tag == _NULL_TAG:  # an empty document
+                continue
+            if not isinstance(root, MappingNode):
+                errors.append(
+                    ConfigError(
+                        f"line {root.start_mark.line + 1}: the top level of a template file "
+                        f"must be a mapping of template names, got a {_node_kind(root)}",
+                        file=file,
+                    )
+                )
+                continue
+            loader.flatten_mapping(root)
+            entries.extend(_templates_of(path, loader, root, errors))
+    except yaml.MarkedYAMLError as exc:
+        errors.append(ConfigError(_yaml_message(exc), file=file))
+    except yaml.YAMLError as exc:
+        errors.append(ConfigError(f"invalid YAML: {exc}", file=file))
+    finally:
+        loader.dispose()
+    return entries
+
+
+def _templates_of(
+    path: Path, loader: Any, root: MappingNode, errors: list[ConfigError]
+) -> Iterator[_Entry]:
+    """One entry per top-level key of ``root``, constructing each value separately.
+
+    Values are built one by one, so a bad value (a duplicate key, an impossible
+    date) breaks only its own template.
+    """
+    file = str(path)
+    for key_node, value_node in root.value:
+        line = key_node.start_mark.line + 1
+        name = loader.construct_object(key_node, deep=True)
+        if not isinstance(name, str) or not name:
+            errors.append(
+                ConfigError(
+                    f"line {line}: a template name must be a non-empty string, got {name!r}",
+                    file=file,
+                )
+            )
+            continue
+        try:
+            data = loader.construct_object(value_node, deep=True)
+        except yaml.MarkedYAMLError as exc:
+            problem: tuple[str, str | None] | None = (_yaml_message(exc), None)
+        except (ValueError, TypeError, OverflowError) as exc:
+            problem = (f"line {line}: cannot read a value: {exc}", None)
+        else:
+            problem = _check_template(data)
+            if problem is not None:
+                problem = (f"line {line}: {problem[0]}", problem[1])
+        if problem is not None:
+            error = ConfigError(problem[0], file=file, template=name, key=problem[1])
+            errors.append(error)
+            yield _Entry(name, path, line, error=error)
+            continue
+        yield _Entry(name, path, line, template=RawTemplate(name, path, data, data["type"].strip()))
+
+
+def _check_template(data: Any) -> tuple[str, str | None] | None:
+    """``(message, key)`` of the first structural problem of a template, or None."""
+    if not isinstance(data, dict):
+        got = "nothing" if data is None else f"a {type(data).__name__} ({data!r:.40})"
+        return (f"a template must be a mapping with a `type` key, got {got}", None)
+    if "type" not in data:
+        return ("missing `type` (e.g. `type: pipeline.Pipeline` or `type: on.On`)", "type")
+    if not isinstance(data["type"], str) or not data["type"].strip():
+        return (f"`type` must be a class name string, got {data['type']!r}", "type")
+    return None
+
+
+def _node_kind(node: Node) -> str:
+    if isinstance(node, MappingNode):  # pragma: no cover - callers handle mappings
+        return "mapping"
+    if isinstance(node, ScalarNode):
+        return f"scalar ({node.value!r:.40})"
+    return "list"
+
+
+def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
+    """``line L, column C: <problem> (<context> at line M)`` from a PyYAML error."""
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = exc.problem or "invalid YAML"
+    context = ""
+    if exc.context:
+        at = f" at line {exc.context_mark.line + 1}" if exc.context_mark else ""
+        context = f" ({exc.context}{at})"
+    kind = "YAML error" if isinstance(exc, ConstructorError) else "YAML syntax error"
+    return f"{kind}: {where}{problem}{context}"
+
+
+# ---------------------------------------------------------------------- discovery
+
+
+def _discover(conf_path: Path) -> list[Path]:
+    """Every ``*.yml`` / ``*.yaml`` below ``conf_path``, sorted by relative path.
+
+    Hidden files and folders (``.git``, editor swap files, the ``..data`` links of a
+    Kubernetes ConfigMap mount) are skipped. Symlinked folders are followed once.
+    """
+    found: list[tuple[str, Path]] = []
+    seen_dirs: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(conf_path, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen_dirs:
+            dirnames[:] = []
+            continue
+        seen_dirs.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        base = Path(dirpath)
+        for filename in filenames:
+            if filename.startswith("."):
+                continue
+            path = base / filename
+            if path.suffix.lower() in YAML_SUFFIXES and path.is_file():
+                found.append((path.relative_to(conf_path).as_posix(), path))
+    found.sort()
+    return [p for _, p in found]
+
+
+def _stat(path: Path) -> tuple[str, int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (str(path), -1, -1)
+    return (str(path), st.st_mtime_ns, st.st_size)
