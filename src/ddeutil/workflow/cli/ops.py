@@ -1,9 +1,195 @@
-"""CLI verbs (placeholder: filled in by its issue)."""
+"""Operations verbs: ``scheduler``, ``health``, ``runs`` and ``logs``.
+
+* ``workflow scheduler [--once]`` runs the daemon in the foreground, exactly like
+  ``python -m ddeutil.workflow.app`` (see :mod:`ddeutil.workflow.app.daemon`).
+* ``workflow health`` prints the age of the scheduler's last heartbeat and exits
+  0 when it is fresher than ``WORKFLOW_APP_HEALTH_STALE`` seconds, 1 when it is
+  stale, missing or the store cannot be read (Docker ``HEALTHCHECK``, systemd).
+* ``workflow runs [--pipeline NAME] [--status S] [--limit N] [--json]`` lists
+  run records from the run store, newest first.
+* ``workflow logs RUN_ID [--json]`` prints the per-run log file (written under
+  ``WORKFLOW_LOG_PATH`` when ``WORKFLOW_LOG_ENABLE_WRITE`` is on); exit 2 for a
+  run the store does not know and that has no log file, 1 for a known run
+  without a log file.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from ..app.options import add_arguments
+from ..clock import SystemClock
+from ..errors import StoreError
+from ..logs import run_log_path
+from ..result import Status
+from ..store import open_store
+from ..store.base import RunRecord, RunStore
+from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliContext
+
+__all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add this module's verbs to the parser."""
+    """Add ``scheduler``, ``health``, ``runs`` and ``logs`` to the parser."""
+    p = sub.add_parser(
+        "scheduler",
+        help="run the scheduler daemon in the foreground",
+        description="Run the scheduler daemon in the foreground (like python -m "
+        "ddeutil.workflow.app). SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the conf.",
+    )
+    add_arguments(p)
+    p.set_defaults(handler=_cmd_scheduler)
+
+    p = sub.add_parser(
+        "health",
+        help="exit 0 when the scheduler heartbeat is fresh, 1 otherwise",
+        description="Report the age of the scheduler's last heartbeat. Exit 0 when it is "
+        "fresher than WORKFLOW_APP_HEALTH_STALE seconds, 1 when stale or missing.",
+    )
+    p.set_defaults(handler=_cmd_health)
+
+    p = sub.add_parser("runs", help="list run records, newest first")
+    p.add_argument("--pipeline", help="only runs of this pipeline")
+    p.add_argument(
+        "--status",
+        type=str.upper,
+        choices=[s.value for s in Status],
+        help="only runs with this status",
+    )
+    p.add_argument("--limit", type=_positive, default=20, help="most runs shown (default 20)")
+    p.add_argument("--json", action="store_true", help="print the records as a JSON list")
+    p.set_defaults(handler=_cmd_runs)
+
+    p = sub.add_parser("logs", help="print the log of one run")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--json", action="store_true", help="print the raw JSON lines")
+    p.set_defaults(handler=_cmd_logs)
+
+
+def _positive(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+@contextmanager
+def _store(ctx: CliContext) -> Iterator[RunStore]:
+    store = open_store(ctx.settings.api_db_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _cmd_scheduler(args: argparse.Namespace, ctx: CliContext) -> int:
+    from ..app.daemon import serve
+
+    return serve(ctx.settings, masker=ctx.masker, once=args.once)
+
+
+def _cmd_health(args: argparse.Namespace, ctx: CliContext) -> int:
+    stale = ctx.settings.app_health_stale
+    try:
+        with _store(ctx) as store:
+            beat = store.last_heartbeat()
+    except StoreError as exc:
+        print(f"unhealthy: cannot read the run store: {ctx.masker.text(str(exc))}", file=ctx.out)
+        return EXIT_FAILED
+    if beat is None:
+        print("unhealthy: no scheduler heartbeat recorded (has the daemon ever run?)", file=ctx.out)
+        return EXIT_FAILED
+    at, owner = beat
+    age = (SystemClock().now() - at).total_seconds()
+    state = "healthy" if age <= stale else "stale"
+    print(
+        f"{state}: last heartbeat {age:.1f}s ago at {at.isoformat()} by {owner} "
+        f"(stale after {stale:g}s)",
+        file=ctx.out,
+    )
+    return EXIT_OK if age <= stale else EXIT_FAILED
+
+
+def _cmd_runs(args: argparse.Namespace, ctx: CliContext) -> int:
+    with _store(ctx) as store:
+        runs = store.list_runs(
+            pipeline=args.pipeline,
+            status=Status(args.status) if args.status else None,
+            limit=args.limit,
+        )
+    if args.json:
+        data = [ctx.masker.data(run.to_dict()) for run in runs]
+        print(json.dumps(data, indent=2, default=str), file=ctx.out)
+        return EXIT_OK
+    if not runs:
+        print("no runs", file=ctx.out)
+        return EXIT_OK
+    rows = [("RUN ID", "PIPELINE", "TRIGGER", "STATUS", "RELEASE", "DURATION", "ERROR")]
+    rows.extend(_row(run) for run in runs)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
+        print(ctx.masker.text("  ".join([*cells, row[-1]]).rstrip()), file=ctx.out)
+    return EXIT_OK
+
+
+def _row(run: RunRecord) -> tuple[str, str, str, str, str, str, str]:
+    release = run.release.at.isoformat(timespec="minutes") if run.release else "-"
+    return (
+        run.run_id,
+        run.pipeline,
+        run.trigger.value,
+        run.status.value,
+        release,
+        _duration(run.started, run.ended),
+        (run.error or "").splitlines()[0] if run.error else "",
+    )
+
+
+def _duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return "-"
+    return f"{(end - start).total_seconds():.1f}s"
+
+
+def _cmd_logs(args: argparse.Namespace, ctx: CliContext) -> int:
+    path = run_log_path(ctx.settings.log_path, args.run_id)
+    if not path.is_file():
+        with _store(ctx) as store:
+            known = store.get_run(args.run_id)
+        if known is None:
+            print(f"workflow: error: no run {args.run_id!r} in the run store", file=sys.stderr)
+            return EXIT_USAGE
+        why = "" if ctx.settings.log_enable_write else " (WORKFLOW_LOG_ENABLE_WRITE is off)"
+        print(f"run {args.run_id} ({known.status.value}) has no log file{why}", file=ctx.out)
+        return EXIT_FAILED
+    with path.open(encoding="utf-8") as fh:
+        for raw in fh:
+            line = raw.rstrip("\n")
+            print(ctx.masker.text(line if args.json else _render(line)), file=ctx.out)
+    return EXIT_OK
+
+
+def _render(line: str) -> str:
+    try:
+        data: Any = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(data, dict):
+        return line
+    where = "/".join(str(data[k]) for k in ("job", "stage") if data.get(k))
+    head = f"{data.get('time', '')} {data.get('level', ''):<7}"
+    return (
+        f"{head} [{where}] {data.get('message', '')}"
+        if where
+        else f"{head} {data.get('message', '')}"
+    )

@@ -1,0 +1,214 @@
+"""``workflow health | runs | logs``: exit codes and output, against a real SQLite store."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from ddeutil.workflow.cli import main
+from ddeutil.workflow.clock import SystemClock
+from ddeutil.workflow.logs import run_log_path
+from ddeutil.workflow.result import Status
+from ddeutil.workflow.settings import Settings
+from ddeutil.workflow.store import open_store
+from ddeutil.workflow.store.base import ReleaseKey, RunStore, TriggerKind
+
+UTC = timezone.utc
+Run = Callable[..., tuple[int, str]]
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)
+
+
+@pytest.fixture
+def env(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for name in list(__import__("os").environ):
+        if name.startswith("WORKFLOW_"):
+            monkeypatch.delenv(name)
+    values = {
+        "WORKFLOW_ROOT_PATH": str(root),
+        "WORKFLOW_CORE_TIMEZONE": "UTC",
+        "WORKFLOW_APP_HEALTH_STALE": "180",
+        "DEMO_SECRET_TOKEN": "hunter2-secret",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+@pytest.fixture
+def store(env: dict[str, str]) -> Iterator[RunStore]:
+    s = open_store(Settings.from_env(env).api_db_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def run_cli(env: dict[str, str]) -> Run:
+    def _run(*argv: str) -> tuple[int, str]:
+        out = io.StringIO()
+        code = main(["--log-format", "text", *argv], out=out)
+        return code, out.getvalue()
+
+    return _run
+
+
+def test_health_without_any_heartbeat_is_unhealthy(run_cli: Run, store: RunStore) -> None:
+    code, out = run_cli("health")
+    assert code == 1
+    assert "no scheduler heartbeat" in out
+
+
+def test_health_with_a_fresh_heartbeat_is_healthy_and_prints_the_age(
+    run_cli: Run, store: RunStore
+) -> None:
+    store.heartbeat(now=SystemClock().now() - timedelta(seconds=30), owner="host:42")
+    code, out = run_cli("health")
+    assert code == 0
+    assert out.startswith("healthy: last heartbeat 3")
+    assert "host:42" in out
+
+
+def test_health_with_a_stale_heartbeat_exits_1(run_cli: Run, store: RunStore) -> None:
+    store.heartbeat(now=SystemClock().now() - timedelta(seconds=181), owner="host:42")
+    code, out = run_cli("health")
+    assert code == 1
+    assert out.startswith("stale: last heartbeat 18")
+
+
+def test_health_reports_an_unreadable_store(
+    run_cli: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("WORKFLOW_API_DB_URL", f"sqlite:///{blocker}/sub/runs.db")
+    code, out = run_cli("health")
+    assert code == 1
+    assert out.startswith("unhealthy: cannot read the run store")
+
+
+def _seed(store: RunStore) -> list[str]:
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    ids = []
+    for i, pipeline in enumerate(["alpha", "beta", "alpha"]):
+        run_id = f"run-{i}"
+        key = ReleaseKey(
+            pipeline=pipeline, schedule="* * * * *@UTC", at=base + timedelta(minutes=i)
+        )
+        assert store.claim(
+            key,
+            run_id=run_id,
+            params={"token": "***"},
+            logical_date=key.at,
+            now=base + timedelta(minutes=i),
+        )
+        ids.append(run_id)
+    store.mark_running("run-0", now=base)
+    store.finish(
+        "run-0", status=Status.FAILED, now=base + timedelta(seconds=90), error="boom\nmore"
+    )
+    store.create_run(
+        run_id="manual-1",
+        pipeline="beta",
+        trigger=TriggerKind.MANUAL,
+        params={},
+        now=base + timedelta(minutes=5),
+    )
+    return ids
+
+
+def test_runs_lists_newest_first_as_a_table(run_cli: Run, store: RunStore) -> None:
+    _seed(store)
+    code, out = run_cli("runs")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "RUN",
+        "ID",
+        "PIPELINE",
+        "TRIGGER",
+        "STATUS",
+        "RELEASE",
+        "DURATION",
+        "ERROR",
+    ]
+    assert [line.split()[0] for line in lines[1:]] == ["manual-1", "run-2", "run-1", "run-0"]
+    assert lines[-1].split()[3:] == ["FAILED", "2024-01-01T00:00+00:00", "90.0s", "boom"]
+
+
+def test_runs_filters_by_pipeline_status_and_limit(run_cli: Run, store: RunStore) -> None:
+    _seed(store)
+    _, out = run_cli("runs", "--pipeline", "alpha")
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["run-2", "run-0"]
+    _, out = run_cli("runs", "--status", "failed")
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["run-0"]
+    _, out = run_cli("runs", "--limit", "1")
+    assert len(out.splitlines()) == 2
+
+
+def test_runs_json_prints_records(run_cli: Run, store: RunStore) -> None:
+    _seed(store)
+    code, out = run_cli("runs", "--json", "--pipeline", "beta")
+    assert code == 0
+    data = json.loads(out)
+    assert [d["run_id"] for d in data] == ["manual-1", "run-1"]
+    assert data[1]["release"]["at"] == "2024-01-01T00:01:00+00:00"
+    assert data[1]["status"] == "PENDING"
+
+
+def test_runs_with_no_runs_says_so(run_cli: Run, store: RunStore) -> None:
+    code, out = run_cli("runs")
+    assert (code, out.strip()) == (0, "no runs")
+
+
+def test_runs_rejects_a_bad_limit(run_cli: Run) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run_cli("runs", "--limit", "0")
+    assert exc.value.code == 2
+
+
+def test_logs_prints_the_run_log_file_masked(
+    run_cli: Run, store: RunStore, env: dict[str, str]
+) -> None:
+    settings = Settings.from_env(env)
+    path = run_log_path(settings.log_path, "run-7")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        {"time": "t1", "level": "INFO", "message": "start", "run_id": "run-7"},
+        {"time": "t2", "level": "INFO", "message": "got hunter2-secret", "job": "j", "stage": "s"},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    code, out = run_cli("logs", "run-7")
+    assert code == 0
+    assert out.splitlines() == ["t1 INFO    start", "t2 INFO    [j/s] got ***"]
+    code, out = run_cli("logs", "run-7", "--json")
+    assert code == 0
+    assert json.loads(out.splitlines()[1])["message"] == "got ***"
+
+
+def test_logs_of_an_unknown_run_exits_2(
+    run_cli: Run, store: RunStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _out = run_cli("logs", "nope")
+    assert code == 2
+    assert "no run 'nope'" in capsys.readouterr().err
+
+
+def test_logs_of_a_known_run_without_a_file_exits_1(run_cli: Run, store: RunStore) -> None:
+    _seed(store)
+    code, out = run_cli("logs", "run-1")
+    assert code == 1
+    assert "has no log file" in out
