@@ -1,0 +1,635 @@
+"""Scheduler.tick / recover policies, driven by explicit instants (no sleeping).
+
+The executor is a recording double: tests decide when a submitted run starts
+and finishes, so "the daemon died right after a claim" is a state the test
+builds on purpose, then hands the same store to a fresh Scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from ddeutil.workflow.clock import FakeClock
+from ddeutil.workflow.errors import WorkflowError
+from ddeutil.workflow.executor import ExecEvent
+from ddeutil.workflow.loader import Loader
+from ddeutil.workflow.result import Status
+from ddeutil.workflow.runner import RunRequest
+from ddeutil.workflow.scheduler import (
+    INTERRUPTED_REASON,
+    Scheduler,
+    SchedulerState,
+    TickReport,
+)
+from ddeutil.workflow.settings import Settings
+from ddeutil.workflow.store import MemoryRunStore, SqliteRunStore
+from ddeutil.workflow.store.base import RunStore, TriggerKind
+
+UTC = timezone.utc
+
+
+def at(hh: int, mm: int = 0, ss: int = 0, day: int = 1) -> datetime:
+    return datetime(2024, 1, day, hh, mm, ss, tzinfo=UTC)
+
+
+class RecordingExecutor:
+    """An Executor double: records submissions; the test starts/finishes runs."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self.submitted: list[RunRequest] = []
+        self.events: list[ExecEvent] = []
+        self.started = False
+        self.shutdown_timeout: float | None = None
+        self._cond = threading.Condition()
+
+    def start(self) -> None:
+        self.started = True
+
+    def submit(self, request: RunRequest) -> None:
+        self.submitted.append(request)
+
+    def submitted_ids(self) -> list[str]:
+        return [r.run_id for r in self.submitted]
+
+    def begin(self, run_id: str, now: datetime) -> None:
+        assert self.store.mark_running(run_id, now=now)
+        self._emit(ExecEvent("started", run_id))
+
+    def end(self, run_id: str, now: datetime, status: Status = Status.SUCCESS) -> None:
+        self.store.mark_running(run_id, now=now)
+        assert self.store.finish(run_id, status=status, now=now)
+        self._emit(ExecEvent("finished", run_id, status))
+
+    def _emit(self, event: ExecEvent) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    def drain_events(self) -> list[ExecEvent]:
+        with self._cond:
+            out, self.events = self.events, []
+            return out
+
+    def wait_event(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: bool(self.events), timeout=timeout)
+
+    def in_flight(self) -> int:
+        return len(self.submitted)
+
+    def running_pipelines(self) -> Counter[str]:
+        return Counter(r.pipeline for r in self.submitted)
+
+    def cancel_all(self, reason: str) -> None:
+        pass
+
+    def shutdown(self, timeout: float) -> None:
+        self.shutdown_timeout = timeout
+
+
+@pytest.fixture
+def store() -> Iterator[MemoryRunStore]:
+    s = MemoryRunStore()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'runs.db'}"
+
+
+MakeScheduler = Callable[..., tuple[Scheduler, RecordingExecutor]]
+
+
+@pytest.fixture
+def make_scheduler(settings: Settings, clock: FakeClock) -> MakeScheduler:
+    def _make(
+        store: RunStore,
+        *,
+        settings_: Settings | None = None,
+        start: bool = True,
+        now: datetime | None = None,
+    ) -> tuple[Scheduler, RecordingExecutor]:
+        """Build (and start, at ``now``: default 10:00:30) a scheduler on ``store``."""
+        conf = settings_ or settings
+        clock.set(now or at(10, 0, 30))
+        executor = RecordingExecutor(store)
+        scheduler = Scheduler(
+            settings=conf,
+            store=store,
+            executor=executor,
+            clock=clock,
+            loader=Loader.from_settings(conf),
+            owner="test",
+        )
+        if start:
+            scheduler.start()
+        return scheduler, executor
+
+    return _make
+
+
+def pipeline_yaml(
+    name: str,
+    cron: str = "* * * * *",
+    *,
+    tz: str = "UTC",
+    extra: str = "",
+    params: str = "",
+) -> str:
+    return f"""
+{name}:
+  type: Pipeline
+  on:
+    - cronjob: "{cron}"
+      timezone: "{tz}"
+{extra}{params}  jobs:
+    only:
+      stages:
+        - name: nothing
+"""
+
+
+def runs_for(store: RunStore, pipeline: str) -> list:
+    return store.list_runs(pipeline=pipeline, limit=10_000)
+
+
+# -- lifecycle -------------------------------------------------------------------
+
+
+def test_lifecycle_states_and_idempotent_start_stop(
+    store: MemoryRunStore, make_scheduler: MakeScheduler
+) -> None:
+    scheduler, executor = make_scheduler(store, start=False)
+    assert scheduler.state is SchedulerState.STOPPED
+    scheduler.start()
+    scheduler.start()
+    assert scheduler.state is SchedulerState.RUNNING
+    assert executor.started
+    scheduler.stop(timeout=3)
+    scheduler.stop(timeout=5)
+    assert scheduler.state is SchedulerState.STOPPED
+    assert executor.shutdown_timeout == 3
+    assert scheduler.tick(at(0)).active is False
+    with pytest.raises(WorkflowError, match="cannot be started again"):
+        scheduler.start()
+
+
+def test_stop_defaults_to_the_stop_timeout_setting(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, make_settings: Callable[..., Settings]
+) -> None:
+    conf = make_settings(WORKFLOW_APP_STOP_TIMEOUT="7.5")
+    scheduler, executor = make_scheduler(store, settings_=conf)
+    scheduler.stop()
+    assert executor.shutdown_timeout == 7.5
+
+
+def test_first_start_sets_the_watermark_so_only_later_slots_are_due(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline_yaml("every-minute"))
+    scheduler, executor = make_scheduler(store, now=at(10, 0, 30))
+    assert store.get_watermark() == at(10, 0, 30)
+    report = scheduler.tick(at(10, 1))
+    assert [r.at for r in report.due] == [at(10, 1)]
+    assert len(executor.submitted) == 1
+    assert store.get_watermark() == at(10, 1)
+    assert store.last_heartbeat() == (at(10, 1), "test")
+
+
+def test_start_writes_a_heartbeat_before_the_first_tick(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, clock: FakeClock
+) -> None:
+    make_scheduler(store)
+    assert store.last_heartbeat() == (clock.now(), "test")
+
+
+# -- dispatch --------------------------------------------------------------------
+
+
+def test_due_release_is_claimed_then_submitted_with_defaults_and_zoned_logical_date(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf(
+        "p.yml",
+        pipeline_yaml(
+            "bkk",
+            "0 * * * *",
+            tz="Asia/Bangkok",
+            params="  params:\n    mode:\n      type: str\n      default: delta\n",
+        ),
+    )
+    scheduler, executor = make_scheduler(store, now=at(9, 59))
+    report = scheduler.tick(at(10, 0, 0))
+    assert [r.at for r in report.due] == [at(10)]
+    (request,) = executor.submitted
+    assert report.dispatched == (request.run_id,)
+    assert request.params == {"mode": "delta"}
+    assert request.trigger is TriggerKind.SCHEDULE
+    assert request.logical_date == at(10)
+    assert request.logical_date is not None
+    assert request.logical_date.tzinfo == ZoneInfo("Asia/Bangkok")
+    assert request.logical_date.hour == 17
+    record = store.get_run(request.run_id)
+    assert record is not None
+    assert record.status is Status.PENDING
+    assert record.release is not None
+    assert record.release.at == at(10)
+    assert record.params == {"mode": "delta"}
+
+
+def test_a_release_is_dispatched_once_across_repeated_ticks(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline_yaml("every-minute"))
+    scheduler, executor = make_scheduler(store)
+    scheduler.tick(at(10, 0, 30))
+    for now in (at(10, 1), at(10, 1), at(10, 1, 30), at(10, 2)):
+        scheduler.tick(now)
+    releases = sorted(r.release.at for r in runs_for(store, "every-minute") if r.release)
+    assert releases == [at(10, 1), at(10, 2)]
+    assert len(executor.submitted) == 2
+
+
+def test_second_scheduler_on_the_same_store_skips_claimed_releases(
+    store: MemoryRunStore,
+    make_scheduler: MakeScheduler,
+    write_conf: Callable[..., Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    write_conf("p.yml", pipeline_yaml("every-minute"))
+    first, first_exec = make_scheduler(store)
+    second, second_exec = make_scheduler(store)
+    first.tick(at(10, 1))
+    # The second daemon ticks concurrently: it read the watermark before the
+    # first one advanced it, so it plans the same release.
+    store.set_watermark(at(10, 0, 30))
+    with caplog.at_level(logging.INFO, logger="ddeutil.workflow.scheduler"):
+        report = second.tick(at(10, 1))
+    assert [r.at for r in report.already_claimed] == [at(10, 1)]
+    assert second_exec.submitted == []
+    assert len(first_exec.submitted) == 1
+    assert "already claimed" in caplog.text
+
+
+def test_restart_straddling_a_slot_runs_that_release_once(
+    sqlite_url: str, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline_yaml("hourly", "0 * * * *"))
+    store_a = SqliteRunStore(sqlite_url.removeprefix("sqlite:///"))
+    before, _ = make_scheduler(store_a, now=at(9, 30))
+    before.tick(at(9, 59, 59))
+    before.stop(timeout=0)
+    store_a.close()
+
+    store_b = SqliteRunStore(sqlite_url.removeprefix("sqlite:///"))
+    after, executor = make_scheduler(store_b)
+    report = after.tick(at(10, 0, 20))
+    after.tick(at(10, 1, 0))
+    assert [r.at for r in report.due] == [at(10)]
+    assert [r.release.at for r in runs_for(store_b, "hourly") if r.release] == [at(10)]
+    assert len(executor.submitted) == 1
+    store_b.close()
+
+
+@pytest.mark.parametrize(("catchup", "expected"), [("none", 0), ("latest", 1), ("all", 10)])
+def test_ten_hours_down_with_an_hourly_pipeline(  # noqa: PLR0917
+    catchup: str,
+    expected: int,
+    store: MemoryRunStore,
+    make_scheduler: MakeScheduler,
+    write_conf: Callable[..., Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    write_conf("p.yml", pipeline_yaml("hourly", "0 * * * *", extra=f"  catchup: {catchup}\n"))
+    scheduler, executor = make_scheduler(store, now=at(0, 30))
+    with caplog.at_level(logging.INFO, logger="ddeutil.workflow.scheduler"):
+        report = scheduler.tick(at(10, 30))
+    assert len(runs_for(store, "hourly")) == expected  # all claimed ...
+    assert len(executor.submitted) == min(expected, 4)  # ... 4 in flight (poking)
+    assert len(report.held) == max(expected - 4, 0)
+    assert len(report.due) + len(report.missed) == 10
+    logged = caplog.text.count("release due") + caplog.text.count("release skipped")
+    assert logged == 10
+    if expected == 1:
+        assert executor.submitted[0].logical_date == at(10)
+
+
+def test_wall_clock_stepping_back_five_minutes_runs_nothing_twice(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline_yaml("every-minute"))
+    scheduler, executor = make_scheduler(store)
+    scheduler.tick(at(10, 0, 30))
+    for minute in range(1, 11):
+        scheduler.tick(at(10, minute))
+    assert store.get_watermark() == at(10, 10)
+    for minute in range(5, 10):  # the clock stepped back to 10:05
+        report = scheduler.tick(at(10, minute, 1))
+        assert report.due == ()
+        assert store.get_watermark() == at(10, 10)
+    assert scheduler.tick(at(10, 10, 1)).due == ()
+    scheduler.tick(at(10, 11, 1))
+    releases = [r.release.at for r in runs_for(store, "every-minute") if r.release]
+    assert sorted(releases) == [at(10, m) for m in range(1, 12)]
+    assert len({r.logical_date for r in executor.submitted}) == len(executor.submitted)
+
+
+# -- crash recovery ----------------------------------------------------------------
+
+
+def test_recovery_after_the_daemon_died_right_after_claims(
+    sqlite_url: str, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("a.yml", pipeline_yaml("not-started"))
+    write_conf("b.yml", pipeline_yaml("started"))
+    path = sqlite_url.removeprefix("sqlite:///")
+    dead_store = SqliteRunStore(path)
+    dead, dead_exec = make_scheduler(dead_store)
+    dead.tick(at(10, 0, 30))
+    dead.tick(at(10, 1))
+    by_pipeline = {r.pipeline: r.run_id for r in dead_exec.submitted}
+    dead_exec.begin(by_pipeline["started"], at(10, 1, 1))
+    # kill -9 here: no stop(), the store is simply abandoned
+
+    store = SqliteRunStore(path)
+    alive, executor = make_scheduler(store)
+    assert executor.submitted_ids() == [by_pipeline["not-started"]]
+    interrupted = store.get_run(by_pipeline["started"])
+    assert interrupted is not None
+    assert interrupted.status is Status.FAILED
+    assert interrupted.error is not None
+    assert INTERRUPTED_REASON in interrupted.error
+    executor.end(by_pipeline["not-started"], at(10, 1, 30))
+    for minute in (1, 2):
+        alive.tick(at(10, minute, 5))
+    for name in ("not-started", "started"):
+        at_1001 = [r for r in runs_for(store, name) if r.release and r.release.at == at(10, 1)]
+        assert len(at_1001) == 1, name
+    assert by_pipeline["started"] not in executor.submitted_ids()
+    finished = store.get_run(by_pipeline["not-started"])
+    assert finished is not None
+    assert finished.status is Status.SUCCESS
+    dead_store.close()
+    store.close()
+
+
+def test_recovery_redispatches_pending_claims_oldest_first_with_defaults(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf(
+        "p.yml",
+        pipeline_yaml(
+            "catchup",
+            extra="  catchup: all\n",
+            params="  params:\n    n:\n      type: int\n      default: 3\n",
+        ),
+    )
+    first, first_exec = make_scheduler(store, now=at(10))
+    first.tick(at(10, 5, 1))
+    assert len(first_exec.submitted) == 4  # poking limit 4 of the 5 due
+
+    _second, executor = make_scheduler(store)
+    assert [r.logical_date for r in executor.submitted] == [at(10, m) for m in range(1, 5)]
+    assert all(r.params == {"n": 3} for r in executor.submitted)
+
+
+def test_recovery_fails_a_pending_claim_whose_pipeline_is_gone(
+    store: MemoryRunStore,
+    make_scheduler: MakeScheduler,
+    write_conf: Callable[..., Path],
+) -> None:
+    path = write_conf("p.yml", pipeline_yaml("gone"))
+    first, first_exec = make_scheduler(store)
+    first.tick(at(10, 0, 30))
+    first.tick(at(10, 1))
+    (request,) = first_exec.submitted
+    path.unlink()
+    _, executor = make_scheduler(store)
+    assert executor.submitted == []
+    record = store.get_run(request.run_id)
+    assert record is not None
+    assert record.status is Status.FAILED
+    assert "not in the conf folder" in (record.error or "")
+
+
+def test_recovery_leaves_api_runs_alone(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline_yaml("api"))
+    store.create_run(run_id="api-1", pipeline="api", trigger=TriggerKind.API, params={}, now=at(9))
+    store.create_run(run_id="api-2", pipeline="api", trigger=TriggerKind.API, params={}, now=at(9))
+    store.mark_running("api-2", now=at(9))
+    _, executor = make_scheduler(store)
+    assert executor.submitted == []
+    assert store.get_run("api-1").status is Status.PENDING  # type: ignore[union-attr]
+    assert store.get_run("api-2").status is Status.RUNNING  # type: ignore[union-attr]
+
+
+# -- overlap and fan-out -------------------------------------------------------------
+
+
+def test_concurrency_skip_records_a_skipped_release_while_a_run_is_in_flight(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline_yaml("skipper", extra="  concurrency: skip\n"))
+    scheduler, executor = make_scheduler(store)
+    scheduler.tick(at(10, 0, 30))
+    first = scheduler.tick(at(10, 1)).dispatched
+    executor.begin(first[0], at(10, 1))
+    report = scheduler.tick(at(10, 2))
+    assert report.dispatched == ()
+    (skipped_id,) = report.skipped
+    skipped = store.get_run(skipped_id)
+    assert skipped is not None
+    assert skipped.status is Status.SKIPPED
+    assert "concurrency: skip" in (skipped.error or "")
+    executor.end(first[0], at(10, 2, 30))
+    report = scheduler.tick(at(10, 3))
+    assert len(report.dispatched) == 1
+    assert report.skipped == ()
+
+
+def test_concurrency_queue_holds_claimed_releases_until_the_previous_run_ends(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline_yaml("queued", extra="  concurrency: queue\n"))
+    scheduler, executor = make_scheduler(store)
+    scheduler.tick(at(10, 0, 30))
+    (first,) = scheduler.tick(at(10, 1)).dispatched
+    report = scheduler.tick(at(10, 2))
+    (held,) = report.held
+    assert executor.submitted_ids() == [first]
+    held_record = store.get_run(held)
+    assert held_record is not None
+    assert held_record.status is Status.PENDING  # claimed: a crash would not lose it
+    executor.end(first, at(10, 2, 10))
+    scheduler.process_events()
+    assert executor.submitted_ids() == [first, held]
+
+
+def test_max_pipeline_poking_bounds_releases_in_flight_and_keeps_order(
+    store: MemoryRunStore,
+    make_scheduler: MakeScheduler,
+    make_settings: Callable[..., Settings],
+    write_conf: Callable[..., Path],
+) -> None:
+    write_conf("p.yml", pipeline_yaml("fan", extra="  catchup: all\n"))
+    conf = make_settings(WORKFLOW_CORE_MAX_PIPELINE_POKING="2")
+    scheduler, executor = make_scheduler(store, settings_=conf, now=at(10))
+    report = scheduler.tick(at(10, 6, 1))
+    assert len(report.due) == 6
+    assert len(report.dispatched) == 2
+    assert len(report.held) == 4
+    order = [r.logical_date for r in executor.submitted]
+    assert order == [at(10, 1), at(10, 2)]
+    executor.end(executor.submitted[0].run_id, at(10, 6, 2))
+    executor.end(executor.submitted[1].run_id, at(10, 6, 2))
+    scheduler.process_events()
+    order = [r.logical_date for r in executor.submitted]
+    assert order == [at(10, m) for m in range(1, 5)]
+
+
+def test_a_lost_finish_event_is_reconciled_from_the_store(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline_yaml("queued", extra="  concurrency: queue\n"))
+    scheduler, _executor = make_scheduler(store)
+    scheduler.tick(at(10, 0, 30))
+    (first,) = scheduler.tick(at(10, 1)).dispatched
+    (held,) = scheduler.tick(at(10, 2)).held
+    store.mark_running(first, now=at(10, 2))
+    store.finish(first, status=Status.FAILED, now=at(10, 2), error="worker process died")
+    report = scheduler.tick(at(10, 3))
+    assert held in report.dispatched
+
+
+# -- conf loading -------------------------------------------------------------------
+
+
+def test_broken_template_is_logged_and_skipped_not_fatal(
+    store: MemoryRunStore,
+    make_scheduler: MakeScheduler,
+    write_conf: Callable[..., Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    write_conf("good.yml", pipeline_yaml("good"))
+    write_conf("bad.yml", pipeline_yaml("bad", "not a cron"))
+    with caplog.at_level(logging.ERROR, logger="ddeutil.workflow.scheduler"):
+        scheduler, executor = make_scheduler(store)
+    assert "bad" in caplog.text
+    assert "bad.yml" in caplog.text
+    assert set(scheduler.pipelines) == {"good"}
+    scheduler.tick(at(10, 0, 30))
+    scheduler.tick(at(10, 1))
+    assert [r.pipeline for r in executor.submitted] == ["good"]
+
+
+def test_changed_conf_is_picked_up_at_the_next_tick(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("a.yml", pipeline_yaml("a"))
+    scheduler, executor = make_scheduler(store)
+    scheduler.tick(at(10, 0, 30))
+    write_conf("b.yml", pipeline_yaml("b"))
+    report = scheduler.tick(at(10, 1))
+    assert report.reloaded
+    assert sorted(r.pipeline for r in executor.submitted) == ["a", "b"]
+    assert not scheduler.tick(at(10, 2)).reloaded
+
+
+def test_an_edit_that_no_longer_validates_keeps_the_last_good_version(
+    store: MemoryRunStore,
+    make_scheduler: MakeScheduler,
+    write_conf: Callable[..., Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    write_conf("p.yml", pipeline_yaml("edited", "0 * * * *"))
+    scheduler, executor = make_scheduler(store, now=at(9, 30))
+    write_conf("p.yml", pipeline_yaml("edited", "0 * * * * * * *  bogus"))
+    with caplog.at_level(logging.ERROR, logger="ddeutil.workflow.scheduler"):
+        report = scheduler.tick(at(10, 0, 5))
+    assert report.reloaded
+    assert "last good version" in caplog.text
+    assert "p.yml" in caplog.text
+    assert [r.logical_date for r in executor.submitted] == [at(10)]
+    assert "edited" in scheduler.pipelines
+
+
+def test_a_yaml_syntax_error_keeps_the_last_good_version(
+    store: MemoryRunStore,
+    make_scheduler: MakeScheduler,
+    write_conf: Callable[..., Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    write_conf("p.yml", pipeline_yaml("edited", "0 * * * *"))
+    scheduler, executor = make_scheduler(store, now=at(9, 30))
+    write_conf("p.yml", "edited: [unclosed\n")
+    with caplog.at_level(logging.ERROR, logger="ddeutil.workflow.scheduler"):
+        scheduler.tick(at(10, 0, 5))
+    assert "last good version" in caplog.text
+    assert len(executor.submitted) == 1
+
+
+def test_request_reload_forces_a_reload_without_changes(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline_yaml("p"))
+    scheduler, _ = make_scheduler(store)
+    assert not scheduler.tick(at(10, 0, 30)).reloaded
+    scheduler.request_reload()
+    assert scheduler.tick(at(10, 0, 40)).reloaded
+    assert not scheduler.tick(at(10, 0, 50)).reloaded
+
+
+def test_required_param_without_default_is_not_scheduled_and_logged_once(
+    store: MemoryRunStore,
+    make_scheduler: MakeScheduler,
+    write_conf: Callable[..., Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    write_conf("p.yml", pipeline_yaml("needs-input", params="  params:\n    source: str\n"))
+    with caplog.at_level(logging.WARNING, logger="ddeutil.workflow.scheduler"):
+        scheduler, executor = make_scheduler(store)
+        scheduler.tick(at(10, 0, 30))
+        scheduler.tick(at(10, 1))
+        scheduler.request_reload()
+        scheduler.tick(at(10, 2))
+    assert executor.submitted == []
+    assert runs_for(store, "needs-input") == []
+    warnings = [r for r in caplog.records if "not scheduled" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "source" in warnings[0].getMessage()
+
+
+def test_tick_report_is_typed_and_counts_events(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline_yaml("p"))
+    scheduler, executor = make_scheduler(store)
+    scheduler.tick(at(10, 0, 30))
+    (run_id,) = scheduler.tick(at(10, 1)).dispatched
+    executor.end(run_id, at(10, 1, 10))
+    report = scheduler.tick(at(10, 1, 20))
+    assert isinstance(report, TickReport)
+    assert [e.run_id for e in report.events] == [run_id]
+    assert report.watermark == at(10, 1, 20)
+
+
+def test_heartbeat_follows_each_tick(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    scheduler, _ = make_scheduler(store)
+    for minute in range(3):
+        scheduler.tick(at(10, minute) + timedelta(milliseconds=5))
+        assert store.last_heartbeat() == (at(10, minute) + timedelta(milliseconds=5), "test")
