@@ -1,0 +1,163 @@
+"""The bash stage: run a shell script in its own process group.
+
+```yaml
+- name: "Land the file"
+  id: land
+  env:                                     # merged over the process environment
+    TARGET: /data/raw/${{ params.table }}
+  timeout: 600                             # seconds; kills the whole process group
+  bash: |
+    mkdir -p "$TARGET"
+    cp input.csv "$TARGET/"
+```
+
+The script body has its ``${{ }}`` expressions rendered (not ``${VAR}``: the
+shell expands those itself), is written to a temporary file and run with
+``bash`` as the leader of a new session, so it and every process it starts share
+one process group. ``env`` values are rendered (``${VAR}`` included) and turned
+into strings; values of sensitive names (``*TOKEN*``, ``*PASSWORD*``, ...) are
+masked in what the stage records.
+
+Outputs: ``return_code``, ``stdout`` and ``stderr`` (decoded as UTF-8, trailing
+newlines stripped, secrets masked). A non-zero exit code fails the stage with
+the code and the last line of stderr.
+
+Stopping: on ``timeout`` or cancellation the group gets SIGTERM; whatever is
+left of it when ``bash`` has exited, or after a grace of
+:data:`KILL_GRACE` seconds, gets SIGKILL. No process of the script outlives the
+stage (unless it started a session of its own).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field, PrivateAttr
+
+from ..context import RunContext
+from ..errors import StageCancelled
+from ..masking import SENSITIVE_NAME
+from .base import BaseStage, StageCall, needs_render, stage_error
+
+__all__ = ["KILL_GRACE", "BashStage", "kill_group"]
+
+logger = logging.getLogger(__name__)
+
+KILL_GRACE = 2.0
+"""Seconds between SIGTERM and SIGKILL when a script is stopped."""
+
+
+def kill_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None:
+    """Stop ``proc``'s process group: SIGTERM, wait for the leader, then SIGKILL.
+
+    The leader is reaped here, so the caller's ``communicate`` returns as soon as
+    the group's pipes close.
+    """
+    pgid = proc.pid
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _text(data: bytes | None) -> str:
+    return (data or b"").decode("utf-8", errors="replace").rstrip("\n")
+
+
+class BashStage(BaseStage):
+    """``bash``: a script; ``env``: extra variables; ``timeout``: kills the group."""
+
+    kind: ClassVar[str] = "bash"
+    native_timeout: ClassVar[bool] = True
+
+    bash: str = Field(description="the script; ${{ }} rendered, ${VAR} left to the shell")
+    env: dict[str, Any] = Field(default_factory=dict, description="extra environment variables")
+
+    _bash_tpl: bool = PrivateAttr(default=False)
+    _env_tpl: bool = PrivateAttr(default=False)
+
+    def model_post_init(self, context: Any, /) -> None:
+        super().model_post_init(context)
+        self._bash_tpl = needs_render(self.bash, env=False)
+        self._env_tpl = needs_render(self.env, env=True)
+
+    def templated_values(self) -> list[tuple[str, Any, bool]]:
+        return [*super().templated_values(), ("bash", self.bash, False), ("env", self.env, True)]
+
+    def _run(self, ctx: Mapping[str, Any], rc: RunContext, call: StageCall) -> dict[str, Any]:
+        script = (
+            str(self.render(self.bash, ctx, rc, call.label, env=False))
+            if self._bash_tpl
+            else self.bash
+        )
+        extra = self.render(self.env, ctx, rc, call.label) if self._env_tpl else self.env
+        env = {**rc.environ, **{str(k): "" if v is None else str(v) for k, v in extra.items()}}
+        masker = rc.masker
+        secrets = [v for k, v in env.items() if k in extra and SENSITIVE_NAME.search(k) and v]
+        if secrets:
+            masker = masker.with_values(*secrets)
+        if call.token.cancelled:
+            raise StageCancelled(f"cancelled: {call.token.reason}", stage=call.label, job=rc.job)
+        fd, path = tempfile.mkstemp(prefix="workflow-", suffix=".sh")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(script)
+            return self._spawn(path, env, call, rc, masker)
+        finally:
+            Path(path).unlink(missing_ok=True)
+
+    def _spawn(
+        self, path: str, env: dict[str, str], call: StageCall, rc: RunContext, masker: Any
+    ) -> dict[str, Any]:
+        proc = subprocess.Popen(
+            ["bash", path],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
+        rc.log(logger, logging.DEBUG, "bash started (pid %d)", proc.pid, stage=call.label)
+        stopped: list[str] = []
+
+        def on_cancel(reason: str) -> None:
+            # Runs in the canceller's thread: escalate in the background so that
+            # cancelling many runs never waits out one grace period after another.
+            stopped.append(f"cancelled: {reason}")
+            threading.Thread(target=kill_group, args=(proc,), name="bash-kill", daemon=True).start()
+
+        unregister = call.token.add_callback(on_cancel)
+        try:
+            try:
+                out, err = proc.communicate(timeout=call.timeout)
+            except subprocess.TimeoutExpired:
+                stopped.append(f"timed out after {call.timeout:g}s")
+                kill_group(proc)
+                out, err = proc.communicate()
+        finally:
+            unregister()
+            if proc.poll() is None:  # an unexpected error while waiting: never leak the group
+                kill_group(proc)
+                proc.wait()
+        stdout, stderr = masker.text(_text(out)), masker.text(_text(err))
+        if stopped:
+            raise StageCancelled(
+                f"bash {stopped[0]}; process group killed", stage=call.label, job=rc.job
+            )
+        if proc.returncode != 0:
+            last = stderr.strip().splitlines()[-1] if stderr.strip() else "(no stderr)"
+            raise stage_error(f"bash exited with code {proc.returncode}: {last}", call, rc)
+        return {"return_code": proc.returncode, "stdout": stdout, "stderr": stderr}

@@ -1,0 +1,148 @@
+"""The python stage: run a block of code in a fresh namespace.
+
+```yaml
+- name: "Count rows"
+  id: count
+  vars:                      # injected as variables; templates rendered
+    rows: ${{ stages.extract.outputs.rows }}
+  run: |
+    total = sum(rows)
+    label = f"{total} rows"
+```
+
+Outputs are the top-level names the code creates or re-binds whose values are
+JSON-able (``None``, bools, numbers, strings, dates and datetimes, and lists,
+tuples and string-keyed dicts of those): ``total`` and ``label`` above, not
+``rows`` (unchanged), and never modules, functions, classes or dunder names.
+
+The code is compiled once per distinct text (cached) and a syntax error in a
+``run`` without templates is a load error. ``${{ }}`` inside ``run`` is rendered
+before compiling; ``${VAR}`` is not (read ``os.environ`` in the code). The
+stage's cancel token is available to the code as ``cancel_token``. An exception
+fails the stage with its type, message and the line of ``run`` it came from.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import traceback
+from collections.abc import Mapping
+from datetime import date
+from types import CodeType
+from typing import Any, ClassVar
+
+from pydantic import Field, PrivateAttr, field_validator
+
+from ..context import RunContext
+from .base import BaseStage, StageCall, needs_render, stage_error
+
+__all__ = ["PyStage", "compile_run", "is_jsonable"]
+
+FILENAME = "<run>"
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_run(code: str) -> CodeType:
+    """Compile a ``run`` body (cached by its text)."""
+    return compile(code, FILENAME, "exec")
+
+
+def is_jsonable(value: Any) -> bool:
+    """True for values a run record can hold (see the module docstring)."""
+    cls = type(value)
+    if cls in _SCALARS:
+        return True
+    if cls is list or cls is tuple:
+        return all(is_jsonable(v) for v in value)
+    if cls is dict:
+        return all(type(k) is str and is_jsonable(v) for k, v in value.items())
+    return isinstance(value, (str, int, float, date)) and not isinstance(value, type)
+
+
+def _summary(exc: BaseException, code: str) -> str:
+    """``Type: message (line N of run: <source line>)``, plus the innermost frame."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    ours = [f for f in frames if f.filename == FILENAME]
+    if ours:
+        lineno = ours[-1].lineno or 0
+        lines = code.splitlines()
+        source = lines[lineno - 1].strip() if 0 < lineno <= len(lines) else ""
+        text += f" (line {lineno} of run: {source})"
+    if frames and frames[-1].filename != FILENAME:
+        last = frames[-1]
+        text += f" [in {last.name} at {last.filename}:{last.lineno}]"
+    return text
+
+
+class PyStage(BaseStage):
+    """``run``: Python code; ``vars``: values injected as variables."""
+
+    kind: ClassVar[str] = "python"
+
+    run: str = Field(description="Python code; ${{ }} rendered before it is compiled")
+    vars: dict[str, Any] = Field(
+        default_factory=dict, description="variables injected into the code"
+    )
+
+    _run_tpl: bool = PrivateAttr(default=False)
+    _vars_tpl: bool = PrivateAttr(default=False)
+
+    @field_validator("run")
+    @classmethod
+    def _compile_static(cls, code: str) -> str:
+        if not needs_render(code, env=False):
+            try:
+                compile_run(code)
+            except SyntaxError as exc:
+                raise ValueError(f"syntax error in run, line {exc.lineno}: {exc.msg}") from None
+        return code
+
+    @field_validator("vars")
+    @classmethod
+    def _identifiers(cls, values: dict[str, Any]) -> dict[str, Any]:
+        for name in values:
+            if not name.isidentifier():
+                raise ValueError(f"vars key {name!r} is not a Python identifier")
+        return values
+
+    def model_post_init(self, context: Any, /) -> None:
+        super().model_post_init(context)
+        self._run_tpl = needs_render(self.run, env=False)
+        self._vars_tpl = needs_render(self.vars, env=True)
+
+    def templated_values(self) -> list[tuple[str, Any, bool]]:
+        return [*super().templated_values(), ("run", self.run, False), ("vars", self.vars, True)]
+
+    def _run(self, ctx: Mapping[str, Any], rc: RunContext, call: StageCall) -> dict[str, Any]:
+        code_text = self.run
+        if self._run_tpl:
+            code_text = str(self.render(code_text, ctx, rc, call.label, env=False))
+        try:
+            code = compile_run(code_text)
+        except SyntaxError as exc:
+            raise stage_error(
+                f"syntax error in run, line {exc.lineno}: {exc.msg}", call, rc
+            ) from None
+        values = self.render(self.vars, ctx, rc, call.label) if self._vars_tpl else self.vars
+        namespace: dict[str, Any] = {
+            "__builtins__": builtins,
+            "__name__": "__stage__",
+            "cancel_token": call.token,
+        }
+        namespace.update(values)
+        before = dict(namespace)
+        try:
+            exec(code, namespace)  # noqa: S102 - running the user's code is this stage's job
+        except (Exception, SystemExit) as exc:
+            raise stage_error(_summary(exc, code_text), call, rc) from exc
+        missing = object()
+        return {
+            name: value
+            for name, value in namespace.items()
+            if before.get(name, missing) is not value
+            and not name.startswith("__")
+            and is_jsonable(value)
+        }
