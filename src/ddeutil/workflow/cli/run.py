@@ -1,9 +1,200 @@
-"""CLI verbs (placeholder: filled in by its issue)."""
+"""``workflow run NAME -p key=value ...`` and ``workflow schema``.
+
+``run`` loads the pipeline, coerces each ``-p`` value with its param's type
+(a list or map param takes JSON text), runs it in the foreground and prints one
+line per stage and per job as each finishes, then the run's status and errors.
+``--json`` prints only the full result as JSON instead (secrets masked).
+Ctrl-C (or SIGTERM) cancels the run cooperatively: bash stages are killed with
+their process groups and the run ends CANCELLED.
+
+Exit codes: 0 SUCCESS; 1 FAILED or CANCELLED; 2 bad input (unknown pipeline,
+invalid template, bad params).
+
+``schema`` prints the JSON Schema of the YAML format (see
+:mod:`ddeutil.workflow.schema`) for editors.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ..errors import ParamError, ParamProblem
+
+if TYPE_CHECKING:
+    from ..cancellation import CancelToken
+    from ..context import RunEvent
+    from ..masking import Masker
+    from ..result import Result
+    from . import CliContext
+
+__all__ = ["register"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add this module's verbs to the parser."""
+    """Add ``run`` and ``schema`` to the parser."""
+    run = sub.add_parser(
+        "run",
+        help="run a pipeline now, in the foreground",
+        description="Run a pipeline now and print a summary of each stage as it finishes.",
+    )
+    run.add_argument("name", metavar="NAME", help="pipeline template name")
+    run.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a param value (repeatable); coerced by the param's type, JSON for list/map",
+    )
+    run.add_argument("--json", action="store_true", help="print the full result as JSON")
+    run.set_defaults(handler=_cmd_run)
+
+    schema = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of the YAML format",
+        description="Print the JSON Schema of conf files, for editor validation and completion.",
+    )
+    schema.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    schema.set_defaults(handler=_cmd_schema)
+
+
+def _parse_params(pairs: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ParamError([ParamProblem(pair, "expected KEY=VALUE")])
+        params[key.strip()] = value
+    return params
+
+
+@contextmanager
+def _cancel_on_signals(token: CancelToken) -> Iterator[None]:
+    """SIGINT / SIGTERM cancel the run (main thread only); handlers restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        token.cancel(f"{signal.Signals(signum).name} received")
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class _Printer:
+    """Prints one line per finished stage and job; safe to call from worker threads."""
+
+    def __init__(self, out: TextIO, masker: Masker, pipeline: str) -> None:
+        self._out = out
+        self._masker = masker
+        self._pipeline = pipeline
+        self._lock = threading.Lock()
+
+    def write(self, line: str) -> None:
+        with self._lock:
+            self._out.write(self._masker.text(line) + "\n")
+            self._out.flush()
+
+    def event(self, event: RunEvent) -> None:
+        where = "" if event.pipeline == self._pipeline else f"{event.pipeline}: "
+        head = f"{event.status.value:<9} {event.duration:8.3f}s  "
+        if event.kind == "job":
+            line = f"{head}{where}job {event.job}"
+        else:
+            line = f"{head}{where}{event.job} / {event.stage}"
+            if event.name and event.name != event.stage:
+                line += f" ({event.name})"
+            if event.matrix:
+                line += " [" + ", ".join(f"{k}={v}" for k, v in event.matrix.items()) + "]"
+        if event.error and (event.kind == "stage" or event.status.value != "FAILED"):
+            line += f": {event.error}"
+        self.write(line)
+
+
+def _cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
+    from ..cancellation import CancelToken
+    from ..loader import Loader
+    from ..pipeline import Pipeline
+
+    if args.json:
+        _logs_to_stderr(args, ctx)
+    loader = Loader.from_settings(ctx.settings)
+    pipeline = Pipeline.from_loader(args.name, settings=ctx.settings, loader=loader)
+    printer = None if args.json else _Printer(ctx.out, ctx.masker, pipeline.name)
+    token = CancelToken()
+    try:
+        params = _parse_params(args.param)
+        with _cancel_on_signals(token):
+            result = pipeline.execute(
+                params,
+                cancel=token,
+                settings=ctx.settings,
+                masker=ctx.masker,
+                on_event=printer.event if printer is not None else None,
+            )
+    except ParamError as exc:
+        head = f"invalid params for pipeline {pipeline.name!r}:"
+        lines = [head, *(f"  {p.name}: {p.message}" for p in exc.problems)]
+        print(ctx.masker.text("\n".join(lines)), file=sys.stderr)
+        return EXIT_USAGE
+    if printer is None:
+        ctx.out.write(_dumps(ctx.masker.data(result.to_dict())) + "\n")
+    else:
+        _summary(printer, result)
+    return EXIT_OK if result.status.value == "SUCCESS" else EXIT_FAILED
+
+
+def _logs_to_stderr(args: argparse.Namespace, ctx: CliContext) -> None:
+    """Keep stdout for the JSON result: move the console log handler to stderr."""
+    from ..logs import configure_logging
+
+    fmt = getattr(args, "log_format", "auto")
+    configure_logging(
+        fmt="json" if fmt == "auto" else fmt,
+        level=getattr(args, "log_level", None) or ctx.settings.log_level,
+        masker=ctx.masker,
+        stream=sys.stderr,
+    )
+
+
+def _summary(printer: _Printer, result: Result) -> None:
+    printer.write(
+        f"pipeline {result.pipeline}: {result.status.value} in {result.duration:.3f}s "
+        f"(run {result.run_id})"
+    )
+    for error in result.errors:
+        where = "/".join(p for p in (error.job, error.stage) if p)
+        printer.write(f"  error {where}: {error.message}")
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, default=str, ensure_ascii=False)
+
+
+def _cmd_schema(args: argparse.Namespace, ctx: CliContext) -> int:
+    from ..schema import yaml_schema
+
+    text = _dumps(yaml_schema())
+    if args.output is not None:
+        args.output.write_text(text + "\n", encoding="utf-8")
+    else:
+        ctx.out.write(text + "\n")
+    return EXIT_OK

@@ -1,0 +1,394 @@
+"""Jobs: a list of stages run once per matrix combination.
+
+```yaml
+jobs:
+  extract:
+    runs-on: local             # accepted; only `local` for now
+    needs: [prepare]           # job ids; checked and ordered when the pipeline loads
+    if: "${{ params.mode }} == 'full'"
+    strategy: {...}            # see ddeutil.workflow.strategy
+    stages: [...]
+```
+
+Running a job (:meth:`Job.execute`):
+
+* ``if`` false -> the job is SKIPPED (and so are the jobs that need it).
+* Each combination runs the stages in order in its own template context
+  (``matrix`` plus its own ``stages``; ``params``, ``jobs``, ``release`` and
+  ``run_id`` are shared with the run, never copied). A single combination runs
+  inline; several run on a thread pool of ``max-parallel`` workers (none when it
+  is 1). With ``fail-fast`` the first failed combination cancels those not yet
+  started; running ones finish.
+* A failed stage stops its combination and fails it; with
+  ``WORKFLOW_CORE_STAGE_RAISE_ERROR=false`` it records its error and the next
+  stage runs. A failed combination fails the job; a cancelled run cancels the
+  job.
+* The job's context is ``{"status", "matrix", "stages"}``, or with several
+  combinations ``{"status", "strategies": {<combination id>: {"status",
+  "matrix", "stages"}}}``.
+
+Load-time checks (:meth:`Job.check`): every ``${{ }}`` in the job parses; its
+filters exist; ``matrix.<k>`` names a key of the job's matrix; ``stages.<id>``
+names an earlier stage of the job; ``jobs.<id>`` names a job this one needs
+(directly or through others), so its outputs exist when the expression runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from .conditions import Condition
+from .context import RunContext, RunEvent
+from .errors import ConditionError, ConfigError, TemplateError, WorkflowError
+from .result import ErrorRecord, Status
+from .stages import BaseStage, Stage
+from .strategy import Combination, Strategy, combination_id
+from .templating import Template
+
+__all__ = ["Job", "JobOutcome"]
+
+logger = logging.getLogger(__name__)
+
+CONTEXT_ROOTS = frozenset({"params", "matrix", "stages", "jobs", "release", "run_id"})
+
+
+@dataclass
+class JobOutcome:
+    """How one job of a run ended: its status, its context and its errors."""
+
+    status: Status
+    context: dict[str, Any]
+    errors: list[ErrorRecord] = field(default_factory=list)
+    duration: float = 0.0
+
+
+@dataclass
+class _Combo:
+    status: Status
+    matrix: Combination
+    stages: dict[str, Any]
+    errors: list[ErrorRecord]
+
+    def context(self) -> dict[str, Any]:
+        return {"status": self.status.value, "matrix": self.matrix, "stages": self.stages}
+
+
+def _matrix_label(matrix: Combination) -> str:
+    return ", ".join(f"{k}={v}" for k, v in matrix.items())
+
+
+class Job(BaseModel):
+    """One job of a pipeline; see the module docstring."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    id: str | None = Field(default=None, description="the job's key (set by the pipeline)")
+    desc: str | None = Field(default=None, description="free text")
+    runs_on: Literal["local"] = Field(default="local", alias="runs-on", description="only `local`")
+    needs: list[str] = Field(
+        default_factory=list, description="ids of jobs that must succeed first"
+    )
+    if_: str | None = Field(default=None, alias="if", description="condition; false -> SKIPPED")
+    strategy: Strategy = Field(
+        default_factory=Strategy, description="matrix, include, exclude, ..."
+    )
+    stages: list[Stage] = Field(default_factory=list, description="run in order")
+
+    _cond: Condition | None = PrivateAttr(default=None)
+    _ids: tuple[str, ...] = PrivateAttr(default=())
+
+    @field_validator("runs_on", mode="before")
+    @classmethod
+    def _local_only(cls, value: Any) -> Any:
+        if isinstance(value, Mapping) and set(value) == {"type"}:
+            value = value["type"]
+        if value != "local":
+            raise ValueError(f"only 'local' is supported for now, got {value!r}")
+        return value
+
+    @field_validator("needs", mode="before")
+    @classmethod
+    def _one_need(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("if_")
+    @classmethod
+    def _check_condition(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                Condition.parse(value)
+            except (ConditionError, TemplateError) as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._cond = Condition.parse(self.if_) if self.if_ is not None else None
+        self._ids = tuple(combination_id(c) for c in self.strategy.combinations)
+
+    # ------------------------------------------------------------------ checks
+
+    def check(
+        self,
+        *,
+        ancestors: Iterable[str],
+        filters: Mapping[str, Any],
+        default_id: bool,
+    ) -> dict[str, str]:
+        """Check the job's templates against its structure (see the module docstring).
+
+        Args:
+            ancestors: Ids of every job this one needs, directly or not.
+            filters: The loaded template filters.
+            default_id: ``WORKFLOW_CORE_STAGE_DEFAULT_ID``.
+
+        Returns:
+            ``{param name: where it is referenced}`` for each ``params.<name>``
+            used, so a run can refuse missing params before anything starts.
+
+        Raises:
+            ConfigError: keyed relative to the job (``stages[2].with``).
+        """
+        needed = set(ancestors)
+        matrix_keys = (
+            self.strategy.keys() if self.strategy.matrix or self.strategy.include else set()
+        )
+        seen: set[str] = set()
+        dynamic_ids = False
+        params: dict[str, str] = {}
+        for index, stage in enumerate(self.stages):
+            where = f"stages[{index}]"
+            for key, value, env in stage.templated_values():
+                for expr in _expressions(value, env, f"{where}.{key}"):
+                    root, *rest = [s for s, _ in expr.segments]
+                    problem = _check_path(
+                        root,
+                        rest=rest,
+                        matrix_keys=matrix_keys,
+                        stage_ids=seen,
+                        dynamic_ids=dynamic_ids,
+                        needed=needed,
+                    )
+                    if problem is None:
+                        problem = next(
+                            (
+                                f"unknown filter {n!r}; known filters: {', '.join(sorted(filters))}"
+                                for n, _, _ in expr.filters
+                                if n not in filters
+                            ),
+                            None,
+                        )
+                    if problem is not None:
+                        raise ConfigError(f"{problem} (in {expr.source!r})", key=f"{where}.{key}")
+                    if root == "params" and rest:
+                        params.setdefault(rest[0], f"jobs.{self.id}.{where}.{key}")
+            sid = stage.static_id(default_id=default_id)
+            if sid is None:
+                dynamic_ids = dynamic_ids or stage.id is not None or default_id
+            elif sid in seen:
+                raise ConfigError(
+                    f"two stages of this job record outputs under id {sid!r}; give one an `id`",
+                    key=f"{where}.id" if stage.id is not None else f"{where}.name",
+                )
+            else:
+                seen.add(sid)
+        return params
+
+    # -------------------------------------------------------------------- run
+
+    def execute(self, job_id: str, base: Mapping[str, Any], rc: RunContext) -> JobOutcome:
+        """Run the job for every combination; never raises.
+
+        Args:
+            job_id: The job's key in the pipeline.
+            base: The run's shared template context (``params``, ``jobs``,
+                ``release``, ``run_id``).
+            rc: The run context.
+        """
+        started = time.perf_counter()
+        rc = rc.evolve(job=job_id)
+        outcome = self._execute(base, rc)
+        outcome.duration = time.perf_counter() - started
+        rc.log(
+            logger,
+            logging.INFO,
+            "job %r %s in %.3fs",
+            job_id,
+            outcome.status.value,
+            outcome.duration,
+        )
+        if rc.on_event is not None:
+            first = next((e.message for e in outcome.errors), None)
+            rc.emit(
+                RunEvent(
+                    kind="job",
+                    run_id=rc.run_id,
+                    pipeline=rc.pipeline,
+                    job=job_id,
+                    status=outcome.status,
+                    duration=outcome.duration,
+                    error=first if outcome.status is not Status.SUCCESS else None,
+                )
+            )
+        return outcome
+
+    def _execute(self, base: Mapping[str, Any], rc: RunContext) -> JobOutcome:
+        if rc.cancel.cancelled:
+            return JobOutcome(Status.CANCELLED, {"status": Status.CANCELLED.value, "stages": {}})
+        if self._cond is not None:
+            try:
+                ok = self._cond.evaluate(base, filters=rc.filters, environ=rc.environ)
+            except WorkflowError as exc:
+                message = rc.masker.text(f"job `if` failed: {exc}")
+                rc.log(logger, logging.ERROR, "%s", message)
+                record = ErrorRecord(message=message, kind=type(exc).__name__, job=rc.job)
+                return JobOutcome(Status.FAILED, {"status": "FAILED", "stages": {}}, [record])
+            if not ok:
+                rc.log(logger, logging.INFO, "job %r skipped: `if` is false", rc.job)
+                return JobOutcome(Status.SKIPPED, {"status": "SKIPPED", "stages": {}})
+        rc.log(logger, logging.DEBUG, "job %r started", rc.job)
+        combos = self.strategy.combinations
+        if len(combos) == 1:
+            combo = self._combination(combos[0], base, rc, None)
+            return JobOutcome(combo.status, combo.context(), combo.errors)
+        results = self._matrix(base, rc)
+        status = _overall(r.status for r in results)
+        errors = [e for r in results for e in r.errors]
+        strategies = {cid: r.context() for cid, r in zip(self._ids, results, strict=True)}
+        return JobOutcome(status, {"status": status.value, "strategies": strategies}, errors)
+
+    def _combination(
+        self, matrix: Combination, base: Mapping[str, Any], rc: RunContext, cid: str | None
+    ) -> _Combo:
+        ctx: dict[str, Any] = {
+            "params": base["params"],
+            "jobs": base["jobs"],
+            "release": base["release"],
+            "run_id": base["run_id"],
+            "matrix": matrix,
+            "stages": {},
+        }
+        if cid is not None or matrix:
+            rc = rc.evolve(strategy=cid, matrix=matrix)
+        status = Status.SUCCESS
+        errors: list[ErrorRecord] = []
+        go_on = not rc.settings.stage_raise_error
+        stage: BaseStage
+        for stage in self.stages:
+            if rc.cancel.cancelled:
+                status = Status.CANCELLED
+                break
+            out = stage.execute(ctx, rc)
+            if out.error is not None:
+                errors.append(out.error)
+            if out.status is Status.FAILED and not go_on:
+                status = Status.FAILED
+                break
+            if out.status is Status.CANCELLED:
+                status = Status.CANCELLED
+                break
+        if cid is not None and errors:
+            label = _matrix_label(matrix)
+            errors = [replace(e, message=f"[{label}] {e.message}") for e in errors]
+        return _Combo(status, matrix, ctx["stages"], errors)
+
+    def _matrix(self, base: Mapping[str, Any], rc: RunContext) -> list[_Combo]:
+        combos = self.strategy.combinations
+        fail_fast = self.strategy.fail_fast
+        workers = min(self.strategy.max_parallel, len(combos))
+        results: list[_Combo | None] = [None] * len(combos)
+        if workers == 1:
+            failed = False
+            for i, matrix in enumerate(combos):
+                if failed and fail_fast:
+                    break
+                results[i] = self._combination(matrix, base, rc, self._ids[i])
+                failed = results[i].status is Status.FAILED  # type: ignore[union-attr]
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix=f"job-{rc.job}") as pool:
+                futures: dict[Future[_Combo], int] = {
+                    pool.submit(self._combination, matrix, base, rc, self._ids[i]): i
+                    for i, matrix in enumerate(combos)
+                }
+                for future in as_completed(futures):
+                    if future.cancelled():
+                        continue
+                    i = futures[future]
+                    results[i] = _result_of(future, combos[i], rc)
+                    if fail_fast and results[i].status is Status.FAILED:  # type: ignore[union-attr]
+                        for other in futures:
+                            other.cancel()
+        return [
+            r if r is not None else _Combo(Status.CANCELLED, combos[i], {}, [])
+            for i, r in enumerate(results)
+        ]
+
+
+def _result_of(future: Future[_Combo], matrix: Combination, rc: RunContext) -> _Combo:
+    try:
+        return future.result()
+    except Exception as exc:  # a bug in the engine: keep the run honest, never hang
+        logger.exception("combination crashed", extra=rc.log_extra())
+        record = ErrorRecord(
+            message=rc.masker.text(f"internal error: {exc!r}"), kind=type(exc).__name__, job=rc.job
+        )
+        return _Combo(Status.FAILED, matrix, {}, [record])
+
+
+def _overall(statuses: Iterable[Status]) -> Status:
+    seen = set(statuses)
+    if Status.FAILED in seen:
+        return Status.FAILED
+    if Status.CANCELLED in seen:
+        return Status.CANCELLED
+    return Status.SUCCESS
+
+
+def _expressions(value: Any, env: bool, key: str) -> list[Any]:
+    found: list[Any] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "${{" in item:
+                try:
+                    found.extend(Template.parse(item, env=env).expressions)
+                except TemplateError as exc:
+                    raise ConfigError(str(exc), key=key) from None
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return found
+
+
+def _check_path(
+    root: str,
+    *,
+    rest: list[str],
+    matrix_keys: set[str],
+    stage_ids: set[str],
+    dynamic_ids: bool,
+    needed: set[str],
+) -> str | None:
+    """Why ``root.rest`` cannot exist when the expression runs, or ``None``."""
+    if root not in CONTEXT_ROOTS:
+        return f"unknown path root {root!r}; a path starts with {', '.join(sorted(CONTEXT_ROOTS))}"
+    if not rest:
+        return None
+    head = rest[0]
+    if root == "matrix" and head not in matrix_keys:
+        known = ", ".join(sorted(matrix_keys)) or "none: the job has no matrix"
+        return f"matrix key {head!r} is not in the job's matrix (keys: {known})"
+    if root == "stages" and head not in stage_ids and not dynamic_ids:
+        known = ", ".join(sorted(stage_ids)) or "none"
+        return f"no earlier stage of this job has id {head!r} (earlier ids: {known})"
+    if root == "jobs" and head not in needed:
+        return f"job {head!r} is not among this job's needs, so its outputs may not exist yet"
+    return None
