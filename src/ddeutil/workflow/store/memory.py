@@ -1,0 +1,380 @@
+"""The in-memory run store: the same contract as SQLite, kept in dicts.
+
+For tests and for embedding the engine where nothing must outlive the process.
+One mutex guards every operation, so each method is atomic with respect to other
+threads. Values are JSON-encoded on the way in exactly as the SQL stores do, so a
+record read back looks the same whichever store produced it. Nothing is shared
+between processes: worker processes need a URL store (SQLite, PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from ..errors import StoreError, StoreLockedError
+from ..result import ErrorRecord, Status
+from ._codec import dump_errors, dumps_json, load_errors, loads_json, utc
+from .base import (
+    Claim,
+    DuplicateRun,
+    ReleaseKey,
+    RunRecord,
+    StatusFilter,
+    TriggerKind,
+    check_paging,
+    status_values,
+    terminal_status,
+)
+
+__all__ = ["LocalLocks", "MemoryRunStore"]
+
+_NON_TERMINAL = (Status.PENDING, Status.RUNNING)
+
+
+class LocalLocks:
+    """A process-local registry of scheduler locks keyed by store identity.
+
+    Used by stores that live in one process only (``memory://``, SQLite
+    ``:memory:``): the lock is exclusive among the store objects of this process,
+    which is all that can share such a store.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._holders: dict[str, str] = {}
+
+    @contextmanager
+    def hold(self, identity: str, owner: str, *, what: str) -> Iterator[None]:
+        """Hold the lock named ``identity`` for ``owner`` during the block."""
+        with self._mutex:
+            holder = self._holders.get(identity)
+            if holder is not None:
+                raise StoreLockedError(
+                    f"the scheduler lock of {what} is held by {holder!r} in this process"
+                )
+            self._holders[identity] = owner
+        try:
+            yield
+        finally:
+            with self._mutex:
+                self._holders.pop(identity, None)
+
+
+LOCAL_LOCKS = LocalLocks()
+
+
+@dataclass(frozen=True)
+class _Row:
+    run_id: str
+    pipeline: str
+    trigger: TriggerKind
+    status: Status
+    release: ReleaseKey | None
+    logical_date: datetime | None
+    params: str
+    context: str | None
+    errors: str
+    created: datetime
+    started: datetime | None
+    ended: datetime | None
+    error: str | None
+    idempotency_key: str | None
+
+    def record(self) -> RunRecord:
+        return RunRecord(
+            run_id=self.run_id,
+            pipeline=self.pipeline,
+            trigger=self.trigger,
+            status=self.status,
+            release=self.release,
+            logical_date=self.logical_date,
+            params=loads_json(self.params),
+            context=loads_json(self.context),
+            errors=load_errors(self.errors),
+            created=self.created,
+            started=self.started,
+            ended=self.ended,
+            error=self.error,
+            idempotency_key=self.idempotency_key,
+        )
+
+
+class MemoryRunStore:
+    """A :class:`~.base.RunStore` in this process's memory (``memory://``)."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.RLock()
+        self._runs: dict[str, _Row] = {}
+        self._claims: dict[ReleaseKey, str] = {}
+        self._keys: dict[str, str] = {}
+        self._state: dict[str, tuple[datetime, str]] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"MemoryRunStore(runs={len(self._runs)})"
+
+    def _check(self) -> None:
+        if self._closed:
+            raise StoreError("the run store is closed")
+
+    # -- claims and runs --------------------------------------------------------
+
+    def _insert(self, row: _Row) -> None:
+        if row.run_id in self._runs:
+            raise StoreError(f"run id {row.run_id!r} already exists in the run store")
+        self._runs[row.run_id] = row
+
+    def _claim_locked(self, item: Claim, now: datetime) -> None:
+        release = item.release
+        self._insert(
+            _Row(
+                run_id=item.run_id,
+                pipeline=release.pipeline,
+                trigger=TriggerKind.SCHEDULE,
+                status=Status.PENDING,
+                release=release,
+                logical_date=None if item.logical_date is None else utc(item.logical_date),
+                params=dumps_json(dict(item.params)),
+                context=None,
+                errors="[]",
+                created=now,
+                started=None,
+                ended=None,
+                error=None,
+                idempotency_key=None,
+            )
+        )
+        self._claims[release] = item.run_id
+
+    def claim(
+        self,
+        release: ReleaseKey,
+        *,
+        run_id: str,
+        params: Mapping[str, Any],
+        logical_date: datetime,
+        now: datetime,
+    ) -> bool:
+        return self.claim_many([Claim(release, run_id, params, logical_date)], now=now)[0]
+
+    def claim_many(self, claims: Sequence[Claim], *, now: datetime) -> list[bool]:
+        at = utc(now)
+        with self._mutex:
+            self._check()
+            # Decide every item first so that an error leaves nothing written, as
+            # a rolled-back transaction would: a claimed release wins over a
+            # reused run id (it is a plain "no"), a fresh release with a taken
+            # run id is an error.
+            wins: list[bool] = []
+            seen: set[ReleaseKey] = set()
+            new_ids: set[str] = set()
+            for item in claims:
+                if item.release in self._claims or item.release in seen:
+                    wins.append(False)
+                    continue
+                if item.run_id in self._runs or item.run_id in new_ids:
+                    raise StoreError(f"run id {item.run_id!r} already exists in the run store")
+                seen.add(item.release)
+                new_ids.add(item.run_id)
+                wins.append(True)
+            for item, won in zip(claims, wins, strict=True):
+                if won:
+                    self._claim_locked(item, at)
+            return wins
+
+    def create_run(
+        self,
+        *,
+        run_id: str,
+        pipeline: str,
+        trigger: TriggerKind,
+        params: Mapping[str, Any],
+        now: datetime,
+        idempotency_key: str | None = None,
+        logical_date: datetime | None = None,
+    ) -> RunRecord:
+        row = _Row(
+            run_id=run_id,
+            pipeline=pipeline,
+            trigger=TriggerKind(trigger),
+            status=Status.PENDING,
+            release=None,
+            logical_date=None if logical_date is None else utc(logical_date),
+            params=dumps_json(dict(params)),
+            context=None,
+            errors="[]",
+            created=utc(now),
+            started=None,
+            ended=None,
+            error=None,
+            idempotency_key=idempotency_key,
+        )
+        with self._mutex:
+            self._check()
+            if idempotency_key is not None and idempotency_key in self._keys:
+                raise DuplicateRun(self._keys[idempotency_key], idempotency_key)
+            self._insert(row)
+            if idempotency_key is not None:
+                self._keys[idempotency_key] = run_id
+            return row.record()
+
+    def mark_running(self, run_id: str, *, now: datetime) -> bool:
+        at = utc(now)
+        with self._mutex:
+            self._check()
+            row = self._runs.get(run_id)
+            if row is None or row.status is not Status.PENDING:
+                return False
+            self._runs[run_id] = replace(row, status=Status.RUNNING, started=at)
+            return True
+
+    def finish(
+        self,
+        run_id: str,
+        *,
+        status: Status,
+        now: datetime,
+        context: Mapping[str, Any] | None = None,
+        errors: Sequence[ErrorRecord] = (),
+        error: str | None = None,
+    ) -> bool:
+        final = terminal_status(status)
+        at = utc(now)
+        encoded = None if context is None else dumps_json(dict(context))
+        with self._mutex:
+            self._check()
+            row = self._runs.get(run_id)
+            if row is None or row.status not in _NON_TERMINAL:
+                return False
+            self._runs[run_id] = replace(
+                row,
+                status=final,
+                ended=at,
+                context=row.context if encoded is None else encoded,
+                errors=dump_errors(errors),
+                error=error,
+            )
+            return True
+
+    # -- queries ----------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._mutex:
+            self._check()
+            row = self._runs.get(run_id)
+        return None if row is None else row.record()
+
+    def _select(
+        self,
+        pipeline: str | None,
+        status: StatusFilter,
+        since: datetime | None,
+        until: datetime | None,
+        trigger: TriggerKind | None,
+    ) -> list[_Row]:
+        wanted = status_values(status)
+        lo = None if since is None else utc(since)
+        hi = None if until is None else utc(until)
+        kind = None if trigger is None else TriggerKind(trigger)
+        with self._mutex:
+            self._check()
+            rows = list(self._runs.values())
+        return [
+            r
+            for r in rows
+            if (pipeline is None or r.pipeline == pipeline)
+            and (wanted is None or r.status.value in wanted)
+            and (lo is None or r.created >= lo)
+            and (hi is None or r.created < hi)
+            and (kind is None or r.trigger is kind)
+        ]
+
+    def list_runs(
+        self,
+        *,
+        pipeline: str | None = None,
+        status: StatusFilter = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        trigger: TriggerKind | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        check_paging(limit, offset)
+        rows = self._select(pipeline, status, since, until, trigger)
+        rows.sort(key=lambda r: (r.created, r.run_id), reverse=True)
+        return [r.record() for r in rows[offset : offset + limit]]
+
+    def count_runs(
+        self,
+        *,
+        pipeline: str | None = None,
+        status: StatusFilter = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        trigger: TriggerKind | None = None,
+    ) -> int:
+        return len(self._select(pipeline, status, since, until, trigger))
+
+    def pending_runs(self, *, trigger: TriggerKind | None = None) -> list[RunRecord]:
+        rows = self._select(None, Status.PENDING, None, None, trigger)
+        rows.sort(key=lambda r: (r.release.at if r.release else r.created, r.created, r.run_id))
+        return [r.record() for r in rows]
+
+    def running_runs(self, *, trigger: TriggerKind | None = None) -> list[RunRecord]:
+        rows = self._select(None, Status.RUNNING, None, None, trigger)
+        rows.sort(key=lambda r: (r.started or r.created, r.run_id))
+        return [r.record() for r in rows]
+
+    def fail_interrupted(
+        self, *, now: datetime, reason: str, trigger: TriggerKind | None = None
+    ) -> list[str]:
+        at = utc(now)
+        errors = dump_errors([ErrorRecord(message=reason, kind="Interrupted")])
+        with self._mutex:
+            rows = self._select(None, Status.RUNNING, None, None, trigger)
+            rows.sort(key=lambda r: (r.started or r.created, r.run_id))
+            for row in rows:
+                self._runs[row.run_id] = replace(
+                    row, status=Status.FAILED, ended=at, errors=errors, error=reason
+                )
+        return [r.run_id for r in rows]
+
+    # -- scheduler state ----------------------------------------------------------
+
+    def get_watermark(self) -> datetime | None:
+        with self._mutex:
+            self._check()
+            value = self._state.get("watermark")
+        return None if value is None else value[0]
+
+    def set_watermark(self, at: datetime) -> None:
+        with self._mutex:
+            self._check()
+            self._state["watermark"] = (utc(at), "")
+
+    def heartbeat(self, *, now: datetime, owner: str) -> None:
+        with self._mutex:
+            self._check()
+            self._state["heartbeat"] = (utc(now), owner)
+
+    def last_heartbeat(self) -> tuple[datetime, str] | None:
+        with self._mutex:
+            self._check()
+            return self._state.get("heartbeat")
+
+    def scheduler_lock(self, owner: str) -> AbstractContextManager[None]:
+        self._check()
+        return LOCAL_LOCKS.hold(f"memory:{id(self)}", owner, what="this memory store")
+
+    def ping(self) -> bool:
+        return not self._closed
+
+    def close(self) -> None:
+        with self._mutex:
+            self._closed = True

@@ -1,0 +1,440 @@
+"""The SQLite run store: one file, the default (``sqlite:///<path>``).
+
+Concurrency model:
+
+* **Threads of one process** share one connection guarded by a mutex. Every
+  write is one ``BEGIN IMMEDIATE`` transaction, so the write lock is taken up
+  front and a transaction never fails half-way on a lock upgrade. SQLite allows
+  one writer at a time anyway; the benchmark (``benchmarks/bench_store.py``)
+  shows a connection per thread only adds busy-waiting.
+* **Processes** (daemon, workers, API, CLI) each open their own store from the
+  same URL. WAL mode lets readers run beside the writer; writers wait up to the
+  busy timeout (``?timeout=30`` seconds by default). The release claim is a
+  UNIQUE constraint, so it holds across processes without any help from Python.
+* **Durability**: ``synchronous=FULL`` by default, so a claim or a finished run
+  survives a power cut once the call returns. ``?synchronous=normal`` trades that
+  for speed (still safe when only the process crashes).
+
+The scheduler lock is ``fcntl.flock`` on ``<db path>.lock``; the file holds the
+owner's name and pid while held, and the kernel drops the lock when the holder
+dies. A store object is bound to the process that opened it: after ``fork`` open
+a new one (the inherited lock descriptor is closed in the child, so a worker
+process never keeps the daemon's lock alive).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import socket
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import StoreError, StoreLockedError
+from ..result import ErrorRecord, Status
+from . import _sql
+from ._codec import dump_errors, dumps_json, loads_json, ts_text, utc
+from .base import (
+    Claim,
+    DuplicateRun,
+    ReleaseKey,
+    RunRecord,
+    StatusFilter,
+    TriggerKind,
+    check_paging,
+    terminal_status,
+)
+from .memory import LOCAL_LOCKS
+
+__all__ = ["SqliteRunStore"]
+
+logger = logging.getLogger(__name__)
+
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_HELD_LOCK_FDS: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    # A forked child shares the parent's open file description: keeping it open
+    # would keep the scheduler lock alive after the parent dies. Close (never
+    # unlock: that would release the parent's lock too).
+    for fd in list(_HELD_LOCK_FDS):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_LOCK_FDS.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
+def _ts_out(value: str) -> datetime:
+    return utc(datetime.fromisoformat(value))
+
+
+_DIALECT = _sql.Dialect(placeholder="?", ts_in=ts_text, ts_out=_ts_out, json_out=loads_json)
+
+
+class SqliteRunStore:
+    """A :class:`~.base.RunStore` in one SQLite file (or ``:memory:``).
+
+    Args:
+        path: The database file (parent folders are created) or ``":memory:"``
+            (one process only; the scheduler lock is then process-local).
+        busy_timeout: Seconds a write waits for another process's transaction.
+        synchronous: SQLite ``synchronous`` level (``FULL`` or ``NORMAL``).
+
+    Raises:
+        StoreError: the file cannot be opened, or its schema is newer than this
+            version of ddeutil-workflow understands.
+    """
+
+    def __init__(
+        self, path: str | Path, *, busy_timeout: float = 30.0, synchronous: str = "FULL"
+    ) -> None:
+        level = synchronous.upper()
+        if level not in _SYNCHRONOUS:
+            raise StoreError(
+                f"sqlite synchronous must be one of {_SYNCHRONOUS}, got {synchronous!r}"
+            )
+        self._memory = str(path) == ":memory:"
+        self.path = str(path) if self._memory else str(Path(path).expanduser().absolute())
+        self._mutex = threading.RLock()
+        self._pid = os.getpid()
+        self._closed = False
+        try:
+            if not self._memory:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the SQLite run store {self.path}: {exc}") from exc
+        try:
+            with self._errors():
+                self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute(f"PRAGMA synchronous = {level}")
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"SqliteRunStore({self.path!r})"
+
+    # -- plumbing -----------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite run store {self.path}: {exc}") from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"the SQLite run store {self.path} is closed")
+        if os.getpid() != self._pid:
+            raise StoreError(
+                f"this SQLite run store was opened in process {self._pid}; "
+                "open a new store in each process (open_store(url))"
+            )
+        return self._conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._mutex, self._errors():
+            yield self._connection()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction: commit on success, else roll back."""
+        with self._mutex, self._errors():
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _migrate(self) -> None:
+        with self._errors():
+            exists = self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'workflow_meta'"
+            ).fetchone()
+            if exists:
+                row = self._conn.execute(_sql.GET_VERSION).fetchone()
+                if row and int(row[0]) == _sql.SCHEMA_VERSION:
+                    return
+        with self._write() as conn:
+            conn.execute(_sql.META_DDL)
+            row = conn.execute(_sql.GET_VERSION).fetchone()
+            version = int(row[0]) if row else 0
+            if version > _sql.SCHEMA_VERSION:
+                raise StoreError(
+                    f"the run store {self.path} has schema version {version}, newer than "
+                    f"this ddeutil-workflow supports ({_sql.SCHEMA_VERSION}); upgrade it"
+                )
+            for statements in _sql.migrations("TEXT", "TEXT")[version:]:
+                for statement in statements:
+                    conn.execute(statement)
+            if version < _sql.SCHEMA_VERSION:
+                conn.execute(_sql.SET_VERSION, (str(_sql.SCHEMA_VERSION),))
+                logger.info(
+                    "run store %s migrated to schema version %d", self.path, _sql.SCHEMA_VERSION
+                )
+
+    def _get(self, conn: sqlite3.Connection, run_id: str) -> RunRecord | None:
+        row = conn.execute(_sql.GET_RUN, (run_id,)).fetchone()
+        return None if row is None else _DIALECT.record(row)
+
+    # -- claims and runs --------------------------------------------------------
+
+    def claim(
+        self,
+        release: ReleaseKey,
+        *,
+        run_id: str,
+        params: Mapping[str, Any],
+        logical_date: datetime,
+        now: datetime,
+    ) -> bool:
+        return self.claim_many([Claim(release, run_id, params, logical_date)], now=now)[0]
+
+    def claim_many(self, claims: Sequence[Claim], *, now: datetime) -> list[bool]:
+        created = utc(now)
+        rows = [
+            _DIALECT.run_values(
+                run_id=c.run_id,
+                pipeline=c.release.pipeline,
+                trigger=TriggerKind.SCHEDULE,
+                release=c.release,
+                logical_date=c.logical_date,
+                params=dumps_json(dict(c.params)),
+                created=created,
+                idempotency_key=None,
+            )
+            for c in claims
+        ]
+        with self._write() as conn:
+            return [conn.execute(_sql.CLAIM, row).rowcount == 1 for row in rows]
+
+    def create_run(
+        self,
+        *,
+        run_id: str,
+        pipeline: str,
+        trigger: TriggerKind,
+        params: Mapping[str, Any],
+        now: datetime,
+        idempotency_key: str | None = None,
+        logical_date: datetime | None = None,
+    ) -> RunRecord:
+        values = _DIALECT.run_values(
+            run_id=run_id,
+            pipeline=pipeline,
+            trigger=trigger,
+            release=None,
+            logical_date=logical_date,
+            params=dumps_json(dict(params)),
+            created=utc(now),
+            idempotency_key=idempotency_key,
+        )
+        with self._write() as conn:
+            if idempotency_key is not None:
+                row = conn.execute(_sql.RUN_BY_KEY, (idempotency_key,)).fetchone()
+                if row is not None:
+                    raise DuplicateRun(row[0], idempotency_key)
+            conn.execute(_sql.INSERT_RUN, values)
+            record = self._get(conn, run_id)
+        assert record is not None
+        return record
+
+    def mark_running(self, run_id: str, *, now: datetime) -> bool:
+        started = ts_text(now)
+        with self._write() as conn:
+            return conn.execute(_sql.MARK_RUNNING, (started, run_id)).rowcount == 1
+
+    def finish(
+        self,
+        run_id: str,
+        *,
+        status: Status,
+        now: datetime,
+        context: Mapping[str, Any] | None = None,
+        errors: Sequence[ErrorRecord] = (),
+        error: str | None = None,
+    ) -> bool:
+        values = (
+            terminal_status(status).value,
+            ts_text(now),
+            None if context is None else dumps_json(dict(context)),
+            dump_errors(errors),
+            error,
+            run_id,
+        )
+        with self._write() as conn:
+            return conn.execute(_sql.FINISH, values).rowcount == 1
+
+    # -- queries ----------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._read() as conn:
+            return self._get(conn, run_id)
+
+    def list_runs(
+        self,
+        *,
+        pipeline: str | None = None,
+        status: StatusFilter = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        trigger: TriggerKind | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        check_paging(limit, offset)
+        where, values = _DIALECT.where(
+            pipeline=pipeline, status=status, since=since, until=until, trigger=trigger
+        )
+        with self._read() as conn:
+            rows = conn.execute(_DIALECT.list_query(where), (*values, limit, offset)).fetchall()
+        return [_DIALECT.record(row) for row in rows]
+
+    def count_runs(
+        self,
+        *,
+        pipeline: str | None = None,
+        status: StatusFilter = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        trigger: TriggerKind | None = None,
+    ) -> int:
+        where, values = _DIALECT.where(
+            pipeline=pipeline, status=status, since=since, until=until, trigger=trigger
+        )
+        with self._read() as conn:
+            return int(conn.execute(_DIALECT.count_query(where), values).fetchone()[0])
+
+    def _by_status(self, status: Status, trigger: TriggerKind | None) -> list[RunRecord]:
+        query, values = _DIALECT.status_query(status, trigger)
+        with self._read() as conn:
+            rows = conn.execute(query, values).fetchall()
+        return [_DIALECT.record(row) for row in rows]
+
+    def pending_runs(self, *, trigger: TriggerKind | None = None) -> list[RunRecord]:
+        return self._by_status(Status.PENDING, trigger)
+
+    def running_runs(self, *, trigger: TriggerKind | None = None) -> list[RunRecord]:
+        return self._by_status(Status.RUNNING, trigger)
+
+    def fail_interrupted(
+        self, *, now: datetime, reason: str, trigger: TriggerKind | None = None
+    ) -> list[str]:
+        query, values = _DIALECT.status_query(Status.RUNNING, trigger)
+        update, extra = _sql.FAIL_RUNNING, []
+        if trigger is not None:
+            update, extra = update + " AND trigger_kind = ?", [TriggerKind(trigger).value]
+        errors = dump_errors([ErrorRecord(message=reason, kind="Interrupted")])
+        with self._write() as conn:
+            ids = [row[0] for row in conn.execute(query, values).fetchall()]
+            conn.execute(update, (ts_text(now), errors, reason, *extra))
+        return ids
+
+    # -- scheduler state ----------------------------------------------------------
+
+    def _get_state(self, name: str) -> tuple[datetime, str] | None:
+        with self._read() as conn:
+            row = conn.execute(_sql.GET_STATE, (name,)).fetchone()
+        return None if row is None else (_ts_out(row[0]), row[1])
+
+    def _set_state(self, name: str, at: datetime, owner: str) -> None:
+        with self._write() as conn:
+            conn.execute(_sql.SET_STATE, (name, ts_text(at), owner))
+
+    def get_watermark(self) -> datetime | None:
+        state = self._get_state("watermark")
+        return None if state is None else state[0]
+
+    def set_watermark(self, at: datetime) -> None:
+        self._set_state("watermark", at, "")
+
+    def heartbeat(self, *, now: datetime, owner: str) -> None:
+        self._set_state("heartbeat", now, owner)
+
+    def last_heartbeat(self) -> tuple[datetime, str] | None:
+        return self._get_state("heartbeat")
+
+    @property
+    def lock_path(self) -> str | None:
+        """The scheduler lock file (``None`` for an in-memory database)."""
+        return None if self._memory else f"{self.path}.lock"
+
+    def scheduler_lock(self, owner: str) -> AbstractContextManager[None]:
+        with self._read():
+            pass  # refuse a closed or foreign-process store up front
+        if self.lock_path is None:
+            return LOCAL_LOCKS.hold(f"sqlite:{id(self)}", owner, what=f"{self!r}")
+        return _file_lock(self.lock_path, owner, store=self.path)
+
+    def ping(self) -> bool:
+        try:
+            with self._read() as conn:
+                conn.execute("SELECT 1").fetchone()
+        except StoreError:
+            return False
+        return True
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._closed:
+                return
+            self._closed = True
+            if os.getpid() == self._pid:
+                self._conn.close()
+
+
+@contextmanager
+def _file_lock(lock_path: str, owner: str, *, store: str) -> Iterator[None]:
+    """Hold ``flock(LOCK_EX)`` on ``lock_path``; refuse at once if it is held."""
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(f"cannot open the scheduler lock file {lock_path}: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "unknown holder"
+        os.close(fd)
+        raise StoreLockedError(
+            f"the run store {store} is in use by another scheduler ({holder}); "
+            f"lock file {lock_path}. Stop that daemon first or use another run store."
+        ) from None
+    pid = os.getpid()
+    _HELD_LOCK_FDS.add(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"owner {owner}, pid {pid}, host {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        _HELD_LOCK_FDS.discard(fd)
+        if os.getpid() == pid:  # a forked child must not unlock its parent's lock
+            try:
+                os.ftruncate(fd, 0)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
