@@ -1,0 +1,312 @@
+"""The scheduler daemon process: lock, recover, tick each minute, stop cleanly.
+
+Lifecycle of ``python -m ddeutil.workflow.app`` (and ``workflow scheduler``):
+
+1. Read the settings (a bad value: message naming the variable, exit 2), set up
+   JSON logging, open the run store and take its **scheduler lock**. A second
+   daemon on the same store refuses to start with a clear message (exit 1).
+2. Start the worker processes and **recover**: runs a crash left RUNNING are
+   recorded FAILED ("interrupted by a restart"); claimed releases that never
+   started are dispatched again. A first heartbeat is written.
+3. **Tick at every minute boundary**, using the ``schedule`` library
+   (``every().minute.at(":00")``). Between ticks the main thread sleeps exactly
+   until the next boundary (``idle_seconds``), at most 60 s at a time so a wall
+   clock that steps is noticed; a signal wakes it at once. It is not a polling
+   loop. A helper thread waits on executor events to start queued runs as soon
+   as a slot frees up.
+4. Signals: **SIGTERM / SIGINT** stop ticking, let running pipelines finish for
+   ``WORKFLOW_APP_STOP_TIMEOUT`` seconds, cancel the rest (shell children
+   included; recorded CANCELLED) and exit 0. A **second** SIGTERM / SIGINT exits
+   at once with status ``128 + signal`` (143 / 130); runs still RUNNING then are
+   closed as FAILED (interrupted) at the next start. **SIGHUP** reloads the conf
+   folder at the next tick. **SIGCHLD** reaps orphaned descendants (see
+   :mod:`.reaper`), so the daemon leaves no zombies when it is PID 1.
+
+Signal handlers only record the signal (and exit on the second stop signal);
+the main loop does the work. A ``socketpair`` registered with
+:func:`signal.set_wakeup_fd` interrupts the sleep, which avoids taking locks
+inside a signal handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+from collections import deque
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+import schedule
+
+from ..clock import Clock, SystemClock
+from ..errors import SettingsError, StoreError, StoreLockedError
+from ..executor import Executor
+from ..loader import Loader
+from ..logs import configure_logging
+from ..masking import Masker
+from ..scheduler import Scheduler
+from ..settings import Settings
+from ..store import open_store
+from ..store.base import RunStore
+from .options import add_arguments
+from .reaper import become_subreaper, reap_orphans
+
+__all__ = ["Daemon", "main", "serve"]
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+MAX_SLEEP = 60.0
+"""Longest single sleep: the boundary is recomputed at least this often."""
+EVENT_WAIT = 5.0
+"""Bounded wait of the event helper thread (it wakes at once on an event)."""
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class _Signals:
+    """Records signals and wakes the main loop through a socket pair."""
+
+    def __init__(self) -> None:
+        self._read, self._write = socket.socketpair()
+        self._read.setblocking(False)
+        self._write.setblocking(False)
+        self.received: deque[int] = deque()
+        self.stop_requested = False
+        self._previous: dict[int, Any] = {}
+        self._previous_fd: int | None = None
+
+    def install(self) -> bool:
+        """Install the handlers (main thread only); returns whether they were installed."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        self._previous_fd = signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
+        for signum in (*_STOP_SIGNALS, signal.SIGHUP, signal.SIGCHLD):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return True
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+        if self._previous_fd is not None:
+            signal.set_wakeup_fd(self._previous_fd)
+            self._previous_fd = None
+        self._read.close()
+        self._write.close()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if signum in _STOP_SIGNALS:
+            if self.stop_requested:
+                os.write(2, b"workflow scheduler: second stop signal, exiting at once\n")
+                os._exit(128 + signum)
+            self.stop_requested = True
+        self.received.append(signum)
+
+    def wake(self) -> None:
+        """Interrupt :meth:`wait` from another thread."""
+        with contextlib.suppress(OSError):  # full (already awake) or closed
+            self._write.send(b"\0")
+
+    def wait(self, timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds, or until a signal or :meth:`wake`."""
+        if timeout > 0:
+            select.select([self._read], [], [], timeout)
+        try:
+            while self._read.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+
+class Daemon:
+    """Drives a :class:`~ddeutil.workflow.scheduler.Scheduler` from the wall clock.
+
+    Args:
+        settings: Frozen settings (stop timeout).
+        scheduler: The scheduler to start, tick and stop.
+        executor: The scheduler's executor (the event helper waits on it).
+    """
+
+    def __init__(self, *, settings: Settings, scheduler: Scheduler, executor: Executor) -> None:
+        self._settings = settings
+        self._scheduler = scheduler
+        self._executor = executor
+        self._signals = _Signals()
+        self._stop_events = threading.Event()
+        self._stop_requested = False
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested or self._signals.stop_requested
+
+    def request_stop(self) -> None:
+        """Ask the loop to stop (thread-safe; what SIGTERM does)."""
+        self._stop_requested = True
+        self._signals.wake()
+
+    def run(self, *, once: bool = False) -> int:
+        """Start, tick until asked to stop (or once), stop; return the exit code.
+
+        Args:
+            once: Tick once right away, wait for the dispatched runs (up to the stop
+                timeout, then cancel them) and return: an operations and testing
+                aid (``--once``).
+        """
+        self._signals.install()
+        become_subreaper()
+        helper: threading.Thread | None = None
+        try:
+            self._scheduler.start()
+            if once:
+                self._tick()
+            else:
+                helper = threading.Thread(target=self._pump, name="scheduler-events", daemon=True)
+                helper.start()
+                self._loop()
+        finally:
+            logger.info("scheduler stopping (stop timeout %gs)", self._settings.app_stop_timeout)
+            self._scheduler.stop(self._settings.app_stop_timeout)
+            self._stop_events.set()
+            if helper is not None:
+                helper.join(timeout=1.0)
+            reap_orphans()
+            self._signals.restore()
+        return EXIT_OK
+
+    def _loop(self) -> None:
+        jobs = schedule.Scheduler()
+        jobs.every().minute.at(":00").do(self._tick)
+        logger.info("scheduler ticks at every minute boundary; next at %s", jobs.next_run)
+        while not self.stopping:
+            jobs.run_pending()
+            self._handle_signals()
+            if self.stopping:
+                return
+            idle = jobs.idle_seconds
+            self._signals.wait(min(max(idle if idle is not None else MAX_SLEEP, 0.0), MAX_SLEEP))
+            self._handle_signals()
+
+    def _tick(self) -> None:
+        try:
+            self._scheduler.tick()
+        except Exception:
+            logger.exception("tick failed; the next tick retries (nothing is lost)")
+        reap_orphans()
+
+    def _handle_signals(self) -> None:
+        while self._signals.received:
+            signum = self._signals.received.popleft()
+            if signum == signal.SIGHUP:
+                logger.info("SIGHUP: the conf folder is reloaded at the next tick")
+                self._scheduler.request_reload()
+            elif signum == signal.SIGCHLD:
+                reap_orphans()
+            else:
+                logger.info("%s received: stopping", signal.Signals(signum).name)
+
+    def _pump(self) -> None:
+        while not self._stop_events.is_set():
+            try:
+                if self._executor.wait_event(EVENT_WAIT):
+                    self._scheduler.process_events()
+            except Exception:
+                logger.exception("handling executor events failed")
+
+
+def _build_executor(settings: Settings, store: RunStore, masker: Masker, clock: Clock) -> Executor:
+    from ..workers import ProcessExecutor
+
+    return ProcessExecutor(settings=settings, store=store, masker=masker, clock=clock)
+
+
+def serve(
+    settings: Settings, *, masker: Masker, once: bool = False, clock: Clock | None = None
+) -> int:
+    """Run the daemon in the foreground until it is stopped; return the exit code.
+
+    Exit codes: 0 after a clean stop, 1 when the store cannot be opened or another
+    daemon holds its lock, ``128 + signal`` on a second stop signal.
+    """
+    clock = clock or SystemClock()
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        store = open_store(settings.api_db_url)
+    except StoreError as exc:
+        logger.error("cannot open the run store: %s", exc)
+        print(f"workflow scheduler: cannot open the run store: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        with store.scheduler_lock(owner):
+            logger.info("scheduler lock taken on %s (owner %s)", _safe_url(settings), owner)
+            executor = _build_executor(settings, store, masker, clock)
+            scheduler = Scheduler(
+                settings=settings,
+                store=store,
+                executor=executor,
+                clock=clock,
+                loader=Loader.from_settings(settings),
+                masker=masker,
+                owner=owner,
+            )
+            return Daemon(settings=settings, scheduler=scheduler, executor=executor).run(once=once)
+    except StoreLockedError as exc:
+        message = (
+            f"another scheduler daemon is already running on this run store ({exc}); "
+            "refusing to start"
+        )
+        logger.error(message)
+        print(f"workflow scheduler: {message}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        store.close()
+
+
+def _safe_url(settings: Settings) -> str:
+    url = settings.api_db_url
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{rest}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ddeutil.workflow.app",
+        description="Run the ddeutil-workflow scheduler daemon in the foreground.",
+    )
+    add_arguments(parser)
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "text", "json"),
+        default="auto",
+        help="log line format: JSON lines on stdout unless stdout is a terminal",
+    )
+    parser.add_argument("--log-level", default=None, help="log level (default WORKFLOW_LOG_LEVEL)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m ddeutil.workflow.app``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"workflow scheduler: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    masker = Masker.from_env(os.environ)
+    fmt = args.log_format
+    if fmt == "auto":
+        fmt = "text" if sys.stdout.isatty() else "json"
+    configure_logging(fmt=fmt, level=args.log_level or settings.log_level, masker=masker)
+    return serve(settings, masker=masker, once=args.once)

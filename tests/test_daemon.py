@@ -1,0 +1,512 @@
+"""The daemon process: lock, recovery, signals, stop timeout, zombies.
+
+Real ``python -m ddeutil.workflow.app`` processes where the behaviour lives in
+the OS (signals, locks, kill -9, child processes); the loop itself is also run
+in-process with doubles. A run is started in a real daemon without waiting for
+a minute boundary by claiming a release in the store *before* the daemon starts:
+the daemon's start-up recovery dispatches that PENDING claim at once (exactly
+what happens when a daemon died right after claiming).
+
+Every wait is bounded and waits for a condition, never for time to pass.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ddeutil.workflow.app import daemon as daemon_mod
+from ddeutil.workflow.app.daemon import Daemon, main, serve
+from ddeutil.workflow.app.reaper import zombie_children
+from ddeutil.workflow.executor import ExecEvent
+from ddeutil.workflow.loader import Loader
+from ddeutil.workflow.masking import Masker
+from ddeutil.workflow.pipeline import Pipeline
+from ddeutil.workflow.result import Status
+from ddeutil.workflow.scheduler import INTERRUPTED_REASON, SchedulerState
+from ddeutil.workflow.settings import Settings
+from ddeutil.workflow.store import SqliteRunStore, open_store
+from ddeutil.workflow.store.base import ReleaseKey, RunRecord, RunStore
+
+UTC = timezone.utc
+RELEASE = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``predicate`` until it is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
+class DaemonProcess:
+    """A real daemon subprocess with its JSON log lines in a file."""
+
+    def __init__(self, root: Path, env: dict[str, str], *args: str) -> None:
+        self.log = root / f"daemon-{time.monotonic_ns()}.log"
+        self._out = self.log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ddeutil.workflow.app", *args],
+            env=env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def wait_log(self, needle: str, timeout: float = 20) -> None:
+        wait_until(lambda: needle in self.text() or self.proc.poll() is not None, timeout, needle)
+        assert needle in self.text(), self.text()
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"daemon did not exit within {timeout}s:\n{self.text()}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self._out.close()
+
+
+@pytest.fixture
+def daemon_env(root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_")}
+    env.update(
+        WORKFLOW_ROOT_PATH=str(root),
+        WORKFLOW_CORE_TIMEZONE="UTC",
+        WORKFLOW_APP_PROCESS_WORKER="1",
+        WORKFLOW_APP_PIPELINE_PER_PROCESS="4",
+        WORKFLOW_APP_STOP_TIMEOUT="1",
+        WORKFLOW_LOG_LEVEL="INFO",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@pytest.fixture
+def spawn(root: Path, daemon_env: dict[str, str]) -> Iterator[Callable[..., DaemonProcess]]:
+    started: list[DaemonProcess] = []
+
+    def _spawn(*args: str, **env: str) -> DaemonProcess:
+        proc = DaemonProcess(root, {**daemon_env, **env}, *args)
+        started.append(proc)
+        return proc
+
+    yield _spawn
+    for proc in started:
+        proc.close()
+
+
+@pytest.fixture
+def store(daemon_env: dict[str, str]) -> Iterator[RunStore]:
+    s = open_store(Settings.from_env(daemon_env).api_db_url)
+    yield s
+    s.close()
+
+
+def bash_pipeline(name: str, body: str) -> str:
+    return f"""
+{name}:
+  type: Pipeline
+  on:
+    - cronjob: "0 0 1 1 *"
+      timezone: UTC
+  jobs:
+    only:
+      stages:
+        - name: work
+          bash: |
+{"".join(f"            {line}{chr(10)}" for line in body.strip().splitlines())}"""
+
+
+def claim(store: RunStore, daemon_env: dict[str, str], pipeline: str, run_id: str) -> None:
+    """Claim a release as a daemon that died before starting it would have."""
+    settings = Settings.from_env(daemon_env)
+    loader = Loader.from_settings(settings)
+    on = Pipeline.from_template(loader.get(pipeline), loader=loader, settings=settings).on[0]
+    key = ReleaseKey(pipeline=pipeline, schedule=on.key, at=RELEASE)
+    assert store.claim(key, run_id=run_id, params={}, logical_date=RELEASE, now=RELEASE)
+
+
+def record(store: RunStore, run_id: str) -> RunRecord:
+    run = store.get_run(run_id)
+    assert run is not None
+    return run
+
+
+def status_is(store: RunStore, run_id: str, *statuses: Status) -> Callable[[], bool]:
+    return lambda: record(store, run_id).status in statuses
+
+
+# -- real processes -------------------------------------------------------------------
+
+
+def test_bad_settings_exit_2_naming_the_variable(daemon_env: dict[str, str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ddeutil.workflow.app"],
+        env={**daemon_env, "WORKFLOW_CORE_MAX_JOB_PARALLEL": "abc"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "WORKFLOW_CORE_MAX_JOB_PARALLEL" in proc.stderr
+
+
+def test_once_dispatches_a_pending_claim_and_exits_0(
+    spawn: Callable[..., DaemonProcess],
+    store: RunStore,
+    daemon_env: dict[str, str],
+    write_conf: Callable[..., Path],
+) -> None:
+    write_conf("p.yml", bash_pipeline("quick", "echo hello"))
+    claim(store, daemon_env, "quick", "run-once")
+    daemon = spawn("--once", WORKFLOW_APP_STOP_TIMEOUT="20")
+    assert daemon.wait(40) == 0
+    assert record(store, "run-once").status is Status.SUCCESS
+    assert store.last_heartbeat() is not None
+
+
+def test_second_daemon_on_the_same_store_refuses_to_start(
+    spawn: Callable[..., DaemonProcess], write_conf: Callable[..., Path]
+) -> None:
+    first = spawn()
+    first.wait_log("scheduler running")
+    second = spawn()
+    assert second.wait(30) == 1
+    assert "another scheduler daemon is already running" in second.text()
+    assert first.proc.poll() is None
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.wait(30) == 0
+
+
+def test_sigterm_cancels_a_long_bash_stage_within_the_stop_timeout(
+    spawn: Callable[..., DaemonProcess],
+    store: RunStore,
+    daemon_env: dict[str, str],
+    write_conf: Callable[..., Path],
+    root: Path,
+) -> None:
+    pidfile = root / "bash.pid"
+    write_conf("p.yml", bash_pipeline("long", f"echo $$ > {pidfile}\nsleep 120"))
+    claim(store, daemon_env, "long", "run-long")
+    daemon = spawn(WORKFLOW_APP_STOP_TIMEOUT="1")
+    wait_until(pidfile.exists, 30, "the bash stage to start")
+    bash_pid = int(wait_until(lambda: pidfile.read_text().strip(), 5, "the pid"))
+    assert record(store, "run-long").status is Status.RUNNING
+    sent = time.monotonic()
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0
+    elapsed = time.monotonic() - sent
+    run = record(store, "run-long")
+    assert run.status is Status.CANCELLED, daemon.text()
+    assert elapsed < 1 + 5 + 5  # stop timeout + cancel grace + start-up slack
+    wait_until(lambda: not pid_alive(bash_pid), 10, "the bash stage to be killed")
+
+
+def test_sigterm_drains_a_run_that_finishes_within_the_stop_timeout(
+    spawn: Callable[..., DaemonProcess],
+    store: RunStore,
+    daemon_env: dict[str, str],
+    write_conf: Callable[..., Path],
+    root: Path,
+) -> None:
+    started = root / "started"
+    release = root / "release"
+    write_conf(
+        "p.yml",
+        bash_pipeline(
+            "drain",
+            f"touch {started}\nfor i in $(seq 200); do [ -e {release} ] && exit 0; sleep 0.05; done\nexit 1",
+        ),
+    )
+    claim(store, daemon_env, "drain", "run-drain")
+    daemon = spawn(WORKFLOW_APP_STOP_TIMEOUT="30")
+    wait_until(started.exists, 30, "the bash stage to start")
+    daemon.proc.send_signal(signal.SIGTERM)
+    daemon.wait_log("stopping")
+    release.touch()  # the run finishes while the daemon drains
+    assert daemon.wait(30) == 0
+    assert record(store, "run-drain").status is Status.SUCCESS
+
+
+def test_a_second_stop_signal_exits_at_once(
+    spawn: Callable[..., DaemonProcess],
+    store: RunStore,
+    daemon_env: dict[str, str],
+    write_conf: Callable[..., Path],
+    root: Path,
+) -> None:
+    pidfile = root / "bash.pid"
+    write_conf("p.yml", bash_pipeline("long", f"echo $$ > {pidfile}\nsleep 120"))
+    claim(store, daemon_env, "long", "run-long")
+    daemon = spawn(WORKFLOW_APP_STOP_TIMEOUT="120")
+    wait_until(pidfile.exists, 30, "the bash stage to start")
+    daemon.proc.send_signal(signal.SIGTERM)
+    daemon.wait_log("stopping")
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.wait(10) == 128 + signal.SIGTERM
+    assert "second stop signal" in daemon.text()
+
+
+def test_kill_9_of_the_daemon_then_restart_fails_the_started_run_and_runs_the_claimed_one(
+    spawn: Callable[..., DaemonProcess],
+    store: RunStore,
+    daemon_env: dict[str, str],
+    write_conf: Callable[..., Path],
+    root: Path,
+) -> None:
+    pidfile = root / "bash.pid"
+    write_conf("long.yml", bash_pipeline("long", f"echo $$ > {pidfile}\nsleep 120"))
+    write_conf("quick.yml", bash_pipeline("quick", "echo ok"))
+    claim(store, daemon_env, "long", "run-started")
+    first = spawn()
+    wait_until(pidfile.exists, 30, "the bash stage to start")
+    bash_pid = int(wait_until(lambda: pidfile.read_text().strip(), 5, "the pid"))
+    # The daemon claims a release and dies (with its workers) before starting it.
+    claim(store, daemon_env, "quick", "run-claimed")
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(10)
+    assert record(store, "run-started").status is Status.RUNNING  # what a crash leaves
+
+    second = spawn()
+    wait_until(status_is(store, "run-claimed", Status.SUCCESS), 30, "the claimed run")
+    started = record(store, "run-started")
+    assert started.status is Status.FAILED
+    assert INTERRUPTED_REASON in (started.error or "")
+    assert store.count_runs(pipeline="long") == 1
+    assert store.count_runs(pipeline="quick") == 1
+    second.proc.send_signal(signal.SIGTERM)
+    assert second.wait(30) == 0
+    assert record(store, "run-started").status is Status.FAILED  # not run again
+    if pid_alive(bash_pid):  # orphaned by kill -9 of its whole session
+        os.kill(bash_pid, signal.SIGKILL)
+
+
+def test_killed_worker_leaves_no_zombie_and_the_daemon_lives_on(
+    spawn: Callable[..., DaemonProcess],
+    store: RunStore,
+    daemon_env: dict[str, str],
+    write_conf: Callable[..., Path],
+    root: Path,
+) -> None:
+    pidfile = root / "bash.pid"
+    gate = root / "gate"
+    write_conf(
+        "p.yml",
+        bash_pipeline(
+            "victim",
+            f"echo $$ > {pidfile}\nwhile [ ! -e {gate} ]; do sleep 0.05; done",
+        ),
+    )
+    claim(store, daemon_env, "victim", "run-victim")
+    daemon = spawn()
+    wait_until(pidfile.exists, 30, "the bash stage to start")
+    bash_pid = int(wait_until(lambda: pidfile.read_text().strip(), 5, "the pid"))
+    worker = int(Path(f"/proc/{bash_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    os.kill(worker, signal.SIGKILL)
+    wait_until(status_is(store, "run-victim", Status.FAILED), 30, "the run to be failed")
+    assert "died" in (record(store, "run-victim").error or "")
+    # The orphaned bash stage is adopted by the daemon (a subreaper, like PID 1).
+    wait_until(
+        lambda: (
+            int(Path(f"/proc/{bash_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            == daemon.pid
+        ),
+        10,
+        "the orphan to be adopted by the daemon",
+    )
+    gate.touch()  # the orphan exits now
+    wait_until(lambda: not Path(f"/proc/{bash_pid}").exists(), 10, "the orphan to be reaped")
+    assert zombie_children(daemon.pid) == []
+    assert daemon.proc.poll() is None
+    daemon.wait_log("worker process")
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0
+
+
+# -- in-process: the loop with doubles ------------------------------------------------
+
+
+class FakeScheduler:
+    def __init__(self) -> None:
+        self.state = SchedulerState.STOPPED
+        self.ticks = 0
+        self.stopped_with: float | None = None
+        self.reload = threading.Event()
+        self.events = threading.Event()
+
+    def start(self) -> None:
+        self.state = SchedulerState.RUNNING
+
+    def tick(self) -> None:
+        self.ticks += 1
+
+    def stop(self, timeout: float | None = None) -> None:
+        self.stopped_with = timeout
+        self.state = SchedulerState.STOPPED
+
+    def request_reload(self) -> None:
+        self.reload.set()
+
+    def process_events(self) -> list[ExecEvent]:
+        self.events.set()
+        return []
+
+
+class FakeExecutor:
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def emit(self) -> None:
+        self._event.set()
+
+    def wait_event(self, timeout: float) -> bool:
+        hit = self._event.wait(timeout)
+        self._event.clear()
+        return hit
+
+    def drain_events(self) -> list[ExecEvent]:
+        return []
+
+    def in_flight(self) -> int:
+        return 0
+
+    def running_pipelines(self) -> Counter[str]:
+        return Counter()
+
+
+def make_daemon(settings: Settings) -> tuple[Daemon, FakeScheduler, FakeExecutor]:
+    scheduler, executor = FakeScheduler(), FakeExecutor()
+    daemon = Daemon(settings=settings, scheduler=scheduler, executor=executor)  # type: ignore[arg-type]
+    return daemon, scheduler, executor
+
+
+def test_once_ticks_once_and_stops_with_the_stop_timeout(
+    make_settings: Callable[..., Settings],
+) -> None:
+    daemon, scheduler, _ = make_daemon(make_settings(WORKFLOW_APP_STOP_TIMEOUT="4"))
+    before = signal.getsignal(signal.SIGTERM)
+    assert daemon.run(once=True) == 0
+    assert scheduler.ticks == 1
+    assert scheduler.stopped_with == 4
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_loop_reloads_on_sighup_pumps_events_and_stops_on_sigterm(settings: Settings) -> None:
+    daemon, scheduler, executor = make_daemon(settings)
+    result: list[int] = []
+
+    def drive() -> None:
+        assert wait_until(lambda: scheduler.state is SchedulerState.RUNNING, 10, "start")
+        os.kill(os.getpid(), signal.SIGHUP)
+        scheduler.reload.wait(10)
+        executor.emit()
+        scheduler.events.wait(10)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    helper = threading.Thread(target=drive)
+    helper.start()
+    result.append(daemon.run())
+    helper.join(10)
+    assert result == [0]
+    assert scheduler.reload.is_set()
+    assert scheduler.events.is_set()
+    assert scheduler.stopped_with == settings.app_stop_timeout
+
+
+def test_request_stop_wakes_the_sleeping_loop(settings: Settings) -> None:
+    daemon, scheduler, _ = make_daemon(settings)
+    helper = threading.Thread(
+        target=lambda: (
+            wait_until(lambda: scheduler.state is SchedulerState.RUNNING, 10, "start"),
+            daemon.request_stop(),
+        )
+    )
+    helper.start()
+    started = time.monotonic()
+    assert daemon.run() == 0
+    helper.join(10)
+    assert time.monotonic() - started < 10  # woke up, did not sleep to the boundary
+
+
+def test_tick_errors_are_logged_not_fatal(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon, scheduler, _ = make_daemon(settings)
+
+    def boom() -> None:
+        raise RuntimeError("store hiccup")
+
+    scheduler.tick = boom  # type: ignore[method-assign]
+    assert daemon.run(once=True) == 0
+    assert "tick failed" in caplog.text
+    assert scheduler.stopped_with is not None
+
+
+def test_main_reports_bad_settings_with_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WORKFLOW_CORE_TIMEZONE", "Mars/Olympus")
+    assert main([]) == 2
+    assert "WORKFLOW_CORE_TIMEZONE" in capsys.readouterr().err
+
+
+def test_serve_refuses_when_the_lock_is_held(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = settings.api_db_url.removeprefix("sqlite:///")
+    holder = SqliteRunStore(path)
+    with holder.scheduler_lock("someone-else"):
+        assert serve(settings, masker=Masker()) == 1
+    holder.close()
+    assert "refusing to start" in capsys.readouterr().err
+
+
+def test_serve_reports_a_store_that_cannot_be_opened(
+    make_settings: Callable[..., Settings], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    conf = make_settings(WORKFLOW_API_DB_URL=f"sqlite:///{blocker}/runs.db")
+    assert serve(conf, masker=Masker()) == 1
+    assert "cannot open the run store" in capsys.readouterr().err
+
+
+def test_safe_url_hides_credentials(make_settings: Callable[..., Settings]) -> None:
+    conf = make_settings(WORKFLOW_API_DB_URL="postgresql://user:pw@db.internal/wf")
+    assert daemon_mod._safe_url(conf) == "postgresql://***@db.internal/wf"
