@@ -1,0 +1,492 @@
+"""The executor seam: where claimed runs are executed, and the in-process twin.
+
+An :class:`Executor` takes :class:`~ddeutil.workflow.runner.RunRequest` objects
+for runs that are already PENDING in the run store and executes each with
+:func:`~ddeutil.workflow.runner.execute_request`. It reports back through
+:class:`ExecEvent` records that the caller drains without blocking.
+
+Policies shared by every executor:
+
+* **Nothing is dropped.** When every slot is busy, requests wait in submit order;
+  a warning with the queue depth is logged once per saturation episode.
+* **Stopping** (:meth:`Executor.shutdown`) stops taking work, waits up to a
+  timeout for running runs, then cancels the rest (bash process groups are
+  killed by the engine) and makes sure each ends recorded CANCELLED: a run that
+  ignores the cancel is recorded CANCELLED after a short bounded grace and left
+  behind. Requests still waiting for a slot are not started and stay PENDING in
+  the store: the daemon dispatches them after its restart.
+* Every submitted run that was taken by a slot ends with exactly one
+  ``finished`` event; its status is ``None`` when the start handshake refused the
+  run (it was no longer PENDING), so the caller can stop tracking it.
+
+:class:`ThreadExecutor` runs requests on threads of this process; it works with
+any store, the in-memory one included. The daemon uses
+:class:`~ddeutil.workflow.workers.ProcessExecutor`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from .cancellation import CancelToken
+from .clock import Clock, SystemClock
+from .loader import Loader
+from .logs import RunLogRouter
+from .masking import Masker
+from .result import ErrorRecord, Status
+from .runner import RunRequest, error_summary, execute_request, log_extra
+from .settings import Settings
+from .store.base import RunStore
+
+__all__ = ["EventBuffer", "ExecEvent", "Executor", "SaturationLog", "ThreadExecutor"]
+
+logger = logging.getLogger(__name__)
+
+LOADER_REFRESH_SECONDS = 2.0
+"""A worker re-checks the conf folder for changes at most this often (between runs)."""
+
+
+@dataclass(frozen=True)
+class ExecEvent:
+    """Something that happened to a submitted run.
+
+    Attributes:
+        kind: ``started`` once the start handshake succeeded; ``finished`` when the
+            run ended (or was refused by the handshake).
+        run_id: The run.
+        status: The terminal status of a ``finished`` event; ``None`` for
+            ``started`` events and for runs the handshake refused.
+        error: One-line reason of a run that did not succeed.
+    """
+
+    kind: Literal["started", "finished"]
+    run_id: str
+    status: Status | None = None
+    error: str | None = None
+
+
+class Executor(Protocol):
+    """Executes submitted runs and reports :class:`ExecEvent` records."""
+
+    def start(self) -> None:
+        """Get ready to take work. Idempotent."""
+        ...
+
+    def submit(self, request: RunRequest) -> None:
+        """Hand over a PENDING run. Never drops it: queues in order when all slots are busy."""
+        ...
+
+    def drain_events(self) -> list[ExecEvent]:
+        """Return (and forget) the events since the last call, oldest first. Non-blocking."""
+        ...
+
+    def wait_event(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds until an event is available; True if one is."""
+        ...
+
+    def in_flight(self) -> int:
+        """Runs submitted and not yet finished (waiting plus running)."""
+        ...
+
+    def running_pipelines(self) -> Counter[str]:
+        """Per pipeline, runs submitted and not yet finished (waiting plus running)."""
+        ...
+
+    def cancel_all(self, reason: str) -> None:
+        """Cancel every running run cooperatively; waiting ones are left waiting."""
+        ...
+
+    def shutdown(self, timeout: float) -> None:
+        """Stop taking work, wait up to ``timeout``, then cancel what runs. Idempotent."""
+        ...
+
+
+class EventBuffer:
+    """A thread-safe FIFO of events with a bounded wait."""
+
+    def __init__(self) -> None:
+        self._events: deque[ExecEvent] = deque()
+        self._cond = threading.Condition()
+
+    def put(self, event: ExecEvent) -> None:
+        with self._cond:
+            self._events.append(event)
+            self._cond.notify_all()
+
+    def drain(self) -> list[ExecEvent]:
+        with self._cond:
+            events = list(self._events)
+            self._events.clear()
+        return events
+
+    def wait(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: bool(self._events), timeout=max(timeout, 0.0))
+
+
+class SaturationLog:
+    """Logs one warning per saturation episode (all slots busy, runs waiting).
+
+    Not thread-safe on its own: call it under the executor's lock.
+    """
+
+    def __init__(self, slots: int, what: str) -> None:
+        self._slots = slots
+        self._what = what
+        self._saturated = False
+
+    def waiting(self, depth: int) -> None:
+        """Record that ``depth`` runs wait for a slot (warns on the first one)."""
+        if depth <= 0:
+            self.drained()
+            return
+        if not self._saturated:
+            self._saturated = True
+            logger.warning(
+                "all %d run slots of the %s are busy: %d run(s) wait in submit order "
+                "(none is dropped)",
+                self._slots,
+                self._what,
+                depth,
+            )
+
+    def drained(self) -> None:
+        """Record that no run waits any more (ends the episode)."""
+        if self._saturated:
+            self._saturated = False
+            logger.info("run queue of the %s drained: every waiting run got a slot", self._what)
+
+
+@dataclass
+class _Active:
+    request: RunRequest
+    token: CancelToken
+
+
+class ThreadExecutor:
+    """Runs requests on up to ``size`` threads of this process.
+
+    Threads are created on demand and kept; extra requests wait in a FIFO queue.
+    Threads are daemon threads, so a run that ignores cancellation cannot keep
+    the process alive after :meth:`shutdown` gave up on it.
+
+    Args:
+        store: Run store the runs are recorded in.
+        settings: Engine settings (log folder, registry, ...).
+        masker: Hides secrets in stored records (default: hides nothing).
+        clock: Time source (default: the system clock).
+        loader: Resolves templates the pipelines refer to (default: one over the
+            conf folder). It is refreshed between runs when the conf changes.
+        size: Runs executed at once (default ``WORKFLOW_APP_PIPELINE_PER_PROCESS``).
+        cancel_grace: Seconds a cancelled run gets to end before it is recorded
+            CANCELLED anyway and left behind.
+        log_files: Write a log file per run (default ``WORKFLOW_LOG_ENABLE_WRITE``);
+            a :class:`~ddeutil.workflow.logs.RunLogRouter` is attached to the
+            package logger between :meth:`start` and :meth:`shutdown`.
+        on_event: When given, each event is passed to it (from the run's thread)
+            instead of being buffered for :meth:`drain_events`.
+        name: Thread-name prefix and log label.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: RunStore,
+        settings: Settings,
+        masker: Masker | None = None,
+        clock: Clock | None = None,
+        loader: Loader | None = None,
+        size: int | None = None,
+        cancel_grace: float = 5.0,
+        log_files: bool | None = None,
+        on_event: Callable[[ExecEvent], None] | None = None,
+        name: str = "thread executor",
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._masker = masker or Masker()
+        self._clock = clock or SystemClock()
+        self._loader = loader or Loader.from_settings(settings)
+        self._loader_checked = time.monotonic()
+        self._size = settings.app_pipeline_per_process if size is None else size
+        if self._size < 1:
+            raise ValueError(f"size must be at least 1, got {self._size}")
+        self._grace = cancel_grace
+        self._log_files = settings.log_enable_write if log_files is None else log_files
+        self._on_event = on_event
+        self._name = name
+        self._events = EventBuffer()
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._done = threading.Condition(self._lock)
+        self._queue: deque[RunRequest] = deque()
+        self._active: dict[str, _Active] = {}
+        self._abandoned: set[str] = set()
+        self._counts: Counter[str] = Counter()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._started = False
+        self._closed = False
+        self._router: RunLogRouter | None = None
+        self._saturation = SaturationLog(self._size, name)
+
+    def __repr__(self) -> str:
+        return f"ThreadExecutor(size={self._size}, in_flight={self.in_flight()})"
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Attach the per-run log router (when enabled). Idempotent."""
+        with self._lock:
+            if self._started or self._closed:
+                return
+            self._started = True
+        if self._log_files:
+            router = RunLogRouter(self._settings.log_path, self._masker)
+            logging.getLogger("ddeutil.workflow").addHandler(router)
+            self._router = router
+
+    def shutdown(self, timeout: float, *, reason: str | None = None) -> None:
+        """Stop taking work; wait, then cancel; record stragglers CANCELLED.
+
+        Runs waiting for a slot are not started and stay PENDING in the store.
+        Returns after at most ``timeout`` plus ``cancel_grace`` seconds.
+
+        Args:
+            timeout: Seconds running runs get to finish on their own.
+            reason: Cancellation reason recorded for runs cancelled here.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            left = list(self._queue)
+            self._queue.clear()
+            for request in left:
+                self._forget_locked(request)
+            self._saturation.drained()
+            self._work.notify_all()
+        if left:
+            logger.warning(
+                "%s stopping: %d waiting run(s) not started; they stay PENDING and are "
+                "dispatched after a restart",
+                self._name,
+                len(left),
+            )
+        deadline = time.monotonic() + max(timeout, 0.0)
+        if not self._wait_idle(deadline):
+            why = reason or f"stopping: not finished within {timeout:g}s"
+            with self._lock:
+                active = list(self._active.values())
+            logger.warning("%s stopping: cancelling %d run(s): %s", self._name, len(active), why)
+            for item in active:
+                item.token.cancel(why)
+            if not self._wait_idle(time.monotonic() + self._grace):
+                self._abandon_running(why)
+        join_by = time.monotonic() + 1.0
+        for thread in list(self._threads):
+            thread.join(timeout=max(join_by - time.monotonic(), 0.0))
+        if self._router is not None:
+            logging.getLogger("ddeutil.workflow").removeHandler(self._router)
+            self._router.close()
+            self._router = None
+
+    # ------------------------------------------------------------ work
+
+    def submit(self, request: RunRequest) -> None:
+        """Queue ``request``; it starts as soon as a thread is free (FIFO)."""
+        if not self._started:
+            self.start()
+        with self._lock:
+            if self._closed:
+                logger.warning(
+                    "%s is shut down: run not started, it stays PENDING",
+                    self._name,
+                    extra=log_extra(request),
+                )
+                return
+            self._queue.append(request)
+            self._counts[request.pipeline] += 1
+            waiting = len(self._queue) - self._idle
+            if waiting > 0 and len(self._threads) < self._size:
+                self._spawn_locked()
+            elif waiting > 0:
+                self._saturation.waiting(waiting)
+            self._work.notify()
+
+    def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        """Cancel one run: a running one cooperatively, a waiting one at once.
+
+        A waiting run is removed from the queue and recorded CANCELLED.
+
+        Returns:
+            False when the run is not in this executor.
+        """
+        with self._lock:
+            active = self._active.get(run_id)
+            queued = next((r for r in self._queue if r.run_id == run_id), None)
+            if queued is not None:
+                self._queue.remove(queued)
+                self._forget_locked(queued)
+        if active is not None:
+            active.token.cancel(reason)
+            return True
+        if queued is None:
+            return False
+        self._record_cancelled(queued, f"cancelled before it started: {reason}")
+        self._emit(ExecEvent("finished", run_id, Status.CANCELLED, f"cancelled: {reason}"))
+        return True
+
+    def cancel_all(self, reason: str) -> None:
+        """Cancel every running run (waiting runs are left waiting)."""
+        with self._lock:
+            active = list(self._active.values())
+        for item in active:
+            item.token.cancel(reason)
+
+    def drain_events(self) -> list[ExecEvent]:
+        return self._events.drain()
+
+    def wait_event(self, timeout: float) -> bool:
+        return self._events.wait(timeout)
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._queue) + len(self._active)
+
+    def running_pipelines(self) -> Counter[str]:
+        with self._lock:
+            return +self._counts
+
+    # ------------------------------------------------------------ internals
+
+    def _spawn_locked(self) -> None:
+        thread = threading.Thread(
+            target=self._loop,
+            name=f"{self._name}-{len(self._threads) + 1}",
+            daemon=True,
+        )
+        self._threads.append(thread)
+        thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._closed:
+                    self._idle += 1
+                    self._work.wait()
+                    self._idle -= 1
+                if self._closed:
+                    return
+                request = self._queue.popleft()
+                if not self._queue:
+                    self._saturation.drained()
+                token = CancelToken()
+                self._active[request.run_id] = _Active(request, token)
+            try:
+                self._run(request, token)
+            finally:
+                with self._lock:
+                    if self._active.pop(request.run_id, None) is not None:
+                        self._forget_locked(request)
+                    self._done.notify_all()
+
+    def _run(self, request: RunRequest, token: CancelToken) -> None:
+        run_id = request.run_id
+        try:
+            result = execute_request(
+                request,
+                store=self._store,
+                settings=self._settings,
+                masker=self._masker,
+                clock=self._clock,
+                cancel=token,
+                loader=self._current_loader(),
+                router=self._router,
+                on_start=lambda: self._emit(ExecEvent("started", run_id)),
+            )
+        except Exception as exc:  # execute_request records its own failures; be safe
+            logger.exception("run crashed the executor thread", extra=log_extra(request))
+            event = ExecEvent("finished", run_id, Status.FAILED, f"{type(exc).__name__}: {exc}")
+        else:
+            if result is None:
+                event = ExecEvent("finished", run_id, None, "not started (no longer PENDING)")
+            else:
+                event = ExecEvent("finished", run_id, result.status, error_summary(result))
+        with self._lock:
+            abandoned = run_id in self._abandoned
+            self._abandoned.discard(run_id)
+        if not abandoned:
+            self._emit(event)
+
+    def _current_loader(self) -> Loader:
+        with self._lock:
+            loader = self._loader
+            due = time.monotonic() - self._loader_checked >= LOADER_REFRESH_SECONDS
+            if due:
+                self._loader_checked = time.monotonic()
+        if not due:
+            return loader
+        try:
+            loader = loader.refreshed()
+        except Exception:
+            logger.exception("re-reading the conf folder failed; keeping the last one")
+            return loader
+        with self._lock:
+            self._loader = loader
+        return loader
+
+    def _wait_idle(self, deadline: float) -> bool:
+        with self._lock:
+            while self._active:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._done.wait(left)
+            return True
+
+    def _abandon_running(self, reason: str) -> None:
+        with self._lock:
+            stuck = list(self._active.values())
+            for item in stuck:
+                del self._active[item.request.run_id]
+                self._forget_locked(item.request)
+                self._abandoned.add(item.request.run_id)
+            self._done.notify_all()
+        for item in stuck:
+            message = f"did not stop within {self._grace:g}s of being cancelled ({reason})"
+            logger.error("run left behind: %s", message, extra=log_extra(item.request))
+            self._record_cancelled(item.request, message)
+            self._emit(ExecEvent("finished", item.request.run_id, Status.CANCELLED, message))
+
+    def _record_cancelled(self, request: RunRequest, message: str) -> None:
+        try:
+            self._store.finish(
+                request.run_id,
+                status=Status.CANCELLED,
+                now=self._clock.now(),
+                errors=(ErrorRecord(message=message, kind="Cancelled"),),
+                error=message,
+            )
+        except Exception:
+            logger.exception("could not record the run CANCELLED", extra=log_extra(request))
+
+    def _forget_locked(self, request: RunRequest) -> None:
+        self._counts[request.pipeline] -= 1
+        if self._counts[request.pipeline] <= 0:
+            del self._counts[request.pipeline]
+
+    def _emit(self, event: ExecEvent) -> None:
+        if self._on_event is None:
+            self._events.put(event)
+            return
+        try:
+            self._on_event(event)
+        except Exception:
+            logger.exception("event callback failed for %s", event)

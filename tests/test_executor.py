@@ -1,0 +1,353 @@
+"""ThreadExecutor: bounded threads, FIFO queue without drops, cancel and shutdown."""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ddeutil.workflow.clock import FakeClock
+from ddeutil.workflow.executor import EventBuffer, ExecEvent, ThreadExecutor
+from ddeutil.workflow.loader import Loader
+from ddeutil.workflow.result import Status
+from ddeutil.workflow.runner import RunRequest
+from ddeutil.workflow.settings import Settings
+from ddeutil.workflow.store import MemoryRunStore
+from ddeutil.workflow.store.base import TriggerKind
+
+GATE = "ddw_test_executor_gate"
+
+PIPELINES = f"""
+    gate-pipe:
+      type: ddeutil.workflow.pipeline.Pipeline
+      jobs:
+        main:
+          stages:
+            - name: wait at the gate (ignores cancel)
+              run: |
+                import {GATE}
+                {GATE}.gate.wait(30)
+
+    coop-pipe:
+      type: ddeutil.workflow.pipeline.Pipeline
+      jobs:
+        main:
+          stages:
+            - name: wait for cancel
+              run: |
+                if cancel_token.wait(30):
+                    raise RuntimeError(cancel_token.reason)
+
+    bash-pipe:
+      type: ddeutil.workflow.pipeline.Pipeline
+      params:
+        fifo: str
+      jobs:
+        main:
+          stages:
+            - name: long bash
+              bash: |
+                echo $$ > '${{{{ params.fifo }}}}'
+                sleep 30
+"""
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@pytest.fixture
+def gate() -> Iterator[threading.Event]:
+    module = types.ModuleType(GATE)
+    event = threading.Event()
+    module.gate = event  # type: ignore[attr-defined]
+    sys.modules[GATE] = module
+    yield event
+    event.set()
+    sys.modules.pop(GATE, None)
+
+
+@dataclass
+class Harness:
+    """A memory store, the test conf folder and a fake clock; builds executors."""
+
+    store: MemoryRunStore
+    settings: Settings
+    loader: Loader
+    clock: FakeClock
+    made: list[ThreadExecutor] = field(default_factory=list)
+
+    def executor(self, **kwargs: Any) -> ThreadExecutor:
+        executor = ThreadExecutor(
+            store=self.store, settings=self.settings, clock=self.clock, loader=self.loader, **kwargs
+        )
+        executor.start()
+        self.made.append(executor)
+        return executor
+
+    def submit(
+        self,
+        executor: ThreadExecutor,
+        name: str,
+        run_id: str,
+        params: dict[str, str] | None = None,
+    ) -> None:
+        """Record a PENDING run of ``name`` and submit it."""
+        self.store.create_run(
+            run_id=run_id,
+            pipeline=name,
+            trigger=TriggerKind.MANUAL,
+            params=params or {},
+            now=self.clock.now(),
+        )
+        template = self.loader.get(name)
+        executor.submit(
+            RunRequest(run_id=run_id, pipeline=name, template=template, params=params or {})
+        )
+
+
+@pytest.fixture
+def h(
+    settings: Settings, write_conf: Callable[[str, str], Path], clock: FakeClock
+) -> Iterator[Harness]:
+    write_conf("pipes.yml", PIPELINES)
+    store = MemoryRunStore()
+    harness = Harness(store, settings, Loader.from_settings(settings), clock)
+    yield harness
+    for executor in harness.made:
+        executor.shutdown(0.0)
+    store.close()
+
+
+def collect(
+    executor: ThreadExecutor, until: Callable[[list[ExecEvent]], bool], timeout: float = 20.0
+) -> list[ExecEvent]:
+    """Drain events until ``until(events)`` holds; fail after ``timeout`` seconds."""
+    events: list[ExecEvent] = []
+    deadline = time.monotonic() + timeout
+    while not until(events):
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out waiting; events so far: {events}"
+        executor.wait_event(left)
+        events.extend(executor.drain_events())
+    return events
+
+
+def count(kind: str, n: int) -> Callable[[list[ExecEvent]], bool]:
+    return lambda events: sum(e.kind == kind for e in events) >= n
+
+
+def read_fifo_line(fd: int, timeout: float) -> str:
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        assert left > 0, "nothing written to the fifo in time"
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, 100)
+            assert chunk, "the writer closed the fifo without writing"
+            data += chunk
+    return data.decode().strip()
+
+
+def group_alive(pgid: int) -> bool:
+    """True while a non-zombie process of group ``pgid`` exists."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_runs_wait_in_submit_order_and_none_is_dropped(h, gate, caplog):
+    executor = h.executor(size=1)
+    caplog.set_level(logging.WARNING, logger="ddeutil.workflow.executor")
+    run_ids = [f"r{i}" for i in range(5)]
+
+    for run_id in run_ids:
+        h.submit(executor, "gate-pipe", run_id)
+    first = collect(executor, count("started", 1))
+
+    assert [e.run_id for e in first] == ["r0"]
+    assert executor.in_flight() == 5
+    assert h.store.count_runs(status="PENDING") == 4
+    warnings = [r for r in caplog.records if "wait in submit order" in r.getMessage()]
+    assert len(warnings) == 1
+
+    gate.set()
+    events = first + collect(executor, count("finished", 5))
+    started = [e.run_id for e in events if e.kind == "started"]
+    assert started == run_ids
+    assert {e.status for e in events if e.kind == "finished"} == {Status.SUCCESS}
+    assert h.store.count_runs(status="SUCCESS") == 5
+    assert executor.in_flight() == 0
+
+
+def test_at_most_size_runs_execute_at_once(h, gate):
+    executor = h.executor(size=2)
+
+    for i in range(5):
+        h.submit(executor, "gate-pipe", f"r{i}")
+    events = collect(executor, count("started", 2))
+
+    assert h.store.count_runs(status="RUNNING") == 2
+    assert h.store.count_runs(status="PENDING") == 3
+    assert executor.running_pipelines() == {"gate-pipe": 5}
+    gate.set()
+    events += collect(executor, count("finished", 5))
+    assert h.store.count_runs(status="SUCCESS") == 5
+    assert executor.running_pipelines() == {}
+
+
+def test_handshake_refusal_ends_with_a_statusless_event(h):
+    executor = h.executor(size=1)
+    h.store.create_run(
+        run_id="r1", pipeline="coop-pipe", trigger=TriggerKind.MANUAL, params={}, now=h.clock.now()
+    )
+    h.store.mark_running("r1", now=h.clock.now())
+
+    executor.submit(
+        RunRequest(run_id="r1", pipeline="coop-pipe", template=h.loader.get("coop-pipe"))
+    )
+    events = collect(executor, count("finished", 1))
+
+    assert events == [ExecEvent("finished", "r1", None, "not started (no longer PENDING)")]
+    assert executor.in_flight() == 0
+
+
+def test_shutdown_cancels_running_and_leaves_waiting_pending(h):
+    executor = h.executor(size=2)
+    for i in range(3):
+        h.submit(executor, "coop-pipe", f"r{i}")
+    collect(executor, count("started", 2))
+
+    began = time.monotonic()
+    executor.shutdown(0.2)
+
+    assert time.monotonic() - began < 5.0
+    assert h.store.count_runs(status="CANCELLED") == 2
+    assert h.store.count_runs(status="PENDING") == 1
+    finished = [e for e in executor.drain_events() if e.kind == "finished"]
+    assert {e.status for e in finished} == {Status.CANCELLED}
+    executor.shutdown(0.2)  # idempotent
+    assert executor.in_flight() == 0
+
+
+def test_run_ignoring_cancel_is_recorded_cancelled_after_grace(h, gate):
+    executor = h.executor(size=1, cancel_grace=0.2)
+    h.submit(executor, "gate-pipe", "r1")
+    collect(executor, count("started", 1))
+
+    executor.shutdown(0.1)
+
+    record = h.store.get_run("r1")
+    assert record is not None
+    assert record.status is Status.CANCELLED
+    assert record.error is not None
+    assert "did not stop within 0.2s" in record.error
+    finished = [e for e in executor.drain_events() if e.kind == "finished"]
+    assert [(e.run_id, e.status) for e in finished] == [("r1", Status.CANCELLED)]
+    assert executor.in_flight() == 0
+
+    gate.set()  # the abandoned thread ends later: first writer wins, no second event
+    for thread in executor._threads:
+        thread.join(10)
+    assert h.store.get_run("r1").status is Status.CANCELLED  # type: ignore[union-attr]
+    assert executor.drain_events() == []
+
+
+def test_cancel_of_a_waiting_run_records_it_cancelled(h, gate):
+    executor = h.executor(size=1)
+    h.submit(executor, "gate-pipe", "r1")
+    h.submit(executor, "gate-pipe", "r2")
+    collect(executor, count("started", 1))
+
+    assert executor.cancel("r2", "not needed")
+    assert not executor.cancel("nope")
+
+    record = h.store.get_run("r2")
+    assert record is not None
+    assert record.status is Status.CANCELLED
+    gate.set()
+    events = collect(executor, count("finished", 2))
+    assert {(e.run_id, e.status) for e in events if e.kind == "finished"} == {
+        ("r1", Status.SUCCESS),
+        ("r2", Status.CANCELLED),
+    }
+
+
+def test_cancel_all_stops_running_runs(h):
+    executor = h.executor(size=2)
+    h.submit(executor, "coop-pipe", "r1")
+    h.submit(executor, "coop-pipe", "r2")
+    collect(executor, count("started", 2))
+
+    executor.cancel_all("operator")
+    events = collect(executor, count("finished", 2))
+
+    assert {e.status for e in events if e.kind == "finished"} == {Status.CANCELLED}
+
+
+def test_shutdown_kills_the_bash_process_group(h, tmp_path):
+    fifo = tmp_path / "pid.fifo"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        executor = h.executor(size=1)
+        h.submit(executor, "bash-pipe", "r1", {"fifo": str(fifo)})
+        pgid = int(read_fifo_line(fd, 20))
+        assert group_alive(pgid)
+
+        began = time.monotonic()
+        executor.shutdown(0.1)
+
+        assert time.monotonic() - began < 5.0
+        record = h.store.get_run("r1")
+        assert record is not None
+        assert record.status is Status.CANCELLED
+        assert not group_alive(pgid)
+    finally:
+        os.close(fd)
+
+
+def test_submit_after_shutdown_leaves_the_run_pending(h):
+    executor = h.executor(size=1)
+    executor.shutdown(0.0)
+
+    h.submit(executor, "coop-pipe", "r1")
+
+    assert executor.in_flight() == 0
+    assert h.store.get_run("r1").status is Status.PENDING  # type: ignore[union-attr]
+
+
+def test_event_buffer_wait_is_bounded() -> None:
+    buffer = EventBuffer()
+    assert buffer.wait(0.01) is False
+    buffer.put(ExecEvent("started", "r1"))
+    assert buffer.wait(0.0) is True
+    assert buffer.drain() == [ExecEvent("started", "r1")]
+    assert buffer.drain() == []
+
+
+def test_size_must_be_positive(h):
+    with pytest.raises(ValueError, match="at least 1"):
+        ThreadExecutor(store=h.store, settings=h.settings, loader=h.loader, size=0)
