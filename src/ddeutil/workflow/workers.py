@@ -1,0 +1,707 @@
+"""The daemon's executor: long-lived worker processes, each running runs on threads.
+
+:class:`ProcessExecutor` starts ``WORKFLOW_APP_PROCESS_WORKER`` worker processes;
+each runs up to ``WORKFLOW_APP_PIPELINE_PER_PROCESS`` runs at once on threads (a
+:class:`~ddeutil.workflow.executor.ThreadExecutor` inside the worker) and opens
+its own run store from the store URL, so the worker that executes a run also
+records its outcome. Policies:
+
+* **Processes.** Workers are forked by a ``forkserver`` that preloads the engine
+  modules, so the workers share those pages, and forking never happens from the
+  (multi-threaded) daemon itself. A worker inherits no file descriptor of the
+  daemon but its two pipes.
+* **Assignment.** A request goes to the least-loaded worker with a free slot.
+  When every slot is busy, requests wait in the daemon in submit order (never
+  dropped) and a warning with the queue depth is logged once per episode.
+* **A worker that dies** (killed, segfault, ``os._exit``) is detected at once
+  (its pipe reaches EOF / its sentinel fires), joined (no zombie) and replaced.
+  Each of its runs that had started and is not yet terminal is recorded FAILED
+  with the cause, e.g. ``worker process 4242 died: signal 9 (SIGKILL)``; a run it
+  had been handed but not yet started (still PENDING) is given to another
+  worker. A worker that dies before it is ready is restarted with a backoff.
+* **A worker exits when the daemon dies**: its request pipe reaches EOF; it then
+  cancels its runs (the engine kills their bash process groups), records them
+  CANCELLED and exits. It ignores SIGINT (the daemon owns Ctrl-C) and treats
+  SIGTERM as "cancel everything and exit".
+* **Stopping** (:meth:`ProcessExecutor.shutdown`): requests still waiting in the
+  daemon stay PENDING (dispatched after a restart); running runs get the timeout
+  to finish, then each worker cancels its runs, records stragglers CANCELLED
+  after ``cancel_grace`` and exits; a worker that still does not exit is
+  terminated, then killed, and its open runs are recorded CANCELLED.
+* **Logs.** A worker configures logging like the daemon (the format and level of
+  the handler :func:`~ddeutil.workflow.logs.configure_logging` installed there),
+  writing to its inherited stdout/stderr, so its JSON lines reach the same
+  journal; per-run log files are written by the worker when enabled.
+
+Workers always use the system clock; the store must be a URL store (SQLite or
+PostgreSQL) that several processes can open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection, wait
+from multiprocessing.reduction import ForkingPickler
+from types import FrameType
+from typing import Any, Literal
+
+from .clock import Clock, SystemClock
+from .errors import StoreError
+from .executor import EventBuffer, ExecEvent, SaturationLog, ThreadExecutor
+from .logs import configure_logging
+from .masking import Masker
+from .result import ErrorRecord, Status
+from .runner import RunRequest, log_extra
+from .settings import Settings
+from .store import open_store
+from .store.base import RunStore
+
+__all__ = ["PRELOAD", "ProcessExecutor", "describe_exit"]
+
+logger = logging.getLogger(__name__)
+
+PRELOAD = (
+    "ddeutil.workflow.workers",
+    "ddeutil.workflow.pipeline",
+    "ddeutil.workflow.store",
+)
+"""Modules the forkserver imports once, so every worker shares their pages."""
+
+_STOP_MARGIN = 5.0  # seconds a stopped worker gets beyond its cancel grace to exit
+_MAX_BACKOFF = 30.0
+
+
+def describe_exit(pid: int | None, exitcode: int | None) -> str:
+    """Say how a worker process ended: ``worker process 42 died: signal 9 (SIGKILL)``."""
+    if exitcode is None:
+        return f"worker process {pid} died (exit status unknown)"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = "unknown signal"
+        return f"worker process {pid} died: signal {-exitcode} ({name})"
+    return f"worker process {pid} exited with code {exitcode}"
+
+
+# ------------------------------------------------------------------ worker side
+
+
+@dataclass(frozen=True)
+class _WorkerConfig:
+    index: int
+    settings: Settings
+    store_url: str
+    masker: Masker
+    threads: int
+    cancel_grace: float
+    log_format: Literal["json", "text"] | None
+    log_level: str
+
+
+class _Terminated(BaseException):
+    """Raised in a worker's main thread by SIGTERM (never caught by ``except Exception``)."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+    raise _Terminated
+
+
+def _worker_main(requests: Connection, events: Connection, config: _WorkerConfig) -> None:
+    """Body of a worker process: read requests, run them on threads, report events."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if config.log_format is not None:
+        configure_logging(fmt=config.log_format, level=config.log_level, masker=config.masker)
+    send_lock = threading.Lock()
+
+    def send(message: tuple[Any, ...]) -> None:
+        # OSError: the daemon is gone; the request pipe reports that too.
+        with send_lock, contextlib.suppress(OSError):
+            events.send(message)
+
+    store = open_store(config.store_url)
+    executor = ThreadExecutor(
+        store=store,
+        settings=config.settings,
+        masker=config.masker,
+        clock=SystemClock(),
+        size=config.threads,
+        cancel_grace=config.cancel_grace,
+        on_event=lambda event: send(("event", event)),
+        name=f"worker {config.index}",
+    )
+    executor.start()
+    send(("ready", os.getpid()))
+    reason = "the daemon process exited"
+    try:
+        while True:
+            try:
+                message = requests.recv()
+            except EOFError:
+                logger.warning("worker %d: daemon gone, cancelling runs", config.index)
+                break
+            if message[0] == "run":
+                executor.submit(message[1])
+            elif message[0] == "cancel":
+                if message[1] is None:
+                    executor.cancel_all(message[2])
+                else:
+                    executor.cancel(message[1], message[2])
+            elif message[0] == "stop":
+                reason = message[1]
+                break
+    except _Terminated:
+        reason = "worker process terminated (SIGTERM)"
+    finally:
+        try:
+            executor.shutdown(0.0, reason=reason)
+        finally:
+            store.close()
+            requests.close()
+            events.close()
+
+
+# ------------------------------------------------------------------ daemon side
+
+
+class _Worker:
+    """The daemon's handle on one worker process."""
+
+    def __init__(self, index: int, process: Any, requests: Connection, events: Connection) -> None:
+        self.index = index
+        self.process = process
+        self.pid: int = process.pid
+        self.requests = requests
+        self.events = events
+        self.runs: dict[str, RunRequest] = {}
+        self.ready = False
+        self.stopping = False
+        self.outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self.sender = threading.Thread(
+            target=self._send_loop, name=f"workflow-worker-{index}-send", daemon=True
+        )
+
+    def _send_loop(self) -> None:
+        """Write queued messages in order, so no caller ever blocks on a full pipe."""
+        while True:
+            payload = self.outbox.get()
+            if payload is None:
+                return
+            try:
+                self.requests.send_bytes(payload)
+            except OSError:  # the worker is gone: the reader thread handles it
+                return
+
+
+def _dumps(message: tuple[Any, ...]) -> bytes:
+    return bytes(ForkingPickler.dumps(message))
+
+
+class ProcessExecutor:
+    """Runs requests on long-lived worker processes x threads (the daemon's executor).
+
+    Args:
+        settings: Settings (worker count and threads per worker by default).
+        store: The daemon's store, used to record runs of dead workers; default:
+            one opened from ``store_url`` (and closed at shutdown).
+        store_url: The URL workers open (default ``WORKFLOW_API_DB_URL``); must
+            not be ``memory://``.
+        masker: Hides secrets in stored records and worker log lines.
+        clock: Time source of the records the daemon writes itself.
+        workers: Worker processes (default ``WORKFLOW_APP_PROCESS_WORKER``).
+        threads: Runs at once per worker (default ``WORKFLOW_APP_PIPELINE_PER_PROCESS``).
+        cancel_grace: Seconds a cancelled run gets before it is recorded CANCELLED
+            anyway (and a stopping worker before it is terminated).
+        log_format: Worker logging; default: as the daemon's (see module doc),
+            nothing when the daemon configured no logging.
+        log_level: Worker log level (default: the daemon's root level).
+
+    Raises:
+        StoreError: ``store_url`` is an in-memory store.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: RunStore | None = None,
+        store_url: str | None = None,
+        masker: Masker | None = None,
+        clock: Clock | None = None,
+        workers: int | None = None,
+        threads: int | None = None,
+        cancel_grace: float = 5.0,
+        log_format: Literal["json", "text"] | None = None,
+        log_level: str | None = None,
+    ) -> None:
+        url = store_url or settings.api_db_url
+        if url.split("://", 1)[0].lower() == "memory" or ":memory:" in url:
+            raise StoreError(
+                "the process executor needs a store URL worker processes can open "
+                f"(sqlite:/// or postgresql://), not {url!r}"
+            )
+        self._settings = settings
+        self._store = store
+        self._owns_store = store is None
+        self._url = url
+        self._masker = masker or Masker()
+        self._clock = clock or SystemClock()
+        self._count = settings.app_process_worker if workers is None else workers
+        self._threads = settings.app_pipeline_per_process if threads is None else threads
+        if self._count < 1 or self._threads < 1:
+            raise ValueError(f"workers and threads must be at least 1, got {workers}, {threads}")
+        self._grace = cancel_grace
+        parent_format, parent_level = _parent_log_config()
+        self._config = _WorkerConfig(
+            index=0,
+            settings=settings,
+            store_url=url,
+            masker=self._masker,
+            threads=self._threads,
+            cancel_grace=cancel_grace,
+            log_format=log_format or parent_format,
+            log_level=log_level or parent_level or settings.log_level,
+        )
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._events = EventBuffer()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._workers: dict[int, _Worker] = {}
+        self._pending: deque[tuple[RunRequest, bytes]] = deque()
+        self._counts: Counter[str] = Counter()
+        self._failures: Counter[int] = Counter()
+        self._restarts: dict[int, float] = {}
+        self._saturation = SaturationLog(self._count * self._threads, "worker processes")
+        self._started = False
+        self._closing = False
+        self._reader_done = False
+        self._reader: threading.Thread | None = None
+        self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
+        os.set_blocking(self._wake_w.fileno(), False)  # a wake-up never blocks a caller
+
+    def __repr__(self) -> str:
+        return (
+            f"ProcessExecutor(workers={self._count}, threads={self._threads}, "
+            f"in_flight={self.in_flight()})"
+        )
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start the worker processes and the event reader. Idempotent."""
+        with self._lock:
+            if self._started or self._closing:
+                return
+            self._started = True
+        if self._store is None:
+            self._store = open_store(self._url)
+        self._ctx.set_forkserver_preload(list(PRELOAD))
+        for index in range(self._count):
+            self._spawn(index)
+        self._reader = threading.Thread(
+            target=self._read_loop, name="workflow-worker-reader", daemon=True
+        )
+        self._reader.start()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds until every worker reported ready."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not (
+                len(self._workers) == self._count and all(w.ready for w in self._workers.values())
+            ):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            return True
+
+    def shutdown(self, timeout: float, *, reason: str | None = None) -> None:
+        """Stop taking work; drain up to ``timeout``; cancel; stop the workers.
+
+        Returns after at most about ``timeout + 2 * cancel_grace + 12`` seconds even
+        when workers hang (they are terminated, then killed). Idempotent.
+        """
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            started = self._started
+            left = [request for request, _ in self._pending]
+            self._pending.clear()
+            for request in left:
+                self._forget_locked(request)
+            self._saturation.drained()
+        if not started:
+            self._close_handles()
+            return
+        if left:
+            logger.warning(
+                "stopping: %d waiting run(s) not started; they stay PENDING and are "
+                "dispatched after a restart",
+                len(left),
+            )
+        busy = not self._wait_until(lambda: not self._assigned_locked(), time.monotonic() + timeout)
+        why = reason or (f"stopping: not finished within {timeout:g}s" if busy else "stopping")
+        with self._lock:
+            workers = list(self._workers.values())
+            if busy:
+                logger.warning("stopping: cancelling %d run(s): %s", self._assigned_locked(), why)
+            for worker in workers:
+                worker.stopping = True
+                worker.outbox.put(_dumps(("stop", why)))
+        gone = lambda: not self._workers  # noqa: E731
+        if not self._wait_until(gone, time.monotonic() + self._grace + _STOP_MARGIN):
+            for worker in self._live_workers():
+                logger.warning("worker process %d did not stop; terminating it", worker.pid)
+                worker.process.terminate()
+            if not self._wait_until(gone, time.monotonic() + self._grace + 2.0):
+                for worker in self._live_workers():
+                    logger.error("worker process %d ignored SIGTERM; killing it", worker.pid)
+                    worker.process.kill()
+                self._wait_until(gone, time.monotonic() + 5.0)
+        with self._lock:
+            self._reader_done = True
+        self._wake()
+        if self._reader is not None:
+            self._reader.join(timeout=5.0)
+        for worker in list(self._workers.values()):  # only if the reader could not
+            self._on_death(worker)
+        self._close_handles()
+
+    def _close_handles(self) -> None:
+        self._wake_r.close()
+        self._wake_w.close()
+        if self._owns_store and self._store is not None:
+            self._store.close()
+
+    # ------------------------------------------------------------ work
+
+    def submit(self, request: RunRequest) -> None:
+        """Queue ``request`` for the least-loaded worker with a free slot (FIFO)."""
+        if not self._started:
+            self.start()
+        try:
+            payload = _dumps(("run", request))
+        except Exception as exc:
+            message = f"request cannot be sent to a worker process: {type(exc).__name__}: {exc}"
+            logger.error("run not started: %s", message, extra=log_extra(request))
+            self._record(request.run_id, Status.FAILED, message, kind="DispatchError")
+            self._events.put(ExecEvent("finished", request.run_id, Status.FAILED, message))
+            return
+        with self._lock:
+            if self._closing:
+                logger.warning(
+                    "executor is shut down: run not started, it stays PENDING",
+                    extra=log_extra(request),
+                )
+                return
+            self._pending.append((request, payload))
+            self._counts[request.pipeline] += 1
+            self._dispatch_locked()
+
+    def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        """Cancel one run: a waiting one at once (recorded CANCELLED), a running one
+        cooperatively. Returns False when the run is not in this executor."""
+        with self._lock:
+            for item in self._pending:
+                if item[0].run_id == run_id:
+                    self._pending.remove(item)
+                    self._forget_locked(item[0])
+                    break
+            else:
+                for worker in self._workers.values():
+                    if run_id in worker.runs:
+                        worker.outbox.put(_dumps(("cancel", run_id, reason)))
+                        return True
+                return False
+        message = f"cancelled before it started: {reason}"
+        self._record(run_id, Status.CANCELLED, message, kind="Cancelled")
+        self._events.put(ExecEvent("finished", run_id, Status.CANCELLED, message))
+        return True
+
+    def cancel_all(self, reason: str) -> None:
+        """Ask every worker to cancel its running runs (waiting ones keep waiting)."""
+        with self._lock:
+            for worker in self._workers.values():
+                worker.outbox.put(_dumps(("cancel", None, reason)))
+
+    def drain_events(self) -> list[ExecEvent]:
+        return self._events.drain()
+
+    def wait_event(self, timeout: float) -> bool:
+        return self._events.wait(timeout)
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._pending) + self._assigned_locked()
+
+    def running_pipelines(self) -> Counter[str]:
+        with self._lock:
+            return +self._counts
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the live worker processes, by worker index."""
+        with self._lock:
+            return [self._workers[i].pid for i in sorted(self._workers)]
+
+    def worker_for(self, run_id: str) -> int | None:
+        """Pid of the worker process running ``run_id`` (None when not assigned)."""
+        with self._lock:
+            for worker in self._workers.values():
+                if run_id in worker.runs:
+                    return worker.pid
+        return None
+
+    # ------------------------------------------------------------ internals
+
+    def _spawn(self, index: int) -> None:
+        requests_r, requests_w = self._ctx.Pipe(duplex=False)
+        events_r, events_w = self._ctx.Pipe(duplex=False)
+        process = self._ctx.Process(
+            target=_worker_main,
+            args=(requests_r, events_w, replace(self._config, index=index)),
+            name=f"workflow-worker-{index}",
+            daemon=True,
+        )
+        try:
+            process.start()
+        except Exception:
+            logger.exception("could not start worker process %d", index)
+            for conn in (requests_r, requests_w, events_r, events_w):
+                conn.close()
+            self._schedule_restart(index, ready=False)
+            return
+        finally:
+            requests_r.close()
+            events_w.close()
+        worker = _Worker(index, process, requests_w, events_r)
+        worker.sender.start()
+        with self._lock:
+            self._workers[index] = worker
+            self._dispatch_locked()
+            self._changed.notify_all()
+        logger.info("worker process %d started (pid %d)", index, worker.pid)
+
+    def _read_loop(self) -> None:
+        while True:
+            with self._lock:
+                if self._reader_done:
+                    return
+                workers = list(self._workers.values())
+                due = min(self._restarts.values(), default=None)
+            waitables: dict[Any, _Worker | None] = {self._wake_r: None}
+            for worker in workers:
+                waitables[worker.events] = worker
+                waitables[worker.process.sentinel] = worker
+            timeout = None if due is None else max(due - time.monotonic(), 0.0)
+            dead: dict[int, _Worker] = {}
+            for ready in wait(list(waitables), timeout):
+                owner = waitables[ready]
+                if owner is None:
+                    while self._wake_r.poll():
+                        self._wake_r.recv_bytes()
+                elif ready is owner.events:
+                    if not self._read_messages(owner):
+                        dead[owner.index] = owner
+                else:
+                    dead[owner.index] = owner
+            for worker in dead.values():
+                self._on_death(worker)
+            self._restart_due()
+
+    def _read_messages(self, worker: _Worker) -> bool:
+        """Handle every message waiting on the worker's pipe; False at EOF."""
+        try:
+            while True:
+                self._handle(worker, worker.events.recv())
+                if not worker.events.poll():
+                    return True
+        except (EOFError, OSError):
+            return False
+
+    def _handle(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+        if message[0] == "ready":
+            with self._lock:
+                worker.ready = True
+                self._failures.pop(worker.index, None)
+                self._changed.notify_all()
+            return
+        event: ExecEvent = message[1]
+        if event.kind == "finished":
+            with self._lock:
+                request = worker.runs.pop(event.run_id, None)
+                if request is not None:
+                    self._forget_locked(request)
+                self._dispatch_locked()
+                self._changed.notify_all()
+        self._events.put(event)
+
+    def _on_death(self, worker: _Worker) -> None:
+        with self._lock:
+            if self._workers.get(worker.index) is not worker:
+                return
+            del self._workers[worker.index]
+        try:  # events written before the worker died still count
+            while worker.events.poll():
+                self._handle(worker, worker.events.recv())
+        except (EOFError, OSError):
+            pass
+        worker.process.join(timeout=5.0)
+        if worker.process.is_alive():  # pipe closed but process alive: make it a death
+            worker.process.kill()
+            worker.process.join(timeout=5.0)
+        cause = describe_exit(worker.pid, worker.process.exitcode)
+        worker.outbox.put(None)
+        worker.sender.join(timeout=1.0)
+        worker.requests.close()
+        worker.events.close()
+        with self._lock:
+            orphans = list(worker.runs.values())
+            worker.runs.clear()
+        if worker.stopping:
+            logger.info("%s (stopped)", cause)
+        else:
+            logger.error("%s with %d run(s) assigned", cause, len(orphans))
+        requeue = [r for r in orphans if self._settle(r, cause, stopping=worker.stopping)]
+        with self._lock:
+            closing = self._closing
+            kept = {r.run_id for r in requeue} if not closing else set()
+            for request in orphans:
+                if request.run_id not in kept:
+                    self._forget_locked(request)
+            if kept:
+                self._pending.extendleft((r, _dumps(("run", r))) for r in reversed(requeue))
+            if not closing:
+                self._schedule_restart(worker.index, ready=worker.ready)
+            self._dispatch_locked()
+            self._changed.notify_all()
+        with contextlib.suppress(ValueError):
+            worker.process.close()
+
+    def _settle(self, request: RunRequest, cause: str, *, stopping: bool) -> bool:
+        """Close the record of a run whose worker is gone; True to run it elsewhere."""
+        extra = log_extra(request)
+        store = self._store
+        assert store is not None
+        try:
+            record = store.get_run(request.run_id)
+        except Exception:
+            logger.exception("cannot read the run of a dead worker", extra=extra)
+            record = None
+        if record is not None and record.status is Status.PENDING and not self._closing:
+            logger.warning(
+                "run had not started on the dead worker; dispatching it again", extra=extra
+            )
+            return True
+        if record is not None and record.status is Status.PENDING:
+            return False  # stays PENDING: dispatched after a restart
+        if record is not None and record.status.is_terminal:
+            self._events.put(ExecEvent("finished", request.run_id, record.status, record.error))
+            return False
+        status = Status.CANCELLED if stopping else Status.FAILED
+        message = f"cancelled at shutdown: {cause}" if stopping else cause
+        logger.error("run recorded %s: %s", status.value, message, extra=extra)
+        self._record(request.run_id, status, message, kind="WorkerDied")
+        self._events.put(ExecEvent("finished", request.run_id, status, message))
+        return False
+
+    def _record(self, run_id: str, status: Status, message: str, *, kind: str) -> None:
+        store = self._store
+        if store is None:
+            store = self._store = open_store(self._url)
+        try:
+            store.finish(
+                run_id,
+                status=status,
+                now=self._clock.now(),
+                errors=(ErrorRecord(message=message, kind=kind),),
+                error=message,
+            )
+        except Exception:
+            logger.exception("could not record run %s %s", run_id, status.value)
+
+    def _schedule_restart(self, index: int, *, ready: bool) -> None:
+        """Restart at once after a crash; back off when workers die before being ready."""
+        if ready:
+            delay = 0.0
+        else:
+            self._failures[index] += 1
+            delay = min(0.5 * 2 ** (self._failures[index] - 1), _MAX_BACKOFF)
+            logger.error("worker process %d failed to start; retrying in %.1fs", index, delay)
+        self._restarts[index] = time.monotonic() + delay
+        self._wake()
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self._closing:
+                self._restarts.clear()
+                return
+            due = [i for i, at in self._restarts.items() if at <= now]
+            for index in due:
+                del self._restarts[index]
+        for index in due:
+            self._spawn(index)
+
+    def _dispatch_locked(self) -> None:
+        while self._pending:
+            free = [
+                w for w in self._workers.values() if not w.stopping and len(w.runs) < self._threads
+            ]
+            if not free:
+                self._saturation.waiting(len(self._pending))
+                return
+            worker = min(free, key=lambda w: (len(w.runs), w.index))
+            request, payload = self._pending.popleft()
+            worker.runs[request.run_id] = request
+            worker.outbox.put(payload)
+        self._saturation.drained()
+
+    def _assigned_locked(self) -> int:
+        return sum(len(w.runs) for w in self._workers.values())
+
+    def _forget_locked(self, request: RunRequest) -> None:
+        self._counts[request.pipeline] -= 1
+        if self._counts[request.pipeline] <= 0:
+            del self._counts[request.pipeline]
+
+    def _wait_until(self, done: Callable[[], bool], deadline: float) -> bool:
+        """Wait until ``done()`` (called under the lock) holds; False at the deadline."""
+        with self._lock:
+            while not done():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            return True
+
+    def _live_workers(self) -> list[_Worker]:
+        with self._lock:
+            return list(self._workers.values())
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_w.send_bytes(b"")
+
+
+def _parent_log_config() -> tuple[Literal["json", "text"] | None, str | None]:
+    """The format and level :func:`configure_logging` set up in this process, if any."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if getattr(handler, "_ddeutil_workflow", False):
+            is_json = "json" in type(handler.formatter).__module__.lower()
+            return ("json" if is_json else "text"), logging.getLevelName(root.level)
+    return None, None

@@ -1,0 +1,384 @@
+"""ProcessExecutor with real worker processes and a SQLite store.
+
+Every wait is bounded (events, fifos, pidfds); nothing sleeps for time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ddeutil.workflow.clock import SystemClock
+from ddeutil.workflow.errors import StoreError
+from ddeutil.workflow.executor import ExecEvent
+from ddeutil.workflow.loader import Loader
+from ddeutil.workflow.result import Status
+from ddeutil.workflow.runner import RunRequest
+from ddeutil.workflow.settings import Settings
+from ddeutil.workflow.store import open_store
+from ddeutil.workflow.store.base import RunStore, TriggerKind
+from ddeutil.workflow.workers import ProcessExecutor, describe_exit
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+
+PIPELINES = """
+    quick-pipe:
+      type: ddeutil.workflow.pipeline.Pipeline
+      jobs:
+        main:
+          stages:
+            - name: who runs me
+              id: who
+              bash: echo $PPID
+
+    coop-pipe:
+      type: ddeutil.workflow.pipeline.Pipeline
+      jobs:
+        main:
+          stages:
+            - name: wait for cancel
+              run: |
+                if cancel_token.wait(30):
+                    raise RuntimeError(cancel_token.reason)
+
+    hold-pipe:
+      type: ddeutil.workflow.pipeline.Pipeline
+      params:
+        fifo: str
+      jobs:
+        main:
+          stages:
+            - name: long bash
+              bash: |
+                echo $$ > '${{ params.fifo }}'
+                sleep 30
+"""
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@dataclass
+class Harness:
+    """A SQLite store under the test root and the test conf folder; builds executors."""
+
+    store: RunStore
+    settings: Settings
+    loader: Loader
+    made: list[ProcessExecutor] = field(default_factory=list)
+
+    def executor(self, **kwargs: Any) -> ProcessExecutor:
+        executor = ProcessExecutor(settings=self.settings, store=self.store, **kwargs)
+        self.made.append(executor)
+        executor.start()
+        assert executor.wait_ready(30)
+        return executor
+
+    def submit(
+        self,
+        executor: ProcessExecutor,
+        name: str,
+        run_id: str,
+        params: dict[str, str] | None = None,
+    ) -> None:
+        """Record a PENDING run of ``name`` and submit it."""
+        self.store.create_run(
+            run_id=run_id,
+            pipeline=name,
+            trigger=TriggerKind.MANUAL,
+            params=params or {},
+            now=SystemClock().now(),
+        )
+        template = self.loader.get(name)
+        executor.submit(
+            RunRequest(run_id=run_id, pipeline=name, template=template, params=params or {})
+        )
+
+
+@pytest.fixture
+def h(settings: Settings, write_conf: Callable[[str, str], Path]) -> Iterator[Harness]:
+    write_conf("pipes.yml", PIPELINES)
+    store = open_store(settings.api_db_url)
+    harness = Harness(store, settings, Loader.from_settings(settings))
+    yield harness
+    for executor in harness.made:
+        executor.shutdown(0.0)
+    store.close()
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    path = tmp_path / "pid.fifo"
+    os.mkfifo(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    yield path, fd
+    os.close(fd)
+
+
+def collect(
+    executor: ProcessExecutor, until: Callable[[list[ExecEvent]], bool], timeout: float = 30.0
+) -> list[ExecEvent]:
+    events: list[ExecEvent] = []
+    deadline = time.monotonic() + timeout
+    while not until(events):
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out waiting; events so far: {events}"
+        executor.wait_event(left)
+        events.extend(executor.drain_events())
+    return events
+
+
+def finished(run_id: str) -> Callable[[list[ExecEvent]], bool]:
+    return lambda events: any(e.kind == "finished" and e.run_id == run_id for e in events)
+
+
+def started(run_id: str) -> Callable[[list[ExecEvent]], bool]:
+    return lambda events: any(e.kind == "started" and e.run_id == run_id for e in events)
+
+
+def read_fifo_line(fd: int, timeout: float = 30.0) -> str:
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        assert left > 0, "nothing written to the fifo in time"
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, 100)
+            assert chunk, "the writer closed the fifo without writing"
+            data += chunk
+    return data.decode().strip()
+
+
+def wait_exit(pid: int, timeout: float) -> bool:
+    """Wait (bounded) until ``pid`` has exited; True when it did."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        ready, _, _ = select.select([pidfd], [], [], timeout)
+        return bool(ready)
+    finally:
+        os.close(pidfd)
+
+
+def group_alive(pgid: int) -> bool:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_runs_on_two_workers_of_two_threads(h):
+    executor = h.executor(workers=2, threads=2)
+    pids = executor.worker_pids()
+    run_ids = [f"r{i}" for i in range(10)]
+
+    for run_id in run_ids:
+        h.submit(executor, "quick-pipe", run_id)
+    events = collect(executor, lambda ev: sum(e.kind == "finished" for e in ev) >= 10)
+
+    assert len(set(pids)) == 2
+    assert {e.status for e in events if e.kind == "finished"} == {Status.SUCCESS}
+    assert sum(e.kind == "started" for e in events) == 10
+    runners = set()
+    for run_id in run_ids:
+        record = h.store.get_run(run_id)
+        assert record is not None
+        assert record.status is Status.SUCCESS
+        runners.add(int(json.dumps(record.context).split('"stdout": "')[1].split('"')[0]))
+    assert runners == set(pids)  # both workers ran some
+    assert executor.in_flight() == 0
+
+
+def test_saturated_requests_wait_in_order_in_the_daemon(h, caplog):
+    caplog.set_level(logging.WARNING, logger="ddeutil.workflow.executor")
+    executor = h.executor(workers=1, threads=1)
+
+    for run_id in ("r0", "r1", "r2"):
+        h.submit(executor, "coop-pipe", run_id)
+    order = [e.run_id for e in collect(executor, started("r0")) if e.kind == "started"]
+    assert executor.in_flight() == 3
+    assert executor.running_pipelines() == {"coop-pipe": 3}
+    assert sum("wait in submit order" in r.getMessage() for r in caplog.records) == 1
+
+    for nxt in ("r1", "r2"):
+        executor.cancel_all("next")
+        events = collect(executor, started(nxt))
+        order += [e.run_id for e in events if e.kind == "started"]
+    executor.cancel_all("done")
+    collect(executor, finished("r2"))
+
+    assert order == ["r0", "r1", "r2"]
+    assert h.store.count_runs(status="CANCELLED") == 3
+
+
+def test_killed_worker_fails_its_run_and_is_replaced(h, fifo):
+    path, fd = fifo
+    executor = h.executor(workers=2, threads=2)
+    before = executor.worker_pids()
+    h.submit(executor, "hold-pipe", "held", {"fifo": str(path)})
+    pgid = int(read_fifo_line(fd))
+    try:
+        victim = executor.worker_for("held")
+        assert victim in before
+
+        os.kill(victim, signal.SIGKILL)
+        events = collect(executor, finished("held"))
+
+        cause = f"worker process {victim} died: signal 9 (SIGKILL)"
+        assert [e for e in events if e.kind == "finished"] == [
+            ExecEvent("finished", "held", Status.FAILED, cause)
+        ]
+        record = h.store.get_run("held")
+        assert record is not None
+        assert record.status is Status.FAILED
+        assert record.error == cause
+        assert wait_exit(victim, 5)
+        assert not Path(f"/proc/{victim}").exists()  # reaped, not a zombie
+
+        assert executor.wait_ready(30)
+        after = executor.worker_pids()
+        assert len(after) == 2
+        assert victim not in after
+        h.submit(executor, "quick-pipe", "later")
+        collect(executor, finished("later"))
+        assert h.store.get_run("later").status is Status.SUCCESS  # type: ignore[union-attr]
+    finally:
+        kill_group(pgid)  # the orphaned `sleep 30` of the killed worker
+
+
+def test_shutdown_cancels_long_bash_within_timeout(h, fifo):
+    path, fd = fifo
+    executor = h.executor(workers=1, threads=2)
+    h.submit(executor, "hold-pipe", "long", {"fifo": str(path)})
+    pgid = int(read_fifo_line(fd))
+    pids = executor.worker_pids()
+    try:
+        began = time.monotonic()
+        executor.shutdown(0.5)
+        elapsed = time.monotonic() - began
+
+        assert elapsed < 0.5 + 5.0
+        record = h.store.get_run("long")
+        assert record is not None
+        assert record.status is Status.CANCELLED
+        assert not group_alive(pgid)
+        assert all(wait_exit(pid, 5) for pid in pids)
+        assert executor.worker_pids() == []
+        executor.shutdown(0.5)  # idempotent
+    finally:
+        kill_group(pgid)
+
+
+def test_waiting_requests_stay_pending_at_shutdown(h):
+    executor = h.executor(workers=1, threads=1)
+    h.submit(executor, "coop-pipe", "r0")
+    h.submit(executor, "coop-pipe", "r1")
+    collect(executor, started("r0"))
+
+    executor.shutdown(0.1)
+
+    assert h.store.get_run("r0").status is Status.CANCELLED  # type: ignore[union-attr]
+    assert h.store.get_run("r1").status is Status.PENDING  # type: ignore[union-attr]
+
+
+def test_workers_exit_when_the_daemon_dies(h, root):
+    h.store.create_run(
+        run_id="orphan",
+        pipeline="coop-pipe",
+        trigger=TriggerKind.MANUAL,
+        params={},
+        now=SystemClock().now(),
+    )
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from ddeutil.workflow.executor import ExecEvent
+        from ddeutil.workflow.loader import Loader
+        from ddeutil.workflow.runner import RunRequest
+        from ddeutil.workflow.settings import Settings
+        from ddeutil.workflow.workers import ProcessExecutor
+
+        settings = Settings.from_env({{"WORKFLOW_ROOT_PATH": {str(root)!r},
+                                       "WORKFLOW_CORE_TIMEZONE": "UTC"}})
+        executor = ProcessExecutor(settings=settings, workers=2, threads=1)
+        executor.start()
+        assert executor.wait_ready(30)
+        template = Loader.from_settings(settings).get("coop-pipe")
+        executor.submit(RunRequest(run_id="orphan", pipeline="coop-pipe", template=template))
+        while ExecEvent("started", "orphan") not in executor.drain_events():
+            executor.wait_event(30)
+        print(" ".join(map(str, executor.worker_pids())), flush=True)
+        sys.stdin.read()
+        """
+    )
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert daemon.stdout is not None
+        pids = [int(p) for p in daemon.stdout.readline().split()]
+        assert len(pids) == 2
+
+        daemon.kill()
+        daemon.wait(10)
+
+        assert all(wait_exit(pid, 15) for pid in pids)
+        record = h.store.get_run("orphan")
+        assert record is not None
+        assert record.status is Status.CANCELLED
+        assert record.error is not None
+        assert "daemon process exited" in record.error
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait(10)
+        for stream in (daemon.stdin, daemon.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def test_memory_store_is_refused(h) -> None:
+    with pytest.raises(StoreError, match="worker processes can open"):
+        ProcessExecutor(settings=h.settings, store_url="memory://")
+
+
+def test_describe_exit_names_the_signal() -> None:
+    assert describe_exit(42, -9) == "worker process 42 died: signal 9 (SIGKILL)"
+    assert describe_exit(42, -11) == "worker process 42 died: signal 11 (SIGSEGV)"
+    assert describe_exit(42, 3) == "worker process 42 exited with code 3"
+    assert describe_exit(42, None) == "worker process 42 died (exit status unknown)"
