@@ -93,7 +93,7 @@ def _on_factory() -> Callable[[str, str], Any] | None:
         return None
 
     def build(cron: str, zone: str) -> Any:
-        return On.model_validate({"cronjob": cron, "timezone": zone})
+        return On.parse({"cron": cron, "timezone": zone})
 
     return build
 
