@@ -1,0 +1,1 @@
+"""Hooks for the engine tests: put ``tests/`` on ``sys.path`` and use ``hooks_pkg`` as a prefix."""

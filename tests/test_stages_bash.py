@@ -1,0 +1,155 @@
+"""The bash stage: outputs, env, exit codes, process groups, timeout and cancellation."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ddeutil.workflow.cancellation import CancelToken
+from ddeutil.workflow.masking import Masker
+from ddeutil.workflow.result import Result, Status
+from ddeutil.workflow.settings import Settings
+from hooks_pkg.engine import wait_dead
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture
+def engine(
+    write_conf: Callable[[str, str], Path],
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.syspath_prepend(str(TESTS))
+    from hooks_pkg.engine import Engine
+
+    return Engine(write_conf, make_settings())
+
+
+def _bash(
+    engine,
+    script: str,
+    *,
+    env: dict | None = None,
+    timeout: float | None = None,
+    params=None,
+    declare=None,
+    **execute,
+):
+    stage: dict = {"name": "sh", "bash": script}
+    if env is not None:
+        stage["env"] = env
+    if timeout is not None:
+        stage["timeout"] = timeout
+    pipe = engine.load_data(
+        {"sh": {"type": "Pipeline", "params": declare or {}, "jobs": {"j": {"stages": [stage]}}}}
+    )
+    return pipe.execute(params, settings=engine.settings, **execute)
+
+
+def _outputs(result: Result) -> dict:
+    return result.context["jobs"]["j"]["stages"]["sh"]["outputs"]
+
+
+def test_outputs_return_code_stdout_and_stderr_without_trailing_newlines(engine) -> None:
+    result = _bash(engine, "echo hello\nprintf 'two\\n\\n'\necho oops >&2")
+    assert result.status is Status.SUCCESS
+    assert _outputs(result) == {"return_code": 0, "stdout": "hello\ntwo", "stderr": "oops"}
+
+
+def test_env_is_rendered_and_merged_over_the_process_environment(
+    engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WF_INHERITED", "inherited")
+    result = _bash(
+        engine,
+        'echo "$GREETING|$FROM_ENV|$WF_INHERITED|$NUMBER"',
+        env={"GREETING": "hi ${{ params.who }}", "FROM_ENV": "${WF_INHERITED}", "NUMBER": 5},
+        params={"who": "me"},
+        declare={"who": "str"},
+    )
+    assert _outputs(result)["stdout"] == "hi me|inherited|inherited|5"
+
+
+def test_the_body_is_left_to_the_shell_for_variables(
+    engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("X", "from-process-env")
+    result = _bash(
+        engine, 'X=local\necho "${X} ${{ params.n }}"', params={"n": 3}, declare={"n": "int"}
+    )
+    assert _outputs(result)["stdout"] == "local 3"
+
+
+def test_a_non_zero_exit_fails_the_stage_naming_the_code(engine) -> None:
+    result = _bash(engine, "echo first >&2\necho 'last words' >&2\nexit 3")
+    assert result.status is Status.FAILED
+    error = result.errors[0]
+    assert (error.job, error.stage) == ("j", "sh")
+    assert error.message == "bash exited with code 3: last words"
+
+
+def test_secrets_are_masked_in_outputs(engine) -> None:
+    result = _bash(
+        engine,
+        'echo "token=$API_TOKEN other=$DB_PASS"',
+        env={"API_TOKEN": "tok-123456", "DB_PASS": "not-sensitive-name"},
+        masker=Masker(frozenset({"not-sensitive-name"})),
+    )
+    assert _outputs(result)["stdout"] == "token=*** other=***"
+
+
+def test_the_script_leads_its_own_process_group(engine) -> None:
+    result = _bash(engine, "echo $$\ncut -d' ' -f5 /proc/$$/stat")
+    pid, pgid = _outputs(result)["stdout"].split()
+    assert pid == pgid
+    assert int(pgid) != os.getpgid(0)
+
+
+def test_timeout_kills_the_whole_process_group_quickly(engine, tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    started = time.perf_counter()
+    result = _bash(engine, f"sleep 30 &\necho $! > {pidfile}\nwait", timeout=0.2)
+    elapsed = time.perf_counter() - started
+    assert result.status is Status.FAILED
+    assert result.errors[0].kind == "StageCancelled"
+    assert "timed out after 0.2s; process group killed" in result.errors[0].message
+    assert elapsed < 5
+    assert wait_dead(int(pidfile.read_text()))
+
+
+def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(engine, tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    script = f"bash -c 'trap \"\" TERM; sleep 30' &\necho $! > {pidfile}\nwait"
+    started = time.perf_counter()
+    result = _bash(engine, script, timeout=0.2)
+    assert result.status is Status.FAILED
+    assert time.perf_counter() - started < 8
+    assert wait_dead(int(pidfile.read_text()))
+
+
+def test_cancellation_reaches_a_running_script(engine, tmp_path: Path) -> None:
+    fifo = tmp_path / "started"
+    os.mkfifo(fifo)
+    pidfile = tmp_path / "child.pid"
+    token = CancelToken()
+    results: list[Result] = []
+    script = f"sleep 30 &\necho $! > {pidfile}\necho go > {fifo}\nwait"
+    runner = threading.Thread(target=lambda: results.append(_bash(engine, script, cancel=token)))
+    started = time.perf_counter()
+    runner.start()
+    with fifo.open() as fh:  # blocks until the script is running
+        assert fh.read().strip() == "go"
+    token.cancel("operator stop")
+    runner.join(10)
+    assert not runner.is_alive()
+    assert time.perf_counter() - started < 10
+    (result,) = results
+    assert result.status is Status.CANCELLED
+    assert "cancelled: operator stop" in result.errors[0].message
+    assert wait_dead(int(pidfile.read_text()))

@@ -1,0 +1,147 @@
+"""The hook stage: @tag registry lookup, argument checks, outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ddeutil.workflow.errors import ConfigError
+from ddeutil.workflow.result import Status
+from ddeutil.workflow.settings import Settings
+from ddeutil.workflow.stages import HookStage
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture
+def engine(
+    write_conf: Callable[[str, str], Path],
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.syspath_prepend(str(TESTS))
+    from hooks_pkg import tasks
+    from hooks_pkg.engine import Engine
+
+    tasks.reset()
+    return Engine(write_conf, make_settings(WORKFLOW_CORE_REGISTRY="ddeutil.workflow,hooks_pkg"))
+
+
+def _hook(uses: str, with_: dict | None = None, **extra) -> dict:
+    return {"name": "hook", "uses": uses, "with": with_ or {}, **extra}
+
+
+def _pipe(engine, *stages: dict, strategy: dict | None = None, params: dict | None = None):
+    job: dict = {"stages": list(stages)}
+    if strategy:
+        job["strategy"] = strategy
+    return engine.load_data(
+        {"hooks": {"type": "Pipeline", "params": params or {}, "jobs": {"j": job}}}
+    )
+
+
+def test_a_hook_is_resolved_at_load_and_its_dict_becomes_the_outputs(engine) -> None:
+    pipe = _pipe(
+        engine,
+        _hook(
+            "tasks/postgres-to-delta@polars",
+            {"source": {"table": "${{ params.table }}"}, "sink": {"path": "/tmp/x"}},
+        ),
+        params={"table": "str"},
+    )
+    stage = pipe.jobs["j"].stages[0]
+    assert isinstance(stage, HookStage)
+    assert stage.hook is not None
+    assert stage.hook.name == "postgres-to-delta"
+    result = pipe.execute({"table": "sales"}, settings=engine.settings)
+    assert result.status is Status.SUCCESS
+    assert result.context["jobs"]["j"]["stages"]["hook"]["outputs"] == {
+        "source": {"table": "sales"},
+        "sink": {"path": "/tmp/x"},
+        "rows": 42,
+    }
+
+
+def test_an_underscore_parameter_is_passed_without_its_underscore(engine) -> None:
+    """The seed's ``def odbc_mssql_procedure(_exec: str, params: dict)`` called with ``exec:``."""
+    pipe = _pipe(engine, _hook("tasks/mssql-proc@odbc", {"exec": "dbo.load", "params": {"a": 1}}))
+    result = pipe.execute(settings=engine.settings)
+    assert result.context["jobs"]["j"]["stages"]["hook"]["outputs"] == {
+        "exec": "dbo.load",
+        "params": {"a": 1},
+    }
+
+
+@pytest.mark.parametrize(
+    ("uses", "fragment"),
+    [
+        ("tasks/no-such-hook@v1", "unknown hook name 'no-such-hook'"),
+        ("tasks/postgres-to-delta@v9", "unknown tag 'v9'"),
+        ("nogroup/x@v1", "unknown hook group 'nogroup'"),
+        ("not a uses string", "uses must look like"),
+    ],
+)
+def test_an_unknown_hook_is_a_load_error(engine, uses: str, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment) as info:
+        _pipe(engine, _hook(uses))
+    assert info.value.key == "jobs.j.stages[0].uses"
+    assert info.value.template == "hooks"
+
+
+def test_a_missing_required_argument_is_a_load_error_naming_it(engine) -> None:
+    with pytest.raises(ConfigError, match=r"missing required argument\(s\): exec") as info:
+        _pipe(engine, _hook("tasks/mssql-proc@odbc", {"params": {}}))
+    assert info.value.key == "jobs.j.stages[0].with"
+
+
+def test_an_argument_the_function_does_not_take_is_a_load_error(engine) -> None:
+    with pytest.raises(ConfigError, match="takes no argument") as info:
+        _pipe(engine, _hook("tasks/record@v1", {"value": 1, "colour": "red"}))
+    assert info.value.key == "jobs.j.stages[0].with.colour"
+
+
+def test_a_non_dict_return_fails_the_stage_naming_the_type(engine) -> None:
+    result = _pipe(engine, _hook("tasks/returns_list@v1")).execute(settings=engine.settings)
+    assert result.status is Status.FAILED
+    assert result.errors[0].message == (
+        "hook tasks/returns_list@v1 returned list, expected a dict of outputs"
+    )
+
+
+def test_an_exception_in_the_hook_fails_the_stage(engine) -> None:
+    result = _pipe(engine, _hook("tasks/raises@v1", {"message": "bad row"})).execute(
+        settings=engine.settings
+    )
+    assert result.status is Status.FAILED
+    assert result.errors[0].message == "hook tasks/raises@v1 raised ValueError: bad row"
+
+
+def test_a_templated_uses_is_resolved_per_matrix_combination(engine) -> None:
+    from hooks_pkg import tasks
+
+    pipe = _pipe(
+        engine,
+        _hook("tasks/el-${{ matrix.system }}-to-parquet@polars", {"table": "${{ matrix.table }}"}),
+        strategy={"matrix": {"system": ["csv", "json"], "table": ["sales"]}},
+    )
+    assert pipe.jobs["j"].stages[0].hook is None  # not resolvable before the matrix exists
+    result = pipe.execute(settings=engine.settings)
+    assert result.status is Status.SUCCESS
+    assert sorted(tasks.CALLS) == [("csv", "sales"), ("json", "sales")]
+    outputs = [
+        s["stages"]["hook"]["outputs"] for s in result.context["jobs"]["j"]["strategies"].values()
+    ]
+    assert sorted(o["system"] for o in outputs) == ["csv", "json"]
+
+
+def test_a_templated_uses_that_resolves_to_nothing_fails_at_run(engine) -> None:
+    pipe = _pipe(
+        engine,
+        _hook("tasks/el-${{ matrix.system }}-to-parquet@polars", {"table": "x"}),
+        strategy={"matrix": {"system": ["xml"]}},
+    )
+    result = pipe.execute(settings=engine.settings)
+    assert result.status is Status.FAILED
+    assert "unknown hook name 'el-xml-to-parquet'" in result.errors[0].message
