@@ -50,7 +50,7 @@ from typing_extensions import Self
 from .cancellation import CancelToken
 from .clock import Clock, SystemClock
 from .context import RunContext, RunEvent, new_run_id, process_environ
-from .errors import ConfigError, ParamError, ParamProblem, PipelineError
+from .errors import ConfigError, ParamError, ParamProblem, PipelineError, TemplateNotFound
 from .job import Job, JobOutcome
 from .masking import Masker
 from .on import On
@@ -199,6 +199,12 @@ class Pipeline(BaseModel):
                 key = f"on[{index}]" if isinstance(raw_on, list) else "on"
                 try:
                     schedules.append(On.from_value(entry, loader=loader, settings=settings))
+                except TemplateNotFound as exc:
+                    raise ConfigError(
+                        f"schedule {entry!r}: no On template has that name "
+                        "(inline schedules are mappings such as {cron: '*/5 * * * *'})",
+                        key=key,
+                    ) from exc
                 except ConfigError as exc:
                     located = exc.located(key_prefix=key) if exc.template in (None, name) else exc
                     raise located from exc

@@ -1,0 +1,369 @@
+"""Jobs: needs ordering, skipping, matrix runs, fail-fast, load-time template checks."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ddeutil.workflow.job as job_module
+from ddeutil.workflow.errors import ConfigError
+from ddeutil.workflow.result import Status
+from ddeutil.workflow.settings import Settings
+from ddeutil.workflow.strategy import combination_id
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture
+def engine(
+    write_conf: Callable[[str, str], Path],
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.syspath_prepend(str(TESTS))
+    from hooks_pkg import tasks
+    from hooks_pkg.engine import Engine
+
+    tasks.reset()
+    return Engine(write_conf, make_settings(WORKFLOW_CORE_REGISTRY="ddeutil.workflow,hooks_pkg"))
+
+
+def _jobs(engine, jobs: dict[str, Any], **extra: Any):
+    return engine.load_data({"p": {"type": "Pipeline", "jobs": jobs, **extra}})
+
+
+def _ok(name: str = "ok") -> dict[str, Any]:
+    return {"name": name, "run": "done = True"}
+
+
+def _fail(name: str = "fail") -> dict[str, Any]:
+    return {"name": name, "run": "1 / 0"}
+
+
+def test_needs_are_ordered_once_at_load(engine) -> None:
+    pipe = _jobs(
+        engine,
+        {
+            "publish": {"needs": ["transform", "extract"], "stages": [_ok()]},
+            "transform": {"needs": "extract", "stages": [_ok()]},
+            "extract": {"stages": [_ok()]},
+        },
+    )
+    assert pipe._order == ("extract", "transform", "publish")
+    result = pipe.execute(settings=engine.settings)
+    assert list(result.context["jobs"]) == ["extract", "transform", "publish"]
+    assert result.status is Status.SUCCESS
+
+
+def test_an_unknown_need_is_a_load_error(engine) -> None:
+    with pytest.raises(ConfigError, match="job 'b' needs unknown job 'nope'") as info:
+        _jobs(engine, {"a": {"stages": []}, "b": {"needs": ["nope"]}})
+    assert info.value.key == "jobs.b.needs"
+    assert info.value.template == "p"
+
+
+def test_a_cycle_is_a_load_error_naming_the_jobs(engine) -> None:
+    with pytest.raises(ConfigError, match="cycle in `needs`: ") as info:
+        _jobs(
+            engine,
+            {
+                "start": {},
+                "a": {"needs": ["start", "c"]},
+                "b": {"needs": ["a"]},
+                "c": {"needs": ["b"]},
+            },
+        )
+    message = str(info.value)
+    cycle = message.split("cycle in `needs`: ")[1].split(" -> ")
+    assert cycle[0] == cycle[-1]
+    assert set(cycle) == {"a", "b", "c"}
+
+
+def test_a_job_that_needs_itself_is_a_load_error(engine) -> None:
+    with pytest.raises(ConfigError, match="needs itself"):
+        _jobs(engine, {"a": {"needs": ["a"]}})
+
+
+def test_a_failed_need_skips_its_dependents_and_independent_jobs_still_run(engine) -> None:
+    result = _jobs(
+        engine,
+        {
+            "bad": {"stages": [_fail()]},
+            "after-bad": {"needs": ["bad"], "stages": [_ok()]},
+            "after-after": {"needs": ["after-bad"], "stages": [_ok()]},
+            "independent": {"stages": [_ok()]},
+        },
+    ).execute(settings=engine.settings)
+    jobs = result.context["jobs"]
+    assert result.status is Status.FAILED
+    assert jobs["bad"]["status"] == "FAILED"
+    assert jobs["after-bad"]["status"] == "SKIPPED"
+    assert jobs["after-bad"]["skipped"] == "needs bad FAILED"
+    assert jobs["after-after"]["status"] == "SKIPPED"
+    assert jobs["independent"]["status"] == "SUCCESS"
+    assert [(e.job, e.stage) for e in result.errors] == [("bad", "fail")]
+
+
+def test_independent_jobs_run_at_the_same_time_up_to_the_setting(
+    write_conf: Callable[[str, str], Path], make_settings: Callable[..., Settings]
+) -> None:
+    from hooks_pkg import tasks
+    from hooks_pkg.engine import Engine
+
+    engine = Engine(
+        write_conf,
+        make_settings(
+            WORKFLOW_CORE_REGISTRY="ddeutil.workflow,hooks_pkg", WORKFLOW_CORE_MAX_JOB_PARALLEL="2"
+        ),
+    )
+    tasks.BARRIER[:] = [threading.Barrier(2, timeout=5)]
+    meet = {"name": "meet", "uses": "tasks/rendezvous@v1", "with": {"name": "x"}}
+    result = _jobs(engine, {"left": {"stages": [meet]}, "right": {"stages": [meet]}}).execute(
+        settings=engine.settings
+    )
+    assert result.status is Status.SUCCESS  # both waited at the barrier together
+
+
+def test_runs_on_accepts_local_only(engine) -> None:
+    pipe = _jobs(engine, {"a": {"runs-on": "local"}, "b": {"runs-on": {"type": "local"}}})
+    assert pipe.jobs["a"].runs_on == "local"
+    with pytest.raises(ConfigError, match="only 'local' is supported") as info:
+        _jobs(engine, {"a": {"runs-on": "k8s"}})
+    assert info.value.key == "jobs.a.runs-on"
+
+
+def test_a_job_whose_if_is_false_is_skipped_with_its_dependents(engine) -> None:
+    result = _jobs(
+        engine,
+        {
+            "maybe": {"if": "'${{ params.mode }}' == 'full'", "stages": [_ok()]},
+            "then": {"needs": ["maybe"], "stages": [_ok()]},
+            "always": {"stages": [_ok()]},
+        },
+        params={"mode": "str"},
+    ).execute({"mode": "delta"}, settings=engine.settings)
+    jobs = result.context["jobs"]
+    assert result.status is Status.SUCCESS
+    assert (jobs["maybe"]["status"], jobs["then"]["status"], jobs["always"]["status"]) == (
+        "SKIPPED",
+        "SKIPPED",
+        "SUCCESS",
+    )
+
+
+def test_outputs_of_a_needed_job_are_readable(engine) -> None:
+    result = _jobs(
+        engine,
+        {
+            "first": {"stages": [{"name": "count", "run": "rows = 7"}]},
+            "second": {
+                "needs": ["first"],
+                "stages": [
+                    {
+                        "name": "use",
+                        "run": "double = rows * 2",
+                        "vars": {"rows": "${{ jobs.first.stages.count.outputs.rows }}"},
+                    }
+                ],
+            },
+        },
+    ).execute(settings=engine.settings)
+    assert result.context["jobs"]["second"]["stages"]["use"]["outputs"] == {"double": 14}
+
+
+def test_a_single_combination_keeps_matrix_and_stages_at_the_job(engine) -> None:
+    result = _jobs(
+        engine,
+        {"one": {"strategy": {"matrix": {"x": [1]}}, "stages": [{"name": "s", "run": "y = 1"}]}},
+    ).execute(settings=engine.settings)
+    assert result.context["jobs"]["one"] == {
+        "status": "SUCCESS",
+        "matrix": {"x": 1},
+        "stages": {"s": {"outputs": {"y": 1}}},
+    }
+
+
+def test_several_combinations_are_kept_under_strategies(engine) -> None:
+    result = _jobs(
+        engine,
+        {
+            "load": {
+                "strategy": {
+                    "max-parallel": 3,
+                    "matrix": {
+                        "table": ["customer", "sales"],
+                        "system": ["csv"],
+                        "partition": [1, 2, 3],
+                    },
+                    "exclude": [
+                        {"table": "customer", "system": "csv", "partition": 1},
+                        {"table": "sales", "partition": 3},
+                    ],
+                    "include": [{"table": "customer", "system": "csv", "partition": 4}],
+                },
+                "stages": [
+                    {
+                        "name": "load",
+                        "run": "key = f'{table}-{partition}'",
+                        "vars": {
+                            "table": "${{ matrix.table }}",
+                            "partition": "${{ matrix.partition }}",
+                        },
+                    }
+                ],
+            }
+        },
+    ).execute(settings=engine.settings)
+    strategies = result.context["jobs"]["load"]["strategies"]
+    assert len(strategies) == 5
+    for cid, combo in strategies.items():
+        assert cid == combination_id(combo["matrix"])
+        matrix = combo["matrix"]
+        assert combo["stages"]["load"]["outputs"] == {
+            "key": f"{matrix['table']}-{matrix['partition']}"
+        }
+    assert result.context["jobs"]["load"]["status"] == "SUCCESS"
+
+
+def test_a_failed_combination_fails_the_job_and_names_its_matrix(engine) -> None:
+    result = _jobs(
+        engine,
+        {
+            "m": {
+                "strategy": {"matrix": {"n": [1, 0, 2]}, "max-parallel": 2},
+                "stages": [{"name": "div", "run": "x = 1 / n", "vars": {"n": "${{ matrix.n }}"}}],
+            }
+        },
+    ).execute(settings=engine.settings)
+    statuses = {
+        c["matrix"]["n"]: c["status"] for c in result.context["jobs"]["m"]["strategies"].values()
+    }
+    assert statuses == {1: "SUCCESS", 0: "FAILED", 2: "SUCCESS"}  # no fail-fast: all ran
+    assert result.status is Status.FAILED
+    assert result.errors[0].message.startswith("[n=0] ZeroDivisionError")
+
+
+def test_fail_fast_sequential_cancels_the_remaining_combinations(engine) -> None:
+    from hooks_pkg import tasks
+
+    gated = {
+        "name": "g",
+        "uses": "tasks/gated@v1",
+        "with": {"name": "${{ matrix.n }}", "fail": "${{ matrix.bad }}"},
+    }
+    tasks.GATE.set()
+    result = _jobs(
+        engine,
+        {
+            "m": {
+                "strategy": {
+                    "fail-fast": True,
+                    "include": [{"n": i, "bad": i == 1} for i in range(4)],
+                },
+                "stages": [gated],
+            }
+        },
+    ).execute(settings=engine.settings)
+    statuses = [c["status"] for c in result.context["jobs"]["m"]["strategies"].values()]
+    assert statuses == ["SUCCESS", "FAILED", "CANCELLED", "CANCELLED"]
+    assert tasks.CALLS == [("gated", 0), ("gated", 1)]
+    assert result.status is Status.FAILED
+
+
+def test_fail_fast_parallel_cancels_combinations_not_yet_started(
+    engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Combination 0 fails at once; the others wait at a gate that opens only when the
+    job has cancelled the last pending combination, so nothing here depends on timing."""
+    from hooks_pkg import tasks
+
+    class Recording(ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+            future = super().submit(fn, *args, **kwargs)
+            future.add_done_callback(lambda f: f.cancelled() and tasks.GATE.set())
+            return future
+
+    monkeypatch.setattr(job_module, "ThreadPoolExecutor", Recording)
+    gated = {
+        "name": "g",
+        "uses": "tasks/gated@v1",
+        "with": {"name": "${{ matrix.n }}", "fail": "${{ matrix.bad }}"},
+    }
+    result = _jobs(
+        engine,
+        {
+            "m": {
+                "strategy": {
+                    "fail-fast": True,
+                    "max-parallel": 2,
+                    "include": [{"n": i, "bad": i == 0} for i in range(8)],
+                },
+                "stages": [gated],
+            }
+        },
+    ).execute(settings=engine.settings)
+    by_n = {
+        c["matrix"]["n"]: c["status"] for c in result.context["jobs"]["m"]["strategies"].values()
+    }
+    assert by_n[0] == "FAILED"
+    assert by_n[1] == "SUCCESS"  # was running: finished
+    assert all(by_n[n] == "CANCELLED" for n in range(3, 8))  # never started
+    assert by_n[2] in {"SUCCESS", "CANCELLED"}  # may have been picked up before the cancel
+    assert {("gated", n) for n in range(3, 8)}.isdisjoint(tasks.CALLS)
+    assert result.status is Status.FAILED
+
+
+@pytest.mark.parametrize(
+    ("stage", "job_extra", "fragment", "key"),
+    [
+        (
+            {"name": "s", "echo": "${{ matrix.nope }}"},
+            {"strategy": {"matrix": {"a": [1]}}},
+            "matrix key 'nope' is not in the job's matrix",
+            "stages[0].echo",
+        ),
+        (
+            {"name": "s", "echo": "${{ stages.later.outputs.x }}"},
+            {},
+            "no earlier stage of this job has id 'later'",
+            "stages[0].echo",
+        ),
+        (
+            {"name": "s", "run": "x = ${{ jobs.other.stages.a.outputs.x }}"},
+            {},
+            "job 'other' is not among this job's needs",
+            "stages[0].run",
+        ),
+        (
+            {"name": "s", "env": {"A": "${{ secrets.x }}"}, "bash": "true"},
+            {},
+            "unknown path root 'secrets'",
+            "stages[0].env",
+        ),
+        (
+            {"name": "s", "echo": "${{ params.day | shout }}"},
+            {},
+            "unknown filter 'shout'",
+            "stages[0].echo",
+        ),
+        ({"name": "s", "echo": "${{ params.day | }}"}, {}, "bad filter", "stages[0].echo"),
+    ],
+)
+def test_templates_are_checked_against_the_job_at_load(
+    engine, stage: dict, job_extra: dict, fragment: str, key: str
+) -> None:
+    with pytest.raises(ConfigError, match=fragment) as info:
+        _jobs(
+            engine,
+            {
+                "main": {"stages": [stage], **job_extra},
+                "other": {"stages": [{"name": "a", "run": "x = 1"}]},
+            },
+            params={"day": "str"},
+        )
+    assert info.value.key == f"jobs.main.{key}"
