@@ -1,0 +1,61 @@
+"""The REST API (extra ``api``): ``uvicorn ddeutil.workflow.api:app``.
+
+``app`` is built on first access (module ``__getattr__``), so importing this
+package builds nothing; that first access reads the settings from the
+environment once, configures logging (this is an entry point) and calls
+:func:`create_app`. Tests and embedding applications call :func:`create_app`
+with their own settings, store, clock or executor instead.
+
+Routes (see ``/docs`` for the OpenAPI document):
+
+=======  =====================================  ==========================================
+GET      ``/health``                            store reachability, scheduler heartbeat age
+GET      ``/api/v1/pipelines``                  pipelines, params, next fire times
+GET      ``/api/v1/pipelines/{name}``           one pipeline with its params schema
+POST     ``/api/v1/pipelines/{name}/runs``      trigger: 202 + run id + ``Location``
+GET      ``/api/v1/runs``                       history: filters and paging
+GET      ``/api/v1/runs/{run_id}``              status and result (``?wait=`` long-poll)
+GET      ``/api/v1/runs/{run_id}/logs``         the run's log lines
+=======  =====================================  ==========================================
+
+Requires FastAPI and uvicorn: ``pip install 'ddeutil-workflow[api]'``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+try:
+    import fastapi  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError(
+        f"the REST API needs the `api` extra: pip install 'ddeutil-workflow[api]' ({exc})"
+    ) from exc
+
+from .factory import create_app
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["app", "create_app"]
+
+
+@functools.cache
+def _default_app() -> FastAPI:
+    import os
+
+    from ..logs import configure_logging
+    from ..masking import Masker
+    from ..settings import Settings
+
+    settings = Settings.from_env()
+    masker = Masker.from_env(os.environ)
+    configure_logging(fmt="auto", level=settings.log_level, masker=masker)
+    return create_app(settings, masker=masker)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return _default_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,301 @@
+"""The REST API's request and response bodies (pydantic), one class per shape.
+
+Every route declares one of these as its ``response_model``, so the OpenAPI
+document at ``/docs`` describes exactly what is returned. Every error (401, 404,
+409, 413, 422, 503, ...) has the one :class:`ErrorResponse` shape::
+
+    {"error": {"code": "invalid_params", "message": "...",
+               "details": [{"location": "params", "name": "run-date", "message": "..."}],
+               "run_id": null}}
+
+Times are ISO 8601 with an offset (UTC). Values read from the run store are
+plain JSON (a ``datetime`` param comes back as its ISO text).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..result import Status
+from ..store.base import TriggerKind
+
+__all__ = [
+    "MAX_PARAM_DEPTH",
+    "ErrorDetail",
+    "ErrorInfo",
+    "ErrorResponse",
+    "HealthResponse",
+    "LogLine",
+    "ParamInfo",
+    "PipelineDetail",
+    "PipelineList",
+    "PipelineSummary",
+    "ReleaseInfo",
+    "RunDetail",
+    "RunError",
+    "RunLogs",
+    "RunPage",
+    "RunSummary",
+    "ScheduleInfo",
+    "SchedulerHealth",
+    "StoreHealth",
+    "TemplateProblem",
+    "TriggerRequest",
+    "TriggerResponse",
+]
+
+MAX_PARAM_DEPTH = 32
+"""Deepest nesting of lists/objects accepted inside one param value."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# ------------------------------------------------------------------------ errors
+
+
+class ErrorDetail(_Model):
+    """One problem of a request: where it is and what is wrong."""
+
+    location: str = Field(
+        description="`params` (a pipeline param), `path`, `query`, `header` or `body`"
+    )
+    name: str | None = Field(default=None, description="the param, field or header concerned")
+    message: str
+
+
+class ErrorInfo(_Model):
+    """What went wrong."""
+
+    code: str = Field(
+        description="stable machine-readable code, e.g. `unauthorized`, `not_found`, "
+        "`invalid_params`, `validation_error`, `duplicate_run`, `payload_too_large`"
+    )
+    message: str = Field(description="human-readable summary")
+    details: list[ErrorDetail] = Field(default_factory=list)
+    run_id: str | None = Field(
+        default=None, description="the existing run, for `duplicate_run` (409)"
+    )
+
+
+class ErrorResponse(_Model):
+    """The body of every error response."""
+
+    error: ErrorInfo
+
+
+# --------------------------------------------------------------------- pipelines
+
+
+class ParamInfo(_Model):
+    """One declared param of a pipeline."""
+
+    name: str
+    type: str = Field(description="str, int, float, bool, date, datetime, choice, list or map")
+    required: bool = Field(description="must be given (required and without a default)")
+    default: Any = None
+    desc: str | None = None
+    options: list[Any] | None = Field(default=None, description="allowed values of a choice")
+
+
+class ScheduleInfo(_Model):
+    """One schedule (`on` entry) of a pipeline and its next fire times."""
+
+    name: str | None = Field(default=None, description="the `on` template name, if any")
+    cron: str
+    timezone: str
+    next: list[datetime] = Field(description="next fire times, aware UTC, increasing")
+
+
+class PipelineSummary(_Model):
+    """A pipeline as listed."""
+
+    name: str
+    desc: str | None = None
+    params: list[ParamInfo]
+    schedules: list[ScheduleInfo]
+    scheduled: bool = Field(
+        description="the daemon releases it (it has schedules and every param a default)"
+    )
+
+
+class PipelineDetail(PipelineSummary):
+    """One pipeline with its params schema and jobs."""
+
+    params_schema: dict[str, Any] = Field(
+        description="JSON Schema of the `params` object a trigger sends"
+    )
+    jobs: list[str] = Field(description="job ids")
+    concurrency: str
+    catchup: str
+    warnings: list[str] = Field(default_factory=list)
+
+
+class TemplateProblem(_Model):
+    """A template in the conf folder that cannot be used."""
+
+    template: str | None = None
+    file: str | None = Field(default=None, description="relative to the conf folder")
+    key: str | None = None
+    message: str
+
+
+class PipelineList(_Model):
+    """Every usable pipeline, sorted by name, and the templates that are broken."""
+
+    items: list[PipelineSummary]
+    total: int
+    problems: list[TemplateProblem] = Field(default_factory=list)
+
+
+# -------------------------------------------------------------------------- runs
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of lists/dicts in ``value``, stopping early beyond ``limit``."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    deepest = 0
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > limit:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
+class TriggerRequest(_Model):
+    """The body of a trigger: values of the pipeline's declared params."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description='declared params only; values are coerced as the CLI does (`"5"` to 5)',
+    )
+
+    @field_validator("params")
+    @classmethod
+    def _not_too_deep(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if _depth(value, MAX_PARAM_DEPTH) > MAX_PARAM_DEPTH:
+            raise ValueError(f"param values nest deeper than {MAX_PARAM_DEPTH} levels")
+        return value
+
+
+class TriggerResponse(_Model):
+    """A run accepted for execution (202)."""
+
+    run_id: str
+    pipeline: str
+    status: Status = Field(description="PENDING when accepted")
+    location: str = Field(description="URL path of the run, as in the Location header")
+
+
+class RunError(_Model):
+    """One error of a run, with the job and stage it came from."""
+
+    kind: str
+    message: str
+    job: str | None = None
+    stage: str | None = None
+
+
+class ReleaseInfo(_Model):
+    """The scheduled release a run was claimed for."""
+
+    schedule: str
+    at: datetime
+
+
+class RunSummary(_Model):
+    """A run as listed in the history."""
+
+    run_id: str
+    pipeline: str
+    trigger: TriggerKind
+    status: Status
+    created: datetime
+    started: datetime | None = None
+    ended: datetime | None = None
+    logical_date: datetime | None = None
+    release: ReleaseInfo | None = None
+    error: str | None = Field(default=None, description="one-line reason of a failure")
+
+
+class RunDetail(RunSummary):
+    """One run with its params, result context and errors (secrets masked)."""
+
+    params: dict[str, Any]
+    context: dict[str, Any] | None = Field(
+        default=None,
+        description='the result context: {"params": ..., "jobs": {job: {"stages": '
+        '{id: {"outputs": ...}}}}}; null until the run ends',
+    )
+    errors: list[RunError] = Field(default_factory=list)
+    idempotency_key: str | None = None
+
+
+class RunPage(_Model):
+    """One page of the run history, newest first."""
+
+    items: list[RunSummary]
+    total: int = Field(description="runs matching the filters, on every page")
+    limit: int
+    offset: int
+
+
+class LogLine(_Model):
+    """One line of a run's log file."""
+
+    time: str | None = None
+    level: str | None = None
+    message: str
+    pipeline: str | None = None
+    job: str | None = None
+    stage: str | None = None
+
+
+class RunLogs(_Model):
+    """A window of a run's log lines, oldest first."""
+
+    run_id: str
+    lines: list[LogLine]
+    total: int = Field(description="lines in the log file")
+    offset: int
+    limit: int
+
+
+# ------------------------------------------------------------------------ health
+
+
+class StoreHealth(_Model):
+    reachable: bool
+
+
+class SchedulerHealth(_Model):
+    """The scheduler daemon's last heartbeat in the shared run store."""
+
+    last_heartbeat: datetime
+    owner: str
+    age_seconds: float
+    stale: bool = Field(description="older than WORKFLOW_APP_HEALTH_STALE seconds")
+
+
+class HealthResponse(_Model):
+    """``ok``: the store answers; ``degraded``: it does, but the scheduler is stale;
+    ``unavailable`` (HTTP 503): the store does not answer or the API is not started."""
+
+    status: Literal["ok", "degraded", "unavailable"]
+    version: str
+    store: StoreHealth
+    scheduler: SchedulerHealth | None = Field(
+        default=None, description="null when no daemon ever beat on this store"
+    )
+    runs_in_flight: int = Field(description="API runs waiting or running in this process")

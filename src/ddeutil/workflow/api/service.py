@@ -1,0 +1,438 @@
+"""What the API does, without HTTP: triggers, run history, logs and health.
+
+:class:`ApiService` owns the API process's run pool and its side of the run
+store. Policies:
+
+* **Runs execute in a bounded pool of this process**: ``WORKFLOW_API_RUN_WORKERS``
+  threads (a :class:`~ddeutil.workflow.executor.ThreadExecutor`); more triggers
+  wait in FIFO order, none is dropped. Each run is recorded in the run store
+  with trigger kind ``api`` before it is queued, so it is visible at once and
+  survives the process as a record.
+* **Params are validated strictly** before anything is recorded: undeclared
+  names are rejected and every problem is reported at once. The stored params
+  are masked; the run itself receives the real values.
+* **Idempotency keys** are unique across the whole store: reusing one answers
+  409 ``duplicate_run`` naming the run it created, whatever the pipeline.
+* **Restart recovery**: at start-up, API runs left RUNNING by a previous API
+  process are closed FAILED ("interrupted by an API restart") and API runs it
+  accepted but never started are closed FAILED too (their real params were never
+  stored, so they cannot be re-run faithfully). Run **one API process per run
+  store**: a second one starting would close the first one's runs.
+* **Stopping** waits up to ``WORKFLOW_APP_STOP_TIMEOUT`` seconds for running
+  runs, then cancels them (recorded CANCELLED); triggers still waiting for a
+  slot are recorded CANCELLED ("not started").
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from ..__about__ import __version__
+from ..clock import Clock, ensure_utc
+from ..context import new_run_id
+from ..errors import ParamError, StoreError
+from ..executor import ExecEvent, Executor, ThreadExecutor
+from ..loader import Loader
+from ..logs import run_log_path
+from ..masking import Masker
+from ..result import Status
+from ..runner import RunRequest
+from ..settings import Settings
+from ..store import open_store
+from ..store.base import DuplicateRun, RunRecord, RunStore, TriggerKind
+from .catalog import Catalog
+from .errors import ApiError
+from .models import (
+    ErrorDetail,
+    HealthResponse,
+    PipelineDetail,
+    PipelineList,
+    RunDetail,
+    RunLogs,
+    RunPage,
+    SchedulerHealth,
+    StoreHealth,
+    TriggerResponse,
+)
+from .views import pipeline_detail, pipeline_summary, read_log, run_detail, run_summary
+
+__all__ = ["API_PREFIX", "INTERRUPTED_REASON", "NOT_STARTED_REASON", "ApiService", "run_path"]
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+INTERRUPTED_REASON = "interrupted by an API restart"
+NOT_STARTED_REASON = "not started: the API process that accepted it stopped (API restart)"
+SHUTDOWN_REASON = "not started: the API stopped before the run began"
+POLL_SECONDS = 0.1
+"""How often a long-poll re-reads a run that another process executes."""
+
+
+def run_path(run_id: str) -> str:
+    """The URL path of a run (the ``Location`` of a trigger)."""
+    return f"{API_PREFIX}/runs/{run_id}"
+
+
+class ApiService:
+    """The API's state and operations (see the module docstring).
+
+    Args:
+        settings: Read once by the caller.
+        masker: Hides secrets in stored params and in the run pool's records.
+        clock: Time source for records, run ids and next fire times.
+        store: The run store (default: opened from ``settings.api_db_url`` at
+            :meth:`start` and closed at :meth:`stop`).
+        executor: Run pool to use instead of the API's own ``ThreadExecutor``;
+            it is started here but stopped by its owner.
+        loader: Initial template loader (default: read the conf folder).
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        masker: Masker,
+        clock: Clock,
+        store: RunStore | None = None,
+        executor: Executor | None = None,
+        loader: Loader | None = None,
+    ) -> None:
+        self.settings = settings
+        self.masker = masker
+        self.clock = clock
+        self.catalog = Catalog(settings, loader)
+        self._owns_store = store is None
+        self._store = store
+        self._given_executor = executor
+        self._executor: Executor | None = None
+        self._lock = threading.Lock()
+        self._waiters: dict[str, threading.Event] = {}
+        self._started = False
+        self._stop = threading.Event()
+        self._pump: threading.Thread | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def start(self) -> None:
+        """Open the store, close what a previous API process left, start the pool."""
+        if self._started:
+            return
+        if self._store is None:
+            self._store = open_store(self.settings.api_db_url)
+        self._recover(self._store)
+        self._stop.clear()
+        if self._given_executor is None:
+            self._executor = ThreadExecutor(
+                store=self._store,
+                settings=self.settings,
+                masker=self.masker,
+                clock=self.clock,
+                loader=self.catalog.loader(),
+                size=self.settings.api_run_workers,
+                on_event=self._on_event,
+                name="api run pool",
+            )
+        else:
+            self._executor = self._given_executor
+            self._pump = threading.Thread(target=self._pump_events, name="api events", daemon=True)
+            self._pump.start()
+        self._executor.start()
+        self._started = True
+        logger.info(
+            "API started: run pool of %d, store %s", self.settings.api_run_workers, self._store
+        )
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the pool (see the module docstring) and close an owned store. Idempotent."""
+        if not self._started:
+            return
+        self._started = False
+        self._stop.set()
+        executor, store = self._executor, self._store
+        if executor is not None and self._given_executor is None:
+            executor.shutdown(self.settings.app_stop_timeout if timeout is None else timeout)
+            self._cancel_unstarted()
+        if self._pump is not None:
+            self._pump.join(timeout=2.0)
+            self._pump = None
+        with self._lock:
+            waiters, self._waiters = self._waiters, {}
+        for event in waiters.values():
+            event.set()
+        if self._owns_store and store is not None:
+            store.close()
+            self._store = None
+
+    def _recover(self, store: RunStore) -> None:
+        now = self.clock.now()
+        for run_id in store.fail_interrupted(
+            now=now, reason=INTERRUPTED_REASON, trigger=TriggerKind.API
+        ):
+            logger.warning(
+                "API run %s was RUNNING when the previous API process stopped: recorded FAILED",
+                run_id,
+                extra={"run_id": run_id},
+            )
+        for run in store.pending_runs(trigger=TriggerKind.API):
+            if store.finish(run.run_id, status=Status.FAILED, now=now, error=NOT_STARTED_REASON):
+                logger.warning(
+                    "API run %s was accepted but never started: recorded FAILED",
+                    run.run_id,
+                    extra={"run_id": run.run_id, "pipeline": run.pipeline},
+                )
+
+    def _cancel_unstarted(self) -> None:
+        """Close triggers that were still waiting for a slot when the pool stopped."""
+        with self._lock:
+            left = list(self._waiters)
+        store = self._store
+        if store is None:
+            return
+        for run_id in left:
+            record = store.get_run(run_id)
+            if record is not None and record.status is Status.PENDING:
+                store.finish(
+                    run_id, status=Status.CANCELLED, now=self.clock.now(), error=SHUTDOWN_REASON
+                )
+
+    def _on_event(self, event: ExecEvent) -> None:
+        if event.kind != "finished":
+            return
+        with self._lock:
+            waiter = self._waiters.pop(event.run_id, None)
+        if waiter is not None:
+            waiter.set()
+
+    def _pump_events(self) -> None:
+        executor = self._given_executor
+        assert executor is not None
+        while not self._stop.is_set():
+            if executor.wait_event(0.2):
+                for event in executor.drain_events():
+                    self._on_event(event)
+
+    def _ready(self) -> tuple[RunStore, Executor]:
+        store, executor = self._store, self._executor
+        if not self._started or store is None or executor is None:
+            raise ApiError(503, "the API is not started (or is stopping)", code="unavailable")
+        return store, executor
+
+    def in_flight(self) -> int:
+        """API runs accepted by this process that have not finished."""
+        with self._lock:
+            return len(self._waiters)
+
+    def wait(self, run_id: str, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds until ``run_id`` is terminal; True if it is."""
+        store, _ = self._ready()
+        deadline = time.monotonic() + max(timeout, 0.0)
+        with self._lock:
+            waiter = self._waiters.get(run_id)
+        if waiter is not None:
+            waiter.wait(max(timeout, 0.0))
+        while True:
+            record = store.get_run(run_id)
+            if record is None or record.status.is_terminal:
+                return record is not None
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stop.wait(min(POLL_SECONDS, left)):
+                return False
+
+    # ------------------------------------------------------------ pipelines
+
+    def pipelines(self, count: int) -> PipelineList:
+        """Every usable pipeline with ``count`` next fire times per schedule."""
+        pipelines, problems = self.catalog.all()
+        now = self.clock.now()
+        items = [pipeline_summary(p, now, count) for p in pipelines]
+        return PipelineList(items=items, total=len(items), problems=problems)
+
+    def pipeline(self, name: str, count: int) -> PipelineDetail:
+        """One pipeline (404 unknown, 422 invalid)."""
+        entry = self.catalog.get(name)
+        assert entry.pipeline is not None
+        return pipeline_detail(entry.pipeline, self.clock.now(), count)
+
+    def trigger(
+        self, name: str, params: Mapping[str, Any], idempotency_key: str | None
+    ) -> TriggerResponse:
+        """Validate, record (PENDING, trigger ``api``) and queue one run of ``name``."""
+        store, executor = self._ready()
+        entry = self.catalog.get(name)
+        pipeline = entry.pipeline
+        assert pipeline is not None
+        try:
+            resolved = pipeline.params.resolve(params, strict=True, pipeline=name)
+        except ParamError as exc:
+            raise ApiError(
+                422,
+                f"invalid params for pipeline {name!r}",
+                code="invalid_params",
+                details=[
+                    ErrorDetail(location="params", name=p.name, message=p.message)
+                    for p in exc.problems
+                ],
+            ) from None
+        record = self._create(store, name, self.masker.data(resolved), idempotency_key)
+        request = RunRequest(
+            run_id=record.run_id,
+            pipeline=name,
+            template=entry.template,
+            params=resolved,
+            trigger=TriggerKind.API,
+        )
+        with self._lock:
+            self._waiters[record.run_id] = threading.Event()
+        try:
+            executor.submit(request)
+        except Exception as exc:
+            with self._lock:
+                self._waiters.pop(record.run_id, None)
+            message = f"could not be queued: {type(exc).__name__}: {exc}"
+            store.finish(record.run_id, status=Status.FAILED, now=self.clock.now(), error=message)
+            logger.exception("queueing an API run failed", extra={"run_id": record.run_id})
+            raise ApiError(503, f"run {record.run_id} {message}", run_id=record.run_id) from exc
+        logger.info("API run accepted", extra={"run_id": record.run_id, "pipeline": name})
+        return TriggerResponse(
+            run_id=record.run_id,
+            pipeline=name,
+            status=record.status,
+            location=run_path(record.run_id),
+        )
+
+    def _create(
+        self, store: RunStore, name: str, params: Mapping[str, Any], key: str | None
+    ) -> RunRecord:
+        attempts = 3
+        for attempt in range(attempts):
+            run_id = new_run_id(self.clock, self.settings.timezone)
+            try:
+                return store.create_run(
+                    run_id=run_id,
+                    pipeline=name,
+                    trigger=TriggerKind.API,
+                    params=params,
+                    now=self.clock.now(),
+                    idempotency_key=key,
+                )
+            except DuplicateRun as exc:
+                raise ApiError(
+                    409,
+                    f"Idempotency-Key was already used by run {exc.run_id}",
+                    code="duplicate_run",
+                    run_id=exc.run_id,
+                    headers={"Location": run_path(exc.run_id)},
+                ) from None
+            except StoreError:
+                # A run id drawn twice in one second (32 random bits): draw again.
+                if attempt + 1 < attempts and store.get_run(run_id) is not None:
+                    continue
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ------------------------------------------------------------------ runs
+
+    def run(self, run_id: str, wait: float = 0.0) -> RunDetail:
+        """One run; with ``wait``, first wait up to that many seconds for it to end."""
+        store, _ = self._ready()
+        record = store.get_run(run_id)
+        if record is None:
+            raise ApiError(404, f"no run with id {run_id!r}")
+        if wait > 0 and not record.status.is_terminal:
+            self.wait(run_id, wait)
+            record = store.get_run(run_id) or record
+        return run_detail(record)
+
+    def runs(
+        self,
+        *,
+        pipeline: str | None,
+        status: Sequence[Status] | None,
+        trigger: TriggerKind | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+        offset: int,
+    ) -> RunPage:
+        """A page of the history, newest first, with the total for the filters."""
+        store, _ = self._ready()
+        filters: dict[str, Any] = {
+            "pipeline": pipeline,
+            "status": list(status) if status else None,
+            "trigger": trigger,
+            "since": _utc(since, "since"),
+            "until": _utc(until, "until"),
+        }
+        records = store.list_runs(**filters, limit=limit, offset=offset)
+        total = store.count_runs(**filters)
+        return RunPage(
+            items=[run_summary(r) for r in records], total=total, limit=limit, offset=offset
+        )
+
+    def logs(self, run_id: str, offset: int, limit: int) -> RunLogs:
+        """Lines of a run's log file (404 when neither the run nor a file exists)."""
+        store, _ = self._ready()
+        path = run_log_path(self.settings.log_path, run_id)
+        try:
+            with path.open(encoding="utf-8", errors="replace") as fh:
+                lines, total = read_log(fh, offset, limit)
+        except FileNotFoundError:
+            if store.get_run(run_id) is None:
+                raise ApiError(404, f"no run with id {run_id!r}") from None
+            lines, total = [], 0
+        return RunLogs(run_id=run_id, lines=lines, total=total, offset=offset, limit=limit)
+
+    # ---------------------------------------------------------------- health
+
+    def health(self) -> HealthResponse:
+        """Store reachability and the scheduler heartbeat's age (never raises)."""
+        store = self._store
+        reachable = self._started and store is not None and store.ping()
+        scheduler = None
+        if reachable and store is not None:
+            try:
+                beat = store.last_heartbeat()
+            except StoreError:
+                reachable, beat = False, None
+            if beat is not None:
+                at, owner = beat
+                age = max((self.clock.now() - at).total_seconds(), 0.0)
+                scheduler = SchedulerHealth(
+                    last_heartbeat=at,
+                    owner=owner,
+                    age_seconds=age,
+                    stale=age > self.settings.app_health_stale,
+                )
+        status = "ok" if reachable else "unavailable"
+        if reachable and scheduler is not None and scheduler.stale:
+            status = "degraded"
+        return HealthResponse(
+            status=status,
+            version=__version__,
+            store=StoreHealth(reachable=reachable),
+            scheduler=scheduler,
+            runs_in_flight=self.in_flight(),
+        )
+
+
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return ensure_utc(value)
+    except (OverflowError, ValueError):
+        raise ApiError(
+            422,
+            f"{name} is out of range",
+            code="validation_error",
+            details=[ErrorDetail(location="query", name=name, message="date-time out of range")],
+        ) from None
