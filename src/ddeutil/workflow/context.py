@@ -33,9 +33,20 @@ if TYPE_CHECKING:
     from .registry import HookRegistry
     from .settings import Settings
 
-__all__ = ["RunContext", "RunEvent", "StageOutcome", "new_run_id", "process_environ"]
+__all__ = ["RunContext", "RunEvent", "StageOutcome", "new_run_id", "process_environ", "stash"]
 
 logger = logging.getLogger(__name__)
+
+
+def stash(model: Any, **values: Any) -> None:
+    """Keep values derived at load time on a frozen model, as plain instance attributes.
+
+    The models declare them as ``ClassVar`` defaults (so pydantic ignores them:
+    not fields, not dumped, not compared). Reading them back is an ordinary
+    attribute lookup - pydantic's private attributes cost microseconds per read
+    through ``__getattr__``, too much for the per-stage hot path.
+    """
+    model.__dict__.update(values)
 
 
 def new_run_id(clock: Clock, zone: ZoneInfo) -> str:

@@ -40,12 +40,12 @@ import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .conditions import Condition
-from .context import RunContext, RunEvent
+from .context import RunContext, RunEvent, stash
 from .errors import ConditionError, ConfigError, TemplateError, WorkflowError
 from .result import ErrorRecord, Status
 from .stages import BaseStage, Stage
@@ -101,8 +101,8 @@ class Job(BaseModel):
     )
     stages: list[Stage] = Field(default_factory=list, description="run in order")
 
-    _cond: Condition | None = PrivateAttr(default=None)
-    _ids: tuple[str, ...] = PrivateAttr(default=())
+    _cond: ClassVar[Condition | None] = None
+    _ids: ClassVar[tuple[str, ...]] = ()
 
     @field_validator("runs_on", mode="before")
     @classmethod
@@ -129,8 +129,11 @@ class Job(BaseModel):
         return value
 
     def model_post_init(self, context: Any, /) -> None:
-        self._cond = Condition.parse(self.if_) if self.if_ is not None else None
-        self._ids = tuple(combination_id(c) for c in self.strategy.combinations)
+        stash(
+            self,
+            _cond=Condition.parse(self.if_) if self.if_ is not None else None,
+            _ids=tuple(combination_id(c) for c in self.strategy.combinations),
+        )
 
     # ------------------------------------------------------------------ checks
 

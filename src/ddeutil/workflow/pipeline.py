@@ -34,13 +34,12 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     WithJsonSchema,
     field_validator,
@@ -49,7 +48,7 @@ from typing_extensions import Self
 
 from .cancellation import CancelToken
 from .clock import Clock, SystemClock
-from .context import RunContext, RunEvent, new_run_id, process_environ
+from .context import RunContext, RunEvent, new_run_id, process_environ, stash
 from .errors import ConfigError, ParamError, ParamProblem, PipelineError, TemplateNotFound
 from .job import Job, JobOutcome
 from .masking import Masker
@@ -91,13 +90,13 @@ class Pipeline(BaseModel):
         default="latest", description="daemon: which releases missed while down still run"
     )
 
-    _order: tuple[str, ...] = PrivateAttr(default=())
-    _dependents: dict[str, tuple[str, ...]] = PrivateAttr(default_factory=dict)
-    _width: int = PrivateAttr(default=1)
-    _param_refs: dict[str, str] = PrivateAttr(default_factory=dict)
-    _bound: bool = PrivateAttr(default=False)
-    _settings: Settings | None = PrivateAttr(default=None)
-    _loader: Loader | None = PrivateAttr(default=None)
+    _order: ClassVar[tuple[str, ...]] = ()
+    _dependents: ClassVar[dict[str, tuple[str, ...]]] = {}
+    _width: ClassVar[int] = 1
+    _param_refs: ClassVar[dict[str, str]] = {}
+    _bound: ClassVar[bool] = False
+    _settings: ClassVar[Settings | None] = None
+    _loader: ClassVar[Loader | None] = None
 
     @field_validator("on", mode="before")
     @classmethod
@@ -131,7 +130,8 @@ class Pipeline(BaseModel):
         return out
 
     def model_post_init(self, context: Any, /) -> None:
-        self._order, self._dependents, self._width = _plan_jobs(self.jobs)
+        order, dependents, width = _plan_jobs(self.jobs)
+        stash(self, _order=order, _dependents=dependents, _width=width)
 
     # --------------------------------------------------------------- builders
 
@@ -246,10 +246,7 @@ class Pipeline(BaseModel):
                 raise exc.located(key_prefix=base) from exc
             for param, where in found.items():
                 refs.setdefault(param, where)
-        self._param_refs = refs
-        self._settings = settings
-        self._loader = loader
-        self._bound = True
+        stash(self, _param_refs=refs, _settings=settings, _loader=loader, _bound=True)
 
     def _check_trigger(self, stage: TriggerStage, loader: Loader) -> None:
         target = stage.static_target

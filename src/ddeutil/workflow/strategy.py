@@ -31,9 +31,11 @@ import hashlib
 import itertools
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .context import stash
 
 __all__ = ["Strategy", "combination_id"]
 
@@ -77,7 +79,7 @@ class Strategy(BaseModel):
     max_parallel: int = Field(default=1, ge=1, alias="max-parallel")
     fail_fast: bool = Field(default=False, alias="fail-fast")
 
-    _combinations: tuple[Combination, ...] = PrivateAttr(default=())
+    _combinations: ClassVar[tuple[Combination, ...]] = ()
 
     @field_validator("matrix")
     @classmethod
@@ -96,7 +98,7 @@ class Strategy(BaseModel):
         return entries
 
     def model_post_init(self, context: Any, /) -> None:
-        self._combinations = self._compute()
+        stash(self, _combinations=self._compute())
 
     def _compute(self) -> tuple[Combination, ...]:
         found: list[dict[str, Any]] = []

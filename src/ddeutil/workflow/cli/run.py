@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from ..errors import ParamError, ParamProblem
 
@@ -166,9 +166,11 @@ def _logs_to_stderr(args: argparse.Namespace, ctx: CliContext) -> None:
     """Keep stdout for the JSON result: move the console log handler to stderr."""
     from ..logs import configure_logging
 
-    fmt = getattr(args, "log_format", "auto")
+    fmt: Literal["text", "json"] = (
+        "text" if getattr(args, "log_format", "auto") == "text" else "json"
+    )
     configure_logging(
-        fmt="json" if fmt == "auto" else fmt,
+        fmt=fmt,
         level=getattr(args, "log_level", None) or ctx.settings.log_level,
         masker=ctx.masker,
         stream=sys.stderr,

@@ -41,11 +41,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..cancellation import CancelToken
 from ..conditions import Condition
-from ..context import RunContext, RunEvent, StageOutcome
+from ..context import RunContext, RunEvent, StageOutcome, stash
 from ..errors import (
     ConditionError,
     ConfigError,
@@ -145,10 +145,10 @@ class BaseStage(BaseModel):
     )
     timeout: float | None = Field(default=None, gt=0, description="seconds before the stage fails")
 
-    _cond: Condition | None = PrivateAttr(default=None)
-    _name_tpl: bool = PrivateAttr(default=False)
-    _id_tpl: bool = PrivateAttr(default=False)
-    _slug: str = PrivateAttr(default="")
+    _cond: ClassVar[Condition | None] = None
+    _name_tpl: ClassVar[bool] = False
+    _id_tpl: ClassVar[bool] = False
+    _slug: ClassVar[str] = ""
 
     @field_validator("if_")
     @classmethod
@@ -171,10 +171,13 @@ class BaseStage(BaseModel):
         return value
 
     def model_post_init(self, context: Any, /) -> None:
-        self._cond = _parse_condition(self.if_) if self.if_ is not None else None
-        self._name_tpl = "$" in self.name
-        self._id_tpl = self.id is not None and "$" in self.id
-        self._slug = slugify(self.name)
+        stash(
+            self,
+            _cond=_parse_condition(self.if_) if self.if_ is not None else None,
+            _name_tpl="$" in self.name,
+            _id_tpl=self.id is not None and "$" in self.id,
+            _slug=slugify(self.name),
+        )
 
     # ------------------------------------------------------------------ overrides
 

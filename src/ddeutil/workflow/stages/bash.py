@@ -41,9 +41,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
-from ..context import RunContext
+from ..context import RunContext, stash
 from ..errors import StageCancelled
 from ..masking import SENSITIVE_NAME
 from .base import BaseStage, StageCall, needs_render, stage_error
@@ -86,13 +86,16 @@ class BashStage(BaseStage):
     bash: str = Field(description="the script; ${{ }} rendered, ${VAR} left to the shell")
     env: dict[str, Any] = Field(default_factory=dict, description="extra environment variables")
 
-    _bash_tpl: bool = PrivateAttr(default=False)
-    _env_tpl: bool = PrivateAttr(default=False)
+    _bash_tpl: ClassVar[bool] = False
+    _env_tpl: ClassVar[bool] = False
 
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
-        self._bash_tpl = needs_render(self.bash, env=False)
-        self._env_tpl = needs_render(self.env, env=True)
+        stash(
+            self,
+            _bash_tpl=needs_render(self.bash, env=False),
+            _env_tpl=needs_render(self.env, env=True),
+        )
 
     def templated_values(self) -> list[tuple[str, Any, bool]]:
         return [*super().templated_values(), ("bash", self.bash, False), ("env", self.env, True)]

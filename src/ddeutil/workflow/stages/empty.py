@@ -13,9 +13,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
-from ..context import RunContext
+from ..context import RunContext, stash
 from ..errors import StageCancelled
 from .base import BaseStage, StageCall, needs_render, stage_error
 
@@ -34,11 +34,11 @@ class EmptyStage(BaseStage):
         default=None, description="seconds to wait (a number or a template); cancel ends it"
     )
 
-    _echo_tpl: bool = PrivateAttr(default=False)
+    _echo_tpl: ClassVar[bool] = False
 
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
-        self._echo_tpl = self.echo is not None and needs_render(self.echo, env=True)
+        stash(self, _echo_tpl=self.echo is not None and needs_render(self.echo, env=True))
 
     def templated_values(self) -> list[tuple[str, Any, bool]]:
         return [*super().templated_values(), ("echo", self.echo, True), ("sleep", self.sleep, True)]

@@ -33,9 +33,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, field_validator
 
-from ..context import RunContext
+from ..context import RunContext, stash
 from ..errors import ConfigError
 from ..registry import Hook, HookRegistry, parse_uses
 from .base import BaseStage, StageCall, needs_render, stage_error
@@ -132,10 +132,10 @@ class HookStage(BaseStage):
     uses: str = Field(description="<group>/<name>@<tag>; may use ${{ matrix.* }}")
     with_: dict[str, Any] = Field(default_factory=dict, alias="with", description="arguments")
 
-    _hook: Hook | None = PrivateAttr(default=None)
-    _args: dict[str, str] = PrivateAttr(default_factory=dict)
-    _uses_tpl: bool = PrivateAttr(default=False)
-    _with_tpl: bool = PrivateAttr(default=False)
+    _hook: ClassVar[Hook | None] = None
+    _args: ClassVar[dict[str, str]] = {}
+    _uses_tpl: ClassVar[bool] = False
+    _with_tpl: ClassVar[bool] = False
 
     @field_validator("uses")
     @classmethod
@@ -149,8 +149,11 @@ class HookStage(BaseStage):
 
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
-        self._uses_tpl = needs_render(self.uses, env=True)
-        self._with_tpl = needs_render(self.with_, env=True)
+        stash(
+            self,
+            _uses_tpl=needs_render(self.uses, env=True),
+            _with_tpl=needs_render(self.with_, env=True),
+        )
 
     def templated_values(self) -> list[tuple[str, Any, bool]]:
         return [*super().templated_values(), ("uses", self.uses, True), ("with", self.with_, True)]
@@ -169,8 +172,7 @@ class HookStage(BaseStage):
         if self._uses_tpl:
             return
         hook = hooks.find(self.uses)
-        self._args = check_arguments(hook, list(self.with_))
-        self._hook = hook
+        stash(self, _args=check_arguments(hook, list(self.with_)), _hook=hook)
 
     def _run(self, ctx: Mapping[str, Any], rc: RunContext, call: StageCall) -> dict[str, Any]:
         hook, args = self._hook, self._args
@@ -179,7 +181,7 @@ class HookStage(BaseStage):
             hook = rc.hooks.find(uses)
             args = check_arguments(hook, list(self.with_))
             if not self._uses_tpl:
-                self._hook, self._args = hook, args
+                stash(self, _hook=hook, _args=args)
         values = self.render(self.with_, ctx, rc, call.label) if self._with_tpl else self.with_
         kwargs = {args[k]: v for k, v in values.items()}
         if HookSignature.of(hook.func).wants_token and TOKEN_PARAM not in kwargs:

@@ -32,9 +32,9 @@ from datetime import date
 from types import CodeType
 from typing import Any, ClassVar
 
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, field_validator
 
-from ..context import RunContext
+from ..context import RunContext, stash
 from .base import BaseStage, StageCall, needs_render, stage_error
 
 __all__ = ["PyStage", "compile_run", "is_jsonable"]
@@ -87,8 +87,8 @@ class PyStage(BaseStage):
         default_factory=dict, description="variables injected into the code"
     )
 
-    _run_tpl: bool = PrivateAttr(default=False)
-    _vars_tpl: bool = PrivateAttr(default=False)
+    _run_tpl: ClassVar[bool] = False
+    _vars_tpl: ClassVar[bool] = False
 
     @field_validator("run")
     @classmethod
@@ -110,8 +110,11 @@ class PyStage(BaseStage):
 
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
-        self._run_tpl = needs_render(self.run, env=False)
-        self._vars_tpl = needs_render(self.vars, env=True)
+        stash(
+            self,
+            _run_tpl=needs_render(self.run, env=False),
+            _vars_tpl=needs_render(self.vars, env=True),
+        )
 
     def templated_values(self) -> list[tuple[str, Any, bool]]:
         return [*super().templated_values(), ("run", self.run, False), ("vars", self.vars, True)]

@@ -27,9 +27,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
-from ..context import RunContext
+from ..context import RunContext, stash
 from ..errors import ParamError, PipelineError, StageCancelled
 from ..result import Status
 from .base import BaseStage, StageCall, needs_render, stage_error
@@ -50,13 +50,16 @@ class TriggerStage(BaseStage):
     trigger: str = Field(min_length=1, description="name of the pipeline to run")
     params: dict[str, Any] = Field(default_factory=dict, description="params of the child run")
 
-    _target_tpl: bool = PrivateAttr(default=False)
-    _params_tpl: bool = PrivateAttr(default=False)
+    _target_tpl: ClassVar[bool] = False
+    _params_tpl: ClassVar[bool] = False
 
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
-        self._target_tpl = needs_render(self.trigger, env=True)
-        self._params_tpl = needs_render(self.params, env=True)
+        stash(
+            self,
+            _target_tpl=needs_render(self.trigger, env=True),
+            _params_tpl=needs_render(self.params, env=True),
+        )
 
     def templated_values(self) -> list[tuple[str, Any, bool]]:
         return [
