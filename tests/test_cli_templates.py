@@ -426,3 +426,98 @@ def test_template_kind_follows_the_class_hierarchy() -> None:
 
 def test_default_clock_is_the_system_clock() -> None:
     assert isinstance(REAL_DEFAULT_CLOCK(), SystemClock)
+
+
+def test_a_pipeline_whose_class_does_not_resolve_is_still_listed_as_a_pipeline(
+    write_conf: WriteConf, run: Run
+) -> None:
+    write_conf("t.yml", "p: {type: nowhere.Pipeline}\n")
+    rows = as_json(run("list", "--json")[1])["templates"]
+    assert [(r["name"], r["kind"], r["valid"]) for r in rows] == [("p", "pipeline", False)]
+
+
+# ---------------------------------------------------------- with the real On class
+
+REAL_ON = """\
+ny_0230: {type: on.On, cron: "30 2 * * *", timezone: America/New_York}
+ny_0130: {type: On, cronjob: "30 1 * * *", timezone: America/New_York}
+ny_hourly: {type: ddeutil.workflow.on.On, cron: "0 * * * *", timezone: America/New_York}
+every_5_default_zone: {type: on.On, cron: "*/5 * * * *"}
+"""
+
+
+@pytest.fixture
+def real_run(make_settings: Callable[..., Settings]) -> Run:
+    """Like ``run`` but with the default registry, where the real On lives."""
+    pytest.importorskip("ddeutil.workflow.on", reason="on.py not written yet")
+    settings = make_settings(WORKFLOW_CORE_TIMEZONE="Asia/Bangkok")
+
+    def _run(*argv: str) -> tuple[int, str]:
+        parser = argparse.ArgumentParser(prog="workflow")
+        cli_templates.register(parser.add_subparsers(dest="command", required=True))
+        args = parser.parse_args(argv)
+        out = io.StringIO()
+        code: int = args.handler(args, CliContext(settings=settings, masker=Masker(), out=out))
+        return code, out.getvalue()
+
+    return _run
+
+
+def test_real_on_next_runs_a_spring_forward_gap_time_at_the_first_valid_instant(
+    write_conf: WriteConf, real_run: Run
+) -> None:
+    write_conf("on.yml", REAL_ON)
+    code, out = real_run("next", "ny_0230", "-n", "2", "--after", "2025-03-08T12:00Z")
+    assert code == 0
+    assert out.splitlines() == [
+        "ny_0230: 30 2 * * * (America/New_York)",
+        "  2025-03-09 03:00:00-04:00  =  2025-03-09 07:00:00Z",
+        "  2025-03-10 02:30:00-04:00  =  2025-03-10 06:30:00Z",
+    ]
+
+
+def test_real_on_next_shows_both_copies_of_a_repeated_hour_with_their_offsets(
+    write_conf: WriteConf, real_run: Run
+) -> None:
+    write_conf("on.yml", REAL_ON)
+    _, out = real_run("next", "ny_hourly", "-n", "3", "--after", "2025-11-02T04:00Z")
+    assert out.splitlines()[1:] == [
+        "  2025-11-02 01:00:00-04:00  =  2025-11-02 05:00:00Z",
+        "  2025-11-02 01:00:00-05:00  =  2025-11-02 06:00:00Z",
+        "  2025-11-02 02:00:00-05:00  =  2025-11-02 07:00:00Z",
+    ]
+    _, out = real_run("next", "ny_0130", "-n", "2", "--after", "2025-11-01T12:00Z", "--json")
+    utc = [t["utc"] for t in as_json(out)["schedules"][0]["fire_times"]]
+    assert utc == ["2025-11-02T05:30:00+00:00", "2025-11-03T06:30:00+00:00"]
+
+
+def test_real_on_list_and_validate(write_conf: WriteConf, real_run: Run) -> None:
+    write_conf("on.yml", REAL_ON)
+    code, out = real_run("validate")
+    assert (code, out.splitlines()[-1]) == (0, "4 templates OK")
+    rows = {r["name"]: r for r in as_json(real_run("list", "--json")[1])["templates"]}
+    assert rows["every_5_default_zone"]["timezone"] == "Asia/Bangkok"
+    assert rows["ny_0130"]["cron"] == "30 1 * * *"
+    assert {r["kind"] for r in rows.values()} == {"on"}
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "words"),
+    [
+        ('{type: on.On, cron: "61 * * * *"}', "cron", "61"),
+        ('{type: on.On, cron: "*/0 * * * *"}', "cron", ""),
+        ('{type: on.On, cron: "0 0 * * * *"}', "cron", ""),
+        ('{type: on.On, cron: "* * * * *", timezone: Mars/Olympus}', "timezone", "Mars/Olympus"),
+    ],
+)
+def test_real_on_validate_reports_bad_schedules_with_file_template_and_key(
+    write_conf: WriteConf, real_run: Run, body: str, key: str, words: str
+) -> None:
+    path = write_conf("bad.yml", f"ok: {{type: on.On, cron: '* * * * *'}}\nbad: {body}\n")
+    code, out = real_run("validate", "--json")
+    assert code == 1
+    doc = as_json(out)
+    (error,) = doc["errors"]
+    assert (error["file"], error["template"], error["key"]) == (str(path), "bad", key)
+    assert words in error["message"]
+    assert doc["templates_ok"] == 1

@@ -402,6 +402,23 @@ def test_unreadable_encoding_is_a_file_error(write_conf: WriteConf, conf: Path) 
     assert "cannot read file" in error.message
 
 
+def test_control_characters_are_a_file_error(write_conf: WriteConf, conf: Path) -> None:
+    path = write_conf("ctrl.yml", "a:\n  type: x\x07\n")
+    (error,) = load(conf).errors
+    assert error.file == str(path)
+    assert "invalid YAML: unacceptable character #x0007" in error.message
+
+
+def test_a_file_vanishing_during_the_walk_changes_the_fingerprint(
+    write_conf: WriteConf, conf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_conf("a.yml", "a:\n  type: x\n")
+    loader = load(conf)
+    monkeypatch.setattr(loader_module, "_discover", lambda _conf: [path, conf / "gone.yml"])
+    assert loader.fingerprint()[1] == (str(conf / "gone.yml"), -1, -1)
+    assert loader.refreshed() is not loader
+
+
 def test_unknown_name_raises_template_not_found_naming_it(
     write_conf: WriteConf, conf: Path
 ) -> None:
@@ -454,6 +471,17 @@ def test_resolve_class_error_is_located_at_the_type_key(write_conf: WriteConf, c
         loader.resolve_class(loader.get("p"))
     assert (info.value.file, info.value.template, info.value.key) == (str(path), "p", "type")
     assert "'pipeline.Pipelin' resolves to nothing" in str(info.value)
+
+
+@pytest.mark.usefixtures("fixtures_pkg")
+def test_resolve_class_of_a_broken_module_is_located_at_the_type_key(
+    write_conf: WriteConf, conf: Path
+) -> None:
+    write_conf("p.yml", "p:\n  type: brokentype.Thing\n")
+    loader = load(conf, prefixes=("fixtures_pkg",))
+    with pytest.raises(ConfigError, match="failed to import") as info:
+        loader.resolve_class(loader.get("p"))
+    assert (info.value.template, info.value.key) == ("p", "type")
 
 
 def test_resolve_class_of_a_template_without_type(conf: Path) -> None:

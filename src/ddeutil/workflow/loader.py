@@ -271,7 +271,10 @@ class Loader:
         try:
             cls = resolve_type(template.type, self.prefixes)
         except ConfigError as exc:
-            raise exc.located(file=str(template.file), template=template.name) from exc
+            key = None if exc.key else "type"
+            raise exc.located(
+                file=str(template.file), template=template.name, key_prefix=key
+            ) from exc
         self._classes[template.type] = cls
         return cls
 

@@ -74,6 +74,12 @@ def template_kind(cls: type) -> str:
     return "other"
 
 
+def _kind_of_name(type_name: str) -> str:
+    """The kind a ``type`` string suggests, for templates whose class does not resolve."""
+    last = type_name.rpartition(".")[2].strip()
+    return {"Pipeline": "pipeline", "On": "on"}.get(last, "other")
+
+
 def build_template(template: RawTemplate, *, loader: Loader, settings: Settings) -> Built:
     """Build one template through its class's ``from_template``; never raises.
 
@@ -82,7 +88,7 @@ def build_template(template: RawTemplate, *, loader: Loader, settings: Settings)
     (a bug in a template class) is reported with its type so ``validate`` still
     reports every other template.
     """
-    kind = "other"
+    kind = _kind_of_name(template.type or "")
     try:
         cls = loader.resolve_class(template)
         kind = template_kind(cls)
