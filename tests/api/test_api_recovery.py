@@ -1,0 +1,139 @@
+"""Runs survive an API restart as records; one interrupted by the restart ends FAILED."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+
+import pytest
+from _apitest import AUTH, Gate, TestClient, trigger, wait_terminal
+
+from ddeutil.workflow.api.service import INTERRUPTED_REASON, NOT_STARTED_REASON, SHUTDOWN_REASON
+from ddeutil.workflow.result import Status
+from ddeutil.workflow.settings import Settings
+from ddeutil.workflow.store import open_store
+from ddeutil.workflow.store.base import RunStore, TriggerKind
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def store(api_settings: Settings) -> Iterator[RunStore]:
+    s = open_store(api_settings.api_db_url)
+    yield s
+    s.close()
+
+
+def test_runs_left_by_a_previous_api_process_are_closed_failed(
+    store: RunStore, make_client: Callable[..., TestClient]
+) -> None:
+    for run_id, kind in [
+        ("20240101T000000-0000000a", TriggerKind.API),
+        ("20240101T000000-0000000b", TriggerKind.API),
+        ("20240101T000000-0000000c", TriggerKind.SCHEDULE),
+    ]:
+        store.create_run(run_id=run_id, pipeline="quick", trigger=kind, params={}, now=T0)
+    store.mark_running("20240101T000000-0000000a", now=T0)
+    store.mark_running("20240101T000000-0000000c", now=T0)
+
+    client = make_client()
+
+    running = client.get("/api/v1/runs/20240101T000000-0000000a", headers=AUTH).json()
+    assert running["status"] == "FAILED"
+    assert running["error"] == INTERRUPTED_REASON
+    pending = client.get("/api/v1/runs/20240101T000000-0000000b", headers=AUTH).json()
+    assert pending["status"] == "FAILED"
+    assert pending["error"] == NOT_STARTED_REASON
+    # The daemon's runs are the daemon's business.
+    scheduled = client.get("/api/v1/runs/20240101T000000-0000000c", headers=AUTH).json()
+    assert scheduled["status"] == "RUNNING"
+
+
+def test_a_run_killed_mid_way_by_an_app_restart_ends_failed(
+    gate: Gate, make_client: Callable[..., TestClient], store: RunStore
+) -> None:
+    old = make_client()
+    run_id = trigger(old, "gated").json()["run_id"]
+    assert gate.entered.wait(10), "the gated run never started"
+    record = store.get_run(run_id)
+    assert record is not None
+    assert record.status is Status.RUNNING
+
+    # A new API process starts on the same store while the old one is "dead".
+    new = make_client()
+    body = new.get(f"/api/v1/runs/{run_id}", headers=AUTH).json()
+    assert body["status"] == "FAILED"
+    assert body["error"] == INTERRUPTED_REASON
+
+    # The old process's thread finishing late does not overwrite the record.
+    gate.release.set()
+    assert old.app.state.service.wait(run_id, 10)
+    old.__exit__(None, None, None)
+    final = store.get_run(run_id)
+    assert final is not None
+    assert final.status is Status.FAILED
+    assert final.error == INTERRUPTED_REASON
+    # And the new process still serves it.
+    assert wait_terminal(new, run_id)["status"] == "FAILED"
+
+
+def test_stopping_the_api_cancels_triggers_still_waiting_for_a_slot(
+    gate: Gate,
+    make_settings: Callable[..., Settings],
+    make_client: Callable[..., TestClient],
+    store: RunStore,
+) -> None:
+    settings = make_settings(
+        WORKFLOW_API_TOKEN="t0ken-for-stop",
+        WORKFLOW_API_RUN_WORKERS="1",
+        WORKFLOW_APP_STOP_TIMEOUT="0.2",
+    )
+    client = make_client(settings)
+    headers = {"Authorization": "Bearer t0ken-for-stop"}
+    running = client.post("/api/v1/pipelines/cooperative/runs", headers=headers).json()["run_id"]
+    assert gate.entered.wait(10)
+    waiting = client.post("/api/v1/pipelines/quick/runs", headers=headers).json()["run_id"]
+    health = client.get("/health").json()
+    assert health["runs_in_flight"] == 2
+
+    client.__exit__(None, None, None)
+
+    first = store.get_run(running)
+    assert first is not None
+    assert first.status is Status.CANCELLED
+    second = store.get_run(waiting)
+    assert second is not None
+    assert second.status is Status.CANCELLED
+    assert second.error == SHUTDOWN_REASON
+
+
+def test_health_reports_the_scheduler_heartbeat_age(
+    client: TestClient, store: RunStore, api_settings: Settings
+) -> None:
+    assert client.get("/health").json()["scheduler"] is None
+    store.heartbeat(now=datetime(2024, 1, 1, 0, 2, 0, tzinfo=timezone.utc), owner="vm:123")
+    fresh = client.get("/health").json()
+    assert fresh["status"] == "ok"
+    assert fresh["scheduler"]["owner"] == "vm:123"
+    assert fresh["scheduler"]["age_seconds"] == 30.0
+    assert fresh["scheduler"]["stale"] is False
+    store.heartbeat(now=datetime(2023, 12, 31, tzinfo=timezone.utc), owner="vm:123")
+    stale = client.get("/health").json()
+    assert stale["status"] == "degraded"
+    assert stale["scheduler"]["stale"] is True
+
+
+def test_health_is_503_when_the_store_is_gone(
+    make_client: Callable[..., TestClient], api_settings: Settings
+) -> None:
+    own = open_store(api_settings.api_db_url)
+    client = make_client(store=own)
+    assert client.get("/health").status_code == 200
+    own.close()
+    response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["status"] == "unavailable"
+    assert response.json()["store"]["reachable"] is False
+    runs = client.get("/api/v1/runs", headers=AUTH)
+    assert runs.status_code == 503
+    assert runs.json()["error"]["code"] == "store_unavailable"
