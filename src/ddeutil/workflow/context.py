@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -55,7 +54,7 @@ def new_run_id(clock: Clock, zone: ZoneInfo) -> str:
     Example: ``20240101T000000-1a2b3c4d``. Sorting ids sorts runs by start
     second; the random part keeps ids of one second apart.
     """
-    return f"{clock.now().astimezone(zone):%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
+    return f"{clock.now().astimezone(zone):%Y%m%dT%H%M%S}-{os.urandom(4).hex()}"
 
 
 def process_environ() -> Mapping[str, str]:

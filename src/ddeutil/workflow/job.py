@@ -87,7 +87,7 @@ def _matrix_label(matrix: Combination) -> str:
 class Job(BaseModel):
     """One job of a pipeline; see the module docstring."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
 
     id: str | None = Field(default=None, description="the job's key (set by the pipeline)")
     desc: str | None = Field(default=None, description="free text")

@@ -92,7 +92,7 @@ _parse_condition = functools.lru_cache(maxsize=4096)(Condition.parse)
 class Retry(BaseModel):
     """``retry:``: a number of attempts, or ``{attempts, delay, backoff}``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     attempts: int = Field(default=1, ge=1, description="total tries, the first included")
     delay: float = Field(default=0.0, ge=0, description="seconds before the second try")
@@ -125,7 +125,7 @@ class StageCall:
 class BaseStage(BaseModel):
     """Keys every stage kind accepts; see the module docstring for the policy."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
 
     kind: ClassVar[str] = "stage"
     native_timeout: ClassVar[bool] = False

@@ -35,7 +35,6 @@ import logging
 import os
 import signal
 import subprocess
-import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -114,6 +113,8 @@ class BashStage(BaseStage):
             masker = masker.with_values(*secrets)
         if call.token.cancelled:
             raise StageCancelled(f"cancelled: {call.token.reason}", stage=call.label, job=rc.job)
+        import tempfile  # only when a script runs: keeps the engine's import light
+
         fd, path = tempfile.mkstemp(prefix="workflow-", suffix=".sh")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:

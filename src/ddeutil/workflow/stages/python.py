@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import builtins
 import functools
-import traceback
 from collections.abc import Mapping
 from datetime import date
 from types import CodeType
@@ -63,6 +62,8 @@ def is_jsonable(value: Any) -> bool:
 
 def _summary(exc: BaseException, code: str) -> str:
     """``Type: message (line N of run: <source line>)``, plus the innermost frame."""
+    import traceback  # only on failure: keeps the engine's import light
+
     frames = traceback.extract_tb(exc.__traceback__)
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     ours = [f for f in frames if f.filename == FILENAME]
