@@ -133,21 +133,22 @@ class EventBuffer:
 class SaturationLog:
     """Logs one warning per saturation episode (all slots busy, runs waiting).
 
-    Not thread-safe on its own: call it under the executor's lock.
+    The warning gives the queue depth when the episode began; the end of the
+    episode is logged at INFO with the peak depth. Not thread-safe on its own:
+    call it under the executor's lock.
     """
 
     def __init__(self, slots: int, what: str) -> None:
         self._slots = slots
         self._what = what
-        self._saturated = False
+        self._peak = 0
 
     def waiting(self, depth: int) -> None:
         """Record that ``depth`` runs wait for a slot (warns on the first one)."""
         if depth <= 0:
             self.drained()
             return
-        if not self._saturated:
-            self._saturated = True
+        if not self._peak:
             logger.warning(
                 "all %d run slots of the %s are busy: %d run(s) wait in submit order "
                 "(none is dropped)",
@@ -155,12 +156,17 @@ class SaturationLog:
                 self._what,
                 depth,
             )
+        self._peak = max(self._peak, depth)
 
     def drained(self) -> None:
         """Record that no run waits any more (ends the episode)."""
-        if self._saturated:
-            self._saturated = False
-            logger.info("run queue of the %s drained: every waiting run got a slot", self._what)
+        if self._peak:
+            logger.info(
+                "run queue of the %s drained: every waiting run got a slot (peak %d waiting)",
+                self._what,
+                self._peak,
+            )
+            self._peak = 0
 
 
 @dataclass
@@ -313,10 +319,10 @@ class ThreadExecutor:
                 return
             self._queue.append(request)
             self._counts[request.pipeline] += 1
-            waiting = len(self._queue) - self._idle
-            if waiting > 0 and len(self._threads) < self._size:
+            if len(self._queue) > self._idle and len(self._threads) < self._size:
                 self._spawn_locked()
-            elif waiting > 0:
+            waiting = len(self._queue) - (self._size - len(self._active))
+            if waiting > 0:
                 self._saturation.waiting(waiting)
             self._work.notify()
 
@@ -389,15 +395,18 @@ class ThreadExecutor:
                     self._saturation.drained()
                 token = CancelToken()
                 self._active[request.run_id] = _Active(request, token)
-            try:
-                self._run(request, token)
-            finally:
-                with self._lock:
-                    if self._active.pop(request.run_id, None) is not None:
-                        self._forget_locked(request)
-                    self._done.notify_all()
+            event = self._run(request, token)
+            with self._lock:  # free the slot before telling anyone the run ended
+                if self._active.pop(request.run_id, None) is not None:
+                    self._forget_locked(request)
+                abandoned = request.run_id in self._abandoned
+                self._abandoned.discard(request.run_id)
+                self._done.notify_all()
+            if not abandoned:
+                self._emit(event)
 
-    def _run(self, request: RunRequest, token: CancelToken) -> None:
+    def _run(self, request: RunRequest, token: CancelToken) -> ExecEvent:
+        """Execute one request; return its ``finished`` event (never raises)."""
         run_id = request.run_id
         try:
             result = execute_request(
@@ -413,17 +422,10 @@ class ThreadExecutor:
             )
         except Exception as exc:  # execute_request records its own failures; be safe
             logger.exception("run crashed the executor thread", extra=log_extra(request))
-            event = ExecEvent("finished", run_id, Status.FAILED, f"{type(exc).__name__}: {exc}")
-        else:
-            if result is None:
-                event = ExecEvent("finished", run_id, None, "not started (no longer PENDING)")
-            else:
-                event = ExecEvent("finished", run_id, result.status, error_summary(result))
-        with self._lock:
-            abandoned = run_id in self._abandoned
-            self._abandoned.discard(run_id)
-        if not abandoned:
-            self._emit(event)
+            return ExecEvent("finished", run_id, Status.FAILED, f"{type(exc).__name__}: {exc}")
+        if result is None:
+            return ExecEvent("finished", run_id, None, "not started (no longer PENDING)")
+        return ExecEvent("finished", run_id, result.status, error_summary(result))
 
     def _current_loader(self) -> Loader:
         with self._lock:

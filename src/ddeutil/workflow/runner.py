@@ -154,7 +154,7 @@ def execute_request(
                 stack.enter_context(router.capture(request.run_id))
             except OSError as exc:
                 logger.warning("no per-run log file: %s", exc, extra=extra)
-        logger.info("run started", extra=extra)
+        logger.debug("run started", extra=extra)  # the engine logs its own start at INFO
         if on_start is not None:
             try:
                 on_start()
@@ -190,7 +190,9 @@ def _execute(request: RunRequest, env: _Env, start: datetime) -> Result:
         errors=tuple(_mask_error(e, masker) for e in result.errors),
         error=masker.text(summary) if summary else None,
     )
-    log = logger.info if status is Status.SUCCESS else logger.warning
+    # A success is logged at INFO by the engine already; a failure is repeated
+    # here at WARNING with the release it belongs to.
+    log = logger.debug if status is Status.SUCCESS else logger.warning
     log("run finished: %s", status.value, extra=extra)
     return result
 
