@@ -313,7 +313,7 @@ def test_per_run_log_file_is_written(h, tmp_path, caplog):
     request = h.request("marker-pipe", "r1", {"target": str(tmp_path / "x")})
     log_dir = tmp_path / "logs"
 
-    caplog.set_level(logging.INFO, logger="ddeutil.workflow")
+    caplog.set_level(logging.DEBUG, logger="ddeutil.workflow")
     with RunLogRouter.installed(log_dir) as router:
         h.run(request, router=router)
 

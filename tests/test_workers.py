@@ -6,6 +6,7 @@ Every wait is bounded (events, fifos, pidfds); nothing sleeps for time.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from ddeutil.workflow.clock import SystemClock
 from ddeutil.workflow.errors import StoreError
 from ddeutil.workflow.executor import ExecEvent
 from ddeutil.workflow.loader import Loader
+from ddeutil.workflow.logs import configure_logging, run_log_path
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.runner import RunRequest
 from ddeutil.workflow.settings import Settings
@@ -372,7 +374,24 @@ def test_workers_exit_when_the_daemon_dies(h, root):
                 stream.close()
 
 
-def test_memory_store_is_refused(h) -> None:
+def test_workers_log_like_the_daemon_and_write_run_files(h):
+    handler = configure_logging(fmt="json", level="DEBUG", stream=io.StringIO())
+    root_logger = logging.getLogger()
+    try:
+        executor = h.executor(workers=1, threads=1)
+    finally:
+        root_logger.removeHandler(handler)
+        root_logger.setLevel(logging.WARNING)
+    h.submit(executor, "quick-pipe", "logged")
+    collect(executor, finished("logged"))
+
+    lines = run_log_path(h.settings.log_path, "logged").read_text().splitlines()
+    messages = [json.loads(line)["message"] for line in lines]
+    assert messages[0] == "run started"
+    assert messages[-1] == "run finished: SUCCESS"
+
+
+def test_memory_store_is_refused(h):
     with pytest.raises(StoreError, match="worker processes can open"):
         ProcessExecutor(settings=h.settings, store_url="memory://")
 

@@ -22,16 +22,21 @@ records its outcome. Policies:
 * **A worker exits when the daemon dies**: its request pipe reaches EOF; it then
   cancels its runs (the engine kills their bash process groups), records them
   CANCELLED and exits. It ignores SIGINT (the daemon owns Ctrl-C) and treats
-  SIGTERM as "cancel everything and exit".
+  SIGTERM as "cancel everything and exit". ``PR_SET_PDEATHSIG`` is deliberately
+  not used: a worker's parent is the forkserver, and a death signal would end
+  the worker without cancelling, leaving its bash process groups behind.
 * **Stopping** (:meth:`ProcessExecutor.shutdown`): requests still waiting in the
   daemon stay PENDING (dispatched after a restart); running runs get the timeout
   to finish, then each worker cancels its runs, records stragglers CANCELLED
   after ``cancel_grace`` and exits; a worker that still does not exit is
   terminated, then killed, and its open runs are recorded CANCELLED.
-* **Logs.** A worker configures logging like the daemon (the format and level of
-  the handler :func:`~ddeutil.workflow.logs.configure_logging` installed there),
-  writing to its inherited stdout/stderr, so its JSON lines reach the same
-  journal; per-run log files are written by the worker when enabled.
+* **Logs.** A worker configures logging like the daemon: the format and level of
+  the handler :func:`~ddeutil.workflow.logs.configure_logging` installed there
+  before :meth:`ProcessExecutor.start` (or the ``log_format`` / ``log_level``
+  arguments), writing to its inherited stdout/stderr, so its JSON lines reach the
+  same journal. Per-run log files are written by the worker when
+  ``WORKFLOW_LOG_ENABLE_WRITE`` is on. A daemon that configured no logging gets
+  workers that configure none either.
 
 Workers always use the system clock; the store must be a URL store (SQLite or
 PostgreSQL) that several processes can open.
@@ -263,7 +268,8 @@ class ProcessExecutor:
         if self._count < 1 or self._threads < 1:
             raise ValueError(f"workers and threads must be at least 1, got {workers}, {threads}")
         self._grace = cancel_grace
-        parent_format, parent_level = _parent_log_config()
+        self._log_format = log_format
+        self._log_level = log_level
         self._config = _WorkerConfig(
             index=0,
             settings=settings,
@@ -271,8 +277,8 @@ class ProcessExecutor:
             masker=self._masker,
             threads=self._threads,
             cancel_grace=cancel_grace,
-            log_format=log_format or parent_format,
-            log_level=log_level or parent_level or settings.log_level,
+            log_format=None,
+            log_level=settings.log_level,
         )
         self._ctx = multiprocessing.get_context("forkserver")
         self._events = EventBuffer()
@@ -307,6 +313,12 @@ class ProcessExecutor:
             self._started = True
         if self._store is None:
             self._store = open_store(self._url)
+        parent_format, parent_level = _parent_log_config()
+        self._config = replace(
+            self._config,
+            log_format=self._log_format or parent_format,
+            log_level=self._log_level or parent_level or self._settings.log_level,
+        )
         self._ctx.set_forkserver_preload(list(PRELOAD))
         for index in range(self._count):
             self._spawn(index)
