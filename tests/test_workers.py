@@ -280,6 +280,41 @@ def test_killed_worker_fails_its_run_and_is_replaced(h, fifo):
         kill_group(pgid)  # the orphaned `sleep 30` of the killed worker
 
 
+def test_run_not_started_by_a_dead_worker_runs_elsewhere(h):
+    executor = h.executor(workers=1, threads=1)
+    victim = executor.worker_pids()[0]
+    os.kill(victim, signal.SIGSTOP)  # it can take the request but never start it
+    try:
+        h.submit(executor, "quick-pipe", "moved")
+        assert executor.worker_for("moved") == victim
+    finally:
+        os.kill(victim, signal.SIGKILL)
+
+    events = collect(executor, finished("moved"))
+
+    assert [e.kind for e in events] == ["started", "finished"]
+    assert events[-1].status is Status.SUCCESS
+    assert h.store.get_run("moved").status is Status.SUCCESS  # type: ignore[union-attr]
+    assert executor.worker_pids() != [victim]
+
+
+def test_cancel_one_run_waiting_or_running(h):
+    executor = h.executor(workers=1, threads=1)
+    h.submit(executor, "coop-pipe", "running")
+    h.submit(executor, "coop-pipe", "waiting")
+    collect(executor, started("running"))
+
+    assert executor.cancel("waiting", "not needed")
+    assert h.store.get_run("waiting").status is Status.CANCELLED  # type: ignore[union-attr]
+    assert executor.cancel("running", "stop it")
+    assert not executor.cancel("unknown")
+    events = collect(executor, finished("running"))
+
+    assert h.store.get_run("running").status is Status.CANCELLED  # type: ignore[union-attr]
+    assert not any(e.kind == "started" and e.run_id == "waiting" for e in events)
+    assert executor.in_flight() == 0
+
+
 def test_shutdown_cancels_long_bash_within_timeout(h, fifo):
     path, fd = fifo
     executor = h.executor(workers=1, threads=2)
