@@ -510,3 +510,22 @@ def test_serve_reports_a_store_that_cannot_be_opened(
 def test_safe_url_hides_credentials(make_settings: Callable[..., Settings]) -> None:
     conf = make_settings(WORKFLOW_API_DB_URL="postgresql://user:pw@db.internal/wf")
     assert daemon_mod._safe_url(conf) == "postgresql://***@db.internal/wf"
+
+
+def test_wait_readable_returns_on_data_or_after_the_timeout() -> None:
+    import socket
+
+    from ddeutil.workflow.app.daemon import wait_readable
+
+    left, right = socket.socketpair()
+    try:
+        started = time.monotonic()
+        assert wait_readable(left, 0.05) is False
+        assert time.monotonic() - started >= 0.05
+        right.send(b"x")
+        started = time.monotonic()
+        assert wait_readable(left, 30) is True
+        assert time.monotonic() - started < 5
+    finally:
+        left.close()
+        right.close()

@@ -59,6 +59,7 @@ from .errors import ConfigError, WorkflowError
 from .executor import ExecEvent, Executor
 from .loader import Loader, RawTemplate
 from .masking import Masker
+from .on import On
 from .pipeline import Pipeline, new_run_id
 from .planner import Catchup, Plan, PlannedSchedule, Release, advance_watermark, plan
 from .result import Status
@@ -72,7 +73,10 @@ logger = logging.getLogger(__name__)
 
 INTERRUPTED_REASON = "interrupted by a restart"
 SKIP_REASON = "skipped: a run of this pipeline is still in flight (concurrency: skip)"
+_FIRST_BATCHES = (1, 16)
 _CLAIM_BATCH = 64
+"""Due releases are claimed in batches of 1, 16, then 64 (one transaction each):
+the first release reaches a worker after a one-row claim, the rest amortise."""
 
 
 class SchedulerState(str, enum.Enum):
@@ -118,10 +122,16 @@ class TickReport:
 
 @dataclass(frozen=True)
 class _Loaded:
-    """One validated pipeline version and what the scheduler derived from it."""
+    """What the scheduler keeps of one validated pipeline version.
 
-    pipeline: Pipeline
+    The validated :class:`Pipeline` itself is not kept (its jobs and stages are
+    the workers' business): the daemon stays small with thousands of pipelines.
+    """
+
     template: RawTemplate
+    schedules: tuple[On, ...]
+    concurrency: str
+    catchup: Catchup
     defaults: Mapping[str, Any]
     unschedulable: str | None  # reason, when the pipeline has schedules but cannot be scheduled
 
@@ -185,6 +195,7 @@ class Scheduler:
         self._started_once = False
         self._lock = threading.RLock()
         self._loaded: dict[str, _Loaded] = {}
+        self._planned_cache: list[PlannedSchedule] | None = None
         self._loaded_once = False
         self._reload_requested = False
         self._warned_unschedulable: dict[str, str] = {}
@@ -199,10 +210,10 @@ class Scheduler:
         return self._state
 
     @property
-    def pipelines(self) -> Mapping[str, Pipeline]:
-        """The pipeline versions currently scheduled from (last good versions included)."""
+    def pipelines(self) -> Mapping[str, RawTemplate]:
+        """The validated template of every loaded pipeline (last good versions included)."""
         with self._lock:
-            return {name: loaded.pipeline for name, loaded in self._loaded.items()}
+            return {name: loaded.template for name, loaded in self._loaded.items()}
 
     def start(self) -> None:
         """Start the executor, :meth:`recover`, then accept ticks. Idempotent.
@@ -342,8 +353,8 @@ class Scheduler:
                 now=at,
                 catchup_limit=self._settings.app_catchup_limit,
             )
-            for start in range(0, len(result.due), _CLAIM_BATCH):
-                self._dispatch_batch(result.due[start : start + _CLAIM_BATCH], at, log)
+            for start, stop in _batches(len(result.due)):
+                self._dispatch_batch(result.due[start:stop], at, log)
             new_mark = advance_watermark(watermark, at)
             if watermark is None or new_mark != watermark:
                 self._store.set_watermark(new_mark)
@@ -373,14 +384,18 @@ class Scheduler:
             return events
 
     def _planned(self) -> list[PlannedSchedule]:
-        planned: list[PlannedSchedule] = []
-        for loaded in self._loaded.values():
-            if loaded.unschedulable:
-                continue
-            catchup = Catchup(loaded.pipeline.catchup)
-            for on in loaded.pipeline.on:
-                planned.append(PlannedSchedule(pipeline=loaded.name, schedule=on, catchup=catchup))
-        return planned
+        """The schedules to plan, rebuilt only when the loaded pipelines change."""
+        if self._planned_cache is None:
+            planned: list[PlannedSchedule] = []
+            for loaded in self._loaded.values():
+                if loaded.unschedulable:
+                    continue
+                planned.extend(
+                    PlannedSchedule(pipeline=loaded.name, schedule=on, catchup=loaded.catchup)
+                    for on in loaded.schedules
+                )
+            self._planned_cache = planned
+        return self._planned_cache
 
     def _dispatch_batch(self, releases: Sequence[Release], now: datetime, log: _TickLog) -> None:
         """Claim a batch of due releases in one go, then submit / hold / skip each."""
@@ -395,7 +410,7 @@ class Scheduler:
                 log.already.append(release)
                 continue
             name = loaded.name
-            policy = loaded.pipeline.concurrency
+            policy = loaded.concurrency
             busy = bool(self._in_flight.get(name)) or bool(self._waiting.get(name))
             if policy == "skip" and busy:
                 self._store.finish(run_id, status=Status.SKIPPED, now=now, error=SKIP_REASON)
@@ -424,7 +439,7 @@ class Scheduler:
         return self._store.claim_many(batch, now=now)
 
     def _limit(self, loaded: _Loaded) -> int:
-        if loaded.pipeline.concurrency in ("queue", "skip"):
+        if loaded.concurrency in ("queue", "skip"):
             return 1
         return self._settings.max_pipeline_poking
 
@@ -436,12 +451,12 @@ class Scheduler:
         started: list[str] = []
         loaded = self._loaded.get(name)
         running = self._in_flight.setdefault(name, set())
-        now = ensure_utc(self._clock.now())
         while queue and (loaded is None or len(running) < self._limit(loaded)):
             item = queue.popleft()
             if loaded is None:
                 reason = f"pipeline {name!r} is no longer in the conf folder"
                 logger.error("claimed run cannot start: %s", reason, extra={"run_id": item.run_id})
+                now = ensure_utc(self._clock.now())
                 self._store.finish(item.run_id, status=Status.FAILED, now=now, error=reason)
                 continue
             request = RunRequest(
@@ -597,13 +612,15 @@ class Scheduler:
                     extra={"pipeline": name},
                 )
         self._loaded = fresh
+        self._planned_cache = None
+        self._planned()
         for loaded in fresh.values():
             self._warn_unschedulable(loaded)
         logger.info(
             "conf %s: %d pipeline(s), %d schedule(s)",
             "loaded" if first else "reloaded",
             len(fresh),
-            sum(len(x.pipeline.on) for x in fresh.values() if not x.unschedulable),
+            sum(len(x.schedules) for x in fresh.values() if not x.unschedulable),
         )
         return True
 
@@ -648,7 +665,12 @@ class Scheduler:
         if not pipeline.on:
             reason = None
         return _Loaded(
-            pipeline=pipeline, template=template, defaults=defaults, unschedulable=reason
+            template=template,
+            schedules=tuple(pipeline.on),
+            concurrency=pipeline.concurrency,
+            catchup=Catchup(pipeline.catchup),
+            defaults=defaults,
+            unschedulable=reason,
         )
 
     def _warn_unschedulable(self, loaded: _Loaded) -> None:
@@ -672,7 +694,17 @@ class Scheduler:
 
     @staticmethod
     def _in_zone(loaded: _Loaded, schedule_key: str, instant: datetime) -> datetime:
-        for on in loaded.pipeline.on:
+        for on in loaded.schedules:
             if on.key == schedule_key:
                 return ensure_utc(instant).astimezone(on.timezone)
         return instant
+
+
+def _batches(count: int) -> Iterable[tuple[int, int]]:
+    """``(start, stop)`` slices of ``count`` due releases: 1, 16, then 64 at a time."""
+    start = 0
+    sizes = iter(_FIRST_BATCHES)
+    while start < count:
+        stop = min(count, start + next(sizes, _CLAIM_BATCH))
+        yield start, stop
+        start = stop
