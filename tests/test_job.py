@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +11,6 @@ from typing import Any
 
 import pytest
 
-import ddeutil.workflow.job as job_module
 from ddeutil.workflow.errors import ConfigError
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
@@ -288,7 +288,7 @@ def test_fail_fast_parallel_cancels_combinations_not_yet_started(
             future.add_done_callback(lambda f: f.cancelled() and tasks.GATE.set())
             return future
 
-    monkeypatch.setattr(job_module, "ThreadPoolExecutor", Recording)
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", Recording)
     gated = {
         "name": "g",
         "uses": "tasks/gated@v1",

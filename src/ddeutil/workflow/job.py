@@ -38,9 +38,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -51,6 +50,9 @@ from .result import ErrorRecord, Status
 from .stages import BaseStage, Stage
 from .strategy import Combination, Strategy, combination_id
 from .templating import Template
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = ["Job", "JobOutcome"]
 
@@ -314,6 +316,9 @@ class Job(BaseModel):
                 results[i] = self._combination(matrix, base, rc, self._ids[i])
                 failed = results[i].status is Status.FAILED  # type: ignore[union-attr]
         else:
+            # imported here: runs without a parallel matrix never pay for the import
+            from concurrent.futures import ThreadPoolExecutor, as_completed
+
             with ThreadPoolExecutor(workers, thread_name_prefix=f"job-{rc.job}") as pool:
                 futures: dict[Future[_Combo], int] = {
                     pool.submit(self._combination, matrix, base, rc, self._ids[i]): i

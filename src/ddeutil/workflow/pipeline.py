@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -61,6 +60,8 @@ from .stages import HookStage, TriggerStage, hook_registry
 from .stages.trigger import loop_message
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from .loader import Loader
     from .settings import Settings
 
@@ -452,6 +453,9 @@ class Pipeline(BaseModel):
                 outcome = blocked(job_id) or self.jobs[job_id].execute(job_id, base, rc)
                 record(job_id, outcome)
             return outcomes
+
+        # imported here: pipelines that run one job at a time never pay for the import
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
         waiting = {j: len(self.jobs[j].needs) for j in self._order}
         with ThreadPoolExecutor(workers, thread_name_prefix=f"pipeline-{self.name}") as pool:
