@@ -367,3 +367,31 @@ def test_templates_are_checked_against_the_job_at_load(
             params={"day": "str"},
         )
     assert info.value.key == f"jobs.main.{key}"
+
+
+def test_conditions_are_checked_at_load_too(engine) -> None:
+    with pytest.raises(ConfigError, match="evaluated before its stages and matrix") as info:
+        _jobs(engine, {"main": {"if": "${{ matrix.a }} == 1", "strategy": {"matrix": {"a": [1]}}}})
+    assert info.value.key == "jobs.main.if"
+    with pytest.raises(ConfigError, match="no earlier stage of this job has id 'x'") as info:
+        _jobs(engine, {"main": {"stages": [{"name": "s", "if": "${{ stages.x.outputs.y }} == 1"}]}})
+    assert info.value.key == "jobs.main.stages[0].if"
+
+
+def test_a_missing_output_key_fails_the_stage_naming_path_and_stage(engine) -> None:
+    result = _jobs(
+        engine,
+        {
+            "main": {
+                "stages": [
+                    {"name": "first", "run": "rows = 1"},
+                    {"name": "second", "echo": "${{ stages.first.outputs.nope }}"},
+                ]
+            }
+        },
+    ).execute(settings=engine.settings)
+    assert result.status is Status.FAILED
+    error = result.errors[0]
+    assert (error.job, error.stage, error.kind) == ("main", "second", "TemplateError")
+    assert "unknown path 'stages.first.outputs.nope'" in error.message
+    assert error.message.startswith("stage 'second': ")

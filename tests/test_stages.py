@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -437,3 +438,28 @@ def test_every_log_line_of_a_run_carries_its_context(
     ]
     assert engine_records
     assert all(hasattr(r, "run_id") and hasattr(r, "pipeline") for r in engine_records)
+
+
+def test_an_empty_stage_sleep_ends_when_its_token_is_cancelled(engine) -> None:
+    started = time.perf_counter()
+    result = engine.run(
+        """
+        sleepy:
+          type: Pipeline
+          jobs:
+            j:
+              stages:
+                - name: nap
+                  echo: "napping"
+                  sleep: 30
+                  timeout: 0.2
+        """
+    )
+    assert result.status is Status.FAILED
+    assert "timed out after 0.2s" in result.errors[0].message
+    # the stage's helper thread was woken by its cancel token, not left sleeping 30 s
+    helpers = [t for t in threading.enumerate() if t.name == "stage-nap"]
+    for thread in helpers:
+        thread.join(5)
+    assert not any(t.is_alive() for t in helpers)
+    assert time.perf_counter() - started < 10

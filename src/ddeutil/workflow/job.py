@@ -167,11 +167,16 @@ class Job(BaseModel):
         seen: set[str] = set()
         dynamic_ids = False
         params: dict[str, str] = {}
-        for index, stage in enumerate(self.stages):
-            where = f"stages[{index}]"
-            for key, value, env in stage.templated_values():
-                for expr in _expressions(value, env, f"{where}.{key}"):
-                    root, *rest = [s for s, _ in expr.segments]
+
+        def check(value: Any, env: bool, key: str, *, job_level: bool = False) -> None:
+            for expr in _expressions(value, env, key):
+                root, *rest = [s for s, _ in expr.segments]
+                if job_level and root in {"matrix", "stages"}:
+                    problem: str | None = (
+                        "a job's `if` is evaluated before its stages and matrix run; "
+                        "it can read params, jobs, release and run_id"
+                    )
+                else:
                     problem = _check_path(
                         root,
                         rest=rest,
@@ -180,19 +185,20 @@ class Job(BaseModel):
                         dynamic_ids=dynamic_ids,
                         needed=needed,
                     )
-                    if problem is None:
-                        problem = next(
-                            (
-                                f"unknown filter {n!r}; known filters: {', '.join(sorted(filters))}"
-                                for n, _, _ in expr.filters
-                                if n not in filters
-                            ),
-                            None,
-                        )
-                    if problem is not None:
-                        raise ConfigError(f"{problem} (in {expr.source!r})", key=f"{where}.{key}")
-                    if root == "params" and rest:
-                        params.setdefault(rest[0], f"jobs.{self.id}.{where}.{key}")
+                unknown = [n for n, _, _ in expr.filters if n not in filters]
+                if problem is None and unknown:
+                    known = ", ".join(sorted(filters))
+                    problem = f"unknown filter {unknown[0]!r}; known filters: {known}"
+                if problem is not None:
+                    raise ConfigError(f"{problem} (in {expr.source!r})", key=key)
+                if root == "params" and rest:
+                    params.setdefault(rest[0], f"jobs.{self.id}.{key}")
+
+        check(self.if_, True, "if", job_level=True)
+        for index, stage in enumerate(self.stages):
+            where = f"stages[{index}]"
+            for key, value, env in stage.templated_values():
+                check(value, env, f"{where}.{key}")
             sid = stage.static_id(default_id=default_id)
             if sid is None:
                 dynamic_ids = dynamic_ids or stage.id is not None or default_id

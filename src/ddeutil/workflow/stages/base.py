@@ -190,6 +190,8 @@ class BaseStage(BaseModel):
         values: list[tuple[str, Any, bool]] = [("name", self.name, True)]
         if self.id is not None:
             values.append(("id", self.id, True))
+        if self.if_ is not None:
+            values.append(("if", self.if_, True))
         return values
 
     # ------------------------------------------------------------------- helpers
