@@ -409,6 +409,73 @@ def test_workers_exit_when_the_daemon_dies(h, root):
                 stream.close()
 
 
+def test_hung_worker_is_killed_at_shutdown_and_its_run_cancelled(h):
+    executor = h.executor(workers=1, threads=1, cancel_grace=0.2)
+    h.submit(executor, "coop-pipe", "stuck")
+    collect(executor, started("stuck"))
+    victim = executor.worker_pids()[0]
+    os.kill(victim, signal.SIGSTOP)  # deaf to the stop message and to SIGTERM
+
+    began = time.monotonic()
+    executor.shutdown(0.1)
+
+    assert time.monotonic() - began < 0.1 + (0.2 + 5.0) + (0.2 + 2.0) + 5.0
+    assert wait_exit(victim, 5)
+    record = h.store.get_run("stuck")
+    assert record is not None
+    assert record.status is Status.CANCELLED
+    assert (
+        record.error == f"cancelled at shutdown: worker process {victim} died: signal 9 (SIGKILL)"
+    )
+
+
+def test_worker_that_cannot_start_is_retried_with_backoff(h, caplog):
+    caplog.set_level(logging.ERROR, logger="ddeutil.workflow.workers")
+    executor = ProcessExecutor(
+        settings=h.settings, store=h.store, store_url="sqlite:////proc/no/such/runs.db", workers=1
+    )
+    h.made.append(executor)
+    executor.start()
+
+    def failures() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "failed to start" in r.getMessage()]
+
+    deadline = time.monotonic() + 20
+    while len(failures()) < 2 and time.monotonic() < deadline:
+        assert not executor.wait_ready(0.2)
+    assert failures()[:2] == [
+        "worker process 0 failed to start; retrying in 0.5s",
+        "worker process 0 failed to start; retrying in 1.0s",
+    ]
+    began = time.monotonic()
+    executor.shutdown(0.0)
+    assert time.monotonic() - began < 10
+
+
+def test_unpicklable_request_is_failed_not_lost(h):
+    executor = h.executor(workers=1, threads=1)
+    h.store.create_run(
+        run_id="odd",
+        pipeline="quick-pipe",
+        trigger=TriggerKind.MANUAL,
+        params={},
+        now=SystemClock().now(),
+    )
+    template = h.loader.get("quick-pipe")
+
+    executor.submit(
+        RunRequest(run_id="odd", pipeline="quick-pipe", template=template, params={"f": lambda: 1})
+    )
+    events = collect(executor, finished("odd"))
+
+    assert events[-1].status is Status.FAILED
+    record = h.store.get_run("odd")
+    assert record is not None
+    assert record.status is Status.FAILED
+    assert record.error is not None
+    assert record.error.startswith("request cannot be sent to a worker process")
+
+
 def test_workers_log_like_the_daemon_and_write_run_files(h):
     handler = configure_logging(fmt="json", level="DEBUG", stream=io.StringIO())
     root_logger = logging.getLogger()
