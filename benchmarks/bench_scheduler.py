@@ -32,6 +32,9 @@ Method (nothing waits for a real minute boundary):
   (``/proc/<pid>/smaps_rollup``) of the parent plus every descendant (fork
   server, resource tracker, workers). APScheduler: RSS of a process holding a
   started ``BackgroundScheduler`` with 1,000 cron jobs.
+
+The first ``--warmup`` ticks (and APScheduler firings) are not counted: the first
+run on each worker thread pays one-off imports and caches.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ import json, os, sys, threading, time
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-mode, n = sys.argv[1], int(sys.argv[2])
+mode, n, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 
 def rss_kb():
     for line in open("/proc/self/status"):
@@ -100,14 +103,14 @@ else:
     stamps, done = [], threading.Event()
     def job():
         stamps.append(time.time())
-        if len(stamps) >= n:
+        if len(stamps) >= n + warmup:
             done.set()
     sched = BackgroundScheduler()
     sched.add_job(job, CronTrigger(second="*"), misfire_grace_time=5)
     sched.start()
-    done.wait(n + 30)
+    done.wait(n + warmup + 30)
     sched.shutdown(wait=False)
-    print(json.dumps({"latency_s": [t - int(t) for t in stamps[:n]]}))
+    print(json.dumps({"latency_s": [t - int(t) for t in stamps[warmup : warmup + n]]}))
 """
 
 
@@ -141,8 +144,8 @@ def ms(value: float) -> str:
     return f"{value * 1000:.2f} ms"
 
 
-def latency_run(root: Path, pipelines: int, samples: int) -> dict[str, Any]:
-    """Tick ``samples`` times with ``pipelines`` releases due; stage-start latencies."""
+def latency_run(root: Path, pipelines: int, samples: int, warmup: int) -> dict[str, Any]:
+    """Tick ``warmup + samples`` times with ``pipelines`` releases due; keep the last ``samples``."""
     write_conf(root / "conf", pipelines, "* * * * *")
     settings = Settings.from_env(
         {
@@ -171,7 +174,7 @@ def latency_run(root: Path, pipelines: int, samples: int) -> dict[str, Any]:
     tick_s: list[float] = []
     all_done: list[float] = []
     try:
-        for n in range(1, samples + 1):
+        for n in range(1, warmup + samples + 1):
             boundary = base + timedelta(minutes=n)
             clock.set(boundary)
             wall = sleep_until_next_second()
@@ -192,6 +195,10 @@ def latency_run(root: Path, pipelines: int, samples: int) -> dict[str, Any]:
                 assert record is not None, run_id
                 assert record.context is not None, run_id
                 stamps.append(record.context["jobs"]["main"]["stages"]["stamp"]["outputs"]["t"])
+            if n <= warmup:  # first runs of each worker thread import and build caches
+                tick_s.pop()
+                all_done.pop()
+                continue
             first.append(min(stamps) - wall)
             every.extend(s - wall for s in stamps)
     finally:
@@ -200,11 +207,11 @@ def latency_run(root: Path, pipelines: int, samples: int) -> dict[str, Any]:
     return {"first": first, "every": every, "tick": tick_s, "done": all_done}
 
 
-def aps(python: str | None, mode: str, n: int) -> dict[str, Any] | None:
+def aps(python: str | None, mode: str, n: int, warmup: int = 0) -> dict[str, Any] | None:
     if not python or not Path(python).exists():
         return None
     out = subprocess.run(
-        [python, "-c", APS_SCRIPT, mode, str(n)],
+        [python, "-c", APS_SCRIPT, mode, str(n), str(warmup)],
         capture_output=True,
         text=True,
         timeout=n + 120,
@@ -280,6 +287,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=30, help="ticks with 1 release due")
     parser.add_argument("--burst", type=int, default=1000, help="releases due in the burst ticks")
     parser.add_argument("--burst-samples", type=int, default=10, help="burst ticks")
+    parser.add_argument("--warmup", type=int, default=2, help="first ticks not counted")
     parser.add_argument("--pipelines", type=int, default=1000, help="pipelines for idle memory")
     parser.add_argument("--aps-python", default="/tmp/venv-aps/bin/python")
     parser.add_argument("--log", choices=("none", "json"), default="none")
@@ -291,13 +299,13 @@ def main() -> None:
         print(text, file=sys.stderr, flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
-        one = latency_run(Path(tmp) / "one", 1, args.samples)
+        one = latency_run(Path(tmp) / "one", 1, args.samples, args.warmup)
     say(f"1 due, {args.samples} ticks: boundary -> first stage start")
     say(
         f"  ddeutil-workflow  p50 {ms(statistics.median(one['first']))}  "
         f"p99 {ms(pct(one['first'], 99))}  (tick() returns after p50 {ms(statistics.median(one['tick']))})"
     )
-    aps_lat = aps(args.aps_python, "latency", args.samples)
+    aps_lat = aps(args.aps_python, "latency", args.samples, args.warmup)
     if aps_lat is not None:
         values = aps_lat["latency_s"]
         say(f"  APScheduler 3.x   p50 {ms(statistics.median(values))}  p99 {ms(pct(values, 99))}")
@@ -307,7 +315,7 @@ def main() -> None:
         say(f"  APScheduler: {args.aps_python} not found (see the module docstring)")
 
     with tempfile.TemporaryDirectory() as tmp:
-        burst = latency_run(Path(tmp) / "burst", args.burst, args.burst_samples)
+        burst = latency_run(Path(tmp) / "burst", args.burst, args.burst_samples, args.warmup)
     say(f"{args.burst} due, {args.burst_samples} ticks (2 workers x 100 threads):")
     say(
         f"  boundary -> first stage start  p50 {ms(statistics.median(burst['first']))}  "
