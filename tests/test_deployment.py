@@ -23,7 +23,7 @@ UNIT = REPO / "systemd" / "ddeutil-workflow.service"
 ENV_EXAMPLE = REPO / "systemd" / "workflow.env.example"
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
-PROD_PYTHON = "/opt/ddeutil-workflow/bin/python"
+PROD_PYTHON = "/srv/workflow/.venv/bin/python"
 
 
 def _unit() -> dict[str, dict[str, list[str]]]:
