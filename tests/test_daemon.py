@@ -410,6 +410,13 @@ class FakeExecutor:
         return Counter()
 
 
+@pytest.fixture(autouse=True)
+def _no_process_wide_reaping(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process daemons must not make pytest a subreaper or reap its children."""
+    monkeypatch.setattr(daemon_mod, "become_subreaper", lambda: False)
+    monkeypatch.setattr(daemon_mod, "reap_orphans", list)
+
+
 def make_daemon(settings: Settings) -> tuple[Daemon, FakeScheduler, FakeExecutor]:
     scheduler, executor = FakeScheduler(), FakeExecutor()
     daemon = Daemon(settings=settings, scheduler=scheduler, executor=executor)  # type: ignore[arg-type]
@@ -529,3 +536,29 @@ def test_wait_readable_returns_on_data_or_after_the_timeout() -> None:
     finally:
         left.close()
         right.close()
+
+
+def test_reap_orphans_waits_for_zombie_children_it_does_not_manage() -> None:
+    from ddeutil.workflow.app import reaper
+
+    child = subprocess.Popen(["true"])
+    wait_until(lambda: child.pid in reaper.zombie_children(), 10, "the child to become a zombie")
+    assert child.pid in reaper.reap_orphans()
+    assert child.pid not in reaper.zombie_children()
+    assert not Path(f"/proc/{child.pid}").exists()
+    child.wait(5)  # ECHILD is tolerated by subprocess: the status is gone, not the object
+
+
+def test_become_subreaper_succeeds_on_linux() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from ddeutil.workflow.app.reaper import become_subreaper as b; print(b())",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert proc.stdout.strip() == str(sys.platform.startswith("linux"))
