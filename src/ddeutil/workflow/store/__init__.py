@@ -6,7 +6,7 @@
 URL                                                    store
 =====================================================  ==============================
 ``sqlite:///abs/path/runs.db`` (``sqlite:////abs/...``  :class:`SqliteRunStore`; the
-too), query ``timeout=30`` and ``synchronous=full``     parent folders are created
+too), query ``timeout=30``, ``synchronous=normal``     parent folders are created
 ``sqlite://:memory:``                                  SQLite in this process only
 ``memory://``                                          a fresh :class:`MemoryRunStore`
 ``postgresql://user@host/db`` (also ``postgres://``,   :class:`PostgresRunStore`; query
@@ -72,7 +72,7 @@ def _open_sqlite(url: str, rest: str) -> SqliteRunStore:
     location, _, query = rest.partition("?")
     options = _query(url, query, {"timeout", "synchronous"})
     timeout = _number(url, "timeout", options.get("timeout", "30"), float)
-    synchronous = options.get("synchronous", "FULL")
+    synchronous = options.get("synchronous", "NORMAL")
     if location in (":memory:", "/:memory:"):
         return SqliteRunStore(":memory:", busy_timeout=timeout, synchronous=synchronous)
     path = unquote(location)

@@ -61,21 +61,28 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
-def _sanitise(value: Any) -> Any:
-    """Turn ``value`` into plain JSON types (the slow path of :func:`dumps_json`)."""
+def _sanitise(value: Any, path: frozenset[int] = frozenset()) -> Any:
+    """Turn ``value`` into plain JSON types (the slow path of :func:`dumps_json`).
+
+    A container that contains itself is written as ``"<circular>"`` there.
+    """
     if isinstance(value, str) or value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            name = key if isinstance(key, str) else str(_sanitise(key))
-            out[name] = _sanitise(item)
-        return out
-    if isinstance(value, list | tuple):
-        return [_sanitise(item) for item in value]
-    return _sanitise(_default(value))
+    if isinstance(value, Mapping | list | tuple):
+        if id(value) in path:
+            return "<circular>"
+        inner = path | {id(value)}
+        if isinstance(value, Mapping):
+            return {
+                (key if isinstance(key, str) else str(_sanitise(key, inner))): _sanitise(
+                    item, inner
+                )
+                for key, item in value.items()
+            }
+        return [_sanitise(item, inner) for item in value]
+    return _sanitise(_default(value), path)
 
 
 def dumps_json(value: Any) -> str:

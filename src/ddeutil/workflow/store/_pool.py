@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,17 +18,22 @@ class Pool:
 
     A caller waits up to ``timeout`` seconds for a free slot. A connection comes
     back to the idle list only when it is healthy and outside a transaction;
-    a broken one is closed, and the next operation opens a fresh one. Nothing
-    is retried here: a write whose outcome is unknown must not be replayed.
+    a broken one is closed. One that sat idle longer than ``check_after``
+    seconds is pinged before use and replaced if the server dropped it (a
+    database restart between two daemon ticks costs nothing). Statements are
+    never retried: a write whose outcome is unknown must not be replayed.
     """
 
-    def __init__(self, connect: Callable[[], Any], size: int, timeout: float) -> None:
+    def __init__(
+        self, connect: Callable[[], Any], size: int, timeout: float, check_after: float = 5.0
+    ) -> None:
         self._connect = connect
         self._size = size
         self._timeout = timeout
+        self.check_after = check_after
         self._slots = threading.BoundedSemaphore(size)
         self._mutex = threading.Lock()
-        self._idle: list[Any] = []
+        self._idle: list[tuple[Any, float]] = []
         self._closed = False
 
     @contextmanager
@@ -39,15 +45,23 @@ class Pool:
             )
         conn = None
         try:
-            with self._mutex:
-                conn = self._idle.pop() if self._idle else None
-            if conn is None:
-                conn = self._connect()
+            conn = self._take()
             yield conn
         finally:
             if conn is not None:
                 self._give_back(conn)
             self._slots.release()
+
+    def _take(self) -> Any:
+        with self._mutex:
+            conn, since = self._idle.pop() if self._idle else (None, 0.0)
+        if conn is not None and time.monotonic() - since > self.check_after:
+            try:
+                conn.execute("SELECT 1")
+            except Exception:
+                conn.close()
+                conn = None
+        return self._connect() if conn is None else conn
 
     def _give_back(self, conn: Any) -> None:
         from psycopg.pq import TransactionStatus
@@ -56,7 +70,7 @@ class Pool:
         if healthy and conn.info.transaction_status == TransactionStatus.IDLE:
             with self._mutex:
                 if not self._closed:
-                    self._idle.append(conn)
+                    self._idle.append((conn, time.monotonic()))
                     return
         conn.close()
 
@@ -64,5 +78,5 @@ class Pool:
         with self._mutex:
             self._closed = True
             idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             conn.close()

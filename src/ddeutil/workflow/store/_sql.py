@@ -72,8 +72,11 @@ _V1 = (
         CONSTRAINT workflow_runs_idempotency_uq UNIQUE (idempotency_key)
     )""",
     "CREATE INDEX IF NOT EXISTS workflow_runs_created_ix ON workflow_runs (created, run_id)",
-    "CREATE INDEX IF NOT EXISTS workflow_runs_pipeline_ix ON workflow_runs (pipeline, created)",
-    "CREATE INDEX IF NOT EXISTS workflow_runs_status_ix ON workflow_runs (status, created)",
+    "CREATE INDEX IF NOT EXISTS workflow_runs_pipeline_ix "
+    "ON workflow_runs (pipeline, created, run_id)",
+    "CREATE INDEX IF NOT EXISTS workflow_runs_status_ix ON workflow_runs (status, created, run_id)",
+    "CREATE INDEX IF NOT EXISTS workflow_runs_pipeline_status_ix "
+    "ON workflow_runs (pipeline, status, created, run_id)",
     """CREATE TABLE IF NOT EXISTS workflow_state (
         name TEXT PRIMARY KEY,
         at {ts} NOT NULL,

@@ -156,7 +156,11 @@ class PostgresRunStore:
         if schema:
             self.display += f" (schema {schema})"
         self._pool = Pool(self._connect, pool_size, pool_timeout)
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self._pool.close()
+            raise
 
     def __repr__(self) -> str:
         return f"PostgresRunStore({self.display!r})"
