@@ -344,3 +344,45 @@ def test_a_triggered_run_is_in_the_history_with_trigger_api(
     assert [r["run_id"] for r in listed["items"]] == [run_id]
     assert listed["items"][0]["created"] == "2024-01-01T00:02:30Z"
     assert run_id.startswith("20240101T000230-")
+
+
+def test_long_poll_is_bounded_and_wakes_for_runs_finished_elsewhere(
+    client: TestClient, api_settings: Any
+) -> None:
+    import threading
+    import time
+
+    store = open_store(api_settings.api_db_url)
+    run_id = "20240101T000000-0000beef"
+    try:
+        store.create_run(
+            run_id=run_id, pipeline="quick", trigger=TriggerKind.SCHEDULE, params={}, now=_at(0)
+        )
+        store.mark_running(run_id, now=_at(0))
+        bounded = client.get(f"/api/v1/runs/{run_id}", params={"wait": 0.2}, headers=AUTH)
+        assert bounded.json()["status"] == "RUNNING"
+
+        seen: list[str] = []
+        poller = threading.Thread(
+            target=lambda: seen.append(
+                client.get(f"/api/v1/runs/{run_id}", params={"wait": 20}, headers=AUTH).json()[
+                    "status"
+                ]
+            )
+        )
+        started = time.monotonic()
+        poller.start()
+        store.finish(run_id, status=Status.SUCCESS, now=_at(1))
+        poller.join(30)
+        assert seen == ["SUCCESS"]
+        assert time.monotonic() - started < 10
+    finally:
+        store.close()
+
+
+def test_long_poll_needs_a_sane_wait(client: TestClient) -> None:
+    for wait in ("-1", "31", "nan", "soon"):
+        response = client.get(
+            "/api/v1/runs/20240101T000000-deadbeef", params={"wait": wait}, headers=AUTH
+        )
+        assert response.status_code == 422, wait

@@ -1,17 +1,19 @@
 """The routes: ``/health`` and everything under ``/api/v1``.
 
 Route functions are plain ``def``: FastAPI runs them on its thread pool, which
-suits the synchronous run store. Each declares its ``response_model`` and the
+suits the synchronous run store. The run route is ``async`` so that a long-poll
+(``?wait=``) holds no pool thread while it waits. Each declares its ``response_model`` and the
 error responses it can give (all :class:`~.models.ErrorResponse`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from ..result import Status
 from ..store.base import TriggerKind
@@ -42,8 +44,8 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorResponse} for code in codes}
 
 
-def service(request: Request) -> ApiService:
-    """The app's :class:`ApiService` (set by ``create_app``)."""
+async def service(request: Request) -> ApiService:
+    """The app's :class:`ApiService` (set by ``create_app``; async: no pool thread)."""
     svc: ApiService = request.app.state.service
     return svc
 
@@ -63,7 +65,7 @@ NextCount = Annotated[
 ]
 
 
-def build_routers(auth: Callable[..., None] | None) -> list[APIRouter]:
+def build_routers(auth: Callable[..., Awaitable[None]] | None) -> list[APIRouter]:
     """The health router (open) and the v1 router (behind ``auth`` when given)."""
     open_router = APIRouter(tags=["health"])
     deps = [Depends(auth)] if auth is not None else []
@@ -160,7 +162,7 @@ def build_routers(auth: Callable[..., None] | None) -> list[APIRouter]:
         tags=["runs"],
         summary="Run status and result (secrets masked)",
     )
-    def show_run(
+    async def show_run(
         svc: Service,
         run_id: RunId,
         wait: Annotated[
@@ -172,7 +174,12 @@ def build_routers(auth: Callable[..., None] | None) -> list[APIRouter]:
             ),
         ] = 0.0,
     ) -> RunDetail:
-        return svc.run(run_id, wait)
+        # async: a long-poll waits on the event loop, not on a pool thread.
+        detail = await run_in_threadpool(svc.run, run_id)
+        if wait > 0 and not detail.status.is_terminal:
+            await svc.wait_async(run_id, wait)
+            detail = await run_in_threadpool(svc.run, run_id)
+        return detail
 
     @v1.get(
         "/runs/{run_id}/logs",

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException
@@ -71,7 +71,7 @@ class BearerAuth:
     def __init__(self, token: str) -> None:
         self._expected = token.encode("utf-8")
 
-    def __call__(self, credentials: Credentials) -> None:
+    async def __call__(self, credentials: Credentials) -> None:
         if credentials is None:
             raise ApiError(
                 401,
@@ -87,7 +87,7 @@ class BearerAuth:
             )
 
 
-def bearer_auth(token: str) -> Callable[..., None]:
+def bearer_auth(token: str) -> Callable[..., Awaitable[None]]:
     """The dependency checking ``token`` (see the module docstring)."""
     return BearerAuth(token)
 

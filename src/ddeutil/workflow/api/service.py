@@ -25,12 +25,17 @@ store. Policies:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import anyio
 
 from ..__about__ import __version__
 from ..clock import Clock, ensure_utc
@@ -73,6 +78,20 @@ POLL_SECONDS = 0.1
 """How often a long-poll re-reads a run that another process executes."""
 
 
+@dataclass
+class _Waiter:
+    """Wakes the threads and the event loops waiting for one run to end."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    loops: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=list)
+
+    def set(self) -> None:
+        self.done.set()
+        for loop, event in self.loops:
+            with contextlib.suppress(RuntimeError):  # that loop is closed
+                loop.call_soon_threadsafe(event.set)
+
+
 def run_path(run_id: str) -> str:
     """The URL path of a run (the ``Location`` of a trigger)."""
     return f"{API_PREFIX}/runs/{run_id}"
@@ -111,7 +130,7 @@ class ApiService:
         self._given_executor = executor
         self._executor: Executor | None = None
         self._lock = threading.Lock()
-        self._waiters: dict[str, threading.Event] = {}
+        self._waiters: dict[str, _Waiter] = {}
         self._started = False
         self._stop = threading.Event()
         self._pump: threading.Thread | None = None
@@ -166,8 +185,8 @@ class ApiService:
             self._pump = None
         with self._lock:
             waiters, self._waiters = self._waiters, {}
-        for event in waiters.values():
-            event.set()
+        for waiter in waiters.values():
+            waiter.set()
         if self._owns_store and store is not None:
             store.close()
             self._store = None
@@ -238,7 +257,7 @@ class ApiService:
         with self._lock:
             waiter = self._waiters.get(run_id)
         if waiter is not None:
-            waiter.wait(max(timeout, 0.0))
+            waiter.done.wait(max(timeout, 0.0))
         while True:
             record = store.get_run(run_id)
             if record is None or record.status.is_terminal:
@@ -246,6 +265,38 @@ class ApiService:
             left = deadline - time.monotonic()
             if left <= 0 or self._stop.wait(min(POLL_SECONDS, left)):
                 return False
+
+    async def wait_async(self, run_id: str, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for ``run_id`` to end, holding no thread.
+
+        A run of this process's pool wakes the waiter the moment it ends; a run
+        executed elsewhere (the daemon, another process) is re-read from the store
+        every :data:`POLL_SECONDS`.
+        """
+        store, _ = self._ready()
+        event = asyncio.Event()
+        entry = (asyncio.get_running_loop(), event)
+        with self._lock:
+            waiter = self._waiters.get(run_id)
+            if waiter is not None:
+                waiter.loops.append(entry)
+        if waiter is not None:
+            try:
+                with anyio.move_on_after(timeout):
+                    await event.wait()
+            finally:
+                with self._lock, contextlib.suppress(ValueError):
+                    waiter.loops.remove(entry)
+            return
+        deadline = anyio.current_time() + timeout
+        while not self._stop.is_set():
+            record = await anyio.to_thread.run_sync(store.get_run, run_id)
+            if record is None or record.status.is_terminal:
+                return
+            left = deadline - anyio.current_time()
+            if left <= 0:
+                return
+            await anyio.sleep(min(POLL_SECONDS, left))
 
     # ------------------------------------------------------------ pipelines
 
@@ -291,7 +342,7 @@ class ApiService:
             trigger=TriggerKind.API,
         )
         with self._lock:
-            self._waiters[record.run_id] = threading.Event()
+            self._waiters[record.run_id] = _Waiter()
         try:
             executor.submit(request)
         except Exception as exc:
@@ -341,15 +392,12 @@ class ApiService:
 
     # ------------------------------------------------------------------ runs
 
-    def run(self, run_id: str, wait: float = 0.0) -> RunDetail:
-        """One run; with ``wait``, first wait up to that many seconds for it to end."""
+    def run(self, run_id: str) -> RunDetail:
+        """One run (404 when unknown)."""
         store, _ = self._ready()
         record = store.get_run(run_id)
         if record is None:
             raise ApiError(404, f"no run with id {run_id!r}")
-        if wait > 0 and not record.status.is_terminal:
-            self.wait(run_id, wait)
-            record = store.get_run(run_id) or record
         return run_detail(record)
 
     def runs(
