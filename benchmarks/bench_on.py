@@ -1,0 +1,161 @@
+"""Benchmark schedules: fire-time computations per second, and one scheduler tick.
+
+Usage::
+
+    python benchmarks/bench_on.py [--years 1] [--repeat 3] [--schedules 10000] [--ticks 60]
+
+Reports, for ``*/5 * * * *`` and ``0 9 * * 1-5`` in America/New_York, how many fire
+times per second a runner's successive ``.next`` (and ``.prev``) produces over a
+year, next to croniter's ``get_next`` on the same expression; then the time one
+scheduler tick takes: ``fire_times(schedule, previous, now)`` for a one-minute window
+across N distinct schedules (cold = first tick after loading, warm = steady state).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+from croniter import croniter
+
+from ddeutil.workflow.on import On, fire_times
+
+UTC = timezone.utc
+ZONE = "America/New_York"
+ZONES = ("America/New_York", "Europe/London", "Asia/Bangkok", "UTC", "Australia/Sydney")
+
+
+def _best(repeat: int, run: Callable[[], int]) -> tuple[int, float]:
+    """Run ``run`` ``repeat`` times; return (items, best seconds)."""
+    best, items = float("inf"), 0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        items = run()
+        best = min(best, time.perf_counter() - started)
+    return items, best
+
+
+def bench_runner(cron: str, years: int, repeat: int) -> dict[str, float]:
+    schedule = On.parse({"cron": cron, "timezone": ZONE})
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    end = start.replace(year=start.year + years)
+
+    def forward() -> int:
+        runner, count = schedule.generate(start), 0
+        while runner.next < end:
+            count += 1
+        return count
+
+    def backward() -> int:
+        runner, count = schedule.generate(end), 0
+        while runner.prev > start:
+            count += 1
+        return count
+
+    def window() -> int:
+        return len(fire_times(schedule, start, end))
+
+    def reference() -> int:
+        it, count = croniter(cron, start.astimezone(schedule.timezone)), 0
+        while it.get_next(datetime) < end:
+            count += 1
+        return count
+
+    rates = {}
+    for label, run in (
+        ("next", forward),
+        ("prev", backward),
+        ("fire_times", window),
+        ("croniter", reference),
+    ):
+        items, seconds = _best(repeat, run)
+        rates[label] = items / seconds
+        rates["count"] = items
+    return rates
+
+
+def _schedules(count: int, seed: int) -> list[On]:
+    rng = random.Random(seed)
+    shapes = (
+        lambda: f"*/{rng.choice([1, 2, 5, 10, 15, 30])} * * * *",
+        lambda: f"{rng.randrange(60)} * * * *",
+        lambda: f"{rng.randrange(60)} {rng.randrange(24)} * * *",
+        lambda: f"{rng.randrange(60)} {rng.randrange(24)} * * 1-5",
+        lambda: f"{rng.randrange(60)} {rng.randrange(24)} {rng.randrange(1, 29)} * *",
+        lambda: f"{rng.randrange(60)} */{rng.choice([2, 3, 4, 6])} * * *",
+    )
+    out: list[On] = []
+    seen: set[str] = set()
+    while len(out) < count:
+        schedule = On.parse({"cron": rng.choice(shapes)(), "timezone": rng.choice(ZONES)})
+        if schedule.key not in seen:  # distinct schedules: no shared memo
+            seen.add(schedule.key)
+            out.append(schedule)
+        elif len(seen) > count // 2:
+            out.append(schedule)  # popular expressions repeat, as in real deployments
+    return out
+
+
+def bench_tick(count: int, ticks: int, seed: int) -> dict[str, float]:
+    schedules = _schedules(count, seed)
+    now = datetime(2025, 3, 9, 6, 0, 30, tzinfo=UTC)  # New York's spring-forward morning
+    minute = timedelta(minutes=1)
+
+    def tick(previous: datetime, current: datetime) -> tuple[int, float]:
+        started = time.perf_counter()
+        due = sum(len(fire_times(s, previous, current)) for s in schedules)
+        return due, time.perf_counter() - started
+
+    due_cold, cold = tick(now - minute, now)
+    warm, dues = [], [due_cold]
+    for _ in range(ticks):
+        due, seconds = tick(now, now + minute)
+        warm.append(seconds)
+        dues.append(due)
+        now += minute
+    _, gap = tick(now, now + timedelta(hours=10))  # after ten hours of downtime
+    return {
+        "cold_ms": cold * 1000,
+        "warm_median_ms": statistics.median(warm) * 1000,
+        "warm_max_ms": max(warm) * 1000,
+        "due_per_tick": statistics.mean(dues),
+        "gap_10h_ms": gap * 1000,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--years", type=int, default=1, help="years walked per measurement")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best kept)")
+    parser.add_argument("--schedules", type=int, default=10_000, help="schedules in the tick")
+    parser.add_argument("--ticks", type=int, default=60, help="warm one-minute ticks measured")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    print(f"fire times per second, {ZONE}, successive steps over {args.years} year(s)")
+    print(
+        f"{'expression':<16}{'fires':>8}{'.next/s':>12}{'.prev/s':>12}{'fire_times/s':>14}{'croniter/s':>12}"
+    )
+    for cron in ("*/5 * * * *", "0 9 * * 1-5"):
+        r = bench_runner(cron, args.years, args.repeat)
+        print(
+            f"{cron:<16}{int(r['count']):>8}{r['next']:>12,.0f}{r['prev']:>12,.0f}"
+            f"{r['fire_times']:>14,.0f}{r['croniter']:>12,.0f}"
+        )
+
+    t = bench_tick(args.schedules, args.ticks, args.seed)
+    print()
+    print(f"one tick: fire_times(schedule, previous, now) over {args.schedules:,} schedules")
+    print(f"{'cold (first tick)':<28}{t['cold_ms']:>10.1f} ms")
+    print(f"{'warm tick, median':<28}{t['warm_median_ms']:>10.1f} ms")
+    print(f"{'warm tick, max':<28}{t['warm_max_ms']:>10.1f} ms")
+    print(f"{'fire times due per tick':<28}{t['due_per_tick']:>10.0f}")
+    print(f"{'10-hour gap, one call each':<28}{t['gap_10h_ms']:>10.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
