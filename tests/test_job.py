@@ -50,14 +50,20 @@ def test_needs_are_ordered_once_at_load(engine) -> None:
         engine,
         {
             "publish": {"needs": ["transform", "extract"], "stages": [_ok()]},
-            "transform": {"needs": "extract", "stages": [_ok()]},
+            "transform": {"needs": ["extract", "extract"], "stages": [_ok()]},
             "extract": {"stages": [_ok()]},
         },
     )
     assert pipe._order == ("extract", "transform", "publish")
+    assert pipe.jobs["transform"].needs == ["extract"]
     result = pipe.execute(settings=engine.settings)
     assert list(result.context["jobs"]) == ["extract", "transform", "publish"]
     assert result.status is Status.SUCCESS
+
+
+def test_needs_may_be_one_job_id(engine) -> None:
+    pipe = _jobs(engine, {"a": {}, "b": {"needs": "a"}})
+    assert pipe.jobs["b"].needs == ["a"]
 
 
 def test_an_unknown_need_is_a_load_error(engine) -> None:
@@ -395,3 +401,38 @@ def test_a_missing_output_key_fails_the_stage_naming_path_and_stage(engine) -> N
     assert (error.job, error.stage, error.kind) == ("main", "second", "TemplateError")
     assert "unknown path 'stages.first.outputs.nope'" in error.message
     assert error.message.startswith("stage 'second': ")
+
+
+def test_a_diamond_runs_on_threads_and_joins_after_both_branches(engine) -> None:
+    def use(name: str, expr: str) -> dict[str, Any]:
+        return {"name": name, "run": "v = x", "vars": {"x": expr}}
+
+    pipe = _jobs(
+        engine,
+        {
+            "a": {"stages": [{"name": "s", "run": "v = 1"}]},
+            "b": {"needs": ["a"], "stages": [use("s", "${{ jobs.a.stages.s.outputs.v }}")]},
+            "c": {"needs": ["a"], "stages": [use("s", "${{ jobs.a.stages.s.outputs.v }}")]},
+            "d": {
+                "needs": ["b", "c"],
+                "stages": [
+                    {
+                        "name": "s",
+                        "run": "v = x + y",
+                        "vars": {
+                            "x": "${{ jobs.b.stages.s.outputs.v }}",
+                            "y": "${{ jobs.c.stages.s.outputs.v }}",
+                        },
+                    }
+                ],
+            },
+            "lone": {"stages": [_fail()]},
+        },
+    )
+    assert pipe._width == 2  # {a, lone}, then {b, c}, then {d}: two threads
+    result = pipe.execute(settings=engine.settings)
+    jobs = result.context["jobs"]
+    assert jobs["d"]["stages"]["s"]["outputs"] == {"v": 2}
+    assert jobs["lone"]["status"] == "FAILED"
+    assert result.status is Status.FAILED
+    assert list(jobs) == ["a", "lone", "b", "c", "d"]  # reported in dependency order

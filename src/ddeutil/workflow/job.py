@@ -54,7 +54,7 @@ from .templating import Template
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-__all__ = ["Job", "JobOutcome"]
+__all__ = ["Job", "JobOutcome", "ancestors", "plan_jobs"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,11 @@ class Job(BaseModel):
     @field_validator("needs", mode="before")
     @classmethod
     def _one_need(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list):
+            return list(dict.fromkeys(value))  # a need written twice counts once
+        return value
 
     @field_validator("if_")
     @classmethod
@@ -406,3 +410,81 @@ def _check_path(
     if root == "jobs" and head not in needed:
         return f"job {head!r} is not among this job's needs, so its outputs may not exist yet"
     return None
+
+
+# ------------------------------------------------------------------ needs
+
+
+def plan_jobs(jobs: Mapping[str, Job]) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]], int]:
+    """Check ``needs`` and return (topological order, dependents, widest level).
+
+    The order keeps the written order among jobs that are ready together.
+
+    Raises:
+        ConfigError: an unknown need (``jobs.<id>.needs``) or a cycle (naming its jobs).
+    """
+    for job_id, job in jobs.items():
+        for need in job.needs:
+            if need not in jobs:
+                known = ", ".join(jobs) or "none"
+                raise ConfigError(
+                    f"job {job_id!r} needs unknown job {need!r} (jobs: {known})",
+                    key=f"jobs.{job_id}.needs",
+                )
+            if need == job_id:
+                raise ConfigError(f"job {job_id!r} needs itself", key=f"jobs.{job_id}.needs")
+    dependents: dict[str, list[str]] = {j: [] for j in jobs}
+    for job_id, job in jobs.items():
+        for need in dict.fromkeys(job.needs):
+            dependents[need].append(job_id)
+    waiting = {j: len(set(job.needs)) for j, job in jobs.items()}
+    level = dict.fromkeys(jobs, 0)
+    order: list[str] = []
+    ready = [j for j in jobs if waiting[j] == 0]
+    while ready:
+        job_id = ready.pop(0)
+        order.append(job_id)
+        for dependent in dependents[job_id]:
+            level[dependent] = max(level[dependent], level[job_id] + 1)
+            waiting[dependent] -= 1
+            if waiting[dependent] == 0:
+                ready.append(dependent)
+    if len(order) < len(jobs):
+        cycle = _cycle({j: jobs[j].needs for j in jobs if j not in order})
+        raise ConfigError(
+            f"jobs form a cycle in `needs`: {' -> '.join(cycle)}", key=f"jobs.{cycle[0]}.needs"
+        )
+    widths: dict[int, int] = {}
+    for value in level.values():
+        widths[value] = widths.get(value, 0) + 1
+    return (
+        tuple(order),
+        {k: tuple(v) for k, v in dependents.items() if v},
+        max(widths.values(), default=1),
+    )
+
+
+def _cycle(needs: Mapping[str, list[str]]) -> list[str]:
+    """One cycle among jobs that could not be ordered, as ``[a, b, ..., a]``."""
+    start = next(iter(needs))
+    path = [start]
+    seen = {start: 0}
+    current = start
+    while True:
+        current = next(n for n in needs[current] if n in needs)
+        if current in seen:
+            return [*path[seen[current] :], current]
+        seen[current] = len(path)
+        path.append(current)
+
+
+def ancestors(jobs: Mapping[str, Job], job_id: str) -> set[str]:
+    """Every job ``job_id`` needs, directly or through others."""
+    found: set[str] = set()
+    todo = list(jobs[job_id].needs)
+    while todo:
+        need = todo.pop()
+        if need not in found:
+            found.add(need)
+            todo.extend(jobs[need].needs)
+    return found

@@ -49,7 +49,7 @@ from .cancellation import CancelToken
 from .clock import Clock, SystemClock
 from .context import RunContext, RunEvent, new_run_id, process_environ, stash
 from .errors import ConfigError, ParamError, ParamProblem, PipelineError, TemplateNotFound
-from .job import Job, JobOutcome
+from .job import Job, JobOutcome, ancestors, plan_jobs
 from .masking import Masker
 from .on import On
 from .params import ParamSet
@@ -57,7 +57,7 @@ from .registry import load_filters
 from .result import ErrorRecord, Result, Status
 from .schema import ON_SCHEMA, config_error
 from .stages import HookStage, TriggerStage, hook_registry
-from .stages.trigger import loop_message
+from .stages.trigger import find_loop, loop_message
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -131,7 +131,7 @@ class Pipeline(BaseModel):
         return out
 
     def model_post_init(self, context: Any, /) -> None:
-        order, dependents, width = _plan_jobs(self.jobs)
+        order, dependents, width = plan_jobs(self.jobs)
         stash(self, _order=order, _dependents=dependents, _width=width)
 
     # --------------------------------------------------------------- builders
@@ -239,7 +239,7 @@ class Pipeline(BaseModel):
                     raise exc.located(key_prefix=f"{base}.stages[{index}]") from exc
             try:
                 found = job.check(
-                    ancestors=_ancestors(self.jobs, job_id),
+                    ancestors=ancestors(self.jobs, job_id),
                     filters=filters,
                     default_id=settings.stage_default_id,
                 )
@@ -262,7 +262,7 @@ class Pipeline(BaseModel):
             raise ConfigError(
                 f"trigger target {target!r} is a {kind.__name__}, not a pipeline", key="trigger"
             )
-        chain = _find_loop(self.name, target, loader)
+        chain = find_loop(self.name, target, loader)
         if chain is not None:
             raise ConfigError(loop_message(chain[:-1], chain[-1]), key="trigger")
 
@@ -501,110 +501,3 @@ def _outcome_of(future: Future[JobOutcome], job_id: str, rc: RunContext) -> JobO
             {"status": "FAILED", "stages": {}},
             [ErrorRecord(message, type(exc).__name__, job_id)],
         )
-
-
-def _plan_jobs(jobs: Mapping[str, Job]) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]], int]:
-    """Check ``needs`` and return (topological order, dependents, widest level).
-
-    The order keeps the written order among jobs that are ready together.
-
-    Raises:
-        ConfigError: an unknown need (``jobs.<id>.needs``) or a cycle (naming its jobs).
-    """
-    for job_id, job in jobs.items():
-        for need in job.needs:
-            if need not in jobs:
-                known = ", ".join(jobs) or "none"
-                raise ConfigError(
-                    f"job {job_id!r} needs unknown job {need!r} (jobs: {known})",
-                    key=f"jobs.{job_id}.needs",
-                )
-            if need == job_id:
-                raise ConfigError(f"job {job_id!r} needs itself", key=f"jobs.{job_id}.needs")
-    dependents: dict[str, list[str]] = {j: [] for j in jobs}
-    for job_id, job in jobs.items():
-        for need in dict.fromkeys(job.needs):
-            dependents[need].append(job_id)
-    waiting = {j: len(set(job.needs)) for j, job in jobs.items()}
-    level = dict.fromkeys(jobs, 0)
-    order: list[str] = []
-    ready = [j for j in jobs if waiting[j] == 0]
-    while ready:
-        job_id = ready.pop(0)
-        order.append(job_id)
-        for dependent in dependents[job_id]:
-            level[dependent] = max(level[dependent], level[job_id] + 1)
-            waiting[dependent] -= 1
-            if waiting[dependent] == 0:
-                ready.append(dependent)
-    if len(order) < len(jobs):
-        cycle = _cycle({j: jobs[j].needs for j in jobs if j not in order})
-        raise ConfigError(
-            f"jobs form a cycle in `needs`: {' -> '.join(cycle)}", key=f"jobs.{cycle[0]}.needs"
-        )
-    widths: dict[int, int] = {}
-    for value in level.values():
-        widths[value] = widths.get(value, 0) + 1
-    return (
-        tuple(order),
-        {k: tuple(v) for k, v in dependents.items() if v},
-        max(widths.values(), default=1),
-    )
-
-
-def _cycle(needs: Mapping[str, list[str]]) -> list[str]:
-    """One cycle among jobs that could not be ordered, as ``[a, b, ..., a]``."""
-    start = next(iter(needs))
-    path = [start]
-    seen = {start: 0}
-    current = start
-    while True:
-        current = next(n for n in needs[current] if n in needs)
-        if current in seen:
-            return [*path[seen[current] :], current]
-        seen[current] = len(path)
-        path.append(current)
-
-
-def _ancestors(jobs: Mapping[str, Job], job_id: str) -> set[str]:
-    found: set[str] = set()
-    todo = list(jobs[job_id].needs)
-    while todo:
-        need = todo.pop()
-        if need not in found:
-            found.add(need)
-            todo.extend(jobs[need].needs)
-    return found
-
-
-def _static_triggers(data: Mapping[str, Any]) -> list[str]:
-    """Targets of trigger stages written without templates, in a raw pipeline mapping."""
-    found = []
-    jobs = data.get("jobs")
-    for job in jobs.values() if isinstance(jobs, Mapping) else ():
-        stages = job.get("stages") if isinstance(job, Mapping) else None
-        for stage in stages if isinstance(stages, list) else ():
-            target = stage.get("trigger") if isinstance(stage, Mapping) else None
-            if isinstance(target, str) and "${{" not in target:
-                found.append(target)
-    return found
-
-
-def _find_loop(origin: str, first: str, loader: Loader) -> tuple[str, ...] | None:
-    """The trigger chain from ``origin`` through ``first`` that reaches a pipeline twice."""
-    visited: set[str] = set()
-
-    def walk(path: tuple[str, ...]) -> tuple[str, ...] | None:
-        name = path[-1]
-        if name in path[:-1]:
-            return path
-        if name in visited or name not in loader:
-            return None
-        visited.add(name)
-        for target in _static_triggers(loader.get(name).data):
-            found = walk((*path, target))
-            if found is not None:
-                return found
-        return None
-
-    return walk((origin, first))

@@ -25,7 +25,7 @@ A child that fails fails this stage with the child's first error.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
@@ -34,7 +34,10 @@ from ..errors import ParamError, PipelineError, StageCancelled
 from ..result import Status
 from .base import BaseStage, StageCall, needs_render, stage_error
 
-__all__ = ["TriggerStage", "loop_message"]
+if TYPE_CHECKING:
+    from ..loader import Loader
+
+__all__ = ["TriggerStage", "find_loop", "loop_message", "static_triggers"]
 
 
 def loop_message(chain: tuple[str, ...], target: str) -> str:
@@ -113,3 +116,36 @@ class TriggerStage(BaseStage):
                 f"triggered pipeline {target!r} run {result.run_id} FAILED{where}", call, rc
             )
         return {**result.context, "run_id": result.run_id}
+
+
+def static_triggers(data: Mapping[str, Any]) -> list[str]:
+    """Targets of trigger stages written without templates, in a raw pipeline mapping."""
+    found = []
+    jobs = data.get("jobs")
+    for job in jobs.values() if isinstance(jobs, Mapping) else ():
+        stages = job.get("stages") if isinstance(job, Mapping) else None
+        for stage in stages if isinstance(stages, list) else ():
+            target = stage.get("trigger") if isinstance(stage, Mapping) else None
+            if isinstance(target, str) and "${{" not in target:
+                found.append(target)
+    return found
+
+
+def find_loop(origin: str, first: str, loader: Loader) -> tuple[str, ...] | None:
+    """The trigger chain from ``origin`` through ``first`` that reaches a pipeline twice."""
+    visited: set[str] = set()
+
+    def walk(path: tuple[str, ...]) -> tuple[str, ...] | None:
+        name = path[-1]
+        if name in path[:-1]:
+            return path
+        if name in visited or name not in loader:
+            return None
+        visited.add(name)
+        for target in static_triggers(loader.get(name).data):
+            found = walk((*path, target))
+            if found is not None:
+                return found
+        return None
+
+    return walk((origin, first))
