@@ -463,3 +463,57 @@ def test_an_empty_stage_sleep_ends_when_its_token_is_cancelled(engine) -> None:
         thread.join(5)
     assert not any(t.is_alive() for t in helpers)
     assert time.perf_counter() - started < 10
+
+
+def test_sleep_takes_a_template_and_refuses_bad_values(engine) -> None:
+    result = engine.run(
+        """
+        naps:
+          type: Pipeline
+          params: {wait: str}
+          jobs:
+            j:
+              stages:
+                - {name: zero, sleep: "${{ params.wait }}"}
+        """,
+        {"wait": "0"},
+    )
+    assert result.status is Status.SUCCESS
+    for bad, message in (
+        ("soon", "sleep must be a number of seconds, got 'soon'"),
+        ("-1", "must not be negative"),
+    ):
+        result = engine.run(
+            """
+            naps:
+              type: Pipeline
+              params: {wait: str}
+              jobs:
+                j:
+                  stages:
+                    - {name: zero, sleep: "${{ params.wait }}"}
+            """,
+            {"wait": bad},
+        )
+        assert result.status is Status.FAILED
+        assert message in result.errors[0].message
+
+
+def test_an_event_callback_that_raises_never_breaks_the_run(
+    engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(event) -> None:
+        raise RuntimeError("printer on fire")
+
+    with caplog.at_level(logging.ERROR, logger="ddeutil.workflow"):
+        result = engine.run(
+            """
+            p:
+              type: Pipeline
+              jobs:
+                j: {stages: [{name: s, run: x = 1}]}
+            """,
+            on_event=broken,
+        )
+    assert result.status is Status.SUCCESS
+    assert "on_event callback failed" in caplog.text
