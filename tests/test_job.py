@@ -96,6 +96,7 @@ def test_a_job_that_needs_itself_is_a_load_error(engine) -> None:
 
 
 def test_a_failed_need_skips_its_dependents_and_independent_jobs_still_run(engine) -> None:
+    events: list[Any] = []
     result = _jobs(
         engine,
         {
@@ -104,8 +105,11 @@ def test_a_failed_need_skips_its_dependents_and_independent_jobs_still_run(engin
             "after-after": {"needs": ["after-bad"], "stages": [_ok()]},
             "independent": {"stages": [_ok()]},
         },
-    ).execute(settings=engine.settings)
+    ).execute(settings=engine.settings, on_event=events.append)
     jobs = result.context["jobs"]
+    job_events = {e.job: (e.status, e.error) for e in events if e.kind == "job"}
+    assert job_events["after-bad"] == (Status.SKIPPED, "needs bad FAILED")
+    assert job_events["after-after"] == (Status.SKIPPED, "needs after-bad SKIPPED")
     assert result.status is Status.FAILED
     assert jobs["bad"]["status"] == "FAILED"
     assert jobs["after-bad"]["status"] == "SKIPPED"

@@ -269,6 +269,7 @@ def test_a_cancelled_token_cancels_the_run_before_any_job(engine) -> None:
     )
     assert result.status is Status.CANCELLED
     assert {j["status"] for j in result.context["jobs"].values()} == {"CANCELLED"}
+    assert result.context["jobs"]["a"]["cancelled"] == "run cancelled: shutting down"
 
 
 def test_errors_carry_job_and_stage_and_the_result_is_json_ready(engine) -> None:

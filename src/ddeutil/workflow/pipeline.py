@@ -430,18 +430,33 @@ class Pipeline(BaseModel):
         outcomes: dict[str, JobOutcome] = {}
 
         def blocked(job_id: str) -> JobOutcome | None:
+            """The outcome of a job that must not start (run cancelled, a need not met)."""
             if rc.cancel.cancelled:
-                return JobOutcome(Status.CANCELLED, {"status": "CANCELLED", "stages": {}})
-            bad = [n for n in self.jobs[job_id].needs if outcomes[n].status is not Status.SUCCESS]
-            if not bad:
-                return None
-            reason = ", ".join(f"{n} {outcomes[n].status.value}" for n in bad)
-            rc.evolve(job=job_id).log(
-                logger, logging.INFO, "job %r skipped: needs %s", job_id, reason
-            )
-            return JobOutcome(
-                Status.SKIPPED, {"status": "SKIPPED", "stages": {}, "skipped": f"needs {reason}"}
-            )
+                status, reason = Status.CANCELLED, f"run cancelled: {rc.cancel.reason}"
+            else:
+                bad = [
+                    n for n in self.jobs[job_id].needs if outcomes[n].status is not Status.SUCCESS
+                ]
+                if not bad:
+                    return None
+                status = Status.SKIPPED
+                reason = "needs " + ", ".join(f"{n} {outcomes[n].status.value}" for n in bad)
+            job_rc = rc.evolve(job=job_id)
+            job_rc.log(logger, logging.INFO, "job %r %s: %s", job_id, status.value, reason)
+            if rc.on_event is not None:
+                job_rc.emit(
+                    RunEvent(
+                        kind="job",
+                        run_id=rc.run_id,
+                        pipeline=rc.pipeline,
+                        job=job_id,
+                        status=status,
+                        duration=0.0,
+                        error=reason,
+                    )
+                )
+            key = "skipped" if status is Status.SKIPPED else "cancelled"
+            return JobOutcome(status, {"status": status.value, "stages": {}, key: reason})
 
         def record(job_id: str, outcome: JobOutcome) -> None:
             outcomes[job_id] = outcome
