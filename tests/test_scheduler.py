@@ -633,3 +633,16 @@ def test_heartbeat_follows_each_tick(
     for minute in range(3):
         scheduler.tick(at(10, minute) + timedelta(milliseconds=5))
         assert store.last_heartbeat() == (at(10, minute) + timedelta(milliseconds=5), "test")
+
+
+def test_a_lost_finish_event_does_not_skip_a_skip_pipeline_forever(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline_yaml("skipper", extra="  concurrency: skip\n"))
+    scheduler, _executor = make_scheduler(store)
+    (first,) = scheduler.tick(at(10, 1)).dispatched
+    store.mark_running(first, now=at(10, 1))
+    store.finish(first, status=Status.FAILED, now=at(10, 1, 30), error="worker process died")
+    report = scheduler.tick(at(10, 2))
+    assert report.skipped == ()
+    assert len(report.dispatched) == 1

@@ -260,7 +260,7 @@ class Scheduler:
         logger.info("scheduler stopping: %d run(s) in flight, waiting up to %.1fs", in_flight, wait)
         self._executor.shutdown(wait)
         with self._lock:
-            self._handle_events(self._executor.drain_events())
+            self._forget(self._executor.drain_events())
             left = sum(len(q) for q in self._waiting.values())
             if left:
                 logger.info("%d claimed release(s) stay PENDING for the next start", left)
@@ -508,13 +508,15 @@ class Scheduler:
     def _reconcile(self) -> list[str]:
         """Drop in-flight runs the store says are over (events may be lost with a worker).
 
-        Only pipelines with waiting releases are checked, so this costs nothing
-        in the common case. Returns the run ids started because a slot freed up.
+        Only pipelines where a leaked in-flight run would hold releases back are
+        checked: those with waiting releases and ``concurrency: skip`` ones with a
+        run in flight. Returns the run ids started because a slot freed up.
         """
         started: list[str] = []
-        for name, queue in list(self._waiting.items()):
-            running = self._in_flight.get(name, set())
-            if not queue or not running:
+        for name, running in list(self._in_flight.items()):
+            loaded = self._loaded.get(name)
+            skip = loaded is not None and loaded.concurrency == "skip"
+            if not running or not (self._waiting.get(name) or skip):
                 continue
             for run_id in list(running):
                 record = self._store.get_run(run_id)
