@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +90,51 @@ def test_a_failing_callback_is_logged_and_the_others_still_run(
         token.cancel("x")
     assert seen == ["x"]
     assert "cancel callback" in caplog.text
+
+
+def test_an_interrupt_stops_the_other_running_jobs_and_their_scripts(
+    write_conf, make_settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    from hooks_pkg.engine import Engine, wait_dead
+
+    engine = Engine(
+        write_conf,
+        make_settings(
+            WORKFLOW_CORE_REGISTRY="ddeutil.workflow,hooks_pkg", WORKFLOW_CORE_MAX_JOB_PARALLEL="2"
+        ),
+    )
+    fifo = tmp_path / "ready"
+    os.mkfifo(fifo)
+    pidfile = tmp_path / "child.pid"
+    pipe = engine.load_data(
+        {
+            "p": {
+                "type": "Pipeline",
+                "jobs": {
+                    "ctrl-c": {
+                        "stages": [
+                            {
+                                "name": "i",
+                                "uses": "tasks/interrupt_when_ready@v1",
+                                "with": {"fifo": str(fifo)},
+                            }
+                        ]
+                    },
+                    "long": {
+                        "stages": [
+                            {
+                                "name": "sh",
+                                "bash": f"sleep 30 &\necho $! > {pidfile}\necho go > {fifo}\nwait",
+                            }
+                        ]
+                    },
+                },
+            }
+        }
+    )
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        pipe.execute(settings=engine.settings)
+    assert time.perf_counter() - started < 10
+    assert wait_dead(int(pidfile.read_text()))

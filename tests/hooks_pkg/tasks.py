@@ -116,3 +116,11 @@ def rendezvous(name: str) -> dict[str, Any]:
 @tag("v1")
 def assign(x: int) -> dict[str, Any]:
     return {"y": x + 1}
+
+
+@tag("v1")
+def interrupt_when_ready(fifo: str) -> dict[str, Any]:
+    """Waits until a script writes to ``fifo``, then raises KeyboardInterrupt (like Ctrl-C)."""
+    with open(fifo) as fh:  # noqa: PTH123 - a FIFO, read once
+        fh.read()
+    raise KeyboardInterrupt

@@ -334,14 +334,18 @@ class Job(BaseModel):
                     pool.submit(self._combination, matrix, base, rc, self._ids[i]): i
                     for i, matrix in enumerate(combos)
                 }
-                for future in as_completed(futures):
-                    if future.cancelled():
-                        continue
-                    i = futures[future]
-                    results[i] = _result_of(future, combos[i], rc)
-                    if fail_fast and results[i].status is Status.FAILED:  # type: ignore[union-attr]
-                        for other in futures:
-                            other.cancel()
+                try:
+                    for future in as_completed(futures):
+                        if future.cancelled():
+                            continue
+                        i = futures[future]
+                        results[i] = _result_of(future, combos[i], rc)
+                        if fail_fast and results[i].status is Status.FAILED:  # type: ignore[union-attr]
+                            for other in futures:
+                                other.cancel()
+                except BaseException as exc:  # e.g. KeyboardInterrupt: stop the workers first
+                    rc.cancel.cancel(f"interrupted ({type(exc).__name__})")
+                    raise
         return [
             r if r is not None else _Combo(Status.CANCELLED, combos[i], {}, [])
             for i, r in enumerate(results)

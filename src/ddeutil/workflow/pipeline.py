@@ -487,13 +487,17 @@ class Pipeline(BaseModel):
                     record(job_id, outcome)
                     todo.extend(self._ready_after(job_id, waiting))
 
-            release(j for j in self._order if waiting[j] == 0)
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    job_id = running.pop(future)
-                    record(job_id, _outcome_of(future, job_id, rc))
-                    release(iter(self._ready_after(job_id, waiting)))
+            try:
+                release(j for j in self._order if waiting[j] == 0)
+                while running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        job_id = running.pop(future)
+                        record(job_id, _outcome_of(future, job_id, rc))
+                        release(iter(self._ready_after(job_id, waiting)))
+            except BaseException as exc:  # e.g. KeyboardInterrupt: stop the workers, then unwind
+                rc.cancel.cancel(f"interrupted ({type(exc).__name__})")
+                raise
         return outcomes
 
     def _ready_after(self, job_id: str, waiting: dict[str, int]) -> list[str]:
