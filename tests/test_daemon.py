@@ -376,6 +376,9 @@ class FakeScheduler:
     def tick(self) -> None:
         self.ticks += 1
 
+    def prepare(self) -> bool:
+        return False
+
     def stop(self, timeout: float | None = None) -> None:
         self.stopped_with = timeout
         self.state = SchedulerState.STOPPED

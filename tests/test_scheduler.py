@@ -646,3 +646,27 @@ def test_a_lost_finish_event_does_not_skip_a_skip_pipeline_forever(
     report = scheduler.tick(at(10, 2))
     assert report.skipped == ()
     assert len(report.dispatched) == 1
+
+
+def test_prepare_does_the_conf_check_ahead_of_the_tick(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("a.yml", pipeline_yaml("a"))
+    scheduler, executor = make_scheduler(store)
+    write_conf("b.yml", pipeline_yaml("b"))
+    assert scheduler.prepare() is True
+    report = scheduler.tick(at(10, 1))
+    assert report.reloaded
+    assert sorted(r.pipeline for r in executor.submitted) == ["a", "b"]
+    assert scheduler.prepare() is False
+    write_conf("c.yml", pipeline_yaml("c"))  # saved between the check and the tick
+    assert not scheduler.tick(at(10, 2)).reloaded
+    assert scheduler.tick(at(10, 3)).reloaded  # picked up one tick later
+    assert "c" in scheduler.pipelines
+
+
+def test_prepare_does_nothing_unless_running(
+    store: MemoryRunStore, make_scheduler: MakeScheduler
+) -> None:
+    scheduler, _ = make_scheduler(store, start=False)
+    assert scheduler.prepare() is False

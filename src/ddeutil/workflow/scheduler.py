@@ -198,6 +198,7 @@ class Scheduler:
         self._planned_cache: list[PlannedSchedule] | None = None
         self._loaded_once = False
         self._reload_requested = False
+        self._prepared: bool | None = None
         self._warned_unschedulable: dict[str, str] = {}
         self._waiting: dict[str, deque[_Waiting]] = {}
         self._in_flight: dict[str, set[str]] = {}
@@ -341,7 +342,11 @@ class Scheduler:
             if self._state is not SchedulerState.RUNNING:
                 logger.debug("tick at %s ignored: scheduler is %s", at, self._state.value)
                 return TickReport(now=at, watermark=None, active=False)
-            reloaded = self._reload(force=self._reload_requested)
+            if self._prepared is not None and not self._reload_requested:
+                reloaded = self._prepared
+            else:
+                reloaded = self._reload(force=self._reload_requested)
+            self._prepared = None
             events = self._executor.drain_events()
             log = _TickLog()
             log.dispatched.extend(self._handle_events(events))
@@ -372,6 +377,20 @@ class Scheduler:
                 reloaded=reloaded,
                 events=tuple(events),
             )
+
+    def prepare(self) -> bool:
+        """Do the conf check of the next tick now; return whether the conf was reloaded.
+
+        The daemon calls this a few tens of milliseconds before each minute
+        boundary, so the tick itself starts with planning. The next :meth:`tick`
+        then skips its own check (unless a reload was requested since): an edit
+        saved in between is picked up one tick later.
+        """
+        with self._lock:
+            if self._state is not SchedulerState.RUNNING:
+                return False
+            self._prepared = self._reload(force=self._reload_requested)
+            return self._prepared
 
     def process_events(self) -> list[ExecEvent]:
         """Handle executor events now and start waiting runs whose slot became free."""

@@ -12,7 +12,9 @@ Lifecycle of ``python -m ddeutil.workflow.app`` (and ``workflow scheduler``):
    (``every().minute.at(":00")``). Between ticks the main thread sleeps exactly
    until the next boundary (``idle_seconds``), at most 60 s at a time so a wall
    clock that steps is noticed; a signal wakes it at once. It is not a polling
-   loop. A helper thread waits on executor events to start queued runs as soon
+   loop. It wakes once :data:`PREPARE_LEAD` before the boundary to check the
+   conf folder for changes (:meth:`Scheduler.prepare`), so the tick at the
+   boundary starts with planning. A helper thread waits on executor events to start queued runs as soon
    as a slot frees up.
 4. Signals: **SIGTERM / SIGINT** stop ticking, let running pipelines finish for
    ``WORKFLOW_APP_STOP_TIMEOUT`` seconds, cancel the rest (shell children
@@ -71,6 +73,8 @@ MAX_SLEEP = 60.0
 """Longest single sleep: the boundary is recomputed at least this often."""
 EVENT_WAIT = 5.0
 """Bounded wait of the event helper thread (it wakes at once on an event)."""
+PREPARE_LEAD = 0.05
+"""Seconds before a boundary when the conf check of the next tick is done."""
 FINAL_STEP = 0.005
 """Length of the last, short sleep before a deadline (see :func:`wait_readable`)."""
 
@@ -164,6 +168,7 @@ class Daemon:
         self._signals = _Signals()
         self._stop_events = threading.Event()
         self._stop_requested = False
+        self._prepared = False
 
     @property
     def stopping(self) -> bool:
@@ -213,10 +218,23 @@ class Daemon:
             if self.stopping:
                 return
             idle = jobs.idle_seconds
-            self._signals.wait(min(max(idle if idle is not None else MAX_SLEEP, 0.0), MAX_SLEEP))
+            left = max(idle if idle is not None else MAX_SLEEP, 0.0)
+            if not self._prepared and left <= PREPARE_LEAD:
+                self._prepare()
+                continue
+            lead = 0.0 if self._prepared else PREPARE_LEAD
+            self._signals.wait(min(left - lead, MAX_SLEEP))
             self._handle_signals()
 
+    def _prepare(self) -> None:
+        self._prepared = True
+        try:
+            self._scheduler.prepare()
+        except Exception:
+            logger.exception("conf check before the tick failed; the tick retries it")
+
     def _tick(self) -> None:
+        self._prepared = False
         try:
             self._scheduler.tick()
         except Exception:
