@@ -123,13 +123,20 @@ def test_timeout_kills_the_whole_process_group_quickly(engine, tmp_path: Path) -
     assert wait_dead(int(pidfile.read_text()))
 
 
-def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(engine, tmp_path: Path) -> None:
+def test_a_script_that_ignores_sigterm_is_killed_after_the_grace(
+    engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ddeutil.workflow.stages import bash
+
+    monkeypatch.setattr(bash, "KILL_GRACE", 0.3)
     pidfile = tmp_path / "child.pid"
-    script = f"bash -c 'trap \"\" TERM; sleep 30' &\necho $! > {pidfile}\nwait"
+    script = f"trap '' TERM\nsleep 30 &\necho $! > {pidfile}\nwait"
     started = time.perf_counter()
     result = _bash(engine, script, timeout=0.2)
+    elapsed = time.perf_counter() - started
     assert result.status is Status.FAILED
-    assert time.perf_counter() - started < 8
+    assert "process group killed" in result.errors[0].message
+    assert 0.5 <= elapsed < 8  # timeout + grace, then SIGKILL
     assert wait_dead(int(pidfile.read_text()))
 
 

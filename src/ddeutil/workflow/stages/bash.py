@@ -55,12 +55,15 @@ KILL_GRACE = 2.0
 """Seconds between SIGTERM and SIGKILL when a script is stopped."""
 
 
-def kill_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None:
+def kill_group(proc: subprocess.Popen[bytes], grace: float | None = None) -> None:
     """Stop ``proc``'s process group: SIGTERM, wait for the leader, then SIGKILL.
 
-    The leader is reaped here, so the caller's ``communicate`` returns as soon as
-    the group's pipes close.
+    Args:
+        proc: The group leader (started with ``start_new_session=True``).
+        grace: Seconds to wait for the leader after SIGTERM; default
+            :data:`KILL_GRACE`.
     """
+    grace = KILL_GRACE if grace is None else grace
     pgid = proc.pid
     try:
         os.killpg(pgid, signal.SIGTERM)
