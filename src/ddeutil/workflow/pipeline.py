@@ -62,7 +62,7 @@ from .stages.trigger import find_loop, loop_message
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    from .loader import Loader
+    from .loader import Loader, RawTemplate
     from .settings import Settings
 
 __all__ = ["Pipeline", "RunEvent", "new_run_id"]
@@ -137,7 +137,7 @@ class Pipeline(BaseModel):
     # --------------------------------------------------------------- builders
 
     @classmethod
-    def from_template(cls, template: Any, *, loader: Loader, settings: Settings) -> Self:
+    def from_template(cls, template: RawTemplate, *, loader: Loader, settings: Settings) -> Self:
         """Build and check the pipeline ``template`` describes (see the module docstring).
 
         Raises:
