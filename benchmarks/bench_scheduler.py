@@ -12,7 +12,8 @@ Method (nothing waits for a real minute boundary):
   ``synchronous=FULL``) in this process. For each sample the benchmark sleeps
   until the next *whole wall-clock second* with the daemon's own primitive (a
   ``select`` on its wake-up socket, for the remaining time), then calls
-  ``Scheduler.tick(now=B)`` with ``B`` the next *minute* boundary of a fake clock,
+  ``Scheduler.tick(now=B)`` with ``B`` the next *minute* boundary of a fake clock
+  (after ``Scheduler.prepare()`` 50 ms before the second, as the daemon does),
   so exactly one release per pipeline is due. The first stage of each pipeline is
   a python stage whose first statement reads ``time.time()``; latency = that
   stamp (taken in the worker process, read back from the run's stored outputs)
@@ -54,7 +55,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from ddeutil.workflow.app.daemon import wait_readable
+from ddeutil.workflow.app.daemon import PREPARE_LEAD, wait_readable
 from ddeutil.workflow.clock import FakeClock
 from ddeutil.workflow.loader import Loader
 from ddeutil.workflow.logs import configure_logging
@@ -127,9 +128,17 @@ def write_conf(conf: Path, count: int, cron: str) -> None:
 _WAKER = socket.socketpair()
 
 
-def sleep_until_next_second() -> float:
-    """Sleep like the daemon (:func:`wait_readable`) until the next whole second; return it."""
+def sleep_until_next_second(scheduler: Scheduler | None = None) -> float:
+    """Sleep like the daemon until the next whole second; return it.
+
+    As the daemon does, it wakes :data:`PREPARE_LEAD` early to call
+    ``scheduler.prepare()`` (the conf check), then sleeps to the boundary.
+    """
     target = math.floor(time.time()) + 1.0
+    if scheduler is not None:
+        while (left := target - PREPARE_LEAD - time.time()) > 0:
+            wait_readable(_WAKER[0], left)
+        scheduler.prepare()
     while (left := target - time.time()) > 0:
         wait_readable(_WAKER[0], left)
     return target
@@ -177,7 +186,7 @@ def latency_run(root: Path, pipelines: int, samples: int, warmup: int) -> dict[s
         for n in range(1, warmup + samples + 1):
             boundary = base + timedelta(minutes=n)
             clock.set(boundary)
-            wall = sleep_until_next_second()
+            wall = sleep_until_next_second(scheduler)
             t0 = time.perf_counter()
             report = scheduler.tick(boundary)
             tick_s.append(time.perf_counter() - t0)
