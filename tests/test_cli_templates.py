@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from ddeutil.workflow import cli
 from ddeutil.workflow.cli import CliContext, main
 from ddeutil.workflow.cli import templates as cli_templates
 from ddeutil.workflow.clock import FakeClock, SystemClock
@@ -354,8 +353,7 @@ def test_next_rejects_bad_arguments(run: Run, bad: list[str]) -> None:
 
 @pytest.fixture
 def cli_env(monkeypatch: pytest.MonkeyPatch, root: Path) -> Iterator[None]:
-    """Environment for ``main()`` with only this module's verbs; removes main's log handler."""
-    monkeypatch.setattr(cli, "_verb_modules", lambda: [cli_templates.register])
+    """Environment for ``main()``; removes main's log handler afterwards."""
     monkeypatch.setenv("WORKFLOW_ROOT_PATH", str(root))
     monkeypatch.setenv("WORKFLOW_CORE_REGISTRY", "fixtures_pkg")
     monkeypatch.setenv("WORKFLOW_CORE_TIMEZONE", "UTC")

@@ -12,6 +12,7 @@ bad settings).
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -46,13 +47,45 @@ class CliContext:
 Handler = Callable[[argparse.Namespace, CliContext], int]
 
 
-def _verb_modules() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
-    from . import ops, run, templates
+# verb -> module of this package that registers it. Only the module of the verb
+# being run is imported, so `workflow run` does not pay for the run store or the
+# API; `--help` and unknown verbs import them all.
+VERB_MODULES: dict[str, str] = {
+    "validate": "templates",
+    "list": "templates",
+    "next": "templates",
+    "run": "run",
+    "schema": "run",
+    "scheduler": "ops",
+    "health": "ops",
+    "runs": "ops",
+    "logs": "ops",
+    "api": "api",
+}
+_GLOBAL_OPTIONS_WITH_VALUE = frozenset({"--log-format", "--log-level"})
 
-    return [templates.register, run.register, ops.register]
+
+def _requested_verb(argv: Sequence[str]) -> str | None:
+    """Return the first positional word of ``argv`` (the verb), skipping global options."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in _GLOBAL_OPTIONS_WITH_VALUE:
+            skip = True
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _modules_for(verb: str | None) -> list[str]:
+    if verb in VERB_MODULES:
+        return [VERB_MODULES[verb]]
+    return list(dict.fromkeys(VERB_MODULES.values()))
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """Build the parser; with ``argv``, register only the verb it asks for."""
     parser = argparse.ArgumentParser(
         prog="workflow",
         description="Run, validate and schedule YAML-defined data pipelines.",
@@ -67,15 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=None, help="log level (default WORKFLOW_LOG_LEVEL)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for register in _verb_modules():
-        register(sub)
+    verb = _requested_verb(argv) if argv is not None else None
+    for name in _modules_for(verb):
+        module = importlib.import_module(f"{__name__}.{name}")
+        module.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
     """Run the CLI and return its exit code (the console script exits with it)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(words).parse_args(words)
     stream = out if out is not None else sys.stdout
     try:
         settings = Settings.from_env()
