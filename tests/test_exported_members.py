@@ -1,0 +1,59 @@
+"""The package root exports a curated, working public API, lazily."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ddeutil import workflow
+
+
+def test_all_is_sorted_and_resolves() -> None:
+    assert workflow.__all__ == sorted(workflow.__all__)
+    assert set(workflow.__all__) == {*workflow._EXPORTS, "__version__"}
+    for name in workflow.__all__:
+        assert getattr(workflow, name) is not None, name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Pipeline",
+        "Job",
+        "On",
+        "Result",
+        "Status",
+        "tag",
+        "custom_filter",
+        "Settings",
+        "WorkflowError",
+    ],
+)
+def test_spec_names_are_exported(name: str) -> None:
+    assert name in workflow.__all__
+
+
+def test_exports_are_the_defining_objects() -> None:
+    from ddeutil.workflow.on import On
+    from ddeutil.workflow.pipeline import Pipeline
+    from ddeutil.workflow.registry import tag
+
+    assert workflow.Pipeline is Pipeline
+    assert workflow.On is On
+    assert workflow.tag is tag
+
+
+def test_unknown_attribute_raises_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = workflow.Nope  # type: ignore[attr-defined]
+
+
+def test_importing_the_package_is_cheap() -> None:
+    code = (
+        "import sys, ddeutil.workflow\n"
+        "print([m for m in ('pydantic', 'yaml', 'ddeutil.workflow.pipeline') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
