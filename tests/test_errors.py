@@ -61,7 +61,10 @@ def test_template_not_found_names_the_template() -> None:
 
 def test_param_error_lists_every_problem() -> None:
     err = ParamError(
-        [ParamProblem("run-date", "not a datetime"), ParamProblem("mode", "not one of full, delta")],
+        [
+            ParamProblem("run-date", "not a datetime"),
+            ParamProblem("mode", "not one of full, delta"),
+        ],
         pipeline="ingest",
     )
     text = str(err)
@@ -78,7 +81,11 @@ def test_template_error_names_stage_and_expression() -> None:
 
 @pytest.mark.parametrize(
     ("child", "parent"),
-    [(StageCancelled, StageError), (StoreLockedError, errors.StoreError), (ScheduleError, ConfigError)],
+    [
+        (StageCancelled, StageError),
+        (StoreLockedError, errors.StoreError),
+        (ScheduleError, ConfigError),
+    ],
 )
 def test_subclassing(child: type, parent: type) -> None:
     assert issubclass(child, parent)

@@ -15,7 +15,15 @@ from ddeutil.workflow.masking import MASK, Masker
 
 @pytest.mark.parametrize(
     "name",
-    ["API_TOKEN", "DB_SECRET", "PG_PASSWORD", "FTP_PASSWD", "AWS_ACCESS_KEY_ID", "GCP_CREDENTIALS", "BASIC_AUTH"],
+    [
+        "API_TOKEN",
+        "DB_SECRET",
+        "PG_PASSWORD",
+        "FTP_PASSWD",
+        "AWS_ACCESS_KEY_ID",
+        "GCP_CREDENTIALS",
+        "BASIC_AUTH",
+    ],
 )
 def test_sensitive_names_are_masked(name: str) -> None:
     masker = Masker.from_env({name: "hunter2-value", "HOME": "/home/me"})
