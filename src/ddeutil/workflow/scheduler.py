@@ -16,7 +16,10 @@ A tick does, in this order:
    release claimed before (by this daemon earlier, or by another one) is logged
    and skipped.
 4. **Advance the watermark** (never backwards: a wall clock stepping back runs
-   nothing twice) and write the **heartbeat**.
+   nothing twice) and write the **heartbeat**. The watermark is read from the
+   store at :meth:`Scheduler.start` and then kept in memory: only the holder of
+   the store's scheduler lock writes it (a second scheduler on the same store
+   would at worst plan a window again, and its claims would all be refused).
 
 Overlap and fan-out policy per pipeline:
 
@@ -199,6 +202,7 @@ class Scheduler:
         self._loaded_once = False
         self._reload_requested = False
         self._prepared: bool | None = None
+        self._watermark: datetime | None = None  # read at start; only the lock holder writes it
         self._warned_unschedulable: dict[str, str] = {}
         self._waiting: dict[str, deque[_Waiting]] = {}
         self._in_flight: dict[str, set[str]] = {}
@@ -237,9 +241,11 @@ class Scheduler:
             self._executor.start()
             self.recover()
             now = ensure_utc(self._clock.now())
-            if self._store.get_watermark() is None:
+            self._watermark = self._store.get_watermark()
+            if self._watermark is None:
                 logger.info("first start on this run store: releases after %s are due", now)
                 self._store.set_watermark(now)
+                self._watermark = now
             self._store.heartbeat(now=now, owner=self.owner)
             self._state = SchedulerState.RUNNING
             logger.info("scheduler running with %d pipeline(s) loaded", len(self._loaded))
@@ -351,7 +357,7 @@ class Scheduler:
             log = _TickLog()
             log.dispatched.extend(self._handle_events(events))
             log.dispatched.extend(self._reconcile())
-            watermark = self._store.get_watermark()
+            watermark = self._watermark
             result = plan(
                 self._planned(),
                 watermark=watermark,
@@ -363,6 +369,7 @@ class Scheduler:
             new_mark = advance_watermark(watermark, at)
             if watermark is None or new_mark != watermark:
                 self._store.set_watermark(new_mark)
+                self._watermark = new_mark
             self._store.heartbeat(now=at, owner=self.owner)
             self._log_plan(result, log)
             return TickReport(
