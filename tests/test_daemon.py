@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -137,11 +137,11 @@ def store(daemon_env: dict[str, str]) -> Iterator[RunStore]:
     s.close()
 
 
-def bash_pipeline(name: str, body: str) -> str:
+def bash_pipeline(name: str, body: str, extra: str = "") -> str:
     return f"""
 {name}:
   type: Pipeline
-  on:
+{extra}  on:
     - cronjob: "0 0 1 1 *"
       timezone: UTC
   jobs:
@@ -152,13 +152,19 @@ def bash_pipeline(name: str, body: str) -> str:
 {"".join(f"            {line}{chr(10)}" for line in body.strip().splitlines())}"""
 
 
-def claim(store: RunStore, daemon_env: dict[str, str], pipeline: str, run_id: str) -> None:
+def claim(
+    store: RunStore,
+    daemon_env: dict[str, str],
+    pipeline: str,
+    run_id: str,
+    at: datetime = RELEASE,
+) -> None:
     """Claim a release as a daemon that died before starting it would have."""
     settings = Settings.from_env(daemon_env)
     loader = Loader.from_settings(settings)
     on = Pipeline.from_template(loader.get(pipeline), loader=loader, settings=settings).on[0]
-    key = ReleaseKey(pipeline=pipeline, schedule=on.key, at=RELEASE)
-    assert store.claim(key, run_id=run_id, params={}, logical_date=RELEASE, now=RELEASE)
+    key = ReleaseKey(pipeline=pipeline, schedule=on.key, at=at)
+    assert store.claim(key, run_id=run_id, params={}, logical_date=at, now=at)
 
 
 def record(store: RunStore, run_id: str) -> RunRecord:
@@ -317,7 +323,7 @@ def test_kill_9_of_the_daemon_then_restart_fails_the_started_run_and_runs_the_cl
         os.kill(bash_pid, signal.SIGKILL)
 
 
-def test_killed_worker_leaves_no_zombie_and_the_daemon_lives_on(
+def test_killed_worker_leaves_no_zombie_and_the_next_release_still_runs(
     spawn: Callable[..., DaemonProcess],
     store: RunStore,
     daemon_env: dict[str, str],
@@ -330,17 +336,24 @@ def test_killed_worker_leaves_no_zombie_and_the_daemon_lives_on(
         "p.yml",
         bash_pipeline(
             "victim",
+            f"[ -e {pidfile} ] && exit 0\n"  # the second release finishes at once
             f"echo $$ > {pidfile}\nwhile [ ! -e {gate} ]; do sleep 0.05; done",
+            extra="  concurrency: queue\n",
         ),
     )
     claim(store, daemon_env, "victim", "run-victim")
+    claim(store, daemon_env, "victim", "run-next", RELEASE + timedelta(minutes=1))
     daemon = spawn()
     wait_until(pidfile.exists, 30, "the bash stage to start")
     bash_pid = int(wait_until(lambda: pidfile.read_text().strip(), 5, "the pid"))
+    assert record(store, "run-next").status is Status.PENDING  # queued behind the first
     worker = int(Path(f"/proc/{bash_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     os.kill(worker, signal.SIGKILL)
     wait_until(status_is(store, "run-victim", Status.FAILED), 30, "the run to be failed")
     assert "died" in (record(store, "run-victim").error or "")
+    # The daemon lives on: the queued release runs on the replacement worker.
+    wait_until(status_is(store, "run-next", Status.SUCCESS), 30, "the next release to run")
+    assert daemon.proc.poll() is None
     # The orphaned bash stage is adopted by the daemon (a subreaper, like PID 1).
     wait_until(
         lambda: (
@@ -353,8 +366,6 @@ def test_killed_worker_leaves_no_zombie_and_the_daemon_lives_on(
     gate.touch()  # the orphan exits now
     wait_until(lambda: not Path(f"/proc/{bash_pid}").exists(), 10, "the orphan to be reaped")
     assert zombie_children(daemon.pid) == []
-    assert daemon.proc.poll() is None
-    daemon.wait_log("worker process")
     daemon.proc.send_signal(signal.SIGTERM)
     assert daemon.wait(30) == 0
 
