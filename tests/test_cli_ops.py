@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -35,7 +38,7 @@ def _restore_root_logging() -> Iterator[None]:
 
 @pytest.fixture
 def env(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    for name in list(__import__("os").environ):
+    for name in list(os.environ):
         if name.startswith("WORKFLOW_"):
             monkeypatch.delenv(name)
     values = {
@@ -212,3 +215,22 @@ def test_logs_of_a_known_run_without_a_file_exits_1(run_cli: Run, store: RunStor
     code, out = run_cli("logs", "run-1")
     assert code == 1
     assert "has no log file" in out
+
+
+def test_scheduler_verb_runs_the_daemon_once(env: dict[str, str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ddeutil.workflow", "--log-format", "json", "scheduler", "--once"],
+        env={**os.environ, "WORKFLOW_APP_PROCESS_WORKER": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    messages = [json.loads(line)["message"] for line in proc.stdout.splitlines() if line]
+    assert "scheduler stopped" in messages
+    store = open_store(Settings.from_env(env).api_db_url)
+    try:
+        assert store.last_heartbeat() is not None
+    finally:
+        store.close()
