@@ -576,3 +576,18 @@ def test_become_subreaper_succeeds_on_linux() -> None:
         check=True,
     )
     assert proc.stdout.strip() == str(sys.platform.startswith("linux"))
+
+
+def test_serve_stops_with_exit_1_when_the_store_fails_at_start(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ddeutil.workflow.errors import StoreError
+
+    def broken_start(self: Any) -> None:
+        raise StoreError("disk I/O error")
+
+    monkeypatch.setattr(daemon_mod.Scheduler, "start", broken_start)
+    monkeypatch.setattr(daemon_mod, "_build_executor", lambda *a: FakeExecutor())
+    monkeypatch.setattr(daemon_mod.Scheduler, "stop", lambda self, timeout=None: None)
+    assert serve(settings, masker=Masker()) == 1
+    assert "run store error" in capsys.readouterr().err

@@ -305,6 +305,10 @@ def serve(
         logger.error(message)
         print(f"workflow scheduler: {message}", file=sys.stderr)
         return EXIT_FAILED
+    except StoreError as exc:
+        logger.error("run store error, the daemon stops: %s", exc)
+        print(f"workflow scheduler: run store error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         store.close()
 
