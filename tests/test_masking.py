@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,7 @@ def test_json_logging_emits_one_object_per_line_with_context() -> None:
     line = json.loads(stream.getvalue().strip().splitlines()[-1])
     assert line["message"] == "stage done"
     assert line["level"] == "INFO"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"])
     assert (line["run_id"], line["pipeline"], line["job"], line["stage"]) == ("r1", "p", "j", "s")
 
 

@@ -76,7 +76,11 @@ class _TextFormatter(logging.Formatter):
 def _json_formatter() -> logging.Formatter:
     from pythonjsonlogger.json import JsonFormatter
 
-    return JsonFormatter(
+    class _UtcJsonFormatter(JsonFormatter):
+        def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+            return _iso(record.created)
+
+    return _UtcJsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s",
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         timestamp=False,
@@ -203,4 +207,6 @@ class RunLogRouter(logging.Handler):
 
 
 def _iso(created: float) -> str:
-    return datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="milliseconds")
+    """ISO 8601 in UTC with milliseconds, e.g. ``2024-01-01T00:00:00.123Z``."""
+    stamp = datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
