@@ -51,7 +51,6 @@ from .context import RunContext, RunEvent, new_run_id, process_environ, stash
 from .errors import ConfigError, ParamError, ParamProblem, PipelineError, TemplateNotFound
 from .job import Job, JobOutcome, ancestors, plan_jobs
 from .masking import Masker
-from .on import On
 from .params import ParamSet
 from .registry import load_filters
 from .result import ErrorRecord, Result, Status
@@ -63,7 +62,15 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from .loader import Loader, RawTemplate
+    from .on import On
     from .settings import Settings
+
+    _Schedules = tuple[On, ...]
+else:
+    # Validated as a plain tuple (_on_tuple checks that each item is an On), so
+    # that the cron machinery is imported only by pipelines that have schedules:
+    # a `workflow run` of one without `on` never loads it.
+    _Schedules = tuple[Any, ...]
 
 __all__ = ["Pipeline", "RunEvent", "new_run_id"]
 
@@ -79,7 +86,7 @@ class Pipeline(BaseModel):
 
     name: str = Field(description="the template name")
     desc: str | None = Field(default=None, description="free text")
-    on: Annotated[tuple[On, ...], WithJsonSchema(ON_SCHEMA)] = Field(
+    on: Annotated[_Schedules, WithJsonSchema(ON_SCHEMA)] = Field(
         default=(), description="schedules: a template name, a list, or inline {cron, timezone}"
     )
     params: ParamSet = Field(default_factory=ParamSet, description="declared params")
@@ -105,6 +112,10 @@ class Pipeline(BaseModel):
         if value is None:
             return ()
         items = value if isinstance(value, (list, tuple)) else [value]
+        if not items:
+            return ()
+        from .on import On
+
         for item in items:
             if not isinstance(item, On):
                 raise ValueError(
@@ -193,23 +204,7 @@ class Pipeline(BaseModel):
     ) -> Self:
         try:
             data["name"] = name
-            raw_on = data.get("on")
-            entries = raw_on if isinstance(raw_on, list) else ([] if raw_on is None else [raw_on])
-            schedules = []
-            for index, entry in enumerate(entries):
-                key = f"on[{index}]" if isinstance(raw_on, list) else "on"
-                try:
-                    schedules.append(On.from_value(entry, loader=loader, settings=settings))
-                except TemplateNotFound as exc:
-                    raise ConfigError(
-                        f"schedule {entry!r}: no On template has that name "
-                        "(inline schedules are mappings such as {cron: '*/5 * * * *'})",
-                        key=key,
-                    ) from exc
-                except ConfigError as exc:
-                    located = exc.located(key_prefix=key) if exc.template in (None, name) else exc
-                    raise located from exc
-            data["on"] = tuple(schedules)
+            data["on"] = _schedules(data.get("on"), name, loader, settings)
             try:
                 pipeline = cls.model_validate(data)
             except ValidationError as exc:
@@ -507,6 +502,30 @@ class Pipeline(BaseModel):
             if waiting[dependent] == 0:
                 ready.append(dependent)
         return ready
+
+
+def _schedules(raw_on: Any, name: str, loader: Loader, settings: Settings) -> tuple[On, ...]:
+    """Resolve a template's ``on`` (a name, a mapping or a list of those) to schedules."""
+    entries = raw_on if isinstance(raw_on, list) else ([] if raw_on is None else [raw_on])
+    if not entries:
+        return ()
+    from .on import On  # only pipelines with schedules load the cron machinery
+
+    schedules = []
+    for index, entry in enumerate(entries):
+        key = f"on[{index}]" if isinstance(raw_on, list) else "on"
+        try:
+            schedules.append(On.from_value(entry, loader=loader, settings=settings))
+        except TemplateNotFound as exc:
+            raise ConfigError(
+                f"schedule {entry!r}: no On template has that name "
+                "(inline schedules are mappings such as {cron: '*/5 * * * *'})",
+                key=key,
+            ) from exc
+        except ConfigError as exc:
+            located = exc.located(key_prefix=key) if exc.template in (None, name) else exc
+            raise located from exc
+    return tuple(schedules)
 
 
 def _outcome_of(future: Future[JobOutcome], job_id: str, rc: RunContext) -> JobOutcome:

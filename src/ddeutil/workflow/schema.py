@@ -110,7 +110,12 @@ def config_error(exc: ValidationError) -> ConfigError:
 def yaml_schema() -> dict[str, Any]:
     """JSON Schema of a conf file: template name -> pipeline or schedule template."""
     from .pipeline import Pipeline
+    from .stages.base import Retry
 
+    # The stages' default `retry` is a Retry made without validation (so that
+    # loading a stage does not build the Retry validator); its JSON default
+    # needs the serializer, built here.
+    Retry.model_rebuild()
     pipeline = Pipeline.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
     defs: dict[str, Any] = pipeline.pop("$defs", {})
     pipeline["properties"].pop("name", None)

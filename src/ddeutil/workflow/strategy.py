@@ -57,6 +57,12 @@ def _matches(combination: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:
     return all(key in combination and combination[key] == value for key, value in entry.items())
 
 
+def _no_entries() -> list[dict[str, Any]]:
+    # Not the ``list`` builtin: pydantic reads a factory's signature, and
+    # ``inspect.signature(list)`` compiles tokenize's regex (~1.5 ms of a cold start).
+    return []
+
+
 class Strategy(BaseModel):
     """A job's ``strategy``: the matrix and how its combinations run.
 
@@ -74,8 +80,8 @@ class Strategy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
 
     matrix: dict[str, list[Any]] = Field(default_factory=dict)
-    include: list[dict[str, Any]] = Field(default_factory=list)
-    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    include: list[dict[str, Any]] = Field(default_factory=_no_entries)
+    exclude: list[dict[str, Any]] = Field(default_factory=_no_entries)
     max_parallel: int = Field(default=1, ge=1, alias="max-parallel")
     fail_fast: bool = Field(default=False, alias="fail-fast")
 

@@ -110,7 +110,9 @@ class Retry(BaseModel):
         return self.delay * self.backoff ** (attempt - 1)
 
 
-_ONE_TRY = Retry()
+# model_construct: the defaults need no validation, and building the Retry
+# validator at import would cost every process that loads a stage.
+_ONE_TRY = Retry.model_construct()
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,10 @@ import contextlib
 import logging
 import os
 import signal
-import subprocess
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
@@ -46,6 +45,9 @@ from ..context import RunContext, stash
 from ..errors import StageCancelled
 from ..masking import SENSITIVE_NAME
 from .base import BaseStage, StageCall, needs_render, stage_error
+
+if TYPE_CHECKING:
+    import subprocess
 
 __all__ = ["KILL_GRACE", "BashStage", "kill_group"]
 
@@ -63,6 +65,8 @@ def kill_group(proc: subprocess.Popen[bytes], grace: float | None = None) -> Non
         grace: Seconds to wait for the leader after SIGTERM; default
             :data:`KILL_GRACE`.
     """
+    import subprocess
+
     grace = KILL_GRACE if grace is None else grace
     pgid = proc.pid
     try:
@@ -116,7 +120,9 @@ class BashStage(BaseStage):
             masker = masker.with_values(*secrets)
         if call.token.cancelled:
             raise StageCancelled(f"cancelled: {call.token.reason}", stage=call.label, job=rc.job)
-        import tempfile  # only when a script runs: keeps the engine's import light
+        # subprocess and tempfile are imported only when a script runs: a pipeline
+        # without bash stages never loads them (pinned by a test)
+        import tempfile
 
         fd, path = tempfile.mkstemp(prefix="workflow-", suffix=".sh")
         try:
@@ -129,6 +135,8 @@ class BashStage(BaseStage):
     def _spawn(
         self, path: str, env: dict[str, str], call: StageCall, rc: RunContext, masker: Any
     ) -> dict[str, Any]:
+        import subprocess
+
         proc = subprocess.Popen(
             ["bash", path],
             stdin=subprocess.DEVNULL,
