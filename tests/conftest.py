@@ -53,3 +53,8 @@ def write_conf(root: Path) -> Callable[[str, str], Path]:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(datetime(2024, 1, 1, tzinfo=timezone.utc))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run ``slow`` (wall-clock) tests first, so under xdist they overlap the rest."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
