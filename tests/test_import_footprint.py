@@ -1,15 +1,20 @@
-"""What a cold ``workflow run`` loads: only what its pipeline uses.
+"""What a cold ``workflow run`` costs beyond its pipeline: imports and the GC.
 
 A cold run is mostly imports and pydantic building validators (see
 ``benchmarks/bench_engine.py``), so what only some pipelines need is loaded on
 first use: the bash stage's ``subprocess``, the schedule (``on``/``cron``)
 modules, the validators of the param kinds, of ``retry`` and of ``strategy``.
-These tests pin that in a fresh interpreter by what ends up loaded, not by
-timing.
+The process's command also keeps the cyclic garbage collector off what it
+loaded (never garbage), while an in-process caller of ``main`` gets the
+collector back as it was. These tests pin that in a fresh interpreter by what
+ends up loaded or frozen, not by timing.
 """
 
 from __future__ import annotations
 
+import gc
+import io
+import logging
 import os
 import subprocess
 import sys
@@ -48,12 +53,14 @@ def add_one(x: int) -> dict:
     return {"y": x + 1}
 """
 
-# Runs the CLI in this interpreter, then reports what it loaded.
+# Runs the CLI as the process's command (argv read from sys.argv, as `python -m`
+# and the console script do), then reports what it loaded.
 PROBE = """
-import sys
+import gc, sys
 from ddeutil.workflow.cli import main
 
-code = main(sys.argv[1:])
+code = main()
+print("FROZEN", gc.get_freeze_count())
 from ddeutil.workflow.params import PARAM_TYPES
 from ddeutil.workflow.stages.base import Retry
 from ddeutil.workflow.strategy import Strategy
@@ -79,7 +86,7 @@ LAZY = (
 )
 
 
-def _run(root: Path, *argv: str) -> tuple[set[str], set[str]]:
+def _run(root: Path, *argv: str) -> tuple[set[str], set[str], int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKFLOW_", "PYTHON"))}
     env.update(
         PYTHONPATH=str(root / "pkg"),
@@ -99,7 +106,7 @@ def _run(root: Path, *argv: str) -> tuple[set[str], set[str]]:
     )
     assert out.returncode == 0, out.stderr
     lines = {line.split(" ", 1)[0]: line.split()[1:] for line in out.stdout.splitlines()}
-    return set(lines["MODULES"]), set(lines["BUILT"])
+    return set(lines["MODULES"]), set(lines["BUILT"]), int(lines["FROZEN"][0])
 
 
 @pytest.fixture
@@ -114,7 +121,7 @@ def root(tmp_path: Path) -> Path:
 
 
 def test_a_run_without_bash_schedules_or_params_loads_none_of_their_modules(root: Path) -> None:
-    modules, built = _run(root, "three")
+    modules, built, _ = _run(root, "three")
     assert "ddeutil.workflow.pipeline" in modules
     assert "cold_hooks.tasks" in modules
     assert sorted(m for m in LAZY if m in modules) == []
@@ -122,6 +129,40 @@ def test_a_run_without_bash_schedules_or_params_loads_none_of_their_modules(root
 
 
 def test_what_a_pipeline_uses_is_loaded_when_it_runs(root: Path) -> None:
-    modules, built = _run(root, "scheduled", "-p", "who=team")
+    modules, built, _ = _run(root, "scheduled", "-p", "who=team")
     assert {"subprocess", "ddeutil.workflow.on", "ddeutil.workflow.cron"} <= modules
     assert built == {"StrParam"}  # retry and strategy validate inside the pipeline's validator
+
+
+def test_the_process_command_keeps_what_it_loaded_out_of_the_collectors_sight(
+    root: Path,
+) -> None:
+    _, _, frozen = _run(root, "three")
+    assert frozen > 10_000  # modules, classes and validators: never garbage
+
+
+def test_an_in_process_run_leaves_the_garbage_collector_as_it_found_it(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ddeutil.workflow.cli import main
+
+    (root / "conf" / "pipelines.yml").write_text(
+        "plain:\n  type: Pipeline\n  jobs: {j: {stages: [{name: a, run: x = 1}]}}\n"
+    )
+    monkeypatch.setenv("WORKFLOW_ROOT_PATH", str(root))
+    monkeypatch.setenv("WORKFLOW_LOG_ENABLE_WRITE", "false")
+    handlers = list(logging.getLogger().handlers)
+    level = logging.getLogger().level
+    frozen = gc.get_freeze_count()
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            argv = ["--log-format", "text", "--log-level", "ERROR", "run", "plain"]
+            code = main(argv, out=io.StringIO())
+            assert (code, gc.isenabled(), gc.get_freeze_count()) == (0, enabled, frozen)
+    finally:
+        gc.enable()
+        root_logger = logging.getLogger()
+        for handler in [h for h in root_logger.handlers if h not in handlers]:
+            root_logger.removeHandler(handler)
+        root_logger.setLevel(level)

@@ -12,6 +12,8 @@ bad settings).
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import importlib
 import logging
 import os
@@ -37,11 +39,16 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CliContext:
-    """What every verb receives: the settings, the masker and the output stream."""
+    """What every verb receives: the settings, the masker and the output stream.
+
+    ``owns_process`` is true when :func:`main` runs as the process's command (the
+    console script, ``python -m``): the process ends when the verb returns.
+    """
 
     settings: Settings
     masker: Masker
     out: TextIO
+    owns_process: bool = False
 
 
 Handler = Callable[[argparse.Namespace, CliContext], int]
@@ -108,7 +115,15 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
-    """Run the CLI and return its exit code (the console script exits with it)."""
+    """Run the CLI and return its exit code (the console script exits with it).
+
+    Called without ``argv`` (the console script, ``python -m``) it is the
+    process's command, and the process ends right after it: the cyclic garbage
+    collector's final passes over everything still alive are skipped then (see
+    :func:`_freeze_at_exit`).
+    """
+    if argv is None:
+        _freeze_at_exit()
     words = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(words).parse_args(words)
     stream = out if out is not None else sys.stdout
@@ -123,12 +138,25 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     )
     handler: Handler = args.handler
     try:
-        return handler(args, CliContext(settings=settings, masker=masker, out=stream))
+        ctx = CliContext(settings=settings, masker=masker, out=stream, owns_process=argv is None)
+        return handler(args, ctx)
     except WorkflowError as exc:
         print(f"workflow: error: {masker.text(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+
+
+def _freeze_at_exit() -> None:
+    """At exit, hide every object still alive from the cyclic garbage collector.
+
+    Interpreter teardown runs full collections over all the long-lived objects
+    of the process (modules, classes, pydantic validators), which free nothing
+    and cost ~15 ms of a cold ``workflow run``. ``gc.freeze`` runs as an atexit
+    handler, so the other handlers (logging shutdown, user hooks' own) still
+    run, and streams are flushed and modules torn down as usual.
+    """
+    atexit.register(gc.freeze)
 
 
 def entry() -> None:  # pragma: no cover - console-script shim

@@ -17,6 +17,7 @@ invalid template, bad params).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import signal
 import sys
@@ -129,15 +130,38 @@ class _Printer:
         self.write(line)
 
 
-def _cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
-    from ..cancellation import CancelToken
-    from ..loader import Loader
-    from ..pipeline import Pipeline
+@contextmanager
+def _long_lived(ctx: CliContext) -> Iterator[None]:
+    """Import the engine and load the pipeline without the cyclic GC scanning it all.
 
-    if args.json:
-        _logs_to_stderr(args, ctx)
-    loader = Loader.from_settings(ctx.settings)
-    pipeline = Pipeline.from_loader(args.name, settings=ctx.settings, loader=loader)
+    What the block allocates (modules, classes, validators, the pipeline) lives
+    as long as the process, so collections of it free nothing, and they cost
+    ~20 ms of a cold run: the collector is paused for the block. After it, the
+    process's command (``ctx.owns_process``) moves everything alive out of the
+    collector's sight (``gc.freeze``); other callers get the collector back as
+    it was.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if ctx.owns_process:
+            gc.freeze()
+        if enabled:
+            gc.enable()
+
+
+def _cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
+    with _long_lived(ctx):
+        from ..cancellation import CancelToken
+        from ..loader import Loader
+        from ..pipeline import Pipeline
+
+        if args.json:
+            _logs_to_stderr(args, ctx)
+        loader = Loader.from_settings(ctx.settings)
+        pipeline = Pipeline.from_loader(args.name, settings=ctx.settings, loader=loader)
     printer = None if args.json else _Printer(ctx.out, ctx.masker, pipeline.name)
     token = CancelToken()
     try:
