@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -33,7 +33,7 @@ from ddeutil.workflow.runner import RunRequest
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
 from ddeutil.workflow.store.base import RunStore, TriggerKind
-from ddeutil.workflow.workers import ProcessExecutor, describe_exit
+from ddeutil.workflow.workers import ProcessExecutor, _parent_log_config, describe_exit
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -491,6 +491,23 @@ def test_workers_log_like_the_daemon_and_write_run_files(h):
     messages = [json.loads(line)["message"] for line in lines]
     assert messages[0] == "run started"
     assert messages[-1] == "run finished: SUCCESS"
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_workers_take_the_daemons_log_format(fmt: Literal["json", "text"]) -> None:
+    # The JSON formatter is a subclass defined in ddeutil.workflow.logs: the
+    # format is recognised by its pythonjsonlogger base, not its module name.
+    handler = configure_logging(fmt=fmt, level="WARNING", stream=io.StringIO())
+    root_logger = logging.getLogger()
+    try:
+        assert _parent_log_config() == (fmt, "WARNING")
+    finally:
+        root_logger.removeHandler(handler)
+        root_logger.setLevel(logging.WARNING)
+
+
+def test_workers_configure_no_logging_when_the_daemon_did_not() -> None:
+    assert _parent_log_config() == (None, None)
 
 
 def test_memory_store_is_refused(h):

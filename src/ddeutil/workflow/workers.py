@@ -19,12 +19,10 @@ records its outcome. Policies:
   with the cause, e.g. ``worker process 4242 died: signal 9 (SIGKILL)``; a run it
   had been handed but not yet started (still PENDING) is given to another
   worker. A worker that dies before it is ready is restarted with a backoff.
-* **A worker exits when the daemon dies**: its request pipe reaches EOF; it then
-  cancels its runs (the engine kills their bash process groups), records them
-  CANCELLED and exits. It ignores SIGINT (the daemon owns Ctrl-C) and treats
-  SIGTERM as "cancel everything and exit". ``PR_SET_PDEATHSIG`` is deliberately
-  not used: a worker's parent is the forkserver, and a death signal would end
-  the worker without cancelling, leaving its bash process groups behind.
+* **A worker exits when the daemon dies** (see :mod:`.worker_process`, the body
+  of a worker). ``PR_SET_PDEATHSIG`` is deliberately not used: a worker's parent
+  is the forkserver, and a death signal would end the worker without
+  cancelling, leaving its bash process groups behind.
 * **Stopping** (:meth:`ProcessExecutor.shutdown`): requests still waiting in the
   daemon stay PENDING (dispatched after a restart); running runs get the timeout
   to finish, then each worker cancels its runs, records stragglers CANCELLED
@@ -54,29 +52,28 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import ForkingPickler
-from types import FrameType
 from typing import Any, Literal
 
 from .clock import Clock, SystemClock
 from .errors import StoreError
-from .executor import EventBuffer, ExecEvent, SaturationLog, ThreadExecutor
-from .logs import configure_logging
+from .executor import EventBuffer, ExecEvent, SaturationLog
 from .masking import Masker
 from .result import ErrorRecord, Status
 from .runner import RunRequest, log_extra
 from .settings import Settings
 from .store import open_store
 from .store.base import RunStore
+from .worker_process import WorkerConfig, worker_main
 
 __all__ = ["PRELOAD", "ProcessExecutor", "describe_exit"]
 
 logger = logging.getLogger(__name__)
 
 PRELOAD = (
-    "ddeutil.workflow.workers",
+    "ddeutil.workflow.worker_process",
     "ddeutil.workflow.pipeline",
     "ddeutil.workflow.store",
 )
@@ -97,85 +94,6 @@ def describe_exit(pid: int | None, exitcode: int | None) -> str:
             name = "unknown signal"
         return f"worker process {pid} died: signal {-exitcode} ({name})"
     return f"worker process {pid} exited with code {exitcode}"
-
-
-# ------------------------------------------------------------------ worker side
-
-
-@dataclass(frozen=True)
-class _WorkerConfig:
-    index: int
-    settings: Settings
-    store_url: str
-    masker: Masker
-    threads: int
-    cancel_grace: float
-    log_format: Literal["json", "text"] | None
-    log_level: str
-
-
-class _Terminated(BaseException):
-    """Raised in a worker's main thread by SIGTERM (never caught by ``except Exception``)."""
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
-    raise _Terminated
-
-
-def _worker_main(requests: Connection, events: Connection, config: _WorkerConfig) -> None:
-    """Body of a worker process: read requests, run them on threads, report events."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    if config.log_format is not None:
-        configure_logging(fmt=config.log_format, level=config.log_level, masker=config.masker)
-    send_lock = threading.Lock()
-
-    def send(message: tuple[Any, ...]) -> None:
-        # OSError: the daemon is gone; the request pipe reports that too.
-        with send_lock, contextlib.suppress(OSError):
-            events.send(message)
-
-    store = open_store(config.store_url)
-    executor = ThreadExecutor(
-        store=store,
-        settings=config.settings,
-        masker=config.masker,
-        clock=SystemClock(),
-        size=config.threads,
-        cancel_grace=config.cancel_grace,
-        on_event=lambda event: send(("event", event)),
-        name=f"worker {config.index}",
-    )
-    executor.start()
-    send(("ready", os.getpid()))
-    reason = "the daemon process exited"
-    try:
-        while True:
-            try:
-                message = requests.recv()
-            except EOFError:
-                logger.warning("worker %d: daemon gone, cancelling runs", config.index)
-                break
-            if message[0] == "run":
-                executor.submit(message[1])
-            elif message[0] == "cancel":
-                if message[1] is None:
-                    executor.cancel_all(message[2])
-                else:
-                    executor.cancel(message[1], message[2])
-            elif message[0] == "stop":
-                reason = message[1]
-                break
-    except _Terminated:
-        reason = "worker process terminated (SIGTERM)"
-    finally:
-        try:
-            executor.shutdown(0.0, reason=reason)
-        finally:
-            store.close()
-            requests.close()
-            events.close()
 
 
 # ------------------------------------------------------------------ daemon side
@@ -270,7 +188,7 @@ class ProcessExecutor:
         self._grace = cancel_grace
         self._log_format = log_format
         self._log_level = log_level
-        self._config = _WorkerConfig(
+        self._config = WorkerConfig(
             index=0,
             settings=settings,
             store_url=url,
@@ -483,7 +401,7 @@ class ProcessExecutor:
         requests_r, requests_w = self._ctx.Pipe(duplex=False)
         events_r, events_w = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
-            target=_worker_main,
+            target=worker_main,
             args=(requests_r, events_w, replace(self._config, index=index)),
             name=f"workflow-worker-{index}",
             daemon=True,
@@ -714,6 +632,8 @@ def _parent_log_config() -> tuple[Literal["json", "text"] | None, str | None]:
     root = logging.getLogger()
     for handler in root.handlers:
         if getattr(handler, "_ddeutil_workflow", False):
-            is_json = "json" in type(handler.formatter).__module__.lower()
+            # the JSON formatter may be a subclass defined elsewhere: look at its bases
+            kinds = type(handler.formatter).__mro__
+            is_json = any(kind.__module__.startswith("pythonjsonlogger") for kind in kinds)
             return ("json" if is_json else "text"), logging.getLevelName(root.level)
     return None, None

@@ -1,0 +1,134 @@
+"""The body of one daemon worker process (the daemon side is :mod:`.workers`).
+
+A worker reads messages from its request pipe, runs each ``run`` request on a
+:class:`~ddeutil.workflow.executor.ThreadExecutor` of its own and reports the
+executor's events on its event pipe. It opens its own run store from the store
+URL, so the worker that executes a run also records its outcome. Policies:
+
+* **A worker exits when the daemon dies**: its request pipe reaches EOF; it then
+  cancels its runs (the engine kills their bash process groups), records them
+  CANCELLED and exits. It ignores SIGINT (the daemon owns Ctrl-C) and treats
+  SIGTERM as "cancel everything and exit".
+* **Logs.** A worker configures logging like the daemon (the format and level the
+  daemon passes in :class:`WorkerConfig`), writing to its inherited
+  stdout/stderr, so its JSON lines reach the same journal. Per-run log files are
+  written by the worker's executor when ``WORKFLOW_LOG_ENABLE_WRITE`` is on.
+
+Messages (tuples, pickled by :class:`multiprocessing.connection.Connection`):
+
+* daemon -> worker: ``("run", RunRequest)``, ``("cancel", run_id | None, reason)``
+  (``None``: every run), ``("stop", reason)``;
+* worker -> daemon: ``("ready", pid)`` once, then ``("event", ExecEvent)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from types import FrameType
+from typing import Any, Literal
+
+from .clock import SystemClock
+from .executor import ThreadExecutor
+from .logs import configure_logging
+from .masking import Masker
+from .settings import Settings
+from .store import open_store
+
+__all__ = ["WorkerConfig", "worker_main"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker process is started with (pickled to it).
+
+    Attributes:
+        index: The worker's slot number in the daemon (log label).
+        settings: The daemon's settings.
+        store_url: The run store the worker opens.
+        masker: Hides secrets in stored records and log lines.
+        threads: Runs executed at once.
+        cancel_grace: Seconds a cancelled run gets before it is recorded CANCELLED.
+        log_format: Console logging like the daemon's; ``None``: configure none.
+        log_level: Console log level.
+    """
+
+    index: int
+    settings: Settings
+    store_url: str
+    masker: Masker
+    threads: int
+    cancel_grace: float
+    log_format: Literal["json", "text"] | None
+    log_level: str
+
+
+class _Terminated(BaseException):
+    """Raised in a worker's main thread by SIGTERM (never caught by ``except Exception``)."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+    raise _Terminated
+
+
+def worker_main(requests: Connection, events: Connection, config: WorkerConfig) -> None:
+    """Body of a worker process: read requests, run them on threads, report events."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if config.log_format is not None:
+        configure_logging(fmt=config.log_format, level=config.log_level, masker=config.masker)
+    send_lock = threading.Lock()
+
+    def send(message: tuple[Any, ...]) -> None:
+        # OSError: the daemon is gone; the request pipe reports that too.
+        with send_lock, contextlib.suppress(OSError):
+            events.send(message)
+
+    store = open_store(config.store_url)
+    executor = ThreadExecutor(
+        store=store,
+        settings=config.settings,
+        masker=config.masker,
+        clock=SystemClock(),
+        size=config.threads,
+        cancel_grace=config.cancel_grace,
+        on_event=lambda event: send(("event", event)),
+        name=f"worker {config.index}",
+    )
+    executor.start()
+    send(("ready", os.getpid()))
+    reason = "the daemon process exited"
+    try:
+        while True:
+            try:
+                message = requests.recv()
+            except EOFError:
+                logger.warning("worker %d: daemon gone, cancelling runs", config.index)
+                break
+            if message[0] == "run":
+                executor.submit(message[1])
+            elif message[0] == "cancel":
+                if message[1] is None:
+                    executor.cancel_all(message[2])
+                else:
+                    executor.cancel(message[1], message[2])
+            elif message[0] == "stop":
+                reason = message[1]
+                break
+    except _Terminated:
+        reason = "worker process terminated (SIGTERM)"
+    finally:
+        try:
+            executor.shutdown(0.0, reason=reason)
+        finally:
+            store.close()
+            requests.close()
+            events.close()
