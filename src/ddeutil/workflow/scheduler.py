@@ -6,7 +6,8 @@ A tick does, in this order:
    :meth:`Scheduler.request_reload` asked for it, e.g. on SIGHUP). A pipeline whose
    new version no longer validates keeps its *last good version* and the error is
    logged with file, template and key; a template that never validated is logged
-   and skipped. A broken template is never fatal.
+   and skipped. A broken template is never fatal (see
+   :class:`~ddeutil.workflow.catalog.PipelineCatalog`).
 2. **Plan**: the pure :func:`ddeutil.workflow.planner.plan` returns the releases
    due in ``(watermark, now]`` with each pipeline's catch-up policy applied; every
    due and every missed release is logged.
@@ -57,14 +58,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .catalog import CatalogEntry, PipelineCatalog
 from .clock import Clock, ensure_utc
-from .errors import ConfigError, WorkflowError
+from .errors import WorkflowError
 from .executor import ExecEvent, Executor
 from .loader import Loader, RawTemplate
 from .masking import Masker
-from .on import On
-from .pipeline import Pipeline, new_run_id
-from .planner import Catchup, Plan, PlannedSchedule, Release, advance_watermark, plan
+from .pipeline import new_run_id
+from .planner import Plan, Release, advance_watermark, plan
 from .result import Status
 from .runner import RunRequest
 from .settings import Settings
@@ -124,26 +125,6 @@ class TickReport:
 
 
 @dataclass(frozen=True)
-class _Loaded:
-    """What the scheduler keeps of one validated pipeline version.
-
-    The validated :class:`Pipeline` itself is not kept (its jobs and stages are
-    the workers' business): the daemon stays small with thousands of pipelines.
-    """
-
-    template: RawTemplate
-    schedules: tuple[On, ...]
-    concurrency: str
-    catchup: Catchup
-    defaults: Mapping[str, Any]
-    unschedulable: str | None  # reason, when the pipeline has schedules but cannot be scheduled
-
-    @property
-    def name(self) -> str:
-        return self.template.name
-
-
-@dataclass(frozen=True)
 class _Waiting:
     run_id: str
     release: ReleaseKey | None
@@ -191,19 +172,15 @@ class Scheduler:
         self._store = store
         self._executor = executor
         self._clock = clock
-        self._loader = loader
+        self._catalog = PipelineCatalog(loader, settings)
         self._masker = masker or Masker()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self._state = SchedulerState.STOPPED
         self._started_once = False
         self._lock = threading.RLock()
-        self._loaded: dict[str, _Loaded] = {}
-        self._planned_cache: list[PlannedSchedule] | None = None
-        self._loaded_once = False
         self._reload_requested = False
         self._prepared: bool | None = None
         self._watermark: datetime | None = None  # read at start; only the lock holder writes it
-        self._warned_unschedulable: dict[str, str] = {}
         self._waiting: dict[str, deque[_Waiting]] = {}
         self._in_flight: dict[str, set[str]] = {}
         self._run_pipeline: dict[str, str] = {}
@@ -218,7 +195,7 @@ class Scheduler:
     def pipelines(self) -> Mapping[str, RawTemplate]:
         """The validated template of every loaded pipeline (last good versions included)."""
         with self._lock:
-            return {name: loaded.template for name, loaded in self._loaded.items()}
+            return {entry.name: entry.template for entry in self._catalog}
 
     def start(self) -> None:
         """Start the executor, :meth:`recover`, then accept ticks. Idempotent.
@@ -248,7 +225,7 @@ class Scheduler:
                 self._watermark = now
             self._store.heartbeat(now=now, owner=self.owner)
             self._state = SchedulerState.RUNNING
-            logger.info("scheduler running with %d pipeline(s) loaded", len(self._loaded))
+            logger.info("scheduler running with %d pipeline(s) loaded", len(self._catalog))
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop dispatching; let running pipelines finish, then cancel the rest. Idempotent.
@@ -273,6 +250,11 @@ class Scheduler:
                 logger.info("%d claimed release(s) stay PENDING for the next start", left)
             self._state = SchedulerState.STOPPED
         logger.info("scheduler stopped")
+
+    def _reload(self, *, force: bool) -> bool:
+        if force:
+            self._reload_requested = False
+        return self._catalog.reload(force=force)
 
     def request_reload(self) -> None:
         """Reload the conf folder at the next tick even if no file changed (SIGHUP)."""
@@ -308,7 +290,7 @@ class Scheduler:
                 self._pump(name)
 
     def _recover_pending(self, run: RunRecord, now: datetime) -> None:
-        loaded = self._loaded.get(run.pipeline)
+        loaded = self._catalog.get(run.pipeline)
         extra = {"run_id": run.run_id, "pipeline": run.pipeline}
         if loaded is None or loaded.unschedulable:
             why = loaded.unschedulable if loaded else None
@@ -321,7 +303,7 @@ class Scheduler:
             return
         logical = run.logical_date
         if logical is not None and run.release is not None:
-            logical = self._in_zone(loaded, run.release.schedule, logical)
+            logical = loaded.in_zone(run.release.schedule, logical)
         logger.info(
             "re-dispatching release claimed before the restart", extra=self._extra(run, extra)
         )
@@ -359,7 +341,7 @@ class Scheduler:
             log.dispatched.extend(self._reconcile())
             watermark = self._watermark
             result = plan(
-                self._planned(),
+                self._catalog.planned(),
                 watermark=watermark,
                 now=at,
                 catchup_limit=self._settings.app_catchup_limit,
@@ -409,25 +391,12 @@ class Scheduler:
                 self._forget(events)
             return events
 
-    def _planned(self) -> list[PlannedSchedule]:
-        """The schedules to plan, rebuilt only when the loaded pipelines change."""
-        if self._planned_cache is None:
-            planned: list[PlannedSchedule] = []
-            for loaded in self._loaded.values():
-                if loaded.unschedulable:
-                    continue
-                planned.extend(
-                    PlannedSchedule(pipeline=loaded.name, schedule=on, catchup=loaded.catchup)
-                    for on in loaded.schedules
-                )
-            self._planned_cache = planned
-        return self._planned_cache
-
     def _dispatch_batch(self, releases: Sequence[Release], now: datetime, log: _TickLog) -> None:
         """Claim a batch of due releases in one go, then submit / hold / skip each."""
-        claims: list[tuple[Release, _Loaded, str, ReleaseKey]] = []
+        claims: list[tuple[Release, CatalogEntry, str, ReleaseKey]] = []
         for release in releases:
-            loaded = self._loaded[release.pipeline]
+            loaded = self._catalog.get(release.pipeline)
+            assert loaded is not None  # planned from the catalog under the same lock
             key = ReleaseKey(pipeline=release.pipeline, schedule=release.schedule, at=release.at)
             claims.append((release, loaded, new_run_id(self._clock, self._settings.timezone), key))
         won = self._claim(claims, now)
@@ -451,7 +420,7 @@ class Scheduler:
                 log.held.append(run_id)
 
     def _claim(
-        self, claims: Sequence[tuple[Release, _Loaded, str, ReleaseKey]], now: datetime
+        self, claims: Sequence[tuple[Release, CatalogEntry, str, ReleaseKey]], now: datetime
     ) -> list[bool]:
         batch = [
             Claim(
@@ -464,7 +433,7 @@ class Scheduler:
         ]
         return self._store.claim_many(batch, now=now)
 
-    def _limit(self, loaded: _Loaded) -> int:
+    def _limit(self, loaded: CatalogEntry) -> int:
         if loaded.concurrency in ("queue", "skip"):
             return 1
         return self._settings.max_pipeline_poking
@@ -475,7 +444,7 @@ class Scheduler:
         if not queue:
             return []
         started: list[str] = []
-        loaded = self._loaded.get(name)
+        loaded = self._catalog.get(name)
         running = self._in_flight.setdefault(name, set())
         while queue and (loaded is None or len(running) < self._limit(loaded)):
             item = queue.popleft()
@@ -540,7 +509,7 @@ class Scheduler:
         """
         started: list[str] = []
         for name, running in list(self._in_flight.items()):
-            loaded = self._loaded.get(name)
+            loaded = self._catalog.get(name)
             skip = loaded is not None and loaded.concurrency == "skip"
             if not running or not (self._waiting.get(name) or skip):
                 continue
@@ -592,140 +561,6 @@ class Scheduler:
             logger.info(
                 "%d claimed release(s) wait for a free slot of their pipeline", len(log.held)
             )
-
-    # -- conf loading ------------------------------------------------------------
-
-    def _reload(self, *, force: bool) -> bool:
-        """(Re)load pipelines when the conf changed; keep the last good version on errors."""
-        if force:
-            self._reload_requested = False
-            loader = type(self._loader)(self._loader.conf_path, prefixes=self._loader.prefixes)
-        elif not self._loaded_once:
-            loader = self._loader
-        else:
-            loader = self._loader.refreshed()
-            if loader is self._loader:
-                return False
-        first = not self._loaded_once
-        self._loader = loader
-        self._loaded_once = True
-        for error in loader.errors:
-            logger.error("conf error: %s", error, extra=self._where(error))
-        try:
-            templates = loader.of_type(Pipeline)
-        except WorkflowError as exc:
-            logger.error("cannot list pipeline templates: %s; keeping the loaded ones", exc)
-            return False
-        fresh: dict[str, _Loaded] = {}
-        for template in templates:
-            loaded = self._build(template, loader)
-            if loaded is not None:
-                fresh[template.name] = loaded
-        broken_files = {e.file for e in loader.errors if e.file}
-        broken_names = {e.template for e in loader.errors if e.template}
-        for name, old in self._loaded.items():
-            if name in fresh:
-                continue
-            if name in broken_names or str(old.template.file) in broken_files:
-                logger.error(
-                    "pipeline %s no longer loads: keeping its last good version",
-                    name,
-                    extra={"pipeline": name},
-                )
-                fresh[name] = old
-            elif not any(t.name == name for t in templates):
-                logger.info(
-                    "pipeline %s removed from the conf folder: no longer scheduled",
-                    name,
-                    extra={"pipeline": name},
-                )
-        self._loaded = fresh
-        self._planned_cache = None
-        self._planned()
-        for loaded in fresh.values():
-            self._warn_unschedulable(loaded)
-        logger.info(
-            "conf %s: %d pipeline(s), %d schedule(s)",
-            "loaded" if first else "reloaded",
-            len(fresh),
-            sum(len(x.schedules) for x in fresh.values() if not x.unschedulable),
-        )
-        return True
-
-    def _build(self, template: RawTemplate, loader: Loader) -> _Loaded | None:
-        name = template.name
-        try:
-            pipeline = Pipeline.from_template(template, loader=loader, settings=self._settings)
-        except Exception as exc:
-            error = (
-                exc.located(file=str(template.file), template=name)
-                if isinstance(exc, ConfigError)
-                else ConfigError(
-                    f"{type(exc).__name__}: {exc}", file=str(template.file), template=name
-                )
-            )
-            old = self._loaded.get(name)
-            if old is not None:
-                logger.error(
-                    "pipeline %s: new version is invalid, keeping the last good version: %s",
-                    name,
-                    error,
-                    extra={**self._where(error), "pipeline": name},
-                )
-                return old
-            logger.error(
-                "pipeline %s is invalid and is not scheduled: %s",
-                name,
-                error,
-                extra={**self._where(error), "pipeline": name},
-            )
-            return None
-        defaults: Mapping[str, Any] = {}
-        reason: str | None = None
-        missing = list(pipeline.params.required_without_default())
-        if missing:
-            reason = "required param(s) without a default: " + ", ".join(sorted(missing))
-        else:
-            try:
-                defaults = pipeline.params.resolve({}, pipeline=name)
-            except WorkflowError as exc:
-                reason = f"param defaults do not validate: {exc}"
-        if not pipeline.on:
-            reason = None
-        return _Loaded(
-            template=template,
-            schedules=tuple(pipeline.on),
-            concurrency=pipeline.concurrency,
-            catchup=Catchup(pipeline.catchup),
-            defaults=defaults,
-            unschedulable=reason,
-        )
-
-    def _warn_unschedulable(self, loaded: _Loaded) -> None:
-        name = loaded.name
-        if loaded.unschedulable is None:
-            self._warned_unschedulable.pop(name, None)
-            return
-        if self._warned_unschedulable.get(name) == loaded.unschedulable:
-            return
-        self._warned_unschedulable[name] = loaded.unschedulable
-        logger.warning(
-            "pipeline %s is not scheduled: %s",
-            name,
-            loaded.unschedulable,
-            extra={"pipeline": name},
-        )
-
-    @staticmethod
-    def _where(error: ConfigError) -> dict[str, Any]:
-        return {"file": error.file, "template": error.template, "key": error.key}
-
-    @staticmethod
-    def _in_zone(loaded: _Loaded, schedule_key: str, instant: datetime) -> datetime:
-        for on in loaded.schedules:
-            if on.key == schedule_key:
-                return ensure_utc(instant).astimezone(on.timezone)
-        return instant
 
 
 def _batches(count: int) -> Iterable[tuple[int, int]]:
