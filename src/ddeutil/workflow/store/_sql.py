@@ -23,7 +23,7 @@ from typing import Any
 
 from ..result import Status
 from ._codec import load_errors
-from .base import ReleaseKey, RunRecord, StatusFilter, TriggerKind, status_values
+from .base import ReleaseKey, RunFilter, RunRecord, TriggerKind
 
 __all__ = ["SCHEMA_VERSION", "Dialect", "migrations"]
 
@@ -129,12 +129,16 @@ class Dialect:
         ts_in: Turns an aware datetime into the value the driver stores.
         ts_out: Turns a stored timestamp back into an aware UTC datetime.
         json_out: Turns a stored JSON column into Python values.
+        ts_type: The column type of timestamps (see :func:`migrations`).
+        json_type: The column type of JSON values.
     """
 
     placeholder: str
     ts_in: Callable[[datetime], Any]
     ts_out: Callable[[Any], datetime]
     json_out: Callable[[Any], Any]
+    ts_type: str
+    json_type: str
 
     def sql(self, statement: str) -> str:
         """Return ``statement`` with ``?`` markers in this driver's style."""
@@ -216,37 +220,28 @@ class Dialect:
             idempotency_key=key,
         )
 
-    def where(
-        self,
-        *,
-        pipeline: str | None = None,
-        status: StatusFilter = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        trigger: TriggerKind | None = None,
-    ) -> tuple[str, list[Any]]:
-        """Build a ``WHERE`` clause (``?`` markers) and its values for run filters."""
+    def where(self, runs: RunFilter) -> tuple[str, list[Any]]:
+        """Build a ``WHERE`` clause (``?`` markers) and its values for a run filter."""
         parts: list[str] = []
         values: list[Any] = []
-        if pipeline is not None:
+        if runs.pipeline is not None:
             parts.append("pipeline = ?")
-            values.append(pipeline)
-        wanted = status_values(status)
-        if wanted is not None:
-            if not wanted:
+            values.append(runs.pipeline)
+        if runs.statuses is not None:
+            if not runs.statuses:
                 parts.append("1 = 0")
             else:
-                parts.append(f"status IN ({', '.join('?' * len(wanted))})")
-                values.extend(wanted)
-        if since is not None:
+                parts.append(f"status IN ({', '.join('?' * len(runs.statuses))})")
+                values.extend(runs.statuses)
+        if runs.since is not None:
             parts.append("created >= ?")
-            values.append(self.ts_in(since))
-        if until is not None:
+            values.append(self.ts_in(runs.since))
+        if runs.until is not None:
             parts.append("created < ?")
-            values.append(self.ts_in(until))
-        if trigger is not None:
+            values.append(self.ts_in(runs.until))
+        if runs.trigger is not None:
             parts.append("trigger_kind = ?")
-            values.append(TriggerKind(trigger).value)
+            values.append(runs.trigger.value)
         return (f"WHERE {' AND '.join(parts)}" if parts else ""), values
 
     def list_query(self, where: str) -> str:
@@ -260,6 +255,6 @@ class Dialect:
 
     def status_query(self, status: Status, trigger: TriggerKind | None) -> tuple[str, list[Any]]:
         """SELECT the runs of one status (optionally one trigger) in their order."""
-        where, values = self.where(status=status, trigger=trigger)
+        where, values = self.where(RunFilter.of(status=status, trigger=trigger))
         order = PENDING_ORDER if status is Status.PENDING else RUNNING_ORDER
         return self.sql(f"SELECT {_COLS} FROM workflow_runs {where} {order}"), values

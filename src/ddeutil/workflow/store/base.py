@@ -29,6 +29,7 @@ Policies every implementation follows:
 
 from __future__ import annotations
 
+import abc
 import enum
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -39,6 +40,7 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 from ..clock import ensure_utc
 from ..errors import StoreError
 from ..result import ErrorRecord, Status
+from ._codec import utc
 
 __all__ = [
     "Claim",
@@ -359,3 +361,131 @@ def check_paging(limit: int, offset: int) -> None:
     """Refuse negative paging arguments (they would mean "everything" in SQL)."""
     if limit < 0 or offset < 0:
         raise ValueError(f"limit and offset must be >= 0, got {limit}, {offset}")
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """The filters of :meth:`RunStore.list_runs`, normalised once for every store.
+
+    ``statuses`` holds status values (``None``: any status, ``()``: none);
+    ``since`` (inclusive) and ``until`` (exclusive) bound ``created`` and are aware
+    UTC. The SQL stores turn a filter into a ``WHERE`` clause, the memory store
+    into a predicate over its rows.
+    """
+
+    pipeline: str | None = None
+    statuses: tuple[str, ...] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    trigger: TriggerKind | None = None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        pipeline: str | None = None,
+        status: StatusFilter = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        trigger: TriggerKind | None = None,
+    ) -> RunFilter:
+        """Normalise the arguments of :meth:`RunStore.list_runs` (bad values raise)."""
+        return cls(
+            pipeline=pipeline,
+            statuses=status_values(status),
+            since=None if since is None else utc(since),
+            until=None if until is None else utc(until),
+            trigger=None if trigger is None else TriggerKind(trigger),
+        )
+
+
+class RunStoreBase(abc.ABC):
+    """What the bundled stores share: the :class:`RunStore` methods that reduce to others.
+
+    Arguments are checked and normalised here, once; a subclass implements
+    :meth:`claim_many` and the primitives below, plus the rest of the protocol.
+    """
+
+    def claim(
+        self,
+        release: ReleaseKey,
+        *,
+        run_id: str,
+        params: Mapping[str, Any],
+        logical_date: datetime,
+        now: datetime,
+    ) -> bool:
+        return self.claim_many([Claim(release, run_id, params, logical_date)], now=now)[0]
+
+    @abc.abstractmethod
+    def claim_many(self, claims: Sequence[Claim], *, now: datetime) -> list[bool]: ...
+
+    def list_runs(
+        self,
+        *,
+        pipeline: str | None = None,
+        status: StatusFilter = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        trigger: TriggerKind | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        check_paging(limit, offset)
+        where = RunFilter.of(
+            pipeline=pipeline, status=status, since=since, until=until, trigger=trigger
+        )
+        return self._list(where, limit, offset)
+
+    def count_runs(
+        self,
+        *,
+        pipeline: str | None = None,
+        status: StatusFilter = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        trigger: TriggerKind | None = None,
+    ) -> int:
+        where = RunFilter.of(
+            pipeline=pipeline, status=status, since=since, until=until, trigger=trigger
+        )
+        return self._count(where)
+
+    def pending_runs(self, *, trigger: TriggerKind | None = None) -> list[RunRecord]:
+        return self._by_status(Status.PENDING, trigger)
+
+    def running_runs(self, *, trigger: TriggerKind | None = None) -> list[RunRecord]:
+        return self._by_status(Status.RUNNING, trigger)
+
+    def get_watermark(self) -> datetime | None:
+        state = self._get_state("watermark")
+        return None if state is None else state[0]
+
+    def set_watermark(self, at: datetime) -> None:
+        self._set_state("watermark", at, "")
+
+    def heartbeat(self, *, now: datetime, owner: str) -> None:
+        self._set_state("heartbeat", now, owner)
+
+    def last_heartbeat(self) -> tuple[datetime, str] | None:
+        return self._get_state("heartbeat")
+
+    @abc.abstractmethod
+    def _list(self, where: RunFilter, limit: int, offset: int) -> list[RunRecord]:
+        """The page of runs ``where`` selects, newest first (paging already checked)."""
+
+    @abc.abstractmethod
+    def _count(self, where: RunFilter) -> int:
+        """How many runs ``where`` selects."""
+
+    @abc.abstractmethod
+    def _by_status(self, status: Status, trigger: TriggerKind | None) -> list[RunRecord]:
+        """The runs of ``status`` (PENDING or RUNNING) in the order its query promises."""
+
+    @abc.abstractmethod
+    def _get_state(self, name: str) -> tuple[datetime, str] | None:
+        """The instant and owner stored under ``name``, or ``None``."""
+
+    @abc.abstractmethod
+    def _set_state(self, name: str, at: datetime, owner: str) -> None:
+        """Store ``at`` (aware UTC once stored) and ``owner`` under ``name``."""

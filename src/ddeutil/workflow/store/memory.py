@@ -23,11 +23,10 @@ from .base import (
     Claim,
     DuplicateRun,
     ReleaseKey,
+    RunFilter,
     RunRecord,
-    StatusFilter,
+    RunStoreBase,
     TriggerKind,
-    check_paging,
-    status_values,
     terminal_status,
 )
 
@@ -104,7 +103,7 @@ class _Row:
         )
 
 
-class MemoryRunStore:
+class MemoryRunStore(RunStoreBase):
     """A :class:`~.base.RunStore` in this process's memory (``memory://``)."""
 
     def __init__(self) -> None:
@@ -150,17 +149,6 @@ class MemoryRunStore:
             )
         )
         self._claims[release] = item.run_id
-
-    def claim(
-        self,
-        release: ReleaseKey,
-        *,
-        run_id: str,
-        params: Mapping[str, Any],
-        logical_date: datetime,
-        now: datetime,
-    ) -> bool:
-        return self.claim_many([Claim(release, run_id, params, logical_date)], now=now)[0]
 
     def claim_many(self, claims: Sequence[Claim], *, now: datetime) -> list[bool]:
         at = utc(now)
@@ -269,18 +257,16 @@ class MemoryRunStore:
             row = self._runs.get(run_id)
         return None if row is None else row.record()
 
-    def _select(
-        self,
-        pipeline: str | None,
-        status: StatusFilter,
-        since: datetime | None,
-        until: datetime | None,
-        trigger: TriggerKind | None,
-    ) -> list[_Row]:
-        wanted = status_values(status)
-        lo = None if since is None else utc(since)
-        hi = None if until is None else utc(until)
-        kind = None if trigger is None else TriggerKind(trigger)
+    def _select(self, where: RunFilter) -> list[_Row]:
+        # Locals, not attribute lookups or a method call per row: this loop is
+        # what list_runs and count_runs cost.
+        pipeline, wanted, lo, hi, kind = (
+            where.pipeline,
+            where.statuses,
+            where.since,
+            where.until,
+            where.trigger,
+        )
         with self._mutex:
             self._check()
             rows = list(self._runs.values())
@@ -294,42 +280,24 @@ class MemoryRunStore:
             and (kind is None or r.trigger is kind)
         ]
 
-    def list_runs(
-        self,
-        *,
-        pipeline: str | None = None,
-        status: StatusFilter = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        trigger: TriggerKind | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> list[RunRecord]:
-        check_paging(limit, offset)
-        rows = self._select(pipeline, status, since, until, trigger)
+    def _list(self, where: RunFilter, limit: int, offset: int) -> list[RunRecord]:
+        rows = self._select(where)
         rows.sort(key=lambda r: (r.created, r.run_id), reverse=True)
         return [r.record() for r in rows[offset : offset + limit]]
 
-    def count_runs(
-        self,
-        *,
-        pipeline: str | None = None,
-        status: StatusFilter = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        trigger: TriggerKind | None = None,
-    ) -> int:
-        return len(self._select(pipeline, status, since, until, trigger))
+    def _count(self, where: RunFilter) -> int:
+        return len(self._select(where))
 
-    def pending_runs(self, *, trigger: TriggerKind | None = None) -> list[RunRecord]:
-        rows = self._select(None, Status.PENDING, None, None, trigger)
-        rows.sort(key=lambda r: (r.release.at if r.release else r.created, r.created, r.run_id))
-        return [r.record() for r in rows]
+    def _rows_by_status(self, status: Status, trigger: TriggerKind | None) -> list[_Row]:
+        rows = self._select(RunFilter.of(status=status, trigger=trigger))
+        if status is Status.PENDING:
+            rows.sort(key=lambda r: (r.release.at if r.release else r.created, r.created, r.run_id))
+        else:
+            rows.sort(key=lambda r: (r.started or r.created, r.run_id))
+        return rows
 
-    def running_runs(self, *, trigger: TriggerKind | None = None) -> list[RunRecord]:
-        rows = self._select(None, Status.RUNNING, None, None, trigger)
-        rows.sort(key=lambda r: (r.started or r.created, r.run_id))
-        return [r.record() for r in rows]
+    def _by_status(self, status: Status, trigger: TriggerKind | None) -> list[RunRecord]:
+        return [r.record() for r in self._rows_by_status(status, trigger)]
 
     def fail_interrupted(
         self, *, now: datetime, reason: str, trigger: TriggerKind | None = None
@@ -337,8 +305,7 @@ class MemoryRunStore:
         at = utc(now)
         errors = dump_errors([ErrorRecord(message=reason, kind="Interrupted")])
         with self._mutex:
-            rows = self._select(None, Status.RUNNING, None, None, trigger)
-            rows.sort(key=lambda r: (r.started or r.created, r.run_id))
+            rows = self._rows_by_status(Status.RUNNING, trigger)
             for row in rows:
                 self._runs[row.run_id] = replace(
                     row, status=Status.FAILED, ended=at, errors=errors, error=reason
@@ -347,26 +314,15 @@ class MemoryRunStore:
 
     # -- scheduler state ----------------------------------------------------------
 
-    def get_watermark(self) -> datetime | None:
+    def _get_state(self, name: str) -> tuple[datetime, str] | None:
         with self._mutex:
             self._check()
-            value = self._state.get("watermark")
-        return None if value is None else value[0]
+            return self._state.get(name)
 
-    def set_watermark(self, at: datetime) -> None:
+    def _set_state(self, name: str, at: datetime, owner: str) -> None:
         with self._mutex:
             self._check()
-            self._state["watermark"] = (utc(at), "")
-
-    def heartbeat(self, *, now: datetime, owner: str) -> None:
-        with self._mutex:
-            self._check()
-            self._state["heartbeat"] = (utc(now), owner)
-
-    def last_heartbeat(self) -> tuple[datetime, str] | None:
-        with self._mutex:
-            self._check()
-            return self._state.get("heartbeat")
+            self._state[name] = (utc(at), owner)
 
     def scheduler_lock(self, owner: str) -> AbstractContextManager[None]:
         self._check()

@@ -23,26 +23,17 @@ import hashlib
 import logging
 import os
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import StoreError, StoreLockedError
-from ..result import ErrorRecord, Status
 from . import _sql
-from ._codec import dump_errors, dumps_json, utc
+from ._codec import dumps_json, utc
 from ._pool import Pool
-from .base import (
-    Claim,
-    DuplicateRun,
-    ReleaseKey,
-    RunRecord,
-    StatusFilter,
-    TriggerKind,
-    check_paging,
-    terminal_status,
-)
+from ._sqlbase import SqlRunStore
+from .base import Claim, DuplicateRun, TriggerKind
 
 __all__ = ["PostgresRunStore"]
 
@@ -88,7 +79,19 @@ def _json_out(value: Any) -> Any:
     return value
 
 
-_DIALECT = _sql.Dialect(placeholder="%s", ts_in=utc, ts_out=_ts_out, json_out=_json_out)
+_DIALECT = _sql.Dialect(
+    placeholder="%s",
+    ts_in=utc,
+    ts_out=_ts_out,
+    json_out=_json_out,
+    ts_type="TIMESTAMPTZ",
+    json_type="JSON",
+)
+# COALESCE(new, context) needs the new context typed as json.
+_FINISH = _DIALECT.sql(_sql.FINISH).replace("COALESCE(%s,", "COALESCE(%s::json,")
+_INSERT_RUN = _DIALECT.sql(
+    _sql.INSERT_RUN + " ON CONFLICT (idempotency_key) DO NOTHING RETURNING run_id"
+)
 _CLAIM_MANY = """
 INSERT INTO workflow_runs (run_id, pipeline, trigger_kind, status, release_schedule,
                            release_at, logical_date, params, errors, created)
@@ -114,7 +117,7 @@ def _key(purpose: str, schema: str) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
-class PostgresRunStore:
+class PostgresRunStore(SqlRunStore):
     """A :class:`~.base.RunStore` in a PostgreSQL database.
 
     Args:
@@ -129,6 +132,10 @@ class PostgresRunStore:
             schema is newer than this version of ddeutil-workflow understands.
     """
 
+    _dialect = _DIALECT
+    _kind = "PostgreSQL"
+    _finish_sql = _FINISH
+
     def __init__(
         self,
         conninfo: str,
@@ -138,6 +145,7 @@ class PostgresRunStore:
         pool_timeout: float = 30.0,
     ) -> None:
         self._pg = _import_psycopg()
+        self._driver_error = self._pg.Error
         from psycopg.conninfo import conninfo_to_dict
 
         try:
@@ -184,22 +192,13 @@ class PostgresRunStore:
         _LIVE.add(conn)
         return conn
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except self._pg.Error as exc:
-            raise StoreError(f"PostgreSQL run store {self.display}: {exc}") from exc
+    @property
+    def _label(self) -> str:
+        return self.display
 
     @contextmanager
     def _conn(self, *, transaction: bool = False) -> Iterator[Any]:
-        if self._closed:
-            raise StoreError(f"the PostgreSQL run store {self.display} is closed")
-        if os.getpid() != self._pid:
-            raise StoreError(
-                f"this PostgreSQL run store was opened in process {self._pid}; "
-                "open a new store in each process (open_store(url))"
-            )
+        self._check_open()
         with self._errors(), self._pool.connection() as conn:
             if transaction:
                 with conn.transaction():
@@ -207,8 +206,18 @@ class PostgresRunStore:
             else:
                 yield conn
 
+    def _read(self) -> AbstractContextManager[Any]:
+        return self._conn()
+
+    def _write(self) -> AbstractContextManager[Any]:
+        """An autocommit session: each statement commits by itself, in one round trip."""
+        return self._conn()
+
+    def _transaction(self) -> AbstractContextManager[Any]:
+        return self._conn(transaction=True)
+
     def _migrate(self) -> None:
-        with self._conn(transaction=True) as conn:
+        with self._transaction() as conn:
             if self._schema:
                 from psycopg import sql
 
@@ -222,41 +231,9 @@ class PostgresRunStore:
                 conn.execute(
                     "SELECT pg_advisory_xact_lock(%s)", (_key("migrate", self._schema_name),)
                 )
-            conn.execute(_sql.META_DDL)
-            row = conn.execute(_sql.GET_VERSION).fetchone()
-            version = int(row[0]) if row else 0
-            if version > _sql.SCHEMA_VERSION:
-                raise StoreError(
-                    f"the run store {self.display} has schema version {version}, newer "
-                    f"than this ddeutil-workflow supports ({_sql.SCHEMA_VERSION}); upgrade it"
-                )
-            for statements in _sql.migrations("TIMESTAMPTZ", "JSON")[version:]:
-                for statement in statements:
-                    conn.execute(statement)
-            if version < _sql.SCHEMA_VERSION:
-                conn.execute(_DIALECT.sql(_sql.SET_VERSION), (str(_sql.SCHEMA_VERSION),))
-                logger.info(
-                    "run store %s migrated to schema version %d",
-                    self.display,
-                    _sql.SCHEMA_VERSION,
-                )
-
-    def _get(self, conn: Any, run_id: str) -> RunRecord | None:
-        row = conn.execute(_DIALECT.sql(_sql.GET_RUN), (run_id,)).fetchone()
-        return None if row is None else _DIALECT.record(row)
+            self._migrate_schema(conn)
 
     # -- claims and runs --------------------------------------------------------
-
-    def claim(
-        self,
-        release: ReleaseKey,
-        *,
-        run_id: str,
-        params: Mapping[str, Any],
-        logical_date: datetime,
-        now: datetime,
-    ) -> bool:
-        return self.claim_many([Claim(release, run_id, params, logical_date)], now=now)[0]
 
     def claim_many(self, claims: Sequence[Claim], *, now: datetime) -> list[bool]:
         if not claims:
@@ -270,159 +247,27 @@ class PostgresRunStore:
             [None if c.logical_date is None else utc(c.logical_date) for c in claims],
             [dumps_json(dict(c.params)) for c in claims],
         )
-        with self._conn() as conn:
+        with self._write() as conn:
             won = {row[0] for row in conn.execute(_CLAIM_MANY, values).fetchall()}
         return [c.run_id in won for c in claims]
 
-    def create_run(
-        self,
-        *,
-        run_id: str,
-        pipeline: str,
-        trigger: TriggerKind,
-        params: Mapping[str, Any],
-        now: datetime,
-        idempotency_key: str | None = None,
-        logical_date: datetime | None = None,
-    ) -> RunRecord:
-        values = _DIALECT.run_values(
-            run_id=run_id,
-            pipeline=pipeline,
-            trigger=trigger,
-            release=None,
-            logical_date=logical_date,
-            params=dumps_json(dict(params)),
-            created=utc(now),
-            idempotency_key=idempotency_key,
-        )
-        insert = _DIALECT.sql(
-            _sql.INSERT_RUN + " ON CONFLICT (idempotency_key) DO NOTHING RETURNING run_id"
-        )
-        with self._conn(transaction=True) as conn:
-            if conn.execute(insert, values).fetchone() is None:
-                row = conn.execute(_DIALECT.sql(_sql.RUN_BY_KEY), (idempotency_key,)).fetchone()
-                raise DuplicateRun(row[0] if row else "?", idempotency_key)
-            record = self._get(conn, run_id)
-        assert record is not None
-        return record
+    def _insert_run(self, conn: Any, values: Sequence[Any], idempotency_key: str | None) -> None:
+        if conn.execute(_INSERT_RUN, values).fetchone() is None:
+            row = conn.execute(_DIALECT.sql(_sql.RUN_BY_KEY), (idempotency_key,)).fetchone()
+            raise DuplicateRun(row[0] if row else "?", idempotency_key)
 
-    def mark_running(self, run_id: str, *, now: datetime) -> bool:
-        with self._conn() as conn:
-            cur = conn.execute(_DIALECT.sql(_sql.MARK_RUNNING), (utc(now), run_id))
-            return bool(cur.rowcount == 1)
-
-    def finish(
-        self,
-        run_id: str,
-        *,
-        status: Status,
-        now: datetime,
-        context: Mapping[str, Any] | None = None,
-        errors: Sequence[ErrorRecord] = (),
-        error: str | None = None,
-    ) -> bool:
-        values = (
-            terminal_status(status).value,
-            utc(now),
-            None if context is None else dumps_json(dict(context)),
-            dump_errors(errors),
-            error,
-            run_id,
-        )
-        finish = _DIALECT.sql(_sql.FINISH).replace("COALESCE(%s,", "COALESCE(%s::json,")
-        with self._conn() as conn:
-            return bool(conn.execute(finish, values).rowcount == 1)
-
-    # -- queries ----------------------------------------------------------------
-
-    def get_run(self, run_id: str) -> RunRecord | None:
-        with self._conn() as conn:
-            return self._get(conn, run_id)
-
-    def list_runs(
-        self,
-        *,
-        pipeline: str | None = None,
-        status: StatusFilter = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        trigger: TriggerKind | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> list[RunRecord]:
-        check_paging(limit, offset)
-        where, values = _DIALECT.where(
-            pipeline=pipeline, status=status, since=since, until=until, trigger=trigger
-        )
-        with self._conn() as conn:
-            rows = conn.execute(_DIALECT.list_query(where), (*values, limit, offset)).fetchall()
-        return [_DIALECT.record(row) for row in rows]
-
-    def count_runs(
-        self,
-        *,
-        pipeline: str | None = None,
-        status: StatusFilter = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        trigger: TriggerKind | None = None,
-    ) -> int:
-        where, values = _DIALECT.where(
-            pipeline=pipeline, status=status, since=since, until=until, trigger=trigger
-        )
-        with self._conn() as conn:
-            return int(conn.execute(_DIALECT.count_query(where), values).fetchone()[0])
-
-    def _by_status(self, status: Status, trigger: TriggerKind | None) -> list[RunRecord]:
-        query, values = _DIALECT.status_query(status, trigger)
-        with self._conn() as conn:
-            rows = conn.execute(query, values).fetchall()
-        return [_DIALECT.record(row) for row in rows]
-
-    def pending_runs(self, *, trigger: TriggerKind | None = None) -> list[RunRecord]:
-        return self._by_status(Status.PENDING, trigger)
-
-    def running_runs(self, *, trigger: TriggerKind | None = None) -> list[RunRecord]:
-        return self._by_status(Status.RUNNING, trigger)
-
-    def fail_interrupted(
-        self, *, now: datetime, reason: str, trigger: TriggerKind | None = None
+    def _fail_running(
+        self, update: str, values: Sequence[Any], trigger: TriggerKind | None
     ) -> list[str]:
-        update, extra = _sql.FAIL_RUNNING, []
-        if trigger is not None:
-            update, extra = update + " AND trigger_kind = ?", [TriggerKind(trigger).value]
-        query = _DIALECT.sql(
+        query = (
             f"WITH closed AS ({update} RETURNING run_id, started, created) "  # noqa: S608 - constant fragments
             "SELECT run_id FROM closed ORDER BY COALESCE(started, created), run_id"
         )
-        errors = dump_errors([ErrorRecord(message=reason, kind="Interrupted")])
-        with self._conn() as conn:
-            rows = conn.execute(query, (utc(now), errors, reason, *extra)).fetchall()
+        with self._write() as conn:
+            rows = conn.execute(query, values).fetchall()
         return [row[0] for row in rows]
 
-    # -- scheduler state ----------------------------------------------------------
-
-    def _get_state(self, name: str) -> tuple[datetime, str] | None:
-        with self._conn() as conn:
-            row = conn.execute(_DIALECT.sql(_sql.GET_STATE), (name,)).fetchone()
-        return None if row is None else (_ts_out(row[0]), row[1])
-
-    def _set_state(self, name: str, at: datetime, owner: str) -> None:
-        with self._conn() as conn:
-            conn.execute(_DIALECT.sql(_sql.SET_STATE), (name, utc(at), owner))
-
-    def get_watermark(self) -> datetime | None:
-        state = self._get_state("watermark")
-        return None if state is None else state[0]
-
-    def set_watermark(self, at: datetime) -> None:
-        self._set_state("watermark", at, "")
-
-    def heartbeat(self, *, now: datetime, owner: str) -> None:
-        self._set_state("heartbeat", now, owner)
-
-    def last_heartbeat(self) -> tuple[datetime, str] | None:
-        return self._get_state("heartbeat")
+    # -- scheduler lock -----------------------------------------------------------
 
     def scheduler_lock(self, owner: str) -> AbstractContextManager[None]:
         if self._closed:
@@ -461,14 +306,6 @@ class PostgresRunStore:
         finally:
             if os.getpid() == self._pid:
                 conn.close()
-
-    def ping(self) -> bool:
-        try:
-            with self._conn() as conn:
-                conn.execute("SELECT 1").fetchone()
-        except StoreError:
-            return False
-        return True
 
     def close(self) -> None:
         if self._closed:

@@ -30,36 +30,25 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import logging
 import os
 import socket
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError, StoreLockedError
-from ..result import ErrorRecord, Status
+from ..result import Status
 from . import _sql
-from ._codec import dump_errors, dumps_json, loads_json, ts_text, utc
-from .base import (
-    Claim,
-    DuplicateRun,
-    ReleaseKey,
-    RunRecord,
-    StatusFilter,
-    TriggerKind,
-    check_paging,
-    terminal_status,
-)
+from ._codec import dumps_json, loads_json, ts_text, utc
+from ._sqlbase import SqlRunStore
+from .base import Claim, DuplicateRun, TriggerKind
 from .memory import LOCAL_LOCKS
 
 __all__ = ["SqliteRunStore"]
-
-logger = logging.getLogger(__name__)
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _HELD_LOCK_FDS: set[int] = set()
@@ -82,10 +71,17 @@ def _ts_out(value: str) -> datetime:
     return utc(datetime.fromisoformat(value))
 
 
-_DIALECT = _sql.Dialect(placeholder="?", ts_in=ts_text, ts_out=_ts_out, json_out=loads_json)
+_DIALECT = _sql.Dialect(
+    placeholder="?",
+    ts_in=ts_text,
+    ts_out=_ts_out,
+    json_out=loads_json,
+    ts_type="TEXT",
+    json_type="TEXT",
+)
 
 
-class SqliteRunStore:
+class SqliteRunStore(SqlRunStore):
     """A :class:`~.base.RunStore` in one SQLite file (or ``:memory:``).
 
     Args:
@@ -98,6 +94,11 @@ class SqliteRunStore:
         StoreError: the file cannot be opened, or its schema is newer than this
             version of ddeutil-workflow understands.
     """
+
+    _dialect = _DIALECT
+    _kind = "SQLite"
+    _finish_sql = _sql.FINISH
+    _driver_error: type[Exception] = sqlite3.Error
 
     def __init__(
         self, path: str | Path, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL"
@@ -137,21 +138,12 @@ class SqliteRunStore:
 
     # -- plumbing -----------------------------------------------------------------
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise StoreError(f"SQLite run store {self.path}: {exc}") from exc
+    @property
+    def _label(self) -> str:
+        return self.path
 
     def _connection(self) -> sqlite3.Connection:
-        if self._closed:
-            raise StoreError(f"the SQLite run store {self.path} is closed")
-        if os.getpid() != self._pid:
-            raise StoreError(
-                f"this SQLite run store was opened in process {self._pid}; "
-                "open a new store in each process (open_store(url))"
-            )
+        self._check_open()
         return self._conn
 
     @contextmanager
@@ -188,39 +180,9 @@ class SqliteRunStore:
                 if row and int(row[0]) == _sql.SCHEMA_VERSION:
                     return
         with self._write() as conn:
-            conn.execute(_sql.META_DDL)
-            row = conn.execute(_sql.GET_VERSION).fetchone()
-            version = int(row[0]) if row else 0
-            if version > _sql.SCHEMA_VERSION:
-                raise StoreError(
-                    f"the run store {self.path} has schema version {version}, newer than "
-                    f"this ddeutil-workflow supports ({_sql.SCHEMA_VERSION}); upgrade it"
-                )
-            for statements in _sql.migrations("TEXT", "TEXT")[version:]:
-                for statement in statements:
-                    conn.execute(statement)
-            if version < _sql.SCHEMA_VERSION:
-                conn.execute(_sql.SET_VERSION, (str(_sql.SCHEMA_VERSION),))
-                logger.info(
-                    "run store %s migrated to schema version %d", self.path, _sql.SCHEMA_VERSION
-                )
-
-    def _get(self, conn: sqlite3.Connection, run_id: str) -> RunRecord | None:
-        row = conn.execute(_sql.GET_RUN, (run_id,)).fetchone()
-        return None if row is None else _DIALECT.record(row)
+            self._migrate_schema(conn)
 
     # -- claims and runs --------------------------------------------------------
-
-    def claim(
-        self,
-        release: ReleaseKey,
-        *,
-        run_id: str,
-        params: Mapping[str, Any],
-        logical_date: datetime,
-        now: datetime,
-    ) -> bool:
-        return self.claim_many([Claim(release, run_id, params, logical_date)], now=now)[0]
 
     def claim_many(self, claims: Sequence[Claim], *, now: datetime) -> list[bool]:
         created = utc(now)
@@ -240,151 +202,25 @@ class SqliteRunStore:
         with self._write() as conn:
             return [conn.execute(_sql.CLAIM, row).rowcount == 1 for row in rows]
 
-    def create_run(
-        self,
-        *,
-        run_id: str,
-        pipeline: str,
-        trigger: TriggerKind,
-        params: Mapping[str, Any],
-        now: datetime,
-        idempotency_key: str | None = None,
-        logical_date: datetime | None = None,
-    ) -> RunRecord:
-        values = _DIALECT.run_values(
-            run_id=run_id,
-            pipeline=pipeline,
-            trigger=trigger,
-            release=None,
-            logical_date=logical_date,
-            params=dumps_json(dict(params)),
-            created=utc(now),
-            idempotency_key=idempotency_key,
-        )
-        with self._write() as conn:
-            if idempotency_key is not None:
-                row = conn.execute(_sql.RUN_BY_KEY, (idempotency_key,)).fetchone()
-                if row is not None:
-                    raise DuplicateRun(row[0], idempotency_key)
-            conn.execute(_sql.INSERT_RUN, values)
-            record = self._get(conn, run_id)
-        assert record is not None
-        return record
+    def _insert_run(
+        self, conn: sqlite3.Connection, values: Sequence[Any], idempotency_key: str | None
+    ) -> None:
+        if idempotency_key is not None:
+            row = conn.execute(_sql.RUN_BY_KEY, (idempotency_key,)).fetchone()
+            if row is not None:
+                raise DuplicateRun(row[0], idempotency_key)
+        conn.execute(_sql.INSERT_RUN, values)
 
-    def mark_running(self, run_id: str, *, now: datetime) -> bool:
-        started = ts_text(now)
-        with self._write() as conn:
-            return conn.execute(_sql.MARK_RUNNING, (started, run_id)).rowcount == 1
-
-    def finish(
-        self,
-        run_id: str,
-        *,
-        status: Status,
-        now: datetime,
-        context: Mapping[str, Any] | None = None,
-        errors: Sequence[ErrorRecord] = (),
-        error: str | None = None,
-    ) -> bool:
-        values = (
-            terminal_status(status).value,
-            ts_text(now),
-            None if context is None else dumps_json(dict(context)),
-            dump_errors(errors),
-            error,
-            run_id,
-        )
-        with self._write() as conn:
-            return conn.execute(_sql.FINISH, values).rowcount == 1
-
-    # -- queries ----------------------------------------------------------------
-
-    def get_run(self, run_id: str) -> RunRecord | None:
-        with self._read() as conn:
-            return self._get(conn, run_id)
-
-    def list_runs(
-        self,
-        *,
-        pipeline: str | None = None,
-        status: StatusFilter = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        trigger: TriggerKind | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> list[RunRecord]:
-        check_paging(limit, offset)
-        where, values = _DIALECT.where(
-            pipeline=pipeline, status=status, since=since, until=until, trigger=trigger
-        )
-        with self._read() as conn:
-            rows = conn.execute(_DIALECT.list_query(where), (*values, limit, offset)).fetchall()
-        return [_DIALECT.record(row) for row in rows]
-
-    def count_runs(
-        self,
-        *,
-        pipeline: str | None = None,
-        status: StatusFilter = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        trigger: TriggerKind | None = None,
-    ) -> int:
-        where, values = _DIALECT.where(
-            pipeline=pipeline, status=status, since=since, until=until, trigger=trigger
-        )
-        with self._read() as conn:
-            return int(conn.execute(_DIALECT.count_query(where), values).fetchone()[0])
-
-    def _by_status(self, status: Status, trigger: TriggerKind | None) -> list[RunRecord]:
-        query, values = _DIALECT.status_query(status, trigger)
-        with self._read() as conn:
-            rows = conn.execute(query, values).fetchall()
-        return [_DIALECT.record(row) for row in rows]
-
-    def pending_runs(self, *, trigger: TriggerKind | None = None) -> list[RunRecord]:
-        return self._by_status(Status.PENDING, trigger)
-
-    def running_runs(self, *, trigger: TriggerKind | None = None) -> list[RunRecord]:
-        return self._by_status(Status.RUNNING, trigger)
-
-    def fail_interrupted(
-        self, *, now: datetime, reason: str, trigger: TriggerKind | None = None
+    def _fail_running(
+        self, update: str, values: Sequence[Any], trigger: TriggerKind | None
     ) -> list[str]:
-        query, values = _DIALECT.status_query(Status.RUNNING, trigger)
-        update, extra = _sql.FAIL_RUNNING, []
-        if trigger is not None:
-            update, extra = update + " AND trigger_kind = ?", [TriggerKind(trigger).value]
-        errors = dump_errors([ErrorRecord(message=reason, kind="Interrupted")])
+        query, selected = _DIALECT.status_query(Status.RUNNING, trigger)
         with self._write() as conn:
-            ids = [row[0] for row in conn.execute(query, values).fetchall()]
-            conn.execute(update, (ts_text(now), errors, reason, *extra))
+            ids = [row[0] for row in conn.execute(query, selected).fetchall()]
+            conn.execute(update, values)
         return ids
 
-    # -- scheduler state ----------------------------------------------------------
-
-    def _get_state(self, name: str) -> tuple[datetime, str] | None:
-        with self._read() as conn:
-            row = conn.execute(_sql.GET_STATE, (name,)).fetchone()
-        return None if row is None else (_ts_out(row[0]), row[1])
-
-    def _set_state(self, name: str, at: datetime, owner: str) -> None:
-        with self._write() as conn:
-            conn.execute(_sql.SET_STATE, (name, ts_text(at), owner))
-
-    def get_watermark(self) -> datetime | None:
-        state = self._get_state("watermark")
-        return None if state is None else state[0]
-
-    def set_watermark(self, at: datetime) -> None:
-        self._set_state("watermark", at, "")
-
-    def heartbeat(self, *, now: datetime, owner: str) -> None:
-        self._set_state("heartbeat", now, owner)
-
-    def last_heartbeat(self) -> tuple[datetime, str] | None:
-        return self._get_state("heartbeat")
+    # -- scheduler lock -----------------------------------------------------------
 
     @property
     def lock_path(self) -> str | None:
@@ -397,14 +233,6 @@ class SqliteRunStore:
         if self.lock_path is None:
             return LOCAL_LOCKS.hold(f"sqlite:{id(self)}", owner, what=f"{self!r}")
         return _file_lock(self.lock_path, owner, store=self.path)
-
-    def ping(self) -> bool:
-        try:
-            with self._read() as conn:
-                conn.execute("SELECT 1").fetchone()
-        except StoreError:
-            return False
-        return True
 
     def close(self) -> None:
         with self._mutex:
