@@ -2,8 +2,10 @@
 
 A cold run is mostly imports and pydantic building validators (see
 ``benchmarks/bench_engine.py``), so what only some pipelines need is loaded on
-first use: the bash stage's ``subprocess``, the schedule (``on``/``cron``)
-modules, the validators of the param kinds, of ``retry`` and of ``strategy``.
+first use: the bash stage's ``subprocess``, the schedule (``on``/``cron``/``dst``)
+modules, the param kinds (``param_types``: a pipeline without params never
+imports them, one with params builds only the validators of the kinds it
+declares), and the validators of ``retry`` and ``strategy``.
 The process's command also keeps the cyclic garbage collector off what it
 loaded (never garbage), while an in-process caller of ``main`` gets the
 collector back as it was. These tests pin that in a fresh interpreter by what
@@ -61,12 +63,12 @@ from ddeutil.workflow.cli import main
 
 code = main()
 print("FROZEN", gc.get_freeze_count())
-from ddeutil.workflow.params import PARAM_TYPES
+print("MODULES", *sorted(sys.modules))
+from ddeutil.workflow.param_types import PARAM_TYPES
 from ddeutil.workflow.stages.base import Retry
 from ddeutil.workflow.strategy import Strategy
 
 built = [c.__name__ for c in (*PARAM_TYPES.values(), Retry, Strategy) if c.__pydantic_complete__]
-print("MODULES", *sorted(sys.modules))
 print("BUILT", *built)
 sys.exit(code)
 """
@@ -77,6 +79,8 @@ LAZY = (
     "concurrent.futures",
     "ddeutil.workflow.on",
     "ddeutil.workflow.cron",
+    "ddeutil.workflow.dst",
+    "ddeutil.workflow.param_types",
     "ddeutil.workflow.store",
     "ddeutil.workflow.api",
     "ddeutil.workflow.scheduler",
@@ -130,7 +134,10 @@ def test_a_run_without_bash_schedules_or_params_loads_none_of_their_modules(root
 
 def test_what_a_pipeline_uses_is_loaded_when_it_runs(root: Path) -> None:
     modules, built, _ = _run(root, "scheduled", "-p", "who=team")
-    assert {"subprocess", "ddeutil.workflow.on", "ddeutil.workflow.cron"} <= modules
+    used = {"subprocess", "ddeutil.workflow.param_types"}
+    assert (
+        used | {"ddeutil.workflow.on", "ddeutil.workflow.cron", "ddeutil.workflow.dst"} <= modules
+    )
     assert built == {"StrParam"}  # retry and strategy validate inside the pipeline's validator
 
 

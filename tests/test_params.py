@@ -491,3 +491,13 @@ def test_datetime_iso_text_round_trips_and_keeps_naivety(value: datetime) -> Non
 @given(st.dates(min_value=date(1000, 1, 1)))
 def test_date_iso_text_round_trips(value: date) -> None:
     assert DateParam().coerce(value.isoformat()) == value
+
+
+def test_the_param_kinds_stay_importable_from_params() -> None:
+    from ddeutil.workflow import param_types, params
+
+    for name in param_types.__all__:
+        assert getattr(params, name) is getattr(param_types, name)
+    assert set(param_types.__all__) < set(params.__all__) <= set(dir(params))
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchParam'"):
+        _ = params.NoSuchParam  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ any other key is an error, so a misspelt ``timezone`` is not silently dropped.
 
 Time rules:
 
-* Fire times follow the daylight-saving policy documented in :mod:`.cron`.
+* Fire times follow the daylight-saving policy documented in :mod:`.dst`.
 * Every naive datetime given to a schedule (a ``generate`` start, ``next_after``,
   ``fire_times`` bounds), and a start string without an offset, is a wall-clock time
   in the *schedule's* zone, never the machine's. An ambiguous or non-existent naive
@@ -52,7 +52,8 @@ from pydantic import (
 )
 from typing_extensions import Self
 
-from .cron import CronExpression, ZonedCron
+from .cron import CronExpression
+from .dst import ZonedCron
 from .errors import ConfigError, ScheduleError
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Pipeline params: declaration, validation at load, coercion at run time.
+"""Pipeline params: declaration and validation at load, the values of one run.
 
 A pipeline declares its params in YAML, in a short form (the type name only) or a
 long form::
@@ -14,9 +14,11 @@ long form::
         options: [full, delta]
 
 Types: ``str``, ``int``, ``float``, ``bool``, ``date``, ``datetime``, ``choice``
-(``options``), ``list``, ``map``. Keys of the long form: ``type``, ``default``,
-``required``, ``desc`` (and ``options`` for ``choice``); any other key is a load
-error.
+(``options``), ``list``, ``map``; each is a class of :mod:`.param_types`, which says
+how values are coerced. Keys of the long form: ``type``, ``default``, ``required``,
+``desc`` (and ``options`` for ``choice``); any other key is a load error. A pipeline
+without params never loads :mod:`.param_types` (the kinds are re-exported here,
+imported on first use).
 
 Policy:
     * ``required`` defaults to true unless a default is given. A missing value (or
@@ -25,13 +27,9 @@ Policy:
       optional one resolves to ``None`` (so ``${{ params.x | coalesce('y') }}``
       works). :meth:`ParamSet.required_without_default` lists the params a caller
       must pass, e.g. to tell whether a scheduled run (no params) can start.
-    * Values are coerced from the strings a CLI passes (``-p key=value``): ``"5"``
-      to ``5``; ``"true"/"false"/"1"/"0"/"yes"/"no"`` (any case) to a bool;
-      ISO 8601 ``"2024-01-01"`` / ``"2024-01-01T10:00:00+07:00"`` to a datetime (a
-      value without an offset stays naive, one with an offset keeps it; a trailing
-      ``Z`` is UTC); ``date`` takes the date part of a date-time given at midnight;
-      ``list`` / ``map`` parse JSON text. Parsing is version-independent (Python
-      3.10 and later accept exactly the same strings).
+    * Values are coerced from the strings a CLI passes (``-p key=value``), see
+      :mod:`.param_types`; parsing is version-independent (Python 3.10 and later
+      accept exactly the same strings).
     * Every problem of one :meth:`ParamSet.resolve` call is collected into one
       :class:`~ddeutil.workflow.errors.ParamError` naming each param.
     * Undeclared params: rejected with ``strict=True`` (the API), otherwise logged
@@ -40,19 +38,14 @@ Policy:
 
 from __future__ import annotations
 
-import copy
-import json
+import importlib
 import logging
-import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
-from decimal import Decimal
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ValidationError
 
 from .errors import ConfigError, ParamError, ParamProblem
 
@@ -60,7 +53,21 @@ if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
     from pydantic.json_schema import JsonSchemaValue
     from pydantic_core import CoreSchema
-    from typing_extensions import Self
+
+    from .param_types import (
+        PARAM_TYPES,
+        AnyParam,
+        BoolParam,
+        ChoiceParam,
+        DateParam,
+        DatetimeParam,
+        FloatParam,
+        IntParam,
+        ListParam,
+        MapParam,
+        Param,
+        StrParam,
+    )
 
 __all__ = [
     "PARAM_TYPES",
@@ -82,326 +89,18 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_TRUE = frozenset({"true", "1", "yes", "y", "on"})
-_FALSE = frozenset({"false", "0", "no", "n", "off"})
-_ISO = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})"
-    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,6}))?)?)?"
-    r"\s*(Z|[+-]\d{2}(?::?\d{2})?)?",
-    re.IGNORECASE,
-)
 
-
-def _kind(value: Any) -> str:
-    return type(value).__name__
-
-
-def _parse_iso(text: str) -> datetime:
-    """Parse an ISO 8601 date or date-time string the same way on every Python."""
-    m = _ISO.fullmatch(text.strip())
-    if m is None:
-        raise ValueError(
-            f"{text!r} is not an ISO 8601 date or date-time (e.g. 2024-01-01, 2024-01-01T10:30:00+07:00)"
-        )
-    year, month, day, hour, minute, second, frac, offset = m.groups()
-    tz: timezone | None = None
-    if offset is not None:
-        if offset.upper() == "Z":
-            tz = timezone.utc
-        else:
-            digits = offset[1:].replace(":", "")
-            delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
-            if delta >= timedelta(hours=24):
-                raise ValueError(f"{text!r} has an out-of-range UTC offset")
-            tz = timezone(-delta if offset[0] == "-" else delta)
-    try:
-        return datetime(
-            int(year),
-            int(month),
-            int(day),
-            int(hour or 0),
-            int(minute or 0),
-            int(second or 0),
-            int((frac or "0").ljust(6, "0")),
-            tzinfo=tz,
-        )
-    except ValueError as exc:
-        raise ValueError(f"{text!r} is not a valid date: {exc}") from None
-
-
-class Param(BaseModel):
-    """Base of every param declaration (frozen, discriminated by ``type``).
-
-    Subclasses implement :meth:`coerce`, which turns a given value into the
-    param's Python type or raises :class:`ValueError` with a message that does
-    not repeat the param name (the caller adds it).
-    """
-
-    # Each kind builds its validator on first use (building all nine at import
-    # cost ~3 ms of every cold start, whatever params the pipeline declares).
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
-
-    type: str
-    desc: str | None = None
-    default: Any = None
-    required: bool = True
-
-    json_type: ClassVar[dict[str, Any]] = {}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_makes_optional(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and "required" not in data:
-            data = dict(data)
-            data["required"] = data.get("default") is None
-        return data
-
-    @model_validator(mode="after")
-    def _validate_default(self) -> Self:
-        if self.default is not None:
-            try:
-                coerced = self.coerce(self.default)
-            except ValueError as exc:
-                raise ValueError(f"default {self.default!r} is invalid: {exc}") from None
-            # Frozen model: store the coerced default once, at load.
-            object.__setattr__(self, "default", coerced)
-        return self
-
-    def coerce(self, value: Any) -> Any:  # pragma: no cover - every subclass overrides
-        """Return ``value`` as this param's type; raise ValueError when it cannot be."""
-        raise NotImplementedError
-
-    def default_value(self) -> Any:
-        """The default for one run; list and map defaults are copied per run."""
-        if isinstance(self.default, (list, dict)):
-            return copy.deepcopy(self.default)
-        return self.default
-
-    def json_schema(self) -> dict[str, Any]:
-        """JSON Schema of a value of this param (for the API and its docs)."""
-        schema: dict[str, Any] = dict(self.json_type)
-        if self.desc:
-            schema["description"] = self.desc
-        if self.default is not None:
-            schema["default"] = _jsonable(self.default)
-        return schema
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (date, datetime)):
-        return value.isoformat()
+def __getattr__(name: str) -> Any:
+    """The param kinds, re-exported from :mod:`.param_types` and imported on first use."""
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(".param_types", __package__), name)
+    globals()[name] = value  # later lookups skip this function
     return value
 
 
-class StrParam(Param):
-    """Text. Numbers are accepted and converted with ``str()``; bools and containers are not."""
-
-    type: Literal["str"] = "str"
-    json_type: ClassVar[dict[str, Any]] = {"type": "string"}
-
-    def coerce(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
-            return str(value)
-        raise ValueError(f"expected a string, got {_kind(value)} {value!r}")
-
-
-class IntParam(Param):
-    """Whole number: an int, a whole float, or its decimal text (``"5"``)."""
-
-    type: Literal["int"] = "int"
-    json_type: ClassVar[dict[str, Any]] = {"type": "integer"}
-
-    def coerce(self, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError(f"expected a whole number, got bool {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip(), 10)
-            except ValueError:
-                pass
-        raise ValueError(f"expected a whole number, got {_kind(value)} {value!r}")
-
-
-class FloatParam(Param):
-    """Number: an int, a float or its text (``"2.5"``)."""
-
-    type: Literal["float"] = "float"
-    json_type: ClassVar[dict[str, Any]] = {"type": "number"}
-
-    def coerce(self, value: Any) -> Any:
-        if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                result = float(value.strip())
-            except ValueError:
-                pass
-            else:
-                if math.isfinite(result):
-                    return result
-        raise ValueError(f"expected a finite number, got {_kind(value)} {value!r}")
-
-
-class BoolParam(Param):
-    """Boolean: a bool, ``0``/``1``, or ``true/false/yes/no/on/off/1/0`` (any case)."""
-
-    type: Literal["bool"] = "bool"
-    json_type: ClassVar[dict[str, Any]] = {"type": "boolean"}
-
-    def coerce(self, value: Any) -> Any:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        if isinstance(value, str):
-            text = value.strip().lower()
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-        raise ValueError(
-            f"expected a boolean (true/false, yes/no, 1/0), got {_kind(value)} {value!r}"
-        )
-
-
-class DateParam(Param):
-    """Calendar date: a date, ``"2024-01-01"``, or a date-time exactly at midnight."""
-
-    type: Literal["date"] = "date"
-    json_type: ClassVar[dict[str, Any]] = {"type": "string", "format": "date"}
-
-    def coerce(self, value: Any) -> Any:
-        if isinstance(value, str):
-            value = _parse_iso(value)
-        if isinstance(value, datetime):
-            if value.timetz().replace(tzinfo=None) != time(0):
-                raise ValueError(
-                    f"expected a date, got a date-time with a time of day: {value.isoformat()}"
-                )
-            return value.date()
-        if isinstance(value, date):
-            return value
-        raise ValueError(f"expected a date (YYYY-MM-DD), got {_kind(value)} {value!r}")
-
-
-class DatetimeParam(Param):
-    """Date-time: a datetime, a date (midnight) or ISO 8601 text; naive stays naive."""
-
-    type: Literal["datetime"] = "datetime"
-    json_type: ClassVar[dict[str, Any]] = {"type": "string", "format": "date-time"}
-
-    def coerce(self, value: Any) -> Any:
-        if isinstance(value, datetime):
-            return value
-        if isinstance(value, date):
-            return datetime(value.year, value.month, value.day)
-        if isinstance(value, str):
-            return _parse_iso(value)
-        raise ValueError(f"expected an ISO 8601 date-time, got {_kind(value)} {value!r}")
-
-
-class ChoiceParam(Param):
-    """One of ``options``. Text matching an option's text is accepted (``"2"`` for ``2``)."""
-
-    type: Literal["choice"] = "choice"
-    options: tuple[str | int | float | bool, ...]
-
-    @field_validator("options")
-    @classmethod
-    def _options_not_empty(cls, options: tuple[Any, ...]) -> tuple[Any, ...]:
-        if not options:
-            raise ValueError("a choice param needs at least one option")
-        return options
-
-    def coerce(self, value: Any) -> Any:
-        for option in self.options:
-            if value == option and type(value) is type(option):
-                return option
-        if isinstance(value, (str, int, float)):
-            text = str(value).strip()
-            for option in self.options:
-                if str(option) == text:
-                    return option
-        allowed = ", ".join(str(o) for o in self.options)
-        raise ValueError(f"{value!r} is not one of the options: {allowed}")
-
-    def json_schema(self) -> dict[str, Any]:
-        schema = super().json_schema()
-        schema["enum"] = list(self.options)
-        return schema
-
-
-class ListParam(Param):
-    """List: a list/tuple, or JSON text of an array (``'["a", "b"]'``)."""
-
-    type: Literal["list"] = "list"
-    json_type: ClassVar[dict[str, Any]] = {"type": "array"}
-
-    def coerce(self, value: Any) -> Any:
-        if isinstance(value, str):
-            value = _parse_json(value, "array")
-        if isinstance(value, (list, tuple)):
-            return list(value)
-        raise ValueError(f"expected a list (or JSON array text), got {_kind(value)} {value!r}")
-
-
-class MapParam(Param):
-    """Mapping: a dict, or JSON text of an object (``'{"a": 1}'``)."""
-
-    type: Literal["map"] = "map"
-    json_type: ClassVar[dict[str, Any]] = {"type": "object"}
-
-    def coerce(self, value: Any) -> Any:
-        if isinstance(value, str):
-            value = _parse_json(value, "object")
-        if isinstance(value, Mapping):
-            return dict(value)
-        raise ValueError(f"expected a mapping (or JSON object text), got {_kind(value)} {value!r}")
-
-
-def _parse_json(text: str, what: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"expected JSON {what} text, got {text!r} ({exc})") from None
-
-
-AnyParam = Annotated[
-    StrParam
-    | IntParam
-    | FloatParam
-    | BoolParam
-    | DateParam
-    | DatetimeParam
-    | ChoiceParam
-    | ListParam
-    | MapParam,
-    Field(discriminator="type"),
-]
-"""Any concrete param, for pydantic fields (discriminated by ``type``)."""
-
-PARAM_TYPES: Mapping[str, type[Param]] = MappingProxyType(
-    {
-        "str": StrParam,
-        "int": IntParam,
-        "float": FloatParam,
-        "bool": BoolParam,
-        "date": DateParam,
-        "datetime": DatetimeParam,
-        "choice": ChoiceParam,
-        "list": ListParam,
-        "map": MapParam,
-    }
-)
-"""Param type name (as written in YAML) to its class."""
-
-_ALLOWED_TYPES = ", ".join(PARAM_TYPES)
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 def _describe_validation(exc: ValidationError, cls: type[Param]) -> tuple[str, str | None]:
@@ -442,8 +141,13 @@ def parse_params(raw: Mapping[str, Any] | None) -> dict[str, Param]:
         return {}
     if not isinstance(raw, Mapping):
         raise ConfigError(
-            f"params must be a mapping of name to type, got {_kind(raw)}", key="params"
+            f"params must be a mapping of name to type, got {type(raw).__name__}", key="params"
         )
+    if not raw:
+        return {}
+    from .param_types import PARAM_TYPES  # only pipelines with params load the kinds
+
+    allowed_types = ", ".join(PARAM_TYPES)
     result: dict[str, Param] = {}
     for name, spec in raw.items():
         key = f"params.{name}"
@@ -455,7 +159,7 @@ def parse_params(raw: Mapping[str, Any] | None) -> dict[str, Param]:
             data = dict(spec)
         else:
             raise ConfigError(
-                f"expected a type name ({_ALLOWED_TYPES}) or a mapping with `type`, got {_kind(spec)} {spec!r}",
+                f"expected a type name ({allowed_types}) or a mapping with `type`, got {type(spec).__name__} {spec!r}",
                 key=key,
             )
         type_name = data.get("type")
@@ -464,7 +168,7 @@ def parse_params(raw: Mapping[str, Any] | None) -> dict[str, Param]:
             what = (
                 "missing param type" if type_name is None else f"unknown param type {type_name!r}"
             )
-            raise ConfigError(f"{what}; allowed types: {_ALLOWED_TYPES}", key=key)
+            raise ConfigError(f"{what}; allowed types: {allowed_types}", key=key)
         try:
             result[name] = cls.model_validate(data)
         except ValidationError as exc:
@@ -610,6 +314,8 @@ class ParamSet:
 
 def yaml_params_schema() -> dict[str, Any]:
     """JSON Schema of the YAML ``params`` mapping (short and long forms), for editors."""
+    from .param_types import PARAM_TYPES, ChoiceParam
+
     long_forms = []
     for name, cls in PARAM_TYPES.items():
         props: dict[str, Any] = {

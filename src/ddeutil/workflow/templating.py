@@ -54,8 +54,8 @@ from datetime import date, datetime
 from types import MappingProxyType
 from typing import Any
 
+from .dates import parse_iso
 from .errors import TemplateError
-from .params import _parse_iso
 from .registry import custom_filter
 
 __all__ = [
@@ -535,7 +535,7 @@ def filter_lower(value: Any) -> str:
 def filter_fmt(value: Any, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     """``strftime(fmt)`` of a date or datetime; ISO 8601 text is parsed first."""
     if isinstance(value, str):
-        value = _parse_iso(value)
+        value = parse_iso(value)
     if isinstance(value, (date, datetime)):
         return value.strftime(fmt)
     raise TypeError(f"fmt needs a date, a datetime or ISO 8601 text, got {type(value).__name__}")
