@@ -21,6 +21,7 @@ from ddeutil.workflow.clock import FakeClock
 from ddeutil.workflow.errors import WorkflowError
 from ddeutil.workflow.executor import ExecEvent
 from ddeutil.workflow.loader import Loader
+from ddeutil.workflow.pipeline_cache import template_version
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.runner import RunRequest
 from ddeutil.workflow.scheduler import (
@@ -525,7 +526,7 @@ def test_broken_template_is_logged_and_skipped_not_fatal(
 ) -> None:
     write_conf("good.yml", pipeline_yaml("good"))
     write_conf("bad.yml", pipeline_yaml("bad", "not a cron"))
-    with caplog.at_level(logging.ERROR, logger="ddeutil.workflow.scheduler"):
+    with caplog.at_level(logging.ERROR, logger="ddeutil.workflow.catalog"):
         scheduler, executor = make_scheduler(store)
     assert "bad" in caplog.text
     assert "bad.yml" in caplog.text
@@ -557,7 +558,7 @@ def test_an_edit_that_no_longer_validates_keeps_the_last_good_version(
     write_conf("p.yml", pipeline_yaml("edited", "0 * * * *"))
     scheduler, executor = make_scheduler(store, now=at(9, 30))
     write_conf("p.yml", pipeline_yaml("edited", "0 * * * * * * *  bogus"))
-    with caplog.at_level(logging.ERROR, logger="ddeutil.workflow.scheduler"):
+    with caplog.at_level(logging.ERROR, logger="ddeutil.workflow.catalog"):
         report = scheduler.tick(at(10, 0, 5))
     assert report.reloaded
     assert "last good version" in caplog.text
@@ -575,10 +576,29 @@ def test_a_yaml_syntax_error_keeps_the_last_good_version(
     write_conf("p.yml", pipeline_yaml("edited", "0 * * * *"))
     scheduler, executor = make_scheduler(store, now=at(9, 30))
     write_conf("p.yml", "edited: [unclosed\n")
-    with caplog.at_level(logging.ERROR, logger="ddeutil.workflow.scheduler"):
+    with caplog.at_level(logging.ERROR, logger="ddeutil.workflow.catalog"):
         scheduler.tick(at(10, 0, 5))
     assert "last good version" in caplog.text
     assert len(executor.submitted) == 1
+
+
+def test_scheduled_runs_carry_the_template_version_so_workers_reuse_the_pipeline(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline_yaml("versioned"))
+    scheduler, executor = make_scheduler(store)
+    scheduler.tick(at(10, 1))
+    scheduler.tick(at(10, 2))
+    write_conf("p.yml", pipeline_yaml("versioned", extra="  desc: edited\n"))
+    scheduler.request_reload()
+    scheduler.tick(at(10, 3))
+
+    versions = [r.version for r in executor.submitted]
+    templates = [r.template for r in executor.submitted]
+    assert versions == [template_version(t) for t in templates]
+    assert versions[0] == versions[1]
+    assert versions[2] != versions[1]
+    assert templates[2].data["desc"] == "edited"
 
 
 def test_request_reload_forces_a_reload_without_changes(
@@ -599,7 +619,7 @@ def test_required_param_without_default_is_not_scheduled_and_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     write_conf("p.yml", pipeline_yaml("needs-input", params="  params:\n    source: str\n"))
-    with caplog.at_level(logging.WARNING, logger="ddeutil.workflow.scheduler"):
+    with caplog.at_level(logging.WARNING, logger="ddeutil.workflow.catalog"):
         scheduler, executor = make_scheduler(store)
         scheduler.tick(at(10, 0, 30))
         scheduler.tick(at(10, 1))

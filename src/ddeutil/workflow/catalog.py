@@ -17,7 +17,9 @@ once per conf version. Policies:
 * **Small entries.** The validated :class:`~ddeutil.workflow.pipeline.Pipeline`
   is not kept (its jobs and stages are the workers' business): the daemon stays
   small with thousands of pipelines. An entry keeps the raw template, its
-  schedules and policies, and its param defaults.
+  schedules and policies, its param defaults, and the template's
+  :func:`~ddeutil.workflow.pipeline_cache.template_version`, sent with each run
+  so a worker reuses the pipeline it built for that version.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from .errors import ConfigError, WorkflowError
 from .loader import Loader, RawTemplate
 from .on import On
 from .pipeline import Pipeline
+from .pipeline_cache import template_version
 from .planner import Catchup, PlannedSchedule
 from .settings import Settings
 
@@ -52,6 +55,7 @@ class CatalogEntry:
         catchup: The catch-up policy.
         defaults: The param values of a scheduled run (the defaults, resolved).
         unschedulable: Why the pipeline has schedules but cannot be scheduled.
+        version: The template's content digest (workers cache built pipelines by it).
     """
 
     template: RawTemplate
@@ -60,6 +64,7 @@ class CatalogEntry:
     catchup: Catchup
     defaults: Mapping[str, Any]
     unschedulable: str | None
+    version: str
 
     @property
     def name(self) -> str:
@@ -227,6 +232,7 @@ class PipelineCatalog:
             catchup=Catchup(pipeline.catchup),
             defaults=defaults,
             unschedulable=reason,
+            version=template_version(template),
         )
 
     def _warn_unschedulable(self, entry: CatalogEntry) -> None:

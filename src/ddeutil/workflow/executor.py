@@ -39,6 +39,7 @@ from .clock import Clock, SystemClock
 from .loader import Loader
 from .logs import RunLogRouter
 from .masking import Masker
+from .pipeline_cache import DEFAULT_SIZE, PipelineCache
 from .result import ErrorRecord, Status
 from .runner import RunRequest, error_summary, execute_request, log_extra
 from .settings import Settings
@@ -117,6 +118,14 @@ class EventBuffer:
     def put(self, event: ExecEvent) -> None:
         with self._cond:
             self._events.append(event)
+            self._cond.notify_all()
+
+    def extend(self, events: list[ExecEvent]) -> None:
+        """Append several events at once (one wake-up of the waiters)."""
+        if not events:
+            return
+        with self._cond:
+            self._events.extend(events)
             self._cond.notify_all()
 
     def drain(self) -> list[ExecEvent]:
@@ -198,6 +207,9 @@ class ThreadExecutor:
         on_event: When given, each event is passed to it (from the run's thread)
             instead of being buffered for :meth:`drain_events`.
         name: Thread-name prefix and log label.
+        pipeline_cache: Built pipelines kept for later runs of the same template
+            version (see :mod:`~ddeutil.workflow.pipeline_cache`); 0 builds every
+            run's pipeline afresh.
     """
 
     def __init__(
@@ -213,6 +225,7 @@ class ThreadExecutor:
         log_files: bool | None = None,
         on_event: Callable[[ExecEvent], None] | None = None,
         name: str = "thread executor",
+        pipeline_cache: int = DEFAULT_SIZE,
     ) -> None:
         self._store = store
         self._settings = settings
@@ -241,6 +254,7 @@ class ThreadExecutor:
         self._closed = False
         self._router: RunLogRouter | None = None
         self._saturation = SaturationLog(self._size, name)
+        self._pipelines = PipelineCache(pipeline_cache)
 
     def __repr__(self) -> str:
         return f"ThreadExecutor(size={self._size}, in_flight={self.in_flight()})"
@@ -419,6 +433,7 @@ class ThreadExecutor:
                 loader=self._current_loader(),
                 router=self._router,
                 on_start=lambda: self._emit(ExecEvent("started", run_id)),
+                pipelines=self._pipelines,
             )
         except Exception as exc:  # execute_request records its own failures; be safe
             logger.exception("run crashed the executor thread", extra=log_extra(request))

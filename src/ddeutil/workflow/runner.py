@@ -36,6 +36,7 @@ from .loader import Loader, RawTemplate
 from .logs import RunLogRouter
 from .masking import Masker
 from .pipeline import Pipeline
+from .pipeline_cache import PipelineCache
 from .result import ErrorRecord, Result, Status
 from .settings import Settings
 from .store.base import ReleaseKey, RunStore, TriggerKind
@@ -62,6 +63,10 @@ class RunRequest:
             (``${{ release.logical_date }}``); ``None`` for manual runs.
         release: The release this run was claimed for; ``None`` for manual runs.
         trigger: What started the run.
+        version: :func:`~ddeutil.workflow.pipeline_cache.template_version` of
+            ``template`` when the sender knows it (the scheduler computes it once
+            per conf version); a worker then finds the pipeline it built for
+            that version without hashing the template again.
     """
 
     run_id: str
@@ -71,6 +76,7 @@ class RunRequest:
     logical_date: datetime | None = None
     release: ReleaseKey | None = None
     trigger: TriggerKind = TriggerKind.MANUAL
+    version: str | None = None
 
 
 def log_extra(request: RunRequest) -> dict[str, Any]:
@@ -104,11 +110,12 @@ def execute_request(
     loader: Loader,
     router: RunLogRouter | None = None,
     on_start: Callable[[], None] | None = None,
+    pipelines: PipelineCache | None = None,
 ) -> Result | None:
     """Run one stored request to its end and record the outcome.
 
     Steps: the start handshake (``mark_running``), build the pipeline from
-    ``request.template``, execute it with the request's run id, logical date and
+    ``request.template`` (or take it from ``pipelines``), execute it with the request's run id, logical date and
     ``cancel`` token (its log records routed to the run's file when ``router`` is
     given), then ``store.finish`` with the masked context and errors.
 
@@ -125,6 +132,8 @@ def execute_request(
             pipelines).
         router: Per-run log files, when enabled.
         on_start: Called once the handshake succeeded, before the run executes.
+        pipelines: Pipelines built for earlier runs, reused when the template,
+            the loader and the settings are the same.
 
     Returns:
         The run's result (also for a run that failed to build, which gets a
@@ -132,7 +141,7 @@ def execute_request(
         the run because the handshake refused it (or it was cancelled first).
     """
     extra = log_extra(request)
-    env = _Env(store, settings, masker, clock, cancel, loader)
+    env = _Env(store, settings, masker, clock, cancel, loader, pipelines)
     if cancel.cancelled:
         logger.info("run not started: cancelled before it began (%s)", cancel.reason, extra=extra)
         return None
@@ -199,9 +208,17 @@ def _execute(request: RunRequest, env: _Env, start: datetime) -> Result:
 
 def _build_and_run(request: RunRequest, env: _Env) -> Result:
     try:
-        pipeline = Pipeline.from_template(
-            request.template, loader=env.loader, settings=env.settings
-        )
+        if env.pipelines is None:
+            pipeline = Pipeline.from_template(
+                request.template, loader=env.loader, settings=env.settings
+            )
+        else:
+            pipeline = env.pipelines.get(
+                request.template,
+                loader=env.loader,
+                settings=env.settings,
+                version=request.version,
+            )
     except Exception as exc:
         raise _BuildError(exc) from exc
     return pipeline.execute(
@@ -225,6 +242,7 @@ class _Env:
     clock: Clock
     cancel: CancelToken
     loader: Loader
+    pipelines: PipelineCache | None
 
 
 class _BuildError(Exception):

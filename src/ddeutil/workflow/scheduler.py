@@ -462,6 +462,7 @@ class Scheduler:
                 logical_date=item.logical_date,
                 release=item.release,
                 trigger=TriggerKind.SCHEDULE,
+                version=loaded.version,
             )
             self._executor.submit(request)
             running.add(item.run_id)
