@@ -6,14 +6,18 @@ CLI, the daemon and the API call :func:`configure_logging` once; nothing else
 installs handlers on the root logger.
 
 Per-run files: :class:`RunLogRouter` is one handler on the ``ddeutil.workflow``
-logger that appends each record carrying a ``run_id`` to that run's open file,
-so thousands of concurrent runs cost one dictionary lookup per record.
+logger that appends each record carrying a ``run_id`` to that run's file, so
+thousands of concurrent runs cost one dictionary lookup and one queued line per
+record; one writer thread does the file I/O.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import queue
 import sys
 import threading
 from collections.abc import Iterator
@@ -35,6 +39,8 @@ __all__ = [
 CONTEXT_FIELDS = ("run_id", "pipeline", "release", "job", "stage")
 LogFormat = Literal["json", "text", "auto"]
 PACKAGE_LOGGER = "ddeutil.workflow"
+
+_logger = logging.getLogger(__name__)
 
 
 class MaskingFilter(logging.Filter):
@@ -136,45 +142,98 @@ def run_log_path(log_dir: Path, run_id: str) -> Path:
     return log_dir / f"{safe}.log"
 
 
+class _RunFile:
+    """The log file of one captured run, as the writer thread sees it."""
+
+    __slots__ = ("closed", "done", "failed", "fd", "path", "run_id")
+
+    def __init__(self, run_id: str, path: Path) -> None:
+        self.run_id = run_id
+        self.path = path
+        self.fd: int | None = None
+        self.failed = False
+        self.closed = False
+        self.done = threading.Event()
+
+
+_Item = tuple[_RunFile, str | None] | threading.Event | None
+"""Queued for the writer: a line (or ``None``: the run's capture ended), a flush
+request, or ``None``: stop."""
+_STOP = None
+_CLOSE_WAIT = 10.0
+"""Seconds a finished capture waits for the writer to complete its file."""
+
+
 class RunLogRouter(logging.Handler):
     """Appends records that carry a ``run_id`` to that run's log file.
 
     Records of runs that are not open here (e.g. child runs logging under their
     parent) are ignored. Lines are JSON objects with time, level, message and the
     context fields, masked with the given :class:`Masker`.
+
+    Writing policy: a thread that logs only formats its line and queues it; one
+    writer thread per router creates the files and appends the lines, a batch at
+    a time (one ``write`` per run per batch). So thousands of concurrent runs
+    never wait on file I/O or on each other's lock, and one thread per process
+    creates files in the log folder (concurrent creates in one directory contend
+    in the kernel). A line reaches its file within milliseconds, so a running
+    run's file can be followed; when :meth:`capture` returns, the run's file
+    holds every line logged inside it (the file exists even when none was).
     """
 
     def __init__(self, log_dir: Path, masker: Masker | None = None) -> None:
         super().__init__(logging.DEBUG)
         self._dir = log_dir
         self._masker = masker or Masker()
-        self._files: dict[str, IO[str]] = {}
+        self._files: dict[str, _RunFile] = {}
         self._guard = threading.Lock()
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._dir_ready = False
 
     @contextmanager
     def capture(self, run_id: str, *aliases: str) -> Iterator[Path]:
-        """Route records of ``run_id`` (and of ``aliases``, e.g. child run ids) to its file."""
+        """Route records of ``run_id`` (and of ``aliases``, e.g. child run ids) to its file.
+
+        Raises:
+            OSError: the log folder cannot be created.
+        """
         path = run_log_path(self._dir, run_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fh = path.open("a", encoding="utf-8")
+        if not self._dir_ready:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._dir_ready = True
+        target = _RunFile(run_id, path)
         keys = (run_id, *aliases)
         with self._guard:
+            self._start_writer_locked()
             for key in keys:
-                self._files[key] = fh
+                self._files[key] = target
         try:
             yield path
         finally:
             with self._guard:
                 for key in keys:
-                    self._files.pop(key, None)
-            fh.close()
+                    if self._files.get(key) is target:
+                        del self._files[key]
+            self._queue.put((target, None))
+            if self._writer is not None and not target.done.wait(_CLOSE_WAIT):
+                _logger.warning("log file of run %s not complete after %gs", run_id, _CLOSE_WAIT)
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Filter and emit ``record`` without the handler lock (emit only queues)."""
+        rv: Any = self.filter(record)
+        if isinstance(rv, logging.LogRecord):  # a filter may return a changed record (3.12+)
+            record = rv
+        if rv:
+            self.emit(record)
+        return bool(rv)
 
     def emit(self, record: logging.LogRecord) -> None:
         run_id = getattr(record, "run_id", None)
         if run_id is None:
             return
-        fh = self._files.get(run_id)
-        if fh is None:
+        target = self._files.get(run_id)
+        if target is None:
             return
         line: dict[str, Any] = {
             "time": _iso(record.created),
@@ -185,12 +244,25 @@ class RunLogRouter(logging.Handler):
             value = getattr(record, name, None)
             if value is not None:
                 line[name] = self._masker.text(str(value))
-        try:
-            with self._guard:
-                fh.write(json.dumps(line, default=str) + "\n")
-                fh.flush()
-        except ValueError:  # closed between lookup and write: the run just ended
+        self._queue.put((target, json.dumps(line, default=str) + "\n"))
+
+    def flush(self) -> None:
+        """Return once every line queued before the call is in its file (bounded wait)."""
+        writer = self._writer
+        if writer is None or not writer.is_alive():
             return
+        written = threading.Event()
+        self._queue.put(written)
+        written.wait(_CLOSE_WAIT)
+
+    def close(self) -> None:
+        """Write what is queued, close every file and stop the writer thread."""
+        with self._guard:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            self._queue.put(_STOP)
+            writer.join(timeout=_CLOSE_WAIT)
+        super().close()
 
     @classmethod
     @contextmanager
@@ -204,6 +276,87 @@ class RunLogRouter(logging.Handler):
         finally:
             logger.removeHandler(router)
             router.close()
+
+    # ------------------------------------------------------------ the writer thread
+
+    def _start_writer_locked(self) -> None:
+        if self._writer is None or not self._writer.is_alive():
+            self._writer = threading.Thread(
+                target=self._write_loop, name="workflow-run-logs", daemon=True
+            )
+            self._writer.start()
+
+    def _write_loop(self) -> None:
+        opened: set[_RunFile] = set()
+        while True:
+            batch = [self._queue.get()]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            lines: dict[_RunFile, list[str]] = {}
+            closing: list[_RunFile] = []
+            flushed: list[threading.Event] = []
+            stop = False
+            for item in batch:
+                if item is None:
+                    stop = True
+                    continue
+                if isinstance(item, threading.Event):
+                    flushed.append(item)
+                    continue
+                target, text = item
+                pending = lines.setdefault(target, [])
+                if text is None:
+                    closing.append(target)
+                else:
+                    pending.append(text)
+            for target, pending in lines.items():
+                self._append(target, pending, opened)
+            for target in closing:
+                self._close(target, opened)
+            for event in flushed:
+                event.set()
+            if stop:
+                for target in list(opened):
+                    self._close(target, opened)
+                return
+
+    def _append(self, target: _RunFile, lines: list[str], opened: set[_RunFile]) -> None:
+        if target.closed or target.failed:
+            return
+        try:
+            if target.fd is None:
+                target.fd = _open_append(target.path)
+                opened.add(target)
+            data = "".join(lines).encode("utf-8")
+            while data:
+                data = data[os.write(target.fd, data) :]
+        except Exception as exc:  # the writer thread must outlive any one file
+            target.failed = True
+            _logger.warning("cannot write the log file of run %s: %s", target.run_id, exc)
+
+    def _close(self, target: _RunFile, opened: set[_RunFile]) -> None:
+        if not target.closed:
+            if target.fd is None:
+                self._append(target, [], opened)  # the file exists even without lines
+            target.closed = True
+            if target.fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(target.fd)
+                target.fd = None
+            opened.discard(target)
+        target.done.set()
+
+
+def _open_append(path: Path) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, 0o644)
+    except FileNotFoundError:  # the log folder was removed meanwhile
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, flags, 0o644)
 
 
 def _iso(created: float) -> str:
