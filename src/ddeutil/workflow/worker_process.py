@@ -14,24 +14,18 @@ URL, so the worker that executes a run also records its outcome. Policies:
   stdout/stderr, so its JSON lines reach the same journal. Per-run log files are
   written by the worker's executor when ``WORKFLOW_LOG_ENABLE_WRITE`` is on.
 
-Messages (tuples, pickled by :class:`multiprocessing.connection.Connection`):
-
-* daemon -> worker: ``("run", RunRequest)``, ``("cancel", run_id | None, reason)``
-  (``None``: every run), ``("stop", reason)``;
-* worker -> daemon: ``("ready", pid)`` once, then ``("event", ExecEvent)``.
+The messages and how they travel are described in :mod:`.worker_link`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
-import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from types import FrameType
-from typing import Any, Literal
+from typing import Literal
 
 from .clock import SystemClock
 from .executor import ThreadExecutor
@@ -39,6 +33,7 @@ from .logs import configure_logging
 from .masking import Masker
 from .settings import Settings
 from .store import open_store
+from .worker_link import EventSender, FrameReader
 
 __all__ = ["WorkerConfig", "worker_main"]
 
@@ -85,13 +80,8 @@ def worker_main(requests: Connection, events: Connection, config: WorkerConfig) 
     signal.signal(signal.SIGTERM, _on_sigterm)
     if config.log_format is not None:
         configure_logging(fmt=config.log_format, level=config.log_level, masker=config.masker)
-    send_lock = threading.Lock()
-
-    def send(message: tuple[Any, ...]) -> None:
-        # OSError: the daemon is gone; the request pipe reports that too.
-        with send_lock, contextlib.suppress(OSError):
-            events.send(message)
-
+    sender = EventSender(events, name=f"workflow-worker-{config.index}-events")
+    reader = FrameReader.over(requests)
     store = open_store(config.store_url)
     executor = ThreadExecutor(
         store=store,
@@ -100,16 +90,16 @@ def worker_main(requests: Connection, events: Connection, config: WorkerConfig) 
         clock=SystemClock(),
         size=config.threads,
         cancel_grace=config.cancel_grace,
-        on_event=lambda event: send(("event", event)),
+        on_event=lambda event: sender.put(("event", event)),
         name=f"worker {config.index}",
     )
     executor.start()
-    send(("ready", os.getpid()))
+    sender.put(("ready", os.getpid()))
     reason = "the daemon process exited"
     try:
         while True:
             try:
-                message = requests.recv()
+                message = reader.recv()
             except EOFError:
                 logger.warning("worker %d: daemon gone, cancelling runs", config.index)
                 break
@@ -129,6 +119,7 @@ def worker_main(requests: Connection, events: Connection, config: WorkerConfig) 
         try:
             executor.shutdown(0.0, reason=reason)
         finally:
+            sender.close()  # every event of the shutdown reaches the daemon first
             store.close()
-            requests.close()
+            reader.close()
             events.close()

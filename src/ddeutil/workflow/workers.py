@@ -12,7 +12,10 @@ records its outcome. Policies:
   daemon but its two pipes.
 * **Assignment.** A request goes to the least-loaded worker with a free slot.
   When every slot is busy, requests wait in the daemon in submit order (never
-  dropped) and a warning with the queue depth is logged once per episode.
+  dropped) and a warning with the queue depth is logged once per episode. The
+  caller of :meth:`ProcessExecutor.submit` writes a small request straight into
+  the worker's pipe and never blocks (see :mod:`.worker_link`); a worker reports
+  its events in batches.
 * **A worker that dies** (killed, segfault, ``os._exit``) is detected at once
   (its pipe reaches EOF / its sentinel fires), joined (no zombie) and replaced.
   Each of its runs that had started and is not yet terminal is recorded FAILED
@@ -46,15 +49,13 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import queue
 import signal
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import replace
-from multiprocessing.connection import Connection, wait
-from multiprocessing.reduction import ForkingPickler
+from multiprocessing.connection import wait
 from typing import Any, Literal
 
 from .clock import Clock, SystemClock
@@ -66,6 +67,7 @@ from .runner import RunRequest, log_extra
 from .settings import Settings
 from .store import open_store
 from .store.base import RunStore
+from .worker_link import WorkerLink, dumps
 from .worker_process import WorkerConfig, worker_main
 
 __all__ = ["PRELOAD", "ProcessExecutor", "describe_exit"]
@@ -94,42 +96,6 @@ def describe_exit(pid: int | None, exitcode: int | None) -> str:
             name = "unknown signal"
         return f"worker process {pid} died: signal {-exitcode} ({name})"
     return f"worker process {pid} exited with code {exitcode}"
-
-
-# ------------------------------------------------------------------ daemon side
-
-
-class _Worker:
-    """The daemon's handle on one worker process."""
-
-    def __init__(self, index: int, process: Any, requests: Connection, events: Connection) -> None:
-        self.index = index
-        self.process = process
-        self.pid: int = process.pid
-        self.requests = requests
-        self.events = events
-        self.runs: dict[str, RunRequest] = {}
-        self.ready = False
-        self.stopping = False
-        self.outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self.sender = threading.Thread(
-            target=self._send_loop, name=f"workflow-worker-{index}-send", daemon=True
-        )
-
-    def _send_loop(self) -> None:
-        """Write queued messages in order, so no caller ever blocks on a full pipe."""
-        while True:
-            payload = self.outbox.get()
-            if payload is None:
-                return
-            try:
-                self.requests.send_bytes(payload)
-            except OSError:  # the worker is gone: the reader thread handles it
-                return
-
-
-def _dumps(message: tuple[Any, ...]) -> bytes:
-    return bytes(ForkingPickler.dumps(message))
 
 
 class ProcessExecutor:
@@ -202,7 +168,7 @@ class ProcessExecutor:
         self._events = EventBuffer()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._workers: dict[int, _Worker] = {}
+        self._workers: dict[int, WorkerLink] = {}
         self._pending: deque[tuple[RunRequest, bytes]] = deque()
         self._counts: Counter[str] = Counter()
         self._failures: Counter[int] = Counter()
@@ -291,7 +257,7 @@ class ProcessExecutor:
                 logger.warning("stopping: cancelling %d run(s): %s", self._assigned_locked(), why)
             for worker in workers:
                 worker.stopping = True
-                worker.outbox.put(_dumps(("stop", why)))
+                worker.send(dumps(("stop", why)))
         gone = lambda: not self._workers  # noqa: E731
         if not self._wait_until(gone, time.monotonic() + self._grace + _STOP_MARGIN):
             for worker in self._live_workers():
@@ -324,7 +290,7 @@ class ProcessExecutor:
         if not self._started:
             self.start()
         try:
-            payload = _dumps(("run", request))
+            payload = dumps(("run", request))
         except Exception as exc:
             message = f"request cannot be sent to a worker process: {type(exc).__name__}: {exc}"
             logger.error("run not started: %s", message, extra=log_extra(request))
@@ -354,7 +320,7 @@ class ProcessExecutor:
             else:
                 for worker in self._workers.values():
                     if run_id in worker.runs:
-                        worker.outbox.put(_dumps(("cancel", run_id, reason)))
+                        worker.send(dumps(("cancel", run_id, reason)))
                         return True
                 return False
         message = f"cancelled before it started: {reason}"
@@ -366,7 +332,7 @@ class ProcessExecutor:
         """Ask every worker to cancel its running runs (waiting ones keep waiting)."""
         with self._lock:
             for worker in self._workers.values():
-                worker.outbox.put(_dumps(("cancel", None, reason)))
+                worker.send(dumps(("cancel", None, reason)))
 
     def drain_events(self) -> list[ExecEvent]:
         return self._events.drain()
@@ -417,8 +383,7 @@ class ProcessExecutor:
         finally:
             requests_r.close()
             events_w.close()
-        worker = _Worker(index, process, requests_w, events_r)
-        worker.sender.start()
+        worker = WorkerLink(index, process, requests_w, events_r)
         with self._lock:
             self._workers[index] = worker
             self._dispatch_locked()
@@ -432,12 +397,12 @@ class ProcessExecutor:
                     return
                 workers = list(self._workers.values())
                 due = min(self._restarts.values(), default=None)
-            waitables: dict[Any, _Worker | None] = {self._wake_r: None}
+            waitables: dict[Any, WorkerLink | None] = {self._wake_r: None}
             for worker in workers:
                 waitables[worker.events] = worker
                 waitables[worker.process.sentinel] = worker
             timeout = None if due is None else max(due - time.monotonic(), 0.0)
-            dead: dict[int, _Worker] = {}
+            dead: dict[int, WorkerLink] = {}
             for ready in wait(list(waitables), timeout):
                 owner = waitables[ready]
                 if owner is None:
@@ -452,7 +417,7 @@ class ProcessExecutor:
                 self._on_death(worker)
             self._restart_due()
 
-    def _read_messages(self, worker: _Worker) -> bool:
+    def _read_messages(self, worker: WorkerLink) -> bool:
         """Handle every message waiting on the worker's pipe; False at EOF."""
         try:
             while True:
@@ -462,24 +427,30 @@ class ProcessExecutor:
         except (EOFError, OSError):
             return False
 
-    def _handle(self, worker: _Worker, message: tuple[Any, ...]) -> None:
-        if message[0] == "ready":
-            with self._lock:
-                worker.ready = True
-                self._failures.pop(worker.index, None)
-                self._changed.notify_all()
-            return
-        event: ExecEvent = message[1]
-        if event.kind == "finished":
-            with self._lock:
-                request = worker.runs.pop(event.run_id, None)
-                if request is not None:
-                    self._forget_locked(request)
+    def _handle(self, worker: WorkerLink, message: tuple[Any, ...]) -> None:
+        """Handle one message of ``worker`` (a ``batch`` under one lock acquisition)."""
+        messages = message[1] if message[0] == "batch" else [message]
+        events: list[ExecEvent] = []
+        finished = False
+        with self._lock:
+            for item in messages:
+                if item[0] == "ready":
+                    worker.ready = True
+                    self._failures.pop(worker.index, None)
+                    continue
+                event: ExecEvent = item[1]
+                events.append(event)
+                if event.kind == "finished":
+                    finished = True
+                    request = worker.runs.pop(event.run_id, None)
+                    if request is not None:
+                        self._forget_locked(request)
+            if finished:
                 self._dispatch_locked()
-                self._changed.notify_all()
-        self._events.put(event)
+            self._changed.notify_all()
+        self._events.extend(events)
 
-    def _on_death(self, worker: _Worker) -> None:
+    def _on_death(self, worker: WorkerLink) -> None:
         with self._lock:
             if self._workers.get(worker.index) is not worker:
                 return
@@ -494,10 +465,7 @@ class ProcessExecutor:
             worker.process.kill()
             worker.process.join(timeout=5.0)
         cause = describe_exit(worker.pid, worker.process.exitcode)
-        worker.outbox.put(None)
-        worker.sender.join(timeout=1.0)
-        worker.requests.close()
-        worker.events.close()
+        worker.close()
         with self._lock:
             orphans = list(worker.runs.values())
             worker.runs.clear()
@@ -513,7 +481,7 @@ class ProcessExecutor:
                 if request.run_id not in kept:
                     self._forget_locked(request)
             if kept:
-                self._pending.extendleft((r, _dumps(("run", r))) for r in reversed(requeue))
+                self._pending.extendleft((r, dumps(("run", r))) for r in reversed(requeue))
             if not closing:
                 self._schedule_restart(worker.index, ready=worker.ready)
             self._dispatch_locked()
@@ -597,7 +565,7 @@ class ProcessExecutor:
             worker = min(free, key=lambda w: (len(w.runs), w.index))
             request, payload = self._pending.popleft()
             worker.runs[request.run_id] = request
-            worker.outbox.put(payload)
+            worker.send(payload)
         self._saturation.drained()
 
     def _assigned_locked(self) -> int:
@@ -618,7 +586,7 @@ class ProcessExecutor:
                 self._changed.wait(left)
             return True
 
-    def _live_workers(self) -> list[_Worker]:
+    def _live_workers(self) -> list[WorkerLink]:
         with self._lock:
             return list(self._workers.values())
 

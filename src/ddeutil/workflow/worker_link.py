@@ -1,0 +1,228 @@
+"""The two pipes between the daemon and one worker process, and their wire format.
+
+* **Requests** (daemon -> worker) are length-prefixed frames of pickled
+  messages: ``("run", RunRequest)``, ``("cancel", run_id | None, reason)``
+  (``None``: every run), ``("stop", reason)``. The daemon writes them with
+  :meth:`WorkerLink.send`: a frame that fits the pipe's atomic size
+  (``PIPE_BUF``) while nothing waits before it is written at once by the
+  caller, without blocking (the pipe is non-blocking on the daemon's side);
+  anything else waits, in order, for the link's writer thread. So dispatching
+  a run costs one ``write`` and a caller never blocks on a full pipe. The
+  worker reads them with :class:`FrameReader`, which takes every frame already
+  in the pipe with one ``read``.
+* **Events** (worker -> daemon) are sent by one sender thread of the worker
+  (:class:`EventSender`) as ``("batch", [message, ...])`` over a
+  :class:`multiprocessing.connection.Connection`, with the messages
+  ``("ready", pid)`` and ``("event", ExecEvent)``: the threads running pipelines
+  only queue them, and a burst of events costs one pipe write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import select
+import struct
+import threading
+from collections import deque
+from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
+from typing import IO, Any
+
+from .runner import RunRequest
+
+__all__ = ["EventSender", "FrameReader", "WorkerLink", "dumps"]
+
+_HEADER = struct.Struct("!I")
+_READ_SIZE = 1 << 16
+_SENDER_JOIN = 5.0
+
+
+def dumps(message: tuple[Any, ...]) -> bytes:
+    """Pickle one request message (raises when something in it cannot be pickled)."""
+    return bytes(ForkingPickler.dumps(message))
+
+
+def frame(payload: bytes) -> bytes:
+    """``payload`` with its length prefix, as written on the request pipe."""
+    return _HEADER.pack(len(payload)) + payload
+
+
+class FrameReader:
+    """Reads request messages from the worker's end of the request pipe.
+
+    Args:
+        stream: A binary buffered stream over the pipe (a read takes every
+            byte already in the pipe, up to 64 KiB, in one system call).
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+
+    @classmethod
+    def over(cls, conn: Connection) -> FrameReader:
+        """A reader over ``conn``'s pipe (``conn`` is closed; the reader owns a duplicate)."""
+        stream = os.fdopen(os.dup(conn.fileno()), "rb", buffering=_READ_SIZE)
+        conn.close()
+        return cls(stream)
+
+    def recv(self) -> Any:
+        """The next message; blocks until one arrives.
+
+        Raises:
+            EOFError: the daemon closed its end (or died).
+        """
+        header = self._read(_HEADER.size)
+        (size,) = _HEADER.unpack(header)
+        return ForkingPickler.loads(self._read(size))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def _read(self, size: int) -> bytes:
+        data = self._stream.read(size)
+        if data is None or len(data) < size:
+            raise EOFError("the request pipe was closed")
+        return data
+
+
+class WorkerLink:
+    """The daemon's handle on one worker process: the process, its pipes, its runs.
+
+    Attributes:
+        index: The worker's slot number.
+        process: The :class:`multiprocessing.Process`.
+        pid: Its process id.
+        events: The daemon's end of the event pipe.
+        runs: Requests assigned to this worker and not finished yet.
+        ready: The worker reported ready.
+        stopping: The worker was asked to stop.
+    """
+
+    def __init__(self, index: int, process: Any, requests: Connection, events: Connection) -> None:
+        self.index = index
+        self.process = process
+        self.pid: int = process.pid
+        self.events = events
+        self.runs: dict[str, RunRequest] = {}
+        self.ready = False
+        self.stopping = False
+        self._requests = requests
+        self._fd = requests.fileno()
+        os.set_blocking(self._fd, False)
+        self._cond = threading.Condition()
+        self._backlog: deque[bytes] = deque()
+        self._closed = False
+        self._broken = False
+        self._writer = threading.Thread(
+            target=self._write_loop, name=f"workflow-worker-{index}-send", daemon=True
+        )
+        self._writer.start()
+
+    def send(self, payload: bytes) -> None:
+        """Send one pickled message, in order; never blocks on a full pipe.
+
+        A message that cannot be written (the worker is gone) is dropped: the
+        daemon's reader thread notices the death and settles the worker's runs.
+        """
+        data = frame(payload)
+        with self._cond:
+            if self._closed or self._broken:
+                return
+            if not self._backlog and len(data) <= select.PIPE_BUF:
+                try:
+                    os.write(self._fd, data)  # up to PIPE_BUF: all written, or none
+                    return
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    self._broken = True
+                    return
+            self._backlog.append(data)
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Stop the writer thread (messages still waiting are dropped) and close the pipes."""
+        with self._cond:
+            self._closed = True
+            self._backlog.clear()
+            self._cond.notify()
+        self._writer.join(timeout=_SENDER_JOIN)
+        self._requests.close()
+        self.events.close()
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._backlog and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                data = self._backlog[0]
+            if not self._write_all(data):
+                with self._cond:
+                    self._broken = True
+                    self._backlog.clear()
+                return
+            with self._cond:
+                if self._backlog and self._backlog[0] is data:
+                    self._backlog.popleft()
+
+    def _write_all(self, data: bytes) -> bool:
+        view = memoryview(data)
+        while view:
+            if self._closed:
+                return False
+            try:
+                view = view[os.write(self._fd, view) :]
+            except BlockingIOError:
+                # Wait until the worker drained some of the pipe (or died: the
+                # write end then selects writable and the write fails).
+                with contextlib.suppress(InterruptedError):
+                    select.select([], [self._fd], [], 1.0)
+            except OSError:
+                return False
+        return True
+
+
+class EventSender:
+    """Sends a worker's messages to the daemon from one thread, in batches.
+
+    Args:
+        conn: The worker's end of the event pipe.
+        name: Thread name.
+    """
+
+    def __init__(self, conn: Connection, name: str) -> None:
+        self._conn = conn
+        self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, message: tuple[Any, ...]) -> None:
+        """Queue ``message`` (thread-safe, never blocks)."""
+        self._queue.put(message)
+
+    def close(self) -> None:
+        """Send what is queued, then stop the thread (bounded wait)."""
+        self._queue.put(None)
+        self._thread.join(timeout=_SENDER_JOIN)
+
+    def _loop(self) -> None:
+        gone = False
+        while True:
+            batch = [self._queue.get()]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            messages = [m for m in batch if m is not None]
+            if messages and not gone:
+                try:
+                    self._conn.send(("batch", messages))
+                except OSError:  # the daemon is gone; the request pipe reports that too
+                    gone = True
+            if len(messages) < len(batch):
+                return
