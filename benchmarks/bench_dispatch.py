@@ -101,7 +101,7 @@ def role(pid: int, me: int) -> str:
 
 
 def cpu_report(label: str, out: TextIO) -> None:
-    """CPU seconds (user + system) used so far by each process of the tree."""
+    """CPU seconds (user + system, and the system part) used so far by each process."""
     me = os.getpid()
     tick = os.sysconf("SC_CLK_TCK")
     parts = []
@@ -110,7 +110,8 @@ def cpu_report(label: str, out: TextIO) -> None:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        parts.append(f"{role(pid, me)} {(int(fields[11]) + int(fields[12])) / tick:.2f}s")
+        user, system = int(fields[11]) / tick, int(fields[12]) / tick
+        parts.append(f"{role(pid, me)} {user + system:.2f}s ({system:.2f}s sys)")
     print(f"{label}: {', '.join(parts)}", file=out)
 
 
