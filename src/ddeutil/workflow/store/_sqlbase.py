@@ -151,11 +151,18 @@ class SqlRunStore(RunStoreBase):
         assert record is not None
         return record
 
+    def _update_one(self, sql: str, values: Sequence[Any]) -> bool:
+        """Run one UPDATE of at most one row in its own write; True when a row changed.
+
+        A subclass may share the transaction with other threads' updates (group
+        commit) as long as the call returns only once its update is committed.
+        """
+        with self._write() as conn:
+            return bool(conn.execute(sql, values).rowcount == 1)
+
     def mark_running(self, run_id: str, *, now: datetime) -> bool:
         started = self._dialect.ts_in(now)
-        with self._write() as conn:
-            cur = conn.execute(self._dialect.sql(_sql.MARK_RUNNING), (started, run_id))
-            return bool(cur.rowcount == 1)
+        return self._update_one(self._dialect.sql(_sql.MARK_RUNNING), (started, run_id))
 
     def finish(
         self,
@@ -175,8 +182,7 @@ class SqlRunStore(RunStoreBase):
             error,
             run_id,
         )
-        with self._write() as conn:
-            return bool(conn.execute(self._finish_sql, values).rowcount == 1)
+        return self._update_one(self._finish_sql, values)
 
     @abc.abstractmethod
     def _fail_running(
