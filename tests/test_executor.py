@@ -351,3 +351,109 @@ def test_event_buffer_wait_is_bounded() -> None:
 def test_size_must_be_positive(h):
     with pytest.raises(ValueError, match="at least 1"):
         ThreadExecutor(store=h.store, settings=h.settings, loader=h.loader, size=0)
+
+
+# ---------------------------------------------------------------- reading a source
+
+
+class QueueSource:
+    """A RequestSource double: requests put by the test, the reading threads recorded."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._items: list[RunRequest] = []
+        self._closed = False
+        self.readers: dict[str, str] = {}  # run id -> name of the thread that read it
+        self.waiting_readers = 0
+
+    def put(self, request: RunRequest) -> None:
+        with self._cond:
+            self._items.append(request)
+            self._cond.notify_all()
+
+    def next_request(self) -> RunRequest | None:
+        with self._cond:
+            self.waiting_readers += 1
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._items or self._closed)
+            self.waiting_readers -= 1
+            if not self._items:
+                return None
+            request = self._items.pop(0)
+            self.readers[request.run_id] = threading.current_thread().name
+            return request
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def wait_for_reader(self, timeout: float = 10.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.waiting_readers > 0, timeout)
+
+
+def source_request(h: Harness, name: str, run_id: str) -> RunRequest:
+    h.store.create_run(
+        run_id=run_id, pipeline=name, trigger=TriggerKind.MANUAL, params={}, now=h.clock.now()
+    )
+    return RunRequest(run_id=run_id, pipeline=name, template=h.loader.get(name))
+
+
+def test_the_thread_that_reads_a_request_from_the_source_runs_it(h):
+    source = QueueSource()
+    ran_on: dict[str, str] = {}
+    finished: set[str] = set()
+    cond = threading.Condition()
+
+    def on_event(event: ExecEvent) -> None:
+        with cond:
+            if event.kind == "started":
+                ran_on[event.run_id] = threading.current_thread().name
+            else:
+                finished.add(event.run_id)
+            cond.notify_all()
+
+    executor = h.executor(size=2, source=source, on_event=on_event)
+    for run_id in ("s1", "s2"):  # the feeder keeps at most `size` outstanding
+        source.put(source_request(h, "coop-pipe", run_id))
+    with cond:
+        assert cond.wait_for(lambda: len(ran_on) == 2, timeout=10)
+    executor.cancel_all("done")
+    with cond:
+        assert cond.wait_for(lambda: len(finished) == 2, timeout=10)
+    source.put(source_request(h, "coop-pipe", "s3"))  # a slot is free again
+    with cond:
+        assert cond.wait_for(lambda: len(ran_on) == 3, timeout=10)
+    executor.cancel_all("done")
+
+    assert ran_on == {run_id: source.readers[run_id] for run_id in ("s1", "s2", "s3")}
+    assert len(set(ran_on.values())) >= 2
+
+
+def test_a_thread_keeps_reading_the_source_while_every_slot_is_busy(h, gate):
+    source = QueueSource()
+    started = threading.Event()
+
+    def on_event(event: ExecEvent) -> None:
+        if event.kind == "started":
+            started.set()
+
+    executor = h.executor(size=1, source=source, on_event=on_event)
+    source.put(source_request(h, "gate-pipe", "busy"))
+    assert started.wait(10)
+    assert executor.in_flight() == 1
+    # size + 1 threads: with the only slot busy, one more thread waits on the source
+    assert source.wait_for_reader()
+    gate.set()
+
+
+def test_an_executor_with_a_source_refuses_submit_and_closes_it_at_shutdown(h):
+    source = QueueSource()
+    executor = h.executor(size=1, source=source)
+    with pytest.raises(RuntimeError, match="source"):
+        executor.submit(source_request(h, "coop-pipe", "x"))
+    assert source.wait_for_reader()
+    executor.shutdown(0.0)
+    assert source._closed
+    assert all(not t.is_alive() for t in executor._threads)

@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ddeutil.workflow.executor import ExecEvent
-from ddeutil.workflow.worker_link import EventSender, FrameReader, WorkerLink, dumps
+from ddeutil.workflow.loader import RawTemplate
+from ddeutil.workflow.pipeline_cache import template_version
+from ddeutil.workflow.runner import RunRequest
+from ddeutil.workflow.store.base import ReleaseKey, TriggerKind
+from ddeutil.workflow.worker_link import (
+    EventSender,
+    FrameReader,
+    RunDecoder,
+    RunEncoder,
+    WorkerLink,
+    dumps,
+)
 
 
 class _Process:
@@ -113,3 +128,59 @@ def test_an_event_sender_outlives_a_gone_daemon() -> None:
     sender.put(("event", ExecEvent("started", "r1")))
     sender.close()  # returns: the broken pipe is swallowed
     events_w.close()
+
+
+def test_a_woken_reader_returns_none_now_and_later(
+    link: tuple[WorkerLink, FrameReader, Connection],
+) -> None:
+    _, reader, _ = link
+    got: list[Any] = []
+    thread = threading.Thread(target=lambda: got.append(reader.recv()))
+    thread.start()
+    reader.wake()  # from another thread, while recv() blocks
+    thread.join(10)
+    assert not thread.is_alive()
+    assert got == [None]
+    assert reader.recv() is None
+
+
+def test_run_messages_carry_each_template_version_pickled_once_and_decode_to_equal_requests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    template = RawTemplate(
+        name="p", file=tmp_path / "p.yml", data={"type": "Pipeline", "jobs": {}}, type="Pipeline"
+    )
+    at = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    requests = [
+        RunRequest(
+            run_id=f"r{n}",
+            pipeline="p",
+            template=template,
+            params={"n": n},
+            logical_date=at,
+            release=ReleaseKey("p", "* * * * *@UTC", at),
+            trigger=TriggerKind.SCHEDULE,
+            version=template_version(template),
+        )
+        for n in range(3)
+    ]
+    encoder, decoder = RunEncoder(), RunDecoder()
+    pickled_templates: list[object] = []
+    original = ForkingPickler.dumps
+
+    def spy(obj: object, protocol: int | None = None) -> memoryview:
+        if isinstance(obj, RawTemplate):
+            pickled_templates.append(obj)
+        return original(obj, protocol)
+
+    monkeypatch.setattr(ForkingPickler, "dumps", spy)
+    decoded = [decoder.decode(pickle.loads(encoder.encode(r))) for r in requests]
+
+    assert decoded == requests
+    assert len(pickled_templates) == 1  # one pickling for the version
+    assert decoded[0].template is decoded[2].template  # one unpickling too
+    # a request without a version is sent with the version of its template
+    bare = RunRequest(run_id="bare", pipeline="p", template=template)
+    again = decoder.decode(pickle.loads(encoder.encode(bare)))
+    assert again.version == template_version(template)
+    assert again.template is decoded[0].template

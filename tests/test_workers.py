@@ -510,6 +510,39 @@ def test_workers_configure_no_logging_when_the_daemon_did_not() -> None:
     assert _parent_log_config() == (None, None)
 
 
+def test_requests_prepared_ahead_are_sent_as_pickled_then(h, monkeypatch):
+    executor = h.executor(workers=1, threads=2)
+    encoded: list[str] = []
+    original = executor._encoder.encode
+
+    def counting(request: RunRequest) -> bytes:
+        encoded.append(request.run_id)
+        return original(request)
+
+    monkeypatch.setattr(executor._encoder, "encode", counting)
+    template = h.loader.get("quick-pipe")
+    requests = [
+        RunRequest(run_id=run_id, pipeline="quick-pipe", template=template)
+        for run_id in ("ahead-1", "ahead-2")
+    ]
+    for request in requests:
+        h.store.create_run(
+            run_id=request.run_id,
+            pipeline="quick-pipe",
+            trigger=TriggerKind.MANUAL,
+            params={},
+            now=SystemClock().now(),
+        )
+    executor.prepare(requests)
+    assert encoded == ["ahead-1", "ahead-2"]
+    for request in requests:
+        executor.submit(request)
+    events = collect(executor, lambda got: finished("ahead-1")(got) and finished("ahead-2")(got))
+
+    assert encoded == ["ahead-1", "ahead-2"]  # submit() sent what prepare() pickled
+    assert {e.status for e in events if e.kind == "finished"} == {Status.SUCCESS}
+
+
 def test_memory_store_is_refused(h):
     with pytest.raises(StoreError, match="worker processes can open"):
         ProcessExecutor(settings=h.settings, store_url="memory://")

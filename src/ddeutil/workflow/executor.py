@@ -73,7 +73,13 @@ class ExecEvent:
 
 
 class Executor(Protocol):
-    """Executes submitted runs and reports :class:`ExecEvent` records."""
+    """Executes submitted runs and reports :class:`ExecEvent` records.
+
+    An executor may also offer ``prepare(requests)``: the scheduler calls it a
+    moment before a minute boundary with the requests it is about to submit,
+    so the executor can get them ready to send (the process executor pickles
+    them). It is optional: the scheduler looks it up.
+    """
 
     def start(self) -> None:
         """Get ready to take work. Idempotent."""
@@ -105,6 +111,18 @@ class Executor(Protocol):
 
     def shutdown(self, timeout: float) -> None:
         """Stop taking work, wait up to ``timeout``, then cancel what runs. Idempotent."""
+        ...
+
+
+class RequestSource(Protocol):
+    """Where a :class:`ThreadExecutor` reads its requests itself (a worker's pipe)."""
+
+    def next_request(self) -> RunRequest | None:
+        """Block until the next request arrives; ``None`` when no more will come."""
+        ...
+
+    def close(self) -> None:
+        """Make a pending and every later :meth:`next_request` return ``None``."""
         ...
 
 
@@ -210,6 +228,13 @@ class ThreadExecutor:
         pipeline_cache: Built pipelines kept for later runs of the same template
             version (see :mod:`~ddeutil.workflow.pipeline_cache`); 0 builds every
             run's pipeline afresh.
+        source: When given, the executor reads its requests from it instead of
+            taking them from :meth:`submit`: ``size + 1`` threads take turns
+            reading, and the thread that reads a request runs it, so a request
+            reaches a running thread without a hand-off; a thread is always
+            reading (the source's other messages are handled while every slot
+            is busy). Whoever feeds the source keeps at most ``size`` runs
+            outstanding.
     """
 
     def __init__(
@@ -226,6 +251,7 @@ class ThreadExecutor:
         on_event: Callable[[ExecEvent], None] | None = None,
         name: str = "thread executor",
         pipeline_cache: int = DEFAULT_SIZE,
+        source: RequestSource | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
@@ -255,6 +281,8 @@ class ThreadExecutor:
         self._router: RunLogRouter | None = None
         self._saturation = SaturationLog(self._size, name)
         self._pipelines = PipelineCache(pipeline_cache)
+        self._source = source
+        self._reading = threading.Lock()  # held by the thread reading the source
 
     def __repr__(self) -> str:
         return f"ThreadExecutor(size={self._size}, in_flight={self.in_flight()})"
@@ -271,6 +299,10 @@ class ThreadExecutor:
             router = RunLogRouter(self._settings.log_path, self._masker)
             logging.getLogger("ddeutil.workflow").addHandler(router)
             self._router = router
+        if self._source is not None:
+            with self._lock:
+                for _ in range(self._size + 1):
+                    self._spawn_locked(self._read_loop)
 
     def shutdown(self, timeout: float, *, reason: str | None = None) -> None:
         """Stop taking work; wait, then cancel; record stragglers CANCELLED.
@@ -292,6 +324,8 @@ class ThreadExecutor:
                 self._forget_locked(request)
             self._saturation.drained()
             self._work.notify_all()
+        if self._source is not None:
+            self._source.close()  # the reading thread returns; the others follow
         if left:
             logger.warning(
                 "%s stopping: %d waiting run(s) not started; they stay PENDING and are "
@@ -321,6 +355,8 @@ class ThreadExecutor:
 
     def submit(self, request: RunRequest) -> None:
         """Queue ``request``; it starts as soon as a thread is free (FIFO)."""
+        if self._source is not None:
+            raise RuntimeError(f"{self._name} reads its requests from its source")
         if not self._started:
             self.start()
         with self._lock:
@@ -334,7 +370,7 @@ class ThreadExecutor:
             self._queue.append(request)
             self._counts[request.pipeline] += 1
             if len(self._queue) > self._idle and len(self._threads) < self._size:
-                self._spawn_locked()
+                self._spawn_locked(self._loop)
             waiting = len(self._queue) - (self._size - len(self._active))
             if waiting > 0:
                 self._saturation.waiting(waiting)
@@ -386,9 +422,9 @@ class ThreadExecutor:
 
     # ------------------------------------------------------------ internals
 
-    def _spawn_locked(self) -> None:
+    def _spawn_locked(self, target: Callable[[], None]) -> None:
         thread = threading.Thread(
-            target=self._loop,
+            target=target,
             name=f"{self._name}-{len(self._threads) + 1}",
             daemon=True,
         )
@@ -409,15 +445,42 @@ class ThreadExecutor:
                     self._saturation.drained()
                 token = CancelToken()
                 self._active[request.run_id] = _Active(request, token)
-            event = self._run(request, token)
-            with self._lock:  # free the slot before telling anyone the run ended
-                if self._active.pop(request.run_id, None) is not None:
-                    self._forget_locked(request)
-                abandoned = request.run_id in self._abandoned
-                self._abandoned.discard(request.run_id)
-                self._done.notify_all()
-            if not abandoned:
-                self._emit(event)
+            self._run_and_report(request, token)
+
+    def _read_loop(self) -> None:
+        """A thread of an executor with a source: read a request, run it, repeat."""
+        source = self._source
+        assert source is not None
+        while True:
+            with self._reading:  # one reader at a time; idle threads queue up here
+                if self._closed:
+                    return
+                request = source.next_request()
+            if request is None:
+                return
+            with self._lock:
+                if self._closed:
+                    logger.warning(
+                        "%s is shut down: run not started, it stays PENDING",
+                        self._name,
+                        extra=log_extra(request),
+                    )
+                    return
+                self._counts[request.pipeline] += 1
+                token = CancelToken()
+                self._active[request.run_id] = _Active(request, token)
+            self._run_and_report(request, token)
+
+    def _run_and_report(self, request: RunRequest, token: CancelToken) -> None:
+        event = self._run(request, token)
+        with self._lock:  # free the slot before telling anyone the run ended
+            if self._active.pop(request.run_id, None) is not None:
+                self._forget_locked(request)
+            abandoned = request.run_id in self._abandoned
+            self._abandoned.discard(request.run_id)
+            self._done.notify_all()
+        if not abandoned:
+            self._emit(event)
 
     def _run(self, request: RunRequest, token: CancelToken) -> ExecEvent:
         """Execute one request; return its ``finished`` event (never raises)."""

@@ -1,8 +1,10 @@
 """The body of one daemon worker process (the daemon side is :mod:`.workers`).
 
-A worker reads messages from its request pipe, runs each ``run`` request on a
-:class:`~ddeutil.workflow.executor.ThreadExecutor` of its own and reports the
-executor's events on its event pipe. It opens its own run store from the store
+A worker runs the ``run`` requests of its request pipe on a
+:class:`~ddeutil.workflow.executor.ThreadExecutor` of its own whose threads read
+the pipe themselves (the thread that reads a request runs it: no hand-off
+between threads on the way to a stage), and reports the executor's events on
+its event pipe. It opens its own run store from the store
 URL, so the worker that executes a run also records its outcome. Policies:
 
 * **A worker exits when the daemon dies**: its request pipe reaches EOF; it then
@@ -22,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from types import FrameType
@@ -31,9 +34,10 @@ from .clock import SystemClock
 from .executor import ThreadExecutor
 from .logs import configure_logging
 from .masking import Masker
+from .runner import RunRequest
 from .settings import Settings
 from .store import open_store
-from .worker_link import EventSender, FrameReader
+from .worker_link import EventSender, FrameReader, RunDecoder
 
 __all__ = ["WorkerConfig", "worker_main"]
 
@@ -74,6 +78,53 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise _Terminated
 
 
+class _RequestPipe:
+    """The request pipe as the executor's :class:`~ddeutil.workflow.executor.RequestSource`.
+
+    The executor's threads take turns reading it; a ``run`` request goes to the
+    thread that read it, ``cancel`` is applied at once, and ``stop`` or the end
+    of the pipe (the daemon is gone) ends it: every reader then gets ``None``
+    and :attr:`ended` is set for the worker's main thread.
+    """
+
+    def __init__(self, reader: FrameReader, index: int) -> None:
+        self._reader = reader
+        self._index = index
+        self.executor: ThreadExecutor | None = None
+        self._runs = RunDecoder()
+        self.ended = threading.Event()
+        self.reason = "the daemon process exited"
+
+    def next_request(self) -> RunRequest | None:
+        while True:
+            try:
+                message = self._reader.recv()
+            except EOFError:
+                logger.warning("worker %d: daemon gone, cancelling runs", self._index)
+                self._end(self.reason)
+                return None
+            if message is None:  # woken: ended or closed
+                return None
+            if message[0] == "run":
+                return self._runs.decode(message)
+            if message[0] == "cancel" and self.executor is not None:
+                if message[1] is None:
+                    self.executor.cancel_all(message[2])
+                else:
+                    self.executor.cancel(message[1], message[2])
+            elif message[0] == "stop":
+                self._end(message[1])
+                return None
+
+    def close(self) -> None:
+        self._reader.wake()
+
+    def _end(self, reason: str) -> None:
+        self.reason = reason
+        self.ended.set()
+        self._reader.wake()
+
+
 def worker_main(requests: Connection, events: Connection, config: WorkerConfig) -> None:
     """Body of a worker process: read requests, run them on threads, report events."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -82,6 +133,7 @@ def worker_main(requests: Connection, events: Connection, config: WorkerConfig) 
         configure_logging(fmt=config.log_format, level=config.log_level, masker=config.masker)
     sender = EventSender(events, name=f"workflow-worker-{config.index}-events")
     reader = FrameReader.over(requests)
+    pipe = _RequestPipe(reader, config.index)
     store = open_store(config.store_url)
     executor = ThreadExecutor(
         store=store,
@@ -92,27 +144,15 @@ def worker_main(requests: Connection, events: Connection, config: WorkerConfig) 
         cancel_grace=config.cancel_grace,
         on_event=lambda event: sender.put(("event", event)),
         name=f"worker {config.index}",
+        source=pipe,
     )
-    executor.start()
-    sender.put(("ready", os.getpid()))
-    reason = "the daemon process exited"
+    pipe.executor = executor
+    reason = pipe.reason
     try:
-        while True:
-            try:
-                message = reader.recv()
-            except EOFError:
-                logger.warning("worker %d: daemon gone, cancelling runs", config.index)
-                break
-            if message[0] == "run":
-                executor.submit(message[1])
-            elif message[0] == "cancel":
-                if message[1] is None:
-                    executor.cancel_all(message[2])
-                else:
-                    executor.cancel(message[1], message[2])
-            elif message[0] == "stop":
-                reason = message[1]
-                break
+        executor.start()
+        sender.put(("ready", os.getpid()))
+        pipe.ended.wait()  # interrupted by SIGTERM
+        reason = pipe.reason
     except _Terminated:
         reason = "worker process terminated (SIGTERM)"
     finally:
@@ -121,5 +161,6 @@ def worker_main(requests: Connection, events: Connection, config: WorkerConfig) 
         finally:
             sender.close()  # every event of the shutdown reaches the daemon first
             store.close()
+            pipe.close()
             reader.close()
             events.close()

@@ -53,7 +53,7 @@ import signal
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from multiprocessing.connection import wait
 from typing import Any, Literal
@@ -67,7 +67,7 @@ from .runner import RunRequest, log_extra
 from .settings import Settings
 from .store import open_store
 from .store.base import RunStore
-from .worker_link import WorkerLink, dumps
+from .worker_link import RunEncoder, WorkerLink, dumps
 from .worker_process import WorkerConfig, worker_main
 
 __all__ = ["PRELOAD", "ProcessExecutor", "describe_exit"]
@@ -164,6 +164,8 @@ class ProcessExecutor:
             log_format=None,
             log_level=settings.log_level,
         )
+        self._encoder = RunEncoder()
+        self._ready: dict[str, tuple[RunRequest, bytes]] = {}
         self._ctx = multiprocessing.get_context("forkserver")
         self._events = EventBuffer()
         self._lock = threading.Lock()
@@ -285,12 +287,29 @@ class ProcessExecutor:
 
     # ------------------------------------------------------------ work
 
+    def prepare(self, requests: Sequence[RunRequest]) -> None:
+        """Pickle the messages of runs about to be submitted (before a minute boundary).
+
+        :meth:`submit` of one of these very request objects then sends the
+        message made here. Requests prepared earlier and not submitted are
+        dropped; one that cannot be pickled is left for :meth:`submit` to report.
+        """
+        ready: dict[str, tuple[RunRequest, bytes]] = {}
+        for request in requests:
+            with contextlib.suppress(Exception):
+                ready[request.run_id] = (request, self._encoder.encode(request))
+        self._ready = ready
+
     def submit(self, request: RunRequest) -> None:
         """Queue ``request`` for the least-loaded worker with a free slot (FIFO)."""
         if not self._started:
             self.start()
         try:
-            payload = dumps(("run", request))
+            ready = self._ready.pop(request.run_id, None)
+            if ready is not None and ready[0] is request:
+                payload = ready[1]
+            else:
+                payload = self._encoder.encode(request)
         except Exception as exc:
             message = f"request cannot be sent to a worker process: {type(exc).__name__}: {exc}"
             logger.error("run not started: %s", message, extra=log_extra(request))
@@ -481,7 +500,7 @@ class ProcessExecutor:
                 if request.run_id not in kept:
                     self._forget_locked(request)
             if kept:
-                self._pending.extendleft((r, dumps(("run", r))) for r in reversed(requeue))
+                self._pending.extendleft((r, self._encoder.encode(r)) for r in reversed(requeue))
             if not closing:
                 self._schedule_restart(worker.index, ready=worker.ready)
             self._dispatch_locked()
