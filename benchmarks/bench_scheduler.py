@@ -1,19 +1,19 @@
 """Benchmark: scheduler latency (boundary -> first stage) and idle memory, vs APScheduler 3.
 
-Run: ``python benchmarks/bench_scheduler.py [--samples 30] [--burst 1000]
+Run: ``python benchmarks/bench_scheduler.py [--samples 30] [--rounds 1] [--burst 1000]
 [--burst-samples 10] [--pipelines 1000] [--aps-python /tmp/venv-aps/bin/python]
-[--log none|json]``. The report goes to stderr (with ``--log json`` the daemon's
-JSON lines go to stdout: redirect it).
+[--log none|json]`` (a count of 0 skips that part). The report goes to stderr (with
+``--log json`` the daemon's JSON lines go to stdout: redirect it).
 
 Method (nothing waits for a real minute boundary):
 
 * **Latency, 1 due** and **1,000 due**: the real scheduler stack of the daemon
-  (``Scheduler`` + ``ProcessExecutor`` with 2 workers x 100 threads + SQLite store,
-  ``synchronous=FULL``) in this process. For each sample the benchmark sleeps
+  (``Scheduler`` + ``ProcessExecutor`` with 2 workers x 100 threads + SQLite store
+  with its default ``synchronous=NORMAL``) in this process. For each sample the benchmark sleeps
   until the next *whole wall-clock second* with the daemon's own primitive (a
   ``select`` on its wake-up socket, for the remaining time), then calls
   ``Scheduler.tick(now=B)`` with ``B`` the next *minute* boundary of a fake clock
-  (after ``Scheduler.prepare()`` 50 ms before the second, as the daemon does),
+  (after ``Scheduler.prepare(B)`` 50 ms before the second, as the daemon does),
   so exactly one release per pipeline is due. The first stage of each pipeline is
   a python stage whose first statement reads ``time.time()``; latency = that
   stamp (taken in the worker process, read back from the run's stored outputs)
@@ -128,17 +128,20 @@ def write_conf(conf: Path, count: int, cron: str) -> None:
 _WAKER = socket.socketpair()
 
 
-def sleep_until_next_second(scheduler: Scheduler | None = None) -> float:
+def sleep_until_next_second(
+    scheduler: Scheduler | None = None, boundary: datetime | None = None
+) -> float:
     """Sleep like the daemon until the next whole second; return it.
 
     As the daemon does, it wakes :data:`PREPARE_LEAD` early to call
-    ``scheduler.prepare()`` (the conf check), then sleeps to the boundary.
+    ``scheduler.prepare(boundary)`` (the conf check and the plan of the tick at
+    ``boundary``), then sleeps to the whole second.
     """
     target = math.floor(time.time()) + 1.0
     if scheduler is not None:
         while (left := target - PREPARE_LEAD - time.time()) > 0:
             wait_readable(_WAKER[0], left)
-        scheduler.prepare()
+        scheduler.prepare(boundary)
     while (left := target - time.time()) > 0:
         wait_readable(_WAKER[0], left)
     return target
@@ -186,7 +189,7 @@ def latency_run(root: Path, pipelines: int, samples: int, warmup: int) -> dict[s
         for n in range(1, warmup + samples + 1):
             boundary = base + timedelta(minutes=n)
             clock.set(boundary)
-            wall = sleep_until_next_second(scheduler)
+            wall = sleep_until_next_second(scheduler, boundary)
             t0 = time.perf_counter()
             report = scheduler.tick(boundary)
             tick_s.append(time.perf_counter() - t0)
@@ -293,11 +296,22 @@ def memory_run(root: Path, pipelines: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--samples", type=int, default=30, help="ticks with 1 release due")
+    parser.add_argument(
+        "--samples", type=int, default=30, help="ticks with 1 release due (0: skip)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="alternate the 1-due measurement of both schedulers this many times "
+        "and report the median of the per-round p50s (a shared machine is noisy)",
+    )
     parser.add_argument("--burst", type=int, default=1000, help="releases due in the burst ticks")
-    parser.add_argument("--burst-samples", type=int, default=10, help="burst ticks")
+    parser.add_argument("--burst-samples", type=int, default=10, help="burst ticks (0: skip)")
     parser.add_argument("--warmup", type=int, default=2, help="first ticks not counted")
-    parser.add_argument("--pipelines", type=int, default=1000, help="pipelines for idle memory")
+    parser.add_argument(
+        "--pipelines", type=int, default=1000, help="pipelines for idle memory (0: skip)"
+    )
     parser.add_argument("--aps-python", default="/tmp/venv-aps/bin/python")
     parser.add_argument("--log", choices=("none", "json"), default="none")
     args = parser.parse_args()
@@ -307,52 +321,66 @@ def main() -> None:
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        one = latency_run(Path(tmp) / "one", 1, args.samples, args.warmup)
-    say(f"1 due, {args.samples} ticks: boundary -> first stage start")
-    say(
-        f"  ddeutil-workflow  p50 {ms(statistics.median(one['first']))}  "
-        f"p99 {ms(pct(one['first'], 99))}  (tick() returns after p50 {ms(statistics.median(one['tick']))})"
-    )
-    aps_lat = aps(args.aps_python, "latency", args.samples, args.warmup)
-    if aps_lat is not None:
-        values = aps_lat["latency_s"]
-        say(f"  APScheduler 3.x   p50 {ms(statistics.median(values))}  p99 {ms(pct(values, 99))}")
-        ratio = statistics.median(one["first"]) / statistics.median(values)
-        say(f"  ratio p50 ours / APScheduler: {ratio:.2f}x")
-    else:
-        say(f"  APScheduler: {args.aps_python} not found (see the module docstring)")
+    if args.samples > 0:
+        ours: list[float] = []
+        theirs: list[float] = []
+        for _ in range(args.rounds):
+            with tempfile.TemporaryDirectory() as tmp:
+                one = latency_run(Path(tmp) / "one", 1, args.samples, args.warmup)
+            ours.append(statistics.median(one["first"]))
+            say(f"1 due, {args.samples} ticks: boundary -> first stage start")
+            say(
+                f"  ddeutil-workflow  p50 {ms(ours[-1])}  p99 {ms(pct(one['first'], 99))}  "
+                f"(tick() returns after p50 {ms(statistics.median(one['tick']))})"
+            )
+            aps_lat = aps(args.aps_python, "latency", args.samples, args.warmup)
+            if aps_lat is None:
+                say(f"  APScheduler: {args.aps_python} not found (see the module docstring)")
+                continue
+            values = aps_lat["latency_s"]
+            theirs.append(statistics.median(values))
+            say(f"  APScheduler 3.x   p50 {ms(theirs[-1])}  p99 {ms(pct(values, 99))}")
+            say(f"  ratio p50 ours / APScheduler: {ours[-1] / theirs[-1]:.2f}x")
+        if args.rounds > 1 and theirs:
+            mine, aps_p50 = statistics.median(ours), statistics.median(theirs)
+            say(
+                f"{args.rounds} rounds: median p50 ddeutil-workflow {ms(mine)}, "
+                f"APScheduler {ms(aps_p50)}, ratio {mine / aps_p50:.2f}x"
+            )
 
-    with tempfile.TemporaryDirectory() as tmp:
-        burst = latency_run(Path(tmp) / "burst", args.burst, args.burst_samples, args.warmup)
-    say(f"{args.burst} due, {args.burst_samples} ticks (2 workers x 100 threads):")
-    say(
-        f"  boundary -> first stage start  p50 {ms(statistics.median(burst['first']))}  "
-        f"p99 {ms(pct(burst['first'], 99))}"
-    )
-    say(
-        f"  boundary -> every stage start  p50 {ms(statistics.median(burst['every']))}  "
-        f"p99 {ms(pct(burst['every'], 99))}  max {ms(max(burst['every']))}"
-    )
-    say(
-        f"  tick() duration p50 {ms(statistics.median(burst['tick']))}; "
-        f"all {args.burst} finished p50 {statistics.median(burst['done']):.2f} s"
-    )
-
-    with tempfile.TemporaryDirectory() as tmp:
-        mem = memory_run(Path(tmp), args.pipelines)
-    say(f"idle memory, {args.pipelines} pipelines loaded:")
-    say(
-        f"  ddeutil-workflow parent RSS {mem['parent_rss_kb'] / 1024:.1f} MB, "
-        f"parent PSS {mem['parent_pss_kb'] / 1024:.1f} MB, parent + workers PSS "
-        f"{mem['tree_pss_kb'] / 1024:.1f} MB ({mem['processes']} processes)"
-    )
-    aps_mem = aps(args.aps_python, "memory", args.pipelines)
-    if aps_mem is not None:
+    if args.burst_samples > 0:
+        with tempfile.TemporaryDirectory() as tmp:
+            burst = latency_run(Path(tmp) / "burst", args.burst, args.burst_samples, args.warmup)
+        say(f"{args.burst} due, {args.burst_samples} ticks (2 workers x 100 threads):")
         say(
-            f"  APScheduler 3.x with {args.pipelines} cron jobs RSS {aps_mem['rss_kb'] / 1024:.1f} MB"
-            f" -> ratio {mem['parent_rss_kb'] / aps_mem['rss_kb']:.2f}x"
+            f"  boundary -> first stage start  p50 {ms(statistics.median(burst['first']))}  "
+            f"p99 {ms(pct(burst['first'], 99))}"
         )
+        say(
+            f"  boundary -> every stage start  p50 {ms(statistics.median(burst['every']))}  "
+            f"p99 {ms(pct(burst['every'], 99))}  max {ms(max(burst['every']))}"
+        )
+        say(
+            f"  tick() duration p50 {ms(statistics.median(burst['tick']))}; "
+            f"all {args.burst} finished p50 {statistics.median(burst['done']):.2f} s"
+        )
+
+    if args.pipelines > 0:
+        with tempfile.TemporaryDirectory() as tmp:
+            mem = memory_run(Path(tmp), args.pipelines)
+        say(f"idle memory, {args.pipelines} pipelines loaded:")
+        say(
+            f"  ddeutil-workflow parent RSS {mem['parent_rss_kb'] / 1024:.1f} MB, "
+            f"parent PSS {mem['parent_pss_kb'] / 1024:.1f} MB, parent + workers PSS "
+            f"{mem['tree_pss_kb'] / 1024:.1f} MB ({mem['processes']} processes)"
+        )
+        aps_mem = aps(args.aps_python, "memory", args.pipelines)
+        if aps_mem is not None:
+            say(
+                f"  APScheduler 3.x with {args.pipelines} cron jobs RSS "
+                f"{aps_mem['rss_kb'] / 1024:.1f} MB"
+                f" -> ratio {mem['parent_rss_kb'] / aps_mem['rss_kb']:.2f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -380,6 +380,7 @@ class FakeScheduler:
         self.stopped_with: float | None = None
         self.reload = threading.Event()
         self.events = threading.Event()
+        self.prepared_for: datetime | None = None
 
     def start(self) -> None:
         self.state = SchedulerState.RUNNING
@@ -387,7 +388,8 @@ class FakeScheduler:
     def tick(self) -> None:
         self.ticks += 1
 
-    def prepare(self) -> bool:
+    def prepare(self, boundary: datetime | None = None) -> bool:
+        self.prepared_for = boundary
         return False
 
     def stop(self, timeout: float | None = None) -> None:
@@ -446,6 +448,20 @@ def test_once_ticks_once_and_stops_with_the_stop_timeout(
     assert scheduler.ticks == 1
     assert scheduler.stopped_with == 4
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_the_conf_check_before_a_boundary_plans_for_that_boundary_in_utc(
+    settings: Settings,
+) -> None:
+    daemon, scheduler, _ = make_daemon(settings)
+    next_run = datetime(2024, 1, 1, 10, 0)  # the schedule library's naive local time
+    try:
+        daemon._prepare(next_run)
+    finally:
+        daemon._signals.restore()  # closes its wake-up sockets (run() was not called)
+    assert scheduler.prepared_for == next_run.astimezone(timezone.utc)
+    assert scheduler.prepared_for is not None
+    assert scheduler.prepared_for.tzinfo is timezone.utc
 
 
 def test_loop_reloads_on_sighup_pumps_events_and_stops_on_sigterm(settings: Settings) -> None:

@@ -47,6 +47,7 @@ class RecordingExecutor:
     def __init__(self, store: RunStore) -> None:
         self.store = store
         self.submitted: list[RunRequest] = []
+        self.prepared: list[list[RunRequest]] = []
         self.events: list[ExecEvent] = []
         self.started = False
         self.shutdown_timeout: float | None = None
@@ -57,6 +58,9 @@ class RecordingExecutor:
 
     def submit(self, request: RunRequest) -> None:
         self.submitted.append(request)
+
+    def prepare(self, requests: list[RunRequest]) -> None:
+        self.prepared.append(list(requests))
 
     def submitted_ids(self) -> list[str]:
         return [r.run_id for r in self.submitted]
@@ -513,6 +517,101 @@ def test_a_lost_finish_event_is_reconciled_from_the_store(
     store.finish(first, status=Status.FAILED, now=at(10, 2), error="worker process died")
     report = scheduler.tick(at(10, 3))
     assert held in report.dispatched
+
+
+# -- planning ahead of the boundary -------------------------------------------------
+
+
+def test_a_tick_at_the_prepared_boundary_sends_the_requests_made_ahead(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline_yaml("a") + pipeline_yaml("b"))
+    scheduler, executor = make_scheduler(store)
+    scheduler.prepare(at(10, 1))
+    (ahead,) = executor.prepared
+    report = scheduler.tick(at(10, 1) + timedelta(microseconds=150))
+
+    assert [r.pipeline for r in ahead] == ["a", "b"]
+    # the very objects made ahead are sent (the process executor pickled them already)
+    assert [id(r) for r in executor.submitted] == [id(r) for r in ahead]
+    assert list(report.dispatched) == [r.run_id for r in ahead]
+    assert all(r.run_id.startswith("20240101T100100-") for r in ahead)
+    assert [r.logical_date for r in executor.submitted] == [at(10, 1)] * 2
+    for request in ahead:
+        record = store.get_run(request.run_id)
+        assert record is not None
+        assert record.release == request.release
+
+
+def test_the_plan_made_ahead_equals_the_plan_made_at_the_tick(
+    make_scheduler: MakeScheduler,
+    write_conf: Callable[..., Path],
+) -> None:
+    write_conf(
+        "p.yml", pipeline_yaml("a", "*/2 * * * *") + pipeline_yaml("b", extra="  catchup: all\n")
+    )
+    reports = []
+    for prepared in (True, False):
+        store = MemoryRunStore()
+        scheduler, _ = make_scheduler(store, now=at(9, 55))
+        if prepared:
+            scheduler.prepare(at(10, 2))
+        reports.append(scheduler.tick(at(10, 2, 0) + timedelta(milliseconds=3)))
+        store.close()
+    ahead, fresh = reports
+    assert ahead.due == fresh.due
+    assert ahead.missed == fresh.missed
+    assert len(ahead.dispatched) == len(fresh.dispatched)
+    assert len(ahead.held) == len(fresh.held)
+
+
+def test_a_plan_made_for_another_minute_is_not_used(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline_yaml("a"))
+    scheduler, executor = make_scheduler(store)
+    scheduler.prepare(at(10, 1))
+    report = scheduler.tick(at(10, 2))  # the 10:01 tick never happened
+
+    (ahead,) = executor.prepared
+    # catch-up (latest) runs the missed 10:01 release and the on-time 10:02 one
+    assert [r.at for r in report.due] == [at(10, 1), at(10, 2)]
+    assert [r.logical_date for r in executor.submitted] == [at(10, 1), at(10, 2)]
+    assert not {r.run_id for r in executor.submitted} & {r.run_id for r in ahead}
+
+
+def test_a_reload_after_prepare_plans_again_with_the_new_conf(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline_yaml("a"))
+    scheduler, executor = make_scheduler(store)
+    scheduler.prepare(at(10, 1))
+    write_conf("q.yml", pipeline_yaml("added"))
+    scheduler.request_reload()
+    report = scheduler.tick(at(10, 1))
+
+    assert report.reloaded
+    assert sorted(r.pipeline for r in executor.submitted) == ["a", "added"]
+
+
+def test_a_held_release_made_ahead_runs_the_version_loaded_when_it_starts(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline_yaml("queued", extra="  concurrency: queue\n"))
+    scheduler, executor = make_scheduler(store)
+    (first,) = scheduler.tick(at(10, 1)).dispatched
+    scheduler.prepare(at(10, 2))
+    (held,) = scheduler.tick(at(10, 2)).held
+    write_conf("p.yml", pipeline_yaml("queued", extra="  concurrency: queue\n  desc: v2\n"))
+    scheduler.request_reload()
+    scheduler.tick(at(10, 2, 30))
+    executor.end(first, at(10, 2, 40))
+    scheduler.process_events()
+
+    started = executor.submitted[-1]
+    assert started.run_id == held
+    assert started.template.data["desc"] == "v2"
+    assert started.version == template_version(started.template)
 
 
 # -- conf loading -------------------------------------------------------------------

@@ -10,7 +10,10 @@ A tick does, in this order:
    :class:`~ddeutil.workflow.catalog.PipelineCatalog`).
 2. **Plan**: the pure :func:`ddeutil.workflow.planner.plan` returns the releases
    due in ``(watermark, now]`` with each pipeline's catch-up policy applied; every
-   due and every missed release is logged.
+   due and every missed release is logged. The daemon has this done a moment
+   before the boundary (:meth:`Scheduler.prepare`), together with the claims and
+   requests of the first few releases, so at the boundary the tick starts with
+   claiming.
 3. **Claim, then dispatch**: every due release is claimed in the run store
    (a PENDING run) *before* it is handed to the executor, so a release is never
    dispatched twice, across restarts and across daemons sharing a store. A
@@ -22,7 +25,8 @@ A tick does, in this order:
    the store's scheduler lock writes it (a second scheduler on the same store
    would at worst plan a window again, and its claims would all be refused).
 
-Overlap and fan-out policy per pipeline:
+Overlap and fan-out policy per pipeline (the FIFOs and in-flight sets are
+:class:`~ddeutil.workflow.overlap.RunQueues`):
 
 * ``concurrency: allow`` (default): releases run side by side, bounded by
   ``WORKFLOW_CORE_MAX_PIPELINE_POKING``.
@@ -52,32 +56,34 @@ import logging
 import os
 import socket
 import threading
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .ahead import PlanAhead, ReadyRelease, ReleaseId, make_ready, plan_ahead
 from .catalog import CatalogEntry, PipelineCatalog
 from .clock import Clock, ensure_utc
 from .errors import WorkflowError
 from .executor import ExecEvent, Executor
 from .loader import Loader, RawTemplate
 from .masking import Masker
+from .overlap import RunQueues, Waiting
 from .pipeline import new_run_id
-from .planner import Plan, Release, advance_watermark, plan
+from .planner import Release, advance_watermark, plan
 from .result import Status
 from .runner import RunRequest
 from .settings import Settings
-from .store.base import Claim, ReleaseKey, RunRecord, RunStore, TriggerKind
+from .store.base import RunRecord, RunStore, TriggerKind
+from .tick_report import SKIP_REASON, TickLog, TickReport, log_tick
 
 __all__ = ["INTERRUPTED_REASON", "Scheduler", "SchedulerState", "TickReport"]
 
 logger = logging.getLogger(__name__)
 
 INTERRUPTED_REASON = "interrupted by a restart"
-SKIP_REASON = "skipped: a run of this pipeline is still in flight (concurrency: skip)"
 _FIRST_BATCHES = (1, 16)
+_AHEAD = sum(_FIRST_BATCHES)
+"""Due releases whose claim and request :meth:`Scheduler.prepare` makes ahead."""
 _CLAIM_BATCH = 64
 """Due releases are claimed in batches of 1, 16, then 64 (one transaction each):
 the first release reaches a worker after a one-row claim, the rest amortise."""
@@ -90,53 +96,6 @@ class SchedulerState(str, enum.Enum):
     RUNNING = "running"
     STOPPING = "stopping"
     STOPPED = "stopped"
-
-
-@dataclass(frozen=True)
-class TickReport:
-    """What one tick did (returned for tests, logs and benchmarks).
-
-    Attributes:
-        now: The instant the tick planned for.
-        watermark: The watermark after the tick (``max`` of the old one and ``now``).
-        due: Releases the planner returned as due, in release order.
-        missed: Releases the catch-up policy skipped (never claimed).
-        dispatched: Run ids handed to the executor during this tick (including
-            waiting runs released because a slot became free).
-        held: Run ids claimed and waiting in a per-pipeline FIFO (queue / poking).
-        skipped: Run ids claimed and recorded SKIPPED (``concurrency: skip``).
-        already_claimed: Due releases that were claimed before (not dispatched).
-        reloaded: The conf folder was (re)loaded at the start of this tick.
-        events: Executor events processed during this tick.
-        active: ``False`` when the scheduler was not running and did nothing.
-    """
-
-    now: datetime
-    watermark: datetime | None
-    due: tuple[Release, ...] = ()
-    missed: tuple[Release, ...] = ()
-    dispatched: tuple[str, ...] = ()
-    held: tuple[str, ...] = ()
-    skipped: tuple[str, ...] = ()
-    already_claimed: tuple[Release, ...] = ()
-    reloaded: bool = False
-    events: tuple[ExecEvent, ...] = ()
-    active: bool = True
-
-
-@dataclass(frozen=True)
-class _Waiting:
-    run_id: str
-    release: ReleaseKey | None
-    logical_date: datetime | None
-
-
-@dataclass
-class _TickLog:
-    dispatched: list[str] = field(default_factory=list)
-    held: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    already: list[Release] = field(default_factory=list)
 
 
 class Scheduler:
@@ -180,10 +139,9 @@ class Scheduler:
         self._lock = threading.RLock()
         self._reload_requested = False
         self._prepared: bool | None = None
+        self._ahead: PlanAhead | None = None
         self._watermark: datetime | None = None  # read at start; only the lock holder writes it
-        self._waiting: dict[str, deque[_Waiting]] = {}
-        self._in_flight: dict[str, set[str]] = {}
-        self._run_pipeline: dict[str, str] = {}
+        self._queues = RunQueues()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -245,7 +203,7 @@ class Scheduler:
         self._executor.shutdown(wait)
         with self._lock:
             self._forget(self._executor.drain_events())
-            left = sum(len(q) for q in self._waiting.values())
+            left = self._queues.waiting_count()
             if left:
                 logger.info("%d claimed release(s) stay PENDING for the next start", left)
             self._state = SchedulerState.STOPPED
@@ -286,7 +244,7 @@ class Scheduler:
                 )
             for run in self._store.pending_runs(trigger=TriggerKind.SCHEDULE):
                 self._recover_pending(run, now)
-            for name in list(self._waiting):
+            for name in self._queues.with_waiting():
                 self._pump(name)
 
     def _recover_pending(self, run: RunRecord, now: datetime) -> None:
@@ -307,9 +265,7 @@ class Scheduler:
         logger.info(
             "re-dispatching release claimed before the restart", extra=self._extra(run, extra)
         )
-        self._waiting.setdefault(run.pipeline, deque()).append(
-            _Waiting(run.run_id, run.release, logical)
-        )
+        self._queues.hold(run.pipeline, Waiting(run.run_id, run.release, logical))
 
     @staticmethod
     def _extra(run: RunRecord, extra: dict[str, Any]) -> dict[str, Any]:
@@ -335,25 +291,31 @@ class Scheduler:
             else:
                 reloaded = self._reload(force=self._reload_requested)
             self._prepared = None
+            ahead, self._ahead = self._ahead, None
             events = self._executor.drain_events()
-            log = _TickLog()
+            log = TickLog()
             log.dispatched.extend(self._handle_events(events))
             log.dispatched.extend(self._reconcile())
             watermark = self._watermark
-            result = plan(
-                self._catalog.planned(),
-                watermark=watermark,
-                now=at,
-                catchup_limit=self._settings.app_catchup_limit,
-            )
+            planned = self._catalog.planned()
+            if ahead is not None and ahead.fits(at, watermark, planned):
+                result, ready = ahead.plan, ahead.ready
+            else:
+                result = plan(
+                    planned,
+                    watermark=watermark,
+                    now=at,
+                    catchup_limit=self._settings.app_catchup_limit,
+                )
+                ready = {}
             for start, stop in _batches(len(result.due)):
-                self._dispatch_batch(result.due[start:stop], at, log)
+                self._dispatch_batch(result.due[start:stop], at, log, ready)
             new_mark = advance_watermark(watermark, at)
             if watermark is None or new_mark != watermark:
                 self._store.set_watermark(new_mark)
                 self._watermark = new_mark
             self._store.heartbeat(now=at, owner=self.owner)
-            self._log_plan(result, log)
+            log_tick(result, log)
             return TickReport(
                 now=at,
                 watermark=new_mark,
@@ -367,18 +329,40 @@ class Scheduler:
                 events=tuple(events),
             )
 
-    def prepare(self) -> bool:
-        """Do the conf check of the next tick now; return whether the conf was reloaded.
+    def prepare(self, boundary: datetime | None = None) -> bool:
+        """Do the conf check (and the planning) of the next tick now.
 
         The daemon calls this a few tens of milliseconds before each minute
-        boundary, so the tick itself starts with planning. The next :meth:`tick`
-        then skips its own check (unless a reload was requested since): an edit
-        saved in between is picked up one tick later.
+        boundary, so the tick itself starts with claiming. The next :meth:`tick`
+        skips its own conf check (unless a reload was requested since): an edit
+        saved in between is picked up one tick later. With ``boundary`` (the
+        instant the next tick is for) the releases due then are planned too, and
+        the claims and requests of the first few are made, run ids included; an
+        executor with a ``prepare(requests)`` method gets those requests to get
+        them ready to send. A tick at ``boundary`` (or less than a minute after)
+        uses that plan when nothing it depends on changed since, and plans
+        afresh otherwise.
+
+        Returns:
+            Whether the conf folder was read again.
         """
         with self._lock:
             if self._state is not SchedulerState.RUNNING:
                 return False
             self._prepared = self._reload(force=self._reload_requested)
+            self._ahead = None
+            if boundary is not None:
+                self._ahead = plan_ahead(
+                    boundary=ensure_utc(boundary),
+                    catalog=self._catalog,
+                    watermark=self._watermark,
+                    settings=self._settings,
+                    masker=self._masker,
+                    count=_AHEAD,
+                )
+                hook = getattr(self._executor, "prepare", None)
+                if hook is not None and self._ahead.ready:
+                    hook([item.request for item in self._ahead.ready.values()])
             return self._prepared
 
     def process_events(self) -> list[ExecEvent]:
@@ -391,47 +375,39 @@ class Scheduler:
                 self._forget(events)
             return events
 
-    def _dispatch_batch(self, releases: Sequence[Release], now: datetime, log: _TickLog) -> None:
+    def _dispatch_batch(
+        self,
+        releases: Sequence[Release],
+        now: datetime,
+        log: TickLog,
+        ready: Mapping[ReleaseId, ReadyRelease],
+    ) -> None:
         """Claim a batch of due releases in one go, then submit / hold / skip each."""
-        claims: list[tuple[Release, CatalogEntry, str, ReleaseKey]] = []
+        items: list[tuple[CatalogEntry, ReadyRelease]] = []
         for release in releases:
-            loaded = self._catalog.get(release.pipeline)
-            assert loaded is not None  # planned from the catalog under the same lock
-            key = ReleaseKey(pipeline=release.pipeline, schedule=release.schedule, at=release.at)
-            claims.append((release, loaded, new_run_id(self._clock, self._settings.timezone), key))
-        won = self._claim(claims, now)
-        for (release, loaded, run_id, key), ok in zip(claims, won, strict=True):
+            entry = self._catalog.get(release.pipeline)
+            assert entry is not None  # planned from the catalog under the same lock
+            item = ready.get((release.pipeline, release.schedule, release.at))
+            if item is None:
+                run_id = new_run_id(self._clock, self._settings.timezone)
+                item = make_ready(release, entry, run_id, self._masker)
+            items.append((entry, item))
+        won = self._store.claim_many([item.claim for _, item in items], now=now)
+        for release, (entry, made), ok in zip(releases, items, won, strict=True):
             if not ok:
                 log.already.append(release)
                 continue
-            name = loaded.name
-            policy = loaded.concurrency
-            busy = bool(self._in_flight.get(name)) or bool(self._waiting.get(name))
-            if policy == "skip" and busy:
+            name, run_id = entry.name, made.claim.run_id
+            if entry.concurrency == "skip" and self._queues.busy(name):
                 self._store.finish(run_id, status=Status.SKIPPED, now=now, error=SKIP_REASON)
                 log.skipped.append(run_id)
                 continue
-            self._waiting.setdefault(name, deque()).append(
-                _Waiting(run_id, key, release.logical_date)
-            )
+            waiting = Waiting(run_id, made.claim.release, release.logical_date, made.request)
+            self._queues.hold(name, waiting)
             started = self._pump(name)
             log.dispatched.extend(started)
             if run_id not in started:
                 log.held.append(run_id)
-
-    def _claim(
-        self, claims: Sequence[tuple[Release, CatalogEntry, str, ReleaseKey]], now: datetime
-    ) -> list[bool]:
-        batch = [
-            Claim(
-                release=key,
-                run_id=run_id,
-                params=self._masker.data(dict(loaded.defaults)),
-                logical_date=release.logical_date,
-            )
-            for release, loaded, run_id, key in claims
-        ]
-        return self._store.claim_many(batch, now=now)
 
     def _limit(self, loaded: CatalogEntry) -> int:
         if loaded.concurrency in ("queue", "skip"):
@@ -440,36 +416,31 @@ class Scheduler:
 
     def _pump(self, name: str) -> list[str]:
         """Submit waiting runs of ``name`` while it has free slots; return their run ids."""
-        queue = self._waiting.get(name)
-        if not queue:
-            return []
         started: list[str] = []
         loaded = self._catalog.get(name)
-        running = self._in_flight.setdefault(name, set())
-        while queue and (loaded is None or len(running) < self._limit(loaded)):
-            item = queue.popleft()
+        limit = None if loaded is None else self._limit(loaded)
+        for item in self._queues.admit(name, limit):
             if loaded is None:
                 reason = f"pipeline {name!r} is no longer in the conf folder"
                 logger.error("claimed run cannot start: %s", reason, extra={"run_id": item.run_id})
                 now = ensure_utc(self._clock.now())
                 self._store.finish(item.run_id, status=Status.FAILED, now=now, error=reason)
                 continue
-            request = RunRequest(
-                run_id=item.run_id,
-                pipeline=name,
-                template=loaded.template,
-                params=dict(loaded.defaults),
-                logical_date=item.logical_date,
-                release=item.release,
-                trigger=TriggerKind.SCHEDULE,
-                version=loaded.version,
-            )
+            request = item.request
+            if request is None or request.version != loaded.version:  # reloaded meanwhile
+                request = RunRequest(
+                    run_id=item.run_id,
+                    pipeline=name,
+                    template=loaded.template,
+                    params=dict(loaded.defaults),
+                    logical_date=item.logical_date,
+                    release=item.release,
+                    trigger=TriggerKind.SCHEDULE,
+                    version=loaded.version,
+                )
             self._executor.submit(request)
-            running.add(item.run_id)
-            self._run_pipeline[item.run_id] = name
+            self._queues.started(name, item.run_id)
             started.append(item.run_id)
-        if not queue:
-            self._waiting.pop(name, None)
         return started
 
     def _handle_events(self, events: Iterable[ExecEvent]) -> list[str]:
@@ -482,23 +453,20 @@ class Scheduler:
     def _forget(self, events: Iterable[ExecEvent]) -> set[str]:
         touched: set[str] = set()
         for event in events:
-            name = self._run_pipeline.get(event.run_id)
-            extra = {"run_id": event.run_id, "pipeline": name}
             if event.kind != "finished":
-                logger.debug("run started", extra=extra)
+                name = self._queues.pipeline_of(event.run_id)
+                logger.debug("run started", extra={"run_id": event.run_id, "pipeline": name})
                 continue
+            name = self._queues.finished(event.run_id)
             status = event.status.value if event.status is not None else "?"
             logger.info(
                 "run finished: %s%s",
                 status,
                 f" ({event.error})" if event.error else "",
-                extra=extra,
+                extra={"run_id": event.run_id, "pipeline": name},
             )
-            if name is None:
-                continue
-            self._run_pipeline.pop(event.run_id, None)
-            self._in_flight.get(name, set()).discard(event.run_id)
-            touched.add(name)
+            if name is not None:
+                touched.add(name)
         return touched
 
     def _reconcile(self) -> list[str]:
@@ -509,59 +477,18 @@ class Scheduler:
         run in flight. Returns the run ids started because a slot freed up.
         """
         started: list[str] = []
-        for name, running in list(self._in_flight.items()):
+        waiting = set(self._queues.with_waiting())
+        for name, running in self._queues.in_flight():
             loaded = self._catalog.get(name)
             skip = loaded is not None and loaded.concurrency == "skip"
-            if not running or not (self._waiting.get(name) or skip):
+            if not (name in waiting or skip):
                 continue
             for run_id in list(running):
                 record = self._store.get_run(run_id)
                 if record is None or record.status.is_terminal:
-                    running.discard(run_id)
-                    self._run_pipeline.pop(run_id, None)
+                    self._queues.finished(run_id)
             started.extend(self._pump(name))
         return started
-
-    def _log_plan(self, result: Plan, log: _TickLog) -> None:
-        already = {(r.pipeline, r.schedule, r.at) for r in log.already}
-        for release in result.due:
-            extra = {"pipeline": release.pipeline, "release": release.at.isoformat()}
-            if (release.pipeline, release.schedule, release.at) in already:
-                logger.info(
-                    "release due but already claimed: skipped (schedule %s)",
-                    release.schedule,
-                    extra=extra,
-                )
-            else:
-                logger.info(
-                    "release due%s (schedule %s, logical date %s)",
-                    f" ({release.reason})" if release.reason else "",
-                    release.schedule,
-                    release.logical_date.isoformat(),
-                    extra=extra,
-                )
-        for release in result.skipped:
-            logger.info(
-                "release skipped: %s (schedule %s)",
-                release.reason or "missed",
-                release.schedule,
-                extra={"pipeline": release.pipeline, "release": release.at.isoformat()},
-            )
-        for span in result.skipped_ranges:
-            logger.info(
-                "older releases in (%s, %s] skipped: %s (schedule %s)",
-                span.after.isoformat(),
-                span.until.isoformat(),
-                span.reason,
-                span.schedule,
-                extra={"pipeline": span.pipeline},
-            )
-        for run_id in log.skipped:
-            logger.info("release recorded SKIPPED: %s", SKIP_REASON, extra={"run_id": run_id})
-        if log.held:
-            logger.info(
-                "%d claimed release(s) wait for a free slot of their pipeline", len(log.held)
-            )
 
 
 def _batches(count: int) -> Iterable[tuple[int, int]]:

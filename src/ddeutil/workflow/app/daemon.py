@@ -44,6 +44,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from types import FrameType
 from typing import Any
 
@@ -220,16 +221,18 @@ class Daemon:
             idle = jobs.idle_seconds
             left = max(idle if idle is not None else MAX_SLEEP, 0.0)
             if not self._prepared and left <= PREPARE_LEAD:
-                self._prepare()
+                self._prepare(jobs.next_run)
                 continue
             lead = 0.0 if self._prepared else PREPARE_LEAD
             self._signals.wait(min(left - lead, MAX_SLEEP))
             self._handle_signals()
 
-    def _prepare(self) -> None:
+    def _prepare(self, next_run: datetime | None) -> None:
+        """Conf check and planning of the tick at ``next_run`` (naive local time)."""
         self._prepared = True
+        boundary = None if next_run is None else next_run.astimezone(timezone.utc)
         try:
-            self._scheduler.prepare()
+            self._scheduler.prepare(boundary)
         except Exception:
             logger.exception("conf check before the tick failed; the tick retries it")
 
