@@ -20,14 +20,8 @@ from ddeutil.workflow.loader import RawTemplate
 from ddeutil.workflow.pipeline_cache import template_version
 from ddeutil.workflow.runner import RunRequest
 from ddeutil.workflow.store.base import ReleaseKey, TriggerKind
-from ddeutil.workflow.worker_link import (
-    EventSender,
-    FrameReader,
-    RunDecoder,
-    RunEncoder,
-    WorkerLink,
-    dumps,
-)
+from ddeutil.workflow.worker_handle import WorkerHandle
+from ddeutil.workflow.worker_link import EventSender, FrameReader, RunDecoder, RunEncoder, dumps
 
 
 class _Process:
@@ -37,10 +31,10 @@ class _Process:
 
 
 @pytest.fixture
-def link() -> Iterator[tuple[WorkerLink, FrameReader, Connection]]:
+def link() -> Iterator[tuple[WorkerHandle, FrameReader, Connection]]:
     requests_r, requests_w = multiprocessing.Pipe(duplex=False)
     events_r, events_w = multiprocessing.Pipe(duplex=False)
-    worker = WorkerLink(0, _Process(), requests_w, events_r)
+    worker = WorkerHandle(0, _Process(), requests_w, events_r)
     reader = FrameReader.over(requests_r)
     yield worker, reader, events_w
     worker.close()
@@ -49,7 +43,7 @@ def link() -> Iterator[tuple[WorkerLink, FrameReader, Connection]]:
 
 
 def test_messages_arrive_in_order_small_and_large_alike(
-    link: tuple[WorkerLink, FrameReader, Connection],
+    link: tuple[WorkerHandle, FrameReader, Connection],
 ) -> None:
     worker, reader, _ = link
     # Small frames go straight into the pipe; large ones (and everything behind
@@ -62,7 +56,7 @@ def test_messages_arrive_in_order_small_and_large_alike(
 
 
 def test_send_never_blocks_on_a_full_pipe(
-    link: tuple[WorkerLink, FrameReader, Connection],
+    link: tuple[WorkerHandle, FrameReader, Connection],
 ) -> None:
     worker, reader, _ = link
     # Nobody reads yet: 64 frames of 8 KiB overflow the 64 KiB pipe.
@@ -82,7 +76,7 @@ def test_send_never_blocks_on_a_full_pipe(
 
 
 def test_a_message_to_a_dead_worker_is_dropped_without_error(
-    link: tuple[WorkerLink, FrameReader, Connection],
+    link: tuple[WorkerHandle, FrameReader, Connection],
 ) -> None:
     worker, reader, _ = link
     reader.close()  # the worker's end is gone
@@ -91,7 +85,7 @@ def test_a_message_to_a_dead_worker_is_dropped_without_error(
 
 
 def test_the_reader_reports_eof_when_the_daemon_closes_its_end(
-    link: tuple[WorkerLink, FrameReader, Connection],
+    link: tuple[WorkerHandle, FrameReader, Connection],
 ) -> None:
     worker, reader, _ = link
     worker.send(dumps(("stop", "bye")))
@@ -131,7 +125,7 @@ def test_an_event_sender_outlives_a_gone_daemon() -> None:
 
 
 def test_a_woken_reader_returns_none_now_and_later(
-    link: tuple[WorkerLink, FrameReader, Connection],
+    link: tuple[WorkerHandle, FrameReader, Connection],
 ) -> None:
     _, reader, _ = link
     got: list[Any] = []

@@ -33,7 +33,8 @@ from ddeutil.workflow.runner import RunRequest
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
 from ddeutil.workflow.store.base import RunStore, TriggerKind
-from ddeutil.workflow.workers import ProcessExecutor, _parent_log_config, describe_exit
+from ddeutil.workflow.worker_process import parent_log_config
+from ddeutil.workflow.workers import ProcessExecutor, describe_exit
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -500,14 +501,14 @@ def test_workers_take_the_daemons_log_format(fmt: Literal["json", "text"]) -> No
     handler = configure_logging(fmt=fmt, level="WARNING", stream=io.StringIO())
     root_logger = logging.getLogger()
     try:
-        assert _parent_log_config() == (fmt, "WARNING")
+        assert parent_log_config() == (fmt, "WARNING")
     finally:
         root_logger.removeHandler(handler)
         root_logger.setLevel(logging.WARNING)
 
 
 def test_workers_configure_no_logging_when_the_daemon_did_not() -> None:
-    assert _parent_log_config() == (None, None)
+    assert parent_log_config() == (None, None)
 
 
 def test_requests_prepared_ahead_are_sent_as_pickled_then(h, monkeypatch):

@@ -64,7 +64,7 @@ from .ahead import PlanAhead, ReadyRelease, ReleaseId, make_ready, plan_ahead
 from .catalog import CatalogEntry, PipelineCatalog
 from .clock import Clock, ensure_utc
 from .errors import WorkflowError
-from .executor import ExecEvent, Executor
+from .executor_base import ExecEvent, Executor
 from .loader import Loader, RawTemplate
 from .masking import Masker
 from .overlap import RunQueues, Waiting

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .executor import ExecEvent
+from .executor_base import ExecEvent
 from .planner import Plan, Release
 
 __all__ = ["SKIP_REASON", "TickLog", "TickReport", "log_tick"]

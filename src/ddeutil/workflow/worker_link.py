@@ -1,13 +1,10 @@
-"""The two pipes between the daemon and one worker process, and their wire format.
+"""The wire between the daemon and its worker processes: framing, codecs, endpoints.
 
-* **Requests** (daemon -> worker) are length-prefixed frames of pickled
-  messages: ``("run", ...)`` (see :class:`RunEncoder`), ``("cancel", run_id |
-  None, reason)`` (``None``: every run), ``("stop", reason)``. The daemon writes them with
-  :meth:`WorkerLink.send`: a frame that fits the pipe's atomic size
-  (``PIPE_BUF``) while nothing waits before it is written at once by the
-  caller, without blocking (the pipe is non-blocking on the daemon's side);
-  anything else waits, in order, for the link's writer thread. So dispatching
-  a run costs one ``write`` and a caller never blocks on a full pipe. The
+* **Requests** (daemon -> worker) are length-prefixed frames (:func:`frame`) of
+  pickled messages: ``("run", ...)`` (see :class:`RunEncoder`), ``("cancel",
+  run_id | None, reason)`` (``None``: every run), ``("stop", reason)``. The
+  daemon writes them with :meth:`WorkerHandle.send
+  <ddeutil.workflow.worker_handle.WorkerHandle.send>`, never blocking. The
   worker reads them with :class:`FrameReader`, which takes every frame already
   in the pipe with one ``read`` and can be woken from another thread.
 * **Events** (worker -> daemon) are sent by one sender thread of the worker
@@ -25,7 +22,7 @@ import queue
 import select
 import struct
 import threading
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
@@ -35,7 +32,7 @@ from .pipeline_cache import template_version
 from .runner import RunRequest
 from .store.base import TriggerKind
 
-__all__ = ["EventSender", "FrameReader", "RunDecoder", "RunEncoder", "WorkerLink", "dumps"]
+__all__ = ["EventSender", "FrameReader", "RunDecoder", "RunEncoder", "dumps", "frame"]
 
 _HEADER = struct.Struct("!I")
 _KEPT_TEMPLATES = 1024
@@ -195,105 +192,6 @@ class FrameReader:
         data = bytes(self._buffer[:size])
         del self._buffer[:size]
         return data
-
-
-class WorkerLink:
-    """The daemon's handle on one worker process: the process, its pipes, its runs.
-
-    Attributes:
-        index: The worker's slot number.
-        process: The :class:`multiprocessing.Process`.
-        pid: Its process id.
-        events: The daemon's end of the event pipe.
-        runs: Requests assigned to this worker and not finished yet.
-        ready: The worker reported ready.
-        stopping: The worker was asked to stop.
-    """
-
-    def __init__(self, index: int, process: Any, requests: Connection, events: Connection) -> None:
-        self.index = index
-        self.process = process
-        self.pid: int = process.pid
-        self.events = events
-        self.runs: dict[str, RunRequest] = {}
-        self.ready = False
-        self.stopping = False
-        self._requests = requests
-        self._fd = requests.fileno()
-        os.set_blocking(self._fd, False)
-        self._cond = threading.Condition()
-        self._backlog: deque[bytes] = deque()
-        self._closed = False
-        self._broken = False
-        self._writer = threading.Thread(
-            target=self._write_loop, name=f"workflow-worker-{index}-send", daemon=True
-        )
-        self._writer.start()
-
-    def send(self, payload: bytes) -> None:
-        """Send one pickled message, in order; never blocks on a full pipe.
-
-        A message that cannot be written (the worker is gone) is dropped: the
-        daemon's reader thread notices the death and settles the worker's runs.
-        """
-        data = frame(payload)
-        with self._cond:
-            if self._closed or self._broken:
-                return
-            if not self._backlog and len(data) <= select.PIPE_BUF:
-                try:
-                    os.write(self._fd, data)  # up to PIPE_BUF: all written, or none
-                    return
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    self._broken = True
-                    return
-            self._backlog.append(data)
-            self._cond.notify()
-
-    def close(self) -> None:
-        """Stop the writer thread (messages still waiting are dropped) and close the pipes."""
-        with self._cond:
-            self._closed = True
-            self._backlog.clear()
-            self._cond.notify()
-        self._writer.join(timeout=_SENDER_JOIN)
-        self._requests.close()
-        self.events.close()
-
-    def _write_loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._backlog and not self._closed:
-                    self._cond.wait()
-                if self._closed:
-                    return
-                data = self._backlog[0]
-            if not self._write_all(data):
-                with self._cond:
-                    self._broken = True
-                    self._backlog.clear()
-                return
-            with self._cond:
-                if self._backlog and self._backlog[0] is data:
-                    self._backlog.popleft()
-
-    def _write_all(self, data: bytes) -> bool:
-        view = memoryview(data)
-        while view:
-            if self._closed:
-                return False
-            try:
-                view = view[os.write(self._fd, view) :]
-            except BlockingIOError:
-                # Wait until the worker drained some of the pipe (or died: the
-                # write end then selects writable and the write fails).
-                with contextlib.suppress(InterruptedError):
-                    select.select([], [self._fd], [], 1.0)
-            except OSError:
-                return False
-        return True
 
 
 class EventSender:

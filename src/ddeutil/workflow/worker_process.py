@@ -39,7 +39,7 @@ from .settings import Settings
 from .store import open_store
 from .worker_link import EventSender, FrameReader, RunDecoder
 
-__all__ = ["WorkerConfig", "worker_main"]
+__all__ = ["WorkerConfig", "parent_log_config", "worker_main"]
 
 logger = logging.getLogger(__name__)
 
@@ -164,3 +164,19 @@ def worker_main(requests: Connection, events: Connection, config: WorkerConfig) 
             pipe.close()
             reader.close()
             events.close()
+
+
+def parent_log_config() -> tuple[Literal["json", "text"] | None, str | None]:
+    """The format and level :func:`~ddeutil.workflow.logs.configure_logging` set up here.
+
+    The daemon passes them to its workers, so they log like it; ``(None, None)``
+    when this process configured no logging.
+    """
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if getattr(handler, "_ddeutil_workflow", False):
+            # the JSON formatter may be a subclass defined elsewhere: look at its bases
+            kinds = type(handler.formatter).__mro__
+            is_json = any(kind.__module__.startswith("pythonjsonlogger") for kind in kinds)
+            return ("json" if is_json else "text"), logging.getLevelName(root.level)
+    return None, None

@@ -14,14 +14,13 @@ records its outcome. Policies:
   When every slot is busy, requests wait in the daemon in submit order (never
   dropped) and a warning with the queue depth is logged once per episode. The
   caller of :meth:`ProcessExecutor.submit` writes a small request straight into
-  the worker's pipe and never blocks (see :mod:`.worker_link`); a worker reports
+  the worker's pipe and never blocks (see :mod:`.worker_handle`); a worker reports
   its events in batches.
 * **A worker that dies** (killed, segfault, ``os._exit``) is detected at once
-  (its pipe reaches EOF / its sentinel fires), joined (no zombie) and replaced.
-  Each of its runs that had started and is not yet terminal is recorded FAILED
-  with the cause, e.g. ``worker process 4242 died: signal 9 (SIGKILL)``; a run it
-  had been handed but not yet started (still PENDING) is given to another
-  worker. A worker that dies before it is ready is restarted with a backoff.
+  (its pipe reaches EOF / its sentinel fires), joined (no zombie) and replaced;
+  its runs are settled from the store (:mod:`.orphans`): started ones are
+  recorded FAILED with the cause, unstarted ones go to another worker. A worker
+  that dies before it is ready is restarted with a backoff.
 * **A worker exits when the daemon dies** (see :mod:`.worker_process`, the body
   of a worker). ``PR_SET_PDEATHSIG`` is deliberately not used: a worker's parent
   is the forkserver, and a death signal would end the worker without
@@ -49,7 +48,6 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import signal
 import threading
 import time
 from collections import Counter, deque
@@ -60,15 +58,17 @@ from typing import Any, Literal
 
 from .clock import Clock, SystemClock
 from .errors import StoreError
-from .executor import EventBuffer, ExecEvent, SaturationLog
+from .executor_base import EventBuffer, ExecEvent, SaturationLog
 from .masking import Masker
-from .result import ErrorRecord, Status
+from .orphans import record_end, settle_orphan
+from .result import Status
 from .runner import RunRequest, log_extra
 from .settings import Settings
 from .store import open_store
 from .store.base import RunStore
-from .worker_link import RunEncoder, WorkerLink, dumps
-from .worker_process import WorkerConfig, worker_main
+from .worker_handle import WorkerHandle, describe_exit
+from .worker_link import RunEncoder, dumps
+from .worker_process import WorkerConfig, parent_log_config
 
 __all__ = ["PRELOAD", "ProcessExecutor", "describe_exit"]
 
@@ -83,19 +83,6 @@ PRELOAD = (
 
 _STOP_MARGIN = 5.0  # seconds a stopped worker gets beyond its cancel grace to exit
 _MAX_BACKOFF = 30.0
-
-
-def describe_exit(pid: int | None, exitcode: int | None) -> str:
-    """Say how a worker process ended: ``worker process 42 died: signal 9 (SIGKILL)``."""
-    if exitcode is None:
-        return f"worker process {pid} died (exit status unknown)"
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = "unknown signal"
-        return f"worker process {pid} died: signal {-exitcode} ({name})"
-    return f"worker process {pid} exited with code {exitcode}"
 
 
 class ProcessExecutor:
@@ -170,7 +157,7 @@ class ProcessExecutor:
         self._events = EventBuffer()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._workers: dict[int, WorkerLink] = {}
+        self._workers: dict[int, WorkerHandle] = {}
         self._pending: deque[tuple[RunRequest, bytes]] = deque()
         self._counts: Counter[str] = Counter()
         self._failures: Counter[int] = Counter()
@@ -199,7 +186,7 @@ class ProcessExecutor:
             self._started = True
         if self._store is None:
             self._store = open_store(self._url)
-        parent_format, parent_level = _parent_log_config()
+        parent_format, parent_level = parent_log_config()
         self._config = replace(
             self._config,
             log_format=self._log_format or parent_format,
@@ -383,26 +370,12 @@ class ProcessExecutor:
     # ------------------------------------------------------------ internals
 
     def _spawn(self, index: int) -> None:
-        requests_r, requests_w = self._ctx.Pipe(duplex=False)
-        events_r, events_w = self._ctx.Pipe(duplex=False)
-        process = self._ctx.Process(
-            target=worker_main,
-            args=(requests_r, events_w, replace(self._config, index=index)),
-            name=f"workflow-worker-{index}",
-            daemon=True,
-        )
         try:
-            process.start()
+            worker = WorkerHandle.start(self._ctx, index, replace(self._config, index=index))
         except Exception:
             logger.exception("could not start worker process %d", index)
-            for conn in (requests_r, requests_w, events_r, events_w):
-                conn.close()
             self._schedule_restart(index, ready=False)
             return
-        finally:
-            requests_r.close()
-            events_w.close()
-        worker = WorkerLink(index, process, requests_w, events_r)
         with self._lock:
             self._workers[index] = worker
             self._dispatch_locked()
@@ -416,12 +389,12 @@ class ProcessExecutor:
                     return
                 workers = list(self._workers.values())
                 due = min(self._restarts.values(), default=None)
-            waitables: dict[Any, WorkerLink | None] = {self._wake_r: None}
+            waitables: dict[Any, WorkerHandle | None] = {self._wake_r: None}
             for worker in workers:
                 waitables[worker.events] = worker
                 waitables[worker.process.sentinel] = worker
             timeout = None if due is None else max(due - time.monotonic(), 0.0)
-            dead: dict[int, WorkerLink] = {}
+            dead: dict[int, WorkerHandle] = {}
             for ready in wait(list(waitables), timeout):
                 owner = waitables[ready]
                 if owner is None:
@@ -436,7 +409,7 @@ class ProcessExecutor:
                 self._on_death(worker)
             self._restart_due()
 
-    def _read_messages(self, worker: WorkerLink) -> bool:
+    def _read_messages(self, worker: WorkerHandle) -> bool:
         """Handle every message waiting on the worker's pipe; False at EOF."""
         try:
             while True:
@@ -446,7 +419,7 @@ class ProcessExecutor:
         except (EOFError, OSError):
             return False
 
-    def _handle(self, worker: WorkerLink, message: tuple[Any, ...]) -> None:
+    def _handle(self, worker: WorkerHandle, message: tuple[Any, ...]) -> None:
         """Handle one message of ``worker`` (a ``batch`` under one lock acquisition)."""
         messages = message[1] if message[0] == "batch" else [message]
         events: list[ExecEvent] = []
@@ -469,7 +442,7 @@ class ProcessExecutor:
             self._changed.notify_all()
         self._events.extend(events)
 
-    def _on_death(self, worker: WorkerLink) -> None:
+    def _on_death(self, worker: WorkerHandle) -> None:
         with self._lock:
             if self._workers.get(worker.index) is not worker:
                 return
@@ -479,12 +452,7 @@ class ProcessExecutor:
                 self._handle(worker, worker.events.recv())
         except (EOFError, OSError):
             pass
-        worker.process.join(timeout=5.0)
-        if worker.process.is_alive():  # pipe closed but process alive: make it a death
-            worker.process.kill()
-            worker.process.join(timeout=5.0)
-        cause = describe_exit(worker.pid, worker.process.exitcode)
-        worker.close()
+        cause = worker.reap()
         with self._lock:
             orphans = list(worker.runs.values())
             worker.runs.clear()
@@ -492,7 +460,22 @@ class ProcessExecutor:
             logger.info("%s (stopped)", cause)
         else:
             logger.error("%s with %d run(s) assigned", cause, len(orphans))
-        requeue = [r for r in orphans if self._settle(r, cause, stopping=worker.stopping)]
+        store = self._store
+        assert store is not None
+        requeue: list[RunRequest] = []
+        for request in orphans:
+            settled = settle_orphan(
+                store,
+                request,
+                cause,
+                stopping=worker.stopping,
+                closing=self._closing,
+                now=self._clock.now(),
+            )
+            if settled.again:
+                requeue.append(request)
+            if settled.event is not None:
+                self._events.put(settled.event)
         with self._lock:
             closing = self._closing
             kept = {r.run_id for r in requeue} if not closing else set()
@@ -505,50 +488,11 @@ class ProcessExecutor:
                 self._schedule_restart(worker.index, ready=worker.ready)
             self._dispatch_locked()
             self._changed.notify_all()
-        with contextlib.suppress(ValueError):
-            worker.process.close()
-
-    def _settle(self, request: RunRequest, cause: str, *, stopping: bool) -> bool:
-        """Close the record of a run whose worker is gone; True to run it elsewhere."""
-        extra = log_extra(request)
-        store = self._store
-        assert store is not None
-        try:
-            record = store.get_run(request.run_id)
-        except Exception:
-            logger.exception("cannot read the run of a dead worker", extra=extra)
-            record = None
-        if record is not None and record.status is Status.PENDING and not self._closing:
-            logger.warning(
-                "run had not started on the dead worker; dispatching it again", extra=extra
-            )
-            return True
-        if record is not None and record.status is Status.PENDING:
-            return False  # stays PENDING: dispatched after a restart
-        if record is not None and record.status.is_terminal:
-            self._events.put(ExecEvent("finished", request.run_id, record.status, record.error))
-            return False
-        status = Status.CANCELLED if stopping else Status.FAILED
-        message = f"cancelled at shutdown: {cause}" if stopping else cause
-        logger.error("run recorded %s: %s", status.value, message, extra=extra)
-        self._record(request.run_id, status, message, kind="WorkerDied")
-        self._events.put(ExecEvent("finished", request.run_id, status, message))
-        return False
 
     def _record(self, run_id: str, status: Status, message: str, *, kind: str) -> None:
-        store = self._store
-        if store is None:
-            store = self._store = open_store(self._url)
-        try:
-            store.finish(
-                run_id,
-                status=status,
-                now=self._clock.now(),
-                errors=(ErrorRecord(message=message, kind=kind),),
-                error=message,
-            )
-        except Exception:
-            logger.exception("could not record run %s %s", run_id, status.value)
+        if self._store is None:
+            self._store = open_store(self._url)
+        record_end(self._store, run_id, status, message, kind=kind, now=self._clock.now())
 
     def _schedule_restart(self, index: int, *, ready: bool) -> None:
         """Restart at once after a crash; back off when workers die before being ready."""
@@ -605,22 +549,10 @@ class ProcessExecutor:
                 self._changed.wait(left)
             return True
 
-    def _live_workers(self) -> list[WorkerLink]:
+    def _live_workers(self) -> list[WorkerHandle]:
         with self._lock:
             return list(self._workers.values())
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):
             self._wake_w.send_bytes(b"")
-
-
-def _parent_log_config() -> tuple[Literal["json", "text"] | None, str | None]:
-    """The format and level :func:`configure_logging` set up in this process, if any."""
-    root = logging.getLogger()
-    for handler in root.handlers:
-        if getattr(handler, "_ddeutil_workflow", False):
-            # the JSON formatter may be a subclass defined elsewhere: look at its bases
-            kinds = type(handler.formatter).__mro__
-            is_json = any(kind.__module__.startswith("pythonjsonlogger") for kind in kinds)
-            return ("json" if is_json else "text"), logging.getLevelName(root.level)
-    return None, None

@@ -52,7 +52,7 @@ import schedule
 
 from ..clock import Clock, SystemClock
 from ..errors import SettingsError, StoreError, StoreLockedError
-from ..executor import Executor
+from ..executor_base import Executor
 from ..loader import Loader
 from ..logs import configure_logging
 from ..masking import Masker
