@@ -457,3 +457,26 @@ def test_an_executor_with_a_source_refuses_submit_and_closes_it_at_shutdown(h):
     executor.shutdown(0.0)
     assert source._closed
     assert all(not t.is_alive() for t in executor._threads)
+
+
+def test_an_idle_executor_with_a_source_keeps_one_thread_and_grows_as_runs_start(h):
+    source = QueueSource()
+    started: set[str] = set()
+    cond = threading.Condition()
+
+    def on_event(event: ExecEvent) -> None:
+        with cond:
+            if event.kind == "started":
+                started.add(event.run_id)
+            cond.notify_all()
+
+    executor = h.executor(size=50, source=source, on_event=on_event)
+    assert source.wait_for_reader()
+    assert len(executor._threads) == 1  # an idle worker holds one thread, not 51
+    for run_id in ("g1", "g2"):
+        source.put(source_request(h, "coop-pipe", run_id))
+    with cond:
+        assert cond.wait_for(lambda: len(started) == 2, timeout=10)
+    assert source.wait_for_reader()
+    assert len(executor._threads) == 3  # two running, one reading
+    executor.cancel_all("done")

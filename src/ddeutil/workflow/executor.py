@@ -75,12 +75,12 @@ class ThreadExecutor:
             version (see :mod:`~ddeutil.workflow.pipeline_cache`); 0 builds every
             run's pipeline afresh.
         source: When given, the executor reads its requests from it instead of
-            taking them from :meth:`submit`: ``size + 1`` threads take turns
-            reading, and the thread that reads a request runs it, so a request
-            reaches a running thread without a hand-off; a thread is always
-            reading (the source's other messages are handled while every slot
-            is busy). Whoever feeds the source keeps at most ``size`` runs
-            outstanding.
+            taking them from :meth:`submit`: its threads take turns reading, and
+            the thread that reads a request runs it, so a request reaches a
+            running thread without a hand-off. A thread is always reading (the
+            source's other messages are handled while every slot is busy):
+            threads are started as needed, up to ``size + 1``. Whoever feeds
+            the source keeps at most ``size`` runs outstanding.
     """
 
     def __init__(
@@ -129,6 +129,7 @@ class ThreadExecutor:
         self._pipelines = PipelineCache(pipeline_cache)
         self._source = source
         self._reading = threading.Lock()  # held by the thread reading the source
+        self._readers = 0  # threads reading the source or waiting to
 
     def __repr__(self) -> str:
         return f"ThreadExecutor(size={self._size}, in_flight={self.in_flight()})"
@@ -147,8 +148,8 @@ class ThreadExecutor:
             self._router = router
         if self._source is not None:
             with self._lock:
-                for _ in range(self._size + 1):
-                    self._spawn_locked(self._read_loop)
+                self._readers += 1
+                self._spawn_locked(self._read_loop)
 
     def shutdown(self, timeout: float, *, reason: str | None = None) -> None:
         """Stop taking work; wait, then cancel; record stragglers CANCELLED.
@@ -299,12 +300,14 @@ class ThreadExecutor:
         assert source is not None
         while True:
             with self._reading:  # one reader at a time; idle threads queue up here
-                if self._closed:
-                    return
-                request = source.next_request()
-            if request is None:
-                return
+                request = None if self._closed else source.next_request()
             with self._lock:
+                self._readers -= 1
+                if request is None:
+                    return
+                if not self._readers and len(self._threads) <= self._size and not self._closed:
+                    self._readers += 1  # keep a thread reading while this one runs
+                    self._spawn_locked(self._read_loop)
                 if self._closed:
                     logger.warning(
                         "%s is shut down: run not started, it stays PENDING",
@@ -316,6 +319,8 @@ class ThreadExecutor:
                 token = CancelToken()
                 self._active[request.run_id] = _Active(request, token)
             self._run_and_report(request, token)
+            with self._lock:
+                self._readers += 1
 
     def _run_and_report(self, request: RunRequest, token: CancelToken) -> None:
         event = self._run(request, token)
