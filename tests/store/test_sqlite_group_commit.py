@@ -14,6 +14,7 @@ import pytest
 from ddeutil.workflow.errors import StoreError
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.store import ReleaseKey, SqliteRunStore
+from ddeutil.workflow.store.sqlite import _Update
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 THREADS = 12
@@ -158,3 +159,27 @@ def test_an_update_is_committed_when_the_call_returns(
         thread.join(10)
     other.close()
     assert seen == [Status.SUCCESS] * THREADS
+
+
+def test_an_interrupted_shared_transaction_fails_every_update_it_held(
+    store: SqliteRunStore,
+) -> None:
+    ids = pending(store, 2)
+    original = store._write
+    calls = 0
+
+    def interrupted() -> AbstractContextManager[Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise KeyboardInterrupt
+        return original()
+
+    store._write = interrupted  # type: ignore[method-assign]
+    update = _Update("UPDATE workflow_runs SET started = started WHERE run_id = ?", (ids[1],))
+    store._queued.append(update)  # another thread's update, queued before ours
+    with pytest.raises(KeyboardInterrupt):
+        store.mark_running(ids[0], now=T0)
+    assert isinstance(update.error, StoreError)
+    assert "interrupted" in str(update.error)
+    assert store.mark_running(ids[0], now=T0)  # the store still works

@@ -181,8 +181,9 @@ class WorkerHandle:
             except BlockingIOError:
                 # Wait until the worker drained some of the pipe (or died: the
                 # write end then selects writable and the write fails).
-                with contextlib.suppress(InterruptedError):
-                    select.select([], [self._fd], [], 1.0)
+                poll = select.poll()
+                poll.register(self._fd, select.POLLOUT)
+                poll.poll(1000)
             except OSError:
                 return False
         return True

@@ -144,6 +144,9 @@ class FrameReader:
         self._buffer = bytearray()
         self._wake_r, self._wake_w = os.pipe()
         self._woken = False
+        self._poll = select.poll()  # no FD_SETSIZE limit, unlike select()
+        for watched in (fd, self._wake_r):
+            self._poll.register(watched, select.POLLIN)
 
     @classmethod
     def over(cls, conn: Connection) -> FrameReader:
@@ -182,7 +185,7 @@ class FrameReader:
         while len(self._buffer) < size:
             if self._woken:
                 return None
-            ready, _, _ = select.select([self._fd, self._wake_r], [], [])
+            ready = {fd for fd, _ in self._poll.poll()}
             if self._fd not in ready:
                 continue
             chunk = os.read(self._fd, _READ_SIZE)

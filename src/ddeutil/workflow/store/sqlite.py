@@ -204,7 +204,15 @@ class SqliteRunStore(SqlRunStore):
         try:
             with self._write() as conn:
                 changed = [conn.execute(u.sql, u.values).rowcount == 1 for u in batch]
-        except Exception as exc:
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # e.g. KeyboardInterrupt: nobody waits forever
+                interrupted = StoreError(
+                    f"SQLite run store {self.path}: shared transaction interrupted "
+                    f"({type(exc).__name__})"
+                )
+                for update in batch:
+                    update.fail(interrupted)
+                raise
             if len(batch) == 1:
                 batch[0].fail(exc)
                 return
