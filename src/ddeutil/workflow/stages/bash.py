@@ -11,8 +11,10 @@
     cp input.csv "$TARGET/"
 ```
 
-The script body has its ``${{ }}`` expressions rendered (not ``${VAR}``: the
-shell expands those itself), is written to a temporary file and run with
+A ``${{ }}`` in the script is never spliced into it as text: each one becomes a
+reference to an environment variable that holds its value (see
+:mod:`.bash_binding`), so a value is data whatever it holds; ``${VAR}`` is left
+to the shell. The script is written to a temporary file and run with
 ``bash`` as the leader of a new session, so it and every process it starts share
 one process group. ``env`` values are rendered (``${VAR}`` included) and turned
 into strings; values of sensitive names (``*TOKEN*``, ``*PASSWORD*``, ...) are
@@ -39,12 +41,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..context import RunContext, stash
-from ..errors import StageCancelled
+from ..errors import StageCancelled, TemplateError
 from ..masking import SENSITIVE_NAME
 from .base import BaseStage, StageCall, needs_render, stage_error
+from .bash_binding import bind_bash
 
 if TYPE_CHECKING:
     import subprocess
@@ -89,31 +92,36 @@ class BashStage(BaseStage):
     kind: ClassVar[str] = "bash"
     native_timeout: ClassVar[bool] = True
 
-    bash: str = Field(description="the script; ${{ }} rendered, ${VAR} left to the shell")
+    bash: str = Field(
+        description="the script; each ${{ }} is passed as a variable, never as code; "
+        "${VAR} is left to the shell"
+    )
     env: dict[str, Any] = Field(default_factory=dict, description="extra environment variables")
 
-    _bash_tpl: ClassVar[bool] = False
     _env_tpl: ClassVar[bool] = False
+
+    @field_validator("bash")
+    @classmethod
+    def _bind(cls, script: str) -> str:
+        try:
+            bind_bash(script)
+        except TemplateError as exc:
+            raise ValueError(str(exc)) from None
+        return script
 
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
-        stash(
-            self,
-            _bash_tpl=needs_render(self.bash, env=False),
-            _env_tpl=needs_render(self.env, env=True),
-        )
+        stash(self, _env_tpl=needs_render(self.env, env=True))
 
     def templated_values(self) -> list[tuple[str, Any, bool]]:
         return [*super().templated_values(), ("bash", self.bash, False), ("env", self.env, True)]
 
     def _run(self, ctx: Mapping[str, Any], rc: RunContext, call: StageCall) -> dict[str, Any]:
-        script = (
-            str(self.render(self.bash, ctx, rc, call.label, env=False))
-            if self._bash_tpl
-            else self.bash
-        )
+        body = bind_bash(self.bash)  # cached: scanned when the pipeline loaded
         extra = self.render(self.env, ctx, rc, call.label) if self._env_tpl else self.env
         env = {**rc.environ, **{str(k): "" if v is None else str(v) for k, v in extra.items()}}
+        if body.values:
+            env.update(body.environ(ctx, rc.filters, call.label))
         masker = rc.masker
         secrets = [v for k, v in env.items() if k in extra and SENSITIVE_NAME.search(k) and v]
         if secrets:
@@ -127,7 +135,7 @@ class BashStage(BaseStage):
         fd, path = tempfile.mkstemp(prefix="workflow-", suffix=".sh")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(script)
+                fh.write(body.script)
             return self._spawn(path, env, call, rc, masker)
         finally:
             Path(path).unlink(missing_ok=True)

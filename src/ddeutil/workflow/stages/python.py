@@ -15,37 +15,36 @@ JSON-able (``None``, bools, numbers, strings, dates and datetimes, and lists,
 tuples and string-keyed dicts of those): ``total`` and ``label`` above, not
 ``rows`` (unchanged), and never modules, functions, classes or dunder names.
 
-The code is compiled once per distinct text (cached) and a syntax error in a
-``run`` without templates is a load error. ``${{ }}`` inside ``run`` is rendered
-before compiling; ``${VAR}`` is not (read ``os.environ`` in the code). The
-stage's cancel token is available to the code as ``cancel_token``. An exception
-fails the stage with its type, message and the line of ``run`` it came from.
+The code is compiled once per distinct text (cached), and a syntax error is a
+load error. A ``${{ }}`` inside ``run`` is never spliced into the code as text:
+it is bound as a variable (see :mod:`.python_binding`), so a value is data
+whatever it holds; ``${VAR}`` is not rendered (read ``os.environ`` in the code).
+The stage's cancel token is available to the code as ``cancel_token``. An
+exception fails the stage with its type, message and the line of ``run`` it came
+from.
 """
 
 from __future__ import annotations
 
 import builtins
-import functools
 from collections.abc import Mapping
 from datetime import date
-from types import CodeType
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
 from ..context import RunContext, stash
+from ..errors import TemplateError
 from .base import BaseStage, StageCall, needs_render, stage_error
+from .python_binding import FILENAME, bind_python
 
 __all__ = ["PyStage", "compile_run", "is_jsonable"]
 
-FILENAME = "<run>"
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-@functools.lru_cache(maxsize=1024)
-def compile_run(code: str) -> CodeType:
-    """Compile a ``run`` body (cached by its text)."""
-    return compile(code, FILENAME, "exec")
+compile_run = bind_python
+"""Compile a ``run`` body, its ``${{ }}`` bound as variables (cached by its text)."""
 
 
 def is_jsonable(value: Any) -> bool:
@@ -83,22 +82,22 @@ class PyStage(BaseStage):
 
     kind: ClassVar[str] = "python"
 
-    run: str = Field(description="Python code; ${{ }} rendered before it is compiled")
+    run: str = Field(description="Python code; each ${{ }} is bound as a value, never as code")
     vars: dict[str, Any] = Field(
         default_factory=dict, description="variables injected into the code"
     )
 
-    _run_tpl: ClassVar[bool] = False
     _vars_tpl: ClassVar[bool] = False
 
     @field_validator("run")
     @classmethod
-    def _compile_static(cls, code: str) -> str:
-        if not needs_render(code, env=False):
-            try:
-                compile_run(code)
-            except SyntaxError as exc:
-                raise ValueError(f"syntax error in run, line {exc.lineno}: {exc.msg}") from None
+    def _compile(cls, code: str) -> str:
+        try:
+            compile_run(code)
+        except SyntaxError as exc:
+            raise ValueError(f"syntax error in run, line {exc.lineno}: {exc.msg}") from None
+        except TemplateError as exc:
+            raise ValueError(str(exc)) from None
         return code
 
     @field_validator("vars")
@@ -111,25 +110,13 @@ class PyStage(BaseStage):
 
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
-        stash(
-            self,
-            _run_tpl=needs_render(self.run, env=False),
-            _vars_tpl=needs_render(self.vars, env=True),
-        )
+        stash(self, _vars_tpl=needs_render(self.vars, env=True))
 
     def templated_values(self) -> list[tuple[str, Any, bool]]:
         return [*super().templated_values(), ("run", self.run, False), ("vars", self.vars, True)]
 
     def _run(self, ctx: Mapping[str, Any], rc: RunContext, call: StageCall) -> dict[str, Any]:
-        code_text = self.run
-        if self._run_tpl:
-            code_text = str(self.render(code_text, ctx, rc, call.label, env=False))
-        try:
-            code = compile_run(code_text)
-        except SyntaxError as exc:
-            raise stage_error(
-                f"syntax error in run, line {exc.lineno}: {exc.msg}", call, rc
-            ) from None
+        body = compile_run(self.run)  # cached: compiled when the pipeline loaded
         values = self.render(self.vars, ctx, rc, call.label) if self._vars_tpl else self.vars
         namespace: dict[str, Any] = {
             "__builtins__": builtins,
@@ -137,11 +124,13 @@ class PyStage(BaseStage):
             "cancel_token": call.token,
         }
         namespace.update(values)
+        if body.values:
+            namespace.update(body.bind(ctx, rc.filters, call.label))
         before = dict(namespace)
         try:
-            exec(code, namespace)  # noqa: S102 - running the user's code is this stage's job
+            exec(body.code, namespace)  # noqa: S102 - running the user's code is this stage's job
         except (Exception, SystemExit) as exc:
-            raise stage_error(_summary(exc, code_text), call, rc) from exc
+            raise stage_error(_summary(exc, self.run), call, rc) from exc
         missing = object()
         return {
             name: value
