@@ -145,3 +145,18 @@ def test_a_templated_uses_that_resolves_to_nothing_fails_at_run(engine) -> None:
     result = pipe.execute(settings=engine.settings)
     assert result.status is Status.FAILED
     assert "unknown hook name 'el-xml-to-parquet'" in result.errors[0].message
+
+
+def test_a_value_cannot_choose_the_module_a_templated_uses_imports(engine) -> None:
+    with pytest.raises(ConfigError, match=r"hook group of uses .* must be written literally"):
+        engine.load_data(
+            {
+                "p": {
+                    "type": "Pipeline",
+                    "params": {"group": "str"},
+                    "jobs": {
+                        "j": {"stages": [_hook("${{ params.group }}/x@y", {})]},
+                    },
+                }
+            }
+        )

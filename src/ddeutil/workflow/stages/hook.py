@@ -145,6 +145,12 @@ class HookStage(BaseStage):
                 parse_uses(uses)
             except ConfigError as exc:
                 raise ValueError(exc.message) from None
+        elif "${{" in uses.partition("/")[0]:
+            # the group names the module that is imported: a value must never choose it
+            raise ValueError(
+                f"the hook group of uses {uses!r} must be written literally (a value must "
+                "not choose which module is imported); template the name or the tag instead"
+            )
         return uses
 
     def model_post_init(self, context: Any, /) -> None:

@@ -1,0 +1,43 @@
+"""A value posted to the API is data in the bodies it reaches, never code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from _apitest import TestClient, trigger, wait_terminal
+
+INJECT = """
+inject:
+  type: Pipeline
+  params: {name: str}
+  jobs:
+    j:
+      stages:
+        - name: sh
+          id: sh
+          bash: echo "hello ${{ params.name }}"
+        - name: py
+          id: py
+          run: msg = "hello ${{ params.name }}"
+"""
+
+
+def test_an_api_trigger_value_cannot_inject_code(
+    write_conf: Callable[[str, str], Any],
+    make_client: Callable[..., TestClient],
+    tmp_path: Path,
+) -> None:
+    write_conf("inject.yml", INJECT)
+    client = make_client()
+    marker = tmp_path / "owned-through-api"
+    value = f'x"; touch {marker}; open("{marker}", "w").write("1"); echo "'
+    response = trigger(client, "inject", {"name": value})
+    assert response.status_code == 202, response.text
+    body = wait_terminal(client, response.json()["run_id"])
+    assert body["status"] == "SUCCESS", body["errors"]
+    stages = body["context"]["jobs"]["j"]["stages"]
+    assert stages["sh"]["outputs"]["stdout"] == f"hello {value}"
+    assert stages["py"]["outputs"]["msg"] == f"hello {value}"
+    assert not marker.exists()
