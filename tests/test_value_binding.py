@@ -242,7 +242,11 @@ def _bash_pipeline(placements: dict[str, str]) -> dict[str, Any]:
     return {
         "sh": {
             "type": "Pipeline",
-            "params": {"v": "str", "other": {"type": "str", "default": "EXPANDED"}},
+            "params": {
+                "v": "str",
+                "n": {"type": "str", "default": "0"},
+                "other": {"type": "str", "default": "EXPANDED"},
+            },
             "jobs": {"j": {"stages": stages}},
         }
     }
@@ -525,3 +529,23 @@ def test_workflow_run_p_values_are_data(
     stages = json.loads(out.getvalue())["context"]["jobs"]["j"]["stages"]
     assert stages["sh"]["outputs"]["stdout"] == f"hello {value}"
     assert stages["py"]["outputs"]["msg"] == f"hello {value}"
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "echo $(( $(echo ${{ params.n }}) + 1 ))",
+        'let "x = $(printf %s ${{ params.n }})"',
+        "for (( i = 0; i < ${{ params.n }}; i++ )); do :; done",
+        "[[ -v ${{ params.n }} ]] || echo unset",
+        "a=(1 2); echo ${a[$(echo ${{ params.n }})]}",
+    ],
+)
+def test_arithmetic_around_a_command_substitution_takes_only_integers(
+    engine, marker, script
+) -> None:
+    pipe = engine.load_data(_bash_pipeline({"ar": script}))
+    result = pipe.execute({"v": "", "n": f"a[$(touch {marker})]"}, settings=engine.settings)
+    assert result.status is Status.FAILED
+    assert "must be an integer" in result.errors[0].message
+    assert pipe.execute({"v": "", "n": "1"}, settings=engine.settings).status is Status.SUCCESS

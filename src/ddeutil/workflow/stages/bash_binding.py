@@ -28,9 +28,11 @@ the rest of the body literal.
 
 Arithmetic evaluates text as code in bash (``a[$(cmd)]`` runs ``cmd``), so a
 placement inside ``$(( ))``, ``(( ))``, ``$[ ]``, an array subscript, a
-``${x:offset:length}``, a ``let`` or ``declare -i`` command, or a ``[[ ]]`` that
-compares with ``-eq`` / ``-lt`` / ...  only accepts an integer value (``5``,
-``-3``, ``"42"``); anything else fails the stage before the script starts.
+``${x:offset:length}``, a ``for (( ))``, a ``let`` or ``declare -i`` command, or
+a ``[[ ]]`` that compares with ``-eq`` / ``-lt`` / ... or tests ``-v`` (also
+through a command substitution inside any of these) only accepts an integer
+value (``5``, ``-3``, ``"42"``); anything else fails the stage before the script
+starts.
 
 Refused when the pipeline loads (a :class:`~ddeutil.workflow.errors.TemplateError`
 naming the expression and the placement): an expression right after a
@@ -59,7 +61,8 @@ __all__ = ["BoundBash", "ShellValue", "bind_bash"]
 _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _DELIMITER = re.compile(r"[A-Za-z0-9_.+-]+", re.ASCII)
 _SUBSCRIPT_ASSIGN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\[[^\]]*", re.ASCII)
-_ARITH_TESTS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
+_ARITH_TESTS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge", "-v", "-R"})
+_ARITH_PARTS = frozenset({"subscript", "offset"})
 _DECLARE = frozenset({"declare", "typeset", "local", "export", "readonly"})
 _RESERVED = frozenset({"!", "{", "then", "do", "else", "elif", "if", "while", "until", "time"})
 _BLANK = " \t"
@@ -249,27 +252,32 @@ class _Scanner:
         )
 
     def bind(self, expr: Expression, *, integer: bool = False) -> str:
-        """A new variable for ``expr``; integer-only when the command is arithmetic."""
+        """A new variable for ``expr``.
+
+        It takes integers only when any enclosing context is arithmetic, so that a
+        command substitution inside ``$(( ))`` or a ``let`` cannot carry text into
+        arithmetic either; inside ``[[ ]]`` that is decided when its ``]]`` is read.
+        """
         index = len(self.values)
         name = f"{self.prefix}{index}"
         self.values.append((name, expr))
-        command = next(
-            (f for f in reversed(self.stack) if f.kind not in ("dq", "sq", "ansi", "param")),
-            None,
-        )
-        if command is not None and command.kind in _COMMAND_FRAMES:
-            words = command.words
-            integer = integer or bool(
-                (words and words[0] == "let")
-                or (
-                    words
-                    and words[0] in _DECLARE
-                    and any(w.startswith("-") and "i" in w for w in words[1:])
-                )
-                or _SUBSCRIPT_ASSIGN.fullmatch(command.word)
-            )
-            if command.kind == "cond":
-                command.refs.append(index)
+        for frame in self.stack:
+            if frame.kind == "arith" or (frame.kind == "param" and frame.part in _ARITH_PARTS):
+                integer = True
+            elif frame.kind in _COMMAND_FRAMES:
+                words = frame.words
+                if (
+                    (words and words[0] == "let")
+                    or (
+                        words
+                        and words[0] in _DECLARE
+                        and any(w.startswith("-") and "i" in w for w in words[1:])
+                    )
+                    or _SUBSCRIPT_ASSIGN.fullmatch(frame.word)
+                ):
+                    integer = True
+                if frame.kind == "cond":
+                    frame.refs.append(index)
         if integer:
             self.integer.add(index)
         return name
@@ -344,7 +352,7 @@ class _Scanner:
             self.emit(item)
             self.i += 1
         elif item == "(":
-            if nxt == "(" and self.at_command_start(frame):
+            if nxt == "(" and (self.at_command_start(frame) or frame.words[-1:] == ["for"]):
                 self.push("arith", "((", closer="))")
                 return
             self.end_word(frame)
