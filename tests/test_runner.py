@@ -145,6 +145,20 @@ def test_success_is_recorded_with_context(h, tmp_path):
     assert "write" in json.dumps(record.context)
 
 
+def test_a_scheduled_request_passes_param_values_as_data(h, tmp_path):
+    target = tmp_path / "out.txt"
+    marker = tmp_path / "owned"
+    word = f"x'; touch {marker}; echo '$(touch {marker})"
+    request = h.request("marker-pipe", "r1", {"target": str(target), "word": word})
+
+    result = h.run(request)
+
+    assert result is not None
+    assert result.status is Status.SUCCESS, result.errors
+    assert target.read_text() == f"{word}\n"
+    assert not marker.exists()
+
+
 def test_handshake_refused_never_executes(h, tmp_path):
     target = tmp_path / "out.txt"
     request = h.request("marker-pipe", "r1", {"target": str(target)})
