@@ -28,6 +28,7 @@ from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.stages.bash_binding import bind_bash
 from ddeutil.workflow.stages.python_binding import bind_python
 from ddeutil.workflow.templating import BUILTIN_FILTERS
+from hooks_pkg.hostile import hostile
 
 TESTS = Path(__file__).parent
 
@@ -49,41 +50,6 @@ def marker(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "owned"
     yield path
     assert not path.exists(), "a value ran as code: the marker file was created"
-
-
-def hostile(marker: Path) -> list[str]:
-    """Values that would rewrite a body spliced as text (each one creates ``marker``)."""
-    m = str(marker)
-    return [
-        f'x"; open("{m}", "w").write("1"); y="',
-        f"x'; open('{m}', 'w').write('1'); y='",
-        f"\\'; open('{m}', 'w').write('1'); y='\\",
-        f'\\"; open("{m}", "w").write("1"); y="\\',
-        f"'''; open('{m}', 'w').write('1'); '''",
-        f'"""; open("{m}", "w").write("1"); """',
-        f"x\nopen('{m}', 'w').write('1')\n",
-        f"{{open('{m}', 'w').write('1')}}",
-        f"{{__import__('os').system('touch {m}')}}",
-        f'x"; touch {m}; echo "',
-        f"x'; touch {m}; echo '",
-        f"$(touch {m})",
-        f"`touch {m}`",
-        f"; touch {m}",
-        f"| touch {m}",
-        f"&& touch {m}",
-        f"a\ntouch {m}\n",
-        f"EOF\ntouch {m}\nEOF",
-        f"a[$(touch {m})]",
-        "${{ params.other }}",
-        "$$ $HOME ${HOME} $(echo) %s {} {0}",
-        "* ? [a] ~ ! # -n -e --",
-        "\\ \\\\ \\n \\t \\' \\\"",
-        "  leading and trailing spaces  ",
-        "tab\there\r\nand crlf",
-        "non-ASCII: é ñ ü ß 日本語 🚀",
-        "",
-        "x" * 20_000 + f"'; open('{m}', 'w').write('1'); '",
-    ]
 
 
 # ------------------------------------------------------------------------- python
@@ -514,21 +480,22 @@ def test_workflow_run_p_values_are_data(
     write_conf("inject.yml", CLI_CONF)
     monkeypatch.setenv("WORKFLOW_ROOT_PATH", str(root))
     monkeypatch.setenv("WORKFLOW_CORE_TIMEZONE", "UTC")
-    value = f'x"; touch {marker}; open("{marker}", "w").write("1"); echo "'
-    out = io.StringIO()
-    handlers = list(logging.getLogger().handlers)
-    try:
-        code = main(
-            ["--log-level", "WARNING", "run", "inject", "-p", f"name={value}", "--json"], out=out
-        )
-    finally:
-        for handler in logging.getLogger().handlers:
-            if handler not in handlers:
-                logging.getLogger().removeHandler(handler)
-    assert code == 0, out.getvalue()
-    stages = json.loads(out.getvalue())["context"]["jobs"]["j"]["stages"]
-    assert stages["sh"]["outputs"]["stdout"] == f"hello {value}"
-    assert stages["py"]["outputs"]["msg"] == f"hello {value}"
+    for value in hostile(marker):
+        out = io.StringIO()
+        handlers = list(logging.getLogger().handlers)
+        try:
+            code = main(
+                ["--log-level", "WARNING", "run", "inject", "-p", f"name={value}", "--json"],
+                out=out,
+            )
+        finally:
+            for handler in logging.getLogger().handlers:
+                if handler not in handlers:
+                    logging.getLogger().removeHandler(handler)
+        assert code == 0, out.getvalue()
+        stages = json.loads(out.getvalue())["context"]["jobs"]["j"]["stages"]
+        assert stages["sh"]["outputs"]["stdout"] == f"hello {value}".rstrip("\n")
+        assert stages["py"]["outputs"]["msg"] == f"hello {value}"
 
 
 @pytest.mark.parametrize(

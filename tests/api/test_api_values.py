@@ -8,6 +8,8 @@ from typing import Any
 
 from _apitest import TestClient, trigger, wait_terminal
 
+from hooks_pkg.hostile import hostile
+
 INJECT = """
 inject:
   type: Pipeline
@@ -32,12 +34,12 @@ def test_an_api_trigger_value_cannot_inject_code(
     write_conf("inject.yml", INJECT)
     client = make_client()
     marker = tmp_path / "owned-through-api"
-    value = f'x"; touch {marker}; open("{marker}", "w").write("1"); echo "'
-    response = trigger(client, "inject", {"name": value})
-    assert response.status_code == 202, response.text
-    body = wait_terminal(client, response.json()["run_id"])
-    assert body["status"] == "SUCCESS", body["errors"]
-    stages = body["context"]["jobs"]["j"]["stages"]
-    assert stages["sh"]["outputs"]["stdout"] == f"hello {value}"
-    assert stages["py"]["outputs"]["msg"] == f"hello {value}"
+    for value in hostile(marker):
+        response = trigger(client, "inject", {"name": value})
+        assert response.status_code == 202, response.text
+        body = wait_terminal(client, response.json()["run_id"])
+        assert body["status"] == "SUCCESS", body["errors"]
+        stages = body["context"]["jobs"]["j"]["stages"]
+        assert stages["sh"]["outputs"]["stdout"] == f"hello {value}".rstrip("\n")
+        assert stages["py"]["outputs"]["msg"] == f"hello {value}"
     assert not marker.exists()
