@@ -247,6 +247,64 @@ def test_multi_line_hostile_values_reach_bash_placements_as_data(engine, marker)
             assert _printed(key, outputs["stdout"]) == value, (key, value)
 
 
+MORE_SH_PLACEMENTS = {
+    "locale-quotes": "printf '%s|' $\"${{ params.v }}\"",
+    "ansi-escapes": "printf '%s|' $'\\'\\\\'${{ params.v }}$'\\''| cut -c3- | sed \"s/'|$/|/\"",
+    "subshell": "(printf '%s|' ${{ params.v }})",
+    "group": "{ printf '%s|' ${{ params.v }}; }",
+    "case": "case ${{ params.v }} in *) printf '%s|' ${{ params.v }};; esac",
+    "pattern-word": "X=abc; printf '%s|' \"${X/abc/${{ params.v }}}\"",
+    "array-default": "a=(); printf '%s|' \"${a[@]:-${{ params.v }}}\"",
+    "heredoc-substitution": "cat <<EOF\n$(printf '%s' ${{ params.v }}).|\nEOF",
+    "two-heredocs": "cat <<A <<'B'\nignored ${{ params.v }}\nA\n${{ params.v }}|\nB",
+    "nested-substitution": "printf '%s|' \"$(echo \"$(printf '%s' ${{ params.v }})\")\"",
+    "backticks-in-quotes": 'X="`printf \'%s\' \\"${{ params.v }}\\"`"; printf \'%s|\' "$X"',
+    "backticks-in-quotes-bare": "X=\"`printf '%s' ${{ params.v }}`\"; printf '%s|' \"$X\"",
+    "arith-then-value": "n=$(( 1 + 1 )); printf '%s|' \"${{ params.v }}\"",
+}
+"""More bash constructs around a placement; each prints the value then ``|``."""
+
+
+def test_hostile_values_reach_more_bash_constructs_as_data(engine, marker) -> None:
+    pipe = engine.load_data(_bash_pipeline(MORE_SH_PLACEMENTS))
+    for value in hostile(marker):
+        if "\n" in value or "\r" in value or value.endswith("\\"):
+            continue  # the line-based `cut`/`sed` helpers above read one line
+        result = pipe.execute({"v": value}, settings=engine.settings)
+        assert result.status is Status.SUCCESS, (value[:80], result.errors)
+        for key, outputs in _outputs(result).items():
+            printed = outputs["stdout"]
+            if key == "heredoc-substitution":
+                printed = printed.replace(".|", "|")
+            assert printed == f"{value}|", (key, value[:80])
+
+
+def test_a_value_in_a_pattern_is_literal(engine) -> None:
+    pipe = engine.load_data(
+        _bash_pipeline({"p": "X='abc'; printf '%s|' \"${X#${{ params.v }}}\" ${X%${{ params.v }}}"})
+    )
+    assert (
+        _outputs(pipe.execute({"v": "a*"}, settings=engine.settings))["p"]["stdout"] == "abc|abc|"
+    )
+    assert _outputs(pipe.execute({"v": "ab"}, settings=engine.settings))["p"]["stdout"] == "c|abc|"
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        ("echo $[ ${{ params.n }} + 1 ]", "8"),
+        ("s=abcdefghij; echo ${s:1:${{ params.n }}}", "bcdefgh"),
+        ("a=(1 2 3 4 5 6 7 8); echo ${#a[@]} ${a[${{ params.n }}]:-none}", "8 8"),
+    ],
+)
+def test_more_arithmetic_placements(engine, script, expected) -> None:
+    pipe = engine.load_data(_bash_pipeline({"ar": script}))
+    result = pipe.execute({"v": "", "n": "7"}, settings=engine.settings)
+    assert _outputs(result)["ar"]["stdout"] == expected
+    bad = pipe.execute({"v": "", "n": "1+1"}, settings=engine.settings)
+    assert "must be an integer" in bad.errors[0].message
+
+
 def test_an_unquoted_placement_is_one_word_without_globbing(engine, tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("")
     pipe = engine.load_data(

@@ -313,7 +313,10 @@ class _Scanner:
             self.command_value(frame, item)
             return
         nxt = self.peek(1)
-        if item == "\\":
+        if item == "\\" and nxt == '"' and frame.kind == "backtick" and self.below_is_dq():
+            # inside "`...`" an escaped quote is a quote of the inner command
+            self.push("dq", '\\"', closer='\\"')
+        elif item == "\\":
             if isinstance(nxt, Expression):
                 raise self.refuse(nxt, "right after a backslash")
             text = item + (nxt or "")
@@ -505,7 +508,9 @@ class _Scanner:
             self.i += 1
             return
         nxt = self.peek(1)
-        if item == "\\":
+        if frame.closer and self.starts(frame.closer):
+            self.pop(frame.closer)
+        elif item == "\\":
             if isinstance(nxt, Expression):
                 raise self.refuse(nxt, "right after a backslash")
             text = item + (nxt or "")
@@ -626,6 +631,10 @@ class _Scanner:
         else:
             self.emit(item)
             self.i += 1
+
+    def below_is_dq(self) -> bool:
+        """True when the frame under the top one is a double-quoted string."""
+        return len(self.stack) > 1 and self.stack[-2].kind == "dq"
 
     def in_double_quotes(self) -> bool:
         for frame in reversed(self.stack[:-1]):
