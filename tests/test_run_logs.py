@@ -140,3 +140,11 @@ def test_a_capture_after_close_starts_a_new_writer(tmp_path: Path, log: logging.
             log.info("two", extra={"run_id": "second"})
     assert messages(first) == ["one"]
     assert messages(second) == ["two"]
+
+
+@pytest.mark.parametrize("run_id", ["../../etc/passwd", "/abs/path", "..", "a/../../b", "x\x00y"])
+def test_a_run_id_never_names_a_file_outside_the_log_folder(tmp_path, run_id) -> None:
+    path = run_log_path(tmp_path, run_id)
+    assert path.parent == tmp_path
+    assert "/" not in path.name
+    assert "\x00" not in path.name
