@@ -579,6 +579,19 @@ def test_reap_orphans_waits_for_zombie_children_it_does_not_manage() -> None:
     child.wait(5)  # ECHILD is tolerated by subprocess: the status is gone, not the object
 
 
+def test_reap_orphans_finds_zombies_without_scanning_proc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ddeutil.workflow.app import reaper
+
+    child = subprocess.Popen(["true"])
+    wait_until(lambda: child.pid in reaper.zombie_children(), 10, "the child to become a zombie")
+    monkeypatch.setattr(reaper, "zombie_children", lambda parent=None: [])
+    assert child.pid in reaper.reap_orphans()
+    assert not Path(f"/proc/{child.pid}").exists()
+    child.wait(5)
+
+
 def test_become_subreaper_succeeds_on_linux() -> None:
     proc = subprocess.run(
         [
