@@ -37,6 +37,8 @@ a pidfd of ``bash`` (three descriptors per running script), woken by output, by
 ``bash``'s exit or by the timeout; a stop request signals the group from the
 requesting thread and a timer sends the SIGKILL. Where pidfds are missing
 (not Linux) the loop also checks ``bash`` every :data:`_EXIT_CHECK` seconds.
+Starting a script costs one fork and one ``exec`` of ``bash`` more than running
+it directly (the watchdog and the launcher): about 2-3 ms.
 """
 
 from __future__ import annotations
