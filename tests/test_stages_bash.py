@@ -238,3 +238,19 @@ def test_the_output_limit_is_a_setting_and_keeps_each_streams_start_and_end(
         "stdout": "012345\n... [truncated: 8 bytes] ...\nef",
         "stderr": "oops",
     }
+
+
+def test_a_child_that_left_the_group_does_not_hold_up_the_stage(engine, tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    script = f"setsid sleep 600 &\necho $! > {pidfile}\necho done"
+    started = time.perf_counter()
+    results: list[Result] = []
+    runner = threading.Thread(target=lambda: results.append(_bash(engine, script)), daemon=True)
+    runner.start()
+    runner.join(10)
+    try:
+        assert not runner.is_alive()
+        assert time.perf_counter() - started < 5  # DRAIN_WAIT after bash exits, not 600 s
+        assert _outputs(results[0])["stdout"] == "done"
+    finally:
+        _kill(int(pidfile.read_text()))

@@ -70,15 +70,16 @@ DRAIN_WAIT = 0.5
 _EXIT_CHECK = 0.05  # without pidfds: how often the loop checks whether bash exited
 _CHUNK = 65536
 
-# bash -c _LAUNCH workflow-stage SCRIPT_FD WATCH_FD: start the watchdog in the
-# background (it keeps only the watch pipe), close the watch pipe, then become
-# the script's bash (same pid: still the group leader).
+# What ``bash -c`` runs first, given the script's and the watch pipe's
+# descriptors: start the watchdog in the background (it keeps only the watch
+# pipe), close the watch pipe, then become the script's bash (same pid: still
+# the group leader). Plain descriptor numbers, no ``{var}`` redirections: bash 3.2
+# (macOS) runs it too.
 _LAUNCH = (
-    "script=$1 watch=$2\n"
-    '( trap "" TERM INT HUP; exec {script}<&-; read -r -u "$watch" _; kill -KILL 0 )'
+    '( trap "" TERM INT HUP; exec %(script)d<&-; read -r -u %(watch)d _; kill -KILL 0 )'
     " </dev/null >/dev/null 2>&1 &\n"
-    "exec {watch}<&-\n"
-    'exec bash "/dev/fd/$script"\n'
+    "exec %(watch)d<&-\n"
+    "exec bash /dev/fd/%(script)d\n"
 )
 
 
@@ -133,7 +134,7 @@ def run_script(
     watch = _WATCH.reader()
     try:
         proc = subprocess.Popen(
-            ["bash", "-c", _LAUNCH, "workflow-stage", str(script), str(watch)],
+            ["bash", "-c", _LAUNCH % {"script": script, "watch": watch}, "workflow-stage"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
