@@ -16,9 +16,9 @@ shell expands those itself), is written to a temporary file and run with
 ``bash`` as the leader of a new session, so it and every process it starts share
 one process group that the stage owns (:mod:`.shell`): the file is deleted
 before ``bash`` starts (it reads the script through an inherited descriptor),
-and whatever is left of the group when ``bash`` exits is killed. ``env`` values are rendered (``${VAR}`` included) and turned
-into strings; values of sensitive names (``*TOKEN*``, ``*PASSWORD*``, ...) are
-masked in what the stage records.
+and whatever is left of the group when ``bash`` exits is killed. ``env`` values
+are rendered (``${VAR}`` included) and turned into strings; values of sensitive
+names (``*TOKEN*``, ``*PASSWORD*``, ...) are masked in what the stage records.
 
 Outputs: ``return_code``, ``stdout`` and ``stderr`` (decoded as UTF-8, trailing
 newlines stripped, secrets masked). Each stream keeps at most
