@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -160,3 +163,94 @@ def test_cancellation_reaches_a_running_script(engine, tmp_path: Path) -> None:
     assert result.status is Status.CANCELLED
     assert "cancelled: operator stop" in result.errors[0].message
     assert wait_dead(int(pidfile.read_text()))
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "status"),
+    [
+        ("sleep 600", "exit 0", Status.SUCCESS),
+        ("nohup sleep 600", "exit 0", Status.SUCCESS),
+        ("sleep 600", "exit 3", Status.FAILED),
+    ],
+)
+def test_a_background_child_is_killed_when_the_stage_ends(
+    engine, tmp_path: Path, start: str, end: str, status: Status
+) -> None:
+    pidfile = tmp_path / "child.pid"
+    script = f"{start} >/dev/null 2>&1 &\necho $! > {pidfile}\n{end}"
+    result = _bash(engine, script)
+    pid = int(pidfile.read_text())
+    try:
+        assert result.status is status
+        assert wait_dead(pid)
+    finally:
+        _kill(pid)
+
+
+def test_a_background_child_holding_stdout_does_not_block_the_stage(engine, tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    results: list[Result] = []
+    script = f"sleep 600 &\necho $! > {pidfile}\necho done"
+    runner = threading.Thread(target=lambda: results.append(_bash(engine, script)), daemon=True)
+    runner.start()
+    runner.join(10)
+    try:
+        assert not runner.is_alive()
+        (result,) = results
+        assert result.status is Status.SUCCESS
+        assert _outputs(result)["stdout"] == "done"
+        assert wait_dead(int(pidfile.read_text()))
+    finally:
+        _kill(int(pidfile.read_text()))
+
+
+def test_output_is_capped_and_read_in_bounded_memory(engine) -> None:
+    limit = engine.settings.stage_output_limit
+    size = 20 * 1024 * 1024
+    tracemalloc.start()
+    try:
+        result = _bash(engine, f"head -c {size} /dev/zero | tr '\\0' x\necho END")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    stdout = _outputs(result)["stdout"]
+    assert result.status is Status.SUCCESS
+    assert peak < 8 * limit  # the 20 MiB never sit in memory
+    dropped = size + len("END\n") - limit
+    assert f"\n... [truncated: {dropped} bytes] ...\n" in stdout
+    assert len(stdout) <= limit + 100
+    assert stdout.startswith("x" * 1000)
+    assert stdout.endswith("xxxEND")
+
+
+def test_the_output_limit_is_a_setting_and_keeps_each_streams_start_and_end(
+    engine, make_settings
+) -> None:
+    engine.settings = make_settings(WORKFLOW_CORE_STAGE_OUTPUT_LIMIT="8")
+    result = _bash(engine, "printf 0123456789abcdef\nprintf 'oops\\n' >&2")
+    assert _outputs(result) == {
+        "return_code": 0,
+        "stdout": "012345\n... [truncated: 8 bytes] ...\nef",
+        "stderr": "oops",
+    }
+
+
+def test_a_child_that_left_the_group_does_not_hold_up_the_stage(engine, tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    script = f"setsid sleep 600 &\necho $! > {pidfile}\necho done"
+    started = time.perf_counter()
+    results: list[Result] = []
+    runner = threading.Thread(target=lambda: results.append(_bash(engine, script)), daemon=True)
+    runner.start()
+    runner.join(10)
+    try:
+        assert not runner.is_alive()
+        assert time.perf_counter() - started < 5  # DRAIN_WAIT after bash exits, not 600 s
+        assert _outputs(results[0])["stdout"] == "done"
+    finally:
+        _kill(int(pidfile.read_text()))

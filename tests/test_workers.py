@@ -14,6 +14,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -69,6 +70,21 @@ PIPELINES = """
               bash: |
                 echo $$ > '${{ params.fifo }}'
                 sleep 30
+
+    hold-child-pipe:
+      type: ddeutil.workflow.pipeline.Pipeline
+      params:
+        fifo: str
+        marker: str
+      jobs:
+        main:
+          stages:
+            - name: bash with a background child
+              bash: |
+                # ${{ params.marker }}
+                sleep 600 >/dev/null 2>&1 &
+                echo "$$ $!" > '${{ params.fifo }}'
+                wait
 """
 
 
@@ -279,6 +295,28 @@ def test_killed_worker_fails_its_run_and_is_replaced(h, fifo):
         assert h.store.get_run("later").status is Status.SUCCESS  # type: ignore[union-attr]
     finally:
         kill_group(pgid)  # the orphaned `sleep 30` of the killed worker
+
+
+def test_a_killed_workers_scripts_die_and_leave_no_script_file(h, fifo):
+    path, fd = fifo
+    marker = f"marker-{os.getpid()}-{time.monotonic_ns()}"
+    executor = h.executor(workers=1, threads=2)
+    h.submit(executor, "hold-child-pipe", "held", {"fifo": str(path), "marker": marker})
+    pids = [int(pid) for pid in read_fifo_line(fd).split()]
+    try:
+        victim = executor.worker_for("held")
+        assert victim is not None
+
+        os.kill(victim, signal.SIGKILL)
+        collect(executor, finished("held"))
+
+        assert all(wait_exit(pid, 10) for pid in pids)  # bash and its background sleep
+        scripts = Path(tempfile.gettempdir()).glob("workflow-*.sh")
+        assert not [f for f in scripts if marker in f.read_text(errors="replace")]
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_run_not_started_by_a_dead_worker_runs_elsewhere(h):

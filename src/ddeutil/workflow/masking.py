@@ -50,6 +50,29 @@ class Masker:
             return value
         return self._pattern.sub(MASK, value)
 
+    def clipped(self, value: str, *, cut_before: bool = False, cut_after: bool = False) -> str:
+        """Mask a piece cut out of a longer text: whole secrets, and a secret cut in two.
+
+        A secret that straddled a cut shows only part of itself, which
+        :meth:`text` cannot recognise: the longest start of a secret that ends
+        the piece (``cut_after``), and the longest end of a secret that begins
+        it (``cut_before``), are replaced by ``***`` too.
+        """
+        masked = self.text(value)
+        for secret in self._secrets if self._pattern is not None else ():
+            longest = min(len(secret) - 1, len(masked))
+            if cut_after:
+                for size in range(longest, 0, -1):
+                    if masked.endswith(secret[:size]):
+                        masked = masked[:-size] + MASK
+                        break
+            if cut_before:
+                for size in range(longest, 0, -1):
+                    if masked.startswith(secret[-size:]):
+                        masked = MASK + masked[size:]
+                        break
+        return masked
+
     def data(self, value: Any) -> Any:
         """Mask strings anywhere inside dicts, lists and tuples; other values pass."""
         if self._pattern is None:

@@ -163,6 +163,12 @@ class Settings:
         "true",
         "`true`: a failing stage fails its job; `false`: the stage records the error and the job goes on",
     )
+    stage_output_limit: int = _var(
+        "WORKFLOW_CORE_STAGE_OUTPUT_LIMIT",
+        _parse_positive_int,
+        "1048576",
+        "bytes a bash stage keeps of each of `stdout` and `stderr` (its start and end; the middle is dropped and marked)",
+    )
     max_pipeline_poking: int = _var(
         "WORKFLOW_CORE_MAX_PIPELINE_POKING",
         _parse_positive_int,

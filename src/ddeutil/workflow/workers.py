@@ -19,8 +19,10 @@ records its outcome. Policies:
 * **A worker that dies** (killed, segfault, ``os._exit``) is detected at once
   (its pipe reaches EOF / its sentinel fires), joined (no zombie) and replaced;
   its runs are settled from the store (:mod:`.orphans`): started ones are
-  recorded FAILED with the cause, unstarted ones go to another worker. A worker
-  that dies before it is ready is restarted with a backoff.
+  recorded FAILED with the cause, unstarted ones go to another worker. Its bash
+  process groups die with it, killed by their watchdogs (see
+  :mod:`.stages.shell`), and it leaves no script file. A worker that dies
+  before it is ready is restarted with a backoff.
 * **A worker exits when the daemon dies** (see :mod:`.worker_process`, the body
   of a worker). ``PR_SET_PDEATHSIG`` is deliberately not used: a worker's parent
   is the forkserver, and a death signal would end the worker without

@@ -1,9 +1,11 @@
 """Adopt and reap orphaned descendants, so the daemon leaves no zombies as PID 1.
 
-A bash stage may leave children behind when its worker process dies (``kill -9``,
-a segfault): they are re-parented to the nearest *subreaper*, which is PID 1 in a
-container. A process that is PID 1 (or a subreaper) must ``wait()`` for them,
-or each one that exits stays a zombie.
+Processes of a bash stage outlive their parent: the group's watchdog when
+``bash`` exits, and whatever the stage's group held when it is killed, or when
+its worker process dies (``kill -9``, a segfault) and the watchdog kills the
+group (see :mod:`ddeutil.workflow.stages.shell`). They are re-parented to the
+nearest *subreaper*, which is PID 1 in a container. A process that is PID 1 (or
+a subreaper) must ``wait()`` for them, or each one that exits stays a zombie.
 
 The daemon marks itself a child subreaper (Linux ``PR_SET_CHILD_SUBREAPER``), so
 it behaves the same as PID 1 in a container and under systemd, and calls
@@ -78,19 +80,38 @@ def _managed_pids() -> set[int]:
 
 
 def reap_orphans() -> list[int]:
-    """Wait for every zombie child not managed by :mod:`multiprocessing`; return their pids."""
+    """Wait for every zombie child not managed by :mod:`multiprocessing`; return their pids.
+
+    Zombies are found with ``waitid(WNOWAIT)``, without reading ``/proc``: every
+    bash stage leaves one orphan to reap (its group's watchdog), so this runs
+    often. Only when a zombie managed by :mod:`multiprocessing` comes first is
+    ``/proc`` scanned for the others.
+    """
     if not Path("/proc/self/stat").exists():
         return []
-    reaped = []
+    reaped: list[int] = []
     managed = _managed_pids()
-    for pid in zombie_children():
-        if pid in managed:
-            continue
+    while True:
         try:
-            done, status = os.waitpid(pid, os.WNOHANG)
+            found = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
-            continue
-        if done:
-            reaped.append(pid)
-            logger.debug("reaped orphaned process %d (status %d)", pid, status)
+            return reaped  # no children at all
+        if found is None:
+            return reaped  # no zombie
+        if found.si_pid in managed:
+            break
+        _reap(found.si_pid, reaped)
+    for pid in zombie_children():
+        if pid not in managed:
+            _reap(pid, reaped)
     return reaped
+
+
+def _reap(pid: int, reaped: list[int]) -> None:
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return
+    if done:
+        reaped.append(pid)
+        logger.debug("reaped orphaned process %d (status %d)", pid, status)

@@ -16,43 +16,44 @@ reference to an environment variable that holds its value (see
 :mod:`.bash_binding`), so a value is data whatever it holds; ``${VAR}`` is left
 to the shell. The script is written to a temporary file and run with
 ``bash`` as the leader of a new session, so it and every process it starts share
-one process group. ``env`` values are rendered (``${VAR}`` included) and turned
-into strings; values of sensitive names (``*TOKEN*``, ``*PASSWORD*``, ...) are
-masked in what the stage records.
+one process group that the stage owns (:mod:`.shell`): the file is deleted
+before ``bash`` starts (it reads the script through an inherited descriptor),
+and whatever is left of the group when ``bash`` exits is killed. ``env`` values
+are rendered (``${VAR}`` included) and turned into strings; values of sensitive
+names (``*TOKEN*``, ``*PASSWORD*``, ...) are masked in what the stage records.
 
 Outputs: ``return_code``, ``stdout`` and ``stderr`` (decoded as UTF-8, trailing
-newlines stripped, secrets masked). A non-zero exit code fails the stage with
-the code and the last line of stderr.
+newlines stripped, secrets masked). Each stream keeps at most
+``WORKFLOW_CORE_STAGE_OUTPUT_LIMIT`` bytes, its start and its end around a
+``... [truncated: N bytes] ...`` line (:mod:`~ddeutil.workflow.capture`). A
+non-zero exit code fails the stage with the code and the last line of stderr.
 
 Stopping: on ``timeout`` or cancellation the group gets SIGTERM; whatever is
 left of it when ``bash`` has exited, or after a grace of
 :data:`KILL_GRACE` seconds, gets SIGKILL. No process of the script outlives the
-stage (unless it started a session of its own).
+stage, nor the process running the stage (unless it started a session of its
+own).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
-import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
+from ..capture import Captured
 from ..context import RunContext, stash
 from ..errors import StageCancelled, TemplateError
-from ..masking import SENSITIVE_NAME
+from ..masking import SENSITIVE_NAME, Masker
 from .base import BaseStage, StageCall, needs_render, stage_error
 from .bash_binding import bind_bash
+from .shell import run_script
 
-if TYPE_CHECKING:
-    import subprocess
-
-__all__ = ["KILL_GRACE", "BashStage", "kill_group"]
+__all__ = ["KILL_GRACE", "BashStage"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,30 +61,8 @@ KILL_GRACE = 2.0
 """Seconds between SIGTERM and SIGKILL when a script is stopped."""
 
 
-def kill_group(proc: subprocess.Popen[bytes], grace: float | None = None) -> None:
-    """Stop ``proc``'s process group: SIGTERM, wait for the leader, then SIGKILL.
-
-    Args:
-        proc: The group leader (started with ``start_new_session=True``).
-        grace: Seconds to wait for the leader after SIGTERM; default
-            :data:`KILL_GRACE`.
-    """
-    import subprocess
-
-    grace = KILL_GRACE if grace is None else grace
-    pgid = proc.pid
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(grace)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-def _text(data: bytes | None) -> str:
-    return (data or b"").decode("utf-8", errors="replace").rstrip("\n")
+def _text(captured: Captured, masker: Masker) -> str:
+    return captured.text(masker).rstrip("\n")
 
 
 class BashStage(BaseStage):
@@ -143,44 +122,34 @@ class BashStage(BaseStage):
     def _spawn(
         self, path: str, env: dict[str, str], call: StageCall, rc: RunContext, masker: Any
     ) -> dict[str, Any]:
-        import subprocess
-
-        proc = subprocess.Popen(
-            ["bash", path],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+        outcome = run_script(
+            path,
             env=env,
-            start_new_session=True,
+            token=call.token,
+            timeout=call.timeout,
+            limit=rc.settings.stage_output_limit,
+            grace=KILL_GRACE,
+            on_start=lambda pid: rc.log(
+                logger, logging.DEBUG, "bash started (pid %d)", pid, stage=call.label
+            ),
         )
-        rc.log(logger, logging.DEBUG, "bash started (pid %d)", proc.pid, stage=call.label)
-        stopped: list[str] = []
-
-        def on_cancel(reason: str) -> None:
-            # Runs in the canceller's thread: escalate in the background so that
-            # cancelling many runs never waits out one grace period after another.
-            stopped.append(f"cancelled: {reason}")
-            threading.Thread(target=kill_group, args=(proc,), name="bash-kill", daemon=True).start()
-
-        unregister = call.token.add_callback(on_cancel)
-        try:
-            try:
-                out, err = proc.communicate(timeout=call.timeout)
-            except subprocess.TimeoutExpired:
-                stopped.append(f"timed out after {call.timeout:g}s")
-                kill_group(proc)
-                out, err = proc.communicate()
-        finally:
-            unregister()
-            if proc.poll() is None:  # an unexpected error while waiting: never leak the group
-                kill_group(proc)
-                proc.wait()
-        stdout, stderr = masker.text(_text(out)), masker.text(_text(err))
-        if stopped:
+        for name, captured in (("stdout", outcome.stdout), ("stderr", outcome.stderr)):
+            if captured.dropped:
+                rc.log(
+                    logger,
+                    logging.WARNING,
+                    "bash %s truncated: %d of %d bytes dropped (WORKFLOW_CORE_STAGE_OUTPUT_LIMIT)",
+                    name,
+                    captured.dropped,
+                    captured.total,
+                    stage=call.label,
+                )
+        stdout, stderr = _text(outcome.stdout, masker), _text(outcome.stderr, masker)
+        if outcome.stopped is not None:
             raise StageCancelled(
-                f"bash {stopped[0]}; process group killed", stage=call.label, job=rc.job
+                f"bash {outcome.stopped}; process group killed", stage=call.label, job=rc.job
             )
-        if proc.returncode != 0:
+        if outcome.returncode != 0:
             last = stderr.strip().splitlines()[-1] if stderr.strip() else "(no stderr)"
-            raise stage_error(f"bash exited with code {proc.returncode}: {last}", call, rc)
-        return {"return_code": proc.returncode, "stdout": stdout, "stderr": stderr}
+            raise stage_error(f"bash exited with code {outcome.returncode}: {last}", call, rc)
+        return {"return_code": outcome.returncode, "stdout": stdout, "stderr": stderr}
