@@ -210,7 +210,15 @@ class BaseStage(BaseModel):
         self, value: Any, ctx: Mapping[str, Any], rc: RunContext, label: str, *, env: bool = True
     ) -> Any:
         """Render ``value`` against the stage's template context."""
-        return render(value, ctx, filters=rc.filters, environ=rc.environ, stage=label, env=env)
+        return render(
+            value,
+            ctx,
+            filters=rc.filters,
+            environ=rc.environ,
+            stage=label,
+            env=env,
+            redact=rc.masker.text,
+        )
 
     def _identity(self, ctx: Mapping[str, Any], rc: RunContext) -> tuple[str, str | None]:
         """(rendered name, output id or ``None``) for this combination."""
@@ -239,7 +247,7 @@ class BaseStage(BaseModel):
             name, key = self._identity(ctx, rc)
             label = key or name
             if self._cond is not None and not self._cond.evaluate(
-                ctx, filters=rc.filters, environ=rc.environ
+                ctx, filters=rc.filters, environ=rc.environ, redact=rc.masker.text
             ):
                 rc.log(logger, logging.INFO, "stage %r skipped: `if` is false", name, stage=label)
                 if key is not None:
