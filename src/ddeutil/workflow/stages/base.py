@@ -55,6 +55,7 @@ from ..errors import (
     WorkflowError,
 )
 from ..result import ErrorRecord, Status
+from ..stdio import masked_output
 from ..templating import Template, has_expressions, render
 
 __all__ = ["BaseStage", "Retry", "StageCall", "needs_render", "slugify"]
@@ -319,8 +320,15 @@ class BaseStage(BaseModel):
 
     def _attempt(self, ctx: Mapping[str, Any], rc: RunContext, label: str) -> dict[str, Any]:
         if self.timeout is None or self.native_timeout:
-            return self._run(ctx, rc, StageCall(label, rc.cancel, self.timeout))
+            return self._run_masked(ctx, rc, StageCall(label, rc.cancel, self.timeout))
         return self._run_with_timeout(ctx, rc, label, self.timeout)
+
+    def _run_masked(
+        self, ctx: Mapping[str, Any], rc: RunContext, call: StageCall
+    ) -> dict[str, Any]:
+        """:meth:`_run` with what its thread prints masked (see :mod:`..stdio`)."""
+        with masked_output(rc.masker):
+            return self._run(ctx, rc, call)
 
     def _run_with_timeout(
         self, ctx: Mapping[str, Any], rc: RunContext, label: str, timeout: float
@@ -331,7 +339,7 @@ class BaseStage(BaseModel):
 
         def work() -> None:
             try:
-                box.append((True, self._run(ctx, rc, StageCall(label, token, timeout))))
+                box.append((True, self._run_masked(ctx, rc, StageCall(label, token, timeout))))
             except BaseException as exc:
                 box.append((False, exc))
             finally:
