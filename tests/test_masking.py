@@ -174,7 +174,7 @@ def test_a_filter_error_masks_a_long_secret_before_shortening_the_value(engine: 
     assert "long-s3cr3t" not in message
 
 
-@pytest.mark.parametrize("secret", ["it's \"s3cr3t\"", 'say "s3cr3t"', "back\\slash-s3cr3t"])
+@pytest.mark.parametrize("secret", ['it\'s "s3cr3t"', 'say "s3cr3t"', "back\\slash-s3cr3t"])
 def test_a_secret_is_masked_in_its_escaped_forms(engine: Any, secret: str) -> None:
     result = engine.run(
         """

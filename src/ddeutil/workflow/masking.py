@@ -29,7 +29,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MASK", "MIN_SECRET_LENGTH", "SENSITIVE_NAME", "Masker"]
+__all__ = ["MASK", "MIN_SECRET_LENGTH", "SENSITIVE_NAME", "Masker", "escaped_forms"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +72,15 @@ class Masker:
         self._forms = sorted({f for s in long for f in escaped_forms(s)}, key=len, reverse=True)
         self._longest = len(self._forms[0]) if self._forms else 0
         self._firsts = frozenset(f[0] for f in self._forms)
-        alternatives = [re.escape(f) for f in self._forms]
-        if short:
-            # Whole lines only: after a line start, before a line end (\r\n too).
-            whole = "|".join(re.escape(s) for s in sorted(short, key=len, reverse=True))
-            alternatives.append(f"^(?:{whole})(?=\\r?$)")
-        self._pattern = re.compile("|".join(alternatives), re.MULTILINE) if alternatives else None
+        self._pattern = (
+            re.compile("|".join(re.escape(f) for f in self._forms)) if self._forms else None
+        )
+        # Short secrets: a whole value, or a whole line of a longer text (seen
+        # after a newline added in front; a literal first character keeps the
+        # scan fast).
+        self._short = frozenset(short)
+        whole = "|".join(re.escape(s) for s in sorted(short, key=len, reverse=True))
+        self._lines = re.compile(f"\n(?:{whole})(?=\r?(?:\n|\\Z))") if short else None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Masker:
@@ -105,13 +108,17 @@ class Masker:
 
     @property
     def active(self) -> bool:
-        return self._pattern is not None
+        return self._pattern is not None or self._lines is not None
 
     def text(self, value: str) -> str:
         """Mask every secret inside ``value`` (short ones only as whole lines)."""
-        if self._pattern is None:
-            return value
-        return self._pattern.sub(MASK, value)
+        if self._pattern is not None:
+            value = self._pattern.sub(MASK, value)
+        if self._lines is not None:
+            if "\n" not in value:
+                return MASK if value.rstrip("\r") in self._short else value
+            value = self._lines.sub("\n" + MASK, "\n" + value)[1:]
+        return value
 
     def data(self, value: Any) -> Any:
         """Mask strings anywhere inside dicts, lists, tuples and sets, keys included.
@@ -121,7 +128,7 @@ class Masker:
         secret: then their masked text replaces them. Two keys that mask to the
         same text keep the later value.
         """
-        if self._pattern is None:
+        if not self.active:
             return value
         return self._data(value)
 
