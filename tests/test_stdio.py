@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ddeutil.workflow import stdio
 from ddeutil.workflow.masking import MASK, Masker
 from ddeutil.workflow.stdio import PENDING_LIMIT, MaskedStream, masked_output
 
@@ -107,3 +109,27 @@ def test_other_threads_are_masked_only_while_a_stage_runs(
         thread.join(10)
     print("after hunter2-hunter2")
     assert capsys.readouterr().out == f"during {MASK}\nafter hunter2-hunter2\n"
+
+
+def test_any_split_of_the_writes_gives_the_same_masked_output(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rnd = random.Random(9)
+    alphabet = "ab\n'\\x\"y"
+    for _ in range(500):
+        monkeypatch.setattr(stdio, "PENDING_LIMIT", rnd.choice([3, 8, PENDING_LIMIT]))
+        secrets = {"".join(rnd.choices(alphabet, k=rnd.randint(4, 9))) for _ in range(2)}
+        masker = Masker(frozenset(secrets))
+        pieces = []
+        for _ in range(rnd.randint(1, 8)):
+            secret = rnd.choice(sorted(secrets))
+            noise = "".join(rnd.choices(alphabet, k=rnd.randint(0, 12)))
+            pieces.append(rnd.choice([secret, repr(secret)[1:-1], noise]))
+        text = "".join(pieces)
+        with masked_output(masker):
+            at = 0
+            while at < len(text):
+                step = rnd.randint(1, 6)
+                sys.stdout.write(text[at : at + step])
+                at += step
+        assert capsys.readouterr().out == masker.text(text), (secrets, text)

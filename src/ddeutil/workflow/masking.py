@@ -169,15 +169,15 @@ class Masker:
             cut = len(pending)
         if self._pattern is None:
             return cut
-        for match in self._pattern.finditer(pending):
-            if match.start() < cut < match.end():
-                cut = match.start()
-                break
-            if match.start() >= cut:
-                break
         for start in range(max(0, cut - self._longest + 1), cut):
             if pending[start] in self._firsts:
                 tail = pending[start:]
                 if any(len(f) > len(tail) and f.startswith(tail) for f in self._forms):
-                    return start
+                    cut = start
+                    break
+        for match in self._pattern.finditer(pending, 0, len(pending)):
+            if match.start() >= cut:
+                break
+            if cut < match.end():
+                return match.start()
         return cut
