@@ -48,10 +48,10 @@ class _Scope:
 
 _local = threading.local()
 _guard = threading.Lock()
-_scopes: dict[int, _Scope] = {}
-"""Running scopes by thread id (for writes of threads without one)."""
+_running: dict[Masker, int] = {}
+"""How many running scopes use each masker (for writes of threads without one)."""
 _others: Masker | None = None
-"""Every running scope's secrets together (``None``: no scope runs)."""
+"""The secrets of every running scope together (``None``: no scope runs)."""
 
 
 class MaskedStream:
@@ -90,22 +90,32 @@ class MaskedStream:
         return getattr(self.raw, name)
 
 
-def _install() -> tuple[MaskedStream, MaskedStream]:
-    """Put proxies over ``sys.stdout``/``sys.stderr`` unless they already are (call locked)."""
+def _install() -> list[MaskedStream]:
+    """Put proxies over ``sys.stdout``/``sys.stderr`` unless they already are (call locked).
+
+    A missing stream (``None``, e.g. ``pythonw``) stays missing.
+    """
     out, err = sys.stdout, sys.stderr
-    if not isinstance(out, MaskedStream):
+    if out is not None and not isinstance(out, MaskedStream):
         out = sys.stdout = MaskedStream(out)
-    if not isinstance(err, MaskedStream):
+    if err is not None and not isinstance(err, MaskedStream):
         err = sys.stderr = MaskedStream(err)
-    return out, err
+    return [s for s in (out, err) if isinstance(s, MaskedStream)]
 
 
-def _recompute_locked() -> None:
+def _count_locked(masker: Masker, delta: int) -> None:
+    """Count a scope of ``masker`` in or out; rebuild :data:`_others` when the set changes."""
     global _others  # noqa: PLW0603 - one process-wide view of the running scopes
+    count = _running.get(masker, 0) + delta
+    if count > 0:
+        _running[masker] = count
+        if count > 1 or delta < 0:
+            return
+    else:
+        del _running[masker]
     combined: Masker | None = None
-    for scope in _scopes.values():
-        if scope.masker.active:
-            combined = scope.masker if combined is None else combined.merged(scope.masker)
+    for each in _running:
+        combined = each if combined is None else combined.merged(each)
     _others = combined
 
 
@@ -120,22 +130,16 @@ def masked_output(masker: Masker) -> Iterator[None]:
         yield
         return
     scope = _Scope(masker)
-    ident = threading.get_ident()
+    outer: _Scope | None = getattr(_local, "scope", None)
     with _guard:
         streams = _install()
-        outer: _Scope | None = getattr(_local, "scope", None)
-        _local.scope = scope
-        _scopes[ident] = scope
-        _recompute_locked()
+        _count_locked(masker, 1)
+    _local.scope = scope
     try:
         yield
     finally:
+        _local.scope = outer
         with _guard:
-            _local.scope = outer
-            if outer is None:
-                del _scopes[ident]
-            else:
-                _scopes[ident] = outer
-            _recompute_locked()
+            _count_locked(masker, -1)
         for stream in (*streams, *list(scope.pending)):
             stream._drain(scope)
