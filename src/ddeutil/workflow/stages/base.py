@@ -28,6 +28,8 @@ Policy:
   with the job and stage ids and a masked message. Whether the job goes on is
   the job's decision (``WORKFLOW_CORE_STAGE_RAISE_ERROR``); a failed stage then
   records ``{"outputs": {}, "error": {...}}``.
+* **output**: what the stage's code prints to ``sys.stdout``/``sys.stderr``
+  reaches the process output masked (:mod:`~ddeutil.workflow.stdio`).
 """
 
 from __future__ import annotations
