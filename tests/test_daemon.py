@@ -612,3 +612,15 @@ def test_serve_stops_with_exit_1_when_the_store_fails_at_start(
     monkeypatch.setattr(daemon_mod.Scheduler, "stop", lambda self, timeout=None: None)
     assert serve(settings, masker=Masker()) == 1
     assert "run store error" in capsys.readouterr().err
+
+
+def test_serve_masks_secrets_in_what_it_prints(
+    make_settings: Callable[..., Settings], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "db-s3cr3t-path"
+    blocker.write_text("x")
+    conf = make_settings(WORKFLOW_API_DB_URL=f"sqlite:///{blocker}/runs.db")
+    assert serve(conf, masker=Masker(frozenset({"db-s3cr3t-path"}))) == 1
+    err = capsys.readouterr().err
+    assert "cannot open the run store" in err
+    assert "s3cr3t" not in err

@@ -6,12 +6,15 @@ import io
 import json
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ddeutil.workflow.logs import MaskingFilter, RunLogRouter, configure_logging, run_log_path
 from ddeutil.workflow.masking import MASK, Masker
+from ddeutil.workflow.settings import Settings
 
 
 @pytest.mark.parametrize(
@@ -124,3 +127,113 @@ def test_run_log_router_writes_only_open_runs(tmp_path: Path) -> None:
 
 def test_run_log_path_is_safe() -> None:
     assert run_log_path(Path("/logs"), "../../etc/passwd").parent == Path("/logs")
+
+
+# --------------------------------------------------------------- issue 9 regressions
+
+
+@pytest.fixture
+def engine(
+    write_conf: Callable[[str, str], Path],
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    from hooks_pkg.engine import Engine
+
+    return Engine(write_conf, make_settings())
+
+
+def test_dict_keys_are_masked() -> None:
+    masker = Masker(frozenset({"k3y-s3cr3t"}))
+    data = {"k3y-s3cr3t": 1, "inner": {"user k3y-s3cr3t": ["k3y-s3cr3t"]}, 7: {"k3y-s3cr3t"}}
+    assert masker.data(data) == {MASK: 1, "inner": {f"user {MASK}": [MASK]}, 7: [MASK]}
+
+
+def test_a_filter_error_masks_a_long_secret_before_shortening_the_value(engine: Any) -> None:
+    secret = "long-s3cr3t-" + "x" * 108
+    result = engine.run(
+        """
+        shorten:
+          type: Pipeline
+          params:
+            token: str
+          jobs:
+            j:
+              stages:
+                - name: convert
+                  vars:
+                    n: ${{ params.token | int }}
+                  run: m = n
+        """,
+        {"token": secret},
+        masker=Masker(frozenset({secret})),
+    )
+    message = result.errors[0].message
+    assert "filter 'int' failed on str '***'" in message
+    assert "long-s3cr3t" not in message
+
+
+@pytest.mark.parametrize("secret", ['it\'s "s3cr3t"', 'say "s3cr3t"', "back\\slash-s3cr3t"])
+def test_a_secret_is_masked_in_its_escaped_forms(engine: Any, secret: str) -> None:
+    result = engine.run(
+        """
+        escaped:
+          type: Pipeline
+          params:
+            token: str
+          jobs:
+            j:
+              stages:
+                - name: lookup
+                  vars:
+                    token: ${{ params.token }}
+                  run: raise KeyError(token)
+        """,
+        {"token": secret},
+        masker=Masker(frozenset({secret})),
+    )
+    message = result.errors[0].message
+    assert message.startswith("KeyError: ")
+    assert MASK in message
+    assert "s3cr3t" not in message
+    masker = Masker(frozenset({secret}))
+    in_json = masker.text(json.dumps({"m": repr(secret)}))  # a repr inside a JSON line
+    assert "s3cr3t" not in in_json
+    assert MASK in json.loads(in_json)["m"]
+
+
+def test_short_secrets_are_masked_only_as_whole_values_and_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="ddeutil.workflow.masking"):
+        masker = Masker.from_env({"FEATURE_KEY": "on", "API_TOKEN": "long-enough"})
+    assert "FEATURE_KEY" in caplog.text
+    assert "on" not in caplog.text.replace("FEATURE_KEY", "").replace("only", "")
+    assert masker.text("on") == MASK
+    assert masker.text("first\non\r\nlast") == f"first\n{MASK}\r\nlast"
+    assert masker.text("turn it on, moon") == "turn it on, moon"
+    assert masker.data({"on": "on", "mode": "moon", "flags": ["on"]}) == {
+        MASK: MASK,
+        "mode": "moon",
+        "flags": [MASK],
+    }
+
+
+def test_console_lines_are_masked_after_formatting(caplog: pytest.LogCaptureFixture) -> None:
+    stream = io.StringIO()
+    secret = 'quote"d-s3cr3t'
+    handler = configure_logging(
+        fmt="json", level="INFO", masker=Masker(frozenset({secret})), stream=stream
+    )
+    try:
+        try:
+            raise ValueError(secret)
+        except ValueError:
+            logging.getLogger("ddeutil.workflow.test").exception("failed")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert "s3cr3t" not in stream.getvalue()
+    assert json.loads(stream.getvalue().splitlines()[-1])["exc_info"].endswith(
+        f"ValueError: {MASK}"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -180,6 +181,46 @@ def test_secret_param_values_are_masked_in_store_and_responses(
         store.close()
     assert record is not None
     assert record.params == {"who": "***"}
+
+
+def test_secret_dict_keys_are_masked_in_store_and_responses(
+    make_client: Callable[..., TestClient],
+    write_conf: Callable[[str, str], Any],
+    api_settings: Any,
+) -> None:
+    write_conf(
+        "keyed.yml",
+        """
+        keyed:
+          type: Pipeline
+          params:
+            who: str
+          jobs:
+            main:
+              stages:
+                - name: index by the value
+                  id: index
+                  vars:
+                    who: ${{ params.who }}
+                  run: "table = {who: 1}"
+        """,
+    )
+    client = make_client()
+    response = trigger(client, "keyed", {"who": SECRET_VALUE})
+    assert response.status_code == 202, response.text
+    run_id = response.json()["run_id"]
+    body = wait_terminal(client, run_id)
+    assert body["status"] == "SUCCESS"
+    assert body["context"]["jobs"]["main"]["stages"]["index"]["outputs"] == {"table": {"***": 1}}
+    raw = client.get(f"/api/v1/runs/{run_id}", headers=AUTH).text
+    assert SECRET_VALUE not in raw
+    store = open_store(api_settings.api_db_url)
+    try:
+        record = store.get_run(run_id)
+    finally:
+        store.close()
+    assert record is not None
+    assert SECRET_VALUE not in json.dumps(record.context)
 
 
 def test_error_messages_are_masked(client: TestClient) -> None:

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConditionError
-from .templating import EnvVar, Expression, Filters, Template
+from .templating import EnvVar, Expression, Filters, Redact, Template
 
 __all__ = ["Condition"]
 
@@ -253,6 +253,7 @@ class Condition:
         filters: Filters,
         environ: Mapping[str, str],
         stage: str | None = None,
+        redact: Redact | None = None,
     ) -> bool:
         """Render the template values and evaluate the condition with them.
 
@@ -263,7 +264,7 @@ class Condition:
         values: dict[str, Any] = {}
         for name, part in self._bindings:
             if isinstance(part, Expression):
-                values[name] = part.evaluate(ctx, filters, stage)
+                values[name] = part.evaluate(ctx, filters, stage, redact)
             else:
                 values[name] = part.value(environ, stage)
         try:

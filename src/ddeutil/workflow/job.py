@@ -270,7 +270,9 @@ class Job(BaseModel):
             return JobOutcome(Status.CANCELLED, {"status": Status.CANCELLED.value, "stages": {}})
         if self._cond is not None:
             try:
-                ok = self._cond.evaluate(base, filters=rc.filters, environ=rc.environ)
+                ok = self._cond.evaluate(
+                    base, filters=rc.filters, environ=rc.environ, redact=rc.masker.text
+                )
             except WorkflowError as exc:
                 message = rc.masker.text(f"job `if` failed: {exc}")
                 rc.log(logger, logging.ERROR, "%s", message)

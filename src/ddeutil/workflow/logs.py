@@ -61,6 +61,22 @@ class MaskingFilter(logging.Filter):
         return True
 
 
+class _MaskedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A console handler that masks each finished line, tracebacks included.
+
+    :class:`MaskingFilter` masks the message and the context fields one by one
+    (a short secret that is a whole field); this masks what the formatter made of
+    them, e.g. an exception's text in a traceback or its JSON-escaped form.
+    """
+
+    def __init__(self, stream: IO[str], masker: Masker) -> None:
+        super().__init__(stream)
+        self._masker = masker
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._masker.text(super().format(record))
+
+
 class _TextFormatter(logging.Formatter):
     """``HH:MM:SS LEVEL logger [run pipeline/job/stage] message``."""
 
@@ -118,7 +134,9 @@ def configure_logging(
         fmt = "text" if probe.isatty() else "json"
     if out is None:
         out = sys.stdout if fmt == "json" else sys.stderr
-    handler = logging.StreamHandler(out)
+    handler: logging.StreamHandler = (  # type: ignore[type-arg]
+        logging.StreamHandler(out) if masker is None else _MaskedStreamHandler(out, masker)
+    )
     if fmt == "json":
         handler.setFormatter(_json_formatter())
     else:

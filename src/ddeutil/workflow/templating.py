@@ -69,6 +69,8 @@ __all__ = [
 ]
 
 Filters = Mapping[str, Callable[..., Any]]
+Redact = Callable[[str], str]
+"""Masks secrets in a text (e.g. ``Masker.text``), applied before an error shortens it."""
 
 _MISSING: Any = object()
 _SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_-]*"
@@ -80,8 +82,14 @@ _SCALARS = frozenset({int, float, bool, type(None)})
 _MAX_REPR = 80
 
 
-def _short(value: Any) -> str:
+def _short(value: Any, redact: Redact | None) -> str:
+    """``repr(value)`` for an error message: masked first, then shortened.
+
+    Cutting first would leave a secret's head that no masker recognises.
+    """
     text = repr(value)
+    if redact is not None:
+        text = redact(text)
     return text if len(text) <= _MAX_REPR else f"{text[: _MAX_REPR - 3]}..."
 
 
@@ -138,8 +146,17 @@ class Expression:
     segments: tuple[tuple[str, int | None], ...]
     filters: tuple[tuple[str, tuple[Any, ...], Mapping[str, Any]], ...]
 
-    def evaluate(self, ctx: Mapping[str, Any], filters: Filters, stage: str | None = None) -> Any:
-        """Look the path up in ``ctx`` and apply the filters."""
+    def evaluate(
+        self,
+        ctx: Mapping[str, Any],
+        filters: Filters,
+        stage: str | None = None,
+        redact: Redact | None = None,
+    ) -> Any:
+        """Look the path up in ``ctx`` and apply the filters.
+
+        ``redact`` masks the failing value's text before a filter error shortens it.
+        """
         cur: Any = ctx
         for pos, (key, index) in enumerate(self.segments):
             if type(cur) is dict or isinstance(cur, Mapping):
@@ -167,7 +184,7 @@ class Expression:
                 raise
             except Exception as exc:
                 raise TemplateError(
-                    f"filter {name!r} failed on {type(cur).__name__} {_short(cur)}: {type(exc).__name__}: {exc}",
+                    f"filter {name!r} failed on {type(cur).__name__} {_short(cur, redact)}: {type(exc).__name__}: {exc}",
                     expr=self.source,
                     stage=stage,
                 ) from exc
@@ -389,6 +406,7 @@ class Template:
         filters: Filters,
         environ: Mapping[str, str],
         stage: str | None = None,
+        redact: Redact | None = None,
     ) -> Any:
         """Render against ``ctx``: a lone expression keeps its type, else a string.
 
@@ -398,9 +416,10 @@ class Template:
             filters: Name to filter function (see ``registry.load_filters``).
             environ: Variables for ``${VAR}`` (ignored when parsed with ``env=False``).
             stage: Stage id, named in errors.
+            redact: Masks secrets in a value shown by an error, before it is shortened.
         """
         if self._single is not None:
-            return self._single.evaluate(ctx, filters, stage)
+            return self._single.evaluate(ctx, filters, stage, redact)
         if self._static is not None:
             return self._static
         out: list[str] = []
@@ -408,7 +427,7 @@ class Template:
             if type(part) is str:
                 out.append(part)
             elif type(part) is Expression:
-                out.append(str(part.evaluate(ctx, filters, stage)))
+                out.append(str(part.evaluate(ctx, filters, stage, redact)))
             else:
                 out.append(part.value(environ, stage))  # type: ignore[union-attr]
         return "".join(out)
@@ -435,6 +454,7 @@ def render(
     environ: Mapping[str, str],
     stage: str | None = None,
     env: bool = True,
+    redact: Redact | None = None,
 ) -> Any:
     """Render every string inside ``value`` (dicts, lists and tuples, recursively).
 
@@ -443,7 +463,7 @@ def render(
     value, and any value a lone expression looks up in ``ctx``, is returned as
     is, never copied.
     """
-    return _render(value, ctx, filters, environ, stage, env)
+    return _render(value, ctx, filters, environ, stage, env, redact)
 
 
 def _render(  # noqa: PLR0917 - hot path: positional arguments are cheaper
@@ -453,24 +473,27 @@ def _render(  # noqa: PLR0917 - hot path: positional arguments are cheaper
     environ: Mapping[str, str],
     stage: str | None,
     env: bool,
+    redact: Redact | None,
 ) -> Any:
     cls = type(value)
     if cls is str:
         if "$" not in value:
             return value
-        return _parse_cached(value, env).render(ctx, filters=filters, environ=environ, stage=stage)
+        return _parse_cached(value, env).render(
+            ctx, filters=filters, environ=environ, stage=stage, redact=redact
+        )
     if cls is dict:
-        return {k: _render(v, ctx, filters, environ, stage, env) for k, v in value.items()}
+        return {k: _render(v, ctx, filters, environ, stage, env, redact) for k, v in value.items()}
     if cls is list:
-        return [_render(v, ctx, filters, environ, stage, env) for v in value]
+        return [_render(v, ctx, filters, environ, stage, env, redact) for v in value]
     if cls in _SCALARS:
         return value
     if cls is tuple:
-        return tuple(_render(v, ctx, filters, environ, stage, env) for v in value)
+        return tuple(_render(v, ctx, filters, environ, stage, env, redact) for v in value)
     if isinstance(value, str):
-        return _render(str(value), ctx, filters, environ, stage, env)
+        return _render(str(value), ctx, filters, environ, stage, env, redact)
     if isinstance(value, Mapping):
-        return {k: _render(v, ctx, filters, environ, stage, env) for k, v in value.items()}
+        return {k: _render(v, ctx, filters, environ, stage, env, redact) for k, v in value.items()}
     return value
 
 

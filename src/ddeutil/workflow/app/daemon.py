@@ -284,7 +284,7 @@ def serve(
         store = open_store(settings.api_db_url)
     except StoreError as exc:
         logger.error("cannot open the run store: %s", exc)
-        print(f"workflow scheduler: cannot open the run store: {exc}", file=sys.stderr)
+        print(masker.text(f"workflow scheduler: cannot open the run store: {exc}"), file=sys.stderr)
         return EXIT_FAILED
     try:
         with store.scheduler_lock(owner):
@@ -306,11 +306,11 @@ def serve(
             "refusing to start"
         )
         logger.error(message)
-        print(f"workflow scheduler: {message}", file=sys.stderr)
+        print(masker.text(f"workflow scheduler: {message}"), file=sys.stderr)
         return EXIT_FAILED
     except StoreError as exc:
         logger.error("run store error, the daemon stops: %s", exc)
-        print(f"workflow scheduler: run store error: {exc}", file=sys.stderr)
+        print(masker.text(f"workflow scheduler: run store error: {exc}"), file=sys.stderr)
         return EXIT_FAILED
     finally:
         store.close()

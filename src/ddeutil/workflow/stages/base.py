@@ -28,6 +28,8 @@ Policy:
   with the job and stage ids and a masked message. Whether the job goes on is
   the job's decision (``WORKFLOW_CORE_STAGE_RAISE_ERROR``); a failed stage then
   records ``{"outputs": {}, "error": {...}}``.
+* **output**: what the stage's code prints to ``sys.stdout``/``sys.stderr``
+  reaches the process output masked (:mod:`~ddeutil.workflow.stdio`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from ..errors import (
     WorkflowError,
 )
 from ..result import ErrorRecord, Status
+from ..stdio import masked_output
 from ..templating import Template, has_expressions, render
 
 __all__ = ["BaseStage", "Retry", "StageCall", "needs_render", "slugify"]
@@ -210,7 +213,15 @@ class BaseStage(BaseModel):
         self, value: Any, ctx: Mapping[str, Any], rc: RunContext, label: str, *, env: bool = True
     ) -> Any:
         """Render ``value`` against the stage's template context."""
-        return render(value, ctx, filters=rc.filters, environ=rc.environ, stage=label, env=env)
+        return render(
+            value,
+            ctx,
+            filters=rc.filters,
+            environ=rc.environ,
+            stage=label,
+            env=env,
+            redact=rc.masker.text,
+        )
 
     def _identity(self, ctx: Mapping[str, Any], rc: RunContext) -> tuple[str, str | None]:
         """(rendered name, output id or ``None``) for this combination."""
@@ -239,7 +250,7 @@ class BaseStage(BaseModel):
             name, key = self._identity(ctx, rc)
             label = key or name
             if self._cond is not None and not self._cond.evaluate(
-                ctx, filters=rc.filters, environ=rc.environ
+                ctx, filters=rc.filters, environ=rc.environ, redact=rc.masker.text
             ):
                 rc.log(logger, logging.INFO, "stage %r skipped: `if` is false", name, stage=label)
                 if key is not None:
@@ -311,8 +322,15 @@ class BaseStage(BaseModel):
 
     def _attempt(self, ctx: Mapping[str, Any], rc: RunContext, label: str) -> dict[str, Any]:
         if self.timeout is None or self.native_timeout:
-            return self._run(ctx, rc, StageCall(label, rc.cancel, self.timeout))
+            return self._run_masked(ctx, rc, StageCall(label, rc.cancel, self.timeout))
         return self._run_with_timeout(ctx, rc, label, self.timeout)
+
+    def _run_masked(
+        self, ctx: Mapping[str, Any], rc: RunContext, call: StageCall
+    ) -> dict[str, Any]:
+        """:meth:`_run` with what its thread prints masked (see :mod:`..stdio`)."""
+        with masked_output(rc.masker):
+            return self._run(ctx, rc, call)
 
     def _run_with_timeout(
         self, ctx: Mapping[str, Any], rc: RunContext, label: str, timeout: float
@@ -323,7 +341,7 @@ class BaseStage(BaseModel):
 
         def work() -> None:
             try:
-                box.append((True, self._run(ctx, rc, StageCall(label, token, timeout))))
+                box.append((True, self._run_masked(ctx, rc, StageCall(label, token, timeout))))
             except BaseException as exc:
                 box.append((False, exc))
             finally:
