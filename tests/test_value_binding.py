@@ -574,3 +574,17 @@ def test_arithmetic_around_a_command_substitution_takes_only_integers(
     assert result.status is Status.FAILED
     assert "must be an integer" in result.errors[0].message
     assert pipe.execute({"v": "", "n": "1"}, settings=engine.settings).status is Status.SUCCESS
+
+
+def test_a_secret_value_is_masked_before_an_arithmetic_error_shortens_it(engine) -> None:
+    from ddeutil.workflow.masking import Masker
+
+    secret = "s3cr3t-" + "x" * 100
+    pipe = engine.load_data(_bash_pipeline({"ar": "echo $(( ${{ params.n }} ))"}))
+    result = pipe.execute(
+        {"v": "", "n": secret}, settings=engine.settings, masker=Masker(frozenset({secret}))
+    )
+    message = result.errors[0].message
+    assert "must be an integer" in message
+    assert "s3cr3t" not in message
+    assert "***" in message

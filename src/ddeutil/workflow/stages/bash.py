@@ -100,7 +100,7 @@ class BashStage(BaseStage):
         extra = self.render(self.env, ctx, rc, call.label) if self._env_tpl else self.env
         env = {**rc.environ, **{str(k): "" if v is None else str(v) for k, v in extra.items()}}
         if body.values:
-            env.update(body.environ(ctx, rc.filters, call.label))
+            env.update(body.environ(ctx, rc.filters, call.label, rc.masker.text))
         masker = rc.masker
         secrets = [v for k, v in env.items() if k in extra and SENSITIVE_NAME.search(k) and v]
         if secrets:

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import TemplateError
-from ..templating import Expression, Filters, Template
+from ..templating import Expression, Filters, Redact, Template
 
 __all__ = ["BoundBash", "ShellValue", "bind_bash"]
 
@@ -89,9 +89,15 @@ class BoundBash:
     values: tuple[ShellValue, ...]
 
     def environ(
-        self, ctx: Mapping[str, Any], filters: Filters, stage: str | None
+        self,
+        ctx: Mapping[str, Any],
+        filters: Filters,
+        stage: str | None,
+        redact: Redact | None = None,
     ) -> dict[str, str]:
         """The variables of one run: ``{name: text}``, each expression evaluated.
+
+        ``redact`` masks a value's text before an error message shortens it.
 
         Raises:
             TemplateError: an unknown path or failing filter; a value that a shell
@@ -100,7 +106,7 @@ class BoundBash:
         """
         out: dict[str, str] = {}
         for value in self.values:
-            result = value.expr.evaluate(ctx, filters, stage)
+            result = value.expr.evaluate(ctx, filters, stage, redact)
             text = str(result)
             if value.integer and (
                 isinstance(result, bool)
@@ -108,7 +114,7 @@ class BoundBash:
             ):
                 raise TemplateError(
                     f"the value is used in shell arithmetic and must be an integer, got "
-                    f"{type(result).__name__} {_shown(text)}",
+                    f"{type(result).__name__} {_shown(redact(text) if redact else text)}",
                     expr=value.expr.source,
                     stage=stage,
                 )

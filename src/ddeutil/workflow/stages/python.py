@@ -125,7 +125,7 @@ class PyStage(BaseStage):
         }
         namespace.update(values)
         if body.values:
-            namespace.update(body.bind(ctx, rc.filters, call.label))
+            namespace.update(body.bind(ctx, rc.filters, call.label, rc.masker.text))
         before = dict(namespace)
         try:
             exec(body.code, namespace)  # noqa: S102 - running the user's code is this stage's job

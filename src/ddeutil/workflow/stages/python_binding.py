@@ -41,7 +41,7 @@ from types import CodeType
 from typing import Any
 
 from ..errors import TemplateError
-from ..templating import Expression, Filters, Template
+from ..templating import Expression, Filters, Redact, Template
 
 __all__ = ["FILENAME", "BoundPython", "bind_python"]
 
@@ -84,11 +84,20 @@ class BoundPython:
     code: CodeType
     values: tuple[tuple[str, Expression, bool], ...]
 
-    def bind(self, ctx: Mapping[str, Any], filters: Filters, stage: str | None) -> dict[str, Any]:
-        """The variables of one run: each expression evaluated against ``ctx``."""
+    def bind(
+        self,
+        ctx: Mapping[str, Any],
+        filters: Filters,
+        stage: str | None,
+        redact: Redact | None = None,
+    ) -> dict[str, Any]:
+        """The variables of one run: each expression evaluated against ``ctx``.
+
+        ``redact`` masks a value's text before an error message shortens it.
+        """
         out: dict[str, Any] = {}
         for name, expr, as_code in self.values:
-            value = expr.evaluate(ctx, filters, stage)
+            value = expr.evaluate(ctx, filters, stage, redact)
             if as_code and isinstance(value, _MUTABLE):
                 value = copy.deepcopy(value)
             out[name] = value
