@@ -15,7 +15,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .cancellation import CancelToken
+from .cancellation import CancelToken, is_process_stop
 from .clock import Clock, SystemClock
 from .executor_base import EventBuffer, ExecEvent, Executor, RequestSource, SaturationLog
 from .loader import Loader
@@ -323,15 +323,18 @@ class ThreadExecutor:
                 self._readers += 1
 
     def _run_and_report(self, request: RunRequest, token: CancelToken) -> None:
-        event = self._run(request, token)
-        with self._lock:  # free the slot before telling anyone the run ended
-            if self._active.pop(request.run_id, None) is not None:
-                self._forget_locked(request)
-            abandoned = request.run_id in self._abandoned
-            self._abandoned.discard(request.run_id)
-            self._done.notify_all()
-        if not abandoned:
-            self._emit(event)
+        event = ExecEvent("finished", request.run_id, Status.FAILED, "interrupted")
+        try:
+            event = self._run(request, token)
+        finally:  # whatever happened, the slot is freed (a process stop still unwinds)
+            with self._lock:  # free the slot before telling anyone the run ended
+                if self._active.pop(request.run_id, None) is not None:
+                    self._forget_locked(request)
+                abandoned = request.run_id in self._abandoned
+                self._abandoned.discard(request.run_id)
+                self._done.notify_all()
+            if not abandoned:
+                self._emit(event)
 
     def _run(self, request: RunRequest, token: CancelToken) -> ExecEvent:
         """Execute one request; return its ``finished`` event (never raises)."""
@@ -349,9 +352,17 @@ class ThreadExecutor:
                 on_start=lambda: self._emit(ExecEvent("started", run_id)),
                 pipelines=self._pipelines,
             )
-        except Exception as exc:  # execute_request records its own failures; be safe
-            logger.exception("run crashed the executor thread", extra=log_extra(request))
-            return ExecEvent("finished", run_id, Status.FAILED, f"{type(exc).__name__}: {exc}")
+        except BaseException as exc:  # execute_request records its own failures; be safe
+            if is_process_stop(exc):
+                raise
+            logger.error(
+                "run crashed the executor thread: %s",
+                type(exc).__name__,
+                exc_info=isinstance(exc, Exception),
+                extra=log_extra(request),
+            )
+            message = self._masker.text(f"{type(exc).__name__}: {exc}")
+            return ExecEvent("finished", run_id, Status.FAILED, message)
         if result is None:
             return ExecEvent("finished", run_id, None, "not started (no longer PENDING)")
         return ExecEvent("finished", run_id, result.status, error_summary(result))

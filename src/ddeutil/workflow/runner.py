@@ -14,7 +14,10 @@
   survives a crash of the dispatching process.
 * **A started run always ends terminal.** Any exception while building or
   running the pipeline (an edited template that no longer validates, bad
-  params, a bug) is recorded as FAILED with its cause, never left RUNNING.
+  params, a bug, a ``BaseException`` such as ``KeyboardInterrupt``) is recorded
+  as FAILED with its cause, never left RUNNING; a stop of the process itself
+  (:func:`~ddeutil.workflow.cancellation.is_process_stop`) is recorded
+  CANCELLED and then goes on.
 * **A cancelled run is recorded CANCELLED**, even when the engine reports the
   killed stage as a failure.
 * **Nothing secret is stored.** The context, the error records and the error
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from .cancellation import CancelToken
+from .cancellation import CancelToken, is_process_stop
 from .clock import Clock
 from .loader import Loader, RawTemplate
 from .logs import RunLogRouter
@@ -181,6 +184,12 @@ def _execute(request: RunRequest, env: _Env, start: datetime) -> Result:
         if not isinstance(exc, _BuildError):
             logger.exception("pipeline raised instead of returning a result", extra=extra)
         return _fail(request, env, start, exc, "pipeline raised")
+    except BaseException as exc:  # the run still ends recorded, then the stop goes on
+        if not is_process_stop(exc):
+            logger.error("pipeline raised %s", type(exc).__name__, extra=extra)
+            return _fail(request, env, start, exc, "pipeline raised")
+        _fail(request, env, start, exc, "interrupted", status=Status.CANCELLED)
+        raise
 
     masker, cancel = env.masker, env.cancel
     status = result.status
@@ -253,7 +262,15 @@ class _BuildError(Exception):
         self.cause = cause
 
 
-def _fail(request: RunRequest, env: _Env, start: datetime, exc: Exception, what: str) -> Result:
+def _fail(
+    request: RunRequest,
+    env: _Env,
+    start: datetime,
+    exc: BaseException,
+    what: str,
+    *,
+    status: Status = Status.FAILED,
+) -> Result:
     """Record (and return) a FAILED result for an exception outside the engine."""
     cause = exc.cause if isinstance(exc, _BuildError) else exc
     if isinstance(exc, _BuildError):
@@ -261,10 +278,10 @@ def _fail(request: RunRequest, env: _Env, start: datetime, exc: Exception, what:
     kind = type(cause).__name__
     message = env.masker.text(f"{what}: {kind}: {cause}")
     record = ErrorRecord(message=message, kind=kind)
-    _finish(request, env, status=Status.FAILED, context=None, errors=(record,), error=message)
-    logger.error("run failed: %s", message, extra=log_extra(request))
+    _finish(request, env, status=status, context=None, errors=(record,), error=message)
+    logger.error("run %s: %s", status.value.lower(), message, extra=log_extra(request))
     return Result(
-        status=Status.FAILED,
+        status=status,
         run_id=request.run_id,
         start=start,
         end=env.clock.now(),

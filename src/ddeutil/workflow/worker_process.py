@@ -30,6 +30,7 @@ from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Literal
 
+from .cancellation import ProcessStopping
 from .clock import SystemClock
 from .executor import ThreadExecutor
 from .logs import configure_logging
@@ -69,7 +70,7 @@ class WorkerConfig:
     log_level: str
 
 
-class _Terminated(BaseException):
+class _Terminated(ProcessStopping):
     """Raised in a worker's main thread by SIGTERM (never caught by ``except Exception``)."""
 
 
