@@ -23,6 +23,7 @@ from .logs import RunLogRouter
 from .masking import Masker
 from .pipeline_cache import DEFAULT_SIZE, PipelineCache
 from .result import ErrorRecord, Status
+from .run_ends import EndRecorder, RunEnd
 from .runner import RunRequest, error_summary, execute_request, log_extra
 from .settings import Settings
 from .store.base import RunStore
@@ -81,6 +82,9 @@ class ThreadExecutor:
             source's other messages are handled while every slot is busy):
             threads are started as needed, up to ``size + 1``. Whoever feeds
             the source keeps at most ``size`` runs outstanding.
+        ends: Records the runs' ends, keeping those the store refuses (see
+            :mod:`~ddeutil.workflow.run_ends`); default: one over ``store``
+            without a journal. The executor closes it in :meth:`shutdown`.
     """
 
     def __init__(
@@ -98,8 +102,10 @@ class ThreadExecutor:
         name: str = "thread executor",
         pipeline_cache: int = DEFAULT_SIZE,
         source: RequestSource | None = None,
+        ends: EndRecorder | None = None,
     ) -> None:
         self._store = store
+        self._ends = ends or EndRecorder(store)
         self._settings = settings
         self._masker = masker or Masker()
         self._clock = clock or SystemClock()
@@ -193,6 +199,7 @@ class ThreadExecutor:
         join_by = time.monotonic() + 1.0
         for thread in list(self._threads):
             thread.join(timeout=max(join_by - time.monotonic(), 0.0))
+        self._ends.close()  # ends the store refused: one more try, then the journal
         if self._router is not None:
             logging.getLogger("ddeutil.workflow").removeHandler(self._router)
             self._router.close()
@@ -351,6 +358,7 @@ class ThreadExecutor:
                 router=self._router,
                 on_start=lambda: self._emit(ExecEvent("started", run_id)),
                 pipelines=self._pipelines,
+                ends=self._ends,
             )
         except BaseException as exc:  # execute_request records its own failures; be safe
             if is_process_stop(exc):
@@ -408,14 +416,10 @@ class ThreadExecutor:
             self._emit(ExecEvent("finished", item.request.run_id, Status.CANCELLED, message))
 
     def _record_cancelled(self, request: RunRequest, message: str) -> None:
+        record = ErrorRecord(message=message, kind="Cancelled")
+        end = RunEnd(request.run_id, Status.CANCELLED, self._clock.now(), None, (record,), message)
         try:
-            self._store.finish(
-                request.run_id,
-                status=Status.CANCELLED,
-                now=self._clock.now(),
-                errors=(ErrorRecord(message=message, kind="Cancelled"),),
-                error=message,
-            )
+            self._ends.record(end)
         except Exception:
             logger.exception("could not record the run CANCELLED", extra=log_extra(request))
 

@@ -18,6 +18,9 @@
   as FAILED with its cause, never left RUNNING; a stop of the process itself
   (:func:`~ddeutil.workflow.cancellation.is_process_stop`) is recorded
   CANCELLED and then goes on.
+* **An end is never dropped.** When the store refuses the finish record (disk
+  full, database down) the :class:`~ddeutil.workflow.run_ends.EndRecorder`
+  retries it, then keeps it in its journal until the store takes it.
 * **A cancelled run is recorded CANCELLED**, even when the engine reports the
   killed stage as a failure.
 * **Nothing secret is stored.** The context, the error records and the error
@@ -41,6 +44,7 @@ from .masking import Masker
 from .pipeline import Pipeline
 from .pipeline_cache import PipelineCache
 from .result import ErrorRecord, Result, Status
+from .run_ends import EndRecorder, RunEnd
 from .settings import Settings
 from .store.base import ReleaseKey, RunStore, TriggerKind
 
@@ -114,6 +118,7 @@ def execute_request(
     router: RunLogRouter | None = None,
     on_start: Callable[[], None] | None = None,
     pipelines: PipelineCache | None = None,
+    ends: EndRecorder | None = None,
 ) -> Result | None:
     """Run one stored request to its end and record the outcome.
 
@@ -137,6 +142,8 @@ def execute_request(
         on_start: Called once the handshake succeeded, before the run executes.
         pipelines: Pipelines built for earlier runs, reused when the template,
             the loader and the settings are the same.
+        ends: Records the run's end, keeping it when the store refuses the
+            write (default: one over ``store`` that keeps such ends in memory).
 
     Returns:
         The run's result (also for a run that failed to build, which gets a
@@ -144,7 +151,9 @@ def execute_request(
         the run because the handshake refused it (or it was cancelled first).
     """
     extra = log_extra(request)
-    env = _Env(store, settings, masker, clock, cancel, loader, pipelines)
+    env = _Env(
+        store, settings, masker, clock, cancel, loader, pipelines, ends or EndRecorder(store)
+    )
     if cancel.cancelled:
         logger.info("run not started: cancelled before it began (%s)", cancel.reason, extra=extra)
         return None
@@ -252,6 +261,7 @@ class _Env:
     cancel: CancelToken
     loader: Loader
     pipelines: PipelineCache | None
+    ends: EndRecorder
 
 
 class _BuildError(Exception):
@@ -301,19 +311,13 @@ def _finish(
     error: str | None,
 ) -> None:
     extra = log_extra(request)
+    end = RunEnd(request.run_id, status, env.clock.now(), context, errors, error)
     try:
-        written = env.store.finish(
-            request.run_id,
-            status=status,
-            now=env.clock.now(),
-            context=context,
-            errors=errors,
-            error=error,
-        )
+        written = env.ends.record(end)
     except Exception:
         logger.exception("could not record the run's end (%s)", status.value, extra=extra)
         return
-    if not written:
+    if written is False:
         logger.warning(
             "run's end (%s) not recorded: the run was already closed by someone else "
             "(e.g. recorded CANCELLED at shutdown)",

@@ -35,6 +35,7 @@ from .clock import SystemClock
 from .executor import ThreadExecutor
 from .logs import configure_logging
 from .masking import Masker
+from .run_ends import EndJournal, EndRecorder
 from .runner import RunRequest
 from .settings import Settings
 from .store import open_store
@@ -146,6 +147,7 @@ def worker_main(requests: Connection, events: Connection, config: WorkerConfig) 
         on_event=lambda event: sender.put(("event", event)),
         name=f"worker {config.index}",
         source=pipe,
+        ends=EndRecorder(store, journal=EndJournal.for_store(config.settings, config.store_url)),
     )
     pipe.executor = executor
     reason = pipe.reason
