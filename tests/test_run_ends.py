@@ -137,3 +137,19 @@ def test_an_end_the_store_refused_is_journaled_and_replayed_at_the_next_start(
     assert sqlite.fail_interrupted(now=T0, reason="interrupted") == []
     assert journal.path.read_text().count("\n") == 1  # only the foreign line is left
     assert journal.replay(sqlite).recorded == ()
+
+
+def test_a_line_torn_by_a_full_disk_costs_no_other_end(
+    sqlite: SqliteRunStore, tmp_path: Path
+) -> None:
+    journal = EndJournal(tmp_path / "run-ends.jsonl", store_key("sqlite:///runs.db"))
+    _running(sqlite, "torn")
+    _running(sqlite, "whole")
+    journal.append(RunEnd("torn", Status.SUCCESS, T0))
+    text = journal.path.read_text()
+    journal.path.write_text(text[: len(text) // 2])  # the disk filled up mid-line
+    journal.append(RunEnd("whole", Status.SUCCESS, T0))
+
+    assert journal.replay(sqlite).recorded == ("whole",)
+    assert sqlite.get_run("whole").status is Status.SUCCESS  # type: ignore[union-attr]
+    assert not journal.path.exists()

@@ -181,8 +181,11 @@ class EndJournal:
         """
         data = end.to_line(self.store).encode("ascii")
         with self._locked():
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data  # after a torn line: keep this one whole
                 os.write(fd, data)
                 os.fsync(fd)
             finally:
