@@ -330,7 +330,7 @@ class ThreadExecutor:
                 self._readers += 1
 
     def _run_and_report(self, request: RunRequest, token: CancelToken) -> None:
-        event = ExecEvent("finished", request.run_id, Status.FAILED, "interrupted")
+        event = ExecEvent("finished", request.run_id, Status.CANCELLED, "interrupted")
         try:
             event = self._run(request, token)
         finally:  # whatever happened, the slot is freed (a process stop still unwinds)
