@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -134,7 +135,11 @@ def test_an_interrupt_stops_the_other_running_jobs_and_their_scripts(
         }
     )
     started = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt):
-        pipe.execute(settings=engine.settings)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a plain script
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pipe.execute(settings=engine.settings)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert time.perf_counter() - started < 10
     assert wait_dead(int(pidfile.read_text()))

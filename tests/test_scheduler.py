@@ -23,6 +23,7 @@ from ddeutil.workflow.executor import ExecEvent
 from ddeutil.workflow.loader import Loader
 from ddeutil.workflow.pipeline_cache import template_version
 from ddeutil.workflow.result import Status
+from ddeutil.workflow.run_ends import EndJournal, RunEnd
 from ddeutil.workflow.runner import RunRequest
 from ddeutil.workflow.scheduler import (
     INTERRUPTED_REASON,
@@ -439,6 +440,40 @@ def test_recovery_leaves_api_runs_alone(
     assert executor.submitted == []
     assert store.get_run("api-1").status is Status.PENDING  # type: ignore[union-attr]
     assert store.get_run("api-2").status is Status.RUNNING  # type: ignore[union-attr]
+
+
+def test_recovery_records_journaled_ends_before_closing_interrupted_runs(
+    sqlite_url: str,
+    settings: Settings,
+    clock: FakeClock,
+    make_scheduler: MakeScheduler,
+    write_conf: Callable[..., Path],
+) -> None:
+    write_conf("p.yml", pipeline_yaml("done"))
+    store = SqliteRunStore(sqlite_url.removeprefix("sqlite:///"))
+    dead, dead_exec = make_scheduler(store)
+    dead.tick(at(10, 1))
+    run_id = dead_exec.submitted_ids()[0]
+    dead_exec.begin(run_id, at(10, 1, 1))
+    # the run succeeded but the full disk refused its end: it reached only the journal
+    journal = EndJournal.for_store(settings, sqlite_url)
+    journal.append(RunEnd(run_id, Status.SUCCESS, at(10, 1, 2), {"params": {}, "jobs": {}}))
+
+    clock.set(at(10, 2, 30))
+    Scheduler(
+        settings=settings,
+        store=store,
+        executor=RecordingExecutor(store),
+        clock=clock,
+        loader=Loader.from_settings(settings),
+        owner="test",
+        journal=journal,
+    ).start()
+
+    run = store.get_run(run_id)
+    assert run is not None
+    assert (run.status, run.error) == (Status.SUCCESS, None)
+    store.close()
 
 
 # -- overlap and fan-out -------------------------------------------------------------

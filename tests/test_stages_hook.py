@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,22 @@ def test_an_exception_in_the_hook_fails_the_stage(engine) -> None:
     )
     assert result.status is Status.FAILED
     assert result.errors[0].message == "hook tasks/raises@v1 raised ValueError: bad row"
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [("interrupt", "KeyboardInterrupt"), ("cancelled", "CancelledError"), ("exit", "SystemExit")],
+)
+def test_a_base_exception_in_the_hook_fails_the_stage(engine, kind: str, name: str) -> None:
+    # on a thread, as the daemon and the API run pipelines (on the main thread
+    # of a script a KeyboardInterrupt is taken for Ctrl-C and goes through)
+    pipe = _pipe(engine, _hook("tasks/raises_base@v1", {"kind": kind}))
+    with ThreadPoolExecutor(1) as pool:
+        result = pool.submit(pipe.execute, settings=engine.settings).result(timeout=30)
+    assert result.status is Status.FAILED
+    assert result.errors[0].message == (
+        f"hook tasks/raises_base@v1 raised {name}: {kind} from the hook"
+    )
 
 
 def test_a_templated_uses_is_resolved_per_matrix_combination(engine) -> None:

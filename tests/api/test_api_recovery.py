@@ -10,6 +10,7 @@ from _apitest import AUTH, Gate, TestClient, trigger, wait_terminal
 
 from ddeutil.workflow.api.service import INTERRUPTED_REASON, NOT_STARTED_REASON, SHUTDOWN_REASON
 from ddeutil.workflow.result import Status
+from ddeutil.workflow.run_ends import EndJournal, RunEnd
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
 from ddeutil.workflow.store.base import RunStore, TriggerKind
@@ -47,6 +48,23 @@ def test_runs_left_by_a_previous_api_process_are_closed_failed(
     # The daemon's runs are the daemon's business.
     scheduled = client.get("/api/v1/runs/20240101T000000-0000000c", headers=AUTH).json()
     assert scheduled["status"] == "RUNNING"
+
+
+def test_ends_journaled_by_a_previous_process_are_replayed_before_closing_interrupted_runs(
+    store: RunStore, api_settings: Settings, make_client: Callable[..., TestClient]
+) -> None:
+    run_id = "20240101T000000-0000000a"
+    store.create_run(run_id=run_id, pipeline="quick", trigger=TriggerKind.API, params={}, now=T0)
+    store.mark_running(run_id, now=T0)
+    # the run succeeded, but its end reached only the journal (the store refused it)
+    journal = EndJournal.for_store(api_settings, api_settings.api_db_url)
+    journal.append(RunEnd(run_id, Status.SUCCESS, T0, {"params": {}, "jobs": {}}))
+
+    client = make_client()
+
+    body = client.get(f"/api/v1/runs/{run_id}", headers=AUTH).json()
+    assert (body["status"], body["error"]) == ("SUCCESS", None)
+    assert not journal.path.exists()
 
 
 def test_a_run_killed_mid_way_by_an_app_restart_ends_failed(

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from typing import Any
 
@@ -58,6 +59,19 @@ def returns_list() -> Any:
 @tag("v1")
 def raises(message: str = "boom") -> dict[str, Any]:
     raise ValueError(message)
+
+
+@tag("v1")
+def raises_base(kind: str) -> dict[str, Any]:
+    """Raises what ``except Exception`` does not catch (``asyncio`` loaded only here)."""
+    import asyncio
+
+    kinds: dict[str, type[BaseException]] = {
+        "interrupt": KeyboardInterrupt,
+        "cancelled": asyncio.CancelledError,
+        "exit": SystemExit,
+    }
+    raise kinds[kind](f"{kind} from the hook")
 
 
 @tag("v1")
@@ -119,8 +133,14 @@ def assign(x: int) -> dict[str, Any]:
 
 
 @tag("v1")
-def interrupt_when_ready(fifo: str) -> dict[str, Any]:
-    """Waits until a script writes to ``fifo``, then raises KeyboardInterrupt (like Ctrl-C)."""
+def interrupt_when_ready(fifo: str, cancel_token: CancelToken) -> dict[str, Any]:
+    """Waits until a script writes to ``fifo``, then sends the main thread SIGINT (Ctrl-C).
+
+    A real Ctrl-C interrupts the main thread; a ``KeyboardInterrupt`` a hook
+    raises itself is that stage's failure, not an interrupt.
+    """
     with open(fifo) as fh:  # noqa: PTH123 - a FIFO, read once
         fh.read()
-    raise KeyboardInterrupt
+    signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+    cancel_token.wait(10)  # the interrupted main thread cancels the run
+    return {}

@@ -275,6 +275,34 @@ def test_finish_without_context_keeps_the_stored_one(store: RunStore) -> None:
     assert (run.context, run.errors, run.error) == (None, (), None)
 
 
+def test_lone_surrogates_are_stored_escaped_so_every_record_reads_back(store: RunStore) -> None:
+    lone = "\ud800"
+    emoji = "\U0001f600"
+    store.create_run(
+        run_id="m1",
+        pipeline="p",
+        trigger=TriggerKind.MANUAL,
+        params={"who": f"a{lone}b", lone: [lone], "ok": emoji},
+        now=T0,
+    )
+    store.mark_running("m1", now=T0)
+    assert store.finish(
+        "m1",
+        status=Status.FAILED,
+        now=T0,
+        context={"out": {"x": lone, "y": emoji}},
+        errors=[ErrorRecord(message=f"bad {lone}", kind="ValueError")],
+        error=f"bad {lone}",
+    )
+    run = store.get_run("m1")
+    assert run is not None
+    json.dumps(run.to_dict(), ensure_ascii=False).encode("utf-8")  # servable as UTF-8
+    assert run.params == {"who": "a\\ud800b", "\\ud800": ["\\ud800"], "ok": emoji}
+    assert run.context == {"out": {"x": "\\ud800", "y": emoji}}
+    assert (run.errors[0].message, run.error) == ("bad \\ud800", "bad \\ud800")
+    assert [r.run_id for r in store.list_runs()] == ["m1"]
+
+
 @pytest.mark.parametrize("status", [Status.PENDING, Status.RUNNING])
 def test_finish_refuses_a_non_terminal_status(store: RunStore, status: Status) -> None:
     manual(store, "m1")

@@ -11,6 +11,10 @@ callback: the bash stage kills its whole process group from one.
 Tokens form a tree: :meth:`CancelToken.child` returns a token that is cancelled
 when its parent is (a matrix combination, a stage timeout), while cancelling a
 child leaves the parent alone.
+
+What stops a whole process is not a cancellation: :func:`is_process_stop` tells
+the few exceptions the engine lets through (see its docstring) from everything
+else a stage may raise, which fails the stage.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-__all__ = ["CancelToken"]
+__all__ = ["CancelToken", "ProcessStopping", "is_process_stop"]
 
 logger = logging.getLogger(__name__)
 
@@ -115,3 +119,36 @@ class CancelToken:
 
 def _noop() -> None:
     return None
+
+
+class ProcessStopping(BaseException):
+    """Raised by this process's own stop machinery to unwind its main thread.
+
+    A daemon worker process raises a subclass from its SIGTERM handler. It is a
+    ``BaseException`` so that no ``except Exception`` swallows it, and the
+    engine never records it as a stage failure (:func:`is_process_stop`).
+    """
+
+
+def is_process_stop(exc: BaseException) -> bool:
+    """True when ``exc`` asks this process to stop, so the engine must let it through.
+
+    That is a :class:`ProcessStopping`, or a ``KeyboardInterrupt`` on the main
+    thread while Python's own Ctrl-C handler is installed (a script calling
+    ``Pipeline.execute`` and its user pressing Ctrl-C). Every other
+    ``BaseException`` a stage raises (``KeyboardInterrupt`` or ``SystemExit``
+    from user code, ``asyncio.CancelledError`` leaking out of async code, a
+    custom ``BaseException`` subclass) is the stage's failure: the CLI, the
+    daemon's workers and the API turn Ctrl-C into a cancel token instead, and
+    runs of the daemon and the API execute on threads no signal interrupts.
+    """
+    if isinstance(exc, ProcessStopping):
+        return True
+    if not isinstance(exc, KeyboardInterrupt):
+        return False
+    import signal  # only on this rare path
+
+    return (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )

@@ -15,7 +15,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .cancellation import CancelToken
+from .cancellation import CancelToken, is_process_stop
 from .clock import Clock, SystemClock
 from .executor_base import EventBuffer, ExecEvent, Executor, RequestSource, SaturationLog
 from .loader import Loader
@@ -23,6 +23,7 @@ from .logs import RunLogRouter
 from .masking import Masker
 from .pipeline_cache import DEFAULT_SIZE, PipelineCache
 from .result import ErrorRecord, Status
+from .run_ends import EndRecorder, RunEnd
 from .runner import RunRequest, error_summary, execute_request, log_extra
 from .settings import Settings
 from .store.base import RunStore
@@ -81,6 +82,9 @@ class ThreadExecutor:
             source's other messages are handled while every slot is busy):
             threads are started as needed, up to ``size + 1``. Whoever feeds
             the source keeps at most ``size`` runs outstanding.
+        ends: Records the runs' ends, keeping those the store refuses (see
+            :mod:`~ddeutil.workflow.run_ends`); default: one over ``store``
+            without a journal. The executor closes it in :meth:`shutdown`.
     """
 
     def __init__(
@@ -98,8 +102,10 @@ class ThreadExecutor:
         name: str = "thread executor",
         pipeline_cache: int = DEFAULT_SIZE,
         source: RequestSource | None = None,
+        ends: EndRecorder | None = None,
     ) -> None:
         self._store = store
+        self._ends = ends or EndRecorder(store)
         self._settings = settings
         self._masker = masker or Masker()
         self._clock = clock or SystemClock()
@@ -193,6 +199,7 @@ class ThreadExecutor:
         join_by = time.monotonic() + 1.0
         for thread in list(self._threads):
             thread.join(timeout=max(join_by - time.monotonic(), 0.0))
+        self._ends.close()  # ends the store refused: one more try, then the journal
         if self._router is not None:
             logging.getLogger("ddeutil.workflow").removeHandler(self._router)
             self._router.close()
@@ -323,15 +330,18 @@ class ThreadExecutor:
                 self._readers += 1
 
     def _run_and_report(self, request: RunRequest, token: CancelToken) -> None:
-        event = self._run(request, token)
-        with self._lock:  # free the slot before telling anyone the run ended
-            if self._active.pop(request.run_id, None) is not None:
-                self._forget_locked(request)
-            abandoned = request.run_id in self._abandoned
-            self._abandoned.discard(request.run_id)
-            self._done.notify_all()
-        if not abandoned:
-            self._emit(event)
+        event = ExecEvent("finished", request.run_id, Status.CANCELLED, "interrupted")
+        try:
+            event = self._run(request, token)
+        finally:  # whatever happened, the slot is freed (a process stop still unwinds)
+            with self._lock:  # free the slot before telling anyone the run ended
+                if self._active.pop(request.run_id, None) is not None:
+                    self._forget_locked(request)
+                abandoned = request.run_id in self._abandoned
+                self._abandoned.discard(request.run_id)
+                self._done.notify_all()
+            if not abandoned:
+                self._emit(event)
 
     def _run(self, request: RunRequest, token: CancelToken) -> ExecEvent:
         """Execute one request; return its ``finished`` event (never raises)."""
@@ -348,10 +358,19 @@ class ThreadExecutor:
                 router=self._router,
                 on_start=lambda: self._emit(ExecEvent("started", run_id)),
                 pipelines=self._pipelines,
+                ends=self._ends,
             )
-        except Exception as exc:  # execute_request records its own failures; be safe
-            logger.exception("run crashed the executor thread", extra=log_extra(request))
-            return ExecEvent("finished", run_id, Status.FAILED, f"{type(exc).__name__}: {exc}")
+        except BaseException as exc:  # execute_request records its own failures; be safe
+            if is_process_stop(exc):
+                raise
+            logger.error(
+                "run crashed the executor thread: %s",
+                type(exc).__name__,
+                exc_info=isinstance(exc, Exception),
+                extra=log_extra(request),
+            )
+            message = self._masker.text(f"{type(exc).__name__}: {exc}")
+            return ExecEvent("finished", run_id, Status.FAILED, message)
         if result is None:
             return ExecEvent("finished", run_id, None, "not started (no longer PENDING)")
         return ExecEvent("finished", run_id, result.status, error_summary(result))
@@ -397,14 +416,10 @@ class ThreadExecutor:
             self._emit(ExecEvent("finished", item.request.run_id, Status.CANCELLED, message))
 
     def _record_cancelled(self, request: RunRequest, message: str) -> None:
+        record = ErrorRecord(message=message, kind="Cancelled")
+        end = RunEnd(request.run_id, Status.CANCELLED, self._clock.now(), None, (record,), message)
         try:
-            self._store.finish(
-                request.run_id,
-                status=Status.CANCELLED,
-                now=self._clock.now(),
-                errors=(ErrorRecord(message=message, kind="Cancelled"),),
-                error=message,
-            )
+            self._ends.record(end)
         except Exception:
             logger.exception("could not record the run CANCELLED", extra=log_extra(request))
 

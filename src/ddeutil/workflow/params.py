@@ -30,6 +30,8 @@ Policy:
     * Values are coerced from the strings a CLI passes (``-p key=value``), see
       :mod:`.param_types`; parsing is version-independent (Python 3.10 and later
       accept exactly the same strings).
+    * A value holding a lone surrogate (JSON ``"\\ud800"``; not Unicode text, see
+      :mod:`.unicode_text`) is a problem of its param, whatever its type.
     * Every problem of one :meth:`ParamSet.resolve` call is collected into one
       :class:`~ddeutil.workflow.errors.ParamError` naming each param.
     * Undeclared params: rejected with ``strict=True`` (the API), otherwise logged
@@ -48,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from .errors import ConfigError, ParamError, ParamProblem
+from .unicode_text import escape_lone_surrogates, find_lone_surrogate
 
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -242,6 +245,12 @@ class ParamSet:
                 else:
                     resolved[name] = None
                 continue
+            surrogate = find_lone_surrogate(value)
+            if surrogate is not None:
+                problems.append(
+                    ParamProblem(name, f"is not valid Unicode text: lone surrogate {surrogate}")
+                )
+                continue
             try:
                 resolved[name] = param.coerce(value)
             except ValueError as exc:
@@ -252,7 +261,10 @@ class ParamSet:
             if strict:
                 declared = ", ".join(self.params) or "none"
                 problems.append(
-                    ParamProblem(str(name), f"is not a declared param; declared: {declared}")
+                    ParamProblem(
+                        escape_lone_surrogates(str(name)),
+                        f"is not a declared param; declared: {declared}",
+                    )
                 )
             else:
                 logger.warning(

@@ -14,7 +14,13 @@
   survives a crash of the dispatching process.
 * **A started run always ends terminal.** Any exception while building or
   running the pipeline (an edited template that no longer validates, bad
-  params, a bug) is recorded as FAILED with its cause, never left RUNNING.
+  params, a bug, a ``BaseException`` such as ``KeyboardInterrupt``) is recorded
+  as FAILED with its cause, never left RUNNING; a stop of the process itself
+  (:func:`~ddeutil.workflow.cancellation.is_process_stop`) is recorded
+  CANCELLED and then goes on.
+* **An end is never dropped.** When the store refuses the finish record (disk
+  full, database down) the :class:`~ddeutil.workflow.run_ends.EndRecorder`
+  retries it, then keeps it in its journal until the store takes it.
 * **A cancelled run is recorded CANCELLED**, even when the engine reports the
   killed stage as a failure.
 * **Nothing secret is stored.** The context, the error records and the error
@@ -30,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from .cancellation import CancelToken
+from .cancellation import CancelToken, is_process_stop
 from .clock import Clock
 from .loader import Loader, RawTemplate
 from .logs import RunLogRouter
@@ -38,6 +44,7 @@ from .masking import Masker
 from .pipeline import Pipeline
 from .pipeline_cache import PipelineCache
 from .result import ErrorRecord, Result, Status
+from .run_ends import EndRecorder, RunEnd
 from .settings import Settings
 from .store.base import ReleaseKey, RunStore, TriggerKind
 
@@ -111,6 +118,7 @@ def execute_request(
     router: RunLogRouter | None = None,
     on_start: Callable[[], None] | None = None,
     pipelines: PipelineCache | None = None,
+    ends: EndRecorder | None = None,
 ) -> Result | None:
     """Run one stored request to its end and record the outcome.
 
@@ -134,6 +142,8 @@ def execute_request(
         on_start: Called once the handshake succeeded, before the run executes.
         pipelines: Pipelines built for earlier runs, reused when the template,
             the loader and the settings are the same.
+        ends: Records the run's end, keeping it when the store refuses the
+            write (default: one over ``store`` that keeps such ends in memory).
 
     Returns:
         The run's result (also for a run that failed to build, which gets a
@@ -141,7 +151,9 @@ def execute_request(
         the run because the handshake refused it (or it was cancelled first).
     """
     extra = log_extra(request)
-    env = _Env(store, settings, masker, clock, cancel, loader, pipelines)
+    env = _Env(
+        store, settings, masker, clock, cancel, loader, pipelines, ends or EndRecorder(store)
+    )
     if cancel.cancelled:
         logger.info("run not started: cancelled before it began (%s)", cancel.reason, extra=extra)
         return None
@@ -181,6 +193,12 @@ def _execute(request: RunRequest, env: _Env, start: datetime) -> Result:
         if not isinstance(exc, _BuildError):
             logger.exception("pipeline raised instead of returning a result", extra=extra)
         return _fail(request, env, start, exc, "pipeline raised")
+    except BaseException as exc:  # the run still ends recorded, then the stop goes on
+        if not is_process_stop(exc):
+            logger.error("pipeline raised %s", type(exc).__name__, extra=extra)
+            return _fail(request, env, start, exc, "pipeline raised")
+        _fail(request, env, start, exc, "interrupted", status=Status.CANCELLED)
+        raise
 
     masker, cancel = env.masker, env.cancel
     status = result.status
@@ -243,6 +261,7 @@ class _Env:
     cancel: CancelToken
     loader: Loader
     pipelines: PipelineCache | None
+    ends: EndRecorder
 
 
 class _BuildError(Exception):
@@ -253,7 +272,15 @@ class _BuildError(Exception):
         self.cause = cause
 
 
-def _fail(request: RunRequest, env: _Env, start: datetime, exc: Exception, what: str) -> Result:
+def _fail(
+    request: RunRequest,
+    env: _Env,
+    start: datetime,
+    exc: BaseException,
+    what: str,
+    *,
+    status: Status = Status.FAILED,
+) -> Result:
     """Record (and return) a FAILED result for an exception outside the engine."""
     cause = exc.cause if isinstance(exc, _BuildError) else exc
     if isinstance(exc, _BuildError):
@@ -261,10 +288,10 @@ def _fail(request: RunRequest, env: _Env, start: datetime, exc: Exception, what:
     kind = type(cause).__name__
     message = env.masker.text(f"{what}: {kind}: {cause}")
     record = ErrorRecord(message=message, kind=kind)
-    _finish(request, env, status=Status.FAILED, context=None, errors=(record,), error=message)
-    logger.error("run failed: %s", message, extra=log_extra(request))
+    _finish(request, env, status=status, context=None, errors=(record,), error=message)
+    logger.error("run %s: %s", status.value.lower(), message, extra=log_extra(request))
     return Result(
-        status=Status.FAILED,
+        status=status,
         run_id=request.run_id,
         start=start,
         end=env.clock.now(),
@@ -284,19 +311,13 @@ def _finish(
     error: str | None,
 ) -> None:
     extra = log_extra(request)
+    end = RunEnd(request.run_id, status, env.clock.now(), context, errors, error)
     try:
-        written = env.store.finish(
-            request.run_id,
-            status=status,
-            now=env.clock.now(),
-            context=context,
-            errors=errors,
-            error=error,
-        )
+        written = env.ends.record(end)
     except Exception:
         logger.exception("could not record the run's end (%s)", status.value, extra=extra)
         return
-    if not written:
+    if written is False:
         logger.warning(
             "run's end (%s) not recorded: the run was already closed by someone else "
             "(e.g. recorded CANCELLED at shutdown)",

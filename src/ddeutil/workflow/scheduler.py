@@ -71,6 +71,7 @@ from .overlap import RunQueues, Waiting
 from .pipeline import new_run_id
 from .planner import Release, advance_watermark, plan
 from .result import Status
+from .run_ends import EndJournal
 from .runner import RunRequest
 from .settings import Settings
 from .store.base import RunRecord, RunStore, TriggerKind
@@ -114,6 +115,8 @@ class Scheduler:
         loader: The conf index; replaced by ``loader.refreshed()`` on changes.
         masker: Hides secret values in the params written to the store.
         owner: Heartbeat owner id; default ``"<hostname>:<pid>"``.
+        journal: Run ends the store refused earlier; replayed at start, before
+            runs left RUNNING are closed (see :mod:`~ddeutil.workflow.run_ends`).
     """
 
     def __init__(
@@ -126,8 +129,10 @@ class Scheduler:
         loader: Loader,
         masker: Masker | None = None,
         owner: str | None = None,
+        journal: EndJournal | None = None,
     ) -> None:
         self._settings = settings
+        self._journal = journal
         self._store = store
         self._executor = executor
         self._clock = clock
@@ -223,7 +228,9 @@ class Scheduler:
     def recover(self) -> None:
         """Close what a crash left behind and re-dispatch what it claimed.
 
-        Scheduled runs left RUNNING by a previous process are recorded FAILED
+        Ends of runs that the store refused before (kept in the run-end
+        journal) are recorded first. Scheduled runs still left RUNNING by a
+        previous process are recorded FAILED
         ("interrupted by a restart") and are *not* run again: they may have had
         side effects. Scheduled runs left PENDING (claimed, never started) are
         dispatched again, oldest release first, under the same concurrency rules
@@ -232,6 +239,8 @@ class Scheduler:
         """
         with self._lock:
             self._reload(force=False)
+            if self._journal is not None:  # ends recorded late are not "interrupted"
+                self._journal.replay(self._store)
             now = ensure_utc(self._clock.now())
             for run_id in self._store.fail_interrupted(
                 now=now, reason=INTERRUPTED_REASON, trigger=TriggerKind.SCHEDULE

@@ -220,6 +220,12 @@ class Settings:
         "100",
         "most releases one schedule replays with `catchup: all` after downtime (the oldest are skipped, and logged)",
     )
+    app_end_journal: Path = _var(
+        "WORKFLOW_APP_END_JOURNAL",
+        _parse_path,
+        ".workflow/run-ends.jsonl",
+        "file keeping run ends the run store refused (disk full, database down); replayed into the store at the next start",
+    )
     app_health_stale: float = _var(
         "WORKFLOW_APP_HEALTH_STALE",
         _parse_positive_float,
@@ -280,7 +286,7 @@ class Settings:
     def _resolved(cls, values: dict[str, Any]) -> Settings:
         root = Path(values["root_path"]).expanduser().resolve()
         values["root_path"] = root
-        for name in ("conf_path", "log_path"):
+        for name in ("conf_path", "log_path", "app_end_journal"):
             values[name] = (root / values[name]).resolve()
         if not values["api_db_url"]:
             values["api_db_url"] = f"sqlite:///{root / '.workflow' / 'runs.db'}"

@@ -30,10 +30,12 @@ from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Literal
 
+from .cancellation import ProcessStopping
 from .clock import SystemClock
 from .executor import ThreadExecutor
 from .logs import configure_logging
 from .masking import Masker
+from .run_ends import EndJournal, EndRecorder
 from .runner import RunRequest
 from .settings import Settings
 from .store import open_store
@@ -69,7 +71,7 @@ class WorkerConfig:
     log_level: str
 
 
-class _Terminated(BaseException):
+class _Terminated(ProcessStopping):
     """Raised in a worker's main thread by SIGTERM (never caught by ``except Exception``)."""
 
 
@@ -145,6 +147,7 @@ def worker_main(requests: Connection, events: Connection, config: WorkerConfig) 
         on_event=lambda event: sender.put(("event", event)),
         name=f"worker {config.index}",
         source=pipe,
+        ends=EndRecorder(store, journal=EndJournal.for_store(config.settings, config.store_url)),
     )
     pipe.executor = executor
     reason = pipe.reason

@@ -13,7 +13,9 @@ store. Policies:
   are masked; the run itself receives the real values.
 * **Idempotency keys** are unique across the whole store: reusing one answers
   409 ``duplicate_run`` naming the run it created, whatever the pipeline.
-* **Restart recovery**: at start-up, API runs left RUNNING by a previous API
+* **Restart recovery**: at start-up, run ends the store refused before are
+  replayed from the run-end journal (:mod:`~ddeutil.workflow.run_ends`); then
+  API runs left RUNNING by a previous API
   process are closed FAILED ("interrupted by an API restart") and API runs it
   accepted but never started are closed FAILED too (their real params were never
   stored, so they cannot be re-run faithfully). Run **one API process per run
@@ -46,6 +48,7 @@ from ..loader import Loader
 from ..logs import run_log_path
 from ..masking import Masker
 from ..result import Status
+from ..run_ends import EndJournal, EndRecorder
 from ..runner import RunRequest
 from ..settings import Settings
 from ..store import open_store
@@ -147,10 +150,13 @@ class ApiService:
             return
         if self._store is None:
             self._store = open_store(self.settings.api_db_url)
+        journal = EndJournal.for_store(self.settings, self.settings.api_db_url)
+        journal.replay(self._store)  # ends recorded late are not "interrupted"
         self._recover(self._store)
         self._stop.clear()
         if self._given_executor is None:
             self._executor = ThreadExecutor(
+                ends=EndRecorder(self._store, journal=journal),
                 store=self._store,
                 settings=self.settings,
                 masker=self.masker,

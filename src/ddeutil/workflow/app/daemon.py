@@ -56,6 +56,7 @@ from ..executor_base import Executor
 from ..loader import Loader
 from ..logs import configure_logging
 from ..masking import Masker
+from ..run_ends import EndJournal
 from ..scheduler import Scheduler
 from ..settings import Settings
 from ..store import open_store
@@ -298,6 +299,7 @@ def serve(
                 loader=Loader.from_settings(settings),
                 masker=masker,
                 owner=owner,
+                journal=EndJournal.for_store(settings, settings.api_db_url),
             )
             return Daemon(settings=settings, scheduler=scheduler, executor=executor).run(once=once)
     except StoreLockedError as exc:

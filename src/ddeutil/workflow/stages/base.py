@@ -27,7 +27,10 @@ Policy:
 * **failure**: a failed stage produces an :class:`~ddeutil.workflow.result.ErrorRecord`
   with the job and stage ids and a masked message. Whether the job goes on is
   the job's decision (``WORKFLOW_CORE_STAGE_RAISE_ERROR``); a failed stage then
-  records ``{"outputs": {}, "error": {...}}``.
+  records ``{"outputs": {}, "error": {...}}``. A ``BaseException`` that is not
+  an ``Exception`` (``KeyboardInterrupt``, ``asyncio.CancelledError``, a custom
+  class) fails the stage like any other exception, unless it asks the process
+  to stop (:func:`~ddeutil.workflow.cancellation.is_process_stop`).
 * **output**: what the stage's code prints to ``sys.stdout``/``sys.stderr``
   reaches the process output masked (:mod:`~ddeutil.workflow.stdio`).
 """
@@ -45,7 +48,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..cancellation import CancelToken
+from ..cancellation import CancelToken, is_process_stop
 from ..conditions import Condition
 from ..context import RunContext, RunEvent, StageOutcome, stash
 from ..errors import (
@@ -292,6 +295,10 @@ class BaseStage(BaseModel):
                 break
             except Exception as exc:
                 error = exc
+            except BaseException as exc:
+                if is_process_stop(exc):
+                    raise
+                error = exc  # KeyboardInterrupt, CancelledError, ...: a failure like any other
             if attempt < retry.attempts:
                 wait = retry.delay_before(attempt)
                 rc.log(
@@ -368,7 +375,10 @@ class BaseStage(BaseModel):
         label: str,
         key: str | None,
     ) -> StageOutcome:
-        message = rc.masker.text(str(exc) or type(exc).__name__)
+        text = str(exc) or type(exc).__name__
+        if not isinstance(exc, Exception):  # a KeyboardInterrupt's message alone says little
+            text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        message = rc.masker.text(text)
         record = ErrorRecord(message=message, kind=type(exc).__name__, job=rc.job, stage=label)
         rc.log(logger, logging.ERROR, "stage %r failed: %s", name, message, stage=label)
         if key is not None:

@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
+from ..cancellation import is_process_stop
 from ..context import RunContext, stash
 from ..errors import ConfigError
 from ..registry import Hook, HookRegistry, parse_uses
@@ -194,7 +195,9 @@ class HookStage(BaseStage):
             kwargs[TOKEN_PARAM] = call.token
         try:
             result = hook.func(**kwargs)
-        except Exception as exc:
+        except BaseException as exc:  # KeyboardInterrupt, CancelledError, ... fail the stage too
+            if is_process_stop(exc):
+                raise
             raise stage_error(
                 f"hook {hook.uses} raised {type(exc).__name__}: {exc}", call, rc
             ) from exc

@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
+from ..cancellation import is_process_stop
 from ..context import RunContext, stash
 from ..errors import TemplateError
 from .base import BaseStage, StageCall, needs_render, stage_error
@@ -129,7 +130,9 @@ class PyStage(BaseStage):
         before = dict(namespace)
         try:
             exec(body.code, namespace)  # noqa: S102 - running the user's code is this stage's job
-        except (Exception, SystemExit) as exc:
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt, ... fail the stage too
+            if is_process_stop(exc):
+                raise
             raise stage_error(_summary(exc, self.run), call, rc) from exc
         missing = object()
         return {

@@ -1,4 +1,10 @@
-"""Encoding shared by the stores: JSON values, error lists and UTC timestamps."""
+"""Encoding shared by the stores: JSON values, error lists, text and UTC timestamps.
+
+Whatever is written can be read back and served: a lone surrogate in any string
+(which UTF-8 cannot encode) is stored as its ``\\uXXXX`` escape text (see
+:mod:`~ddeutil.workflow.unicode_text`), and rows written before that rule are
+repaired the same way when read.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +19,14 @@ from typing import Any
 
 from ..clock import ensure_utc
 from ..result import ErrorRecord
+from ..unicode_text import escape_data, escape_lone_surrogates, find_lone_surrogate
 
 __all__ = [
     "dump_errors",
     "dumps_json",
     "load_errors",
     "loads_json",
+    "text_in",
     "ts_text",
     "utc",
 ]
@@ -94,14 +102,29 @@ def dumps_json(value: Any) -> str:
     is ASCII-only and valid for PostgreSQL ``json`` columns.
     """
     try:
-        return json.dumps(value, default=_default, allow_nan=False, separators=(",", ":"))
+        text = json.dumps(value, default=_default, allow_nan=False, separators=(",", ":"))
     except (ValueError, TypeError):
-        return json.dumps(_sanitise(value), allow_nan=False, separators=(",", ":"))
+        text = json.dumps(_sanitise(value), allow_nan=False, separators=(",", ":"))
+    if "\\ud" in text:  # a character beyond the BMP, or a lone surrogate
+        decoded = json.loads(text)
+        if find_lone_surrogate(decoded) is not None:
+            text = json.dumps(escape_data(decoded), allow_nan=False, separators=(",", ":"))
+    return text
 
 
 def loads_json(text: str | None) -> Any:
-    """Decode JSON text (``None`` stays ``None``)."""
-    return None if text is None else json.loads(text)
+    """Decode JSON text (``None`` stays ``None``); lone surrogates come back escaped."""
+    if text is None:
+        return None
+    value = json.loads(text)
+    if "\\ud" in text and find_lone_surrogate(value) is not None:  # a row from before
+        value = escape_data(value)
+    return value
+
+
+def text_in(value: str | None) -> str | None:
+    """A text column's value as stored: lone surrogates escaped (``None`` stays)."""
+    return None if value is None else escape_lone_surrogates(value)
 
 
 def dump_errors(errors: Sequence[ErrorRecord]) -> str:
@@ -116,7 +139,7 @@ def load_errors(value: Any) -> tuple[ErrorRecord, ...]:
         return ()
     return tuple(
         ErrorRecord(
-            message=str(item.get("message", "")),
+            message=escape_lone_surrogates(str(item.get("message", ""))),
             kind=str(item.get("kind") or "WorkflowError"),
             job=item.get("job"),
             stage=item.get("stage"),

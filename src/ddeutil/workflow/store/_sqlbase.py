@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from ..errors import StoreError
 from ..result import ErrorRecord, Status
 from . import _sql
-from ._codec import dump_errors, dumps_json, utc
+from ._codec import dump_errors, dumps_json, text_in, utc
 from .base import RunFilter, RunRecord, RunStoreBase, TriggerKind, terminal_status
 
 __all__ = ["SqlRunStore"]
@@ -179,7 +179,7 @@ class SqlRunStore(RunStoreBase):
             self._dialect.ts_in(now),
             None if context is None else dumps_json(dict(context)),
             dump_errors(errors),
-            error,
+            text_in(error),
             run_id,
         )
         return self._update_one(self._finish_sql, values)

@@ -25,6 +25,9 @@ Policies every implementation follows:
   as lists, anything else as ``str()``), so they come back as plain JSON values:
   a ``datetime`` param is read back as its ISO string. The store never masks;
   callers pass values that are already masked.
+* **Every record reads back.** A lone surrogate (a string UTF-8 cannot encode)
+  in a JSON value or in ``error`` is stored as its ``\\uXXXX`` escape text, so
+  no write fails on it and every record can be served.
 """
 
 from __future__ import annotations

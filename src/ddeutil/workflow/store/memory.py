@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import StoreError, StoreLockedError
 from ..result import ErrorRecord, Status
-from ._codec import dump_errors, dumps_json, load_errors, loads_json, utc
+from ._codec import dump_errors, dumps_json, load_errors, loads_json, text_in, utc
 from .base import (
     Claim,
     DuplicateRun,
@@ -245,7 +245,7 @@ class MemoryRunStore(RunStoreBase):
                 ended=at,
                 context=row.context if encoded is None else encoded,
                 errors=dump_errors(errors),
-                error=error,
+                error=text_in(error),
             )
             return True
 
