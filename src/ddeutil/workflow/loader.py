@@ -592,6 +592,10 @@ class _Budget:
 
     def add(self, root: Node) -> ConfigError | None:
         """Count one document; the error when the file is now over a limit."""
+        # Anchors never cross documents, and the nodes of an earlier document may be
+        # freed (their ids reused): measure each document afresh.
+        self._memo = {}
+        self._shared = set()
         try:
             size, depth = self._measure(root)
         except _Recursive as exc:
@@ -629,8 +633,8 @@ class _Budget:
         limits = self.limits
         running = self.used + 1
         for key_node, value_node in root.value:
-            key_size, key_depth = self._measure(key_node)
-            value_size, value_depth = self._measure(value_node)
+            key_size, key_depth = self._known(key_node)
+            value_size, value_depth = self._known(value_node)
             running += key_size + value_size
             crossed = (
                 running > limits.max_nodes
@@ -651,11 +655,11 @@ class _Budget:
         """
         segments: list[str] = []
         while len(segments) < _MAX_KEY_SEGMENTS:
-            total = self._measure(node)[metric]
+            total = self._known(node)[metric]
             best: tuple[str, Node] | None = None
             best_value = -1
             for label, child in _labelled(node):
-                value = self._measure(child)[metric]
+                value = self._known(child)[metric]
                 if value > best_value:
                     best, best_value = (label, child), value
             if best is None or not isinstance(best[1], CollectionNode):
@@ -673,6 +677,12 @@ class _Budget:
             text += segment if segment.startswith("[") else f".{segment}"
         return text, node
 
+    def _known(self, node: Node) -> tuple[int, int]:
+        """``(nodes, depth)`` of a node already measured (a lookup: marks nothing)."""
+        if not isinstance(node, CollectionNode):
+            return (1, 0)
+        return self._memo[id(node)]
+
     def _measure(self, root: Node) -> tuple[int, int]:
         """``(nodes, depth)`` of ``root`` with aliases expanded, each capped above its limit."""
         if not isinstance(root, CollectionNode):
@@ -680,7 +690,6 @@ class _Budget:
         memo = self._memo
         got = memo.get(id(root))
         if got is not None:
-            self._shared.add(id(root))
             return got
         size_cap = self.limits.max_nodes + 1
         depth_cap = self.limits.max_depth + 1
