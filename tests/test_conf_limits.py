@@ -175,6 +175,20 @@ def test_a_file_just_under_the_node_budget_loads(
     assert error.limit == 1000
 
 
+def test_the_node_budget_covers_every_document_of_a_file(
+    write_conf: WriteConf, make_settings: Callable[..., Settings]
+) -> None:
+    doc = laughs(2)  # 1,237 nodes per document
+    conf = make_settings(WORKFLOW_CORE_CONF_MAX_NODES="2000")
+    write_conf("one.yml", doc + OK_PIPELINE)
+    assert not [e for e in Loader.from_settings(conf).errors if isinstance(e, ConfLimitError)]
+    write_conf("one.yml", OK_PIPELINE + "---\n" + doc + "---\n" + doc.replace("a", "b"))
+    loader = Loader.from_settings(conf)
+    (error,) = [e for e in loader.errors if isinstance(e, ConfLimitError)]
+    assert error.template == "b2"
+    assert loader.names() == []  # the templates of earlier documents are refused too
+
+
 def test_a_recursive_alias_is_a_located_error(write_conf: WriteConf, settings: Settings) -> None:
     write_conf("rec.yml", "ok: {type: Pipeline}\nloop: &loop {type: Pipeline, desc: [*loop]}\n")
     loader = Loader.from_settings(settings)
@@ -196,13 +210,14 @@ def test_nesting_deeper_than_the_limit_is_refused_without_recursion_errors(
 
     if parser == "python":
         monkeypatch.setattr(loader_module, "YamlLoader", loader_module._PySafeLoader)
-    write_conf("deep.yml", "deep: {type: Pipeline, desc: " + "[" * 500 + "]" * 500 + "}\n")
+    deep = "deep: {type: Pipeline, desc: " + "[" * 500 + "]" * 500 + "}\n"
+    write_conf("deep.yml", OK_PIPELINE.replace("ok:", "before:") + "---\n" + deep)
     write_conf("ok.yml", OK_PIPELINE)
     loader = Loader.from_settings(settings)
     (error,) = loader.errors
     assert isinstance(error, ConfLimitError)
     assert error.setting == "WORKFLOW_CORE_CONF_MAX_DEPTH"
-    assert loader.names() == ["ok"]
+    assert loader.names() == ["ok"]  # `before`, in the refused file, is refused too
 
 
 def test_aliases_count_toward_the_depth_limit(write_conf: WriteConf, settings: Settings) -> None:

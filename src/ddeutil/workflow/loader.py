@@ -444,7 +444,9 @@ def _parse_file(
             loader.flatten_mapping(root)
             entries.extend(_templates_of(path, loader, root, errors))
     except _TooDeep as exc:
-        errors.append(_too_deep(file, limits, line=exc.mark.line + 1))
+        error = _too_deep(file, limits, line=exc.mark.line + 1)
+        errors.append(error)
+        entries = _refused(path, error, entries, None)
     except yaml.MarkedYAMLError as exc:
         errors.append(ConfigError(_yaml_message(exc), file=file))
     except yaml.YAMLError as exc:
@@ -454,7 +456,9 @@ def _parse_file(
     return entries
 
 
-def _refused(path: Path, error: ConfigError, earlier: list[_Entry], root: Node) -> list[_Entry]:
+def _refused(
+    path: Path, error: ConfigError, earlier: list[_Entry], root: Node | None
+) -> list[_Entry]:
     """Every template of a file refused by ``error``: those already read and ``root``'s."""
     refused = [_Entry(e.name, path, e.line, error=error) for e in earlier]
     if isinstance(root, MappingNode):
