@@ -612,8 +612,9 @@ class _Budget:
         if self.used + size <= limits.max_nodes and depth <= limits.max_depth:
             self.used += size
             return None
-        template, node = self._crossing(root, size_over=depth <= limits.max_depth)
-        if depth > limits.max_depth:
+        too_deep = depth > limits.max_depth
+        template, node = self._crossing(root, by_depth=too_deep)
+        if too_deep:
             key, node = self._path(node, metric=1)
             line = node.start_mark.line + 1
             return _too_deep(self.file, limits, line=line, template=template, key=key)
@@ -630,8 +631,8 @@ class _Budget:
             key=key,
         )
 
-    def _crossing(self, root: Node, *, size_over: bool) -> tuple[str | None, Node]:
-        """The template (and its node) where the file crosses the limit."""
+    def _crossing(self, root: Node, *, by_depth: bool) -> tuple[str | None, Node]:
+        """The template (and its node) where the file crosses the depth or node limit."""
         if not isinstance(root, MappingNode):
             return None, root
         limits = self.limits
@@ -641,9 +642,9 @@ class _Budget:
             value_size, value_depth = self._known(value_node)
             running += key_size + value_size
             crossed = (
-                running > limits.max_nodes
-                if size_over
-                else max(key_depth, value_depth) + 1 > limits.max_depth
+                max(key_depth, value_depth) + 1 > limits.max_depth
+                if by_depth
+                else running > limits.max_nodes
             )
             if crossed:
                 name = str(key_node.value) if isinstance(key_node, ScalarNode) else None
