@@ -103,13 +103,13 @@ def test_every_file_is_read_once_however_many_lookups(
         body = "".join(f"t{i}-{j}:\n  type: on.On\n  n: {j}\n" for j in range(20))
         write_conf(f"f{i}.yml", body)
     reads: list[Path] = []
-    real = Path.read_text
+    real = loader_module._read_bounded
 
-    def counting(self: Path, *args: Any, **kwargs: Any) -> str:
-        reads.append(self)
-        return real(self, *args, **kwargs)
+    def counting(path: Path, limit: int) -> bytes:
+        reads.append(path)
+        return real(path, limit)
 
-    monkeypatch.setattr(Path, "read_text", counting)
+    monkeypatch.setattr(loader_module, "_read_bounded", counting)
     loader = load(conf)
     for _ in range(3):
         for name in loader.names():
@@ -579,16 +579,16 @@ def test_fingerprint_is_taken_before_reading(
 ) -> None:
     """A file changed while the loader reads it is seen as changed at the next refresh."""
     path = write_conf("a.yml", "a:\n  type: x\n")
-    real = Path.read_text
+    real = loader_module._read_bounded
 
-    def edit_then_read(self: Path, *args: Any, **kwargs: Any) -> str:
-        text = real(self, *args, **kwargs)
-        _touch(self, "a:\n  type: x\n  more: 1\n", 5_000_000_000)
-        return text
+    def edit_then_read(path: Path, limit: int) -> bytes:
+        raw = real(path, limit)
+        _touch(path, "a:\n  type: x\n  more: 1\n", 5_000_000_000)
+        return raw
 
-    monkeypatch.setattr(Path, "read_text", edit_then_read)
+    monkeypatch.setattr(loader_module, "_read_bounded", edit_then_read)
     loader = load(conf)
-    monkeypatch.setattr(Path, "read_text", real)
+    monkeypatch.setattr(loader_module, "_read_bounded", real)
     assert "more" not in loader.get("a").data
     assert loader.refreshed().get("a").data["more"] == 1
     assert path.exists()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -714,6 +716,43 @@ def test_a_yaml_syntax_error_keeps_the_last_good_version(
         scheduler.tick(at(10, 0, 5))
     assert "last good version" in caplog.text
     assert len(executor.submitted) == 1
+
+
+def laughs(levels: int) -> str:
+    """Top-level anchors ``a0`` .. ``a<levels>``, each ten aliases of the one before."""
+    lines = ["a0: &a0 [" + ", ".join(['"lol"'] * 10) + "]"]
+    lines += [f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 10) + "]" for n in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_in_the_conf_folder_does_not_delay_the_tick(
+    store: MemoryRunStore,
+    make_scheduler: MakeScheduler,
+    write_conf: Callable[..., Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    write_conf("steady.yml", pipeline_yaml("steady"))
+    write_conf("edited.yml", pipeline_yaml("edited"))
+    scheduler, executor = make_scheduler(store, now=at(10, 0, 30))
+    assert [r.at for r in scheduler.tick(at(10, 1)).due] == [at(10, 1), at(10, 1)]
+    write_conf("bomb.yml", laughs(6))  # 11 million nodes expanded, 400 bytes of text
+    write_conf("edited.yml", laughs(6).replace("a", "b") + pipeline_yaml("edited"))
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with caplog.at_level(logging.ERROR, logger="ddeutil.workflow.catalog"):
+            report = scheduler.tick(at(10, 2))
+        seconds = time.perf_counter() - started
+        peak_mb = tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+    assert report.reloaded
+    assert sorted(r.pipeline for r in report.due) == ["edited", "steady"]
+    assert len(executor.submitted) == 4
+    assert "WORKFLOW_CORE_CONF_MAX_NODES" in caplog.text
+    assert "edited no longer loads: keeping its last good version" in caplog.text
+    assert seconds < 5  # the reload is bounded: milliseconds, not minutes
+    assert peak_mb < 30
 
 
 def test_scheduled_runs_carry_the_template_version_so_workers_reuse_the_pipeline(

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .errors import (
         ConditionError,
         ConfigError,
+        ConfLimitError,
         JobError,
         ParamError,
         ParamProblem,
@@ -53,6 +54,7 @@ _EXPORTS: dict[str, str] = {
     "SystemClock": "clock",
     "ConditionError": "errors",
     "ConfigError": "errors",
+    "ConfLimitError": "errors",
     "JobError": "errors",
     "ParamError": "errors",
     "ParamProblem": "errors",
@@ -83,6 +85,7 @@ __all__ = [
     "CancelToken",
     "Clock",
     "ConditionError",
+    "ConfLimitError",
     "ConfigError",
     "ErrorRecord",
     "FakeClock",

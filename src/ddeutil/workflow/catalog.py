@@ -132,7 +132,7 @@ class PipelineCatalog:
             Whether the conf folder was read again.
         """
         if force:
-            loader = type(self._loader)(self._loader.conf_path, prefixes=self._loader.prefixes)
+            loader = self._loader.reread()
         elif not self._loaded_once:
             loader = self._loader
         else:

@@ -7,6 +7,7 @@ caller can report or route an error without parsing text::
 
     WorkflowError
     ├── ConfigError            a template or file on disk is wrong (file, template, key)
+    │   ├── ConfLimitError     a file or template is over a conf limit (setting, limit)
     │   ├── SettingsError      an environment variable has a bad value (variable, value)
     │   ├── TemplateNotFound   no template has that name (name)
     │   └── ScheduleError      a cron expression, timezone or interval is invalid
@@ -22,15 +23,24 @@ caller can report or route an error without parsing text::
 
 "Template" alone means a named YAML template on disk; ``${{ }}`` expressions are
 "template expressions" and fail with :class:`TemplateError`.
+
+Messages stay small whatever the input: a :class:`ConfigError` keeps at most
+:data:`MAX_MESSAGE_CHARS` of its message (and of its key), and values quoted in
+messages go through :func:`brief`, which never renders more than a few levels and
+items of a value (a conf value may be huge, or shared many times over by aliases).
 """
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
+    "MAX_MESSAGE_CHARS",
     "ConditionError",
+    "ConfLimitError",
     "ConfigError",
     "JobError",
     "ParamError",
@@ -45,7 +55,33 @@ __all__ = [
     "TemplateError",
     "TemplateNotFound",
     "WorkflowError",
+    "brief",
 ]
+
+MAX_MESSAGE_CHARS = 2000
+"""A ConfigError's message (and key) is cut to this many characters."""
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel = 3
+_BRIEF.maxlist = _BRIEF.maxtuple = _BRIEF.maxset = _BRIEF.maxdict = 6
+_BRIEF.maxstring = _BRIEF.maxlong = 80
+_BRIEF.maxother = 120
+
+
+def brief(value: Any) -> str:
+    """A short ``repr`` of ``value`` for a message, built without rendering it whole.
+
+    Containers show their first items and levels only, long strings and numbers are
+    cut in the middle; the cost is bounded whatever the size of ``value``.
+    """
+    return _BRIEF.repr(value)
+
+
+def _cap(text: str) -> str:
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    cut = len(text) - MAX_MESSAGE_CHARS
+    return f"{text[:MAX_MESSAGE_CHARS]}... ({cut} more characters)"
 
 
 class WorkflowError(Exception):
@@ -70,10 +106,11 @@ class ConfigError(WorkflowError):
         template: str | None = None,
         key: str | None = None,
     ) -> None:
+        message = _cap(message)
         self.message = message
         self.file = file
         self.template = template
-        self.key = key
+        self.key = key if key is None else _cap(key)
         super().__init__(message)
 
     def located(
@@ -96,7 +133,7 @@ class ConfigError(WorkflowError):
         if clone.template is None:
             clone.template = template
         if key_prefix:
-            clone.key = f"{key_prefix}.{clone.key}" if clone.key else key_prefix
+            clone.key = _cap(f"{key_prefix}.{clone.key}" if clone.key else key_prefix)
         return clone
 
     def __str__(self) -> str:
@@ -108,6 +145,30 @@ class ConfigError(WorkflowError):
         if self.key:
             where.append(f"key {self.key!r}")
         return f"{': '.join(where)}: {self.message}" if where else self.message
+
+
+class ConfLimitError(ConfigError):
+    """A conf file or template is over one of the limits of reading conf.
+
+    Args:
+        message: What is over which limit.
+        setting: The ``WORKFLOW_*`` variable that sets the limit.
+        limit: The limit in force.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        setting: str,
+        limit: int,
+        file: str | None = None,
+        template: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.setting = setting
+        self.limit = limit
+        super().__init__(message, file=file, template=template, key=key)
 
 
 class SettingsError(ConfigError):

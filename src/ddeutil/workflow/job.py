@@ -47,6 +47,7 @@ from .conditions import Condition
 from .context import RunContext, RunEvent, stash
 from .errors import ConditionError, ConfigError, TemplateError, WorkflowError
 from .result import ErrorRecord, Status
+from .schema import LocatesErrors
 from .stages import BaseStage, Stage
 from .strategy import Combination, Strategy, combination_id
 from .templating import Template
@@ -98,7 +99,7 @@ def _no_strategy() -> Strategy:
     return Strategy.model_construct()
 
 
-class Job(BaseModel):
+class Job(LocatesErrors, BaseModel):
     """One job of a pipeline; see the module docstring."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
@@ -132,9 +133,12 @@ class Job(BaseModel):
     def _one_need(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [value]
-        if isinstance(value, list):
-            return list(dict.fromkeys(value))  # a need written twice counts once
         return value
+
+    @field_validator("needs")
+    @classmethod
+    def _needs_once(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))  # a need written twice counts once
 
     @field_validator("if_")
     @classmethod

@@ -18,7 +18,16 @@ reported this way:
 * a file whose top level is not a mapping of template names;
 * a template that is not a mapping, or has no string ``type``;
 * a template name defined in two files (or twice in one): the name is unusable and
-  the error names every file that defines it - never "last one wins".
+  the error names every file that defines it - never "last one wins";
+* a file over a limit of :mod:`~ddeutil.workflow.limits` (a
+  :class:`~ddeutil.workflow.errors.ConfLimitError`): larger than the byte limit
+  (not parsed), or expanding to more YAML nodes than the node budget (every alias
+  counted at the size of what it refers to), or nesting deeper than the depth
+  limit, or holding a recursive alias. The budget is checked on the parsed node
+  graph, where an alias is one shared node, before any value is built: a "billion
+  laughs" file is refused in milliseconds and constant memory. The whole file is
+  refused; the error names the template (and key) where the limit was crossed,
+  and every template of the file is reported unusable with it.
 
 YAML dialect: the safe loader, with YAML 1.1's surprises removed. Only ``true`` /
 ``false`` (any case) are booleans, so ``on:``, ``off``, ``yes``, ``no``, ``y``, ``n``
@@ -33,14 +42,16 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 from yaml.constructor import ConstructorError
-from yaml.nodes import MappingNode, Node, ScalarNode
+from yaml.nodes import CollectionNode, MappingNode, Node, ScalarNode, SequenceNode
 
-from .errors import ConfigError, TemplateNotFound
+from .errors import ConfigError, ConfLimitError, TemplateNotFound, brief
+from .limits import DEFAULT_LIMITS, ConfLimits
 from .registry import resolve_type
 
 if TYPE_CHECKING:
@@ -121,8 +132,29 @@ class _StrictMappings:
         return super().construct_mapping(node, deep)  # type: ignore[misc,no-any-return]
 
 
+class _TooDeep(Exception):  # noqa: N818 - internal signal, never leaves this module
+    """The pure-Python composer went deeper than ``max_depth`` (before recursing too far)."""
+
+    def __init__(self, mark: Any) -> None:
+        self.mark = mark
+        super().__init__("too deep")
+
+
 class _PySafeLoader(_StrictMappings, yaml.SafeLoader):
     yaml_implicit_resolvers = _resolvers(yaml.SafeLoader)
+    max_depth = DEFAULT_LIMITS.max_depth
+    _depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        # The composer recurses once per level: stop at the limit, not at Python's
+        # recursion limit (LibYAML stops by itself at 1000 levels).
+        if self._depth > self.max_depth:
+            raise _TooDeep(self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 _CSafeLoader: type[Any] | None = None
@@ -184,17 +216,26 @@ class Loader:
     Args:
         conf_path: The folder searched recursively for ``*.yml`` / ``*.yaml``.
         prefixes: Registry prefixes used to resolve ``type`` names.
+        limits: Bounds on each file read (see :mod:`~ddeutil.workflow.limits`).
 
     Attributes:
         conf_path: As given.
         prefixes: As given, as a tuple.
+        limits: As given.
         errors: Every problem found while reading, each with file/template/key, in
             file order (duplicate-name errors last).
     """
 
-    def __init__(self, conf_path: Path, *, prefixes: Sequence[str] = ("ddeutil.workflow",)) -> None:
+    def __init__(
+        self,
+        conf_path: Path,
+        *,
+        prefixes: Sequence[str] = ("ddeutil.workflow",),
+        limits: ConfLimits = DEFAULT_LIMITS,
+    ) -> None:
         self.conf_path = Path(conf_path)
         self.prefixes: tuple[str, ...] = tuple(prefixes)
+        self.limits = limits
         self._templates: dict[str, RawTemplate] = {}
         self._broken: dict[str, ConfigError] = {}
         self._classes: dict[str, type] = {}
@@ -211,8 +252,8 @@ class Loader:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Loader:
-        """A loader over ``settings.conf_path`` with ``settings.registry`` prefixes."""
-        return cls(settings.conf_path, prefixes=settings.registry)
+        """A loader over ``settings.conf_path`` with the registry prefixes and conf limits."""
+        return cls(settings.conf_path, prefixes=settings.registry, limits=settings.conf_limits)
 
     def __repr__(self) -> str:
         return (
@@ -309,7 +350,11 @@ class Loader:
         """A new loader when the conf folder changed since this one read it, else ``self``."""
         if self.fingerprint() == self._fingerprint:
             return self
-        return type(self)(self.conf_path, prefixes=self.prefixes)
+        return self.reread()
+
+    def reread(self) -> Loader:
+        """A new loader over the same folder, prefixes and limits, read now."""
+        return type(self)(self.conf_path, prefixes=self.prefixes, limits=self.limits)
 
     # ------------------------------------------------------------------ reading
 
@@ -323,14 +368,27 @@ class Loader:
             return ()
         stats = []
         defined: dict[str, list[_Entry]] = {}
+        max_bytes = self.limits.max_bytes
         for path in _discover(self.conf_path):
             try:
                 stats.append(_stat(path))  # before reading: a later edit changes it
-                text = path.read_text(encoding="utf-8-sig")
+                raw = _read_bounded(path, max_bytes)
+                if len(raw) > max_bytes:
+                    errors.append(
+                        ConfLimitError(
+                            f"the file is larger than {max_bytes:,} bytes and is not read "
+                            "(raise WORKFLOW_CORE_CONF_MAX_BYTES if it should be)",
+                            setting="WORKFLOW_CORE_CONF_MAX_BYTES",
+                            limit=max_bytes,
+                            file=str(path),
+                        )
+                    )
+                    continue
+                text = raw.decode("utf-8-sig")
             except (OSError, UnicodeDecodeError) as exc:
                 errors.append(ConfigError(f"cannot read file: {exc}", file=str(path)))
                 continue
-            for entry in _parse_file(path, text, errors):
+            for entry in _parse_file(path, text, errors, self.limits):
                 defined.setdefault(entry.name, []).append(entry)
         for name, entries in defined.items():
             if len(entries) == 1:
@@ -352,16 +410,28 @@ class Loader:
         return tuple(stats)
 
 
-def _parse_file(path: Path, text: str, errors: list[ConfigError]) -> list[_Entry]:
-    """Parse one file into template entries; every problem is appended to ``errors``."""
+def _parse_file(
+    path: Path, text: str, errors: list[ConfigError], limits: ConfLimits
+) -> list[_Entry]:
+    """Parse one file into template entries; every problem is appended to ``errors``.
+
+    Each document's node graph is measured against ``limits`` before any value is
+    built from it; a file over a limit yields only broken entries.
+    """
     file = str(path)
     loader = YamlLoader(text)
+    loader.max_depth = limits.max_depth
+    budget = _Budget(file, limits)
     entries: list[_Entry] = []
     try:
         while loader.check_node():
             root = loader.get_node()
             if root is None or root.tag == _NULL_TAG:  # an empty document
                 continue
+            over = budget.add(root)
+            if over is not None:
+                errors.append(over)
+                return _refused(path, over, entries, root)
             if not isinstance(root, MappingNode):
                 errors.append(
                     ConfigError(
@@ -373,6 +443,10 @@ def _parse_file(path: Path, text: str, errors: list[ConfigError]) -> list[_Entry
                 continue
             loader.flatten_mapping(root)
             entries.extend(_templates_of(path, loader, root, errors))
+    except _TooDeep as exc:
+        error = _too_deep(file, limits, line=exc.mark.line + 1)
+        errors.append(error)
+        entries = _refused(path, error, entries, None)
     except yaml.MarkedYAMLError as exc:
         errors.append(ConfigError(_yaml_message(exc), file=file))
     except yaml.YAMLError as exc:
@@ -380,6 +454,19 @@ def _parse_file(path: Path, text: str, errors: list[ConfigError]) -> list[_Entry
     finally:
         loader.dispose()
     return entries
+
+
+def _refused(
+    path: Path, error: ConfigError, earlier: list[_Entry], root: Node | None
+) -> list[_Entry]:
+    """Every template of a file refused by ``error``: those already read and ``root``'s."""
+    refused = [_Entry(e.name, path, e.line, error=error) for e in earlier]
+    if isinstance(root, MappingNode):
+        for key_node, _ in root.value:
+            if isinstance(key_node, ScalarNode) and key_node.tag != _MERGE_TAG:
+                name = str(key_node.value)
+                refused.append(_Entry(name, path, key_node.start_mark.line + 1, error=error))
+    return refused
 
 
 def _templates_of(
@@ -406,8 +493,8 @@ def _templates_of(
             data = loader.construct_object(value_node, deep=True)
         except yaml.MarkedYAMLError as exc:
             problem: tuple[str, str | None] | None = (_yaml_message(exc), None)
-        except (ValueError, TypeError, OverflowError) as exc:
-            problem = (f"line {line}: cannot read a value: {exc}", None)
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            problem = (f"line {line}: cannot read a value: {type(exc).__name__}: {exc}", None)
         else:
             problem = _check_template(data)
             if problem is not None:
@@ -423,12 +510,12 @@ def _templates_of(
 def _check_template(data: Any) -> tuple[str, str | None] | None:
     """``(message, key)`` of the first structural problem of a template, or None."""
     if not isinstance(data, dict):
-        got = "nothing" if data is None else f"a {type(data).__name__} ({data!r:.40})"
+        got = "nothing" if data is None else f"a {type(data).__name__} ({brief(data)})"
         return (f"a template must be a mapping with a `type` key, got {got}", None)
     if "type" not in data:
         return ("missing `type` (e.g. `type: pipeline.Pipeline` or `type: on.On`)", "type")
     if not isinstance(data["type"], str) or not data["type"].strip():
-        return (f"`type` must be a class name string, got {data['type']!r}", "type")
+        return (f"`type` must be a class name string, got {brief(data['type'])}", "type")
     return None
 
 
@@ -436,7 +523,7 @@ def _node_kind(node: Node) -> str:
     if isinstance(node, MappingNode):  # pragma: no cover - callers handle mappings
         return "mapping"
     if isinstance(node, ScalarNode):
-        return f"scalar ({node.value!r:.40})"
+        return f"scalar ({brief(node.value)})"
     return "list"
 
 
@@ -451,6 +538,215 @@ def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
         context = f" ({exc.context}{at})"
     kind = "YAML error" if isinstance(exc, ConstructorError) else "YAML syntax error"
     return f"{kind}: {where}{problem}{context}"
+
+
+# ------------------------------------------------------------------------ limits
+
+_MAX_KEY_SEGMENTS = 12
+_MAX_LABEL = 40
+
+
+class _Recursive(Exception):  # noqa: N818 - internal signal, never leaves this module
+    """An alias refers to a mapping or list that contains it."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        super().__init__("recursive alias")
+
+
+def _children(node: Node) -> Iterator[Node]:
+    """Keys and values of a mapping, items of a list (nothing for a scalar)."""
+    if isinstance(node, MappingNode):
+        return chain.from_iterable(node.value)
+    if isinstance(node, SequenceNode):
+        return iter(node.value)
+    return iter(())
+
+
+def _labelled(node: Node) -> Iterator[tuple[str, Node]]:
+    """``(key segment, child)`` of a mapping's values or a list's items."""
+    if isinstance(node, MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, ScalarNode):
+                label = str(key_node.value)
+                label = label if len(label) <= _MAX_LABEL else label[:_MAX_LABEL] + "..."
+            else:
+                label = "?"
+            yield label, value_node
+    elif isinstance(node, SequenceNode):
+        for index, item in enumerate(node.value):
+            yield f"[{index}]", item
+
+
+class _Budget:
+    """The node and depth budget of one file, measured on its YAML node graph.
+
+    Composing keeps an alias as a reference to the node it names, so the graph is
+    as small as the text. Sizes are counted as if every alias were expanded, once
+    per node (memoised) and saturating just above the limit: the cost is linear in
+    the text, whatever the expansion.
+    """
+
+    def __init__(self, file: str, limits: ConfLimits) -> None:
+        self.file = file
+        self.limits = limits
+        self.used = 0
+        self._memo: dict[int, tuple[int, int]] = {}
+        self._shared: set[int] = set()
+
+    def add(self, root: Node) -> ConfigError | None:
+        """Count one document; the error when the file is now over a limit."""
+        # Anchors never cross documents, and the nodes of an earlier document may be
+        # freed (their ids reused): measure each document afresh.
+        self._memo = {}
+        self._shared = set()
+        try:
+            size, depth = self._measure(root)
+        except _Recursive as exc:
+            return ConfigError(
+                f"line {exc.node.start_mark.line + 1}: an alias refers to a mapping or "
+                "list that contains it (a recursive structure)",
+                file=self.file,
+            )
+        limits = self.limits
+        if self.used + size <= limits.max_nodes and depth <= limits.max_depth:
+            self.used += size
+            return None
+        too_deep = depth > limits.max_depth
+        template, node = self._crossing(root, by_depth=too_deep)
+        if too_deep:
+            key, node = self._path(node, metric=1)
+            line = node.start_mark.line + 1
+            return _too_deep(self.file, limits, line=line, template=template, key=key)
+        key, node = self._path(node, metric=0)
+        return ConfLimitError(
+            f"line {node.start_mark.line + 1}: the file expands to more than "
+            f"{limits.max_nodes:,} YAML nodes (each alias counted at the size of what it "
+            "refers to); the whole file is refused (raise WORKFLOW_CORE_CONF_MAX_NODES if "
+            "this is intended)",
+            setting="WORKFLOW_CORE_CONF_MAX_NODES",
+            limit=limits.max_nodes,
+            file=self.file,
+            template=template,
+            key=key,
+        )
+
+    def _crossing(self, root: Node, *, by_depth: bool) -> tuple[str | None, Node]:
+        """The template (and its node) where the file crosses the depth or node limit."""
+        if not isinstance(root, MappingNode):
+            return None, root
+        limits = self.limits
+        running = self.used + 1
+        for key_node, value_node in root.value:
+            key_size, key_depth = self._known(key_node)
+            value_size, value_depth = self._known(value_node)
+            running += key_size + value_size
+            crossed = (
+                max(key_depth, value_depth) + 1 > limits.max_depth
+                if by_depth
+                else running > limits.max_nodes
+            )
+            if crossed:
+                name = str(key_node.value) if isinstance(key_node, ScalarNode) else None
+                return name, value_node
+        return None, root  # pragma: no cover - the sum above reaches the total
+
+    def _path(self, node: Node, *, metric: int) -> tuple[str | None, Node]:
+        """The key path below ``node`` where the size (0) or depth (1) concentrates.
+
+        Follows the biggest (deepest) child while it holds most of the size (any
+        depth) and was written in place; stops before a node reached through an
+        alias, so the key names where the alias is used.
+        """
+        segments: list[str] = []
+        while len(segments) < _MAX_KEY_SEGMENTS:
+            total = self._known(node)[metric]
+            best: tuple[str, Node] | None = None
+            best_value = -1
+            for label, child in _labelled(node):
+                value = self._known(child)[metric]
+                if value > best_value:
+                    best, best_value = (label, child), value
+            if best is None or not isinstance(best[1], CollectionNode):
+                break
+            if id(best[1]) in self._shared:
+                break
+            if metric == 0 and best_value * 2 <= total:
+                break
+            segments.append(best[0])
+            node = best[1]
+        if not segments:
+            return None, node
+        text = segments[0]
+        for segment in segments[1:]:
+            text += segment if segment.startswith("[") else f".{segment}"
+        return text, node
+
+    def _known(self, node: Node) -> tuple[int, int]:
+        """``(nodes, depth)`` of a node already measured (a lookup: marks nothing)."""
+        if not isinstance(node, CollectionNode):
+            return (1, 0)
+        return self._memo[id(node)]
+
+    def _measure(self, root: Node) -> tuple[int, int]:
+        """``(nodes, depth)`` of ``root`` with aliases expanded, each capped above its limit."""
+        if not isinstance(root, CollectionNode):
+            return (1, 0)
+        memo = self._memo
+        got = memo.get(id(root))
+        if got is not None:
+            return got
+        size_cap = self.limits.max_nodes + 1
+        depth_cap = self.limits.max_depth + 1
+        active = {id(root)}
+        stack: list[tuple[Node, Iterator[Node], list[int]]] = [(root, _children(root), [1, 0])]
+        while True:
+            node, children, acc = stack[-1]
+            for child in children:
+                if not isinstance(child, CollectionNode):
+                    acc[0] += 1
+                    continue
+                ident = id(child)
+                got = memo.get(ident)
+                if got is None:
+                    if ident in active:
+                        raise _Recursive(child)
+                    active.add(ident)
+                    stack.append((child, _children(child), [1, 0]))
+                    break
+                self._shared.add(ident)
+                acc[0] += got[0]
+                acc[1] = max(acc[1], got[1])
+            else:
+                stack.pop()
+                active.discard(id(node))
+                result = (min(acc[0], size_cap), min(acc[1] + 1, depth_cap))
+                memo[id(node)] = result
+                if not stack:
+                    return result
+                parent = stack[-1][2]
+                parent[0] += result[0]
+                parent[1] = max(parent[1], result[1])
+
+
+def _too_deep(
+    file: str,
+    limits: ConfLimits,
+    *,
+    line: int,
+    template: str | None = None,
+    key: str | None = None,
+) -> ConfLimitError:
+    return ConfLimitError(
+        f"line {line}: mappings and lists nest more than {limits.max_depth} levels deep "
+        "(aliases included); the whole file is refused (raise WORKFLOW_CORE_CONF_MAX_DEPTH "
+        "if this is intended)",
+        setting="WORKFLOW_CORE_CONF_MAX_DEPTH",
+        limit=limits.max_depth,
+        file=file,
+        template=template,
+        key=key,
+    )
 
 
 # ---------------------------------------------------------------------- discovery
@@ -480,6 +776,19 @@ def _discover(conf_path: Path) -> list[Path]:
                 found.append((path.relative_to(conf_path).as_posix(), path))
     found.sort()
     return [p for _, p in found]
+
+
+def _read_bounded(path: Path, limit: int) -> bytes:
+    """The file's bytes, or its first ``limit + 1`` bytes when it is larger."""
+    with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        raw = fh.read(min(size, limit) + 1)
+        while len(raw) <= limit:  # it grew since fstat (or fstat cannot tell)
+            more = fh.read(limit + 1 - len(raw))
+            if not more:
+                break
+            raw += more
+    return raw
 
 
 def _stat(path: Path) -> tuple[str, int, int]:

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .dates import parse_iso
+from .errors import brief
+from .schema import LocatesErrors
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -55,7 +57,7 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-class Param(BaseModel):
+class Param(LocatesErrors, BaseModel):
     """Base of every param declaration (frozen, discriminated by ``type``).
 
     Subclasses implement :meth:`coerce`, which turns a given value into the
@@ -88,7 +90,7 @@ class Param(BaseModel):
             try:
                 coerced = self.coerce(self.default)
             except ValueError as exc:
-                raise ValueError(f"default {self.default!r} is invalid: {exc}") from None
+                raise ValueError(f"default {brief(self.default)} is invalid: {exc}") from None
             # Frozen model: store the coerced default once, at load.
             object.__setattr__(self, "default", coerced)
         return self
@@ -130,7 +132,7 @@ class StrParam(Param):
             return value
         if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
             return str(value)
-        raise ValueError(f"expected a string, got {_kind(value)} {value!r}")
+        raise ValueError(f"expected a string, got {_kind(value)} {brief(value)}")
 
 
 class IntParam(Param):
@@ -141,7 +143,7 @@ class IntParam(Param):
 
     def coerce(self, value: Any) -> Any:
         if isinstance(value, bool):
-            raise ValueError(f"expected a whole number, got bool {value!r}")
+            raise ValueError(f"expected a whole number, got bool {brief(value)}")
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
@@ -151,7 +153,7 @@ class IntParam(Param):
                 return int(value.strip(), 10)
             except ValueError:
                 pass
-        raise ValueError(f"expected a whole number, got {_kind(value)} {value!r}")
+        raise ValueError(f"expected a whole number, got {_kind(value)} {brief(value)}")
 
 
 class FloatParam(Param):
@@ -162,7 +164,12 @@ class FloatParam(Param):
 
     def coerce(self, value: Any) -> Any:
         if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an int beyond the float range
+                raise ValueError(
+                    f"expected a number within the float range, got {_kind(value)} {brief(value)}"
+                ) from None
         if isinstance(value, str):
             try:
                 result = float(value.strip())
@@ -171,7 +178,7 @@ class FloatParam(Param):
             else:
                 if math.isfinite(result):
                     return result
-        raise ValueError(f"expected a finite number, got {_kind(value)} {value!r}")
+        raise ValueError(f"expected a finite number, got {_kind(value)} {brief(value)}")
 
 
 class BoolParam(Param):
@@ -192,7 +199,7 @@ class BoolParam(Param):
             if text in _FALSE:
                 return False
         raise ValueError(
-            f"expected a boolean (true/false, yes/no, 1/0), got {_kind(value)} {value!r}"
+            f"expected a boolean (true/false, yes/no, 1/0), got {_kind(value)} {brief(value)}"
         )
 
 
@@ -213,7 +220,7 @@ class DateParam(Param):
             return value.date()
         if isinstance(value, date):
             return value
-        raise ValueError(f"expected a date (YYYY-MM-DD), got {_kind(value)} {value!r}")
+        raise ValueError(f"expected a date (YYYY-MM-DD), got {_kind(value)} {brief(value)}")
 
 
 class DatetimeParam(Param):
@@ -229,7 +236,7 @@ class DatetimeParam(Param):
             return datetime(value.year, value.month, value.day)
         if isinstance(value, str):
             return parse_iso(value)
-        raise ValueError(f"expected an ISO 8601 date-time, got {_kind(value)} {value!r}")
+        raise ValueError(f"expected an ISO 8601 date-time, got {_kind(value)} {brief(value)}")
 
 
 class ChoiceParam(Param):
@@ -255,7 +262,7 @@ class ChoiceParam(Param):
                 if str(option) == text:
                     return option
         allowed = ", ".join(str(o) for o in self.options)
-        raise ValueError(f"{value!r} is not one of the options: {allowed}")
+        raise ValueError(f"{brief(value)} is not one of the options: {allowed}")
 
     def json_schema(self) -> dict[str, Any]:
         schema = super().json_schema()
@@ -274,7 +281,7 @@ class ListParam(Param):
             value = _parse_json(value, "array")
         if isinstance(value, (list, tuple)):
             return list(value)
-        raise ValueError(f"expected a list (or JSON array text), got {_kind(value)} {value!r}")
+        raise ValueError(f"expected a list (or JSON array text), got {_kind(value)} {brief(value)}")
 
 
 class MapParam(Param):
@@ -288,14 +295,16 @@ class MapParam(Param):
             value = _parse_json(value, "object")
         if isinstance(value, Mapping):
             return dict(value)
-        raise ValueError(f"expected a mapping (or JSON object text), got {_kind(value)} {value!r}")
+        raise ValueError(
+            f"expected a mapping (or JSON object text), got {_kind(value)} {brief(value)}"
+        )
 
 
 def _parse_json(text: str, what: str) -> Any:
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise ValueError(f"expected JSON {what} text, got {text!r} ({exc})") from None
+        raise ValueError(f"expected JSON {what} text, got {brief(text)} ({exc})") from None
 
 
 AnyParam = Annotated[

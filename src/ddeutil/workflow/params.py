@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .errors import ConfigError, ParamError, ParamProblem
+from .errors import ConfigError, ParamError, ParamProblem, brief
 from .unicode_text import escape_lone_surrogates, find_lone_surrogate
 
 if TYPE_CHECKING:
@@ -155,21 +155,25 @@ def parse_params(raw: Mapping[str, Any] | None) -> dict[str, Param]:
     for name, spec in raw.items():
         key = f"params.{name}"
         if not isinstance(name, str) or not name:
-            raise ConfigError(f"a param name must be a non-empty string, got {name!r}", key=key)
+            raise ConfigError(
+                f"a param name must be a non-empty string, got {brief(name)}", key=key
+            )
         if isinstance(spec, str):
             data: dict[str, Any] = {"type": spec}
         elif isinstance(spec, Mapping):
             data = dict(spec)
         else:
             raise ConfigError(
-                f"expected a type name ({allowed_types}) or a mapping with `type`, got {type(spec).__name__} {spec!r}",
+                f"expected a type name ({allowed_types}) or a mapping with `type`, got {type(spec).__name__} {brief(spec)}",
                 key=key,
             )
         type_name = data.get("type")
         cls = PARAM_TYPES.get(type_name) if isinstance(type_name, str) else None
         if cls is None:
             what = (
-                "missing param type" if type_name is None else f"unknown param type {type_name!r}"
+                "missing param type"
+                if type_name is None
+                else f"unknown param type {brief(type_name)}"
             )
             raise ConfigError(f"{what}; allowed types: {allowed_types}", key=key)
         try:

@@ -48,8 +48,17 @@ from typing_extensions import Self
 from .cancellation import CancelToken
 from .clock import Clock, SystemClock
 from .context import RunContext, RunEvent, new_run_id, process_environ, stash
-from .errors import ConfigError, ParamError, ParamProblem, PipelineError, TemplateNotFound
+from .errors import (
+    ConfigError,
+    ParamError,
+    ParamProblem,
+    PipelineError,
+    TemplateNotFound,
+    WorkflowError,
+    brief,
+)
 from .job import Job, JobOutcome, ancestors, plan_jobs
+from .limits import CONTEXT_KEY
 from .masking import Masker
 from .params import ParamSet
 from .registry import load_filters
@@ -120,7 +129,7 @@ class Pipeline(BaseModel):
             if not isinstance(item, On):
                 raise ValueError(
                     "schedules are resolved by Pipeline.from_loader / from_template "
-                    f"(got {type(item).__name__} {item!r})"
+                    f"(got {type(item).__name__} {brief(item)})"
                 )
         return tuple(items)
 
@@ -137,7 +146,7 @@ class Pipeline(BaseModel):
             if isinstance(job, Mapping):
                 given = job.get("id", job_id)
                 if given != job_id:
-                    raise ValueError(f"job {job_id!r} has id {given!r}; a job's id is its key")
+                    raise ValueError(f"job {job_id!r} has id {brief(given)}; a job's id is its key")
                 out[job_id] = {**job, "id": job_id}
         return out
 
@@ -151,8 +160,14 @@ class Pipeline(BaseModel):
     def from_template(cls, template: RawTemplate, *, loader: Loader, settings: Settings) -> Self:
         """Build and check the pipeline ``template`` describes (see the module docstring).
 
+        Any failure, not only a validation error, is raised as a ConfigError for
+        this template (the key path named where the failing model is known), so a
+        caller listing many templates can go on with the others. Matrices are
+        bounded by ``settings.conf_limits``.
+
         Raises:
-            ConfigError: located at the template's file, name and key.
+            ConfigError: located at the template's file, name and key
+                (:class:`~ddeutil.workflow.errors.ConfLimitError` for a limit).
         """
         data = dict(template.data)
         data.pop("type", None)
@@ -206,7 +221,7 @@ class Pipeline(BaseModel):
             data["name"] = name
             data["on"] = _schedules(data.get("on"), name, loader, settings)
             try:
-                pipeline = cls.model_validate(data)
+                pipeline = cls.model_validate(data, context={CONTEXT_KEY: settings.conf_limits})
             except ValidationError as exc:
                 raise config_error(exc) from exc
             pipeline._bind(settings, loader)
@@ -214,6 +229,14 @@ class Pipeline(BaseModel):
             if exc.template is None or exc.template == name:
                 raise exc.located(file=file, template=name) from exc
             raise
+        except Exception as exc:  # never let one template crash a listing of all of them
+            logger.debug("building pipeline %s failed", name, exc_info=True)
+            kind = "" if isinstance(exc, WorkflowError) else f"{type(exc).__name__}: "
+            raise ConfigError(
+                f"the template cannot be built ({kind}{brief(str(exc))})",
+                file=file,
+                template=name,
+            ) from exc
         return pipeline
 
     def _bind(self, settings: Settings, loader: Loader | None) -> None:
@@ -518,7 +541,7 @@ def _schedules(raw_on: Any, name: str, loader: Loader, settings: Settings) -> tu
             schedules.append(On.from_value(entry, loader=loader, settings=settings))
         except TemplateNotFound as exc:
             raise ConfigError(
-                f"schedule {entry!r}: no On template has that name "
+                f"schedule {brief(entry)}: no On template has that name "
                 "(inline schedules are mappings such as {cron: '*/5 * * * *'})",
                 key=key,
             ) from exc

@@ -8,6 +8,11 @@ validate and complete pipeline files. ``workflow schema`` prints it.
 :func:`config_error` turns a pydantic ``ValidationError`` into the
 :class:`~ddeutil.workflow.errors.ConfigError` users see, keyed by the YAML path
 (``jobs.load.stages[2].bsh``) and worded in YAML terms (``unknown key 'bsh'``).
+A limit crossed inside a validator becomes a
+:class:`~ddeutil.workflow.errors.ConfLimitError`. Models mixing in
+:class:`LocatesErrors` turn any other exception raised while validating them (a
+``TypeError`` from an odd value, a bug) into an error at their own key, so one
+bad value never escapes as an unlocated crash.
 """
 
 from __future__ import annotations
@@ -15,11 +20,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import ModelWrapValidatorHandler, ValidationError, model_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, ConfLimitError, brief
+from .limits import LimitExceeded
 
-__all__ = ["ON_SCHEMA", "SCHEDULE_SCHEMA", "config_error", "yaml_key", "yaml_schema"]
+__all__ = [
+    "ON_SCHEMA",
+    "SCHEDULE_SCHEMA",
+    "LocatesErrors",
+    "config_error",
+    "yaml_key",
+    "yaml_schema",
+]
 
 SCHEDULE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -95,8 +108,33 @@ def _message(error: Any) -> str:
     return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
+class LocatesErrors:
+    """Mixin for conf models: any exception while validating one is located at its key.
+
+    Pydantic locates only ``ValueError`` and ``AssertionError``; anything else a
+    validator or ``model_post_init`` raises (``TypeError`` on an unhashable value,
+    ``OverflowError``, a bug) would escape without a key. This wrap validator turns
+    it into a ``ValueError`` naming the exception, so the error carries the key path
+    of the model that failed.
+    """
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _locate_unexpected(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        try:
+            return handler(data)
+        except (ValueError, AssertionError):
+            raise
+        except Exception as exc:
+            raise ValueError(f"cannot be read ({type(exc).__name__}: {brief(str(exc))})") from exc
+
+
 def config_error(exc: ValidationError) -> ConfigError:
-    """The :class:`ConfigError` for ``exc``: the first problem's key, every problem listed."""
+    """The :class:`ConfigError` for ``exc``: the first problem's key, every problem listed.
+
+    A :class:`~ddeutil.workflow.limits.LimitExceeded` first problem gives a
+    :class:`ConfLimitError` naming its setting.
+    """
     errors = exc.errors(include_url=False)
     first = errors[0]
     message = _message(first)
@@ -104,7 +142,11 @@ def config_error(exc: ValidationError) -> ConfigError:
     if len(errors) > 1:
         more = len(errors) - 1 - len(rest)
         message += f" (also: {'; '.join(rest)}{f'; and {more} more' if more else ''})"
-    return ConfigError(message, key=yaml_key(first["loc"]) or None)
+    key = yaml_key(first["loc"]) or None
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, LimitExceeded):
+        return ConfLimitError(message, setting=cause.setting, limit=cause.limit, key=key)
+    return ConfigError(message, key=key)
 
 
 def yaml_schema() -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import SettingsError
+from .limits import DEFAULT_LIMITS, MAX_DEPTH_CEILING, ConfLimits
 
 __all__ = ["ENV_VARS", "Settings"]
 
@@ -41,6 +42,13 @@ def _parse_positive_int(raw: str) -> int:
         raise ValueError("expected a whole number") from None
     if value < 1:
         raise ValueError("expected a whole number of at least 1")
+    return value
+
+
+def _parse_depth(raw: str) -> int:
+    value = _parse_positive_int(raw)
+    if value > MAX_DEPTH_CEILING:
+        raise ValueError(f"expected a whole number from 1 to {MAX_DEPTH_CEILING}")
     return value
 
 
@@ -181,6 +189,36 @@ class Settings:
         "2",
         "jobs of one pipeline run at once (threads); `1` = sequential",
     )
+    conf_max_bytes: int = _var(
+        "WORKFLOW_CORE_CONF_MAX_BYTES",
+        _parse_positive_int,
+        str(DEFAULT_LIMITS.max_bytes),
+        "largest conf file read, in bytes; a larger file is reported, not parsed",
+    )
+    conf_max_nodes: int = _var(
+        "WORKFLOW_CORE_CONF_MAX_NODES",
+        _parse_positive_int,
+        str(DEFAULT_LIMITS.max_nodes),
+        "most YAML nodes one conf file expands to, each alias counted at its expanded size",
+    )
+    conf_max_depth: int = _var(
+        "WORKFLOW_CORE_CONF_MAX_DEPTH",
+        _parse_depth,
+        str(DEFAULT_LIMITS.max_depth),
+        f"deepest nesting of mappings and lists in a conf file (at most {MAX_DEPTH_CEILING})",
+    )
+    matrix_max_combinations: int = _var(
+        "WORKFLOW_CORE_MATRIX_MAX_COMBINATIONS",
+        _parse_positive_int,
+        str(DEFAULT_LIMITS.max_combinations),
+        "most matrix combinations of one job (counted before expanding)",
+    )
+    matrix_max_include: int = _var(
+        "WORKFLOW_CORE_MATRIX_MAX_INCLUDE",
+        _parse_positive_int,
+        str(DEFAULT_LIMITS.max_include),
+        "most `include` entries, and most `exclude` entries, of one job's strategy",
+    )
     log_enable_write: bool = _var(
         "WORKFLOW_LOG_ENABLE_WRITE",
         _parse_bool,
@@ -291,6 +329,17 @@ class Settings:
         if not values["api_db_url"]:
             values["api_db_url"] = f"sqlite:///{root / '.workflow' / 'runs.db'}"
         return cls(**values)
+
+    @property
+    def conf_limits(self) -> ConfLimits:
+        """The limits of reading conf (see :mod:`ddeutil.workflow.limits`)."""
+        return ConfLimits(
+            max_bytes=self.conf_max_bytes,
+            max_nodes=self.conf_max_nodes,
+            max_depth=self.conf_max_depth,
+            max_combinations=self.matrix_max_combinations,
+            max_include=self.matrix_max_include,
+        )
 
     def evolve(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied (for tests and embedding apps)."""

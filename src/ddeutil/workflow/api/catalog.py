@@ -6,9 +6,10 @@ walk, no file read). Each pipeline is validated once per loader version and kept
 with the raw template it was built from, so a trigger executes exactly the
 version that was validated, even if the file changes a moment later.
 
-A template that does not validate is never served: showing or triggering it
-answers 422 ``invalid_pipeline`` with the reason (file, template and key), and
-the pipeline list reports it under ``problems``.
+A template that does not validate (or fails to build in any other way) is never
+served: showing or triggering it answers 422 ``invalid_pipeline`` with the reason
+(file, template and key), and the pipeline list reports it under ``problems``
+while listing every other pipeline.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, TemplateNotFound
+from ..errors import ConfigError, TemplateNotFound, brief
 from ..loader import Loader, RawTemplate
 from ..pipeline import Pipeline
 from ..settings import Settings
@@ -133,12 +134,18 @@ class Catalog:
                 return None
             try:
                 built = Pipeline.from_template(template, loader=loader, settings=self._settings)
-            except ConfigError as exc:
-                entry = Entry(template, None, exc)
+            except Exception as exc:  # one template never fails the listing of the others
+                entry = Entry(template, None, _located(exc, template))
             else:
                 entry = Entry(template, built, None)
         self._entries[template.name] = entry
         return entry
+
+
+def _located(exc: Exception, template: RawTemplate) -> ConfigError:
+    if isinstance(exc, ConfigError):
+        return exc.located(file=str(template.file), template=template.name)
+    return template.error(f"the template cannot be built ({type(exc).__name__}: {brief(str(exc))})")
 
 
 def _relative(file: str | None, conf: Path) -> str | None:
