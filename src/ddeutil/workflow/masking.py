@@ -23,10 +23,12 @@ Policy:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["MASK", "MIN_SECRET_LENGTH", "SENSITIVE_NAME", "Masker", "escaped_forms"]
@@ -62,25 +64,51 @@ def escaped_forms(secret: str) -> frozenset[str]:
     return frozenset(forms)
 
 
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """The search patterns of one set of secrets (built once per set, see :func:`_compile`)."""
+
+    forms: tuple[str, ...]
+    longest: int
+    firsts: frozenset[str]
+    pattern: re.Pattern[str] | None
+    short: frozenset[str]
+    lines: re.Pattern[str] | None
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(secrets: frozenset[str]) -> _Compiled:
+    """Patterns for ``secrets``, cached: every run builds a masker, most from the same set."""
+    long = [s for s in secrets if len(s) >= MIN_SECRET_LENGTH]
+    short = sorted(s for s in secrets if len(s) < MIN_SECRET_LENGTH)
+    forms = tuple(sorted({f for s in long for f in escaped_forms(s)}, key=len, reverse=True))
+    pattern = re.compile("|".join(re.escape(f) for f in forms)) if forms else None
+    # Short secrets: a whole value, or a whole line of a longer text (seen after a
+    # newline added in front; a literal first character keeps the scan fast).
+    whole = "|".join(re.escape(s) for s in sorted(short, key=len, reverse=True))
+    lines = re.compile(f"\n(?:{whole})(?=\r?(?:\n|\\Z))") if short else None
+    return _Compiled(
+        forms=forms,
+        longest=len(forms[0]) if forms else 0,
+        firsts=frozenset(f[0] for f in forms),
+        pattern=pattern,
+        short=frozenset(short),
+        lines=lines,
+    )
+
+
 class Masker:
     """Replaces known secret values inside strings and nested data."""
 
     def __init__(self, secrets: frozenset[str] = frozenset()) -> None:
         self._secrets = frozenset(s for s in secrets if s)
-        long = [s for s in self._secrets if len(s) >= MIN_SECRET_LENGTH]
-        short = sorted(s for s in self._secrets if len(s) < MIN_SECRET_LENGTH)
-        self._forms = sorted({f for s in long for f in escaped_forms(s)}, key=len, reverse=True)
-        self._longest = len(self._forms[0]) if self._forms else 0
-        self._firsts = frozenset(f[0] for f in self._forms)
-        self._pattern = (
-            re.compile("|".join(re.escape(f) for f in self._forms)) if self._forms else None
-        )
-        # Short secrets: a whole value, or a whole line of a longer text (seen
-        # after a newline added in front; a literal first character keeps the
-        # scan fast).
-        self._short = frozenset(short)
-        whole = "|".join(re.escape(s) for s in sorted(short, key=len, reverse=True))
-        self._lines = re.compile(f"\n(?:{whole})(?=\r?(?:\n|\\Z))") if short else None
+        compiled = _compile(self._secrets)
+        self._forms = compiled.forms
+        self._longest = compiled.longest
+        self._firsts = compiled.firsts
+        self._pattern = compiled.pattern
+        self._short = compiled.short
+        self._lines = compiled.lines
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Masker:

@@ -336,6 +336,8 @@ class BaseStage(BaseModel):
         self, ctx: Mapping[str, Any], rc: RunContext, call: StageCall
     ) -> dict[str, Any]:
         """:meth:`_run` with what its thread prints masked (see :mod:`..stdio`)."""
+        if not rc.masker.active:  # nothing to mask: no proxy work on the hot path
+            return self._run(ctx, rc, call)
         with masked_output(rc.masker):
             return self._run(ctx, rc, call)
 
