@@ -28,7 +28,7 @@ from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.stages.bash_binding import bind_bash
 from ddeutil.workflow.stages.python_binding import bind_python
 from ddeutil.workflow.templating import BUILTIN_FILTERS
-from hooks_pkg.hostile import hostile
+from hooks_pkg.hostile import INJECT_CONF, hostile
 
 TESTS = Path(__file__).parent
 
@@ -513,20 +513,6 @@ child:
     assert child["jobs"]["j"]["stages"]["sh"]["outputs"]["stdout"] == payload
 
 
-CLI_CONF = """
-inject:
-  type: Pipeline
-  params: {name: str}
-  jobs:
-    j:
-      stages:
-        - name: sh
-          id: sh
-          bash: echo "hello ${{ params.name }}"
-        - name: py
-          id: py
-          run: msg = "hello ${{ params.name }}"
-"""
 
 
 def test_workflow_run_p_values_are_data(
@@ -535,7 +521,7 @@ def test_workflow_run_p_values_are_data(
     monkeypatch: pytest.MonkeyPatch,
     marker: Path,
 ) -> None:
-    write_conf("inject.yml", CLI_CONF)
+    write_conf("inject.yml", INJECT_CONF)
     monkeypatch.setenv("WORKFLOW_ROOT_PATH", str(root))
     monkeypatch.setenv("WORKFLOW_CORE_TIMEZONE", "UTC")
     for value in hostile(marker):

@@ -8,22 +8,8 @@ from typing import Any
 
 from _apitest import TestClient, trigger, wait_terminal
 
-from hooks_pkg.hostile import hostile
+from hooks_pkg.hostile import INJECT_CONF, hostile
 
-INJECT = """
-inject:
-  type: Pipeline
-  params: {name: str}
-  jobs:
-    j:
-      stages:
-        - name: sh
-          id: sh
-          bash: echo "hello ${{ params.name }}"
-        - name: py
-          id: py
-          run: msg = "hello ${{ params.name }}"
-"""
 
 
 def test_an_api_trigger_value_cannot_inject_code(
@@ -31,7 +17,7 @@ def test_an_api_trigger_value_cannot_inject_code(
     make_client: Callable[..., TestClient],
     tmp_path: Path,
 ) -> None:
-    write_conf("inject.yml", INJECT)
+    write_conf("inject.yml", INJECT_CONF)
     client = make_client()
     marker = tmp_path / "owned-through-api"
     for value in hostile(marker):

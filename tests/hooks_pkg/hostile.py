@@ -38,3 +38,20 @@ def hostile(marker: Path) -> list[str]:
         "",
         "x" * 20_000 + f"'; open('{m}', 'w').write('1'); '",
     ]
+
+
+INJECT_CONF = """
+inject:
+  type: Pipeline
+  params: {name: str}
+  jobs:
+    j:
+      stages:
+        - name: sh
+          id: sh
+          bash: echo "hello ${{ params.name }}"
+        - name: py
+          id: py
+          run: msg = "hello ${{ params.name }}"
+"""
+"""The issue's own example: a value spliced into a bash and a run body would rewrite them."""

@@ -257,6 +257,16 @@ class _Scanner:
             expr=expr.source,
         )
 
+    def escape(self) -> str:
+        """Emit a backslash and the character it escapes; refuse an expression there."""
+        nxt = self.peek(1)
+        if isinstance(nxt, Expression):
+            raise self.refuse(nxt, "right after a backslash")
+        text = "\\" + (nxt or "")
+        self.emit(text)
+        self.i += len(text)
+        return text
+
     def bind(self, expr: Expression, *, integer: bool = False) -> str:
         """A new variable for ``expr``.
 
@@ -323,12 +333,7 @@ class _Scanner:
             # inside "`...`" an escaped quote is a quote of the inner command
             self.push("dq", '\\"', closer='\\"')
         elif item == "\\":
-            if isinstance(nxt, Expression):
-                raise self.refuse(nxt, "right after a backslash")
-            text = item + (nxt or "")
-            self.emit(text)
-            frame.word += text
-            self.i += len(text)
+            frame.word += self.escape()
         elif item == "'":
             self.push("sq", "'")
         elif item == '"':
@@ -513,15 +518,10 @@ class _Scanner:
             self.emit(f"${{{self.bind(item)}}}")
             self.i += 1
             return
-        nxt = self.peek(1)
         if frame.closer and self.starts(frame.closer):
             self.pop(frame.closer)
         elif item == "\\":
-            if isinstance(nxt, Expression):
-                raise self.refuse(nxt, "right after a backslash")
-            text = item + (nxt or "")
-            self.emit(text)
-            self.i += len(text)
+            self.escape()
         elif item == '"':
             self.pop('"')
         elif item == "$":
@@ -539,12 +539,7 @@ class _Scanner:
             self.i += 1
             return
         if item == "\\" and frame.kind == "ansi":
-            nxt = self.peek(1)
-            if isinstance(nxt, Expression):
-                raise self.refuse(nxt, "right after a backslash")
-            text = item + (nxt or "")
-            self.emit(text)
-            self.i += len(text)
+            self.escape()
         elif item == "'":
             self.pop("'")
         else:
@@ -619,13 +614,8 @@ class _Scanner:
             self.word_in_param(frame, item)
 
     def word_in_param(self, frame: _Frame, item: str) -> None:
-        nxt = self.peek(1)
         if item == "\\":
-            if isinstance(nxt, Expression):
-                raise self.refuse(nxt, "right after a backslash")
-            text = item + (nxt or "")
-            self.emit(text)
-            self.i += len(text)
+            self.escape()
         elif item == '"':
             self.push("dq", '"')
         elif item == "'" and not self.in_double_quotes():
@@ -686,13 +676,7 @@ class _Scanner:
             self.emit(item)
             self.i += 1
         elif item == "\\":
-            nxt = self.peek(1)
-            if isinstance(nxt, Expression):
-                raise self.refuse(nxt, "right after a backslash")
-            text = item + (nxt or "")
-            self.emit(text)
-            self.i += len(text)
-            if nxt == "\n":
+            if self.escape() == "\\\n":
                 frame.line_start = True
         elif item == "$":
             self.dollar(frame)
