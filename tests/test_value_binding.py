@@ -513,8 +513,6 @@ child:
     assert child["jobs"]["j"]["stages"]["sh"]["outputs"]["stdout"] == payload
 
 
-
-
 def test_workflow_run_p_values_are_data(
     root: Path,
     write_conf: Callable[[str, str], Path],

@@ -11,7 +11,6 @@ from _apitest import TestClient, trigger, wait_terminal
 from hooks_pkg.hostile import INJECT_CONF, hostile
 
 
-
 def test_an_api_trigger_value_cannot_inject_code(
     write_conf: Callable[[str, str], Any],
     make_client: Callable[..., TestClient],
