@@ -192,6 +192,26 @@ def test_a_background_child_is_killed_when_the_stage_ends(
         _kill(pid)
 
 
+def test_a_bare_wait_in_the_script_does_not_wait_for_the_watchdog(engine) -> None:
+    # the watchdog is a background child of the script's own bash: `wait` must not see it
+    result = _bash(engine, "sleep 0.1 &\nwait\necho waited", timeout=20)
+    assert result.status is Status.SUCCESS, result.errors
+    assert _outputs(result)["stdout"] == "waited"
+
+
+def test_a_bash_env_of_the_environment_is_still_read(engine, tmp_path: Path) -> None:
+    startup = tmp_path / "startup.sh"
+    startup.write_text("FROM_BASH_ENV=yes\n")
+    result = _bash(
+        engine,
+        'echo "$FROM_BASH_ENV $BASH_ENV"',
+        env={"BASH_ENV": str(startup)},
+    )
+    assert _outputs(result)["stdout"] == f"yes {startup}"
+    unset = _bash(engine, 'echo "[${BASH_ENV-unset}]"')
+    assert _outputs(unset)["stdout"] == "[unset]"
+
+
 def test_a_background_child_holding_stdout_does_not_block_the_stage(engine, tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
     results: list[Result] = []
