@@ -84,7 +84,6 @@ class ShellValue:
 class BoundBash:
     """A script scanned once: its text with variable references, and its values."""
 
-    source: str
     script: str
     values: tuple[ShellValue, ...]
 
@@ -151,7 +150,7 @@ def bind_bash(body: str) -> BoundBash:
     """
     template = Template.parse(body, env=False)
     if template.is_static:
-        return BoundBash(body, body, ())
+        return BoundBash(body, ())
     prefix = "__wf_value_"
     while prefix in body:
         prefix += "_"
@@ -167,7 +166,7 @@ def bind_bash(body: str) -> BoundBash:
         ShellValue(name, expr, index in scanner.integer)
         for index, (name, expr) in enumerate(scanner.values)
     )
-    return BoundBash(body, script, values)
+    return BoundBash(script, values)
 
 
 # --------------------------------------------------------------------------- lexer
@@ -431,6 +430,13 @@ class _Scanner:
     def end_command(self, frame: _Frame) -> None:
         frame.words = []
 
+    def expansion(self, frame: _Frame, item: str) -> None:
+        """Open a backquoted command or a ``$`` expansion (quoted text and here-documents)."""
+        if item == "`":
+            self.push("backtick", "`")
+        else:
+            self.dollar(frame)
+
     def dollar(self, frame: _Frame) -> None:
         if self.starts("$(("):
             self.push("arith", "$((", closer="))")
@@ -524,10 +530,8 @@ class _Scanner:
             self.escape()
         elif item == '"':
             self.pop('"')
-        elif item == "$":
-            self.dollar(frame)
-        elif item == "`":
-            self.push("backtick", "`")
+        elif item in "$`":
+            self.expansion(frame, item)
         else:
             self.emit(item)
             self.i += 1
@@ -620,10 +624,8 @@ class _Scanner:
             self.push("dq", '"')
         elif item == "'" and not self.in_double_quotes():
             self.push("sq", "'")
-        elif item == "$":
-            self.dollar(frame)
-        elif item == "`":
-            self.push("backtick", "`")
+        elif item in "$`":
+            self.expansion(frame, item)
         else:
             self.emit(item)
             self.i += 1
@@ -678,10 +680,8 @@ class _Scanner:
         elif item == "\\":
             if self.escape() == "\\\n":
                 frame.line_start = True
-        elif item == "$":
-            self.dollar(frame)
-        elif item == "`":
-            self.push("backtick", "`")
+        elif item in "$`":
+            self.expansion(frame, item)
         else:
             self.emit(item)
             self.i += 1

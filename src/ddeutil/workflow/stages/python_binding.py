@@ -74,13 +74,11 @@ class BoundPython:
     """A ``run`` body compiled once, with its expressions as variables.
 
     Attributes:
-        source: The body as written (``${{ }}`` included), for error messages.
         code: The compiled code.
         values: ``(variable, expression, as_code)`` for each bound expression;
             ``as_code`` is true for a code position (the value keeps its type).
     """
 
-    source: str
     code: CodeType
     values: tuple[tuple[str, Expression, bool], ...]
 
@@ -116,7 +114,7 @@ def bind_python(body: str) -> BoundPython:
     """
     template = Template.parse(body, env=False)
     if template.is_static:
-        return BoundPython(body, _compile(body), ())
+        return BoundPython(_compile(body), ())
     marker = _marker(body)
     names: dict[str, Expression] = {}
     pieces: list[str] = []
@@ -144,7 +142,7 @@ def bind_python(body: str) -> BoundPython:
     code = _compile(tree)
     used = binder.as_code | binder.as_text
     values = tuple((n, e, n in binder.as_code) for n, e in names.items() if n in used)
-    return BoundPython(body, code, values)
+    return BoundPython(code, values)
 
 
 def _compile(source: str | ast.Module) -> CodeType:
