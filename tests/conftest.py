@@ -1,4 +1,4 @@
-"""Shared fixtures: isolated settings, a temporary conf folder, a fake clock."""
+"""Shared fixtures: isolated settings, a temporary conf folder, an engine, a fake clock."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import textwrap
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,6 +49,19 @@ def write_conf(root: Path) -> Callable[[str, str], Path]:
         return path
 
     return _write
+
+
+@pytest.fixture
+def engine(
+    write_conf: Callable[[str, str], Path],
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
+    """An :class:`hooks_pkg.engine.Engine` over the test's conf folder and default settings."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    from hooks_pkg.engine import Engine
+
+    return Engine(write_conf, make_settings())
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ import pytest
 
 from ddeutil.workflow.logs import MaskingFilter, RunLogRouter, configure_logging, run_log_path
 from ddeutil.workflow.masking import MASK, Masker
-from ddeutil.workflow.settings import Settings
 
 
 @pytest.mark.parametrize(
@@ -130,18 +128,6 @@ def test_run_log_path_is_safe() -> None:
 
 
 # --------------------------------------------------------------- issue 9 regressions
-
-
-@pytest.fixture
-def engine(
-    write_conf: Callable[[str, str], Path],
-    make_settings: Callable[..., Settings],
-    monkeypatch: pytest.MonkeyPatch,
-) -> Any:
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
-    from hooks_pkg.engine import Engine
-
-    return Engine(write_conf, make_settings())
 
 
 def test_dict_keys_are_masked() -> None:

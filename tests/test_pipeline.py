@@ -16,9 +16,6 @@ from ddeutil.workflow.clock import FakeClock
 from ddeutil.workflow.errors import ConfigError, ParamError, TemplateNotFound
 from ddeutil.workflow.pipeline import Pipeline, new_run_id
 from ddeutil.workflow.result import Status
-from ddeutil.workflow.settings import Settings
-
-TESTS = Path(__file__).parent
 
 SEED = """
 on_every_5_min:
@@ -34,18 +31,6 @@ run_py_local:
     run-date:
       type: datetime
 """
-
-
-@pytest.fixture
-def engine(
-    write_conf: Callable[[str, str], Path],
-    make_settings: Callable[..., Settings],
-    monkeypatch: pytest.MonkeyPatch,
-):
-    monkeypatch.syspath_prepend(str(TESTS))
-    from hooks_pkg.engine import Engine
-
-    return Engine(write_conf, make_settings())
 
 
 def test_the_seed_readme_example_runs_as_written(

@@ -8,7 +8,6 @@ import signal
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,22 +15,7 @@ import pytest
 from ddeutil.workflow.cancellation import CancelToken
 from ddeutil.workflow.masking import Masker
 from ddeutil.workflow.result import Result, Status
-from ddeutil.workflow.settings import Settings
 from hooks_pkg.engine import wait_dead
-
-TESTS = Path(__file__).parent
-
-
-@pytest.fixture
-def engine(
-    write_conf: Callable[[str, str], Path],
-    make_settings: Callable[..., Settings],
-    monkeypatch: pytest.MonkeyPatch,
-):
-    monkeypatch.syspath_prepend(str(TESTS))
-    from hooks_pkg.engine import Engine
-
-    return Engine(write_conf, make_settings())
 
 
 def _bash(

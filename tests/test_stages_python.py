@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import pytest
 
 from ddeutil.workflow.errors import ConfigError
 from ddeutil.workflow.masking import Masker
 from ddeutil.workflow.result import Status
-from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.stages.python import compile_run, is_jsonable
-
-TESTS = Path(__file__).parent
-
-
-@pytest.fixture
-def engine(
-    write_conf: Callable[[str, str], Path],
-    make_settings: Callable[..., Settings],
-    monkeypatch: pytest.MonkeyPatch,
-):
-    monkeypatch.syspath_prepend(str(TESTS))
-    from hooks_pkg.engine import Engine
-
-    return Engine(write_conf, make_settings())
 
 
 def _one(engine, run: str, vars_: dict | None = None, params: dict | None = None, declare=None):

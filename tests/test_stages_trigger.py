@@ -2,28 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import pytest
 
 from ddeutil.workflow.errors import ConfigError
 from ddeutil.workflow.result import Status
-from ddeutil.workflow.settings import Settings
-
-TESTS = Path(__file__).parent
-
-
-@pytest.fixture
-def engine(
-    write_conf: Callable[[str, str], Path],
-    make_settings: Callable[..., Settings],
-    monkeypatch: pytest.MonkeyPatch,
-):
-    monkeypatch.syspath_prepend(str(TESTS))
-    from hooks_pkg.engine import Engine
-
-    return Engine(write_conf, make_settings())
 
 
 def test_a_trigger_runs_the_other_pipeline_as_a_child(engine) -> None:

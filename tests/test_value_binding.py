@@ -24,25 +24,10 @@ from hypothesis import strategies as st
 from ddeutil.workflow.cli import main
 from ddeutil.workflow.errors import ConfigError
 from ddeutil.workflow.result import Result, Status
-from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.stages.bash_binding import bind_bash
 from ddeutil.workflow.stages.python_binding import bind_python
 from ddeutil.workflow.templating import BUILTIN_FILTERS
 from hooks_pkg.hostile import INJECT_CONF, hostile
-
-TESTS = Path(__file__).parent
-
-
-@pytest.fixture
-def engine(
-    write_conf: Callable[[str, str], Path],
-    make_settings: Callable[..., Settings],
-    monkeypatch: pytest.MonkeyPatch,
-):
-    monkeypatch.syspath_prepend(str(TESTS))
-    from hooks_pkg.engine import Engine
-
-    return Engine(write_conf, make_settings())
 
 
 @pytest.fixture
