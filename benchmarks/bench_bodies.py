@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--bash-runs", type=int, default=60, help="runs per bash pipeline")
     args = parser.parse_args()
 
-    from ddeutil.workflow.pipeline import Pipeline
+    from ddeutil.workflow.engine.pipeline import Pipeline
     from ddeutil.workflow.settings import Settings
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,7 +4,7 @@ Run: ``python benchmarks/bench_dispatch.py [--runs 10000] [--workers 2] [--threa
 [--synchronous full|normal] [--log none|json] [--log-files]``.
 
 In a temporary root with a SQLite run store, it starts a
-:class:`~ddeutil.workflow.workers.ProcessExecutor` (``--workers`` processes x
+:class:`~ddeutil.workflow.dispatch.processes.ProcessExecutor` (``--workers`` processes x
 ``--threads`` threads) and reports:
 
 * **idle memory**: PSS (``/proc/<pid>/smaps_rollup``) of this process and of every
@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import TextIO
 
 from ddeutil.workflow.clock import SystemClock
+from ddeutil.workflow.dispatch.execute import RunRequest
+from ddeutil.workflow.dispatch.processes import ProcessExecutor
 from ddeutil.workflow.loader import Loader
 from ddeutil.workflow.logs import configure_logging
-from ddeutil.workflow.runner import RunRequest
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
 from ddeutil.workflow.store.base import Claim, ReleaseKey, TriggerKind
-from ddeutil.workflow.workers import ProcessExecutor
 
 CONF = """\
 bench-empty:

@@ -62,7 +62,7 @@ import json, resource, statistics, sys, time, tracemalloc
 SIDE, MODE, OUT, RUNS = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 
 if SIDE == "ours":
-    from ddeutil.workflow.pipeline import Pipeline
+    from ddeutil.workflow.engine.pipeline import Pipeline
     from ddeutil.workflow.settings import Settings
 
     settings = Settings.from_env()

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 
 from croniter import croniter
 
-from ddeutil.workflow.on import On, fire_times
+from ddeutil.workflow.schedules.on import On, fire_times
 
 UTC = timezone.utc
 ZONE = "America/New_York"

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from ddeutil.workflow.planner import Catchup, PlannedSchedule, plan
+from ddeutil.workflow.schedules.planner import Catchup, PlannedSchedule, plan
 
 ZONES = (
     "UTC",
@@ -88,7 +88,7 @@ class CroniterSchedule:
 
 def _on_factory() -> Callable[[str, str], Any] | None:
     try:
-        from ddeutil.workflow.on import On
+        from ddeutil.workflow.schedules.on import On
     except ImportError:
         return None
 

@@ -57,12 +57,12 @@ from typing import Any
 
 from ddeutil.workflow.app.daemon import PREPARE_LEAD, wait_readable
 from ddeutil.workflow.clock import FakeClock
+from ddeutil.workflow.dispatch.processes import ProcessExecutor
 from ddeutil.workflow.loader import Loader
 from ddeutil.workflow.logs import configure_logging
-from ddeutil.workflow.scheduler import Scheduler
+from ddeutil.workflow.scheduling.scheduler import Scheduler
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
-from ddeutil.workflow.workers import ProcessExecutor
 
 PIPELINE = """\
 bench-{i:04d}:

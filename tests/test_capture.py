@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ddeutil.workflow.capture import BoundedCapture, Captured
+from ddeutil.workflow.engine.capture import BoundedCapture, Captured
 from ddeutil.workflow.masking import MASK, Masker
 
 

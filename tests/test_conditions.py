@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ddeutil.workflow.conditions import Condition
+from ddeutil.workflow.engine.conditions import Condition
+from ddeutil.workflow.engine.templating import BUILTIN_FILTERS
 from ddeutil.workflow.errors import ConditionError, TemplateError
-from ddeutil.workflow.templating import BUILTIN_FILTERS
 
 
 @pytest.fixture

@@ -27,12 +27,12 @@ from hypothesis import strategies as st
 
 from ddeutil.workflow.cli import main
 from ddeutil.workflow.cli.templates import build_all
+from ddeutil.workflow.engine.pipeline import Pipeline
+from ddeutil.workflow.engine.strategy import Strategy
 from ddeutil.workflow.errors import ConfigError, ConfLimitError, brief
 from ddeutil.workflow.limits import ConfLimits
 from ddeutil.workflow.loader import Loader
-from ddeutil.workflow.pipeline import Pipeline
 from ddeutil.workflow.settings import Settings
-from ddeutil.workflow.strategy import Strategy
 
 WriteConf = Callable[[str, str], Path]
 
@@ -484,7 +484,7 @@ def test_validate_and_list_report_a_failing_template_and_go_on(write_conf: Write
 def test_the_daemon_catalog_skips_a_failing_template_and_keeps_the_others(
     write_conf: WriteConf, settings: Settings
 ) -> None:
-    from ddeutil.workflow.catalog import PipelineCatalog
+    from ddeutil.workflow.scheduling.catalog import PipelineCatalog
 
     write_conf("p.yml", BUGGY + OK_PIPELINE)
     catalog = PipelineCatalog(Loader.from_settings(settings), settings)

@@ -13,8 +13,8 @@ from croniter import croniter
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from ddeutil.workflow.cron import MACROS, CronExpression, ZonedCron
 from ddeutil.workflow.errors import ConfigError, ScheduleError
+from ddeutil.workflow.schedules.cron import MACROS, CronExpression, ZonedCron
 
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -29,12 +29,12 @@ import pytest
 from ddeutil.workflow.app import daemon as daemon_mod
 from ddeutil.workflow.app.daemon import Daemon, main, serve
 from ddeutil.workflow.app.reaper import zombie_children
-from ddeutil.workflow.executor import ExecEvent
+from ddeutil.workflow.dispatch.threads import ExecEvent
+from ddeutil.workflow.engine.pipeline import Pipeline
 from ddeutil.workflow.loader import Loader
 from ddeutil.workflow.masking import Masker
-from ddeutil.workflow.pipeline import Pipeline
 from ddeutil.workflow.result import Status
-from ddeutil.workflow.scheduler import INTERRUPTED_REASON, SchedulerState
+from ddeutil.workflow.scheduling.scheduler import INTERRUPTED_REASON, SchedulerState
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import SqliteRunStore, open_store
 from ddeutil.workflow.store.base import ReleaseKey, RunRecord, RunStore

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ddeutil.workflow.cron import CronExpression
-from ddeutil.workflow.dst import ZonedCron
 from ddeutil.workflow.errors import ScheduleError
+from ddeutil.workflow.schedules.cron import CronExpression
+from ddeutil.workflow.schedules.dst import ZonedCron
 
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from ddeutil.workflow.clock import FakeClock
-from ddeutil.workflow.executor import EventBuffer, ExecEvent, ThreadExecutor
+from ddeutil.workflow.dispatch.execute import RunRequest
+from ddeutil.workflow.dispatch.threads import EventBuffer, ExecEvent, ThreadExecutor
 from ddeutil.workflow.loader import Loader
 from ddeutil.workflow.result import Status
-from ddeutil.workflow.runner import RunRequest
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import MemoryRunStore
 from ddeutil.workflow.store.base import TriggerKind
@@ -180,7 +180,7 @@ def group_alive(pgid: int) -> bool:
 
 def test_runs_wait_in_submit_order_and_none_is_dropped(h, gate, caplog):
     executor = h.executor(size=1)
-    caplog.set_level(logging.WARNING, logger="ddeutil.workflow.executor")
+    caplog.set_level(logging.WARNING, logger="ddeutil.workflow.dispatch.threads")
     run_ids = [f"r{i}" for i in range(5)]
 
     for run_id in run_ids:

@@ -36,9 +36,9 @@ def test_spec_names_are_exported(name: str) -> None:
 
 
 def test_exports_are_the_defining_objects() -> None:
-    from ddeutil.workflow.on import On
-    from ddeutil.workflow.pipeline import Pipeline
+    from ddeutil.workflow.engine.pipeline import Pipeline
     from ddeutil.workflow.registry import tag
+    from ddeutil.workflow.schedules.on import On
 
     assert workflow.Pipeline is Pipeline
     assert workflow.On is On

@@ -64,9 +64,9 @@ from ddeutil.workflow.cli import main
 code = main()
 print("FROZEN", gc.get_freeze_count())
 print("MODULES", *sorted(sys.modules))
-from ddeutil.workflow.param_types import PARAM_TYPES
-from ddeutil.workflow.stages.base import Retry
-from ddeutil.workflow.strategy import Strategy
+from ddeutil.workflow.engine.param_types import PARAM_TYPES
+from ddeutil.workflow.engine.stages.base import Retry
+from ddeutil.workflow.engine.strategy import Strategy
 
 built = [c.__name__ for c in (*PARAM_TYPES.values(), Retry, Strategy) if c.__pydantic_complete__]
 print("BUILT", *built)
@@ -77,13 +77,13 @@ sys.exit(code)
 LAZY = (
     "subprocess",
     "concurrent.futures",
-    "ddeutil.workflow.on",
-    "ddeutil.workflow.cron",
-    "ddeutil.workflow.dst",
-    "ddeutil.workflow.param_types",
+    "ddeutil.workflow.schedules.on",
+    "ddeutil.workflow.schedules.cron",
+    "ddeutil.workflow.schedules.dst",
+    "ddeutil.workflow.engine.param_types",
     "ddeutil.workflow.store",
     "ddeutil.workflow.api",
-    "ddeutil.workflow.scheduler",
+    "ddeutil.workflow.scheduling.scheduler",
     "ddeutil.workflow.cli.ops",
     "fastapi",
     "croniter",
@@ -126,7 +126,7 @@ def root(tmp_path: Path) -> Path:
 
 def test_a_run_without_bash_schedules_or_params_loads_none_of_their_modules(root: Path) -> None:
     modules, built, _ = _run(root, "three")
-    assert "ddeutil.workflow.pipeline" in modules
+    assert "ddeutil.workflow.engine.pipeline" in modules
     assert "cold_hooks.tasks" in modules
     assert sorted(m for m in LAZY if m in modules) == []
     assert built == set()
@@ -134,9 +134,15 @@ def test_a_run_without_bash_schedules_or_params_loads_none_of_their_modules(root
 
 def test_what_a_pipeline_uses_is_loaded_when_it_runs(root: Path) -> None:
     modules, built, _ = _run(root, "scheduled", "-p", "who=team")
-    used = {"subprocess", "ddeutil.workflow.param_types"}
+    used = {"subprocess", "ddeutil.workflow.engine.param_types"}
     assert (
-        used | {"ddeutil.workflow.on", "ddeutil.workflow.cron", "ddeutil.workflow.dst"} <= modules
+        used
+        | {
+            "ddeutil.workflow.schedules.on",
+            "ddeutil.workflow.schedules.cron",
+            "ddeutil.workflow.schedules.dst",
+        }
+        <= modules
     )
     assert built == {"StrParam"}  # retry and strategy validate inside the pipeline's validator
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from ddeutil.workflow.engine.strategy import combination_id
 from ddeutil.workflow.errors import ConfigError
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
-from ddeutil.workflow.strategy import combination_id
 
 TESTS = Path(__file__).parent
 

@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError, model_validator
 
-from ddeutil.workflow import cron as cron_module
 from ddeutil.workflow.errors import ConfigError, ScheduleError, TemplateNotFound
 from ddeutil.workflow.loader import Loader
-from ddeutil.workflow.on import CronRunner, On, fire_times
+from ddeutil.workflow.schedules import cron as cron_module
+from ddeutil.workflow.schedules.on import CronRunner, On, fire_times
 from ddeutil.workflow.settings import Settings
 
 UTC = timezone.utc

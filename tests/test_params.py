@@ -11,8 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from ddeutil.workflow.errors import ConfigError, ParamError
-from ddeutil.workflow.params import (
+from ddeutil.workflow.engine.params import (
     PARAM_TYPES,
     BoolParam,
     ChoiceParam,
@@ -24,6 +23,7 @@ from ddeutil.workflow.params import (
     StrParam,
     parse_params,
 )
+from ddeutil.workflow.errors import ConfigError, ParamError
 
 SEED_PARAMS = {
     "author-run": "str",
@@ -364,7 +364,7 @@ def test_unknown_param_is_kept_with_a_warning_when_not_strict(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     params = ParamSet.from_raw({"a": "str"})
-    with caplog.at_level(logging.WARNING, logger="ddeutil.workflow.params"):
+    with caplog.at_level(logging.WARNING, logger="ddeutil.workflow.engine.params"):
         out = params.resolve({"a": "x", "extra": {"raw": 1}}, pipeline="etl")
     assert out == {"a": "x", "extra": {"raw": 1}}
     (record,) = caplog.records
@@ -494,7 +494,7 @@ def test_date_iso_text_round_trips(value: date) -> None:
 
 
 def test_the_param_kinds_stay_importable_from_params() -> None:
-    from ddeutil.workflow import param_types, params
+    from ddeutil.workflow.engine import param_types, params
 
     for name in param_types.__all__:
         assert getattr(params, name) is getattr(param_types, name)

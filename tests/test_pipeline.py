@@ -13,8 +13,8 @@ import pytest
 
 from ddeutil.workflow.cancellation import CancelToken
 from ddeutil.workflow.clock import FakeClock
+from ddeutil.workflow.engine.pipeline import Pipeline, new_run_id
 from ddeutil.workflow.errors import ConfigError, ParamError, TemplateNotFound
-from ddeutil.workflow.pipeline import Pipeline, new_run_id
 from ddeutil.workflow.result import Status
 
 SEED = """

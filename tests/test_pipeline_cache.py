@@ -14,13 +14,13 @@ import pytest
 
 from ddeutil.workflow.cancellation import CancelToken
 from ddeutil.workflow.clock import FakeClock
-from ddeutil.workflow.executor import ThreadExecutor
+from ddeutil.workflow.dispatch.execute import RunRequest, execute_request
+from ddeutil.workflow.dispatch.threads import ThreadExecutor
+from ddeutil.workflow.engine.pipeline import Pipeline
+from ddeutil.workflow.engine.pipeline_cache import PipelineCache, template_version
 from ddeutil.workflow.loader import Loader
 from ddeutil.workflow.masking import Masker
-from ddeutil.workflow.pipeline import Pipeline
-from ddeutil.workflow.pipeline_cache import PipelineCache, template_version
 from ddeutil.workflow.result import Result, Status
-from ddeutil.workflow.runner import RunRequest, execute_request
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import MemoryRunStore
 from ddeutil.workflow.store.base import TriggerKind

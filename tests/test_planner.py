@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ddeutil.workflow.planner import (
+from ddeutil.workflow.schedules.planner import (
     Catchup,
     Plan,
     PlannedSchedule,
@@ -560,7 +560,7 @@ def test_bad_arguments_are_rejected(kwargs: dict[str, object], message: str) -> 
 
 
 def on(cron: str, zone: str = "UTC") -> Any:
-    from ddeutil.workflow.on import On
+    from ddeutil.workflow.schedules.on import On
 
     return On.parse({"cron": cron, "timezone": zone})
 

@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
+from ddeutil.workflow.dispatch.execute import RunRequest
+from ddeutil.workflow.dispatch.threads import ThreadExecutor
 from ddeutil.workflow.errors import StoreError
-from ddeutil.workflow.executor import ThreadExecutor
 from ddeutil.workflow.loader import Loader
 from ddeutil.workflow.result import ErrorRecord, Status
-from ddeutil.workflow.run_ends import EndJournal, EndRecorder, RunEnd, store_key
-from ddeutil.workflow.runner import RunRequest
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import SqliteRunStore
 from ddeutil.workflow.store.base import RunStore, TriggerKind
+from ddeutil.workflow.store.ends import EndJournal, EndRecorder, RunEnd, store_key
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 

@@ -14,12 +14,12 @@ import pytest
 
 from ddeutil.workflow.cancellation import CancelToken
 from ddeutil.workflow.clock import FakeClock
+from ddeutil.workflow.dispatch.execute import RunRequest, error_summary, execute_request, log_extra
 from ddeutil.workflow.errors import StoreError
 from ddeutil.workflow.loader import Loader
 from ddeutil.workflow.logs import RunLogRouter, run_log_path
 from ddeutil.workflow.masking import Masker
 from ddeutil.workflow.result import ErrorRecord, Result, Status
-from ddeutil.workflow.runner import RunRequest, error_summary, execute_request, log_extra
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import MemoryRunStore
 from ddeutil.workflow.store.base import ReleaseKey, TriggerKind

@@ -20,14 +20,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ddeutil.workflow.clock import FakeClock
+from ddeutil.workflow.dispatch.execute import RunRequest
+from ddeutil.workflow.dispatch.threads import ExecEvent
+from ddeutil.workflow.engine.pipeline_cache import template_version
 from ddeutil.workflow.errors import WorkflowError
-from ddeutil.workflow.executor import ExecEvent
 from ddeutil.workflow.loader import Loader
-from ddeutil.workflow.pipeline_cache import template_version
 from ddeutil.workflow.result import Status
-from ddeutil.workflow.run_ends import EndJournal, RunEnd
-from ddeutil.workflow.runner import RunRequest
-from ddeutil.workflow.scheduler import (
+from ddeutil.workflow.scheduling.scheduler import (
     INTERRUPTED_REASON,
     Scheduler,
     SchedulerState,
@@ -36,6 +35,7 @@ from ddeutil.workflow.scheduler import (
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import MemoryRunStore, SqliteRunStore
 from ddeutil.workflow.store.base import RunStore, TriggerKind
+from ddeutil.workflow.store.ends import EndJournal, RunEnd
 
 UTC = timezone.utc
 
@@ -282,7 +282,7 @@ def test_second_scheduler_on_the_same_store_skips_claimed_releases(
     # The second daemon ticks concurrently: it read the watermark before the
     # first one advanced it, so it plans the same release.
     store.set_watermark(at(10, 0, 30))
-    with caplog.at_level(logging.INFO, logger="ddeutil.workflow.scheduler"):
+    with caplog.at_level(logging.INFO, logger="ddeutil.workflow.scheduling.scheduler"):
         report = second.tick(at(10, 1))
     assert [r.at for r in report.already_claimed] == [at(10, 1)]
     assert second_exec.submitted == []
@@ -321,7 +321,7 @@ def test_ten_hours_down_with_an_hourly_pipeline(  # noqa: PLR0917
 ) -> None:
     write_conf("p.yml", pipeline_yaml("hourly", "0 * * * *", extra=f"  catchup: {catchup}\n"))
     scheduler, executor = make_scheduler(store, now=at(0, 30))
-    with caplog.at_level(logging.INFO, logger="ddeutil.workflow.scheduler"):
+    with caplog.at_level(logging.INFO, logger="ddeutil.workflow.scheduling.scheduler"):
         report = scheduler.tick(at(10, 30))
     assert len(runs_for(store, "hourly")) == expected  # all claimed ...
     assert len(executor.submitted) == min(expected, 4)  # ... 4 in flight (poking)
@@ -662,7 +662,7 @@ def test_broken_template_is_logged_and_skipped_not_fatal(
 ) -> None:
     write_conf("good.yml", pipeline_yaml("good"))
     write_conf("bad.yml", pipeline_yaml("bad", "not a cron"))
-    with caplog.at_level(logging.ERROR, logger="ddeutil.workflow.catalog"):
+    with caplog.at_level(logging.ERROR, logger="ddeutil.workflow.scheduling.catalog"):
         scheduler, executor = make_scheduler(store)
     assert "bad" in caplog.text
     assert "bad.yml" in caplog.text
@@ -694,7 +694,7 @@ def test_an_edit_that_no_longer_validates_keeps_the_last_good_version(
     write_conf("p.yml", pipeline_yaml("edited", "0 * * * *"))
     scheduler, executor = make_scheduler(store, now=at(9, 30))
     write_conf("p.yml", pipeline_yaml("edited", "0 * * * * * * *  bogus"))
-    with caplog.at_level(logging.ERROR, logger="ddeutil.workflow.catalog"):
+    with caplog.at_level(logging.ERROR, logger="ddeutil.workflow.scheduling.catalog"):
         report = scheduler.tick(at(10, 0, 5))
     assert report.reloaded
     assert "last good version" in caplog.text
@@ -712,7 +712,7 @@ def test_a_yaml_syntax_error_keeps_the_last_good_version(
     write_conf("p.yml", pipeline_yaml("edited", "0 * * * *"))
     scheduler, executor = make_scheduler(store, now=at(9, 30))
     write_conf("p.yml", "edited: [unclosed\n")
-    with caplog.at_level(logging.ERROR, logger="ddeutil.workflow.catalog"):
+    with caplog.at_level(logging.ERROR, logger="ddeutil.workflow.scheduling.catalog"):
         scheduler.tick(at(10, 0, 5))
     assert "last good version" in caplog.text
     assert len(executor.submitted) == 1
@@ -740,7 +740,7 @@ def test_an_alias_bomb_in_the_conf_folder_does_not_delay_the_tick(
     tracemalloc.start()
     started = time.perf_counter()
     try:
-        with caplog.at_level(logging.ERROR, logger="ddeutil.workflow.catalog"):
+        with caplog.at_level(logging.ERROR, logger="ddeutil.workflow.scheduling.catalog"):
             report = scheduler.tick(at(10, 2))
         seconds = time.perf_counter() - started
         peak_mb = tracemalloc.get_traced_memory()[1] / 1e6
@@ -792,7 +792,7 @@ def test_required_param_without_default_is_not_scheduled_and_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     write_conf("p.yml", pipeline_yaml("needs-input", params="  params:\n    source: str\n"))
-    with caplog.at_level(logging.WARNING, logger="ddeutil.workflow.catalog"):
+    with caplog.at_level(logging.WARNING, logger="ddeutil.workflow.scheduling.catalog"):
         scheduler, executor = make_scheduler(store)
         scheduler.tick(at(10, 0, 30))
         scheduler.tick(at(10, 1))

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ddeutil.workflow.job import Job
+from ddeutil.workflow.engine.job import Job
+from ddeutil.workflow.engine.schema import config_error, yaml_key, yaml_schema
 from ddeutil.workflow.loader import load_yaml
-from ddeutil.workflow.schema import config_error, yaml_key, yaml_schema
 
 EXAMPLE = """
 on_every_5_min:

@@ -10,10 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ddeutil.workflow.errors import ConfigError
-from ddeutil.workflow.result import Status
-from ddeutil.workflow.settings import Settings
-from ddeutil.workflow.stages import (
+from ddeutil.workflow.engine.stages import (
     BashStage,
     EmptyStage,
     HookStage,
@@ -22,6 +19,9 @@ from ddeutil.workflow.stages import (
     TriggerStage,
     slugify,
 )
+from ddeutil.workflow.errors import ConfigError
+from ddeutil.workflow.result import Status
+from ddeutil.workflow.settings import Settings
 
 TESTS = Path(__file__).parent
 
@@ -434,7 +434,7 @@ def test_every_log_line_of_a_run_carries_its_context(
     assert (echo.pipeline, echo.job, echo.stage) == ("logged", "j", "hello")
     engine_records = [r for r in caplog.records if r.name.startswith("ddeutil.workflow.")]
     engine_records = [
-        r for r in engine_records if r.name.split(".")[2] in {"pipeline", "job", "stages"}
+        r for r in engine_records if r.name.split(".")[3:4] in (["pipeline"], ["job"], ["stages"])
     ]
     assert engine_records
     assert all(hasattr(r, "run_id") and hasattr(r, "pipeline") for r in engine_records)

@@ -113,7 +113,7 @@ def test_timeout_kills_the_whole_process_group_quickly(engine, tmp_path: Path) -
 def test_a_script_that_ignores_sigterm_is_killed_after_the_grace(
     engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ddeutil.workflow.stages import bash
+    from ddeutil.workflow.engine.stages import bash
 
     monkeypatch.setattr(bash, "KILL_GRACE", 0.3)
     pidfile = tmp_path / "child.pid"

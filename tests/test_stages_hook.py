@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from ddeutil.workflow.engine.stages import HookStage
 from ddeutil.workflow.errors import ConfigError
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
-from ddeutil.workflow.stages import HookStage
 
 TESTS = Path(__file__).parent
 

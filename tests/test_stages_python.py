@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from ddeutil.workflow.engine.stages.python import compile_run, is_jsonable
 from ddeutil.workflow.errors import ConfigError
 from ddeutil.workflow.masking import Masker
 from ddeutil.workflow.result import Status
-from ddeutil.workflow.stages.python import compile_run, is_jsonable
 
 
 def _one(engine, run: str, vars_: dict | None = None, params: dict | None = None, declare=None):

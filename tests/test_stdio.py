@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ddeutil.workflow import stdio
+from ddeutil.workflow.engine import stdio
+from ddeutil.workflow.engine.stdio import PENDING_LIMIT, MaskedStream, masked_output
 from ddeutil.workflow.masking import MASK, Masker
-from ddeutil.workflow.stdio import PENDING_LIMIT, MaskedStream, masked_output
 
 SECRET = "pa'ss-w0rd\\value-42"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from ddeutil.workflow.strategy import Strategy, combination_id
+from ddeutil.workflow.engine.strategy import Strategy, combination_id
 
 SEED = {
     "matrix": {"table": ["customer", "sales"], "system": ["csv"], "partition": [1, 2, 3]},

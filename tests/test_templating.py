@@ -12,15 +12,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ddeutil.workflow.errors import TemplateError
-from ddeutil.workflow.registry import load_filters
-from ddeutil.workflow.templating import (
+from ddeutil.workflow.engine.templating import (
     BUILTIN_FILTERS,
     Template,
     has_expressions,
     references,
     render,
 )
+from ddeutil.workflow.errors import TemplateError
+from ddeutil.workflow.registry import load_filters
 
 LOGICAL = datetime(2024, 1, 1, tzinfo=timezone.utc)
 

@@ -22,11 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ddeutil.workflow.cli import main
+from ddeutil.workflow.engine.stages.bash_binding import bind_bash
+from ddeutil.workflow.engine.stages.python_binding import bind_python
+from ddeutil.workflow.engine.templating import BUILTIN_FILTERS
 from ddeutil.workflow.errors import ConfigError
 from ddeutil.workflow.result import Result, Status
-from ddeutil.workflow.stages.bash_binding import bind_bash
-from ddeutil.workflow.stages.python_binding import bind_python
-from ddeutil.workflow.templating import BUILTIN_FILTERS
 from hooks_pkg.hostile import INJECT_CONF, hostile
 
 

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from ddeutil.workflow.executor import ExecEvent
+from ddeutil.workflow.dispatch.execute import RunRequest
+from ddeutil.workflow.dispatch.handle import WorkerHandle
+from ddeutil.workflow.dispatch.threads import ExecEvent
+from ddeutil.workflow.dispatch.wire import EventSender, FrameReader, RunDecoder, RunEncoder, dumps
+from ddeutil.workflow.engine.pipeline_cache import template_version
 from ddeutil.workflow.loader import RawTemplate
-from ddeutil.workflow.pipeline_cache import template_version
-from ddeutil.workflow.runner import RunRequest
 from ddeutil.workflow.store.base import ReleaseKey, TriggerKind
-from ddeutil.workflow.worker_handle import WorkerHandle
-from ddeutil.workflow.worker_link import EventSender, FrameReader, RunDecoder, RunEncoder, dumps
 
 
 class _Process:

@@ -25,17 +25,17 @@ from typing import Any, Literal
 import pytest
 
 from ddeutil.workflow.clock import SystemClock
+from ddeutil.workflow.dispatch.execute import RunRequest
+from ddeutil.workflow.dispatch.processes import ProcessExecutor, describe_exit
+from ddeutil.workflow.dispatch.threads import ExecEvent
+from ddeutil.workflow.dispatch.worker import parent_log_config
 from ddeutil.workflow.errors import StoreError
-from ddeutil.workflow.executor import ExecEvent
 from ddeutil.workflow.loader import Loader
 from ddeutil.workflow.logs import configure_logging, run_log_path
 from ddeutil.workflow.result import Status
-from ddeutil.workflow.runner import RunRequest
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
 from ddeutil.workflow.store.base import RunStore, TriggerKind
-from ddeutil.workflow.worker_process import parent_log_config
-from ddeutil.workflow.workers import ProcessExecutor, describe_exit
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -241,7 +241,7 @@ def test_runs_on_two_workers_of_two_threads(h):
 
 
 def test_saturated_requests_wait_in_order_in_the_daemon(h, caplog):
-    caplog.set_level(logging.WARNING, logger="ddeutil.workflow.executor")
+    caplog.set_level(logging.WARNING, logger="ddeutil.workflow.dispatch.threads")
     executor = h.executor(workers=1, threads=1)
 
     for run_id in ("r0", "r1", "r2"):
@@ -400,11 +400,11 @@ def test_workers_exit_when_the_daemon_dies(h, root):
     script = textwrap.dedent(
         f"""
         import sys
-        from ddeutil.workflow.executor import ExecEvent
+        from ddeutil.workflow.dispatch.threads import ExecEvent
         from ddeutil.workflow.loader import Loader
-        from ddeutil.workflow.runner import RunRequest
+        from ddeutil.workflow.dispatch.execute import RunRequest
         from ddeutil.workflow.settings import Settings
-        from ddeutil.workflow.workers import ProcessExecutor
+        from ddeutil.workflow.dispatch.processes import ProcessExecutor
 
         settings = Settings.from_env({{"WORKFLOW_ROOT_PATH": {str(root)!r},
                                        "WORKFLOW_CORE_TIMEZONE": "UTC"}})
@@ -469,7 +469,7 @@ def test_hung_worker_is_killed_at_shutdown_and_its_run_cancelled(h):
 
 
 def test_worker_that_cannot_start_is_retried_with_backoff(h, caplog):
-    caplog.set_level(logging.ERROR, logger="ddeutil.workflow.workers")
+    caplog.set_level(logging.ERROR, logger="ddeutil.workflow.dispatch.processes")
     executor = ProcessExecutor(
         settings=h.settings, store=h.store, store_url="sqlite:////proc/no/such/runs.db", workers=1
     )

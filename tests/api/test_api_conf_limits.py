@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from _apitest import AUTH, TestClient
 
-from ddeutil.workflow.pipeline import Pipeline
+from ddeutil.workflow.engine.pipeline import Pipeline
 
 WriteConf = Callable[[str, str], Path]
 

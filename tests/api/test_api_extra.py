@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent(
 
     import ddeutil.workflow
     import ddeutil.workflow.cli
-    from ddeutil.workflow.pipeline import Pipeline
+    from ddeutil.workflow.engine.pipeline import Pipeline
     Pipeline = getattr(ddeutil.workflow, "Pipeline", Pipeline)  # the root export, once curated
     from ddeutil.workflow.settings import Settings
 

@@ -10,10 +10,10 @@ from _apitest import AUTH, Gate, TestClient, trigger, wait_terminal
 
 from ddeutil.workflow.api.service import INTERRUPTED_REASON, NOT_STARTED_REASON, SHUTDOWN_REASON
 from ddeutil.workflow.result import Status
-from ddeutil.workflow.run_ends import EndJournal, RunEnd
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
 from ddeutil.workflow.store.base import RunStore, TriggerKind
+from ddeutil.workflow.store.ends import EndJournal, RunEnd
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 

@@ -9,9 +9,9 @@ import pytest
 from _apitest import AUTH, TestClient, trigger, wait_terminal
 
 from ddeutil.workflow.api import create_app, service
-from ddeutil.workflow.executor import ThreadExecutor
+from ddeutil.workflow.dispatch.execute import RunRequest
+from ddeutil.workflow.dispatch.threads import ThreadExecutor
 from ddeutil.workflow.logs import run_log_path
-from ddeutil.workflow.runner import RunRequest
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
+from ddeutil.workflow.engine.pipeline import Pipeline
 from ddeutil.workflow.loader import Loader
-from ddeutil.workflow.pipeline import Pipeline
 from ddeutil.workflow.result import Result
 from ddeutil.workflow.settings import Settings
 

@@ -19,6 +19,8 @@ from .__about__ import __version__
 if TYPE_CHECKING:
     from .cancellation import CancelToken
     from .clock import Clock, FakeClock, SystemClock
+    from .engine.job import Job
+    from .engine.pipeline import Pipeline
     from .errors import (
         ConditionError,
         ConfigError,
@@ -37,13 +39,11 @@ if TYPE_CHECKING:
         TemplateNotFound,
         WorkflowError,
     )
-    from .job import Job
     from .loader import Loader
     from .masking import Masker
-    from .on import On
-    from .pipeline import Pipeline
     from .registry import custom_filter, tag
     from .result import ErrorRecord, Result, Status
+    from .schedules.on import On
     from .settings import Settings
 
 # public name -> module that defines it
@@ -68,11 +68,11 @@ _EXPORTS: dict[str, str] = {
     "TemplateError": "errors",
     "TemplateNotFound": "errors",
     "WorkflowError": "errors",
-    "Job": "job",
+    "Job": "engine.job",
     "Loader": "loader",
     "Masker": "masking",
-    "On": "on",
-    "Pipeline": "pipeline",
+    "On": "schedules.on",
+    "Pipeline": "engine.pipeline",
     "custom_filter": "registry",
     "tag": "registry",
     "ErrorRecord": "result",

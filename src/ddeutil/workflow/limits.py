@@ -71,7 +71,7 @@ class LimitExceeded(ValueError):  # noqa: N818 - raised inside pydantic validato
     """A limit crossed inside a pydantic validator (becomes a ConfLimitError).
 
     A ``ValueError`` so that pydantic locates it at the key being validated;
-    :func:`ddeutil.workflow.schema.config_error` turns it into a
+    :func:`ddeutil.workflow.engine.schema.config_error` turns it into a
     :class:`~ddeutil.workflow.errors.ConfLimitError`.
     """
 

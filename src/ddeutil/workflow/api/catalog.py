@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..engine.pipeline import Pipeline
 from ..errors import ConfigError, TemplateNotFound, brief
 from ..loader import Loader, RawTemplate
-from ..pipeline import Pipeline
 from ..settings import Settings
 from .errors import ApiError
 from .models import ErrorDetail, TemplateProblem

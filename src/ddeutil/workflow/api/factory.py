@@ -33,8 +33,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..__about__ import __version__
 from ..clock import Clock, SystemClock
+from ..dispatch.threads import Executor
 from ..errors import SettingsError, StoreError
-from ..executor import Executor
 from ..loader import Loader
 from ..masking import Masker
 from ..settings import Settings

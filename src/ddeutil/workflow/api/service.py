@@ -4,7 +4,7 @@
 store. Policies:
 
 * **Runs execute in a bounded pool of this process**: ``WORKFLOW_API_RUN_WORKERS``
-  threads (a :class:`~ddeutil.workflow.executor.ThreadExecutor`); more triggers
+  threads (a :class:`~ddeutil.workflow.dispatch.threads.ThreadExecutor`); more triggers
   wait in FIFO order, none is dropped. Each run is recorded in the run store
   with trigger kind ``api`` before it is queued, so it is visible at once and
   survives the process as a record.
@@ -14,7 +14,7 @@ store. Policies:
 * **Idempotency keys** are unique across the whole store: reusing one answers
   409 ``duplicate_run`` naming the run it created, whatever the pipeline.
 * **Restart recovery**: at start-up, run ends the store refused before are
-  replayed from the run-end journal (:mod:`~ddeutil.workflow.run_ends`); then
+  replayed from the run-end journal (:mod:`~ddeutil.workflow.store.ends`); then
   API runs left RUNNING by a previous API
   process are closed FAILED ("interrupted by an API restart") and API runs it
   accepted but never started are closed FAILED too (their real params were never
@@ -41,18 +41,18 @@ import anyio
 
 from ..__about__ import __version__
 from ..clock import Clock, ensure_utc
-from ..context import new_run_id
+from ..dispatch.execute import RunRequest
+from ..dispatch.threads import ExecEvent, Executor, ThreadExecutor
+from ..engine.context import new_run_id
 from ..errors import ParamError, StoreError
-from ..executor import ExecEvent, Executor, ThreadExecutor
 from ..loader import Loader
 from ..logs import run_log_path
 from ..masking import Masker
 from ..result import Status
-from ..run_ends import EndJournal, EndRecorder
-from ..runner import RunRequest
 from ..settings import Settings
 from ..store import open_store
 from ..store.base import DuplicateRun, RunRecord, RunStore, TriggerKind
+from ..store.ends import EndJournal, EndRecorder
 from .catalog import Catalog
 from .errors import ApiError
 from .models import (

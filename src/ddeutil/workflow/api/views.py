@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
+from ..engine.pipeline import Pipeline
 from ..errors import ConfigError
-from ..on import On
-from ..pipeline import Pipeline
+from ..schedules.on import On
 from ..store.base import RunRecord
 from .models import (
     LogLine,

@@ -51,16 +51,16 @@ from typing import Any
 import schedule
 
 from ..clock import Clock, SystemClock
+from ..dispatch.base import Executor
 from ..errors import SettingsError, StoreError, StoreLockedError
-from ..executor_base import Executor
 from ..loader import Loader
 from ..logs import configure_logging
 from ..masking import Masker
-from ..run_ends import EndJournal
-from ..scheduler import Scheduler
+from ..scheduling.scheduler import Scheduler
 from ..settings import Settings
 from ..store import open_store
 from ..store.base import RunStore
+from ..store.ends import EndJournal
 from .options import add_arguments
 from .reaper import become_subreaper, reap_orphans
 
@@ -155,7 +155,7 @@ def wait_readable(sock: socket.socket, timeout: float) -> bool:
 
 
 class Daemon:
-    """Drives a :class:`~ddeutil.workflow.scheduler.Scheduler` from the wall clock.
+    """Drives a :class:`~ddeutil.workflow.scheduling.scheduler.Scheduler` from the wall clock.
 
     Args:
         settings: Frozen settings (stop timeout).
@@ -266,7 +266,7 @@ class Daemon:
 
 
 def _build_executor(settings: Settings, store: RunStore, masker: Masker, clock: Clock) -> Executor:
-    from ..workers import ProcessExecutor
+    from ..dispatch.processes import ProcessExecutor
 
     return ProcessExecutor(settings=settings, store=store, masker=masker, clock=clock)
 

@@ -3,7 +3,7 @@
 Processes of a bash stage outlive their parent: the group's watchdog when
 ``bash`` exits, and whatever the stage's group held when it is killed, or when
 its worker process dies (``kill -9``, a segfault) and the watchdog kills the
-group (see :mod:`ddeutil.workflow.stages.shell`). They are re-parented to the
+group (see :mod:`ddeutil.workflow.engine.stages.shell`). They are re-parented to the
 nearest *subreaper*, which is PID 1 in a container. A process that is PID 1 (or
 a subreaper) must ``wait()`` for them, or each one that exits stays a zombie.
 

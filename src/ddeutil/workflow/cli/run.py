@@ -11,7 +11,7 @@ Exit codes: 0 SUCCESS; 1 FAILED or CANCELLED; 2 bad input (unknown pipeline,
 invalid template, bad params).
 
 ``schema`` prints the JSON Schema of the YAML format (see
-:mod:`ddeutil.workflow.schema`) for editors.
+:mod:`ddeutil.workflow.engine.schema`) for editors.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ..errors import ParamError, ParamProblem
 
 if TYPE_CHECKING:
     from ..cancellation import CancelToken
-    from ..context import RunEvent
+    from ..engine.context import RunEvent
     from ..masking import Masker
     from ..result import Result
     from . import CliContext
@@ -155,8 +155,8 @@ def _long_lived(ctx: CliContext) -> Iterator[None]:
 def _cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
     with _long_lived(ctx):
         from ..cancellation import CancelToken
+        from ..engine.pipeline import Pipeline
         from ..loader import Loader
-        from ..pipeline import Pipeline
 
         if args.json:
             _logs_to_stderr(args, ctx)
@@ -216,7 +216,7 @@ def _dumps(data: Any) -> str:
 
 
 def _cmd_schema(args: argparse.Namespace, ctx: CliContext) -> int:
-    from ..schema import yaml_schema
+    from ..engine.schema import yaml_schema
 
     text = _dumps(yaml_schema())
     if args.output is not None:

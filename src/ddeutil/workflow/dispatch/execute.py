@@ -1,0 +1,330 @@
+"""What one worker thread does with one run: handshake, execute, record.
+
+:func:`execute_request` is shared by the daemon's worker processes
+(:class:`~ddeutil.workflow.dispatch.processes.ProcessExecutor`) and the in-process
+:class:`~ddeutil.workflow.dispatch.threads.ThreadExecutor` (tests, the API). Its policy:
+
+* **A run starts at most once.** Nothing executes before
+  :meth:`RunStore.mark_running <ddeutil.workflow.store.base.RunStore.mark_running>`
+  returned ``True``. A run that is no longer PENDING (started by an earlier
+  daemon, failed by start-up recovery, cancelled) is logged and left alone, so a
+  release never runs twice, even across crashes.
+* **The executing worker writes the outcome.** The finish record is written by
+  the thread that ran the pipeline, not by whoever dispatched it, so a result
+  survives a crash of the dispatching process.
+* **A started run always ends terminal.** Any exception while building or
+  running the pipeline (an edited template that no longer validates, bad
+  params, a bug, a ``BaseException`` such as ``KeyboardInterrupt``) is recorded
+  as FAILED with its cause, never left RUNNING; a stop of the process itself
+  (:func:`~ddeutil.workflow.cancellation.is_process_stop`) is recorded
+  CANCELLED and then goes on.
+* **An end is never dropped.** When the store refuses the finish record (disk
+  full, database down) the :class:`~ddeutil.workflow.store.ends.EndRecorder`
+  retries it, then keeps it in its journal until the store takes it.
+* **A cancelled run is recorded CANCELLED**, even when the engine reports the
+  killed stage as a failure.
+* **Nothing secret is stored.** The context, the error records and the error
+  summary go through the :class:`~ddeutil.workflow.masking.Masker` first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from ..cancellation import CancelToken, is_process_stop
+from ..clock import Clock
+from ..engine.pipeline import Pipeline
+from ..engine.pipeline_cache import PipelineCache
+from ..loader import Loader, RawTemplate
+from ..logs import RunLogRouter
+from ..masking import Masker
+from ..result import ErrorRecord, Result, Status
+from ..settings import Settings
+from ..store.base import ReleaseKey, RunStore, TriggerKind
+from ..store.ends import EndRecorder, RunEnd
+
+__all__ = ["RunRequest", "error_summary", "execute_request", "log_extra"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything a worker needs to execute one stored run.
+
+    The request is picklable (it crosses a process boundary to reach a worker):
+    ``template`` is the raw template the dispatcher validated, so a worker runs
+    exactly that version even if the file changed since.
+
+    Attributes:
+        run_id: The PENDING run in the store that this request executes.
+        pipeline: The pipeline (template) name.
+        template: The raw pipeline template to build.
+        params: Param values of the run (the pipeline's defaults for a release).
+        logical_date: The release time in the schedule's zone
+            (``${{ release.logical_date }}``); ``None`` for manual runs.
+        release: The release this run was claimed for; ``None`` for manual runs.
+        trigger: What started the run.
+        version: :func:`~ddeutil.workflow.engine.pipeline_cache.template_version` of
+            ``template`` when the sender knows it (the scheduler computes it once
+            per conf version); a worker then finds the pipeline it built for
+            that version without hashing the template again.
+    """
+
+    run_id: str
+    pipeline: str
+    template: RawTemplate
+    params: Mapping[str, Any] = field(default_factory=dict)
+    logical_date: datetime | None = None
+    release: ReleaseKey | None = None
+    trigger: TriggerKind = TriggerKind.MANUAL
+    version: str | None = None
+
+
+def log_extra(request: RunRequest) -> dict[str, Any]:
+    """The ``extra=`` context of log records about ``request``."""
+    extra: dict[str, Any] = {"run_id": request.run_id, "pipeline": request.pipeline}
+    if request.release is not None:
+        extra["release"] = request.release.at.isoformat()
+    return extra
+
+
+def error_summary(result: Result) -> str | None:
+    """A one-line reason for a run that did not succeed (``None`` otherwise)."""
+    if result.status in (Status.SUCCESS, Status.SKIPPED):
+        return None
+    if not result.errors:
+        return str(result.status).lower()
+    first = result.errors[0]
+    where = "/".join(part for part in (first.job, first.stage) if part)
+    more = f" (+{len(result.errors) - 1} more)" if len(result.errors) > 1 else ""
+    return f"{where}: {first.message}{more}" if where else f"{first.message}{more}"
+
+
+def execute_request(
+    request: RunRequest,
+    *,
+    store: RunStore,
+    settings: Settings,
+    masker: Masker,
+    clock: Clock,
+    cancel: CancelToken,
+    loader: Loader,
+    router: RunLogRouter | None = None,
+    on_start: Callable[[], None] | None = None,
+    pipelines: PipelineCache | None = None,
+    ends: EndRecorder | None = None,
+) -> Result | None:
+    """Run one stored request to its end and record the outcome.
+
+    Steps: the start handshake (``mark_running``), build the pipeline from
+    ``request.template`` (or take it from ``pipelines``), execute it with the request's run id, logical date and
+    ``cancel`` token (its log records routed to the run's file when ``router`` is
+    given), then ``store.finish`` with the masked context and errors.
+
+    Args:
+        request: The run to execute.
+        store: Where the run is recorded.
+        settings: Engine settings.
+        masker: Hides secret values before anything is stored.
+        clock: Time source for the store's timestamps and the engine.
+        cancel: Cancelling it stops the run cooperatively (bash process groups are
+            killed by the engine); a token already cancelled before the handshake
+            leaves the run PENDING and untouched.
+        loader: Resolves templates the pipeline refers to (schedules, triggered
+            pipelines).
+        router: Per-run log files, when enabled.
+        on_start: Called once the handshake succeeded, before the run executes.
+        pipelines: Pipelines built for earlier runs, reused when the template,
+            the loader and the settings are the same.
+        ends: Records the run's end, keeping it when the store refuses the
+            write (default: one over ``store`` that keeps such ends in memory).
+
+    Returns:
+        The run's result (also for a run that failed to build, which gets a
+        synthesised FAILED result), or ``None`` when this call did not execute
+        the run because the handshake refused it (or it was cancelled first).
+    """
+    extra = log_extra(request)
+    env = _Env(
+        store, settings, masker, clock, cancel, loader, pipelines, ends or EndRecorder(store)
+    )
+    if cancel.cancelled:
+        logger.info("run not started: cancelled before it began (%s)", cancel.reason, extra=extra)
+        return None
+    start = clock.now()
+    try:
+        started = store.mark_running(request.run_id, now=start)
+    except Exception as exc:
+        logger.exception("start handshake failed", extra=extra)
+        return _fail(request, env, start, exc, "start handshake failed")
+    if not started:
+        logger.warning(
+            "run not started: it is no longer PENDING (started, finished or failed elsewhere)",
+            extra=extra,
+        )
+        return None
+    with ExitStack() as stack:
+        if router is not None:
+            try:
+                stack.enter_context(router.capture(request.run_id))
+            except OSError as exc:
+                logger.warning("no per-run log file: %s", exc, extra=extra)
+        logger.debug("run started", extra=extra)  # the engine logs its own start at INFO
+        if on_start is not None:
+            try:
+                on_start()
+            except Exception:
+                logger.exception("on_start callback failed", extra=extra)
+        return _execute(request, env, start)
+
+
+def _execute(request: RunRequest, env: _Env, start: datetime) -> Result:
+    """Build and run a started request, then record its outcome."""
+    extra = log_extra(request)
+    try:
+        result = _build_and_run(request, env)
+    except Exception as exc:
+        if not isinstance(exc, _BuildError):
+            logger.exception("pipeline raised instead of returning a result", extra=extra)
+        return _fail(request, env, start, exc, "pipeline raised")
+    except BaseException as exc:  # the run still ends recorded, then the stop goes on
+        if not is_process_stop(exc):
+            logger.error("pipeline raised %s", type(exc).__name__, extra=extra)
+            return _fail(request, env, start, exc, "pipeline raised")
+        _fail(request, env, start, exc, "interrupted", status=Status.CANCELLED)
+        raise
+
+    masker, cancel = env.masker, env.cancel
+    status = result.status
+    if cancel.cancelled and status is Status.FAILED:
+        status = Status.CANCELLED
+    if status is not result.status:
+        result = replace(result, status=status)
+    summary = error_summary(result)
+    if status is Status.CANCELLED and cancel.reason and not result.errors:
+        summary = f"cancelled: {cancel.reason}"
+    _finish(
+        request,
+        env,
+        status=status,
+        context=masker.data(dict(result.context)),
+        errors=tuple(_mask_error(e, masker) for e in result.errors),
+        error=masker.text(summary) if summary else None,
+    )
+    # A success is logged at INFO by the engine already; a failure is repeated
+    # here at WARNING with the release it belongs to.
+    log = logger.debug if status is Status.SUCCESS else logger.warning
+    log("run finished: %s", status.value, extra=extra)
+    return result
+
+
+def _build_and_run(request: RunRequest, env: _Env) -> Result:
+    try:
+        if env.pipelines is None:
+            pipeline = Pipeline.from_template(
+                request.template, loader=env.loader, settings=env.settings
+            )
+        else:
+            pipeline = env.pipelines.get(
+                request.template,
+                loader=env.loader,
+                settings=env.settings,
+                version=request.version,
+            )
+    except Exception as exc:
+        raise _BuildError(exc) from exc
+    return pipeline.execute(
+        dict(request.params),
+        run_id=request.run_id,
+        logical_date=request.logical_date,
+        cancel=env.cancel,
+        clock=env.clock,
+        settings=env.settings,
+        masker=env.masker,
+    )
+
+
+@dataclass(frozen=True)
+class _Env:
+    """What one execution needs besides the request."""
+
+    store: RunStore
+    settings: Settings
+    masker: Masker
+    clock: Clock
+    cancel: CancelToken
+    loader: Loader
+    pipelines: PipelineCache | None
+    ends: EndRecorder
+
+
+class _BuildError(Exception):
+    """Marks an exception raised while building the pipeline from its template."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _fail(
+    request: RunRequest,
+    env: _Env,
+    start: datetime,
+    exc: BaseException,
+    what: str,
+    *,
+    status: Status = Status.FAILED,
+) -> Result:
+    """Record (and return) a FAILED result for an exception outside the engine."""
+    cause = exc.cause if isinstance(exc, _BuildError) else exc
+    if isinstance(exc, _BuildError):
+        what = f"cannot build pipeline {request.pipeline!r}"
+    kind = type(cause).__name__
+    message = env.masker.text(f"{what}: {kind}: {cause}")
+    record = ErrorRecord(message=message, kind=kind)
+    _finish(request, env, status=status, context=None, errors=(record,), error=message)
+    logger.error("run %s: %s", status.value.lower(), message, extra=log_extra(request))
+    return Result(
+        status=status,
+        run_id=request.run_id,
+        start=start,
+        end=env.clock.now(),
+        context={"params": env.masker.data(dict(request.params))},
+        errors=(record,),
+        pipeline=request.pipeline,
+    )
+
+
+def _finish(
+    request: RunRequest,
+    env: _Env,
+    *,
+    status: Status,
+    context: Mapping[str, Any] | None,
+    errors: tuple[ErrorRecord, ...],
+    error: str | None,
+) -> None:
+    extra = log_extra(request)
+    end = RunEnd(request.run_id, status, env.clock.now(), context, errors, error)
+    try:
+        written = env.ends.record(end)
+    except Exception:
+        logger.exception("could not record the run's end (%s)", status.value, extra=extra)
+        return
+    if written is False:
+        logger.warning(
+            "run's end (%s) not recorded: the run was already closed by someone else "
+            "(e.g. recorded CANCELLED at shutdown)",
+            status.value,
+            extra=extra,
+        )
+
+
+def _mask_error(error: ErrorRecord, masker: Masker) -> ErrorRecord:
+    return replace(error, message=masker.text(error.message))

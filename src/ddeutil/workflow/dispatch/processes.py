@@ -1,0 +1,560 @@
+"""The daemon's executor: long-lived worker processes, each running runs on threads.
+
+:class:`ProcessExecutor` starts ``WORKFLOW_APP_PROCESS_WORKER`` worker processes;
+each runs up to ``WORKFLOW_APP_PIPELINE_PER_PROCESS`` runs at once on threads (a
+:class:`~ddeutil.workflow.dispatch.threads.ThreadExecutor` inside the worker) and opens
+its own run store from the store URL, so the worker that executes a run also
+records its outcome. Policies:
+
+* **Processes.** Workers are forked by a ``forkserver`` that preloads the engine
+  modules, so the workers share those pages, and forking never happens from the
+  (multi-threaded) daemon itself. A worker inherits no file descriptor of the
+  daemon but its two pipes.
+* **Assignment.** A request goes to the least-loaded worker with a free slot.
+  When every slot is busy, requests wait in the daemon in submit order (never
+  dropped) and a warning with the queue depth is logged once per episode. The
+  caller of :meth:`ProcessExecutor.submit` writes a small request straight into
+  the worker's pipe and never blocks (see :mod:`.worker_handle`); a worker reports
+  its events in batches.
+* **A worker that dies** (killed, segfault, ``os._exit``) is detected at once
+  (its pipe reaches EOF / its sentinel fires), joined (no zombie) and replaced;
+  its runs are settled from the store (:mod:`.orphans`): started ones are
+  recorded FAILED with the cause, unstarted ones go to another worker. Its bash
+  process groups die with it, killed by their watchdogs (see
+  :mod:`.stages.shell`), and it leaves no script file. A worker that dies
+  before it is ready is restarted with a backoff.
+* **A worker exits when the daemon dies** (see :mod:`.worker_process`, the body
+  of a worker). ``PR_SET_PDEATHSIG`` is deliberately not used: a worker's parent
+  is the forkserver, and a death signal would end the worker without
+  cancelling, leaving its bash process groups behind.
+* **Stopping** (:meth:`ProcessExecutor.shutdown`): requests still waiting in the
+  daemon stay PENDING (dispatched after a restart); running runs get the timeout
+  to finish, then each worker cancels its runs, records stragglers CANCELLED
+  after ``cancel_grace`` and exits; a worker that still does not exit is
+  terminated, then killed, and its open runs are recorded CANCELLED.
+* **Logs.** A worker configures logging like the daemon: the format and level of
+  the handler :func:`~ddeutil.workflow.logs.configure_logging` installed there
+  before :meth:`ProcessExecutor.start` (or the ``log_format`` / ``log_level``
+  arguments), writing to its inherited stdout/stderr, so its JSON lines reach the
+  same journal. Per-run log files are written by the worker when
+  ``WORKFLOW_LOG_ENABLE_WRITE`` is on. A daemon that configured no logging gets
+  workers that configure none either.
+
+Workers always use the system clock; the store must be a URL store (SQLite or
+PostgreSQL) that several processes can open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from multiprocessing.connection import wait
+from typing import Any, Literal
+
+from ..clock import Clock, SystemClock
+from ..errors import StoreError
+from ..masking import Masker
+from ..result import Status
+from ..settings import Settings
+from ..store import open_store
+from ..store.base import RunStore
+from .base import EventBuffer, ExecEvent, SaturationLog
+from .execute import RunRequest, log_extra
+from .handle import WorkerHandle, describe_exit
+from .orphans import record_end, settle_orphan
+from .wire import RunEncoder, dumps
+from .worker import WorkerConfig, parent_log_config
+
+__all__ = ["PRELOAD", "ProcessExecutor", "describe_exit"]
+
+logger = logging.getLogger(__name__)
+
+PRELOAD = (
+    "ddeutil.workflow.dispatch.worker",
+    "ddeutil.workflow.engine.pipeline",
+    "ddeutil.workflow.store",
+)
+"""Modules the forkserver imports once, so every worker shares their pages."""
+
+_STOP_MARGIN = 5.0  # seconds a stopped worker gets beyond its cancel grace to exit
+_MAX_BACKOFF = 30.0
+
+
+class ProcessExecutor:
+    """Runs requests on long-lived worker processes x threads (the daemon's executor).
+
+    Args:
+        settings: Settings (worker count and threads per worker by default).
+        store: The daemon's store, used to record runs of dead workers; default:
+            one opened from ``store_url`` (and closed at shutdown).
+        store_url: The URL workers open (default ``WORKFLOW_API_DB_URL``); must
+            not be ``memory://``.
+        masker: Hides secrets in stored records and worker log lines.
+        clock: Time source of the records the daemon writes itself.
+        workers: Worker processes (default ``WORKFLOW_APP_PROCESS_WORKER``).
+        threads: Runs at once per worker (default ``WORKFLOW_APP_PIPELINE_PER_PROCESS``).
+        cancel_grace: Seconds a cancelled run gets before it is recorded CANCELLED
+            anyway (and a stopping worker before it is terminated).
+        log_format: Worker logging; default: as the daemon's (see module doc),
+            nothing when the daemon configured no logging.
+        log_level: Worker log level (default: the daemon's root level).
+
+    Raises:
+        StoreError: ``store_url`` is an in-memory store.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: RunStore | None = None,
+        store_url: str | None = None,
+        masker: Masker | None = None,
+        clock: Clock | None = None,
+        workers: int | None = None,
+        threads: int | None = None,
+        cancel_grace: float = 5.0,
+        log_format: Literal["json", "text"] | None = None,
+        log_level: str | None = None,
+    ) -> None:
+        url = store_url or settings.api_db_url
+        if url.split("://", 1)[0].lower() == "memory" or ":memory:" in url:
+            raise StoreError(
+                "the process executor needs a store URL worker processes can open "
+                f"(sqlite:/// or postgresql://), not {url!r}"
+            )
+        self._settings = settings
+        self._store = store
+        self._owns_store = store is None
+        self._url = url
+        self._masker = masker or Masker()
+        self._clock = clock or SystemClock()
+        self._count = settings.app_process_worker if workers is None else workers
+        self._threads = settings.app_pipeline_per_process if threads is None else threads
+        if self._count < 1 or self._threads < 1:
+            raise ValueError(f"workers and threads must be at least 1, got {workers}, {threads}")
+        self._grace = cancel_grace
+        self._log_format = log_format
+        self._log_level = log_level
+        self._config = WorkerConfig(
+            index=0,
+            settings=settings,
+            store_url=url,
+            masker=self._masker,
+            threads=self._threads,
+            cancel_grace=cancel_grace,
+            log_format=None,
+            log_level=settings.log_level,
+        )
+        self._encoder = RunEncoder()
+        self._ready: dict[str, tuple[RunRequest, bytes]] = {}
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._events = EventBuffer()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._workers: dict[int, WorkerHandle] = {}
+        self._pending: deque[tuple[RunRequest, bytes]] = deque()
+        self._counts: Counter[str] = Counter()
+        self._failures: Counter[int] = Counter()
+        self._restarts: dict[int, float] = {}
+        self._saturation = SaturationLog(self._count * self._threads, "worker processes")
+        self._started = False
+        self._closing = False
+        self._reader_done = False
+        self._reader: threading.Thread | None = None
+        self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
+        os.set_blocking(self._wake_w.fileno(), False)  # a wake-up never blocks a caller
+
+    def __repr__(self) -> str:
+        return (
+            f"ProcessExecutor(workers={self._count}, threads={self._threads}, "
+            f"in_flight={self.in_flight()})"
+        )
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start the worker processes and the event reader. Idempotent."""
+        with self._lock:
+            if self._started or self._closing:
+                return
+            self._started = True
+        if self._store is None:
+            self._store = open_store(self._url)
+        parent_format, parent_level = parent_log_config()
+        self._config = replace(
+            self._config,
+            log_format=self._log_format or parent_format,
+            log_level=self._log_level or parent_level or self._settings.log_level,
+        )
+        self._ctx.set_forkserver_preload(list(PRELOAD))
+        for index in range(self._count):
+            self._spawn(index)
+        self._reader = threading.Thread(
+            target=self._read_loop, name="workflow-worker-reader", daemon=True
+        )
+        self._reader.start()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds until every worker reported ready."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not (
+                len(self._workers) == self._count and all(w.ready for w in self._workers.values())
+            ):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            return True
+
+    def shutdown(self, timeout: float, *, reason: str | None = None) -> None:
+        """Stop taking work; drain up to ``timeout``; cancel; stop the workers.
+
+        Returns after at most about ``timeout + 2 * cancel_grace + 12`` seconds even
+        when workers hang (they are terminated, then killed). Idempotent.
+        """
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            started = self._started
+            left = [request for request, _ in self._pending]
+            self._pending.clear()
+            for request in left:
+                self._forget_locked(request)
+            self._saturation.drained()
+        if not started:
+            self._close_handles()
+            return
+        if left:
+            logger.warning(
+                "stopping: %d waiting run(s) not started; they stay PENDING and are "
+                "dispatched after a restart",
+                len(left),
+            )
+        busy = not self._wait_until(lambda: not self._assigned_locked(), time.monotonic() + timeout)
+        why = reason or (f"stopping: not finished within {timeout:g}s" if busy else "stopping")
+        with self._lock:
+            workers = list(self._workers.values())
+            if busy:
+                logger.warning("stopping: cancelling %d run(s): %s", self._assigned_locked(), why)
+            for worker in workers:
+                worker.stopping = True
+                worker.send(dumps(("stop", why)))
+        gone = lambda: not self._workers  # noqa: E731
+        if not self._wait_until(gone, time.monotonic() + self._grace + _STOP_MARGIN):
+            for worker in self._live_workers():
+                logger.warning("worker process %d did not stop; terminating it", worker.pid)
+                worker.process.terminate()
+            if not self._wait_until(gone, time.monotonic() + self._grace + 2.0):
+                for worker in self._live_workers():
+                    logger.error("worker process %d ignored SIGTERM; killing it", worker.pid)
+                    worker.process.kill()
+                self._wait_until(gone, time.monotonic() + 5.0)
+        with self._lock:
+            self._reader_done = True
+        self._wake()
+        if self._reader is not None:
+            self._reader.join(timeout=5.0)
+        for worker in list(self._workers.values()):  # only if the reader could not
+            self._on_death(worker)
+        self._close_handles()
+
+    def _close_handles(self) -> None:
+        self._wake_r.close()
+        self._wake_w.close()
+        if self._owns_store and self._store is not None:
+            self._store.close()
+
+    # ------------------------------------------------------------ work
+
+    def prepare(self, requests: Sequence[RunRequest]) -> None:
+        """Pickle the messages of runs about to be submitted (before a minute boundary).
+
+        :meth:`submit` of one of these very request objects then sends the
+        message made here. Requests prepared earlier and not submitted are
+        dropped; one that cannot be pickled is left for :meth:`submit` to report.
+        """
+        ready: dict[str, tuple[RunRequest, bytes]] = {}
+        for request in requests:
+            with contextlib.suppress(Exception):
+                ready[request.run_id] = (request, self._encoder.encode(request))
+        self._ready = ready
+
+    def submit(self, request: RunRequest) -> None:
+        """Queue ``request`` for the least-loaded worker with a free slot (FIFO)."""
+        if not self._started:
+            self.start()
+        try:
+            ready = self._ready.pop(request.run_id, None)
+            if ready is not None and ready[0] is request:
+                payload = ready[1]
+            else:
+                payload = self._encoder.encode(request)
+        except Exception as exc:
+            message = f"request cannot be sent to a worker process: {type(exc).__name__}: {exc}"
+            logger.error("run not started: %s", message, extra=log_extra(request))
+            self._record(request.run_id, Status.FAILED, message, kind="DispatchError")
+            self._events.put(ExecEvent("finished", request.run_id, Status.FAILED, message))
+            return
+        with self._lock:
+            if self._closing:
+                logger.warning(
+                    "executor is shut down: run not started, it stays PENDING",
+                    extra=log_extra(request),
+                )
+                return
+            self._pending.append((request, payload))
+            self._counts[request.pipeline] += 1
+            self._dispatch_locked()
+
+    def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        """Cancel one run: a waiting one at once (recorded CANCELLED), a running one
+        cooperatively. Returns False when the run is not in this executor."""
+        with self._lock:
+            for item in self._pending:
+                if item[0].run_id == run_id:
+                    self._pending.remove(item)
+                    self._forget_locked(item[0])
+                    break
+            else:
+                for worker in self._workers.values():
+                    if run_id in worker.runs:
+                        worker.send(dumps(("cancel", run_id, reason)))
+                        return True
+                return False
+        message = f"cancelled before it started: {reason}"
+        self._record(run_id, Status.CANCELLED, message, kind="Cancelled")
+        self._events.put(ExecEvent("finished", run_id, Status.CANCELLED, message))
+        return True
+
+    def cancel_all(self, reason: str) -> None:
+        """Ask every worker to cancel its running runs (waiting ones keep waiting)."""
+        with self._lock:
+            for worker in self._workers.values():
+                worker.send(dumps(("cancel", None, reason)))
+
+    def drain_events(self) -> list[ExecEvent]:
+        return self._events.drain()
+
+    def wait_event(self, timeout: float) -> bool:
+        return self._events.wait(timeout)
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._pending) + self._assigned_locked()
+
+    def running_pipelines(self) -> Counter[str]:
+        with self._lock:
+            return +self._counts
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the live worker processes, by worker index."""
+        with self._lock:
+            return [self._workers[i].pid for i in sorted(self._workers)]
+
+    def worker_for(self, run_id: str) -> int | None:
+        """Pid of the worker process running ``run_id`` (None when not assigned)."""
+        with self._lock:
+            for worker in self._workers.values():
+                if run_id in worker.runs:
+                    return worker.pid
+        return None
+
+    # ------------------------------------------------------------ internals
+
+    def _spawn(self, index: int) -> None:
+        try:
+            worker = WorkerHandle.start(self._ctx, index, replace(self._config, index=index))
+        except Exception:
+            logger.exception("could not start worker process %d", index)
+            self._schedule_restart(index, ready=False)
+            return
+        with self._lock:
+            self._workers[index] = worker
+            self._dispatch_locked()
+            self._changed.notify_all()
+        logger.info("worker process %d started (pid %d)", index, worker.pid)
+
+    def _read_loop(self) -> None:
+        while True:
+            with self._lock:
+                if self._reader_done:
+                    return
+                workers = list(self._workers.values())
+                due = min(self._restarts.values(), default=None)
+            waitables: dict[Any, WorkerHandle | None] = {self._wake_r: None}
+            for worker in workers:
+                waitables[worker.events] = worker
+                waitables[worker.process.sentinel] = worker
+            timeout = None if due is None else max(due - time.monotonic(), 0.0)
+            dead: dict[int, WorkerHandle] = {}
+            for ready in wait(list(waitables), timeout):
+                owner = waitables[ready]
+                if owner is None:
+                    while self._wake_r.poll():
+                        self._wake_r.recv_bytes()
+                elif ready is owner.events:
+                    if not self._read_messages(owner):
+                        dead[owner.index] = owner
+                else:
+                    dead[owner.index] = owner
+            for worker in dead.values():
+                self._on_death(worker)
+            self._restart_due()
+
+    def _read_messages(self, worker: WorkerHandle) -> bool:
+        """Handle every message waiting on the worker's pipe; False at EOF."""
+        try:
+            while True:
+                self._handle(worker, worker.events.recv())
+                if not worker.events.poll():
+                    return True
+        except (EOFError, OSError):
+            return False
+
+    def _handle(self, worker: WorkerHandle, message: tuple[Any, ...]) -> None:
+        """Handle one message of ``worker`` (a ``batch`` under one lock acquisition)."""
+        messages = message[1] if message[0] == "batch" else [message]
+        events: list[ExecEvent] = []
+        finished = False
+        with self._lock:
+            for item in messages:
+                if item[0] == "ready":
+                    worker.ready = True
+                    self._failures.pop(worker.index, None)
+                    continue
+                event: ExecEvent = item[1]
+                events.append(event)
+                if event.kind == "finished":
+                    finished = True
+                    request = worker.runs.pop(event.run_id, None)
+                    if request is not None:
+                        self._forget_locked(request)
+            if finished:
+                self._dispatch_locked()
+            self._changed.notify_all()
+        self._events.extend(events)
+
+    def _on_death(self, worker: WorkerHandle) -> None:
+        with self._lock:
+            if self._workers.get(worker.index) is not worker:
+                return
+            del self._workers[worker.index]
+        try:  # events written before the worker died still count
+            while worker.events.poll():
+                self._handle(worker, worker.events.recv())
+        except (EOFError, OSError):
+            pass
+        cause = worker.reap()
+        with self._lock:
+            orphans = list(worker.runs.values())
+            worker.runs.clear()
+        if worker.stopping:
+            logger.info("%s (stopped)", cause)
+        else:
+            logger.error("%s with %d run(s) assigned", cause, len(orphans))
+        store = self._store
+        assert store is not None
+        requeue: list[RunRequest] = []
+        for request in orphans:
+            settled = settle_orphan(
+                store,
+                request,
+                cause,
+                stopping=worker.stopping,
+                closing=self._closing,
+                now=self._clock.now(),
+            )
+            if settled.again:
+                requeue.append(request)
+            if settled.event is not None:
+                self._events.put(settled.event)
+        with self._lock:
+            closing = self._closing
+            kept = {r.run_id for r in requeue} if not closing else set()
+            for request in orphans:
+                if request.run_id not in kept:
+                    self._forget_locked(request)
+            if kept:
+                self._pending.extendleft((r, self._encoder.encode(r)) for r in reversed(requeue))
+            if not closing:
+                self._schedule_restart(worker.index, ready=worker.ready)
+            self._dispatch_locked()
+            self._changed.notify_all()
+
+    def _record(self, run_id: str, status: Status, message: str, *, kind: str) -> None:
+        if self._store is None:
+            self._store = open_store(self._url)
+        record_end(self._store, run_id, status, message, kind=kind, now=self._clock.now())
+
+    def _schedule_restart(self, index: int, *, ready: bool) -> None:
+        """Restart at once after a crash; back off when workers die before being ready."""
+        if ready:
+            delay = 0.0
+        else:
+            self._failures[index] += 1
+            delay = min(0.5 * 2 ** (self._failures[index] - 1), _MAX_BACKOFF)
+            logger.error("worker process %d failed to start; retrying in %.1fs", index, delay)
+        self._restarts[index] = time.monotonic() + delay
+        self._wake()
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self._closing:
+                self._restarts.clear()
+                return
+            due = [i for i, at in self._restarts.items() if at <= now]
+            for index in due:
+                del self._restarts[index]
+        for index in due:
+            self._spawn(index)
+
+    def _dispatch_locked(self) -> None:
+        while self._pending:
+            free = [
+                w for w in self._workers.values() if not w.stopping and len(w.runs) < self._threads
+            ]
+            if not free:
+                self._saturation.waiting(len(self._pending))
+                return
+            worker = min(free, key=lambda w: (len(w.runs), w.index))
+            request, payload = self._pending.popleft()
+            worker.runs[request.run_id] = request
+            worker.send(payload)
+        self._saturation.drained()
+
+    def _assigned_locked(self) -> int:
+        return sum(len(w.runs) for w in self._workers.values())
+
+    def _forget_locked(self, request: RunRequest) -> None:
+        self._counts[request.pipeline] -= 1
+        if self._counts[request.pipeline] <= 0:
+            del self._counts[request.pipeline]
+
+    def _wait_until(self, done: Callable[[], bool], deadline: float) -> bool:
+        """Wait until ``done()`` (called under the lock) holds; False at the deadline."""
+        with self._lock:
+            while not done():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            return True
+
+    def _live_workers(self) -> list[WorkerHandle]:
+        with self._lock:
+            return list(self._workers.values())
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_w.send_bytes(b"")

@@ -1,0 +1,438 @@
+"""The in-process executor: runs requests on threads of this process.
+
+:class:`ThreadExecutor` implements the :class:`~ddeutil.workflow.dispatch.base.Executor`
+seam (policies in :mod:`.executor_base`; its names are re-exported here). It
+works with any store, the in-memory one included; the API and each daemon
+worker process run their runs on one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..cancellation import CancelToken, is_process_stop
+from ..clock import Clock, SystemClock
+from ..engine.pipeline_cache import DEFAULT_SIZE, PipelineCache
+from ..loader import Loader
+from ..logs import RunLogRouter
+from ..masking import Masker
+from ..result import ErrorRecord, Status
+from ..settings import Settings
+from ..store.base import RunStore
+from ..store.ends import EndRecorder, RunEnd
+from .base import EventBuffer, ExecEvent, Executor, RequestSource, SaturationLog
+from .execute import RunRequest, error_summary, execute_request, log_extra
+
+__all__ = [
+    "EventBuffer",
+    "ExecEvent",
+    "Executor",
+    "RequestSource",
+    "SaturationLog",
+    "ThreadExecutor",
+]
+
+logger = logging.getLogger(__name__)
+
+LOADER_REFRESH_SECONDS = 2.0
+"""A worker re-checks the conf folder for changes at most this often (between runs)."""
+
+
+@dataclass
+class _Active:
+    request: RunRequest
+    token: CancelToken
+
+
+class ThreadExecutor:
+    """Runs requests on up to ``size`` threads of this process.
+
+    Threads are created on demand and kept; extra requests wait in a FIFO queue.
+    Threads are daemon threads, so a run that ignores cancellation cannot keep
+    the process alive after :meth:`shutdown` gave up on it.
+
+    Args:
+        store: Run store the runs are recorded in.
+        settings: Engine settings (log folder, registry, ...).
+        masker: Hides secrets in stored records (default: hides nothing).
+        clock: Time source (default: the system clock).
+        loader: Resolves templates the pipelines refer to (default: one over the
+            conf folder). It is refreshed between runs when the conf changes.
+        size: Runs executed at once (default ``WORKFLOW_APP_PIPELINE_PER_PROCESS``).
+        cancel_grace: Seconds a cancelled run gets to end before it is recorded
+            CANCELLED anyway and left behind.
+        log_files: Write a log file per run (default ``WORKFLOW_LOG_ENABLE_WRITE``);
+            a :class:`~ddeutil.workflow.logs.RunLogRouter` is attached to the
+            package logger between :meth:`start` and :meth:`shutdown`.
+        on_event: When given, each event is passed to it (from the run's thread)
+            instead of being buffered for :meth:`drain_events`.
+        name: Thread-name prefix and log label.
+        pipeline_cache: Built pipelines kept for later runs of the same template
+            version (see :mod:`~ddeutil.workflow.engine.pipeline_cache`); 0 builds every
+            run's pipeline afresh.
+        source: When given, the executor reads its requests from it instead of
+            taking them from :meth:`submit`: its threads take turns reading, and
+            the thread that reads a request runs it, so a request reaches a
+            running thread without a hand-off. A thread is always reading (the
+            source's other messages are handled while every slot is busy):
+            threads are started as needed, up to ``size + 1``. Whoever feeds
+            the source keeps at most ``size`` runs outstanding.
+        ends: Records the runs' ends, keeping those the store refuses (see
+            :mod:`~ddeutil.workflow.store.ends`); default: one over ``store``
+            without a journal. The executor closes it in :meth:`shutdown`.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: RunStore,
+        settings: Settings,
+        masker: Masker | None = None,
+        clock: Clock | None = None,
+        loader: Loader | None = None,
+        size: int | None = None,
+        cancel_grace: float = 5.0,
+        log_files: bool | None = None,
+        on_event: Callable[[ExecEvent], None] | None = None,
+        name: str = "thread executor",
+        pipeline_cache: int = DEFAULT_SIZE,
+        source: RequestSource | None = None,
+        ends: EndRecorder | None = None,
+    ) -> None:
+        self._store = store
+        self._ends = ends or EndRecorder(store)
+        self._settings = settings
+        self._masker = masker or Masker()
+        self._clock = clock or SystemClock()
+        self._loader = loader or Loader.from_settings(settings)
+        self._loader_checked = time.monotonic()
+        self._size = settings.app_pipeline_per_process if size is None else size
+        if self._size < 1:
+            raise ValueError(f"size must be at least 1, got {self._size}")
+        self._grace = cancel_grace
+        self._log_files = settings.log_enable_write if log_files is None else log_files
+        self._on_event = on_event
+        self._name = name
+        self._events = EventBuffer()
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._done = threading.Condition(self._lock)
+        self._queue: deque[RunRequest] = deque()
+        self._active: dict[str, _Active] = {}
+        self._abandoned: set[str] = set()
+        self._counts: Counter[str] = Counter()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._started = False
+        self._closed = False
+        self._router: RunLogRouter | None = None
+        self._saturation = SaturationLog(self._size, name)
+        self._pipelines = PipelineCache(pipeline_cache)
+        self._source = source
+        self._reading = threading.Lock()  # held by the thread reading the source
+        self._readers = 0  # threads reading the source or waiting to
+
+    def __repr__(self) -> str:
+        return f"ThreadExecutor(size={self._size}, in_flight={self.in_flight()})"
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Attach the per-run log router (when enabled). Idempotent."""
+        with self._lock:
+            if self._started or self._closed:
+                return
+            self._started = True
+        if self._log_files:
+            router = RunLogRouter(self._settings.log_path, self._masker)
+            logging.getLogger("ddeutil.workflow").addHandler(router)
+            self._router = router
+        if self._source is not None:
+            with self._lock:
+                self._readers += 1
+                self._spawn_locked(self._read_loop)
+
+    def shutdown(self, timeout: float, *, reason: str | None = None) -> None:
+        """Stop taking work; wait, then cancel; record stragglers CANCELLED.
+
+        Runs waiting for a slot are not started and stay PENDING in the store.
+        Returns after at most ``timeout`` plus ``cancel_grace`` seconds.
+
+        Args:
+            timeout: Seconds running runs get to finish on their own.
+            reason: Cancellation reason recorded for runs cancelled here.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            left = list(self._queue)
+            self._queue.clear()
+            for request in left:
+                self._forget_locked(request)
+            self._saturation.drained()
+            self._work.notify_all()
+        if self._source is not None:
+            self._source.close()  # the reading thread returns; the others follow
+        if left:
+            logger.warning(
+                "%s stopping: %d waiting run(s) not started; they stay PENDING and are "
+                "dispatched after a restart",
+                self._name,
+                len(left),
+            )
+        deadline = time.monotonic() + max(timeout, 0.0)
+        if not self._wait_idle(deadline):
+            why = reason or f"stopping: not finished within {timeout:g}s"
+            with self._lock:
+                active = list(self._active.values())
+            logger.warning("%s stopping: cancelling %d run(s): %s", self._name, len(active), why)
+            for item in active:
+                item.token.cancel(why)
+            if not self._wait_idle(time.monotonic() + self._grace):
+                self._abandon_running(why)
+        join_by = time.monotonic() + 1.0
+        for thread in list(self._threads):
+            thread.join(timeout=max(join_by - time.monotonic(), 0.0))
+        self._ends.close()  # ends the store refused: one more try, then the journal
+        if self._router is not None:
+            logging.getLogger("ddeutil.workflow").removeHandler(self._router)
+            self._router.close()
+            self._router = None
+
+    # ------------------------------------------------------------ work
+
+    def submit(self, request: RunRequest) -> None:
+        """Queue ``request``; it starts as soon as a thread is free (FIFO)."""
+        if self._source is not None:
+            raise RuntimeError(f"{self._name} reads its requests from its source")
+        if not self._started:
+            self.start()
+        with self._lock:
+            if self._closed:
+                logger.warning(
+                    "%s is shut down: run not started, it stays PENDING",
+                    self._name,
+                    extra=log_extra(request),
+                )
+                return
+            self._queue.append(request)
+            self._counts[request.pipeline] += 1
+            if len(self._queue) > self._idle and len(self._threads) < self._size:
+                self._spawn_locked(self._loop)
+            waiting = len(self._queue) - (self._size - len(self._active))
+            if waiting > 0:
+                self._saturation.waiting(waiting)
+            self._work.notify()
+
+    def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        """Cancel one run: a running one cooperatively, a waiting one at once.
+
+        A waiting run is removed from the queue and recorded CANCELLED.
+
+        Returns:
+            False when the run is not in this executor.
+        """
+        with self._lock:
+            active = self._active.get(run_id)
+            queued = next((r for r in self._queue if r.run_id == run_id), None)
+            if queued is not None:
+                self._queue.remove(queued)
+                self._forget_locked(queued)
+        if active is not None:
+            active.token.cancel(reason)
+            return True
+        if queued is None:
+            return False
+        self._record_cancelled(queued, f"cancelled before it started: {reason}")
+        self._emit(ExecEvent("finished", run_id, Status.CANCELLED, f"cancelled: {reason}"))
+        return True
+
+    def cancel_all(self, reason: str) -> None:
+        """Cancel every running run (waiting runs are left waiting)."""
+        with self._lock:
+            active = list(self._active.values())
+        for item in active:
+            item.token.cancel(reason)
+
+    def drain_events(self) -> list[ExecEvent]:
+        return self._events.drain()
+
+    def wait_event(self, timeout: float) -> bool:
+        return self._events.wait(timeout)
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._queue) + len(self._active)
+
+    def running_pipelines(self) -> Counter[str]:
+        with self._lock:
+            return +self._counts
+
+    # ------------------------------------------------------------ internals
+
+    def _spawn_locked(self, target: Callable[[], None]) -> None:
+        thread = threading.Thread(
+            target=target,
+            name=f"{self._name}-{len(self._threads) + 1}",
+            daemon=True,
+        )
+        self._threads.append(thread)
+        thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._closed:
+                    self._idle += 1
+                    self._work.wait()
+                    self._idle -= 1
+                if self._closed:
+                    return
+                request = self._queue.popleft()
+                if not self._queue:
+                    self._saturation.drained()
+                token = CancelToken()
+                self._active[request.run_id] = _Active(request, token)
+            self._run_and_report(request, token)
+
+    def _read_loop(self) -> None:
+        """A thread of an executor with a source: read a request, run it, repeat."""
+        source = self._source
+        assert source is not None
+        while True:
+            with self._reading:  # one reader at a time; idle threads queue up here
+                request = None if self._closed else source.next_request()
+            with self._lock:
+                self._readers -= 1
+                if request is None:
+                    return
+                if not self._readers and len(self._threads) <= self._size and not self._closed:
+                    self._readers += 1  # keep a thread reading while this one runs
+                    self._spawn_locked(self._read_loop)
+                if self._closed:
+                    logger.warning(
+                        "%s is shut down: run not started, it stays PENDING",
+                        self._name,
+                        extra=log_extra(request),
+                    )
+                    return
+                self._counts[request.pipeline] += 1
+                token = CancelToken()
+                self._active[request.run_id] = _Active(request, token)
+            self._run_and_report(request, token)
+            with self._lock:
+                self._readers += 1
+
+    def _run_and_report(self, request: RunRequest, token: CancelToken) -> None:
+        event = ExecEvent("finished", request.run_id, Status.CANCELLED, "interrupted")
+        try:
+            event = self._run(request, token)
+        finally:  # whatever happened, the slot is freed (a process stop still unwinds)
+            with self._lock:  # free the slot before telling anyone the run ended
+                if self._active.pop(request.run_id, None) is not None:
+                    self._forget_locked(request)
+                abandoned = request.run_id in self._abandoned
+                self._abandoned.discard(request.run_id)
+                self._done.notify_all()
+            if not abandoned:
+                self._emit(event)
+
+    def _run(self, request: RunRequest, token: CancelToken) -> ExecEvent:
+        """Execute one request; return its ``finished`` event (never raises)."""
+        run_id = request.run_id
+        try:
+            result = execute_request(
+                request,
+                store=self._store,
+                settings=self._settings,
+                masker=self._masker,
+                clock=self._clock,
+                cancel=token,
+                loader=self._current_loader(),
+                router=self._router,
+                on_start=lambda: self._emit(ExecEvent("started", run_id)),
+                pipelines=self._pipelines,
+                ends=self._ends,
+            )
+        except BaseException as exc:  # execute_request records its own failures; be safe
+            if is_process_stop(exc):
+                raise
+            logger.error(
+                "run crashed the executor thread: %s",
+                type(exc).__name__,
+                exc_info=isinstance(exc, Exception),
+                extra=log_extra(request),
+            )
+            message = self._masker.text(f"{type(exc).__name__}: {exc}")
+            return ExecEvent("finished", run_id, Status.FAILED, message)
+        if result is None:
+            return ExecEvent("finished", run_id, None, "not started (no longer PENDING)")
+        return ExecEvent("finished", run_id, result.status, error_summary(result))
+
+    def _current_loader(self) -> Loader:
+        with self._lock:
+            loader = self._loader
+            due = time.monotonic() - self._loader_checked >= LOADER_REFRESH_SECONDS
+            if due:
+                self._loader_checked = time.monotonic()
+        if not due:
+            return loader
+        try:
+            loader = loader.refreshed()
+        except Exception:
+            logger.exception("re-reading the conf folder failed; keeping the last one")
+            return loader
+        with self._lock:
+            self._loader = loader
+        return loader
+
+    def _wait_idle(self, deadline: float) -> bool:
+        with self._lock:
+            while self._active:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._done.wait(left)
+            return True
+
+    def _abandon_running(self, reason: str) -> None:
+        with self._lock:
+            stuck = list(self._active.values())
+            for item in stuck:
+                del self._active[item.request.run_id]
+                self._forget_locked(item.request)
+                self._abandoned.add(item.request.run_id)
+            self._done.notify_all()
+        for item in stuck:
+            message = f"did not stop within {self._grace:g}s of being cancelled ({reason})"
+            logger.error("run left behind: %s", message, extra=log_extra(item.request))
+            self._record_cancelled(item.request, message)
+            self._emit(ExecEvent("finished", item.request.run_id, Status.CANCELLED, message))
+
+    def _record_cancelled(self, request: RunRequest, message: str) -> None:
+        record = ErrorRecord(message=message, kind="Cancelled")
+        end = RunEnd(request.run_id, Status.CANCELLED, self._clock.now(), None, (record,), message)
+        try:
+            self._ends.record(end)
+        except Exception:
+            logger.exception("could not record the run CANCELLED", extra=log_extra(request))
+
+    def _forget_locked(self, request: RunRequest) -> None:
+        self._counts[request.pipeline] -= 1
+        if self._counts[request.pipeline] <= 0:
+            del self._counts[request.pipeline]
+
+    def _emit(self, event: ExecEvent) -> None:
+        if self._on_event is None:
+            self._events.put(event)
+            return
+        try:
+            self._on_event(event)
+        except Exception:
+            logger.exception("event callback failed for %s", event)

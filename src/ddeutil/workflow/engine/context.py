@@ -1,0 +1,187 @@
+"""What one run carries down to its jobs and stages, besides the template data.
+
+Two things travel through a run:
+
+* the **template context**, a plain dict read by ``${{ }}`` expressions:
+  ``{"params", "matrix", "stages", "jobs", "release", "run_id"}``. Each matrix
+  combination gets a new small dict whose values are shared with the run (never
+  deep-copied); stages only ever add their own ``stages.<id>`` entry.
+* the :class:`RunContext`: the settings, clock, masker, cancel token, filters,
+  hook registry, loader and event callback of the run, plus the trigger chain.
+
+:class:`RunEvent` is what ``on_event`` receives when a stage or a job finishes
+(the CLI prints its per-stage summary from them).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo
+
+from ..result import ErrorRecord, Status
+
+if TYPE_CHECKING:
+    from ..cancellation import CancelToken
+    from ..clock import Clock
+    from ..loader import Loader
+    from ..masking import Masker
+    from ..registry import HookRegistry
+    from ..settings import Settings
+
+__all__ = ["RunContext", "RunEvent", "StageOutcome", "new_run_id", "process_environ", "stash"]
+
+logger = logging.getLogger(__name__)
+
+
+def stash(model: Any, **values: Any) -> None:
+    """Keep values derived at load time on a frozen model, as plain instance attributes.
+
+    The models declare them as ``ClassVar`` defaults (so pydantic ignores them:
+    not fields, not dumped, not compared). Reading them back is an ordinary
+    attribute lookup - pydantic's private attributes cost microseconds per read
+    through ``__getattr__``, too much for the per-stage hot path.
+    """
+    model.__dict__.update(values)
+
+
+def new_run_id(clock: Clock, zone: ZoneInfo) -> str:
+    """A run id: the start time in ``zone`` and 8 random hex digits.
+
+    Example: ``20240101T000000-1a2b3c4d``. Sorting ids sorts runs by start
+    second; the random part keeps ids of one second apart.
+    """
+    return f"{clock.now().astimezone(zone):%Y%m%dT%H%M%S}-{os.urandom(4).hex()}"
+
+
+def process_environ() -> Mapping[str, str]:
+    """The process environment a run reads ``${VAR}`` from and bash inherits.
+
+    This is data handed to the user's code, not configuration: settings come
+    from :class:`~ddeutil.workflow.settings.Settings` only.
+    """
+    return os.environ
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """A stage or a job of a run finished.
+
+    Attributes:
+        kind: ``"stage"`` or ``"job"``.
+        run_id: The run.
+        pipeline: The pipeline name.
+        job: The job id.
+        stage: The stage id (its name when it records no outputs); ``None`` for jobs.
+        name: The stage name as rendered (``None`` for jobs).
+        strategy: The matrix combination id when the job runs several.
+        matrix: The combination's values (empty without a matrix).
+        status: SUCCESS, FAILED, SKIPPED or CANCELLED.
+        duration: Seconds the stage or job took.
+        error: The (masked) error message of a failed stage or job.
+    """
+
+    kind: Literal["stage", "job"]
+    run_id: str
+    pipeline: str
+    job: str
+    status: Status
+    duration: float
+    stage: str | None = None
+    name: str | None = None
+    strategy: str | None = None
+    matrix: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """How one stage of one combination ended (internal to the engine)."""
+
+    status: Status
+    duration: float
+    error: ErrorRecord | None = None
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The non-template side of one run, shared by all its jobs and stages.
+
+    Attributes:
+        run_id: This run.
+        pipeline: The pipeline's name.
+        settings: Settings of the process.
+        clock: Time source (stage and job start/end).
+        masker: Hides secrets in everything the engine formats (errors, bash
+            output, log lines, events).
+        cancel: The run's token; jobs and combinations take children of it.
+        filters: Template filters from ``WORKFLOW_CORE_REGISTRY_FILTER``.
+        environ: What ``${VAR}`` reads and what bash inherits.
+        hooks: The hook registry (for templated ``uses``).
+        loader: The template loader (for trigger stages); ``None`` when the
+            pipeline was built without one.
+        on_event: Called (in a worker thread) when a stage or job finishes.
+        chain: Names of the pipelines that triggered this run, outermost first,
+            ending with this pipeline: a trigger to any of them is a loop.
+        job: The job currently running (in per-job copies).
+        strategy: The matrix combination id (in per-combination copies of a
+            job with several combinations).
+        matrix: The combination's values (in per-combination copies).
+    """
+
+    run_id: str
+    pipeline: str
+    settings: Settings
+    clock: Clock
+    masker: Masker
+    cancel: CancelToken
+    filters: Mapping[str, Callable[..., Any]]
+    environ: Mapping[str, str]
+    hooks: HookRegistry
+    loader: Loader | None = None
+    on_event: Callable[[RunEvent], None] | None = None
+    chain: tuple[str, ...] = ()
+    job: str = ""
+    strategy: str | None = None
+    matrix: Mapping[str, Any] = field(default_factory=dict)
+
+    def evolve(self, **changes: Any) -> RunContext:
+        """A copy with ``changes`` (a job's or a combination's view of the run)."""
+        return replace(self, **changes)
+
+    def log_extra(self, stage: str | None = None) -> dict[str, Any]:
+        """The ``extra=`` of a log line: run id, pipeline, job and stage."""
+        return {
+            "run_id": self.run_id,
+            "pipeline": self.pipeline,
+            "job": self.job or None,
+            "stage": stage,
+        }
+
+    def log(
+        self, log: logging.Logger, level: int, msg: str, *args: Any, stage: str | None = None
+    ) -> None:
+        """Log ``msg`` on ``log`` with the run's context fields, when ``level`` is enabled.
+
+        The message is masked here, so a secret in a rendered value never reaches
+        a handler even when the application installed no masking filter.
+        """
+        if log.isEnabledFor(level):
+            text = msg % args if args else msg
+            log.log(level, self.masker.text(text), extra=self.log_extra(stage))
+
+    def emit(self, event: RunEvent) -> None:
+        """Pass ``event`` to ``on_event``; a callback that raises is logged, never fatal."""
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(event)
+        except Exception:
+            logger.exception("on_event callback failed", extra=self.log_extra(event.stage))
+
+
+TemplateContext = MutableMapping[str, Any]
+"""The dict ``${{ }}`` expressions read (see the module docstring)."""

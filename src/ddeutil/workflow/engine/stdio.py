@@ -1,0 +1,145 @@
+"""The process's stdout and stderr as a masking boundary for stage code.
+
+Stage code (a ``run`` body, a hook) may ``print()`` a secret. What it prints
+goes to the process output: the terminal, or the daemon's journal. So stages run
+inside :func:`masked_output`, which makes sure ``sys.stdout`` and ``sys.stderr``
+are :class:`MaskedStream` proxies (installed once, over whatever stream is
+current) and registers the stage's masker for the calling thread.
+
+Policy:
+
+* **Writes of a stage's thread** are held until a line is complete, masked with
+  that stage's masker, then written. A line is cut early only when it grows past
+  :data:`PENDING_LIMIT` characters, never inside a secret or a possible start
+  of one; what is still held when the stage ends is written then.
+* **Writes of any other thread** (e.g. a thread started by stage code) while
+  stages run are masked, write by write, with every running stage's masker.
+* Without a running stage the proxies pass writes through unchanged (log
+  handlers mask their own lines).
+* Bytes written around ``sys.stdout`` (``sys.stdout.buffer``, ``os.write(1, ...)``,
+  a child process inheriting the descriptor) are not seen here.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from ..masking import Masker
+
+__all__ = ["PENDING_LIMIT", "MaskedStream", "masked_output"]
+
+PENDING_LIMIT = 65536
+"""Characters a stage's unfinished line may hold before part of it is written."""
+
+
+class _Scope:
+    """One thread's stage: its masker and the unfinished text per stream."""
+
+    __slots__ = ("masker", "pending")
+
+    def __init__(self, masker: Masker) -> None:
+        self.masker = masker
+        self.pending: dict[MaskedStream, str] = {}
+
+
+_local = threading.local()
+_guard = threading.Lock()
+_running: dict[Masker, int] = {}
+"""How many running scopes use each masker (for writes of threads without one)."""
+_others: Masker | None = None
+"""The secrets of every running scope together (``None``: no scope runs)."""
+
+
+class MaskedStream:
+    """A text stream that masks what stage code writes, then writes to ``raw``."""
+
+    def __init__(self, raw: TextIO) -> None:
+        self.raw = raw
+
+    def write(self, text: str) -> int:
+        scope: _Scope | None = getattr(_local, "scope", None)
+        if scope is None:
+            others = _others
+            self.raw.write(others.text(text) if others is not None else text)
+            return len(text)
+        pending = scope.pending.get(self, "") + text
+        cut = scope.masker.release_point(pending, PENDING_LIMIT)
+        if cut:
+            self.raw.write(scope.masker.text(pending[:cut]))
+            pending = pending[cut:]
+        scope.pending[self] = pending
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def _drain(self, scope: _Scope) -> None:
+        pending = scope.pending.pop(self, "")
+        if pending:
+            self.raw.write(scope.masker.text(pending))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+def _install() -> list[MaskedStream]:
+    """Put proxies over ``sys.stdout``/``sys.stderr`` unless they already are (call locked).
+
+    A missing stream (``None``, e.g. ``pythonw``) stays missing.
+    """
+    out, err = sys.stdout, sys.stderr
+    if out is not None and not isinstance(out, MaskedStream):
+        out = sys.stdout = MaskedStream(out)
+    if err is not None and not isinstance(err, MaskedStream):
+        err = sys.stderr = MaskedStream(err)
+    return [s for s in (out, err) if isinstance(s, MaskedStream)]
+
+
+def _count_locked(masker: Masker, delta: int) -> None:
+    """Count a scope of ``masker`` in or out; rebuild :data:`_others` when the set changes."""
+    global _others  # noqa: PLW0603 - one process-wide view of the running scopes
+    count = _running.get(masker, 0) + delta
+    if count > 0:
+        _running[masker] = count
+        if count > 1 or delta < 0:
+            return
+    else:
+        del _running[masker]
+    combined: Masker | None = None
+    for each in _running:
+        combined = each if combined is None else combined.merged(each)
+    _others = combined
+
+
+@contextmanager
+def masked_output(masker: Masker) -> Iterator[None]:
+    """Mask what the calling thread prints with ``masker`` for the block.
+
+    Nested blocks (a trigger stage running a child pipeline inline) use the
+    innermost masker; the outer one is back when the inner block ends.
+    """
+    if not masker.active:
+        yield
+        return
+    scope = _Scope(masker)
+    outer: _Scope | None = getattr(_local, "scope", None)
+    with _guard:
+        streams = _install()
+        _count_locked(masker, 1)
+    _local.scope = scope
+    try:
+        yield
+    finally:
+        _local.scope = outer
+        with _guard:
+            _count_locked(masker, -1)
+        for stream in (*streams, *list(scope.pending)):
+            stream._drain(scope)

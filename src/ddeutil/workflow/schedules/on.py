@@ -1,0 +1,546 @@
+"""Schedules: the ``On`` template, its runner, and the fire-time helper of the scheduler.
+
+A schedule is a cron expression read in one IANA time zone::
+
+    on_every_5_min:
+      type: on.On
+      cron: "*/5 * * * *"        # or `cronjob:` (not both), or the interval shorthand
+      timezone: "Asia/Bangkok"    # optional; default WORKFLOW_CORE_TIMEZONE
+
+    on_daily_0130:
+      type: on.On
+      interval: daily             # daily | weekly | monthly
+      time: "01:30"               # "HH:MM", default "00:00" -> cron "30 1 * * *"
+
+``interval: weekly`` takes ``day:`` as a name (``MON``, ``Monday``) or a number 0-6
+(0 = Sunday), default Monday; ``interval: monthly`` takes ``day:`` 1-31, default 1
+(months without that day are skipped, as in cron). ``type`` is accepted and ignored;
+any other key is an error, so a misspelt ``timezone`` is not silently dropped.
+
+Time rules:
+
+* Fire times follow the daylight-saving policy documented in :mod:`.dst`.
+* Every naive datetime given to a schedule (a ``generate`` start, ``next_after``,
+  ``fire_times`` bounds), and a start string without an offset, is a wall-clock time
+  in the *schedule's* zone, never the machine's. An ambiguous or non-existent naive
+  time is read as Python reads it (``fold=0``: the first of two, or the offset
+  before the gap).
+* Fire times are whole-second instants; ``after`` / ``until`` bounds with
+  microseconds compare exactly.
+
+Every problem is a :class:`~ddeutil.workflow.errors.ScheduleError` (a ``ConfigError``)
+whose ``key`` names the offending key (``cron``, ``cronjob``, ``timezone``,
+``interval``, ``time``, ``day``); pydantic's ``ValidationError`` never escapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from typing_extensions import Self
+
+from ..errors import ConfigError, ScheduleError
+from .cron import CronExpression
+from .dst import ZonedCron
+
+if TYPE_CHECKING:
+    from ..loader import Loader, RawTemplate
+    from ..settings import Settings
+
+__all__ = ["CronRunner", "On", "fire_times"]
+
+UTC = timezone.utc
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INTERVALS = ("daily", "weekly", "monthly")
+_WEEKDAYS = {
+    name: number
+    for number, full in enumerate(
+        ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
+    )
+    for name in (full, full[:3])
+}
+
+
+class CronRunner:
+    """Walks the fire times of one schedule from a position, forwards or backwards.
+
+    ``next`` returns the first fire time strictly after the current position and
+    ``prev`` the last one strictly before it; both move the position there. Results
+    are aware datetimes in the schedule's zone (``fold`` set for the second copy of a
+    repeated hour). Iterating a runner yields ``next`` for ever.
+
+    Compare results across zones by converting first (``.astimezone(UTC)``): Python
+    never treats a local time inside a fold as equal to a datetime in another zone
+    (PEP 495).
+    """
+
+    __slots__ = ("_cron", "_date", "_hi", "_lo")
+
+    def __init__(self, cron: ZonedCron, start: datetime) -> None:
+        self._cron = cron
+        self._move(start, _floor(start), _ceil(start))
+
+    def _move(self, when: datetime, lo: int, hi: int) -> None:
+        self._date = when.astimezone(self._cron.zone)
+        self._lo = lo  # fire times > lo are after the position
+        self._hi = hi  # fire times < hi are before it
+
+    @property
+    def date(self) -> datetime:
+        """The current position, in the schedule's zone."""
+        return self._date
+
+    @property
+    def next(self) -> datetime:
+        """Step to the first fire time strictly after the position and return it."""
+        at = self._cron.next_after(self._lo)
+        self._move(_from_ts(at), at, at)
+        return self._date
+
+    @property
+    def prev(self) -> datetime:
+        """Step to the last fire time strictly before the position and return it."""
+        at = self._cron.prev_before(self._hi)
+        self._move(_from_ts(at), at, at)
+        return self._date
+
+    def __iter__(self) -> Iterator[datetime]:
+        while True:
+            yield self.next
+
+    def __repr__(self) -> str:
+        return f"CronRunner({self._cron!r}, at={self._date.isoformat()})"
+
+
+class On(BaseModel):
+    """A schedule: a cron expression read in one time zone.
+
+    Build one with :meth:`from_loader` / :meth:`from_template` (templates on disk),
+    :meth:`from_value` (a pipeline's ``on`` entry) or :meth:`parse` (a mapping). A
+    mapping validated directly (``On.model_validate(data, context={"default_tz": zone})``)
+    takes the zone from ``default_tz``, else from the documented default of
+    ``WORKFLOW_CORE_TIMEZONE``.
+
+    Attributes:
+        cronjob: The expression; ``str(on.cronjob)`` is the expression as written.
+        timezone: The zone whose wall clock the fields match (serialised as its key).
+        name: The template name when loaded from a template.
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    cronjob: CronExpression
+    timezone: ZoneInfo
+    name: str | None = None
+
+    _cron: ZonedCron = PrivateAttr()
+
+    _KEYS: ClassVar[frozenset[str]] = frozenset(
+        {"type", "cron", "cronjob", "timezone", "interval", "time", "day", "name"}
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read(cls, data: Any, info: ValidationInfo) -> Any:
+        """Turn the YAML shape into the three fields; every problem is a ScheduleError."""
+        if not isinstance(data, Mapping):
+            raise ScheduleError(
+                "a schedule must be a mapping with `cron` (or `cronjob`) and an optional "
+                f"`timezone`, got {type(data).__name__}"
+            )
+        context = info.context or {}
+        unknown = sorted(str(key) for key in data if key not in cls._KEYS)
+        if unknown:
+            raise ScheduleError(
+                f"unknown key {unknown[0]!r}; a schedule takes cron (or cronjob), timezone, "
+                "or interval with time and day",
+                key=unknown[0],
+            )
+        name = data.get("name", context.get("name"))
+        if name is not None and not isinstance(name, str):
+            raise ScheduleError(f"name must be a string, got {name!r}", key="name")
+        return {
+            "cronjob": _read_cron(data),
+            "timezone": _read_zone(data.get("timezone"), context.get("default_tz")),
+            "name": name,
+        }
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._cron = _zoned(self.cronjob, self.timezone)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; with ``update`` the result is validated again (and recompiled)."""
+        if not update:
+            return super().model_copy(deep=deep)
+        fields = {"cronjob": self.cronjob, "timezone": self.timezone, "name": self.name}
+        return type(self).parse({**fields, **update})
+
+    @property
+    def _compiled(self) -> ZonedCron:
+        # pydantic routes private attributes through a slow __getattr__; the tick
+        # path reads the private dict directly
+        private = self.__pydantic_private__
+        cron: ZonedCron = private["_cron"] if private is not None else self._cron
+        return cron
+
+    # ---------------------------------------------------------------- builders
+
+    @classmethod
+    def parse(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        default_tz: ZoneInfo | str | None = None,
+        name: str | None = None,
+    ) -> Self:
+        """Validate one schedule mapping.
+
+        Args:
+            data: ``cron`` or ``cronjob`` (or ``interval``/``time``/``day``), optional
+                ``timezone``; ``type`` is ignored.
+            default_tz: Zone used when ``data`` names none (normally
+                ``settings.timezone``).
+            name: Template name to record when ``data`` has no ``name``.
+
+        Raises:
+            ScheduleError: with ``key`` naming the bad key.
+        """
+        try:
+            return cls.model_validate(data, context={"default_tz": default_tz, "name": name})
+        except ValidationError as exc:
+            raise _from_validation(exc) from exc
+
+    @classmethod
+    def from_template(cls, template: RawTemplate, *, loader: Loader, settings: Settings) -> Self:
+        """Build the schedule a template describes; zone default ``settings.timezone``.
+
+        Raises:
+            ScheduleError: located at the template's file, name and key.
+        """
+        try:
+            return cls.parse(template.data, default_tz=settings.timezone, name=template.name)
+        except ConfigError as exc:
+            raise exc.located(file=str(template.file), template=template.name) from exc
+
+    @classmethod
+    def from_loader(
+        cls,
+        name: str,
+        externals: Mapping[str, Any] | None = None,
+        *,
+        settings: Settings | None = None,
+        loader: Loader | None = None,
+    ) -> Self:
+        """Load the schedule template ``name`` from the conf folder.
+
+        Args:
+            name: Template name.
+            externals: Keys shallow-merged over the template's top-level keys before
+                validation (e.g. ``{"timezone": "UTC"}``).
+            settings: Default ``Settings.from_env()`` (reads the environment).
+            loader: Default ``Loader.from_settings(settings)``.
+
+        Raises:
+            TemplateNotFound: no usable template has that name.
+            ConfigError: the template is not a schedule, or is invalid.
+        """
+        if settings is None:
+            from ..settings import Settings
+
+            settings = Settings.from_env()
+        if loader is None:
+            from ..loader import Loader
+
+            loader = Loader.from_settings(settings)
+        template = _schedule_template(loader, name)
+        if externals:
+            template = dataclasses.replace(template, data={**template.data, **externals})
+        return cls.from_template(template, loader=loader, settings=settings)
+
+    @classmethod
+    def from_value(
+        cls, value: str | Mapping[str, Any], *, loader: Loader, settings: Settings
+    ) -> Self:
+        """Build a pipeline's ``on`` entry: a template name or an inline mapping.
+
+        Raises:
+            TemplateNotFound: a name that names no template.
+            ConfigError: the named template is not a schedule.
+            ScheduleError: the schedule is invalid (inline: ``key`` relative to it).
+        """
+        if isinstance(value, str):
+            return cls.from_template(
+                _schedule_template(loader, value), loader=loader, settings=settings
+            )
+        if isinstance(value, Mapping):
+            return cls.parse(value, default_tz=settings.timezone)
+        raise ScheduleError(
+            "a schedule must be a template name or a mapping with `cron`, "
+            f"got {type(value).__name__}"
+        )
+
+    # ------------------------------------------------------------------- times
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the fire times, for release claims: ``"<cron>@<zone>"``."""
+        return f"{self.cronjob}@{self.timezone.key}"
+
+    def generate(self, start: datetime | str) -> CronRunner:
+        """A runner positioned at ``start`` (naive or offset-less: schedule's zone).
+
+        Raises:
+            ValueError: ``start`` is a string that is not an ISO date-time.
+        """
+        if isinstance(start, str):
+            start = _parse_start(start)
+        return CronRunner(self._compiled, self._aware(start))
+
+    def next_after(self, instant: datetime) -> datetime:
+        """The first fire time strictly after ``instant``, as aware UTC."""
+        return _from_ts(self._compiled.next_after(_floor(self._aware(instant))))
+
+    def fire_times(self, after: datetime, until: datetime) -> Iterator[datetime]:
+        """Fire times in ``(after, until]`` as aware UTC, increasing, computed lazily."""
+        return self._forward(_floor(self._aware(after)), _floor(self._aware(until)))
+
+    def _forward(self, lo: int, hi: int) -> Iterator[datetime]:
+        cron = self._compiled
+        at = cron.next_after(lo)
+        while at <= hi:
+            yield _from_ts(at)
+            at = cron.next_after(at)
+
+    def fire_times_before(
+        self, until: datetime, limit: int, *, after: datetime
+    ) -> Iterator[datetime]:
+        """The newest fire times in ``(after, until]``, newest first, at most ``limit``.
+
+        Lets the planner look back over a long outage in ``limit`` steps.
+        """
+        return self._backward(_floor(self._aware(until)), limit, _floor(self._aware(after)))
+
+    def _backward(self, hi: int, limit: int, lo: int) -> Iterator[datetime]:
+        cron = self._compiled
+        count = 0
+        at = hi + 1
+        while count < limit:
+            at = cron.prev_before(at)
+            if at <= lo:
+                return
+            yield _from_ts(at)
+            count += 1
+
+    def _aware(self, when: datetime) -> datetime:
+        if not isinstance(when, datetime):
+            raise TypeError(f"expected a datetime, got {type(when).__name__}")
+        if when.tzinfo is None or when.utcoffset() is None:
+            return when.replace(tzinfo=self.timezone)
+        return when
+
+
+def fire_times(schedule: On, previous: datetime, current: datetime) -> list[datetime]:
+    """Every fire time of ``schedule`` in ``(previous, current]``, aware UTC, increasing.
+
+    The scheduler's tick: for a one-minute window this is usually empty and costs a
+    comparison, because each schedule remembers its next fire time. After downtime it
+    returns every missed fire time (an hourly schedule over a 10-hour gap gives 10).
+    Naive bounds are read in the schedule's zone.
+    """
+    zone = schedule.timezone
+    lo = _floor(previous if previous.tzinfo is not None else previous.replace(tzinfo=zone))
+    hi = _floor(current if current.tzinfo is not None else current.replace(tzinfo=zone))
+    if hi <= lo:
+        return []
+    return [_from_ts(at) for at in schedule._compiled.between(lo, hi)]
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def _floor(when: datetime) -> int:
+    """Whole UTC seconds at or before an aware ``when``."""
+    delta = when - _EPOCH
+    return delta.days * 86_400 + delta.seconds
+
+
+def _ceil(when: datetime) -> int:
+    """Whole UTC seconds at or after an aware ``when``."""
+    delta = when - _EPOCH
+    return delta.days * 86_400 + delta.seconds + (1 if delta.microseconds else 0)
+
+
+def _from_ts(ts: int) -> datetime:
+    return _EPOCH + timedelta(seconds=ts)
+
+
+@lru_cache(maxsize=8192)
+def _zoned(expr: CronExpression, zone: ZoneInfo) -> ZonedCron:
+    """Schedules with the same expression and zone share one ZonedCron (and its memo)."""
+    return ZonedCron(expr, zone)
+
+
+@lru_cache(maxsize=1)
+def _fallback_zone() -> ZoneInfo:
+    """The documented default of WORKFLOW_CORE_TIMEZONE (not the process environment)."""
+    from ..settings import env_table
+
+    default = next(d for var, d, _ in env_table() if var == "WORKFLOW_CORE_TIMEZONE")
+    return ZoneInfo(default)
+
+
+def _parse_start(text: str) -> datetime:
+    raw = text.strip()
+    if raw[-1:] in ("Z", "z"):
+        raw = raw[:-1] + "+00:00"
+    try:
+        return datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(
+            f"invalid start {text!r}: expected an ISO date-time such as '2022-01-01 00:00:00'"
+        ) from None
+
+
+def _schedule_template(loader: Loader, name: str) -> RawTemplate:
+    template = loader.get(name)
+    resolved = loader.resolve_class(template)
+    if not issubclass(resolved, On):
+        raise template.error(
+            f"template {name!r} has type {template.type!r}, which is not a schedule (on.On)",
+            key="type",
+        )
+    return template
+
+
+def _read_zone(value: Any, default: Any) -> ZoneInfo:
+    if value is None:
+        if default is None:
+            return _fallback_zone()
+        value = default
+    if isinstance(value, ZoneInfo):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise ScheduleError(
+            f"timezone must be an IANA zone name such as 'Asia/Bangkok', got {value!r}",
+            key="timezone",
+        )
+    try:
+        return ZoneInfo(value.strip())
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ScheduleError(
+            f"unknown timezone {value!r}; use an IANA zone name such as 'Asia/Bangkok' or 'UTC'",
+            key="timezone",
+        ) from None
+
+
+def _read_cron(data: Mapping[str, Any]) -> CronExpression:
+    given = [key for key in ("cron", "cronjob") if key in data]
+    shorthand = [key for key in ("interval", "time", "day") if key in data]
+    if len(given) == 2:
+        raise ScheduleError("give either `cron` or `cronjob`, not both", key="cron")
+    if given:
+        key = given[0]
+        if shorthand:
+            raise ScheduleError(
+                f"`{key}` cannot be combined with the interval shorthand (`{shorthand[0]}`)",
+                key=shorthand[0],
+            )
+        value = data[key]
+        if isinstance(value, CronExpression):
+            return value
+        try:
+            return CronExpression.parse(value)
+        except ScheduleError as exc:
+            raise ScheduleError(exc.message, key=key) from exc
+    if "interval" in data:
+        return _interval_cron(data)
+    if shorthand:
+        raise ScheduleError(
+            f"`{shorthand[0]}` needs `interval: daily|weekly|monthly`", key="interval"
+        )
+    raise ScheduleError("missing `cron` (or `cronjob`, or the `interval` shorthand)", key="cron")
+
+
+def _interval_cron(data: Mapping[str, Any]) -> CronExpression:
+    """``interval`` + ``time`` + ``day`` as the cron expression they stand for."""
+    raw = data["interval"]
+    interval = raw.strip().lower() if isinstance(raw, str) else None
+    if interval not in _INTERVALS:
+        raise ScheduleError(
+            f"interval must be daily, weekly or monthly, got {raw!r}", key="interval"
+        )
+    hour, minute = _read_time(data.get("time", "00:00"))
+    day = data.get("day")
+    if interval == "daily":
+        if day is not None:
+            raise ScheduleError("`day` does not apply to a daily interval", key="day")
+        return CronExpression.parse(f"{minute} {hour} * * *")
+    if interval == "weekly":
+        return CronExpression.parse(f"{minute} {hour} * * {_read_weekday(day)}")
+    return CronExpression.parse(f"{minute} {hour} {_read_monthday(day)} * *")
+
+
+def _read_time(value: Any) -> tuple[int, int]:
+    if isinstance(value, str):
+        hh, sep, mm = value.strip().partition(":")
+        if sep and hh.isdigit() and mm.isdigit() and len(hh) <= 2 and len(mm) == 2:
+            hour, minute = int(hh), int(mm)
+            if hour < 24 and minute < 60:
+                return hour, minute
+    hint = (
+        " (quote it: YAML 1.1 reads an unquoted 01:30 as a number)"
+        if isinstance(value, int)
+        else ""
+    )
+    raise ScheduleError(f'time must be "HH:MM" (00:00-23:59), got {value!r}{hint}', key="time")
+
+
+def _read_weekday(value: Any) -> int:
+    if value is None:
+        return 1
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        number = int(text) if text.isdigit() else _WEEKDAYS.get(text)
+    if number is not None and 0 <= number <= 6:
+        return number
+    raise ScheduleError(
+        f"a weekly `day` must be a day name (MON, Monday) or 0-6 (0 = Sunday), got {value!r}",
+        key="day",
+    )
+
+
+def _read_monthday(value: Any) -> int:
+    if value is None:
+        return 1
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    if number is not None and 1 <= number <= 31:
+        return number
+    raise ScheduleError(f"a monthly `day` must be 1-31, got {value!r}", key="day")
+
+
+def _from_validation(exc: ValidationError) -> ScheduleError:
+    """The first problem of a pydantic error as a ScheduleError with its key path."""
+    first = exc.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or None
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return ScheduleError(f"{first['msg']}{more}", key=key)

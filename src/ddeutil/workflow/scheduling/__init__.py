@@ -1,0 +1,1 @@
+"""Scheduling: the scheduler tick, its catalog of pipelines and the overlap policy."""

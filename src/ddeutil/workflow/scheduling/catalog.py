@@ -1,0 +1,255 @@
+"""The scheduler's catalog: every pipeline it schedules, in its last good version.
+
+:class:`PipelineCatalog` reads the conf folder through a
+:class:`~ddeutil.workflow.loader.Loader` and validates each pipeline template
+once per conf version. Policies:
+
+* **Reload only on change.** :meth:`PipelineCatalog.reload` re-reads the conf
+  folder when the loader's fingerprint changed (one directory walk and a
+  ``stat`` per file otherwise), or always when forced (SIGHUP).
+* **Last good version.** A pipeline whose new version no longer validates keeps
+  the version that last did, and the error is logged with file, template and
+  key; so does a pipeline whose file stopped loading at all. A template that
+  never validated is logged and not scheduled. A broken template is never fatal.
+* **Unschedulable pipelines.** A pipeline with schedules and a required param
+  without a default (or defaults that do not validate) is kept but not planned;
+  the reason is logged once per conf version.
+* **Small entries.** The validated :class:`~ddeutil.workflow.pipeline.Pipeline`
+  is not kept (its jobs and stages are the workers' business): the daemon stays
+  small with thousands of pipelines. An entry keeps the raw template, its
+  schedules and policies, its param defaults, and the template's
+  :func:`~ddeutil.workflow.engine.pipeline_cache.template_version`, sent with each run
+  so a worker reuses the pipeline it built for that version.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..clock import ensure_utc
+from ..engine.pipeline import Pipeline
+from ..engine.pipeline_cache import template_version
+from ..errors import ConfigError, WorkflowError
+from ..loader import Loader, RawTemplate
+from ..schedules.on import On
+from ..schedules.planner import Catchup, PlannedSchedule
+from ..settings import Settings
+
+__all__ = ["CatalogEntry", "PipelineCatalog"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """What the scheduler keeps of one validated pipeline version.
+
+    Attributes:
+        template: The raw template that validated (what workers run).
+        schedules: The pipeline's schedules.
+        concurrency: ``allow``, ``skip`` or ``queue``.
+        catchup: The catch-up policy.
+        defaults: The param values of a scheduled run (the defaults, resolved).
+        unschedulable: Why the pipeline has schedules but cannot be scheduled.
+        version: The template's content digest (workers cache built pipelines by it).
+    """
+
+    template: RawTemplate
+    schedules: tuple[On, ...]
+    concurrency: str
+    catchup: Catchup
+    defaults: Mapping[str, Any]
+    unschedulable: str | None
+    version: str
+
+    @property
+    def name(self) -> str:
+        return self.template.name
+
+    def in_zone(self, schedule_key: str, instant: datetime) -> datetime:
+        """``instant`` in the zone of the schedule ``schedule_key`` (as is if unknown)."""
+        for on in self.schedules:
+            if on.key == schedule_key:
+                return ensure_utc(instant).astimezone(on.timezone)
+        return instant
+
+
+class PipelineCatalog:
+    """The pipelines of one conf folder, each in its last good version.
+
+    Not thread-safe: the scheduler calls it under its own lock.
+
+    Args:
+        loader: The conf index; replaced by ``loader.refreshed()`` on changes.
+        settings: Settings the pipelines are validated with.
+    """
+
+    def __init__(self, loader: Loader, settings: Settings) -> None:
+        self._loader = loader
+        self._settings = settings
+        self._entries: dict[str, CatalogEntry] = {}
+        self._planned: list[PlannedSchedule] | None = None
+        self._loaded_once = False
+        self._warned: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[CatalogEntry]:
+        return iter(self._entries.values())
+
+    def get(self, name: str) -> CatalogEntry | None:
+        """The entry of pipeline ``name`` (``None`` when it is not loaded)."""
+        return self._entries.get(name)
+
+    @property
+    def loader(self) -> Loader:
+        """The loader of the last (re)load."""
+        return self._loader
+
+    def planned(self) -> list[PlannedSchedule]:
+        """The schedules to plan, rebuilt only when the entries change."""
+        if self._planned is None:
+            planned: list[PlannedSchedule] = []
+            for entry in self._entries.values():
+                if entry.unschedulable:
+                    continue
+                planned.extend(
+                    PlannedSchedule(pipeline=entry.name, schedule=on, catchup=entry.catchup)
+                    for on in entry.schedules
+                )
+            self._planned = planned
+        return self._planned
+
+    def reload(self, *, force: bool) -> bool:
+        """(Re)load the pipelines when the conf changed (always when ``force``).
+
+        Returns:
+            Whether the conf folder was read again.
+        """
+        if force:
+            loader = self._loader.reread()
+        elif not self._loaded_once:
+            loader = self._loader
+        else:
+            loader = self._loader.refreshed()
+            if loader is self._loader:
+                return False
+        first = not self._loaded_once
+        self._loader = loader
+        self._loaded_once = True
+        for error in loader.errors:
+            logger.error("conf error: %s", error, extra=_where(error))
+        try:
+            templates = loader.of_type(Pipeline)
+        except WorkflowError as exc:
+            logger.error("cannot list pipeline templates: %s; keeping the loaded ones", exc)
+            return False
+        fresh: dict[str, CatalogEntry] = {}
+        for template in templates:
+            entry = self._build(template, loader)
+            if entry is not None:
+                fresh[template.name] = entry
+        broken_files = {e.file for e in loader.errors if e.file}
+        broken_names = {e.template for e in loader.errors if e.template}
+        for name, old in self._entries.items():
+            if name in fresh:
+                continue
+            if name in broken_names or str(old.template.file) in broken_files:
+                logger.error(
+                    "pipeline %s no longer loads: keeping its last good version",
+                    name,
+                    extra={"pipeline": name},
+                )
+                fresh[name] = old
+            elif not any(t.name == name for t in templates):
+                logger.info(
+                    "pipeline %s removed from the conf folder: no longer scheduled",
+                    name,
+                    extra={"pipeline": name},
+                )
+        self._entries = fresh
+        self._planned = None
+        self.planned()
+        for entry in fresh.values():
+            self._warn_unschedulable(entry)
+        logger.info(
+            "conf %s: %d pipeline(s), %d schedule(s)",
+            "loaded" if first else "reloaded",
+            len(fresh),
+            sum(len(x.schedules) for x in fresh.values() if not x.unschedulable),
+        )
+        return True
+
+    def _build(self, template: RawTemplate, loader: Loader) -> CatalogEntry | None:
+        name = template.name
+        try:
+            pipeline = Pipeline.from_template(template, loader=loader, settings=self._settings)
+        except Exception as exc:
+            error = (
+                exc.located(file=str(template.file), template=name)
+                if isinstance(exc, ConfigError)
+                else ConfigError(
+                    f"{type(exc).__name__}: {exc}", file=str(template.file), template=name
+                )
+            )
+            old = self._entries.get(name)
+            if old is not None:
+                logger.error(
+                    "pipeline %s: new version is invalid, keeping the last good version: %s",
+                    name,
+                    error,
+                    extra={**_where(error), "pipeline": name},
+                )
+                return old
+            logger.error(
+                "pipeline %s is invalid and is not scheduled: %s",
+                name,
+                error,
+                extra={**_where(error), "pipeline": name},
+            )
+            return None
+        defaults: Mapping[str, Any] = {}
+        reason: str | None = None
+        missing = list(pipeline.params.required_without_default())
+        if missing:
+            reason = "required param(s) without a default: " + ", ".join(sorted(missing))
+        else:
+            try:
+                defaults = pipeline.params.resolve({}, pipeline=name)
+            except WorkflowError as exc:
+                reason = f"param defaults do not validate: {exc}"
+        if not pipeline.on:
+            reason = None
+        return CatalogEntry(
+            template=template,
+            schedules=tuple(pipeline.on),
+            concurrency=pipeline.concurrency,
+            catchup=Catchup(pipeline.catchup),
+            defaults=defaults,
+            unschedulable=reason,
+            version=template_version(template),
+        )
+
+    def _warn_unschedulable(self, entry: CatalogEntry) -> None:
+        name = entry.name
+        if entry.unschedulable is None:
+            self._warned.pop(name, None)
+            return
+        if self._warned.get(name) == entry.unschedulable:
+            return
+        self._warned[name] = entry.unschedulable
+        logger.warning(
+            "pipeline %s is not scheduled: %s",
+            name,
+            entry.unschedulable,
+            extra={"pipeline": name},
+        )
+
+
+def _where(error: ConfigError) -> dict[str, Any]:
+    return {"file": error.file, "template": error.template, "key": error.key}
