@@ -33,14 +33,26 @@ import threading
 from bisect import bisect_right
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from functools import cache
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from ..errors import ScheduleError
 
-if TYPE_CHECKING:
-    from .cron import CronExpression
+__all__ = ["WallClockMatcher", "ZonedCron"]
 
-__all__ = ["ZonedCron"]
+
+class WallClockMatcher(Protocol):
+    """What :class:`ZonedCron` reads of an expression (a
+    :class:`~ddeutil.workflow.schedules.cron.CronExpression`): matching wall-clock
+    minutes as naive seconds since the epoch, and whether its hours are fixed.
+    """
+
+    @property
+    def fixed_time(self) -> bool: ...
+
+    def next_wall(self, lo: int) -> int: ...
+
+    def prev_wall(self, hi: int) -> int: ...
+
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -149,7 +161,7 @@ class ZonedCron:
 
     __slots__ = ("_memo", "_timeline", "expr", "zone")
 
-    def __init__(self, expr: CronExpression, zone: tzinfo) -> None:
+    def __init__(self, expr: WallClockMatcher, zone: tzinfo) -> None:
         self.expr = expr
         self.zone = zone
         self._timeline = _timeline(zone)
