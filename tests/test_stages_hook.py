@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ddeutil.workflow.engine.stages import HookStage
+from ddeutil.workflow.engine.stages.hook import BoundHook
 from ddeutil.workflow.errors import ConfigError
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
@@ -52,10 +53,11 @@ def test_a_hook_is_resolved_at_load_and_its_dict_becomes_the_outputs(engine) -> 
         ),
         params={"table": "str"},
     )
-    stage = pipe.jobs["j"].stages[0]
-    assert isinstance(stage, HookStage)
-    assert stage.hook is not None
-    assert stage.hook.name == "postgres-to-delta"
+    assert isinstance(pipe.jobs["j"].stages[0], HookStage)
+    assert pipe.plan is not None
+    bound = pipe.plan.jobs["j"].stages[0].body
+    assert isinstance(bound, BoundHook)
+    assert bound.hook.name == "postgres-to-delta"
     result = pipe.execute({"table": "sales"}, settings=engine.settings)
     assert result.status is Status.SUCCESS
     assert result.context["jobs"]["j"]["stages"]["hook"]["outputs"] == {
@@ -143,7 +145,8 @@ def test_a_templated_uses_is_resolved_per_matrix_combination(engine) -> None:
         _hook("tasks/el-${{ matrix.system }}-to-parquet@polars", {"table": "${{ matrix.table }}"}),
         strategy={"matrix": {"system": ["csv", "json"], "table": ["sales"]}},
     )
-    assert pipe.jobs["j"].stages[0].hook is None  # not resolvable before the matrix exists
+    assert pipe.plan is not None
+    assert pipe.plan.jobs["j"].stages[0].body is None  # not resolvable before the matrix exists
     result = pipe.execute(settings=engine.settings)
     assert result.status is Status.SUCCESS
     assert sorted(tasks.CALLS) == [("csv", "sales"), ("json", "sales")]
