@@ -97,7 +97,6 @@ class JobOutcome:
         errors: Every error of the job, in order.
         reason: Why a job that never started was SKIPPED or CANCELLED (a need
             not met, the run cancelled); recorded in its context.
-        duration: Seconds the job took.
     """
 
     status: Status
@@ -105,7 +104,6 @@ class JobOutcome:
     strategy_ids: tuple[str, ...] | None = None
     errors: tuple[ErrorRecord, ...] = ()
     reason: str | None = None
-    duration: float = 0.0
 
     def context(self) -> dict[str, Any]:
         """The job's ``jobs.<id>`` entry as templates, stored contexts and the API show it.
@@ -331,15 +329,8 @@ class JobPlan:
         started = time.perf_counter()
         rc = rc.evolve(job=self.id)
         outcome = self._execute(base, rc)
-        outcome = replace(outcome, duration=time.perf_counter() - started)
-        rc.log(
-            logger,
-            logging.INFO,
-            "job %r %s in %.3fs",
-            self.id,
-            outcome.status.value,
-            outcome.duration,
-        )
+        duration = time.perf_counter() - started
+        rc.log(logger, logging.INFO, "job %r %s in %.3fs", self.id, outcome.status.value, duration)
         if rc.on_event is not None:
             first = next((e.message for e in outcome.errors), None)
             rc.emit(
@@ -349,7 +340,7 @@ class JobPlan:
                     pipeline=rc.pipeline,
                     job=self.id,
                     status=outcome.status,
-                    duration=outcome.duration,
+                    duration=duration,
                     error=first if outcome.status is not Status.SUCCESS else None,
                 )
             )
