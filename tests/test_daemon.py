@@ -37,7 +37,7 @@ from ddeutil.workflow.result import Status
 from ddeutil.workflow.scheduling.scheduler import INTERRUPTED_REASON, SchedulerState
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import SqliteRunStore, open_store
-from ddeutil.workflow.store.base import ReleaseKey, RunRecord, RunStore
+from ddeutil.workflow.store.base import ReleaseKey, RunFilter, RunRecord, RunStore
 
 UTC = timezone.utc
 RELEASE = datetime(2024, 1, 1, tzinfo=UTC)
@@ -314,8 +314,8 @@ def test_kill_9_of_the_daemon_then_restart_fails_the_started_run_and_runs_the_cl
     started = record(store, "run-started")
     assert started.status is Status.FAILED
     assert INTERRUPTED_REASON in (started.error or "")
-    assert store.count_runs(pipeline="long") == 1
-    assert store.count_runs(pipeline="quick") == 1
+    assert store.count_runs(RunFilter(pipeline="long")) == 1
+    assert store.count_runs(RunFilter(pipeline="quick")) == 1
     second.proc.send_signal(signal.SIGTERM)
     assert second.wait(30) == 0
     assert record(store, "run-started").status is Status.FAILED  # not run again

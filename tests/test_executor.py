@@ -23,7 +23,7 @@ from ddeutil.workflow.loader import Loader
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import MemoryRunStore
-from ddeutil.workflow.store.base import TriggerKind
+from ddeutil.workflow.store.base import RunFilter, TriggerKind
 
 GATE = "ddw_test_executor_gate"
 
@@ -189,7 +189,7 @@ def test_runs_wait_in_submit_order_and_none_is_dropped(h, gate, caplog):
 
     assert [e.run_id for e in first] == ["r0"]
     assert executor.in_flight() == 5
-    assert h.store.count_runs(status="PENDING") == 4
+    assert h.store.count_runs(RunFilter(status=Status.PENDING)) == 4
     warnings = [r for r in caplog.records if "wait in submit order" in r.getMessage()]
     assert len(warnings) == 1
 
@@ -198,7 +198,7 @@ def test_runs_wait_in_submit_order_and_none_is_dropped(h, gate, caplog):
     started = [e.run_id for e in events if e.kind == "started"]
     assert started == run_ids
     assert {e.status for e in events if e.kind == "finished"} == {Status.SUCCESS}
-    assert h.store.count_runs(status="SUCCESS") == 5
+    assert h.store.count_runs(RunFilter(status=Status.SUCCESS)) == 5
     assert executor.in_flight() == 0
 
 
@@ -209,12 +209,12 @@ def test_at_most_size_runs_execute_at_once(h, gate):
         h.submit(executor, "gate-pipe", f"r{i}")
     events = collect(executor, count("started", 2))
 
-    assert h.store.count_runs(status="RUNNING") == 2
-    assert h.store.count_runs(status="PENDING") == 3
+    assert h.store.count_runs(RunFilter(status=Status.RUNNING)) == 2
+    assert h.store.count_runs(RunFilter(status=Status.PENDING)) == 3
     assert executor.running_pipelines() == {"gate-pipe": 5}
     gate.set()
     events += collect(executor, count("finished", 5))
-    assert h.store.count_runs(status="SUCCESS") == 5
+    assert h.store.count_runs(RunFilter(status=Status.SUCCESS)) == 5
     assert executor.running_pipelines() == {}
 
 
@@ -244,8 +244,8 @@ def test_shutdown_cancels_running_and_leaves_waiting_pending(h):
     executor.shutdown(0.2)
 
     assert time.monotonic() - began < 5.0
-    assert h.store.count_runs(status="CANCELLED") == 2
-    assert h.store.count_runs(status="PENDING") == 1
+    assert h.store.count_runs(RunFilter(status=Status.CANCELLED)) == 2
+    assert h.store.count_runs(RunFilter(status=Status.PENDING)) == 1
     finished = [e for e in executor.drain_events() if e.kind == "finished"]
     assert {e.status for e in finished} == {Status.CANCELLED}
     executor.shutdown(0.2)  # idempotent

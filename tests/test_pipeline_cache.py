@@ -23,7 +23,7 @@ from ddeutil.workflow.masking import Masker
 from ddeutil.workflow.result import Result, Status
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import MemoryRunStore
-from ddeutil.workflow.store.base import TriggerKind
+from ddeutil.workflow.store.base import RunFilter, TriggerKind
 
 BARRIER = "ddw_test_pipeline_cache_barrier"
 THREADS = 8
@@ -246,5 +246,5 @@ def test_thread_executor_builds_a_pipeline_once_for_many_runs(
     executor.shutdown(5)
 
     assert built == ["other"]
-    assert store.count_runs(status="SUCCESS") == len(run_ids)
+    assert store.count_runs(RunFilter(status=Status.SUCCESS)) == len(run_ids)
     store.close()

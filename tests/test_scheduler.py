@@ -34,7 +34,7 @@ from ddeutil.workflow.scheduling.scheduler import (
 )
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import MemoryRunStore, SqliteRunStore
-from ddeutil.workflow.store.base import RunStore, TriggerKind
+from ddeutil.workflow.store.base import RunFilter, RunStore, TriggerKind
 from ddeutil.workflow.store.ends import EndJournal, RunEnd
 
 UTC = timezone.utc
@@ -169,7 +169,7 @@ def pipeline_yaml(
 
 
 def runs_for(store: RunStore, pipeline: str) -> list:
-    return store.list_runs(pipeline=pipeline, limit=10_000)
+    return store.list_runs(RunFilter(pipeline=pipeline), limit=10_000)
 
 
 # -- lifecycle -------------------------------------------------------------------

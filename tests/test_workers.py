@@ -35,7 +35,7 @@ from ddeutil.workflow.logs import configure_logging, run_log_path
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
-from ddeutil.workflow.store.base import RunStore, TriggerKind
+from ddeutil.workflow.store.base import RunFilter, RunStore, TriggerKind
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -259,7 +259,7 @@ def test_saturated_requests_wait_in_order_in_the_daemon(h, caplog):
     collect(executor, finished("r2"))
 
     assert order == ["r0", "r1", "r2"]
-    assert h.store.count_runs(status="CANCELLED") == 3
+    assert h.store.count_runs(RunFilter(status=Status.CANCELLED)) == 3
 
 
 def test_killed_worker_fails_its_run_and_is_replaced(h, fifo):

@@ -24,6 +24,7 @@ from ddeutil.workflow.store import (
     Claim,
     DuplicateRun,
     ReleaseKey,
+    RunFilter,
     RunRecord,
     RunStore,
     TriggerKind,
@@ -32,6 +33,7 @@ from ddeutil.workflow.store import (
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 SCHEDULE = "*/5 * * * *@UTC"
+RUNNING = RunFilter(status=Status.RUNNING)
 
 
 def rk(minutes: int = 0, pipeline: str = "p", schedule: str = SCHEDULE) -> ReleaseKey:
@@ -369,17 +371,18 @@ def test_runs_created_in_the_same_instant_have_a_stable_order(store: RunStore) -
     ],
 )
 def test_list_and_count_filter_alike(
-    store: RunStore, filters: dict[str, object], expected: list[str]
+    store: RunStore, filters: dict[str, Any], expected: list[str]
 ) -> None:
     _history(store)
-    assert ids(store.list_runs(**filters)) == expected
-    assert store.count_runs(**filters) == len(expected)
+    where = RunFilter(**filters)
+    assert ids(store.list_runs(where)) == expected
+    assert store.count_runs(where) == len(expected)
 
 
 def test_time_filters_accept_any_zone(store: RunStore) -> None:
     _history(store)
     since = (T0 + timedelta(minutes=4)).astimezone(ZoneInfo("America/New_York"))
-    assert ids(store.list_runs(since=since)) == ["m5", "s4"]
+    assert ids(store.list_runs(RunFilter(since=since))) == ["m5", "s4"]
 
 
 def test_negative_paging_is_refused(store: RunStore) -> None:
@@ -399,8 +402,8 @@ def test_pending_runs_are_oldest_release_first(store: RunStore) -> None:
     manual(store, "manual", minutes=12, trigger=TriggerKind.API)
     assert ids(store.pending_runs()) == ["early", "manual", "middle", "late"]
     assert ids(store.pending_runs(trigger=TriggerKind.SCHEDULE)) == ["early", "middle", "late"]
-    assert ids(store.running_runs()) == ["started"]
-    assert ids(store.running_runs(trigger=TriggerKind.API)) == []
+    assert ids(store.list_runs(RUNNING)) == ["started"]
+    assert store.count_runs(RunFilter(status=Status.RUNNING, trigger=TriggerKind.API)) == 0
 
 
 def test_fail_interrupted_closes_running_runs_only(store: RunStore) -> None:
@@ -414,7 +417,7 @@ def test_fail_interrupted_closes_running_runs_only(store: RunStore) -> None:
     assert run is not None
     assert (run.status, run.ended, run.error) == (Status.FAILED, later, "daemon restarted")
     assert [e.message for e in run.errors] == ["daemon restarted"]
-    assert store.running_runs() == []
+    assert store.count_runs(RUNNING) == 0
     assert ids(store.pending_runs()) == ["m1", "s2", "m5"]
     assert store.get_run("s0").status is Status.SUCCESS
     assert store.fail_interrupted(now=later, reason="again") == []
@@ -426,7 +429,7 @@ def test_fail_interrupted_can_be_limited_to_one_trigger(store: RunStore) -> None
     for run_id in ("sched", "api"):
         store.mark_running(run_id, now=T0)
     assert store.fail_interrupted(now=T0, reason="api restart", trigger=TriggerKind.API) == ["api"]
-    assert ids(store.running_runs()) == ["sched"]
+    assert ids(store.list_runs(RUNNING)) == ["sched"]
 
 
 # -- scheduler state ------------------------------------------------------------------
@@ -613,7 +616,7 @@ def test_start_race_between_processes_has_exactly_one_winner(
         results = [json.loads(proc.finish()) for proc in workers]
         for i in range(20):
             assert sum(flags[i] for flags in results) == 1
-        assert len(store.running_runs()) == 20
+        assert store.count_runs(RUNNING) == 20
     finally:
         store.close()
 

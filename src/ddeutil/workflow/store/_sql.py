@@ -227,12 +227,13 @@ class Dialect:
         if runs.pipeline is not None:
             parts.append("pipeline = ?")
             values.append(runs.pipeline)
-        if runs.statuses is not None:
-            if not runs.statuses:
+        statuses = runs.statuses
+        if statuses is not None:
+            if not statuses:
                 parts.append("1 = 0")
             else:
-                parts.append(f"status IN ({', '.join('?' * len(runs.statuses))})")
-                values.extend(runs.statuses)
+                parts.append(f"status IN ({', '.join('?' * len(statuses))})")
+                values.extend(s.value for s in statuses)
         if runs.since is not None:
             parts.append("created >= ?")
             values.append(self.ts_in(runs.since))
@@ -255,6 +256,6 @@ class Dialect:
 
     def status_query(self, status: Status, trigger: TriggerKind | None) -> tuple[str, list[Any]]:
         """SELECT the runs of one status (optionally one trigger) in their order."""
-        where, values = self.where(RunFilter.of(status=status, trigger=trigger))
+        where, values = self.where(RunFilter(status=status, trigger=trigger))
         order = PENDING_ORDER if status is Status.PENDING else RUNNING_ORDER
         return self.sql(f"SELECT {_COLS} FROM workflow_runs {where} {order}"), values

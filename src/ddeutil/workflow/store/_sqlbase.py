@@ -223,8 +223,8 @@ class SqlRunStore(RunStoreBase):
         with self._read() as conn:
             return int(conn.execute(self._dialect.count_query(clause), values).fetchone()[0])
 
-    def _by_status(self, status: Status, trigger: TriggerKind | None) -> list[RunRecord]:
-        query, values = self._dialect.status_query(status, trigger)
+    def _pending(self, trigger: TriggerKind | None) -> list[RunRecord]:
+        query, values = self._dialect.status_query(Status.PENDING, trigger)
         with self._read() as conn:
             rows = conn.execute(query, values).fetchall()
         return [self._dialect.record(row) for row in rows]

@@ -274,7 +274,7 @@ class MemoryRunStore(RunStoreBase):
             r
             for r in rows
             if (pipeline is None or r.pipeline == pipeline)
-            and (wanted is None or r.status.value in wanted)
+            and (wanted is None or r.status in wanted)
             and (lo is None or r.created >= lo)
             and (hi is None or r.created < hi)
             and (kind is None or r.trigger is kind)
@@ -289,15 +289,15 @@ class MemoryRunStore(RunStoreBase):
         return len(self._select(where))
 
     def _rows_by_status(self, status: Status, trigger: TriggerKind | None) -> list[_Row]:
-        rows = self._select(RunFilter.of(status=status, trigger=trigger))
+        rows = self._select(RunFilter(status=status, trigger=trigger))
         if status is Status.PENDING:
             rows.sort(key=lambda r: (r.release.at if r.release else r.created, r.created, r.run_id))
         else:
             rows.sort(key=lambda r: (r.started or r.created, r.run_id))
         return rows
 
-    def _by_status(self, status: Status, trigger: TriggerKind | None) -> list[RunRecord]:
-        return [r.record() for r in self._rows_by_status(status, trigger)]
+    def _pending(self, trigger: TriggerKind | None) -> list[RunRecord]:
+        return [r.record() for r in self._rows_by_status(Status.PENDING, trigger)]
 
     def fail_interrupted(
         self, *, now: datetime, reason: str, trigger: TriggerKind | None = None
