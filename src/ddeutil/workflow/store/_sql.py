@@ -23,7 +23,7 @@ from typing import Any
 
 from ..result import Status
 from ._codec import load_errors
-from .base import ReleaseKey, RunFilter, RunRecord, TriggerKind
+from .base import NewRun, ReleaseKey, RunFilter, RunRecord, TriggerKind
 
 __all__ = ["SCHEMA_VERSION", "Dialect", "migrations"]
 
@@ -150,35 +150,24 @@ class Dialect:
     def opt_ts_out(self, value: Any) -> datetime | None:
         return None if value is None else self.ts_out(value)
 
-    def run_values(
-        self,
-        *,
-        run_id: str,
-        pipeline: str,
-        trigger: TriggerKind,
-        release: ReleaseKey | None,
-        logical_date: datetime | None,
-        params: str,
-        created: datetime,
-        idempotency_key: str | None,
-    ) -> tuple[Any, ...]:
+    def run_values(self, run: NewRun) -> tuple[Any, ...]:
         """Values of :data:`INSERT_RUN` for a new PENDING run."""
         return (
-            run_id,
-            pipeline,
-            TriggerKind(trigger).value,
+            run.run_id,
+            run.pipeline,
+            run.trigger.value,
             Status.PENDING.value,
-            None if release is None else release.schedule,
-            None if release is None else self.ts_in(release.at),
-            self.opt_ts(logical_date),
-            params,
+            None if run.release is None else run.release.schedule,
+            None if run.release is None else self.ts_in(run.release.at),
+            self.opt_ts(run.logical_date),
+            run.params,
             None,
             "[]",
-            self.ts_in(created),
+            self.ts_in(run.created),
             None,
             None,
             None,
-            idempotency_key,
+            run.idempotency_key,
         )
 
     def record(self, row: Sequence[Any]) -> RunRecord:

@@ -43,7 +43,7 @@ from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 from ..clock import ensure_utc
 from ..errors import StoreError
 from ..result import ErrorRecord, Status
-from ._codec import utc
+from ._codec import dump_errors, dumps_json, text_in, utc
 
 __all__ = [
     "Claim",
@@ -376,6 +376,52 @@ def check_paging(limit: int, offset: int) -> None:
         raise ValueError(f"limit and offset must be >= 0, got {limit}, {offset}")
 
 
+@dataclass(frozen=True)
+class NewRun:
+    """A PENDING run about to be recorded, in the form the stores keep.
+
+    :class:`RunStoreBase` builds one from the arguments of
+    :meth:`RunStore.create_run` or from a :class:`Claim`: times aware UTC,
+    ``params`` JSON text.
+    """
+
+    run_id: str
+    pipeline: str
+    trigger: TriggerKind
+    release: ReleaseKey | None
+    logical_date: datetime | None
+    params: str
+    created: datetime
+    idempotency_key: str | None = None
+
+    @classmethod
+    def claimed(cls, claim: Claim, created: datetime) -> NewRun:
+        """The scheduled run that claiming ``claim`` at ``created`` records."""
+        return cls(
+            run_id=claim.run_id,
+            pipeline=claim.release.pipeline,
+            trigger=TriggerKind.SCHEDULE,
+            release=claim.release,
+            logical_date=None if claim.logical_date is None else utc(claim.logical_date),
+            params=dumps_json(dict(claim.params)),
+            created=utc(created),
+        )
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How :meth:`RunStore.finish` closes a run, in the form the stores keep.
+
+    ``context`` and ``errors`` are JSON text; ``context=None`` keeps the stored one.
+    """
+
+    status: Status
+    ended: datetime
+    context: str | None
+    errors: str
+    error: str | None
+
+
 class RunStoreBase(abc.ABC):
     """What the bundled stores share: the :class:`RunStore` methods that reduce to others.
 
@@ -396,6 +442,48 @@ class RunStoreBase(abc.ABC):
 
     @abc.abstractmethod
     def claim_many(self, claims: Sequence[Claim], *, now: datetime) -> list[bool]: ...
+
+    def create_run(
+        self,
+        *,
+        run_id: str,
+        pipeline: str,
+        trigger: TriggerKind,
+        params: Mapping[str, Any],
+        now: datetime,
+        idempotency_key: str | None = None,
+        logical_date: datetime | None = None,
+    ) -> RunRecord:
+        run = NewRun(
+            run_id=run_id,
+            pipeline=pipeline,
+            trigger=TriggerKind(trigger),
+            release=None,
+            logical_date=None if logical_date is None else utc(logical_date),
+            params=dumps_json(dict(params)),
+            created=utc(now),
+            idempotency_key=idempotency_key,
+        )
+        return self._create(run)
+
+    def finish(
+        self,
+        run_id: str,
+        *,
+        status: Status,
+        now: datetime,
+        context: Mapping[str, Any] | None = None,
+        errors: Sequence[ErrorRecord] = (),
+        error: str | None = None,
+    ) -> bool:
+        ending = Ending(
+            status=terminal_status(status),
+            ended=utc(now),
+            context=None if context is None else dumps_json(dict(context)),
+            errors=dump_errors(errors),
+            error=text_in(error),
+        )
+        return self._finish(run_id, ending)
 
     def list_runs(
         self, where: RunFilter | None = None, *, limit: int = 50, offset: int = 0
@@ -421,6 +509,19 @@ class RunStoreBase(abc.ABC):
 
     def last_heartbeat(self) -> tuple[datetime, str] | None:
         return self._get_state("heartbeat")
+
+    @abc.abstractmethod
+    def _create(self, run: NewRun) -> RunRecord:
+        """Record ``run`` and return it as stored.
+
+        Raises:
+            DuplicateRun: its idempotency key was used before; nothing is written.
+            StoreError: its run id is already taken.
+        """
+
+    @abc.abstractmethod
+    def _finish(self, run_id: str, ending: Ending) -> bool:
+        """Apply ``ending`` to a PENDING or RUNNING run; ``False`` when there is none."""
 
     @abc.abstractmethod
     def _list(self, where: RunFilter, limit: int, offset: int) -> list[RunRecord]:
