@@ -483,7 +483,7 @@ def test_request_stop_wakes_the_sleeping_loop(settings: Settings) -> None:
     helper = threading.Thread(
         target=lambda: (
             wait_until(lambda: scheduler.state is SchedulerState.RUNNING, 10, "start"),
-            daemon.request_stop(),
+            daemon.request_stop(),  # type: ignore[func-returns-value]
         )
     )
     helper.start()
@@ -607,9 +607,9 @@ def test_serve_stops_with_exit_1_when_the_store_fails_at_start(
     def broken_start(self: Any) -> None:
         raise StoreError("disk I/O error")
 
-    monkeypatch.setattr(daemon_mod.Scheduler, "start", broken_start)
+    monkeypatch.setattr(daemon_mod.Scheduler, "start", broken_start)  # type: ignore[attr-defined]
     monkeypatch.setattr(daemon_mod, "_build_executor", lambda *a: FakeExecutor())
-    monkeypatch.setattr(daemon_mod.Scheduler, "stop", lambda self, timeout=None: None)
+    monkeypatch.setattr(daemon_mod.Scheduler, "stop", lambda self, timeout=None: None)  # type: ignore[attr-defined]
     assert serve(settings, masker=Masker()) == 1
     assert "run store error" in capsys.readouterr().err
 

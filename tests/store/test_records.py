@@ -136,4 +136,4 @@ def test_run_filters_are_normalised_on_construction() -> None:
 def test_times_must_be_datetimes() -> None:
     store = MemoryRunStore()
     with pytest.raises(TypeError, match="datetime"):
-        store.set_watermark("2024-01-01")
+        store.set_watermark("2024-01-01")  # type: ignore[arg-type]
