@@ -200,7 +200,7 @@ def test_expressions_are_values() -> None:
     assert pickle.loads(pickle.dumps(a)) == a
     assert repr(a) == "CronExpression('*/5 * * * *')"
     with pytest.raises(AttributeError, match="immutable"):
-        a.hours = (1,)  # type: ignore[misc]
+        a.hours = (1,)
 
 
 # ---------------------------------------------------------------------- day matching

@@ -47,7 +47,7 @@ def test_exports_are_the_defining_objects() -> None:
 
 def test_unknown_attribute_raises_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        _ = workflow.Nope  # type: ignore[attr-defined]
+        _ = workflow.Nope
 
 
 def test_importing_the_package_is_cheap() -> None:

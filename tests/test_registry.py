@@ -129,7 +129,8 @@ def test_tag_only_marks_the_function_and_returns_it() -> None:
 def test_tag_can_be_stacked() -> None:
     from fixtures_pkg.tasks import multi
 
-    assert set(multi.__workflow_tags__) == {("v1", "multi"), ("v2", "multi-tagged")}
+    tags = multi.__workflow_tags__  # type: ignore[attr-defined]
+    assert set(tags) == {("v1", "multi"), ("v2", "multi-tagged")}
 
 
 @pytest.mark.parametrize(("name", "alias"), [("", None), ("a b", None), ("ok", "bad name")])
@@ -246,7 +247,7 @@ def test_group_modules_are_imported_lazily_and_once(monkeypatch: pytest.MonkeyPa
         calls.append(name)
         return real(name, package)
 
-    monkeypatch.setattr(registry.importlib, "import_module", counting)
+    monkeypatch.setattr(registry.importlib, "import_module", counting)  # type: ignore[attr-defined]
     reg = HookRegistry(["fixtures_pkg"])
     assert "fixtures_pkg.lazy_hooks" not in sys.modules
     assert reg.find("lazy_hooks/ping@v1").func() == {"pong": "yes"}

@@ -34,7 +34,7 @@ from ddeutil.workflow.scheduling.scheduler import (
 )
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import MemoryRunStore, SqliteRunStore
-from ddeutil.workflow.store.base import RunStore, TriggerKind
+from ddeutil.workflow.store.base import RunFilter, RunRecord, RunStore, TriggerKind
 from ddeutil.workflow.store.ends import EndJournal, RunEnd
 
 UTC = timezone.utc
@@ -168,8 +168,8 @@ def pipeline_yaml(
 """
 
 
-def runs_for(store: RunStore, pipeline: str) -> list:
-    return store.list_runs(pipeline=pipeline, limit=10_000)
+def runs_for(store: RunStore, pipeline: str) -> list[RunRecord]:
+    return store.list_runs(RunFilter(pipeline=pipeline), limit=10_000)
 
 
 # -- lifecycle -------------------------------------------------------------------
@@ -182,7 +182,7 @@ def test_lifecycle_states_and_idempotent_start_stop(
     assert scheduler.state is SchedulerState.STOPPED
     scheduler.start()
     scheduler.start()
-    assert scheduler.state is SchedulerState.RUNNING
+    assert scheduler.state is SchedulerState.RUNNING  # type: ignore[comparison-overlap]
     assert executor.started
     scheduler.stop(timeout=3)
     scheduler.stop(timeout=5)
