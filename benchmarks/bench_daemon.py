@@ -395,8 +395,10 @@ def analyse(runs: list[dict[str, Any]], boundaries: list[float], pipelines: int)
         for key, values in parts.items():
             if r[key] is not None and r["release"] is not None:
                 values.append(r[key] - r["release"])
+    engine = [r["stamp"] - r["started"] for r in runs if r["stamp"] and r["started"]]
     return {
         "all": summary(every),
+        "stamp_minus_started": summary(engine),
         "per_boundary": per_boundary,
         "created_minus_release": summary(parts["created"]),
         "started_minus_release": summary(parts["started"]),
@@ -419,6 +421,12 @@ def report_checks(result: dict[str, Any], expected: int) -> None:
         say(f"    missing e.g. {result['missing_examples']}")
     say(f"  store: claimed (created) - release {fmt(result['created_minus_release'])}")
     say(f"  store: started - release  {fmt(result['started_minus_release'])}")
+    say(f"  stamp - store started     {fmt(result['stamp_minus_started'])}")
+
+
+def load() -> str:
+    """The 1, 5 and 15 min load averages (a shared machine skews every number)."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def latency_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -448,12 +456,15 @@ def latency_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             )
         )
         sleep_until(boundaries[-1] + 1.0, daemon, log)
+        load_after = load()
         runs = wait_runs_done(root / ".workflow" / "runs.db", boundaries, len(boundaries), 60)
     finally:
         stop(daemon, "daemon", args.stop_timeout)
         stop(aps, "APScheduler child", 5)
     result = analyse(runs, boundaries, 1)
     result["warmup_skipped"] = skipped
+    result["load_after"] = load_after
+    say(f"  load average (1, 5, 15 min) after the last boundary: {load_after}")
     say(f"  ddeutil-workflow  {fmt(result['all'])}")
     for item in result["per_boundary"]:
         say(f"    {item['boundary']}  {fmt(item)}")
@@ -518,6 +529,8 @@ def burst_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 )
             )
             sleep_until(boundaries[-1] + 1.0, daemon, log)
+            result["load_after"] = load()
+            say(f"  load average (1, 5, 15 min) after the last boundary: {result['load_after']}")
             runs = wait_runs_done(
                 root / ".workflow" / "runs.db", boundaries, args.burst * len(boundaries), 120
             )
