@@ -204,7 +204,10 @@ if __name__ == "__main__":
         catalog.reload(force=True)
         entries = {e.name: [on.key for on in e.schedules] for e in catalog}
     after = {m for m in sys.modules if m.startswith("ddeutil.workflow.engine")}
-    print(json.dumps({"before": sorted(before), "added": sorted(after - before), "entries": entries}))
+    print(json.dumps({
+        "before": sorted(before), "added": sorted(after - before), "entries": entries,
+        "pydantic": "pydantic" in sys.modules,
+    }))
 """
 
 DAEMON_CONF = """
@@ -251,11 +254,15 @@ EXPECTED_ENTRIES = {
 def test_loading_the_conf_with_the_helper_process_validator_never_imports_the_engine(
     root: Path,
 ) -> None:
-    """The catalog, the loader and the registry load no engine module in the parent."""
+    """The catalog, the loader and the registry load no engine module in the parent.
+
+    Nor pydantic: the catalog's schedules are plain records (``CronSchedule``).
+    """
     result = _daemon_probe(root, "catalog")
     assert result["entries"] == EXPECTED_ENTRIES
     assert result["before"] == []
     assert result["added"] == []
+    assert result["pydantic"] is False
 
 
 def test_the_daemons_catalog_adds_no_engine_module_to_what_the_daemon_imports(

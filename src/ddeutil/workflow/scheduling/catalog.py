@@ -30,7 +30,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..clock import ensure_utc
 from ..errors import ConfigError, WorkflowError
@@ -38,10 +38,8 @@ from ..loader import Loader, RawTemplate, template_version
 from ..registry import PIPELINE
 from ..schedules.planner import Catchup, PlannedSchedule
 from ..settings import Settings
+from .cron_schedule import CronSchedule
 from .validation import Concurrency, InProcessValidator, PipelineFacts, Validator
-
-if TYPE_CHECKING:
-    from ..schedules.on import On
 
 __all__ = ["CatalogEntry", "Concurrency", "PipelineCatalog"]
 
@@ -54,7 +52,7 @@ class CatalogEntry:
 
     Attributes:
         template: The raw template that validated (what workers run).
-        schedules: The pipeline's schedules.
+        schedules: The pipeline's schedules (plain records, see :mod:`.cron_schedule`).
         concurrency: The overlap policy (a ``str`` enum: ``entry.concurrency == "skip"``).
         catchup: The catch-up policy.
         defaults: The param values of a scheduled run (the defaults, resolved).
@@ -63,7 +61,7 @@ class CatalogEntry:
     """
 
     template: RawTemplate
-    schedules: tuple[On, ...]
+    schedules: tuple[CronSchedule, ...]
     concurrency: Concurrency
     catchup: Catchup
     defaults: Mapping[str, Any]

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConfigError, WorkflowError
 from ..schedules.planner import Catchup
+from .cron_schedule import CronSchedule
 
 if TYPE_CHECKING:
     from ..loader import Loader, RawTemplate
-    from ..schedules.on import On
     from ..settings import Settings
 
 __all__ = [
@@ -61,14 +61,14 @@ class PipelineFacts:
     """The scheduling facts of one valid pipeline template.
 
     Attributes:
-        schedules: The pipeline's schedules.
+        schedules: The pipeline's schedules (plain records: no pydantic needed).
         concurrency: The overlap policy.
         catchup: The catch-up policy.
         defaults: The param values of a scheduled run (the defaults, resolved).
         unschedulable: Why the pipeline has schedules but cannot be scheduled.
     """
 
-    schedules: tuple[On, ...]
+    schedules: tuple[CronSchedule, ...]
     concurrency: Concurrency
     catchup: Catchup
     defaults: Mapping[str, Any]
@@ -133,7 +133,7 @@ def pipeline_facts(template: RawTemplate, loader: Loader, settings: Settings) ->
     if not pipeline.on:
         reason = None
     return PipelineFacts(
-        schedules=tuple(pipeline.on),
+        schedules=tuple(CronSchedule.of(on) for on in pipeline.on),
         concurrency=Concurrency(pipeline.concurrency),
         catchup=Catchup(pipeline.catchup),
         defaults=defaults,

@@ -12,7 +12,8 @@ returns their scheduling facts. Policies:
   sees exactly what the daemon read), then the template names in batches of
   ``batch`` (startup with 1,000 templates is a handful of round trips).
 * **Plain data back.** Schedules come back as ``(cron, zone, name)`` and are
-  rebuilt here (schedules sharing an expression and a zone share their compiled
+  rebuilt here as :class:`~.cron_schedule.CronSchedule` records (no pydantic in
+  the daemon; schedules sharing an expression and a zone share their compiled
   form); errors come back as located ConfigErrors.
 * **Bounded waits.** Starting (until the helper has imported the engine),
   sending and each batch have a timeout. A helper that dies, stops answering or
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..schedules.planner import Catchup
+from .cron_schedule import CronSchedule
 from .validation import Concurrency, Outcome, PipelineFacts, pipeline_facts
 
 if TYPE_CHECKING:
@@ -290,13 +292,8 @@ def _span(chunk: Sequence[RawTemplate]) -> str:
 
 def _from_wire(wire: _Wire, template: RawTemplate) -> Outcome:
     if wire[0] == "ok":
-        from ..schedules.on import On
-
         _, specs, concurrency, catchup, defaults, unschedulable = wire
-        schedules = tuple(
-            On.parse({"cronjob": cron, "timezone": zone, "name": name})
-            for cron, zone, name in specs
-        )
+        schedules = tuple(CronSchedule.parse(cron, zone, name) for cron, zone, name in specs)
         return PipelineFacts(
             schedules=schedules,
             concurrency=Concurrency(concurrency),
@@ -316,7 +313,7 @@ def _from_wire(wire: _Wire, template: RawTemplate) -> Outcome:
 
 def _to_wire(outcome: Outcome) -> _Wire:
     if isinstance(outcome, PipelineFacts):
-        specs = tuple((str(on.cronjob), on.timezone.key, on.name) for on in outcome.schedules)
+        specs = tuple((str(s.cronjob), s.timezone.key, s.name) for s in outcome.schedules)
         wire: _Wire = (
             "ok",
             specs,
