@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ddeutil.workflow.errors import ConfigError
-from ddeutil.workflow.loader import Loader
+from ddeutil.workflow.loader import Loader, RawTemplate
 from ddeutil.workflow.schedules.planner import Catchup
 from ddeutil.workflow.scheduling.catalog import PipelineCatalog
 from ddeutil.workflow.scheduling.validation import (
@@ -236,3 +236,17 @@ def test_nothing_to_validate_starts_no_process(settings: Settings) -> None:
         assert validator.validate([], Loader.from_settings(settings), settings) == []
         assert validator.starts == 0
         assert validator.pid is None
+
+
+def test_an_index_that_cannot_be_sent_is_an_error_per_template_not_a_crash(
+    write_conf: WriteConf, settings: Settings, validator: ProcessValidator
+) -> None:
+    write_conf("conf.yml", CONF)
+    loader = Loader.from_settings(settings)
+    odd = RawTemplate("odd", Path("odd.yml"), {"type": "Pipeline", "f": lambda: 0}, "Pipeline")
+    loader._templates["odd"] = odd
+    got = validator.validate([loader.get("scheduled"), odd], loader, settings)
+    assert [type(o) for o in got] == [ConfigError, ConfigError]
+    assert all("cannot be sent to the validation process" in str(o) for o in got)
+    assert (got[1].template, got[1].file) == ("odd", "odd.yml")  # type: ignore[union-attr]
+    assert validator.starts == 0

@@ -135,7 +135,12 @@ class ProcessValidator:
     def _validate(
         self, templates: Sequence[RawTemplate], loader: Loader, settings: Settings
     ) -> list[Outcome]:
-        conf = pickle.dumps(("conf", loader, settings), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            conf = pickle.dumps(("conf", loader, settings), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # a value YAML could not produce; never fatal
+            reason = f"cannot be sent to the validation process ({type(exc).__name__}: {exc})"
+            logger.error("the conf index %s", reason)
+            return [t.error(reason) for t in templates]
         outcomes: list[Outcome] = []
         restarted = False
         sent = False
