@@ -26,8 +26,9 @@ for the daemon (whose parent process then never imports the engine). Policies:
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -183,6 +184,7 @@ class PipelineCatalog:
         self._entries = fresh
         self._planned = None
         self.planned()
+        _give_back_freed_memory()
         for entry in fresh.values():
             self._warn_unschedulable(entry)
         logger.info(
@@ -239,6 +241,29 @@ class PipelineCatalog:
             entry.unschedulable,
             extra={"pipeline": name},
         )
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        import ctypes
+
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+    return trim
+
+
+def _give_back_freed_memory() -> None:
+    """Return the heap pages a (re)load freed to the OS (glibc; a no-op elsewhere).
+
+    Reading, pickling and validating a conf folder allocates far more, for a moment,
+    than the catalog keeps; glibc keeps the freed pages mapped (megabytes with
+    1,000 pipelines) unless asked. Costs about a millisecond per reload.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _where(error: ConfigError) -> dict[str, Any]:
