@@ -13,7 +13,7 @@ import pytest
 
 from ddeutil.workflow.errors import ScheduleError
 from ddeutil.workflow.schedules.on import On
-from ddeutil.workflow.schedules.planner import PlannedSchedule, plan
+from ddeutil.workflow.schedules.planner import Catchup, PlannedSchedule, plan
 from ddeutil.workflow.scheduling.cron_schedule import CronSchedule
 
 UTC = timezone.utc
@@ -54,7 +54,12 @@ def test_the_planner_plans_the_same_releases_for_either() -> None:
     now = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
     watermark = now - timedelta(hours=5)
     plans = [
-        plan([PlannedSchedule("p", schedule, "all")], watermark=watermark, now=now, catchup_limit=7)
+        plan(
+            [PlannedSchedule("p", schedule, Catchup.ALL)],
+            watermark=watermark,
+            now=now,
+            catchup_limit=7,
+        )
         for schedule in (on, CronSchedule.of(on))
     ]
     assert plans[0] == plans[1]

@@ -119,8 +119,8 @@ def test_both_validators_give_the_same_facts_and_errors(
     assert isinstance(facts, PipelineFacts)
     assert [on.key for on in facts.schedules] == ["*/5 * * * *@Asia/Bangkok", "0 1 * * *@UTC"]
     assert facts.schedules[0].name == "every-5"
+    assert facts.concurrency == "skip"  # what the scheduler compares
     assert facts.concurrency is Concurrency.SKIP
-    assert facts.concurrency == "skip"
     assert facts.catchup is Catchup.ALL
     assert {k: str(v) for k, v in facts.defaults.items()} == {"day": "2024-01-02", "who": "team"}
     assert "source" in (there["needs-input"].unschedulable or "")  # type: ignore[union-attr]
