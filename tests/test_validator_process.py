@@ -13,6 +13,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -250,3 +251,30 @@ def test_an_index_that_cannot_be_sent_is_an_error_per_template_not_a_crash(
     assert all("cannot be sent to the validation process" in str(o) for o in got)
     assert (got[1].template, got[1].file) == ("odd", "odd.yml")  # type: ignore[union-attr]
     assert validator.starts == 0
+
+
+def test_the_daemon_validates_with_the_helper_process_and_closes_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ddeutil.workflow.app import daemon as daemon_mod
+    from ddeutil.workflow.masking import Masker
+    from ddeutil.workflow.scheduling import validator_process
+
+    seen: dict[str, object] = {}
+
+    class Recording(ProcessValidator):
+        def close(self) -> None:
+            seen["closed"] = True
+            super().close()
+
+    def run(self: Any, *, once: bool = False) -> int:
+        seen["validator"] = self._scheduler._catalog._validator
+        self._signals.restore()  # closes the wake-up sockets the daemon made
+        return 0
+
+    monkeypatch.setattr(validator_process, "ProcessValidator", Recording)
+    monkeypatch.setattr(daemon_mod, "_build_executor", lambda *args: object())
+    monkeypatch.setattr(daemon_mod.Daemon, "run", run)
+    assert daemon_mod.serve(settings, masker=Masker()) == 0
+    assert isinstance(seen["validator"], Recording)
+    assert seen["closed"] is True
