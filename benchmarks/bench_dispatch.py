@@ -38,9 +38,10 @@ from ddeutil.workflow.dispatch.execute import RunRequest
 from ddeutil.workflow.dispatch.processes import ProcessExecutor
 from ddeutil.workflow.loader import Loader
 from ddeutil.workflow.logs import configure_logging
+from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
-from ddeutil.workflow.store.base import Claim, ReleaseKey, TriggerKind
+from ddeutil.workflow.store.base import Claim, ReleaseKey, RunFilter, TriggerKind
 
 CONF = """\
 bench-empty:
@@ -221,7 +222,7 @@ def main() -> int:
         memory_report("memory after the burst", out)
         cpu_report("cpu used (user+system)", out)
         executor.shutdown(10)
-        success = store.count_runs(status="SUCCESS")
+        success = store.count_runs(RunFilter(status=Status.SUCCESS))
         print(f"store: {success} SUCCESS of {args.runs}", file=out)
         store.close()
         return 0 if success == args.runs and finished == args.runs else 1

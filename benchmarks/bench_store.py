@@ -33,7 +33,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ddeutil.workflow.result import Status
-from ddeutil.workflow.store import Claim, ReleaseKey, RunStore, SqliteRunStore, open_store
+from ddeutil.workflow.store import (
+    Claim,
+    ReleaseKey,
+    RunFilter,
+    RunStore,
+    SqliteRunStore,
+    open_store,
+)
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
@@ -142,7 +149,9 @@ def bench(name: str, make: Callable[[], RunStore], n: int, threads: int) -> None
                 pages,
                 timed(
                     lambda: [
-                        store.list_runs(pipeline="pipe-7", status=Status.SUCCESS, limit=50)
+                        store.list_runs(
+                            RunFilter(pipeline="pipe-7", status=Status.SUCCESS), limit=50
+                        )
                         for _ in range(pages)
                     ]
                 ),

@@ -18,6 +18,9 @@ import pytest
 from ddeutil.workflow.cli import main
 from hooks_pkg.engine import wait_dead
 
+Cli = Callable[..., tuple[int, str]]
+"""Runs the CLI with arguments; returns the exit code and what it printed."""
+
 PIPELINES = """
 hello:
   type: Pipeline
@@ -53,7 +56,7 @@ broken:
 @pytest.fixture
 def cli(
     root: Path, write_conf: Callable[[str, str], Path], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., tuple[int, str]]]:
+) -> Iterator[Cli]:
     write_conf("cli.yml", PIPELINES)
     monkeypatch.setenv("WORKFLOW_ROOT_PATH", str(root))
     monkeypatch.setenv("WORKFLOW_CORE_TIMEZONE", "UTC")
@@ -74,7 +77,7 @@ def cli(
     root_logger.setLevel(level)
 
 
-def test_run_prints_a_line_per_stage_and_job_and_exits_0(cli) -> None:
+def test_run_prints_a_line_per_stage_and_job_and_exits_0(cli: Cli) -> None:
     code, out = cli("run", "hello", "-p", "who=team", "-p", "times=3")
     assert code == 0
     lines = out.splitlines()
@@ -87,7 +90,7 @@ def test_run_prints_a_line_per_stage_and_job_and_exits_0(cli) -> None:
     assert lines[-1].startswith("pipeline hello: SUCCESS in ")
 
 
-def test_run_json_prints_the_full_masked_result(cli) -> None:
+def test_run_json_prints_the_full_masked_result(cli: Cli) -> None:
     code, out = cli("run", "hello", "-p", "who=team", "--json")
     assert code == 0
     data = json.loads(out)
@@ -99,7 +102,7 @@ def test_run_json_prints_the_full_masked_result(cli) -> None:
     assert "super-secret-value" not in out
 
 
-def test_a_failed_run_exits_1_and_masks_the_error(cli) -> None:
+def test_a_failed_run_exits_1_and_masks_the_error(cli: Cli) -> None:
     code, out = cli("run", "broken")
     assert code == 1
     assert "FAILED" in out
@@ -107,7 +110,9 @@ def test_a_failed_run_exits_1_and_masks_the_error(cli) -> None:
     assert "super-secret-value" not in out
 
 
-def test_bad_params_exit_2_listing_every_problem(cli, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_params_exit_2_listing_every_problem(
+    cli: Cli, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out = cli("run", "hello", "-p", "times=many")
     assert code == 2
     err = capsys.readouterr().err
@@ -117,19 +122,21 @@ def test_bad_params_exit_2_listing_every_problem(cli, capsys: pytest.CaptureFixt
     assert out == ""
 
 
-def test_a_malformed_param_exits_2(cli, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_malformed_param_exits_2(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
     code, _ = cli("run", "hello", "-p", "no-equals-sign")
     assert code == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
 
 
-def test_an_unknown_pipeline_exits_2_naming_it(cli, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unknown_pipeline_exits_2_naming_it(
+    cli: Cli, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _ = cli("run", "ghost")
     assert code == 2
     assert "'ghost'" in capsys.readouterr().err
 
 
-def test_schema_prints_the_json_schema(cli, tmp_path: Path) -> None:
+def test_schema_prints_the_json_schema(cli: Cli, tmp_path: Path) -> None:
     code, out = cli("schema")
     assert code == 0
     schema = json.loads(out)

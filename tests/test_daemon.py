@@ -37,7 +37,7 @@ from ddeutil.workflow.result import Status
 from ddeutil.workflow.scheduling.scheduler import INTERRUPTED_REASON, SchedulerState
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import SqliteRunStore, open_store
-from ddeutil.workflow.store.base import ReleaseKey, RunRecord, RunStore
+from ddeutil.workflow.store.base import ReleaseKey, RunFilter, RunRecord, RunStore
 
 UTC = timezone.utc
 RELEASE = datetime(2024, 1, 1, tzinfo=UTC)
@@ -314,8 +314,8 @@ def test_kill_9_of_the_daemon_then_restart_fails_the_started_run_and_runs_the_cl
     started = record(store, "run-started")
     assert started.status is Status.FAILED
     assert INTERRUPTED_REASON in (started.error or "")
-    assert store.count_runs(pipeline="long") == 1
-    assert store.count_runs(pipeline="quick") == 1
+    assert store.count_runs(RunFilter(pipeline="long")) == 1
+    assert store.count_runs(RunFilter(pipeline="quick")) == 1
     second.proc.send_signal(signal.SIGTERM)
     assert second.wait(30) == 0
     assert record(store, "run-started").status is Status.FAILED  # not run again
@@ -483,7 +483,7 @@ def test_request_stop_wakes_the_sleeping_loop(settings: Settings) -> None:
     helper = threading.Thread(
         target=lambda: (
             wait_until(lambda: scheduler.state is SchedulerState.RUNNING, 10, "start"),
-            daemon.request_stop(),
+            daemon.request_stop(),  # type: ignore[func-returns-value]
         )
     )
     helper.start()
@@ -607,9 +607,9 @@ def test_serve_stops_with_exit_1_when_the_store_fails_at_start(
     def broken_start(self: Any) -> None:
         raise StoreError("disk I/O error")
 
-    monkeypatch.setattr(daemon_mod.Scheduler, "start", broken_start)
+    monkeypatch.setattr(daemon_mod.Scheduler, "start", broken_start)  # type: ignore[attr-defined]
     monkeypatch.setattr(daemon_mod, "_build_executor", lambda *a: FakeExecutor())
-    monkeypatch.setattr(daemon_mod.Scheduler, "stop", lambda self, timeout=None: None)
+    monkeypatch.setattr(daemon_mod.Scheduler, "stop", lambda self, timeout=None: None)  # type: ignore[attr-defined]
     assert serve(settings, masker=Masker()) == 1
     assert "run store error" in capsys.readouterr().err
 

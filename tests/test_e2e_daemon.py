@@ -22,7 +22,7 @@ import pytest
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
-from ddeutil.workflow.store.base import RunRecord
+from ddeutil.workflow.store.base import RunFilter, RunRecord
 
 UTC = timezone.utc
 
@@ -81,7 +81,11 @@ def test_every_minute_schedule_runs_two_consecutive_minutes_exactly_once(
     try:
 
         def finished() -> list[RunRecord]:
-            return [r for r in store.list_runs(pipeline="every-minute") if r.status.is_terminal]
+            return [
+                r
+                for r in store.list_runs(RunFilter(pipeline="every-minute"))
+                if r.status.is_terminal
+            ]
 
         _wait_until(lambda: len(finished()) >= 2, 200, "two scheduled runs")
         health = subprocess.run(
@@ -95,7 +99,7 @@ def test_every_minute_schedule_runs_two_consecutive_minutes_exactly_once(
         assert health.returncode == 0, health.stdout + health.stderr
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(60) == 0
-        runs = sorted(store.list_runs(pipeline="every-minute"), key=lambda r: r.created)
+        runs = sorted(store.list_runs(RunFilter(pipeline="every-minute")), key=lambda r: r.created)
     finally:
         if daemon.poll() is None:
             os.killpg(daemon.pid, signal.SIGKILL)

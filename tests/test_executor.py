@@ -23,7 +23,7 @@ from ddeutil.workflow.loader import Loader
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import MemoryRunStore
-from ddeutil.workflow.store.base import TriggerKind
+from ddeutil.workflow.store.base import RunFilter, TriggerKind
 
 GATE = "ddw_test_executor_gate"
 
@@ -178,7 +178,9 @@ def group_alive(pgid: int) -> bool:
 # ---------------------------------------------------------------- tests
 
 
-def test_runs_wait_in_submit_order_and_none_is_dropped(h, gate, caplog):
+def test_runs_wait_in_submit_order_and_none_is_dropped(
+    h: Harness, gate: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
     executor = h.executor(size=1)
     caplog.set_level(logging.WARNING, logger="ddeutil.workflow.dispatch.threads")
     run_ids = [f"r{i}" for i in range(5)]
@@ -189,7 +191,7 @@ def test_runs_wait_in_submit_order_and_none_is_dropped(h, gate, caplog):
 
     assert [e.run_id for e in first] == ["r0"]
     assert executor.in_flight() == 5
-    assert h.store.count_runs(status="PENDING") == 4
+    assert h.store.count_runs(RunFilter(status=Status.PENDING)) == 4
     warnings = [r for r in caplog.records if "wait in submit order" in r.getMessage()]
     assert len(warnings) == 1
 
@@ -198,27 +200,27 @@ def test_runs_wait_in_submit_order_and_none_is_dropped(h, gate, caplog):
     started = [e.run_id for e in events if e.kind == "started"]
     assert started == run_ids
     assert {e.status for e in events if e.kind == "finished"} == {Status.SUCCESS}
-    assert h.store.count_runs(status="SUCCESS") == 5
+    assert h.store.count_runs(RunFilter(status=Status.SUCCESS)) == 5
     assert executor.in_flight() == 0
 
 
-def test_at_most_size_runs_execute_at_once(h, gate):
+def test_at_most_size_runs_execute_at_once(h: Harness, gate: threading.Event) -> None:
     executor = h.executor(size=2)
 
     for i in range(5):
         h.submit(executor, "gate-pipe", f"r{i}")
     events = collect(executor, count("started", 2))
 
-    assert h.store.count_runs(status="RUNNING") == 2
-    assert h.store.count_runs(status="PENDING") == 3
+    assert h.store.count_runs(RunFilter(status=Status.RUNNING)) == 2
+    assert h.store.count_runs(RunFilter(status=Status.PENDING)) == 3
     assert executor.running_pipelines() == {"gate-pipe": 5}
     gate.set()
     events += collect(executor, count("finished", 5))
-    assert h.store.count_runs(status="SUCCESS") == 5
+    assert h.store.count_runs(RunFilter(status=Status.SUCCESS)) == 5
     assert executor.running_pipelines() == {}
 
 
-def test_handshake_refusal_ends_with_a_statusless_event(h):
+def test_handshake_refusal_ends_with_a_statusless_event(h: Harness) -> None:
     executor = h.executor(size=1)
     h.store.create_run(
         run_id="r1", pipeline="coop-pipe", trigger=TriggerKind.MANUAL, params={}, now=h.clock.now()
@@ -234,7 +236,7 @@ def test_handshake_refusal_ends_with_a_statusless_event(h):
     assert executor.in_flight() == 0
 
 
-def test_shutdown_cancels_running_and_leaves_waiting_pending(h):
+def test_shutdown_cancels_running_and_leaves_waiting_pending(h: Harness) -> None:
     executor = h.executor(size=2)
     for i in range(3):
         h.submit(executor, "coop-pipe", f"r{i}")
@@ -244,15 +246,17 @@ def test_shutdown_cancels_running_and_leaves_waiting_pending(h):
     executor.shutdown(0.2)
 
     assert time.monotonic() - began < 5.0
-    assert h.store.count_runs(status="CANCELLED") == 2
-    assert h.store.count_runs(status="PENDING") == 1
+    assert h.store.count_runs(RunFilter(status=Status.CANCELLED)) == 2
+    assert h.store.count_runs(RunFilter(status=Status.PENDING)) == 1
     finished = [e for e in executor.drain_events() if e.kind == "finished"]
     assert {e.status for e in finished} == {Status.CANCELLED}
     executor.shutdown(0.2)  # idempotent
     assert executor.in_flight() == 0
 
 
-def test_run_ignoring_cancel_is_recorded_cancelled_after_grace(h, gate):
+def test_run_ignoring_cancel_is_recorded_cancelled_after_grace(
+    h: Harness, gate: threading.Event
+) -> None:
     executor = h.executor(size=1, cancel_grace=0.2)
     h.submit(executor, "gate-pipe", "r1")
     collect(executor, count("started", 1))
@@ -275,7 +279,7 @@ def test_run_ignoring_cancel_is_recorded_cancelled_after_grace(h, gate):
     assert executor.drain_events() == []
 
 
-def test_cancel_of_a_waiting_run_records_it_cancelled(h, gate):
+def test_cancel_of_a_waiting_run_records_it_cancelled(h: Harness, gate: threading.Event) -> None:
     executor = h.executor(size=1)
     h.submit(executor, "gate-pipe", "r1")
     h.submit(executor, "gate-pipe", "r2")
@@ -295,7 +299,7 @@ def test_cancel_of_a_waiting_run_records_it_cancelled(h, gate):
     }
 
 
-def test_cancel_all_stops_running_runs(h):
+def test_cancel_all_stops_running_runs(h: Harness) -> None:
     executor = h.executor(size=2)
     h.submit(executor, "coop-pipe", "r1")
     h.submit(executor, "coop-pipe", "r2")
@@ -307,7 +311,7 @@ def test_cancel_all_stops_running_runs(h):
     assert {e.status for e in events if e.kind == "finished"} == {Status.CANCELLED}
 
 
-def test_shutdown_kills_the_bash_process_group(h, tmp_path):
+def test_shutdown_kills_the_bash_process_group(h: Harness, tmp_path: Path) -> None:
     fifo = tmp_path / "pid.fifo"
     os.mkfifo(fifo)
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
@@ -329,7 +333,7 @@ def test_shutdown_kills_the_bash_process_group(h, tmp_path):
         os.close(fd)
 
 
-def test_submit_after_shutdown_leaves_the_run_pending(h):
+def test_submit_after_shutdown_leaves_the_run_pending(h: Harness) -> None:
     executor = h.executor(size=1)
     executor.shutdown(0.0)
 
@@ -348,7 +352,7 @@ def test_event_buffer_wait_is_bounded() -> None:
     assert buffer.drain() == []
 
 
-def test_size_must_be_positive(h):
+def test_size_must_be_positive(h: Harness) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         ThreadExecutor(store=h.store, settings=h.settings, loader=h.loader, size=0)
 
@@ -400,7 +404,7 @@ def source_request(h: Harness, name: str, run_id: str) -> RunRequest:
     return RunRequest(run_id=run_id, pipeline=name, template=h.loader.get(name))
 
 
-def test_the_thread_that_reads_a_request_from_the_source_runs_it(h):
+def test_the_thread_that_reads_a_request_from_the_source_runs_it(h: Harness) -> None:
     source = QueueSource()
     ran_on: dict[str, str] = {}
     finished: set[str] = set()
@@ -431,7 +435,9 @@ def test_the_thread_that_reads_a_request_from_the_source_runs_it(h):
     assert len(set(ran_on.values())) >= 2
 
 
-def test_a_thread_keeps_reading_the_source_while_every_slot_is_busy(h, gate):
+def test_a_thread_keeps_reading_the_source_while_every_slot_is_busy(
+    h: Harness, gate: threading.Event
+) -> None:
     source = QueueSource()
     started = threading.Event()
 
@@ -448,7 +454,7 @@ def test_a_thread_keeps_reading_the_source_while_every_slot_is_busy(h, gate):
     gate.set()
 
 
-def test_an_executor_with_a_source_refuses_submit_and_closes_it_at_shutdown(h):
+def test_an_executor_with_a_source_refuses_submit_and_closes_it_at_shutdown(h: Harness) -> None:
     source = QueueSource()
     executor = h.executor(size=1, source=source)
     with pytest.raises(RuntimeError, match="source"):
@@ -459,7 +465,9 @@ def test_an_executor_with_a_source_refuses_submit_and_closes_it_at_shutdown(h):
     assert all(not t.is_alive() for t in executor._threads)
 
 
-def test_an_idle_executor_with_a_source_keeps_one_thread_and_grows_as_runs_start(h):
+def test_an_idle_executor_with_a_source_keeps_one_thread_and_grows_as_runs_start(
+    h: Harness,
+) -> None:
     source = QueueSource()
     started: set[str] = set()
     cond = threading.Condition()

@@ -47,13 +47,37 @@ def test_exports_are_the_defining_objects() -> None:
 
 def test_unknown_attribute_raises_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        _ = workflow.Nope  # type: ignore[attr-defined]
+        _ = workflow.Nope
 
 
 def test_importing_the_package_is_cheap() -> None:
     code = (
         "import sys, ddeutil.workflow\n"
-        "print([m for m in ('pydantic', 'yaml', 'ddeutil.workflow.pipeline') if m in sys.modules])"
+        "heavy = ('pydantic', 'yaml', 'ddeutil.workflow.pipeline', 'ddeutil.workflow.engine')\n"
+        "print([m for m in heavy if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_seed_and_readme_import_paths_keep_working() -> None:
+    """Re-export modules keep the public paths of the seed and the README valid."""
+    from ddeutil.workflow import templating
+    from ddeutil.workflow.engine.pipeline import Pipeline
+    from ddeutil.workflow.engine.templating import BUILTIN_FILTERS
+    from ddeutil.workflow.on import On as PublicOn
+    from ddeutil.workflow.pipeline import Pipeline as PublicPipeline
+    from ddeutil.workflow.schedules.on import On
+
+    assert PublicPipeline is Pipeline
+    assert PublicOn is On
+    assert dict(templating.BUILTIN_FILTERS) == dict(BUILTIN_FILTERS)
+
+
+def test_the_default_filter_module_still_provides_every_builtin_filter() -> None:
+    from ddeutil.workflow.engine.templating import BUILTIN_FILTERS
+    from ddeutil.workflow.registry import load_filters
+    from ddeutil.workflow.settings import Settings
+
+    filters = load_filters(Settings.from_env({}).registry_filter)
+    assert set(BUILTIN_FILTERS) <= set(filters)

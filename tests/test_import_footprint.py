@@ -22,6 +22,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -179,3 +180,100 @@ def test_an_in_process_run_leaves_the_garbage_collector_as_it_found_it(
         for handler in [h for h in root_logger.handlers if h not in handlers]:
             root_logger.removeHandler(handler)
         root_logger.setLevel(level)
+
+
+# The daemon's parent process: its catalog is filled by a helper process, so
+# listing and validating the conf folder loads none of the engine there.
+DAEMON_PROBE = """
+import json, sys
+first = sys.argv[1]
+if first == "daemon":
+    import ddeutil.workflow.app.daemon  # what the daemon's own imports bring
+before = {m for m in sys.modules if m.startswith("ddeutil.workflow.engine")}
+
+from ddeutil.workflow.loader import Loader
+from ddeutil.workflow.scheduling.catalog import PipelineCatalog
+from ddeutil.workflow.scheduling.validator_process import ProcessValidator
+from ddeutil.workflow.settings import Settings
+
+if __name__ == "__main__":
+    settings = Settings.from_env()
+    with ProcessValidator() as validator:
+        catalog = PipelineCatalog(Loader.from_settings(settings), settings, validator)
+        catalog.reload(force=False)
+        catalog.reload(force=True)
+        entries = {e.name: [on.key for on in e.schedules] for e in catalog}
+    after = {m for m in sys.modules if m.startswith("ddeutil.workflow.engine")}
+    print(json.dumps({
+        "before": sorted(before), "added": sorted(after - before), "entries": entries,
+        "pydantic": "pydantic" in sys.modules,
+    }))
+"""
+
+DAEMON_CONF = """
+every-5: {type: on.On, cron: "*/5 * * * *"}
+named: {type: Pipeline, on: every-5, jobs: {j: {stages: [{name: a, run: "x = 1"}]}}}
+inline:
+  type: ddeutil.workflow.pipeline.Pipeline
+  on: {cron: "0 1 * * *"}
+  params: {who: {type: str, default: team}}
+  jobs: {j: {stages: [{name: s, bash: "echo hi"}]}}
+short: {type: pipeline.Pipeline, on: [every-5]}
+"""
+
+
+def _daemon_probe(root: Path, first: str) -> dict[str, Any]:
+    import json
+
+    (root / "conf" / "pipelines.yml").write_text(DAEMON_CONF, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKFLOW_", "PYTHON"))}
+    env.update(WORKFLOW_ROOT_PATH=str(root), WORKFLOW_CORE_TIMEZONE="UTC")
+    script = root / "probe.py"
+    script.write_text(DAEMON_PROBE, encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, str(script), first],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+EXPECTED_ENTRIES = {
+    "inline": ["0 1 * * *@UTC"],
+    "named": ["*/5 * * * *@UTC"],
+    "short": ["*/5 * * * *@UTC"],
+}
+
+
+def test_loading_the_conf_with_the_helper_process_validator_never_imports_the_engine(
+    root: Path,
+) -> None:
+    """The catalog, the loader and the registry load no engine module in the parent.
+
+    Nor pydantic: the catalog's schedules are plain records (``CronSchedule``).
+    """
+    result = _daemon_probe(root, "catalog")
+    assert result["entries"] == EXPECTED_ENTRIES
+    assert result["before"] == []
+    assert result["added"] == []
+    assert result["pydantic"] is False
+
+
+def test_the_daemons_catalog_adds_no_engine_module_to_what_the_daemon_imports(
+    root: Path,
+) -> None:
+    """Scoped to the catalog: what ``app.daemon`` imports itself is the dispatch side's.
+
+    On this branch ``app.daemon`` still reaches the engine through the dispatch
+    seam (run ids, run requests); loading and reloading the conf folder must
+    add nothing to that, so once the seam is engine-free the parent is too.
+    """
+    result = _daemon_probe(root, "daemon")
+    assert result["entries"] == EXPECTED_ENTRIES
+    assert result["added"] == []

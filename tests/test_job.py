@@ -7,14 +7,18 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ddeutil.workflow.engine.pipeline import Pipeline
 from ddeutil.workflow.engine.strategy import combination_id
 from ddeutil.workflow.errors import ConfigError
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
+
+if TYPE_CHECKING:
+    from hooks_pkg.engine import Engine
 
 TESTS = Path(__file__).parent
 
@@ -24,7 +28,7 @@ def engine(
     write_conf: Callable[[str, str], Path],
     make_settings: Callable[..., Settings],
     monkeypatch: pytest.MonkeyPatch,
-):
+) -> Engine:
     monkeypatch.syspath_prepend(str(TESTS))
     from hooks_pkg import tasks
     from hooks_pkg.engine import Engine
@@ -33,7 +37,7 @@ def engine(
     return Engine(write_conf, make_settings(WORKFLOW_CORE_REGISTRY="ddeutil.workflow,hooks_pkg"))
 
 
-def _jobs(engine, jobs: dict[str, Any], **extra: Any):
+def _jobs(engine: Engine, jobs: dict[str, Any], **extra: Any) -> Pipeline:
     return engine.load_data({"p": {"type": "Pipeline", "jobs": jobs, **extra}})
 
 
@@ -45,7 +49,7 @@ def _fail(name: str = "fail") -> dict[str, Any]:
     return {"name": name, "run": "1 / 0"}
 
 
-def test_needs_are_ordered_once_at_load(engine) -> None:
+def test_needs_are_ordered_once_at_load(engine: Engine) -> None:
     pipe = _jobs(
         engine,
         {
@@ -62,19 +66,19 @@ def test_needs_are_ordered_once_at_load(engine) -> None:
     assert result.status is Status.SUCCESS
 
 
-def test_needs_may_be_one_job_id(engine) -> None:
+def test_needs_may_be_one_job_id(engine: Engine) -> None:
     pipe = _jobs(engine, {"a": {}, "b": {"needs": "a"}})
     assert pipe.jobs["b"].needs == ["a"]
 
 
-def test_an_unknown_need_is_a_load_error(engine) -> None:
+def test_an_unknown_need_is_a_load_error(engine: Engine) -> None:
     with pytest.raises(ConfigError, match="job 'b' needs unknown job 'nope'") as info:
         _jobs(engine, {"a": {"stages": []}, "b": {"needs": ["nope"]}})
     assert info.value.key == "jobs.b.needs"
     assert info.value.template == "p"
 
 
-def test_a_cycle_is_a_load_error_naming_the_jobs(engine) -> None:
+def test_a_cycle_is_a_load_error_naming_the_jobs(engine: Engine) -> None:
     with pytest.raises(ConfigError, match="cycle in `needs`: ") as info:
         _jobs(
             engine,
@@ -91,12 +95,12 @@ def test_a_cycle_is_a_load_error_naming_the_jobs(engine) -> None:
     assert set(cycle) == {"a", "b", "c"}
 
 
-def test_a_job_that_needs_itself_is_a_load_error(engine) -> None:
+def test_a_job_that_needs_itself_is_a_load_error(engine: Engine) -> None:
     with pytest.raises(ConfigError, match="needs itself"):
         _jobs(engine, {"a": {"needs": ["a"]}})
 
 
-def test_a_failed_need_skips_its_dependents_and_independent_jobs_still_run(engine) -> None:
+def test_a_failed_need_skips_its_dependents_and_independent_jobs_still_run(engine: Engine) -> None:
     events: list[Any] = []
     result = _jobs(
         engine,
@@ -140,7 +144,7 @@ def test_independent_jobs_run_at_the_same_time_up_to_the_setting(
     assert result.status is Status.SUCCESS  # both waited at the barrier together
 
 
-def test_runs_on_accepts_local_only(engine) -> None:
+def test_runs_on_accepts_local_only(engine: Engine) -> None:
     pipe = _jobs(engine, {"a": {"runs-on": "local"}, "b": {"runs-on": {"type": "local"}}})
     assert pipe.jobs["a"].runs_on == "local"
     with pytest.raises(ConfigError, match="only 'local' is supported") as info:
@@ -148,7 +152,7 @@ def test_runs_on_accepts_local_only(engine) -> None:
     assert info.value.key == "jobs.a.runs-on"
 
 
-def test_a_job_whose_if_is_false_is_skipped_with_its_dependents(engine) -> None:
+def test_a_job_whose_if_is_false_is_skipped_with_its_dependents(engine: Engine) -> None:
     result = _jobs(
         engine,
         {
@@ -167,7 +171,7 @@ def test_a_job_whose_if_is_false_is_skipped_with_its_dependents(engine) -> None:
     )
 
 
-def test_outputs_of_a_needed_job_are_readable(engine) -> None:
+def test_outputs_of_a_needed_job_are_readable(engine: Engine) -> None:
     result = _jobs(
         engine,
         {
@@ -187,7 +191,7 @@ def test_outputs_of_a_needed_job_are_readable(engine) -> None:
     assert result.context["jobs"]["second"]["stages"]["use"]["outputs"] == {"double": 14}
 
 
-def test_a_single_combination_keeps_matrix_and_stages_at_the_job(engine) -> None:
+def test_a_single_combination_keeps_matrix_and_stages_at_the_job(engine: Engine) -> None:
     result = _jobs(
         engine,
         {"one": {"strategy": {"matrix": {"x": [1]}}, "stages": [{"name": "s", "run": "y = 1"}]}},
@@ -199,7 +203,7 @@ def test_a_single_combination_keeps_matrix_and_stages_at_the_job(engine) -> None
     }
 
 
-def test_several_combinations_are_kept_under_strategies(engine) -> None:
+def test_several_combinations_are_kept_under_strategies(engine: Engine) -> None:
     result = _jobs(
         engine,
         {
@@ -241,7 +245,7 @@ def test_several_combinations_are_kept_under_strategies(engine) -> None:
     assert result.context["jobs"]["load"]["status"] == "SUCCESS"
 
 
-def test_a_failed_combination_fails_the_job_and_names_its_matrix(engine) -> None:
+def test_a_failed_combination_fails_the_job_and_names_its_matrix(engine: Engine) -> None:
     result = _jobs(
         engine,
         {
@@ -259,7 +263,7 @@ def test_a_failed_combination_fails_the_job_and_names_its_matrix(engine) -> None
     assert result.errors[0].message.startswith("[n=0] ZeroDivisionError")
 
 
-def test_fail_fast_sequential_cancels_the_remaining_combinations(engine) -> None:
+def test_fail_fast_sequential_cancels_the_remaining_combinations(engine: Engine) -> None:
     from hooks_pkg import tasks
 
     gated = {
@@ -287,7 +291,7 @@ def test_fail_fast_sequential_cancels_the_remaining_combinations(engine) -> None
 
 
 def test_fail_fast_parallel_cancels_combinations_not_yet_started(
-    engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Combination 0 fails at once; the others wait at a gate that opens only when the
     job has cancelled the last pending combination, so nothing here depends on timing."""
@@ -296,7 +300,7 @@ def test_fail_fast_parallel_cancels_combinations_not_yet_started(
     class Recording(ThreadPoolExecutor):
         def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
             future = super().submit(fn, *args, **kwargs)
-            future.add_done_callback(lambda f: f.cancelled() and tasks.GATE.set())
+            future.add_done_callback(lambda f: f.cancelled() and tasks.GATE.set())  # type: ignore[func-returns-value]
             return future
 
     monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", Recording)
@@ -366,7 +370,7 @@ def test_fail_fast_parallel_cancels_combinations_not_yet_started(
     ],
 )
 def test_templates_are_checked_against_the_job_at_load(
-    engine, stage: dict, job_extra: dict, fragment: str, key: str
+    engine: Engine, stage: dict[str, Any], job_extra: dict[str, Any], fragment: str, key: str
 ) -> None:
     with pytest.raises(ConfigError, match=fragment) as info:
         _jobs(
@@ -380,7 +384,7 @@ def test_templates_are_checked_against_the_job_at_load(
     assert info.value.key == f"jobs.main.{key}"
 
 
-def test_conditions_are_checked_at_load_too(engine) -> None:
+def test_conditions_are_checked_at_load_too(engine: Engine) -> None:
     with pytest.raises(ConfigError, match="evaluated before its stages and matrix") as info:
         _jobs(engine, {"main": {"if": "${{ matrix.a }} == 1", "strategy": {"matrix": {"a": [1]}}}})
     assert info.value.key == "jobs.main.if"
@@ -389,7 +393,7 @@ def test_conditions_are_checked_at_load_too(engine) -> None:
     assert info.value.key == "jobs.main.stages[0].if"
 
 
-def test_a_missing_output_key_fails_the_stage_naming_path_and_stage(engine) -> None:
+def test_a_missing_output_key_fails_the_stage_naming_path_and_stage(engine: Engine) -> None:
     result = _jobs(
         engine,
         {
@@ -408,7 +412,7 @@ def test_a_missing_output_key_fails_the_stage_naming_path_and_stage(engine) -> N
     assert error.message.startswith("stage 'second': ")
 
 
-def test_a_diamond_runs_on_threads_and_joins_after_both_branches(engine) -> None:
+def test_a_diamond_runs_on_threads_and_joins_after_both_branches(engine: Engine) -> None:
     def use(name: str, expr: str) -> dict[str, Any]:
         return {"name": name, "run": "v = x", "vars": {"x": expr}}
 

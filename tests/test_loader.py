@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from ddeutil.workflow import loader as loader_module
-from ddeutil.workflow.errors import ConfigError, TemplateNotFound
+from ddeutil.workflow.errors import ConfigError, ConfLimitError, TemplateNotFound
+from ddeutil.workflow.limits import ConfLimits
 from ddeutil.workflow.loader import Loader, RawTemplate, load_yaml
 from ddeutil.workflow.settings import Settings
 
@@ -602,3 +603,78 @@ def test_importing_the_loader_imports_no_template_class_module() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+# ---------------------------------------------------------------- kinds, pickling
+
+
+def test_kind_and_of_kind_sort_templates_without_the_engine(
+    write_conf: WriteConf, conf: Path
+) -> None:
+    write_conf(
+        "t.yml",
+        """
+        b-pipe: {type: Pipeline}
+        a-pipe: {type: ddeutil.workflow.pipeline.Pipeline}
+        every-5: {type: on.On, cron: "*/5 * * * *"}
+        settings-like: {type: settings.Settings}
+        unknown: {type: no.such.Thing}
+        """,
+    )
+    loader = load(conf)
+    assert [t.name for t in loader.of_kind("pipeline")] == ["a-pipe", "b-pipe"]
+    assert [t.name for t in loader.of_kind("on")] == ["every-5"]
+    assert loader.kind(loader.get("settings-like")) is None
+    with pytest.raises(ConfigError) as info:
+        loader.kind(loader.get("unknown"))
+    assert (info.value.template, info.value.key) == ("unknown", "type")
+    assert info.value.file is not None
+    assert info.value.file.endswith("t.yml")
+
+
+def test_a_pickled_loader_is_its_index_and_reads_no_file(
+    write_conf: WriteConf, conf: Path, tmp_path: Path
+) -> None:
+    write_conf(
+        "ok.yml", "good: {type: Pipeline, on: every}\nevery: {type: on.On, cron: '* * * * *'}\n"
+    )
+    write_conf("big.yml", "too-big: {type: Pipeline, desc: '" + "x" * 600 + "'}\n")
+    write_conf("bad.yml", "broken: [unclosed\n")
+    write_conf("untyped.yml", "untyped: {desc: no type}\n")
+    loader = load(conf, limits=ConfLimits(max_bytes=500))
+    assert any(isinstance(e, ConfLimitError) for e in loader.errors)
+
+    data = pickle.dumps(loader)
+    conf.rename(tmp_path / "gone")  # unpickling must not read the folder
+    copy = pickle.loads(data)
+
+    assert copy.names() == loader.names() == ["every", "good"]
+    assert copy.get("good") == loader.get("good")
+    assert copy.get("good").data == {"type": "Pipeline", "on": "every"}
+    assert (copy.conf_path, copy.prefixes, copy.limits) == (
+        loader.conf_path,
+        loader.prefixes,
+        loader.limits,
+    )
+    assert [(type(e), str(e)) for e in copy.errors] == [(type(e), str(e)) for e in loader.errors]
+    limit_error = next(e for e in copy.errors if isinstance(e, ConfLimitError))
+    assert limit_error.setting == "WORKFLOW_CORE_CONF_MAX_BYTES"
+    with pytest.raises(TemplateNotFound, match=r"cannot be used.*missing `type`") as info:
+        copy.get("untyped")
+    assert isinstance(info.value.__cause__, ConfigError)
+    assert info.value.key == "type"
+    assert copy.fingerprint() == ()  # the folder is gone: a reload would notice
+
+
+def test_template_version_needs_no_engine_and_matches_the_engine_cache_key(
+    write_conf: WriteConf, conf: Path
+) -> None:
+    from ddeutil.workflow.engine.pipeline_cache import template_version as engine_version
+    from ddeutil.workflow.loader import template_version
+
+    write_conf("p.yml", "p: {type: Pipeline, desc: one, on: {cron: '* * * * *'}}\n")
+    first = load(conf).get("p")
+    assert template_version(first) == engine_version(first)
+    assert template_version(pickle.loads(pickle.dumps(first))) == template_version(first)
+    write_conf("p.yml", "p: {type: Pipeline, desc: two, on: {cron: '* * * * *'}}\n")
+    assert template_version(load(conf).get("p")) != template_version(first)

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,6 +16,9 @@ from ddeutil.workflow.clock import FakeClock
 from ddeutil.workflow.engine.pipeline import Pipeline, new_run_id
 from ddeutil.workflow.errors import ConfigError, ParamError, TemplateNotFound
 from ddeutil.workflow.result import Status
+
+if TYPE_CHECKING:
+    from hooks_pkg.engine import Engine
 
 SEED = """
 on_every_5_min:
@@ -53,7 +56,7 @@ def test_the_seed_readme_example_runs_as_written(
     assert pipe.on[0].timezone == ZoneInfo("Asia/Bangkok")
 
 
-def test_on_accepts_a_name_a_list_and_inline_mappings(engine) -> None:
+def test_on_accepts_a_name_a_list_and_inline_mappings(engine: Engine) -> None:
     pipe = engine.load(
         """
         p:
@@ -74,7 +77,7 @@ def test_on_accepts_a_name_a_list_and_inline_mappings(engine) -> None:
     ]
 
 
-def test_a_bad_inline_schedule_is_a_load_error_keyed_by_its_position(engine) -> None:
+def test_a_bad_inline_schedule_is_a_load_error_keyed_by_its_position(engine: Engine) -> None:
     with pytest.raises(ConfigError, match="no On template has that name") as info:
         engine.load(
             """
@@ -96,7 +99,7 @@ def test_a_bad_inline_schedule_is_a_load_error_keyed_by_its_position(engine) -> 
     assert info.value.key.startswith("on[0]")
 
 
-def test_daemon_policies_default_and_validate(engine) -> None:
+def test_daemon_policies_default_and_validate(engine: Engine) -> None:
     pipe = engine.load("p: {type: Pipeline}")
     assert (pipe.concurrency, pipe.catchup) == ("allow", "latest")
     pipe = engine.load("p: {type: Pipeline, concurrency: queue, catchup: all}")
@@ -106,7 +109,9 @@ def test_daemon_policies_default_and_validate(engine) -> None:
     assert info.value.key == "concurrency"
 
 
-def test_warnings_name_required_params_without_default_of_a_scheduled_pipeline(engine) -> None:
+def test_warnings_name_required_params_without_default_of_a_scheduled_pipeline(
+    engine: Engine,
+) -> None:
     text = """
         p:
           type: Pipeline
@@ -123,13 +128,13 @@ def test_warnings_name_required_params_without_default_of_a_scheduled_pipeline(e
     assert unscheduled.warnings() == []
 
 
-def test_unknown_top_level_keys_are_load_errors(engine) -> None:
+def test_unknown_top_level_keys_are_load_errors(engine: Engine) -> None:
     with pytest.raises(ConfigError, match="unknown key 'job'") as info:
         engine.load("p: {type: Pipeline, job: {}}")
     assert info.value.key == "job"
 
 
-def test_from_loader_refuses_a_template_of_another_type(engine) -> None:
+def test_from_loader_refuses_a_template_of_another_type(engine: Engine) -> None:
     engine.write("every5: {type: on.On, cron: '*/5 * * * *'}")
     with pytest.raises(ConfigError, match="is a On, not a pipeline"):
         Pipeline.from_loader("every5", settings=engine.settings, loader=engine.loader())
@@ -137,7 +142,7 @@ def test_from_loader_refuses_a_template_of_another_type(engine) -> None:
         Pipeline.from_loader("ghost", settings=engine.settings, loader=engine.loader())
 
 
-def test_externals_are_merged_over_the_template(engine) -> None:
+def test_externals_are_merged_over_the_template(engine: Engine) -> None:
     engine.write("p: {type: Pipeline, desc: from file, params: {a: str}}")
     pipe = Pipeline.from_loader(
         "p", externals={"desc": "from caller"}, settings=engine.settings, loader=engine.loader()
@@ -162,7 +167,9 @@ p:
 """
 
 
-def test_all_param_problems_are_reported_together_and_nothing_runs(engine, tmp_path: Path) -> None:
+def test_all_param_problems_are_reported_together_and_nothing_runs(
+    engine: Engine, tmp_path: Path
+) -> None:
     marker = tmp_path / "ran"
     pipe = engine.load(BAD_PARAMS.replace("{marker}", str(marker)))
     with pytest.raises(ParamError) as info:
@@ -178,7 +185,7 @@ def test_all_param_problems_are_reported_together_and_nothing_runs(engine, tmp_p
 
 
 def test_a_template_using_a_param_that_was_not_given_is_refused_before_running(
-    engine, tmp_path: Path
+    engine: Engine, tmp_path: Path
 ) -> None:
     marker = tmp_path / "ran"
     pipe = engine.load_data(
@@ -204,7 +211,7 @@ def test_a_template_using_a_param_that_was_not_given_is_refused_before_running(
     assert marker.exists()
 
 
-def test_the_run_context_has_release_logical_date_and_run_id(engine) -> None:
+def test_the_run_context_has_release_logical_date_and_run_id(engine: Engine) -> None:
     clock = FakeClock(datetime(2024, 3, 1, 5, 30, tzinfo=timezone.utc))
     text = """
         p:
@@ -239,7 +246,7 @@ def test_new_run_id_is_the_start_time_in_the_zone_and_random_hex() -> None:
     assert first != new_run_id(clock, ZoneInfo("Asia/Bangkok"))
 
 
-def test_a_cancelled_token_cancels_the_run_before_any_job(engine) -> None:
+def test_a_cancelled_token_cancels_the_run_before_any_job(engine: Engine) -> None:
     token = CancelToken()
     token.cancel("shutting down")
     result = engine.run(
@@ -257,7 +264,7 @@ def test_a_cancelled_token_cancels_the_run_before_any_job(engine) -> None:
     assert result.context["jobs"]["a"]["cancelled"] == "run cancelled: shutting down"
 
 
-def test_errors_carry_job_and_stage_and_the_result_is_json_ready(engine) -> None:
+def test_errors_carry_job_and_stage_and_the_result_is_json_ready(engine: Engine) -> None:
     import json
 
     result = engine.run(
@@ -287,7 +294,7 @@ def test_errors_carry_job_and_stage_and_the_result_is_json_ready(engine) -> None
     ]
 
 
-def test_a_pipeline_validated_without_a_loader_compiles_for_each_run(engine) -> None:
+def test_a_pipeline_validated_without_a_loader_compiles_for_each_run(engine: Engine) -> None:
     data: dict[str, Any] = {
         "name": "inline",
         "params": {"n": "int"},

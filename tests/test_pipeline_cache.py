@@ -23,7 +23,7 @@ from ddeutil.workflow.masking import Masker
 from ddeutil.workflow.result import Result, Status
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import MemoryRunStore
-from ddeutil.workflow.store.base import TriggerKind
+from ddeutil.workflow.store.base import RunFilter, TriggerKind
 
 BARRIER = "ddw_test_pipeline_cache_barrier"
 THREADS = 8
@@ -68,8 +68,8 @@ def barrier() -> Iterator[threading.Barrier]:
     module = types.ModuleType(BARRIER)
     module.barrier = threading.Barrier(THREADS)  # type: ignore[attr-defined]
     sys.modules[BARRIER] = module
-    yield module.barrier  # type: ignore[attr-defined]
-    module.barrier.abort()  # type: ignore[attr-defined]
+    yield module.barrier
+    module.barrier.abort()
     sys.modules.pop(BARRIER, None)
 
 
@@ -222,7 +222,7 @@ def test_thread_executor_builds_a_pipeline_once_for_many_runs(
     built: list[str] = []
     original = Pipeline.from_template.__func__  # type: ignore[attr-defined]
 
-    def counting(cls: type[Pipeline], template: object, **kwargs: object) -> Pipeline:
+    def counting(cls: type[Pipeline], /, template: object, **kwargs: object) -> Pipeline:
         built.append(getattr(template, "name", "?"))
         return original(cls, template, **kwargs)  # type: ignore[no-any-return]
 
@@ -246,5 +246,5 @@ def test_thread_executor_builds_a_pipeline_once_for_many_runs(
     executor.shutdown(5)
 
     assert built == ["other"]
-    assert store.count_runs(status="SUCCESS") == len(run_ids)
+    assert store.count_runs(RunFilter(status=Status.SUCCESS)) == len(run_ids)
     store.close()

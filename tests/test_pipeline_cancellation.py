@@ -7,11 +7,13 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ddeutil.workflow.cancellation import CancelToken
+from ddeutil.workflow.settings import Settings
 
 
 def test_cancel_sets_the_flag_and_keeps_the_first_reason() -> None:
@@ -94,7 +96,10 @@ def test_a_failing_callback_is_logged_and_the_others_still_run(
 
 
 def test_an_interrupt_stops_the_other_running_jobs_and_their_scripts(
-    write_conf, make_settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    write_conf: Callable[[str, str], Path],
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     from hooks_pkg.engine import Engine, wait_dead

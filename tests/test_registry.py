@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,8 +18,10 @@ from ddeutil.workflow.registry import (
     Hook,
     HookRegistry,
     custom_filter,
+    kind_of_class,
     load_filters,
     parse_uses,
+    resolve_kind,
     resolve_type,
     tag,
 )
@@ -129,7 +132,8 @@ def test_tag_only_marks_the_function_and_returns_it() -> None:
 def test_tag_can_be_stacked() -> None:
     from fixtures_pkg.tasks import multi
 
-    assert set(multi.__workflow_tags__) == {("v1", "multi"), ("v2", "multi-tagged")}
+    tags = multi.__workflow_tags__  # type: ignore[attr-defined]
+    assert set(tags) == {("v1", "multi"), ("v2", "multi-tagged")}
 
 
 @pytest.mark.parametrize(("name", "alias"), [("", None), ("a b", None), ("ok", "bad name")])
@@ -246,7 +250,7 @@ def test_group_modules_are_imported_lazily_and_once(monkeypatch: pytest.MonkeyPa
         calls.append(name)
         return real(name, package)
 
-    monkeypatch.setattr(registry.importlib, "import_module", counting)
+    monkeypatch.setattr(registry.importlib, "import_module", counting)  # type: ignore[attr-defined]
     reg = HookRegistry(["fixtures_pkg"])
     assert "fixtures_pkg.lazy_hooks" not in sys.modules
     assert reg.find("lazy_hooks/ping@v1").func() == {"pong": "yes"}
@@ -321,3 +325,79 @@ def test_missing_filter_module_is_named() -> None:
 def test_one_filter_name_twice_in_a_module_is_an_error() -> None:
     with pytest.raises(ConfigError, match="filter 'same' is defined twice"):
         load_filters(["fixtures_pkg.filters_dup"])
+
+
+# ------------------------------------------------------------------------- kinds
+
+BUILTIN_SPELLINGS = [
+    ("Pipeline", "pipeline"),
+    ("pipeline.Pipeline", "pipeline"),
+    ("ddeutil.workflow.pipeline.Pipeline", "pipeline"),
+    ("engine.pipeline.Pipeline", "pipeline"),
+    ("On", "on"),
+    ("on.On", "on"),
+    ("ddeutil.workflow.on.On", "on"),
+    ("schedules.on.On", "on"),
+]
+
+
+def test_resolve_kind_knows_the_builtin_types_without_importing_them() -> None:
+    """Listing a conf folder's pipelines does not load the engine (nor pydantic's On)."""
+    probe = f"""
+import sys
+from ddeutil.workflow.registry import resolve_kind
+for spelling, kind in {BUILTIN_SPELLINGS!r}:
+    assert resolve_kind(spelling, ("ddeutil.workflow",)) == kind, spelling
+    assert resolve_kind(spelling, ["no_such_prefix_pkg", "ddeutil.workflow"]) == kind
+heavy = [m for m in sys.modules if m.startswith(("ddeutil.workflow.engine", "pydantic"))]
+heavy += [m for m in ("ddeutil.workflow.pipeline", "ddeutil.workflow.schedules.on") if m in sys.modules]
+print(sorted(heavy))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("spelling", "kind"), BUILTIN_SPELLINGS)
+def test_resolve_kind_agrees_with_resolve_type_for_the_builtins(spelling: str, kind: str) -> None:
+    assert resolve_kind(spelling, ("ddeutil.workflow",)) == kind
+    assert kind_of_class(resolve_type(spelling, ("ddeutil.workflow",))) == kind
+
+
+def test_resolve_kind_follows_the_prefix_order_like_resolve_type() -> None:
+    """A user prefix listed first wins: its class is found (and is neither kind here)."""
+    assert resolve_type("pipeline.Pipeline", ("fixtures_pkg", "ddeutil.workflow")).__module__ == (
+        "fixtures_pkg.pipeline"
+    )
+    assert resolve_kind("pipeline.Pipeline", ("fixtures_pkg", "ddeutil.workflow")) is None
+    assert resolve_kind("on.On", ("fixtures_pkg",)) is None
+    assert resolve_kind("things.Thing", ("fixtures_pkg",)) is None
+    assert resolve_kind("pipeline.Pipeline", ("ddeutil.workflow", "fixtures_pkg")) == "pipeline"
+
+
+def test_resolve_kind_classifies_a_user_subclass_by_its_base(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pkg = tmp_path / "kind_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "custom.py").write_text(
+        "from ddeutil.workflow.pipeline import Pipeline\n"
+        "from ddeutil.workflow.on import On\n\n\n"
+        "class MyPipeline(Pipeline):\n    pass\n\n\n"
+        "class MyOn(On):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert resolve_kind("kind_pkg.custom.MyPipeline", ()) == "pipeline"
+    assert resolve_kind("custom.MyOn", ("kind_pkg",)) == "on"
+    assert kind_of_class(int) is None
+
+
+@pytest.mark.parametrize("bad", ["Nope", "on.NOT_A_CLASS", "brokentype.Thing", "1abc", ""])
+def test_resolve_kind_raises_what_resolve_type_raises(bad: str) -> None:
+    with pytest.raises(ConfigError) as expected:
+        resolve_type(bad, ("fixtures_pkg",))
+    with pytest.raises(ConfigError) as got:
+        resolve_kind(bad, ("fixtures_pkg",))
+    assert (got.value.message, got.value.key) == (expected.value.message, expected.value.key)

@@ -73,9 +73,9 @@ def test_a_run_whose_end_the_full_disk_refused_is_recorded_once_space_returns(
     blocker = root / "full"
     blocker.write_text("")
     journal = EndJournal(blocker / "run-ends.jsonl", store_key("sqlite:///runs.db"))
-    ends = EndRecorder(full, journal=journal, retry_delays=(0.0, 0.0), retry_seconds=3600)  # type: ignore[arg-type]
+    ends = EndRecorder(full, journal=journal, retry_delays=(0.0, 0.0), retry_seconds=3600)
     executor = ThreadExecutor(
-        store=full,  # type: ignore[arg-type]
+        store=full,
         settings=settings,
         loader=Loader.from_settings(settings),
         size=1,
@@ -115,7 +115,7 @@ def test_an_end_the_store_refused_is_journaled_and_replayed_at_the_next_start(
     _running(sqlite, "ok")
     _running(sqlite, "bad")
     full = FullDisk(sqlite)
-    ends = EndRecorder(full, journal=journal, retry_delays=(), retry_seconds=3600)  # type: ignore[arg-type]
+    ends = EndRecorder(full, journal=journal, retry_delays=(), retry_seconds=3600)
     assert ends.record(RunEnd("ok", Status.SUCCESS, T0, {"x": 1})) is None
     error = ErrorRecord(message="boom", kind="ValueError", job="j", stage="s")
     assert ends.record(RunEnd("bad", Status.FAILED, T0, None, (error,), "j/s: boom")) is None

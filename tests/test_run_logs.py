@@ -143,7 +143,7 @@ def test_a_capture_after_close_starts_a_new_writer(tmp_path: Path, log: logging.
 
 
 @pytest.mark.parametrize("run_id", ["../../etc/passwd", "/abs/path", "..", "a/../../b", "x\x00y"])
-def test_a_run_id_never_names_a_file_outside_the_log_folder(tmp_path, run_id) -> None:
+def test_a_run_id_never_names_a_file_outside_the_log_folder(tmp_path: Path, run_id: str) -> None:
     path = run_log_path(tmp_path, run_id)
     assert path.parent == tmp_path
     assert "/" not in path.name

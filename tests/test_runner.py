@@ -122,7 +122,7 @@ def h(
     store.close()
 
 
-def test_success_is_recorded_with_context(h, tmp_path):
+def test_success_is_recorded_with_context(h: Harness, tmp_path: Path) -> None:
     target = tmp_path / "out.txt"
     request = h.request("marker-pipe", "r1", {"target": str(target)})
     started: list[str] = []
@@ -145,7 +145,7 @@ def test_success_is_recorded_with_context(h, tmp_path):
     assert "write" in json.dumps(record.context)
 
 
-def test_a_scheduled_request_passes_param_values_as_data(h, tmp_path):
+def test_a_scheduled_request_passes_param_values_as_data(h: Harness, tmp_path: Path) -> None:
     target = tmp_path / "out.txt"
     marker = tmp_path / "owned"
     word = f"x'; touch {marker}; echo '$(touch {marker})"
@@ -159,7 +159,7 @@ def test_a_scheduled_request_passes_param_values_as_data(h, tmp_path):
     assert not marker.exists()
 
 
-def test_handshake_refused_never_executes(h, tmp_path):
+def test_handshake_refused_never_executes(h: Harness, tmp_path: Path) -> None:
     target = tmp_path / "out.txt"
     request = h.request("marker-pipe", "r1", {"target": str(target)})
     assert h.store.mark_running("r1", now=h.clock.now())  # someone else started it
@@ -173,7 +173,7 @@ def test_handshake_refused_never_executes(h, tmp_path):
     assert record.status is Status.RUNNING
 
 
-def test_finished_run_is_not_run_again(h, tmp_path):
+def test_finished_run_is_not_run_again(h: Harness, tmp_path: Path) -> None:
     target = tmp_path / "out.txt"
     request = h.request("marker-pipe", "r1", {"target": str(target)})
     h.store.finish("r1", status=Status.FAILED, now=h.clock.now(), error="interrupted")
@@ -185,7 +185,7 @@ def test_finished_run_is_not_run_again(h, tmp_path):
     assert record.error == "interrupted"
 
 
-def test_cancelled_before_start_stays_pending(h, tmp_path):
+def test_cancelled_before_start_stays_pending(h: Harness, tmp_path: Path) -> None:
     request = h.request("marker-pipe", "r1", {"target": str(tmp_path / "x")})
     token = CancelToken()
     token.cancel("stopping")
@@ -196,7 +196,7 @@ def test_cancelled_before_start_stays_pending(h, tmp_path):
     assert record.status is Status.PENDING
 
 
-def test_failing_stage_records_failed_with_summary(h):
+def test_failing_stage_records_failed_with_summary(h: Harness) -> None:
     request = h.request("failing-pipe", "r1")
 
     result = h.run(request)
@@ -212,7 +212,7 @@ def test_failing_stage_records_failed_with_summary(h):
     assert record.errors[0].stage is not None
 
 
-def test_pipeline_that_cannot_be_built_is_failed_with_cause(h):
+def test_pipeline_that_cannot_be_built_is_failed_with_cause(h: Harness) -> None:
     template = h.loader.get("marker-pipe")
     broken = type(template)(
         name=template.name,
@@ -241,7 +241,7 @@ def test_pipeline_that_cannot_be_built_is_failed_with_cause(h):
     assert "nonsense" in record.error
 
 
-def test_bad_params_are_failed_not_left_running(h):
+def test_bad_params_are_failed_not_left_running(h: Harness) -> None:
     request = h.request("marker-pipe", "r1")  # required `target` missing
 
     result = h.run(request)
@@ -256,7 +256,7 @@ def test_bad_params_are_failed_not_left_running(h):
     assert "target" in record.error
 
 
-def test_handshake_error_records_failed(h, tmp_path):
+def test_handshake_error_records_failed(h: Harness, tmp_path: Path) -> None:
     class BrokenStart(MemoryRunStore):
         def mark_running(self, run_id: str, *, now: datetime) -> bool:
             raise StoreError("database is locked")
@@ -276,7 +276,7 @@ def test_handshake_error_records_failed(h, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_cancel_during_run_records_cancelled(h):
+def test_cancel_during_run_records_cancelled(h: Harness) -> None:
     import threading
 
     request = h.request("cancel-pipe", "r1")
@@ -306,7 +306,7 @@ def test_cancel_during_run_records_cancelled(h):
     assert record.status is Status.CANCELLED
 
 
-def test_secrets_are_masked_before_storing(h, tmp_path):
+def test_secrets_are_masked_before_storing(h: Harness, tmp_path: Path) -> None:
     secret = "s3cr3t-value-42"
     masker = Masker.from_env({"API_TOKEN": secret})
     target = tmp_path / "out.txt"
@@ -323,7 +323,9 @@ def test_secrets_are_masked_before_storing(h, tmp_path):
     assert "***" in stored
 
 
-def test_per_run_log_file_is_written(h, tmp_path, caplog):
+def test_per_run_log_file_is_written(
+    h: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     request = h.request("marker-pipe", "r1", {"target": str(tmp_path / "x")})
     log_dir = tmp_path / "logs"
 
@@ -340,7 +342,7 @@ def test_per_run_log_file_is_written(h, tmp_path, caplog):
     assert messages[-1] == "run finished: SUCCESS"
 
 
-def test_request_pickles_and_carries_release(h):
+def test_request_pickles_and_carries_release(h: Harness) -> None:
     release = ReleaseKey("marker-pipe", "* * * * *@UTC", datetime(2024, 1, 1, tzinfo=timezone.utc))
     request = RunRequest(
         run_id="r1",
@@ -360,7 +362,7 @@ def test_request_pickles_and_carries_release(h):
     }
 
 
-def test_error_summary_names_where_and_counts(h):
+def test_error_summary_names_where_and_counts(h: Harness) -> None:
     now = h.clock.now()
     ok = Result(status=Status.SUCCESS, run_id="r", start=now, end=now)
     bad = Result(

@@ -32,9 +32,11 @@ from ddeutil.workflow.scheduling.scheduler import (
     SchedulerState,
     TickReport,
 )
+from ddeutil.workflow.scheduling.validation import Concurrency
+from ddeutil.workflow.scheduling.validator_process import ProcessValidator
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import MemoryRunStore, SqliteRunStore
-from ddeutil.workflow.store.base import RunStore, TriggerKind
+from ddeutil.workflow.store.base import RunFilter, RunRecord, RunStore, TriggerKind
 from ddeutil.workflow.store.ends import EndJournal, RunEnd
 
 UTC = timezone.utc
@@ -168,8 +170,8 @@ def pipeline_yaml(
 """
 
 
-def runs_for(store: RunStore, pipeline: str) -> list:
-    return store.list_runs(pipeline=pipeline, limit=10_000)
+def runs_for(store: RunStore, pipeline: str) -> list[RunRecord]:
+    return store.list_runs(RunFilter(pipeline=pipeline), limit=10_000)
 
 
 # -- lifecycle -------------------------------------------------------------------
@@ -182,7 +184,7 @@ def test_lifecycle_states_and_idempotent_start_stop(
     assert scheduler.state is SchedulerState.STOPPED
     scheduler.start()
     scheduler.start()
-    assert scheduler.state is SchedulerState.RUNNING
+    assert scheduler.state is SchedulerState.RUNNING  # type: ignore[comparison-overlap]
     assert executor.started
     scheduler.stop(timeout=3)
     scheduler.stop(timeout=5)
@@ -863,3 +865,41 @@ def test_prepare_does_nothing_unless_running(
 ) -> None:
     scheduler, _ = make_scheduler(store, start=False)
     assert scheduler.prepare() is False
+
+
+def test_the_catalog_policies_hold_with_the_daemons_helper_process_validator(
+    store: MemoryRunStore,
+    settings: Settings,
+    clock: FakeClock,
+    write_conf: Callable[..., Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Last good version, skipped broken template and typed policies, validated elsewhere."""
+    write_conf("p.yml", pipeline_yaml("edited", "0 * * * *", extra="  concurrency: skip\n"))
+    write_conf("bad.yml", pipeline_yaml("bad", "not a cron"))
+    clock.set(at(9, 30))
+    executor = RecordingExecutor(store)
+    with ProcessValidator() as validator:
+        scheduler = Scheduler(
+            settings=settings,
+            store=store,
+            executor=executor,
+            clock=clock,
+            loader=Loader.from_settings(settings),
+            owner="test",
+            validator=validator,
+        )
+        with caplog.at_level(logging.ERROR, logger="ddeutil.workflow.scheduling.catalog"):
+            scheduler.start()
+            assert "bad.yml" in caplog.text
+            write_conf("p.yml", pipeline_yaml("edited", "0 * * * * * * *  bogus"))
+            assert scheduler.tick(at(10, 0, 5)).reloaded
+        assert "last good version" in caplog.text
+        assert "p.yml" in caplog.text
+        assert set(scheduler.pipelines) == {"edited"}
+        assert [r.logical_date for r in executor.submitted] == [at(10)]
+        entry = scheduler._catalog.get("edited")
+        assert entry is not None
+        assert entry.concurrency == "skip"  # what the scheduler compares
+        assert entry.concurrency is Concurrency.SKIP
+        assert validator.starts == 1

@@ -7,9 +7,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from ddeutil.workflow.engine.pipeline import RunEvent
 from ddeutil.workflow.engine.stages import (
     BashStage,
     EmptyStage,
@@ -23,6 +25,9 @@ from ddeutil.workflow.errors import ConfigError
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
 
+if TYPE_CHECKING:
+    from hooks_pkg.engine import Engine
+
 TESTS = Path(__file__).parent
 
 
@@ -31,7 +36,7 @@ def engine(
     write_conf: Callable[[str, str], Path],
     make_settings: Callable[..., Settings],
     monkeypatch: pytest.MonkeyPatch,
-):
+) -> Engine:
     monkeypatch.syspath_prepend(str(TESTS))
     from hooks_pkg import tasks
     from hooks_pkg.engine import Engine
@@ -40,7 +45,7 @@ def engine(
     return Engine(write_conf, make_settings(WORKFLOW_CORE_REGISTRY="ddeutil.workflow,hooks_pkg"))
 
 
-def test_the_kind_follows_from_the_keys(engine) -> None:
+def test_the_kind_follows_from_the_keys(engine: Engine) -> None:
     pipe = engine.load(
         """
         kinds:
@@ -62,10 +67,10 @@ def test_the_kind_follows_from_the_keys(engine) -> None:
         """
     )
     kinds = [type(s) for s in pipe.jobs["only"].stages]
-    assert kinds == [EmptyStage, PyStage, BashStage, HookStage, TriggerStage]
+    assert kinds == [EmptyStage, PyStage, BashStage, HookStage, TriggerStage]  # type: ignore[list-item]
 
 
-def test_an_unknown_key_is_a_load_error_naming_its_path(engine) -> None:
+def test_an_unknown_key_is_a_load_error_naming_its_path(engine: Engine) -> None:
     with pytest.raises(ConfigError) as info:
         engine.load(
             """
@@ -89,7 +94,7 @@ def test_an_unknown_key_is_a_load_error_naming_its_path(engine) -> None:
     assert "empty stage takes" in str(error)
 
 
-def test_an_unknown_key_of_a_bash_stage_is_not_taken_for_another_kind(engine) -> None:
+def test_an_unknown_key_of_a_bash_stage_is_not_taken_for_another_kind(engine: Engine) -> None:
     with pytest.raises(ConfigError, match="unknown key 'vars'") as info:
         engine.load(
             """
@@ -106,7 +111,7 @@ def test_an_unknown_key_of_a_bash_stage_is_not_taken_for_another_kind(engine) ->
     assert info.value.key == "jobs.load.stages[0].vars"
 
 
-def test_two_kind_keys_in_one_stage_are_refused(engine) -> None:
+def test_two_kind_keys_in_one_stage_are_refused(engine: Engine) -> None:
     with pytest.raises(ConfigError, match="at most one of the keys") as info:
         engine.load(
             """
@@ -121,7 +126,7 @@ def test_two_kind_keys_in_one_stage_are_refused(engine) -> None:
     assert info.value.key == "jobs.j.stages[0]"
 
 
-def test_a_stage_needs_a_name(engine) -> None:
+def test_a_stage_needs_a_name(engine: Engine) -> None:
     with pytest.raises(ConfigError, match="missing required key 'name'") as info:
         engine.load(
             """
@@ -136,7 +141,7 @@ def test_a_stage_needs_a_name(engine) -> None:
     assert info.value.key == "jobs.j.stages[0].name"
 
 
-def test_default_id_is_the_slug_of_the_name(engine) -> None:
+def test_default_id_is_the_slug_of_the_name(engine: Engine) -> None:
     result = engine.run(
         """
         ids:
@@ -182,7 +187,7 @@ def test_without_default_ids_a_stage_without_id_records_nothing(
     assert list(result.context["jobs"]["j"]["stages"]) == ["kept"]
 
 
-def test_two_stages_with_the_same_id_are_a_load_error(engine) -> None:
+def test_two_stages_with_the_same_id_are_a_load_error(engine: Engine) -> None:
     with pytest.raises(ConfigError, match="record outputs under id 'echo'") as info:
         engine.load(
             """
@@ -198,7 +203,7 @@ def test_two_stages_with_the_same_id_are_a_load_error(engine) -> None:
     assert info.value.key == "jobs.j.stages[1].name"
 
 
-def test_id_and_name_may_use_matrix_templates(engine) -> None:
+def test_id_and_name_may_use_matrix_templates(engine: Engine) -> None:
     result = engine.run(
         """
         tmpl:
@@ -220,8 +225,8 @@ def test_id_and_name_may_use_matrix_templates(engine) -> None:
     assert ids == ["load-customer", "load-sales", "out-customer", "out-sales"]
 
 
-def test_if_false_skips_the_stage_and_records_it(engine) -> None:
-    events = []
+def test_if_false_skips_the_stage_and_records_it(engine: Engine) -> None:
+    events: list[RunEvent] = []
     result = engine.run(
         """
         cond:
@@ -247,7 +252,7 @@ def test_if_false_skips_the_stage_and_records_it(engine) -> None:
     assert [e.status for e in events if e.kind == "stage"] == [Status.SKIPPED, Status.SUCCESS]
 
 
-def test_a_param_value_in_a_condition_never_executes(engine, tmp_path: Path) -> None:
+def test_a_param_value_in_a_condition_never_executes(engine: Engine, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     evil = f'" or __import__("pathlib").Path("{marker}").touch() or "'
     result = engine.run(
@@ -275,7 +280,7 @@ def test_a_param_value_in_a_condition_never_executes(engine, tmp_path: Path) -> 
     assert stages["quoted"]["skipped"] is True
 
 
-def test_a_condition_that_is_not_allowed_is_a_load_error(engine) -> None:
+def test_a_condition_that_is_not_allowed_is_a_load_error(engine: Engine) -> None:
     with pytest.raises(ConfigError, match="function calls") as info:
         engine.load(
             """
@@ -291,7 +296,7 @@ def test_a_condition_that_is_not_allowed_is_a_load_error(engine) -> None:
     assert info.value.key == "jobs.j.stages[0].if"
 
 
-def test_retry_tries_again_until_success(engine) -> None:
+def test_retry_tries_again_until_success(engine: Engine) -> None:
     result = engine.run(
         """
         retry:
@@ -309,7 +314,7 @@ def test_retry_tries_again_until_success(engine) -> None:
     assert result.context["jobs"]["j"]["stages"]["flaky"]["outputs"] == {"attempts": 3}
 
 
-def test_retry_gives_up_after_the_attempts_and_reports_the_last_error(engine) -> None:
+def test_retry_gives_up_after_the_attempts_and_reports_the_last_error(engine: Engine) -> None:
     result = engine.run(
         """
         retry:
@@ -333,7 +338,7 @@ def test_retry_delay_grows_with_backoff() -> None:
     assert Retry.model_validate(3).attempts == 3
 
 
-def test_a_retry_wait_ends_when_the_run_is_cancelled(engine) -> None:
+def test_a_retry_wait_ends_when_the_run_is_cancelled(engine: Engine) -> None:
     from hooks_pkg import tasks
 
     started = time.perf_counter()
@@ -355,7 +360,7 @@ def test_a_retry_wait_ends_when_the_run_is_cancelled(engine) -> None:
     assert result.errors[0].message == "hook cancelled the run"
 
 
-def test_timeout_fails_a_python_stage_that_runs_too_long(engine) -> None:
+def test_timeout_fails_a_python_stage_that_runs_too_long(engine: Engine) -> None:
     from hooks_pkg import tasks
 
     started = time.perf_counter()
@@ -411,7 +416,7 @@ def test_stage_raise_error_false_records_the_error_and_goes_on(
 
 
 def test_every_log_line_of_a_run_carries_its_context(
-    engine, caplog: pytest.LogCaptureFixture
+    engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.DEBUG, logger="ddeutil.workflow"):
         result = engine.run(
@@ -431,7 +436,7 @@ def test_every_log_line_of_a_run_carries_its_context(
     records = [r for r in caplog.records if getattr(r, "run_id", None) == result.run_id]
     assert any(r.getMessage() == "hello world" for r in records)
     echo = next(r for r in records if r.getMessage() == "hello world")
-    assert (echo.pipeline, echo.job, echo.stage) == ("logged", "j", "hello")
+    assert (echo.pipeline, echo.job, echo.stage) == ("logged", "j", "hello")  # type: ignore[attr-defined]
     engine_records = [r for r in caplog.records if r.name.startswith("ddeutil.workflow.")]
     engine_records = [
         r for r in engine_records if r.name.split(".")[3:4] in (["pipeline"], ["job"], ["stages"])
@@ -440,7 +445,7 @@ def test_every_log_line_of_a_run_carries_its_context(
     assert all(hasattr(r, "run_id") and hasattr(r, "pipeline") for r in engine_records)
 
 
-def test_an_empty_stage_sleep_ends_when_its_token_is_cancelled(engine) -> None:
+def test_an_empty_stage_sleep_ends_when_its_token_is_cancelled(engine: Engine) -> None:
     started = time.perf_counter()
     result = engine.run(
         """
@@ -465,7 +470,7 @@ def test_an_empty_stage_sleep_ends_when_its_token_is_cancelled(engine) -> None:
     assert time.perf_counter() - started < 10
 
 
-def test_sleep_takes_a_template_and_refuses_bad_values(engine) -> None:
+def test_sleep_takes_a_template_and_refuses_bad_values(engine: Engine) -> None:
     result = engine.run(
         """
         naps:
@@ -500,9 +505,9 @@ def test_sleep_takes_a_template_and_refuses_bad_values(engine) -> None:
 
 
 def test_an_event_callback_that_raises_never_breaks_the_run(
-    engine, caplog: pytest.LogCaptureFixture
+    engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken(event) -> None:
+    def broken(event: RunEvent) -> None:
         raise RuntimeError("printer on fire")
 
     with caplog.at_level(logging.ERROR, logger="ddeutil.workflow"):

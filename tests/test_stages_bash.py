@@ -8,27 +8,30 @@ import signal
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ddeutil.workflow.cancellation import CancelToken
 from ddeutil.workflow.masking import Masker
 from ddeutil.workflow.result import Result, Status
-from hooks_pkg.engine import wait_dead
+from ddeutil.workflow.settings import Settings
+from hooks_pkg.engine import Engine, wait_dead
 
 
 def _bash(
-    engine,
+    engine: Engine,
     script: str,
     *,
-    env: dict | None = None,
+    env: dict[str, Any] | None = None,
     timeout: float | None = None,
-    params=None,
-    declare=None,
-    **execute,
-):
-    stage: dict = {"name": "sh", "bash": script}
+    params: dict[str, Any] | None = None,
+    declare: dict[str, Any] | None = None,
+    **execute: Any,
+) -> Result:
+    stage: dict[str, Any] = {"name": "sh", "bash": script}
     if env is not None:
         stage["env"] = env
     if timeout is not None:
@@ -39,18 +42,19 @@ def _bash(
     return pipe.execute(params, settings=engine.settings, **execute)
 
 
-def _outputs(result: Result) -> dict:
-    return result.context["jobs"]["j"]["stages"]["sh"]["outputs"]
+def _outputs(result: Result) -> dict[str, Any]:
+    outputs: dict[str, Any] = result.context["jobs"]["j"]["stages"]["sh"]["outputs"]
+    return outputs
 
 
-def test_outputs_return_code_stdout_and_stderr_without_trailing_newlines(engine) -> None:
+def test_outputs_return_code_stdout_and_stderr_without_trailing_newlines(engine: Engine) -> None:
     result = _bash(engine, "echo hello\nprintf 'two\\n\\n'\necho oops >&2")
     assert result.status is Status.SUCCESS
     assert _outputs(result) == {"return_code": 0, "stdout": "hello\ntwo", "stderr": "oops"}
 
 
 def test_env_is_rendered_and_merged_over_the_process_environment(
-    engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WF_INHERITED", "inherited")
     result = _bash(
@@ -64,7 +68,7 @@ def test_env_is_rendered_and_merged_over_the_process_environment(
 
 
 def test_the_body_is_left_to_the_shell_for_variables(
-    engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("X", "from-process-env")
     result = _bash(
@@ -73,7 +77,7 @@ def test_the_body_is_left_to_the_shell_for_variables(
     assert _outputs(result)["stdout"] == "local 3"
 
 
-def test_a_non_zero_exit_fails_the_stage_naming_the_code(engine) -> None:
+def test_a_non_zero_exit_fails_the_stage_naming_the_code(engine: Engine) -> None:
     result = _bash(engine, "echo first >&2\necho 'last words' >&2\nexit 3")
     assert result.status is Status.FAILED
     error = result.errors[0]
@@ -81,7 +85,7 @@ def test_a_non_zero_exit_fails_the_stage_naming_the_code(engine) -> None:
     assert error.message == "bash exited with code 3: last words"
 
 
-def test_secrets_are_masked_in_outputs(engine) -> None:
+def test_secrets_are_masked_in_outputs(engine: Engine) -> None:
     result = _bash(
         engine,
         'echo "token=$API_TOKEN other=$DB_PASS"',
@@ -91,14 +95,14 @@ def test_secrets_are_masked_in_outputs(engine) -> None:
     assert _outputs(result)["stdout"] == "token=*** other=***"
 
 
-def test_the_script_leads_its_own_process_group(engine) -> None:
+def test_the_script_leads_its_own_process_group(engine: Engine) -> None:
     result = _bash(engine, "echo $$\ncut -d' ' -f5 /proc/$$/stat")
     pid, pgid = _outputs(result)["stdout"].split()
     assert pid == pgid
     assert int(pgid) != os.getpgid(0)
 
 
-def test_timeout_kills_the_whole_process_group_quickly(engine, tmp_path: Path) -> None:
+def test_timeout_kills_the_whole_process_group_quickly(engine: Engine, tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
     started = time.perf_counter()
     result = _bash(engine, f"sleep 30 &\necho $! > {pidfile}\nwait", timeout=0.2)
@@ -111,7 +115,7 @@ def test_timeout_kills_the_whole_process_group_quickly(engine, tmp_path: Path) -
 
 
 def test_a_script_that_ignores_sigterm_is_killed_after_the_grace(
-    engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ddeutil.workflow.engine.stages import bash
 
@@ -127,7 +131,7 @@ def test_a_script_that_ignores_sigterm_is_killed_after_the_grace(
     assert wait_dead(int(pidfile.read_text()))
 
 
-def test_cancellation_reaches_a_running_script(engine, tmp_path: Path) -> None:
+def test_cancellation_reaches_a_running_script(engine: Engine, tmp_path: Path) -> None:
     fifo = tmp_path / "started"
     os.mkfifo(fifo)
     pidfile = tmp_path / "child.pid"
@@ -163,7 +167,7 @@ def _kill(pid: int) -> None:
     ],
 )
 def test_a_background_child_is_killed_when_the_stage_ends(
-    engine, tmp_path: Path, start: str, end: str, status: Status
+    engine: Engine, tmp_path: Path, start: str, end: str, status: Status
 ) -> None:
     pidfile = tmp_path / "child.pid"
     script = f"{start} >/dev/null 2>&1 &\necho $! > {pidfile}\n{end}"
@@ -176,14 +180,14 @@ def test_a_background_child_is_killed_when_the_stage_ends(
         _kill(pid)
 
 
-def test_a_bare_wait_in_the_script_does_not_wait_for_the_watchdog(engine) -> None:
+def test_a_bare_wait_in_the_script_does_not_wait_for_the_watchdog(engine: Engine) -> None:
     # the watchdog is a background child of the script's own bash: `wait` must not see it
     result = _bash(engine, "sleep 0.1 &\nwait\necho waited", timeout=20)
     assert result.status is Status.SUCCESS, result.errors
     assert _outputs(result)["stdout"] == "waited"
 
 
-def test_a_bash_env_of_the_environment_is_still_read(engine, tmp_path: Path) -> None:
+def test_a_bash_env_of_the_environment_is_still_read(engine: Engine, tmp_path: Path) -> None:
     startup = tmp_path / "startup.sh"
     startup.write_text("FROM_BASH_ENV=yes\n")
     result = _bash(
@@ -196,7 +200,9 @@ def test_a_bash_env_of_the_environment_is_still_read(engine, tmp_path: Path) -> 
     assert _outputs(unset)["stdout"] == "[unset]"
 
 
-def test_a_background_child_holding_stdout_does_not_block_the_stage(engine, tmp_path: Path) -> None:
+def test_a_background_child_holding_stdout_does_not_block_the_stage(
+    engine: Engine, tmp_path: Path
+) -> None:
     pidfile = tmp_path / "child.pid"
     results: list[Result] = []
     script = f"sleep 600 &\necho $! > {pidfile}\necho done"
@@ -213,7 +219,7 @@ def test_a_background_child_holding_stdout_does_not_block_the_stage(engine, tmp_
         _kill(int(pidfile.read_text()))
 
 
-def test_output_is_capped_and_read_in_bounded_memory(engine) -> None:
+def test_output_is_capped_and_read_in_bounded_memory(engine: Engine) -> None:
     limit = engine.settings.stage_output_limit
     size = 20 * 1024 * 1024
     tracemalloc.start()
@@ -233,7 +239,7 @@ def test_output_is_capped_and_read_in_bounded_memory(engine) -> None:
 
 
 def test_the_output_limit_is_a_setting_and_keeps_each_streams_start_and_end(
-    engine, make_settings
+    engine: Engine, make_settings: Callable[..., Settings]
 ) -> None:
     engine.settings = make_settings(WORKFLOW_CORE_STAGE_OUTPUT_LIMIT="8")
     result = _bash(engine, "printf 0123456789abcdef\nprintf 'oops\\n' >&2")
@@ -244,7 +250,9 @@ def test_the_output_limit_is_a_setting_and_keeps_each_streams_start_and_end(
     }
 
 
-def test_a_child_that_left_the_group_does_not_hold_up_the_stage(engine, tmp_path: Path) -> None:
+def test_a_child_that_left_the_group_does_not_hold_up_the_stage(
+    engine: Engine, tmp_path: Path
+) -> None:
     pidfile = tmp_path / "child.pid"
     script = f"setsid sleep 600 &\necho $! > {pidfile}\necho done"
     started = time.perf_counter()

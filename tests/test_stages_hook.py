@@ -5,14 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ddeutil.workflow.engine.pipeline import Pipeline
 from ddeutil.workflow.engine.stages import HookStage
 from ddeutil.workflow.engine.stages.hook import BoundHook
 from ddeutil.workflow.errors import ConfigError
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
+
+if TYPE_CHECKING:
+    from hooks_pkg.engine import Engine
 
 TESTS = Path(__file__).parent
 
@@ -22,7 +27,7 @@ def engine(
     write_conf: Callable[[str, str], Path],
     make_settings: Callable[..., Settings],
     monkeypatch: pytest.MonkeyPatch,
-):
+) -> Engine:
     monkeypatch.syspath_prepend(str(TESTS))
     from hooks_pkg import tasks
     from hooks_pkg.engine import Engine
@@ -31,12 +36,17 @@ def engine(
     return Engine(write_conf, make_settings(WORKFLOW_CORE_REGISTRY="ddeutil.workflow,hooks_pkg"))
 
 
-def _hook(uses: str, with_: dict | None = None, **extra) -> dict:
+def _hook(uses: str, with_: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     return {"name": "hook", "uses": uses, "with": with_ or {}, **extra}
 
 
-def _pipe(engine, *stages: dict, strategy: dict | None = None, params: dict | None = None):
-    job: dict = {"stages": list(stages)}
+def _pipe(
+    engine: Engine,
+    *stages: dict[str, Any],
+    strategy: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+) -> Pipeline:
+    job: dict[str, Any] = {"stages": list(stages)}
     if strategy:
         job["strategy"] = strategy
     return engine.load_data(
@@ -44,7 +54,7 @@ def _pipe(engine, *stages: dict, strategy: dict | None = None, params: dict | No
     )
 
 
-def test_a_hook_is_resolved_at_load_and_its_dict_becomes_the_outputs(engine) -> None:
+def test_a_hook_is_resolved_at_load_and_its_dict_becomes_the_outputs(engine: Engine) -> None:
     pipe = _pipe(
         engine,
         _hook(
@@ -67,7 +77,7 @@ def test_a_hook_is_resolved_at_load_and_its_dict_becomes_the_outputs(engine) -> 
     }
 
 
-def test_an_underscore_parameter_is_passed_without_its_underscore(engine) -> None:
+def test_an_underscore_parameter_is_passed_without_its_underscore(engine: Engine) -> None:
     """The seed's ``def odbc_mssql_procedure(_exec: str, params: dict)`` called with ``exec:``."""
     pipe = _pipe(engine, _hook("tasks/mssql-proc@odbc", {"exec": "dbo.load", "params": {"a": 1}}))
     result = pipe.execute(settings=engine.settings)
@@ -86,26 +96,26 @@ def test_an_underscore_parameter_is_passed_without_its_underscore(engine) -> Non
         ("not a uses string", "uses must look like"),
     ],
 )
-def test_an_unknown_hook_is_a_load_error(engine, uses: str, fragment: str) -> None:
+def test_an_unknown_hook_is_a_load_error(engine: Engine, uses: str, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment) as info:
         _pipe(engine, _hook(uses))
     assert info.value.key == "jobs.j.stages[0].uses"
     assert info.value.template == "hooks"
 
 
-def test_a_missing_required_argument_is_a_load_error_naming_it(engine) -> None:
+def test_a_missing_required_argument_is_a_load_error_naming_it(engine: Engine) -> None:
     with pytest.raises(ConfigError, match=r"missing required argument\(s\): exec") as info:
         _pipe(engine, _hook("tasks/mssql-proc@odbc", {"params": {}}))
     assert info.value.key == "jobs.j.stages[0].with"
 
 
-def test_an_argument_the_function_does_not_take_is_a_load_error(engine) -> None:
+def test_an_argument_the_function_does_not_take_is_a_load_error(engine: Engine) -> None:
     with pytest.raises(ConfigError, match="takes no argument") as info:
         _pipe(engine, _hook("tasks/record@v1", {"value": 1, "colour": "red"}))
     assert info.value.key == "jobs.j.stages[0].with.colour"
 
 
-def test_a_non_dict_return_fails_the_stage_naming_the_type(engine) -> None:
+def test_a_non_dict_return_fails_the_stage_naming_the_type(engine: Engine) -> None:
     result = _pipe(engine, _hook("tasks/returns_list@v1")).execute(settings=engine.settings)
     assert result.status is Status.FAILED
     assert result.errors[0].message == (
@@ -113,7 +123,7 @@ def test_a_non_dict_return_fails_the_stage_naming_the_type(engine) -> None:
     )
 
 
-def test_an_exception_in_the_hook_fails_the_stage(engine) -> None:
+def test_an_exception_in_the_hook_fails_the_stage(engine: Engine) -> None:
     result = _pipe(engine, _hook("tasks/raises@v1", {"message": "bad row"})).execute(
         settings=engine.settings
     )
@@ -125,7 +135,7 @@ def test_an_exception_in_the_hook_fails_the_stage(engine) -> None:
     ("kind", "name"),
     [("interrupt", "KeyboardInterrupt"), ("cancelled", "CancelledError"), ("exit", "SystemExit")],
 )
-def test_a_base_exception_in_the_hook_fails_the_stage(engine, kind: str, name: str) -> None:
+def test_a_base_exception_in_the_hook_fails_the_stage(engine: Engine, kind: str, name: str) -> None:
     # on a thread, as the daemon and the API run pipelines (on the main thread
     # of a script a KeyboardInterrupt is taken for Ctrl-C and goes through)
     pipe = _pipe(engine, _hook("tasks/raises_base@v1", {"kind": kind}))
@@ -137,7 +147,7 @@ def test_a_base_exception_in_the_hook_fails_the_stage(engine, kind: str, name: s
     )
 
 
-def test_a_templated_uses_is_resolved_per_matrix_combination(engine) -> None:
+def test_a_templated_uses_is_resolved_per_matrix_combination(engine: Engine) -> None:
     from hooks_pkg import tasks
 
     pipe = _pipe(
@@ -145,6 +155,7 @@ def test_a_templated_uses_is_resolved_per_matrix_combination(engine) -> None:
         _hook("tasks/el-${{ matrix.system }}-to-parquet@polars", {"table": "${{ matrix.table }}"}),
         strategy={"matrix": {"system": ["csv", "json"], "table": ["sales"]}},
     )
+    assert isinstance(pipe.jobs["j"].stages[0], HookStage)
     assert pipe.plan is not None
     assert pipe.plan.jobs["j"].stages[0].body is None  # not resolvable before the matrix exists
     result = pipe.execute(settings=engine.settings)
@@ -156,7 +167,7 @@ def test_a_templated_uses_is_resolved_per_matrix_combination(engine) -> None:
     assert sorted(o["system"] for o in outputs) == ["csv", "json"]
 
 
-def test_a_templated_uses_that_resolves_to_nothing_fails_at_run(engine) -> None:
+def test_a_templated_uses_that_resolves_to_nothing_fails_at_run(engine: Engine) -> None:
     pipe = _pipe(
         engine,
         _hook("tasks/el-${{ matrix.system }}-to-parquet@polars", {"table": "x"}),
@@ -167,7 +178,7 @@ def test_a_templated_uses_that_resolves_to_nothing_fails_at_run(engine) -> None:
     assert "unknown hook name 'el-xml-to-parquet'" in result.errors[0].message
 
 
-def test_a_value_cannot_choose_the_module_a_templated_uses_imports(engine) -> None:
+def test_a_value_cannot_choose_the_module_a_templated_uses_imports(engine: Engine) -> None:
     with pytest.raises(ConfigError, match=r"hook group of uses .* must be written literally"):
         engine.load_data(
             {

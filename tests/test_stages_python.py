@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pytest
 
 from ddeutil.workflow.engine.stages.python import compile_run, is_jsonable
 from ddeutil.workflow.errors import ConfigError
 from ddeutil.workflow.masking import Masker
-from ddeutil.workflow.result import Status
+from ddeutil.workflow.result import Result, Status
+
+if TYPE_CHECKING:
+    from hooks_pkg.engine import Engine
 
 
-def _one(engine, run: str, vars_: dict | None = None, params: dict | None = None, declare=None):
+def _one(
+    engine: Engine,
+    run: str,
+    vars_: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    declare: dict[str, Any] | None = None,
+) -> Result:
     stage = {"name": "code", "vars": vars_ or {}, "run": run.strip("\n")}
     pipe = engine.load_data(
         {"py": {"type": "Pipeline", "params": declare or {}, "jobs": {"j": {"stages": [stage]}}}}
@@ -18,7 +29,7 @@ def _one(engine, run: str, vars_: dict | None = None, params: dict | None = None
     return pipe.execute(params, settings=engine.settings)
 
 
-def test_outputs_are_new_or_rebound_jsonable_names(engine) -> None:
+def test_outputs_are_new_or_rebound_jsonable_names(engine: Engine) -> None:
     result = _one(
         engine,
         """
@@ -48,7 +59,7 @@ label = f"{rebound} rows"
     }
 
 
-def test_vars_are_rendered_and_injected(engine) -> None:
+def test_vars_are_rendered_and_injected(engine: Engine) -> None:
     result = _one(
         engine,
         "total = sum(rows) * factor",
@@ -60,7 +71,7 @@ def test_vars_are_rendered_and_injected(engine) -> None:
 
 
 def test_run_body_renders_expressions_but_not_environment_variables(
-    engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WF_TEST_VAR", "from-env")
     result = _one(
@@ -73,7 +84,7 @@ def test_run_body_renders_expressions_but_not_environment_variables(
     assert outputs == {"name": "me", "raw": "${WF_TEST_VAR}"}
 
 
-def test_an_exception_fails_the_stage_with_a_traceback_summary(engine) -> None:
+def test_an_exception_fails_the_stage_with_a_traceback_summary(engine: Engine) -> None:
     result = _one(engine, "a = 1\nb = {}\nc = b['missing']")
     assert result.status is Status.FAILED
     error = result.errors[0]
@@ -81,7 +92,7 @@ def test_an_exception_fails_the_stage_with_a_traceback_summary(engine) -> None:
     assert error.message == "KeyError: 'missing' (line 3 of run: c = b['missing'])"
 
 
-def test_an_exception_inside_called_code_names_the_innermost_frame(engine) -> None:
+def test_an_exception_inside_called_code_names_the_innermost_frame(engine: Engine) -> None:
     result = _one(engine, "import json\njson.loads('{')")
     message = result.errors[0].message
     assert message.startswith("JSONDecodeError: ")
@@ -89,13 +100,13 @@ def test_an_exception_inside_called_code_names_the_innermost_frame(engine) -> No
     assert "json" in message.split("[in ")[1]
 
 
-def test_a_syntax_error_in_a_static_run_is_a_load_error(engine) -> None:
+def test_a_syntax_error_in_a_static_run_is_a_load_error(engine: Engine) -> None:
     with pytest.raises(ConfigError, match="syntax error in run, line 2") as info:
         _one(engine, "x = 1\nif x\n  y = 2")
     assert info.value.key == "jobs.j.stages[0].run"
 
 
-def test_a_secret_in_an_error_message_is_masked(engine) -> None:
+def test_a_secret_in_an_error_message_is_masked(engine: Engine) -> None:
     pipe = engine.load(
         """
         leak:
@@ -114,13 +125,13 @@ def test_a_secret_in_an_error_message_is_masked(engine) -> None:
     )
 
 
-def test_exit_in_user_code_fails_the_stage_and_not_the_process(engine) -> None:
+def test_exit_in_user_code_fails_the_stage_and_not_the_process(engine: Engine) -> None:
     result = _one(engine, "raise SystemExit(3)")
     assert result.status is Status.FAILED
     assert result.errors[0].message.startswith("SystemExit: 3")
 
 
-def test_code_is_compiled_once_per_text_not_per_value(engine) -> None:
+def test_code_is_compiled_once_per_text_not_per_value(engine: Engine) -> None:
     compile_run.cache_clear()
     pipe = engine.load(
         """

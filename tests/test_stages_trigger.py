@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
+from ddeutil.workflow.engine.pipeline import RunEvent
 from ddeutil.workflow.errors import ConfigError
 from ddeutil.workflow.result import Status
 
+if TYPE_CHECKING:
+    from hooks_pkg.engine import Engine
 
-def test_a_trigger_runs_the_other_pipeline_as_a_child(engine) -> None:
-    events = []
+
+def test_a_trigger_runs_the_other_pipeline_as_a_child(engine: Engine) -> None:
+    events: list[RunEvent] = []
     pipe = engine.load(
         """
         parent:
@@ -48,7 +54,7 @@ def test_a_trigger_runs_the_other_pipeline_as_a_child(engine) -> None:
     assert {e.pipeline for e in events} == {"parent", "child"}
 
 
-def test_a_child_failure_fails_the_trigger_stage(engine) -> None:
+def test_a_child_failure_fails_the_trigger_stage(engine: Engine) -> None:
     result = engine.run(
         """
         parent:
@@ -71,7 +77,7 @@ def test_a_child_failure_fails_the_trigger_stage(engine) -> None:
     assert "FAILED (job work, stage boom): ZeroDivisionError" in message
 
 
-def test_bad_child_params_fail_the_stage(engine) -> None:
+def test_bad_child_params_fail_the_stage(engine: Engine) -> None:
     result = engine.run(
         """
         parent:
@@ -123,14 +129,14 @@ def test_bad_child_params_fail_the_stage(engine) -> None:
     ],
 )
 def test_a_static_trigger_loop_is_a_load_error_naming_the_chain(
-    engine, text: str, chain: str
+    engine: Engine, text: str, chain: str
 ) -> None:
     with pytest.raises(ConfigError, match=f"trigger loop refused: {chain}") as info:
         engine.load(text)
     assert info.value.key == "jobs.j.stages[0].trigger"
 
 
-def test_a_templated_trigger_loop_is_refused_at_run(engine) -> None:
+def test_a_templated_trigger_loop_is_refused_at_run(engine: Engine) -> None:
     result = engine.run(
         """
         a:
@@ -154,7 +160,7 @@ def test_a_templated_trigger_loop_is_refused_at_run(engine) -> None:
     assert "trigger loop refused: a -> b -> a" in message
 
 
-def test_an_unknown_trigger_target_is_a_load_error(engine) -> None:
+def test_an_unknown_trigger_target_is_a_load_error(engine: Engine) -> None:
     with pytest.raises(ConfigError, match="trigger target 'ghost': no pipeline template") as info:
         engine.load(
             """
@@ -169,7 +175,7 @@ def test_an_unknown_trigger_target_is_a_load_error(engine) -> None:
     assert info.value.key == "jobs.j.stages[0].trigger"
 
 
-def test_an_unknown_templated_target_fails_the_stage_naming_it(engine) -> None:
+def test_an_unknown_templated_target_fails_the_stage_naming_it(engine: Engine) -> None:
     result = engine.run(
         """
         a:
@@ -186,7 +192,7 @@ def test_an_unknown_templated_target_fails_the_stage_naming_it(engine) -> None:
     assert "'ghost'" in result.errors[0].message
 
 
-def test_a_trigger_to_a_schedule_template_is_a_load_error(engine) -> None:
+def test_a_trigger_to_a_schedule_template_is_a_load_error(engine: Engine) -> None:
     with pytest.raises(ConfigError, match="is a On, not a pipeline"):
         engine.load(
             """

@@ -27,6 +27,7 @@ from ddeutil.workflow.engine.stages.python_binding import bind_python
 from ddeutil.workflow.engine.templating import BUILTIN_FILTERS
 from ddeutil.workflow.errors import ConfigError
 from ddeutil.workflow.result import Result, Status
+from hooks_pkg.engine import Engine
 from hooks_pkg.hostile import INJECT_CONF, hostile
 
 
@@ -72,7 +73,9 @@ def _outputs(result: Result, job: str = "j") -> dict[str, Any]:
     return {key: stage["outputs"] for key, stage in stages.items()}
 
 
-def test_every_hostile_value_reaches_every_python_placement_as_data(engine, marker) -> None:
+def test_every_hostile_value_reaches_every_python_placement_as_data(
+    engine: Engine, marker: Path
+) -> None:
     pipe = engine.load_data(_python_pipeline(PY_PLACEMENTS))
     for value in hostile(marker):
         result = pipe.execute({"v": value}, settings=engine.settings)
@@ -81,7 +84,7 @@ def test_every_hostile_value_reaches_every_python_placement_as_data(engine, mark
             assert outputs["out"] == value, (key, value)
 
 
-def test_a_bare_python_position_gets_a_value_of_its_type(engine) -> None:
+def test_a_bare_python_position_gets_a_value_of_its_type(engine: Engine) -> None:
     pipe = engine.load_data(
         {
             "typed": {
@@ -118,7 +121,7 @@ def test_a_bare_python_position_gets_a_value_of_its_type(engine) -> None:
     assert result.context["params"]["items"] == [1, 2, 3]
 
 
-def test_fstring_braces_inside_a_value_are_not_evaluated(engine) -> None:
+def test_fstring_braces_inside_a_value_are_not_evaluated(engine: Engine) -> None:
     pipe = engine.load_data(
         _python_pipeline({"f": "secret = 'hidden'\nout = f'hi ${{ params.v }}!'[3:-1]"})
     )
@@ -139,14 +142,16 @@ def test_fstring_braces_inside_a_value_are_not_evaluated(engine) -> None:
         ("out = 1${{ params.v }}", "cannot be joined to a name, a number or other code"),
     ],
 )
-def test_a_placement_that_cannot_stay_data_is_a_load_error(engine, body, placement) -> None:
+def test_a_placement_that_cannot_stay_data_is_a_load_error(
+    engine: Engine, body: str, placement: str
+) -> None:
     with pytest.raises(ConfigError) as info:
         engine.load_data(_python_pipeline({"bad": body}))
     assert info.value.key == "jobs.j.stages[0].run"
     assert placement in str(info.value)
 
 
-def test_run_bodies_are_compiled_once_per_text_whatever_the_values(engine) -> None:
+def test_run_bodies_are_compiled_once_per_text_whatever_the_values(engine: Engine) -> None:
     bind_python.cache_clear()
     pipe = engine.load_data(_python_pipeline({"a": "out = '${{ params.v }}'"}))
     for value in ("one", "two", "three"):
@@ -211,7 +216,9 @@ def _printed(key: str, stdout: str) -> str:
     return text
 
 
-def test_every_hostile_value_reaches_every_bash_placement_as_data(engine, marker) -> None:
+def test_every_hostile_value_reaches_every_bash_placement_as_data(
+    engine: Engine, marker: Path
+) -> None:
     pipe = engine.load_data(_bash_pipeline(SH_PLACEMENTS))
     for value in hostile(marker):
         if "\n" in value and value.strip():
@@ -222,7 +229,9 @@ def test_every_hostile_value_reaches_every_bash_placement_as_data(engine, marker
             assert _printed(key, outputs["stdout"]) == value, (key, value[:80])
 
 
-def test_multi_line_hostile_values_reach_bash_placements_as_data(engine, marker) -> None:
+def test_multi_line_hostile_values_reach_bash_placements_as_data(
+    engine: Engine, marker: Path
+) -> None:
     placements = {k: v for k, v in SH_PLACEMENTS.items() if k != "double-around"}
     pipe = engine.load_data(_bash_pipeline(placements))
     for value in [v for v in hostile(marker) if "\n" in v]:
@@ -250,7 +259,7 @@ MORE_SH_PLACEMENTS = {
 """More bash constructs around a placement; each prints the value then ``|``."""
 
 
-def test_hostile_values_reach_more_bash_constructs_as_data(engine, marker) -> None:
+def test_hostile_values_reach_more_bash_constructs_as_data(engine: Engine, marker: Path) -> None:
     pipe = engine.load_data(_bash_pipeline(MORE_SH_PLACEMENTS))
     for value in hostile(marker):
         if "\n" in value or "\r" in value or value.endswith("\\"):
@@ -264,7 +273,7 @@ def test_hostile_values_reach_more_bash_constructs_as_data(engine, marker) -> No
             assert printed == f"{value}|", (key, value[:80])
 
 
-def test_a_value_in_a_pattern_is_literal(engine) -> None:
+def test_a_value_in_a_pattern_is_literal(engine: Engine) -> None:
     pipe = engine.load_data(
         _bash_pipeline({"p": "X='abc'; printf '%s|' \"${X#${{ params.v }}}\" ${X%${{ params.v }}}"})
     )
@@ -282,7 +291,7 @@ def test_a_value_in_a_pattern_is_literal(engine) -> None:
         ("a=(1 2 3 4 5 6 7 8); echo ${#a[@]} ${a[${{ params.n }}]:-none}", "8 8"),
     ],
 )
-def test_more_arithmetic_placements(engine, script, expected) -> None:
+def test_more_arithmetic_placements(engine: Engine, script: str, expected: str) -> None:
     pipe = engine.load_data(_bash_pipeline({"ar": script}))
     result = pipe.execute({"v": "", "n": "7"}, settings=engine.settings)
     assert _outputs(result)["ar"]["stdout"] == expected
@@ -290,7 +299,7 @@ def test_more_arithmetic_placements(engine, script, expected) -> None:
     assert "must be an integer" in bad.errors[0].message
 
 
-def test_an_unquoted_placement_is_one_word_without_globbing(engine, tmp_path: Path) -> None:
+def test_an_unquoted_placement_is_one_word_without_globbing(engine: Engine, tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("")
     pipe = engine.load_data(
         _bash_pipeline(
@@ -305,7 +314,7 @@ def test_an_unquoted_placement_is_one_word_without_globbing(engine, tmp_path: Pa
     assert _outputs(result)["count"]["stdout"] == "1:* two  words"
 
 
-def test_shell_arithmetic_takes_only_integers(engine, marker) -> None:
+def test_shell_arithmetic_takes_only_integers(engine: Engine, marker: Path) -> None:
     placements = {
         "dollar": "echo $(( ${{ params.n }} * 2 ))",
         "command": "(( x = ${{ params.n }} + 1 )); echo $x",
@@ -351,7 +360,7 @@ def test_shell_arithmetic_takes_only_integers(engine, marker) -> None:
         assert "used in shell arithmetic and must be an integer" in error.message
 
 
-def test_a_string_comparison_in_a_test_is_not_arithmetic(engine) -> None:
+def test_a_string_comparison_in_a_test_is_not_arithmetic(engine: Engine) -> None:
     pipe = engine.load_data(
         _bash_pipeline({"cmp": "[[ ${{ params.v }} == x* ]] && echo glob || echo literal"})
     )
@@ -374,21 +383,23 @@ def test_a_string_comparison_in_a_test_is_not_arithmetic(engine) -> None:
         ("cat <<'E O F'\n${{ params.v }}\nE O F", "delimiter 'E O F' is not plain"),
     ],
 )
-def test_a_bash_placement_that_cannot_stay_data_is_a_load_error(engine, body, placement) -> None:
+def test_a_bash_placement_that_cannot_stay_data_is_a_load_error(
+    engine: Engine, body: str, placement: str
+) -> None:
     with pytest.raises(ConfigError) as info:
         engine.load_data(_bash_pipeline({"bad": body}))
     assert info.value.key == "jobs.j.stages[0].bash"
     assert placement in str(info.value)
 
 
-def test_a_nul_character_fails_the_stage_clearly(engine) -> None:
+def test_a_nul_character_fails_the_stage_clearly(engine: Engine) -> None:
     pipe = engine.load_data(_bash_pipeline({"nul": "echo ${{ params.v }}"}))
     result = pipe.execute({"v": "a\x00b"}, settings=engine.settings)
     assert result.status is Status.FAILED
     assert "NUL character" in result.errors[0].message
 
 
-def test_bash_scripts_are_scanned_once_per_text_whatever_the_values(engine) -> None:
+def test_bash_scripts_are_scanned_once_per_text_whatever_the_values(engine: Engine) -> None:
     bind_bash.cache_clear()
     pipe = engine.load_data(_bash_pipeline({"a": "printf '%s|' ${{ params.v }}"}))
     for value in ("one", "two", "three"):
@@ -398,7 +409,7 @@ def test_bash_scripts_are_scanned_once_per_text_whatever_the_values(engine) -> N
 
 
 _SHELL_TEXT = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")  # type: ignore[arg-type]
 )
 
 
@@ -417,7 +428,7 @@ def test_any_text_reaches_bash_scripts_exactly(value: str) -> None:
 # --------------------------------------------------------- sources and entry points
 
 
-def test_matrix_and_upstream_outputs_are_data_too(engine, marker) -> None:
+def test_matrix_and_upstream_outputs_are_data_too(engine: Engine, marker: Path) -> None:
     payload = f'x"; touch {marker}; echo "\'; open("{marker}", "w").write("1"); y=\''
     pipe = engine.load_data(
         {
@@ -456,7 +467,7 @@ def test_matrix_and_upstream_outputs_are_data_too(engine, marker) -> None:
     assert _outputs(result, "second")["rid"]["stdout"] == result.run_id
 
 
-def test_trigger_stage_params_reach_the_child_as_data(engine, marker) -> None:
+def test_trigger_stage_params_reach_the_child_as_data(engine: Engine, marker: Path) -> None:
     payload = f"x'; touch {marker}; echo '"
     engine.write_conf(
         "child.yml",
@@ -536,7 +547,7 @@ def test_workflow_run_p_values_are_data(
     ],
 )
 def test_arithmetic_around_a_command_substitution_takes_only_integers(
-    engine, marker, script
+    engine: Engine, marker: Path, script: str
 ) -> None:
     pipe = engine.load_data(_bash_pipeline({"ar": script}))
     result = pipe.execute({"v": "", "n": f"a[$(touch {marker})]"}, settings=engine.settings)
@@ -545,7 +556,7 @@ def test_arithmetic_around_a_command_substitution_takes_only_integers(
     assert pipe.execute({"v": "", "n": "1"}, settings=engine.settings).status is Status.SUCCESS
 
 
-def test_a_secret_value_is_masked_before_an_arithmetic_error_shortens_it(engine) -> None:
+def test_a_secret_value_is_masked_before_an_arithmetic_error_shortens_it(engine: Engine) -> None:
     from ddeutil.workflow.masking import Masker
 
     secret = "s3cr3t-" + "x" * 100

@@ -35,7 +35,7 @@ from ddeutil.workflow.logs import configure_logging, run_log_path
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
-from ddeutil.workflow.store.base import RunStore, TriggerKind
+from ddeutil.workflow.store.base import RunFilter, RunStore, TriggerKind
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -218,7 +218,7 @@ def kill_group(pgid: int) -> None:
 # ---------------------------------------------------------------- tests
 
 
-def test_runs_on_two_workers_of_two_threads(h):
+def test_runs_on_two_workers_of_two_threads(h: Harness) -> None:
     executor = h.executor(workers=2, threads=2)
     pids = executor.worker_pids()
     run_ids = [f"r{i}" for i in range(10)]
@@ -240,7 +240,9 @@ def test_runs_on_two_workers_of_two_threads(h):
     assert executor.in_flight() == 0
 
 
-def test_saturated_requests_wait_in_order_in_the_daemon(h, caplog):
+def test_saturated_requests_wait_in_order_in_the_daemon(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="ddeutil.workflow.dispatch.threads")
     executor = h.executor(workers=1, threads=1)
 
@@ -259,10 +261,10 @@ def test_saturated_requests_wait_in_order_in_the_daemon(h, caplog):
     collect(executor, finished("r2"))
 
     assert order == ["r0", "r1", "r2"]
-    assert h.store.count_runs(status="CANCELLED") == 3
+    assert h.store.count_runs(RunFilter(status=Status.CANCELLED)) == 3
 
 
-def test_killed_worker_fails_its_run_and_is_replaced(h, fifo):
+def test_killed_worker_fails_its_run_and_is_replaced(h: Harness, fifo: tuple[Path, int]) -> None:
     path, fd = fifo
     executor = h.executor(workers=2, threads=2)
     before = executor.worker_pids()
@@ -297,7 +299,9 @@ def test_killed_worker_fails_its_run_and_is_replaced(h, fifo):
         kill_group(pgid)  # the orphaned `sleep 30` of the killed worker
 
 
-def test_a_killed_workers_scripts_die_and_leave_no_script_file(h, fifo):
+def test_a_killed_workers_scripts_die_and_leave_no_script_file(
+    h: Harness, fifo: tuple[Path, int]
+) -> None:
     path, fd = fifo
     marker = f"marker-{os.getpid()}-{time.monotonic_ns()}"
     executor = h.executor(workers=1, threads=2)
@@ -319,7 +323,7 @@ def test_a_killed_workers_scripts_die_and_leave_no_script_file(h, fifo):
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_run_not_started_by_a_dead_worker_runs_elsewhere(h):
+def test_run_not_started_by_a_dead_worker_runs_elsewhere(h: Harness) -> None:
     executor = h.executor(workers=1, threads=1)
     victim = executor.worker_pids()[0]
     os.kill(victim, signal.SIGSTOP)  # it can take the request but never start it
@@ -337,7 +341,7 @@ def test_run_not_started_by_a_dead_worker_runs_elsewhere(h):
     assert executor.worker_pids() != [victim]
 
 
-def test_cancel_one_run_waiting_or_running(h):
+def test_cancel_one_run_waiting_or_running(h: Harness) -> None:
     executor = h.executor(workers=1, threads=1)
     h.submit(executor, "coop-pipe", "running")
     h.submit(executor, "coop-pipe", "waiting")
@@ -354,7 +358,7 @@ def test_cancel_one_run_waiting_or_running(h):
     assert executor.in_flight() == 0
 
 
-def test_shutdown_cancels_long_bash_within_timeout(h, fifo):
+def test_shutdown_cancels_long_bash_within_timeout(h: Harness, fifo: tuple[Path, int]) -> None:
     path, fd = fifo
     executor = h.executor(workers=1, threads=2)
     h.submit(executor, "hold-pipe", "long", {"fifo": str(path)})
@@ -377,7 +381,7 @@ def test_shutdown_cancels_long_bash_within_timeout(h, fifo):
         kill_group(pgid)
 
 
-def test_waiting_requests_stay_pending_at_shutdown(h):
+def test_waiting_requests_stay_pending_at_shutdown(h: Harness) -> None:
     executor = h.executor(workers=1, threads=1)
     h.submit(executor, "coop-pipe", "r0")
     h.submit(executor, "coop-pipe", "r1")
@@ -389,7 +393,7 @@ def test_waiting_requests_stay_pending_at_shutdown(h):
     assert h.store.get_run("r1").status is Status.PENDING  # type: ignore[union-attr]
 
 
-def test_workers_exit_when_the_daemon_dies(h, root):
+def test_workers_exit_when_the_daemon_dies(h: Harness, root: Path) -> None:
     h.store.create_run(
         run_id="orphan",
         pipeline="coop-pipe",
@@ -448,7 +452,7 @@ def test_workers_exit_when_the_daemon_dies(h, root):
                 stream.close()
 
 
-def test_hung_worker_is_killed_at_shutdown_and_its_run_cancelled(h):
+def test_hung_worker_is_killed_at_shutdown_and_its_run_cancelled(h: Harness) -> None:
     executor = h.executor(workers=1, threads=1, cancel_grace=0.2)
     h.submit(executor, "coop-pipe", "stuck")
     collect(executor, started("stuck"))
@@ -468,7 +472,9 @@ def test_hung_worker_is_killed_at_shutdown_and_its_run_cancelled(h):
     )
 
 
-def test_worker_that_cannot_start_is_retried_with_backoff(h, caplog):
+def test_worker_that_cannot_start_is_retried_with_backoff(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.ERROR, logger="ddeutil.workflow.dispatch.processes")
     executor = ProcessExecutor(
         settings=h.settings, store=h.store, store_url="sqlite:////proc/no/such/runs.db", workers=1
@@ -491,7 +497,7 @@ def test_worker_that_cannot_start_is_retried_with_backoff(h, caplog):
     assert time.monotonic() - began < 10
 
 
-def test_unpicklable_request_is_failed_not_lost(h):
+def test_unpicklable_request_is_failed_not_lost(h: Harness) -> None:
     executor = h.executor(workers=1, threads=1)
     h.store.create_run(
         run_id="odd",
@@ -515,7 +521,7 @@ def test_unpicklable_request_is_failed_not_lost(h):
     assert record.error.startswith("request cannot be sent to a worker process")
 
 
-def test_workers_log_like_the_daemon_and_write_run_files(h):
+def test_workers_log_like_the_daemon_and_write_run_files(h: Harness) -> None:
     handler = configure_logging(fmt="json", level="DEBUG", stream=io.StringIO())
     root_logger = logging.getLogger()
     try:
@@ -549,7 +555,9 @@ def test_workers_configure_no_logging_when_the_daemon_did_not() -> None:
     assert parent_log_config() == (None, None)
 
 
-def test_requests_prepared_ahead_are_sent_as_pickled_then(h, monkeypatch):
+def test_requests_prepared_ahead_are_sent_as_pickled_then(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     executor = h.executor(workers=1, threads=2)
     encoded: list[str] = []
     original = executor._encoder.encode
@@ -582,7 +590,7 @@ def test_requests_prepared_ahead_are_sent_as_pickled_then(h, monkeypatch):
     assert {e.status for e in events if e.kind == "finished"} == {Status.SUCCESS}
 
 
-def test_memory_store_is_refused(h):
+def test_memory_store_is_refused(h: Harness) -> None:
     with pytest.raises(StoreError, match="worker processes can open"):
         ProcessExecutor(settings=h.settings, store_url="memory://")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _apitest import AUTH, TestClient
 
+from _apitest import AUTH, TestClient
 from ddeutil.workflow.engine.pipeline import Pipeline
 
 WriteConf = Callable[[str, str], Path]
@@ -76,7 +76,7 @@ def test_any_exception_building_one_pipeline_leaves_the_others_listed(
 ) -> None:
     real = Pipeline.from_template.__func__  # type: ignore[attr-defined]
 
-    def failing(cls: type[Pipeline], template: Any, **kwargs: Any) -> Pipeline:
+    def failing(cls: type[Pipeline], /, template: Any, **kwargs: Any) -> Pipeline:
         if template.name == "typed":
             raise RecursionError("maximum recursion depth exceeded")
         return real(cls, template, **kwargs)  # type: ignore[no-any-return]

@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 
 import pytest
-from _apitest import AUTH, Gate, TestClient, trigger, wait_terminal
 
+from _apitest import AUTH, Gate, TestClient, trigger, wait_terminal
 from ddeutil.workflow.api.service import INTERRUPTED_REASON, NOT_STARTED_REASON, SHUTDOWN_REASON
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
@@ -85,7 +85,7 @@ def test_a_run_killed_mid_way_by_an_app_restart_ends_failed(
 
     # The old process's thread finishing late does not overwrite the record.
     gate.release.set()
-    assert old.app.state.service.wait(run_id, 10)
+    assert old.app.state.service.wait(run_id, 10)  # type: ignore[attr-defined]
     old.__exit__(None, None, None)
     final = store.get_run(run_id)
     assert final is not None

@@ -6,8 +6,8 @@ import logging
 from collections.abc import Callable
 
 import pytest
-from _apitest import AUTH, TOKEN, TestClient, trigger
 
+from _apitest import AUTH, TOKEN, TestClient, trigger
 from ddeutil.workflow.api import create_app
 from ddeutil.workflow.api.models import ErrorResponse
 from ddeutil.workflow.errors import SettingsError
@@ -123,7 +123,7 @@ def test_a_streamed_body_over_the_limit_is_413(make_client: Callable[..., TestCl
 
     response = client.post(
         "/api/v1/pipelines/quick/runs",
-        content=chunks(),  # type: ignore[arg-type]
+        content=chunks(),
         headers={**AUTH, "Content-Type": "application/json"},
     )
     assert response.status_code == 413

@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-import fixtures_pkg_missing_dependency  # noqa: F401
+import fixtures_pkg_missing_dependency  # type: ignore[import-not-found]  # noqa: F401

@@ -15,6 +15,7 @@ from ddeutil.workflow.store import (
     DuplicateRun,
     MemoryRunStore,
     ReleaseKey,
+    RunFilter,
     RunRecord,
     TriggerKind,
 )
@@ -109,13 +110,30 @@ def test_error_lists_decode_with_defaults() -> None:
 def test_status_filter_accepts_status_values_as_text() -> None:
     store = MemoryRunStore()
     store.create_run(run_id="m", pipeline="p", trigger=TriggerKind.API, params={}, now=T0)
-    assert store.count_runs(status="PENDING") == 1
-    assert store.count_runs(status=["PENDING", Status.FAILED]) == 1
+    # text is what a caller without the enum has: typed as Status, accepted as text
+    assert store.count_runs(RunFilter(status="PENDING")) == 1  # type: ignore[arg-type]
+    assert store.count_runs(RunFilter(status=["PENDING", Status.FAILED])) == 1  # type: ignore[list-item]
     with pytest.raises(ValueError, match="BOGUS"):
-        store.count_runs(status="BOGUS")
+        RunFilter(status="BOGUS")  # type: ignore[arg-type]
+
+
+def test_run_filters_are_normalised_on_construction() -> None:
+    bangkok = timezone(timedelta(hours=7))
+    where = RunFilter(
+        status=[Status.FAILED, Status.SUCCESS],
+        since=datetime(2024, 1, 1, 7, tzinfo=bangkok),
+        until=datetime(2024, 1, 2),
+        trigger=TriggerKind.API,
+    )
+    assert where.statuses == (Status.FAILED, Status.SUCCESS)
+    assert str(where.since) == str(T0) == "2024-01-01 00:00:00+00:00"
+    assert where.until == datetime(2024, 1, 2, tzinfo=timezone.utc)
+    assert RunFilter(status=Status.PENDING) == RunFilter(status=[Status.PENDING])
+    assert RunFilter().statuses is None
+    assert RunFilter(status=[]).statuses == ()
 
 
 def test_times_must_be_datetimes() -> None:
     store = MemoryRunStore()
     with pytest.raises(TypeError, match="datetime"):
-        store.set_watermark("2024-01-01")
+        store.set_watermark("2024-01-01")  # type: ignore[arg-type]

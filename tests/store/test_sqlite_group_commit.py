@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -57,7 +58,7 @@ def run_queued_together(
     transactions the store opened meanwhile.
     """
     cond = threading.Condition()
-    store._queued = _Queued(cond)  # type: ignore[assignment]
+    store._queued = _Queued(cond)
     writes = 0
     original = store._write
 
@@ -66,7 +67,7 @@ def run_queued_together(
         writes += 1
         return original()
 
-    store._write = counting  # type: ignore[method-assign]
+    store._write = counting  # type: ignore[method-assign, assignment]
     results: list[Any] = [None] * len(calls)
 
     def call(i: int) -> None:
@@ -90,7 +91,7 @@ def run_queued_together(
 def test_updates_queued_together_commit_in_one_transaction(store: SqliteRunStore) -> None:
     ids = pending(store, THREADS)
     calls: list[Callable[[], Any]] = [
-        lambda run_id=run_id: store.mark_running(run_id, now=T0) for run_id in ids
+        functools.partial(store.mark_running, run_id, now=T0) for run_id in ids
     ]
     results, writes = run_queued_together(store, calls)
     assert results == [True] * THREADS
@@ -175,7 +176,7 @@ def test_an_interrupted_shared_transaction_fails_every_update_it_held(
             raise KeyboardInterrupt
         return original()
 
-    store._write = interrupted  # type: ignore[method-assign]
+    store._write = interrupted  # type: ignore[method-assign, assignment]
     update = _Update("UPDATE workflow_runs SET started = started WHERE run_id = ?", (ids[1],))
     store._queued.append(update)  # another thread's update, queued before ours
     with pytest.raises(KeyboardInterrupt):

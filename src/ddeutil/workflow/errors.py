@@ -16,7 +16,6 @@ caller can report or route an error without parsing text::
     ├── ConditionError         an ``if`` expression is not allowed or cannot evaluate
     ├── StageError             a stage failed while running (stage, job)
     │   └── StageCancelled     a stage was stopped by cancellation or timeout
-    ├── JobError               a job failed (job)
     ├── PipelineError          a pipeline cannot run as asked (pipeline)
     └── StoreError             the run store cannot be used (url)
         └── StoreLockedError   another daemon holds the store's scheduler lock
@@ -42,7 +41,6 @@ __all__ = [
     "ConditionError",
     "ConfLimitError",
     "ConfigError",
-    "JobError",
     "ParamError",
     "ParamProblem",
     "PipelineError",
@@ -250,14 +248,6 @@ class StageError(WorkflowError):
 
 class StageCancelled(StageError):  # noqa: N818 - a state, not a failure
     """A stage was stopped by cancellation or by its timeout."""
-
-
-class JobError(WorkflowError):
-    """A job failed."""
-
-    def __init__(self, message: str, *, job: str | None = None) -> None:
-        self.job = job
-        super().__init__(message)
 
 
 class PipelineError(WorkflowError):

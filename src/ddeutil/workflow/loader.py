@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,12 +53,24 @@ from yaml.nodes import CollectionNode, MappingNode, Node, ScalarNode, SequenceNo
 
 from .errors import ConfigError, ConfLimitError, TemplateNotFound, brief
 from .limits import DEFAULT_LIMITS, ConfLimits
-from .registry import resolve_type
+from .registry import resolve_kind, resolve_type
+
+try:  # the same function as hashlib's, without loading OpenSSL (megabytes) for it
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - CPython always has _blake2
+    from hashlib import blake2b
 
 if TYPE_CHECKING:
     from .settings import Settings
 
-__all__ = ["Fingerprint", "Loader", "RawTemplate", "YamlLoader", "load_yaml"]
+__all__ = [
+    "Fingerprint",
+    "Loader",
+    "RawTemplate",
+    "YamlLoader",
+    "load_yaml",
+    "template_version",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +212,22 @@ class RawTemplate:
         return ConfigError(message, file=str(self.file), template=self.name, key=key)
 
 
+def template_version(template: RawTemplate) -> str:
+    """A digest of a raw template's content: equal for equal templates.
+
+    Two templates with the same name, file, ``type`` and data (keys in the same
+    order, as read from the same YAML) have the same version; any edit gives
+    another one. Workers cache the pipelines they built by it. The same digest as
+    :func:`ddeutil.workflow.engine.pipeline_cache.template_version`, without the
+    engine (the scheduler daemon computes it).
+    """
+    raw = pickle.dumps(
+        (template.name, str(template.file), template.type, template.data),
+        protocol=pickle.HIGHEST_PROTOCOL,
+    )
+    return blake2b(raw, digest_size=16).hexdigest()
+
+
 @dataclass
 class _Entry:
     """One definition of a template name: usable (``template``) or broken (``error``)."""
@@ -319,6 +348,41 @@ class Loader:
         self._classes[template.type] = cls
         return cls
 
+    def kind(self, template: RawTemplate) -> str | None:
+        """What ``template.type`` names: ``"pipeline"``, ``"on"`` or ``None`` (another class).
+
+        The package's own ``Pipeline`` and ``On``, in any spelling, are recognised
+        without importing them (see :func:`registry.resolve_kind`): listing the
+        pipelines of a conf folder does not load the engine.
+
+        Raises:
+            ConfigError: located at the template's ``type`` key.
+        """
+        if template.type is None:
+            raise template.error("missing `type`", key="type")
+        try:
+            return resolve_kind(template.type, self.prefixes)
+        except ConfigError as exc:
+            key = None if exc.key else "type"
+            raise exc.located(
+                file=str(template.file), template=template.name, key_prefix=key
+            ) from exc
+
+    def of_kind(self, kind: str) -> list[RawTemplate]:
+        """Templates of ``kind`` (see :meth:`kind`), sorted by name.
+
+        Templates whose type does not resolve are skipped here (``validate`` reports
+        them).
+        """
+        found = []
+        for template in self:
+            try:
+                if self.kind(template) == kind:
+                    found.append(template)
+            except ConfigError:
+                continue
+        return found
+
     def of_type(self, cls: type) -> list[RawTemplate]:
         """Templates whose ``type`` resolves to ``cls`` or a subclass, sorted by name.
 
@@ -334,6 +398,22 @@ class Loader:
             if issubclass(resolved, cls):
                 found.append(template)
         return found
+
+    # ------------------------------------------------------------------- pickle
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its index: unpickling reads no file (a helper process gets it)."""
+        broken = {name: _pack_error(error) for name, error in self._broken.items()}
+        state = (
+            self.conf_path,
+            self.prefixes,
+            self.limits,
+            self._templates,
+            broken,
+            tuple(_pack_error(error) for error in self.errors),
+            self._fingerprint,
+        )
+        return (_restore_loader, (type(self), state))
 
     # ------------------------------------------------------------------- reload
 
@@ -505,6 +585,36 @@ def _templates_of(
             yield _Entry(name, path, line, error=error)
             continue
         yield _Entry(name, path, line, template=RawTemplate(name, path, data, data["type"].strip()))
+
+
+_PackedError = tuple[type[ConfigError], tuple[Any, ...], dict[str, Any]]
+
+
+def _pack_error(error: ConfigError) -> _PackedError:
+    """An error as (class, args, attributes): its subclasses' __init__ do not unpickle."""
+    return (type(error), error.args, dict(vars(error)))
+
+
+def _unpack_error(packed: _PackedError) -> ConfigError:
+    cls, args, attributes = packed
+    error: ConfigError = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(attributes)
+    return error
+
+
+def _restore_loader(cls: type[Loader], state: tuple[Any, ...]) -> Loader:
+    conf_path, prefixes, limits, templates, broken, errors, fingerprint = state
+    loader = cls.__new__(cls)
+    loader.conf_path = conf_path
+    loader.prefixes = prefixes
+    loader.limits = limits
+    loader._templates = templates
+    loader._broken = {name: _unpack_error(packed) for name, packed in broken.items()}
+    loader._classes = {}
+    loader.errors = tuple(_unpack_error(packed) for packed in errors)
+    loader._fingerprint = fingerprint
+    return loader
 
 
 def _check_template(data: Any) -> tuple[str, str | None] | None:

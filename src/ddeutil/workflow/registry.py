@@ -8,6 +8,10 @@ settings (``WORKFLOW_CORE_REGISTRY``, ``WORKFLOW_CORE_REGISTRY_FILTER``):
   first tried as an absolute path, then under each registry prefix in order; a bare
   name is an attribute of a prefix package (``ddeutil.workflow.Pipeline``) or, failing
   that, of the prefix's module spelled in lower case (``ddeutil.workflow.pipeline``).
+  :func:`resolve_kind` answers only "a pipeline, a schedule, or something else": it
+  walks the same candidates, but a candidate that is one of the package's own classes
+  (:data:`BUILTIN_TYPES`) is recognised by its path without importing it, so the
+  scheduler daemon can list its pipelines without loading the engine.
 * **Hooks** (:class:`HookRegistry`): a function marked ``@tag("requests", alias="get-api")``
   in module ``<prefix>.tasks`` is found by ``uses: tasks/get-api@requests``. Without an
   alias the function's own name is used; ``_`` and ``-`` match each other in hook
@@ -28,6 +32,7 @@ import functools
 import importlib
 import logging
 import re
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,11 +45,16 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 __all__ = [
+    "BUILTIN_TYPES",
+    "PIPELINE",
+    "SCHEDULE",
     "Hook",
     "HookRegistry",
     "custom_filter",
+    "kind_of_class",
     "load_filters",
     "parse_uses",
+    "resolve_kind",
     "resolve_type",
     "tag",
 ]
@@ -118,15 +128,76 @@ def resolve_type(type_name: str, prefixes: Sequence[str]) -> type:
     return _resolve_type(type_name, tuple(prefixes))
 
 
+PIPELINE = "pipeline"
+"""The kind of a template whose type is the engine's ``Pipeline`` (or a subclass)."""
+SCHEDULE = "on"
+"""The kind of a template whose type is ``On`` (or a subclass)."""
+
+_PIPELINE_CLASS = ("ddeutil.workflow.engine.pipeline", "Pipeline")
+_ON_CLASS = ("ddeutil.workflow.schedules.on", "On")
+_KIND_CLASSES = ((PIPELINE, _PIPELINE_CLASS), (SCHEDULE, _ON_CLASS))
+
+BUILTIN_TYPES: Mapping[str, str] = MappingProxyType(
+    {
+        "ddeutil.workflow.Pipeline": PIPELINE,
+        "ddeutil.workflow.pipeline.Pipeline": PIPELINE,
+        "ddeutil.workflow.engine.pipeline.Pipeline": PIPELINE,
+        "ddeutil.workflow.On": SCHEDULE,
+        "ddeutil.workflow.on.On": SCHEDULE,
+        "ddeutil.workflow.schedules.on.On": SCHEDULE,
+    }
+)
+"""Full paths of the package's own template classes, and their kind.
+
+A candidate of :func:`resolve_kind` with one of these paths is known without
+importing it (importing ``ddeutil.workflow.pipeline`` loads the whole engine).
+"""
+
+
+def kind_of_class(cls: type) -> str | None:
+    """:data:`PIPELINE`, :data:`SCHEDULE` or ``None`` for a class some ``type`` named.
+
+    Imports nothing: a class can only subclass the engine's ``Pipeline`` (or
+    ``On``) if its module imported that module already.
+    """
+    for kind, (module_name, attr) in _KIND_CLASSES:
+        module = sys.modules.get(module_name)
+        base = getattr(module, attr, None) if module is not None else None
+        if isinstance(base, type) and issubclass(cls, base):
+            return kind
+    return None
+
+
+def resolve_kind(type_name: str, prefixes: Sequence[str]) -> str | None:
+    """What a template's ``type`` names: :data:`PIPELINE`, :data:`SCHEDULE` or ``None``.
+
+    The candidates and their order are those of :func:`resolve_type`, and so are
+    the errors; the first candidate that is a built-in path (:data:`BUILTIN_TYPES`)
+    gives its kind without an import. Any other class found is classified by
+    :func:`kind_of_class` (``None``: a class that is neither). Results are cached
+    per (name, prefixes); failures are not.
+
+    Raises:
+        ConfigError: as :func:`resolve_type`.
+    """
+    return _resolve_kind(type_name, tuple(prefixes))
+
+
+@functools.lru_cache(maxsize=512)
+def _resolve_kind(type_name: str, prefixes: tuple[str, ...]) -> str | None:
+    found = _walk(type_name, prefixes, builtins=True)
+    return found if isinstance(found, str) else kind_of_class(found)
+
+
 @functools.lru_cache(maxsize=512)
 def _resolve_type(type_name: str, prefixes: tuple[str, ...]) -> type:
-    if not isinstance(type_name, str) or not _DOTTED.fullmatch(type_name.strip()):
-        raise ConfigError(
-            f"`type` must be a class name such as 'Pipeline', 'pipeline.Pipeline' or "
-            f"'ddeutil.workflow.pipeline.Pipeline', got {type_name!r}",
-            key="type",
-        )
-    name = type_name.strip()
+    found = _walk(type_name, prefixes, builtins=False)
+    assert isinstance(found, type)
+    return found
+
+
+def _candidates(name: str, prefixes: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``(module, attribute)`` pairs a type name may mean, in order, each once."""
     candidates: list[tuple[str, str]] = []
     if "." in name:
         head, _, attr = name.rpartition(".")
@@ -135,9 +206,25 @@ def _resolve_type(type_name: str, prefixes: tuple[str, ...]) -> type:
     else:
         candidates.extend((p, name) for p in prefixes)
         candidates.extend((f"{p}.{name.lower()}", name) for p in prefixes)
+    return list(dict.fromkeys(candidates))
 
+
+def _walk(type_name: str, prefixes: tuple[str, ...], *, builtins: bool) -> type | str:
+    """The class the name resolves to, or (``builtins``) the kind of a built-in path."""
+    if not isinstance(type_name, str) or not _DOTTED.fullmatch(type_name.strip()):
+        raise ConfigError(
+            f"`type` must be a class name such as 'Pipeline', 'pipeline.Pipeline' or "
+            f"'ddeutil.workflow.pipeline.Pipeline', got {type_name!r}",
+            key="type",
+        )
+    name = type_name.strip()
+    candidates = _candidates(name, prefixes)
     not_classes: list[str] = []
-    for module_name, attr in dict.fromkeys(candidates):
+    for module_name, attr in candidates:
+        if builtins:
+            kind = BUILTIN_TYPES.get(f"{module_name}.{attr}")
+            if kind is not None:
+                return kind
         module = _import_optional(module_name)
         if module is None:
             continue
@@ -148,7 +235,7 @@ def _resolve_type(type_name: str, prefixes: tuple[str, ...]) -> type:
             return found
         not_classes.append(f"{module_name}.{attr} is a {type(found).__name__}, not a class")
 
-    tried = ", ".join(f"{m}.{a}" for m, a in dict.fromkeys(candidates))
+    tried = ", ".join(f"{m}.{a}" for m, a in candidates)
     detail = f" ({'; '.join(not_classes)})" if not_classes else ""
     raise ConfigError(
         f"type {name!r} resolves to nothing{detail}: tried {tried} "

@@ -51,7 +51,7 @@ from ..masking import Masker
 from ..result import Status
 from ..settings import Settings
 from ..store import open_store
-from ..store.base import DuplicateRun, RunRecord, RunStore, TriggerKind
+from ..store.base import DuplicateRun, RunFilter, RunRecord, RunStore, TriggerKind
 from ..store.ends import EndJournal, EndRecorder
 from .catalog import Catalog
 from .errors import ApiError
@@ -419,15 +419,15 @@ class ApiService:
     ) -> RunPage:
         """A page of the history, newest first, with the total for the filters."""
         store, _ = self._ready()
-        filters: dict[str, Any] = {
-            "pipeline": pipeline,
-            "status": list(status) if status else None,
-            "trigger": trigger,
-            "since": _utc(since, "since"),
-            "until": _utc(until, "until"),
-        }
-        records = store.list_runs(**filters, limit=limit, offset=offset)
-        total = store.count_runs(**filters)
+        where = RunFilter(
+            pipeline=pipeline,
+            status=status or None,
+            trigger=trigger,
+            since=_utc(since, "since"),
+            until=_utc(until, "until"),
+        )
+        records = store.list_runs(where, limit=limit, offset=offset)
+        total = store.count_runs(where)
         return RunPage(
             items=[run_summary(r) for r in records], total=total, limit=limit, offset=offset
         )

@@ -57,6 +57,7 @@ from ..loader import Loader
 from ..logs import configure_logging
 from ..masking import Masker
 from ..scheduling.scheduler import Scheduler
+from ..scheduling.validation import Validator
 from ..settings import Settings
 from ..store import open_store
 from ..store.base import RunStore
@@ -271,6 +272,12 @@ def _build_executor(settings: Settings, store: RunStore, masker: Masker, clock: 
     return ProcessExecutor(settings=settings, store=store, masker=masker, clock=clock)
 
 
+def _build_validator(settings: Settings) -> Validator:
+    from ..scheduling.validator_process import ProcessValidator
+
+    return ProcessValidator()
+
+
 def serve(
     settings: Settings, *, masker: Masker, once: bool = False, clock: Clock | None = None
 ) -> int:
@@ -291,6 +298,7 @@ def serve(
         with store.scheduler_lock(owner):
             logger.info("scheduler lock taken on %s (owner %s)", _safe_url(settings), owner)
             executor = _build_executor(settings, store, masker, clock)
+            validator = _build_validator(settings)  # the parent never imports the engine
             scheduler = Scheduler(
                 settings=settings,
                 store=store,
@@ -300,8 +308,14 @@ def serve(
                 masker=masker,
                 owner=owner,
                 journal=EndJournal.for_store(settings, settings.api_db_url),
+                validator=validator,
             )
-            return Daemon(settings=settings, scheduler=scheduler, executor=executor).run(once=once)
+            try:
+                return Daemon(settings=settings, scheduler=scheduler, executor=executor).run(
+                    once=once
+                )
+            finally:
+                validator.close()
     except StoreLockedError as exc:
         message = (
             f"another scheduler daemon is already running on this run store ({exc}); "

@@ -29,7 +29,7 @@ from ..errors import StoreError
 from ..logs import run_log_path
 from ..result import Status
 from ..store import open_store
-from ..store.base import RunRecord, RunStore
+from ..store.base import RunFilter, RunRecord, RunStore
 from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliContext
 
 __all__ = ["register"]
@@ -121,11 +121,9 @@ def _cmd_health(args: argparse.Namespace, ctx: CliContext) -> int:
 
 def _cmd_runs(args: argparse.Namespace, ctx: CliContext) -> int:
     with _store(ctx) as store:
-        runs = store.list_runs(
-            pipeline=args.pipeline,
-            status=Status(args.status) if args.status else None,
-            limit=args.limit,
-        )
+        status = Status(args.status) if args.status else None
+        where = RunFilter(pipeline=args.pipeline, status=status)
+        runs = store.list_runs(where, limit=args.limit)
     if args.json:
         data = [ctx.masker.data(run.to_dict()) for run in runs]
         print(json.dumps(data, indent=2, default=str), file=ctx.out)

@@ -27,14 +27,15 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from datetime import date, datetime
 from functools import lru_cache
-from typing import Any, NamedTuple
-
-from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema, core_schema
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import ScheduleError
 from .dst import ZonedCron
+
+if TYPE_CHECKING:  # pydantic is imported by the models that use the type, not here
+    from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+    from pydantic.json_schema import JsonSchemaValue
+    from pydantic_core import CoreSchema
 
 __all__ = ["MACROS", "CronExpression", "ZonedCron"]
 
@@ -362,6 +363,8 @@ class CronExpression:
     def __get_pydantic_core_schema__(
         cls, source: type[Any], handler: GetCoreSchemaHandler
     ) -> CoreSchema:
+        from pydantic_core import core_schema
+
         return core_schema.no_info_plain_validator_function(
             _coerce, serialization=core_schema.to_string_ser_schema()
         )

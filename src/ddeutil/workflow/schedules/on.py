@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -55,7 +55,7 @@ from typing_extensions import Self
 
 from ..errors import ConfigError, ScheduleError
 from .cron import CronExpression
-from .dst import ZonedCron
+from .dst import ZonedCron, zoned_cron
 
 if TYPE_CHECKING:
     from ..loader import Loader, RawTemplate
@@ -64,7 +64,6 @@ if TYPE_CHECKING:
 __all__ = ["On"]
 
 UTC = timezone.utc
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INTERVALS = ("daily", "weekly", "monthly")
 _WEEKDAYS = {
     name: number
@@ -131,7 +130,7 @@ class On(BaseModel):
             "cronjob": cronjob,
             "timezone": zone,
             "name": name,
-            "zoned_cron": _zoned(cronjob, zone),
+            "zoned_cron": zoned_cron(cronjob, zone),
         }
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
@@ -265,14 +264,8 @@ class On(BaseModel):
                 ``newest_first`` without ``until``.
             TypeError: a bound is neither a datetime nor a string.
         """
-        lo = _floor(self._aware(after))
-        hi = None if until is None else _floor(self._aware(until))
-        cron = self.zoned_cron
-        if newest_first:
-            if hi is None:
-                raise ValueError("newest_first needs an `until` to walk back from")
-            return _backward(cron, lo, hi)
-        return _forward(cron, lo, hi)
+        high = None if until is None else self._aware(until)
+        return self.zoned_cron.fire_times(self._aware(after), high, newest_first=newest_first)
 
     def _aware(self, when: datetime | str) -> datetime:
         if isinstance(when, datetime):
@@ -282,38 +275,6 @@ class On(BaseModel):
         if isinstance(when, str):
             return self._aware(_parse_start(when))
         raise TypeError(f"expected a datetime, got {type(when).__name__}")
-
-
-def _forward(cron: ZonedCron, lo: int, hi: int | None) -> Iterator[datetime]:
-    at = cron.next_after(lo)
-    while hi is None or at <= hi:
-        yield _from_ts(at)
-        at = cron.next_after(at)
-
-
-def _backward(cron: ZonedCron, lo: int, hi: int) -> Iterator[datetime]:
-    at = hi + 1
-    while (at := cron.prev_before(at)) > lo:
-        yield _from_ts(at)
-
-
-# --------------------------------------------------------------------- helpers
-
-
-def _floor(when: datetime) -> int:
-    """Whole UTC seconds at or before an aware ``when``."""
-    delta = when - _EPOCH
-    return delta.days * 86_400 + delta.seconds
-
-
-def _from_ts(ts: int) -> datetime:
-    return _EPOCH + timedelta(seconds=ts)
-
-
-@lru_cache(maxsize=8192)
-def _zoned(expr: CronExpression, zone: ZoneInfo) -> ZonedCron:
-    """Schedules with the same expression and zone share one ZonedCron (and its memo)."""
-    return ZonedCron(expr, zone)
 
 
 @lru_cache(maxsize=1)

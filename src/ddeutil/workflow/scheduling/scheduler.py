@@ -76,6 +76,7 @@ from .ahead import PlanAhead, ReadyRelease, ReleaseId, make_ready, plan_ahead
 from .catalog import CatalogEntry, PipelineCatalog
 from .overlap import RunQueues, Waiting
 from .tick_report import SKIP_REASON, TickLog, TickReport, log_tick
+from .validation import Validator
 
 __all__ = ["INTERRUPTED_REASON", "Scheduler", "SchedulerState", "TickReport"]
 
@@ -117,6 +118,8 @@ class Scheduler:
         owner: Heartbeat owner id; default ``"<hostname>:<pid>"``.
         journal: Run ends the store refused earlier; replayed at start, before
             runs left RUNNING are closed (see :mod:`~ddeutil.workflow.store.ends`).
+        validator: Validates the pipeline templates (default: in this process;
+            the daemon's validates in a helper process). Its owner closes it.
     """
 
     def __init__(
@@ -130,13 +133,14 @@ class Scheduler:
         masker: Masker | None = None,
         owner: str | None = None,
         journal: EndJournal | None = None,
+        validator: Validator | None = None,
     ) -> None:
         self._settings = settings
         self._journal = journal
         self._store = store
         self._executor = executor
         self._clock = clock
-        self._catalog = PipelineCatalog(loader, settings)
+        self._catalog = PipelineCatalog(loader, settings, validator)
         self._masker = masker or Masker()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self._state = SchedulerState.STOPPED

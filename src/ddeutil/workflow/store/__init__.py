@@ -21,7 +21,16 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from ..errors import StoreError
-from .base import Claim, DuplicateRun, ReleaseKey, RunRecord, RunStore, StatusFilter, TriggerKind
+from .base import (
+    Claim,
+    DuplicateRun,
+    ReleaseKey,
+    RunFilter,
+    RunRecord,
+    RunStore,
+    StatusFilter,
+    TriggerKind,
+)
 from .memory import MemoryRunStore
 from .postgres import PostgresRunStore
 from .sqlite import SqliteRunStore
@@ -32,6 +41,7 @@ __all__ = [
     "MemoryRunStore",
     "PostgresRunStore",
     "ReleaseKey",
+    "RunFilter",
     "RunRecord",
     "RunStore",
     "SqliteRunStore",

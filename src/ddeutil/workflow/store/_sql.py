@@ -23,7 +23,7 @@ from typing import Any
 
 from ..result import Status
 from ._codec import load_errors
-from .base import ReleaseKey, RunFilter, RunRecord, TriggerKind
+from .base import NewRun, ReleaseKey, RunFilter, RunRecord, TriggerKind
 
 __all__ = ["SCHEMA_VERSION", "Dialect", "migrations"]
 
@@ -150,35 +150,24 @@ class Dialect:
     def opt_ts_out(self, value: Any) -> datetime | None:
         return None if value is None else self.ts_out(value)
 
-    def run_values(
-        self,
-        *,
-        run_id: str,
-        pipeline: str,
-        trigger: TriggerKind,
-        release: ReleaseKey | None,
-        logical_date: datetime | None,
-        params: str,
-        created: datetime,
-        idempotency_key: str | None,
-    ) -> tuple[Any, ...]:
+    def run_values(self, run: NewRun) -> tuple[Any, ...]:
         """Values of :data:`INSERT_RUN` for a new PENDING run."""
         return (
-            run_id,
-            pipeline,
-            TriggerKind(trigger).value,
+            run.run_id,
+            run.pipeline,
+            run.trigger.value,
             Status.PENDING.value,
-            None if release is None else release.schedule,
-            None if release is None else self.ts_in(release.at),
-            self.opt_ts(logical_date),
-            params,
+            None if run.release is None else run.release.schedule,
+            None if run.release is None else self.ts_in(run.release.at),
+            self.opt_ts(run.logical_date),
+            run.params,
             None,
             "[]",
-            self.ts_in(created),
+            self.ts_in(run.created),
             None,
             None,
             None,
-            idempotency_key,
+            run.idempotency_key,
         )
 
     def record(self, row: Sequence[Any]) -> RunRecord:
@@ -227,12 +216,13 @@ class Dialect:
         if runs.pipeline is not None:
             parts.append("pipeline = ?")
             values.append(runs.pipeline)
-        if runs.statuses is not None:
-            if not runs.statuses:
+        statuses = runs.statuses
+        if statuses is not None:
+            if not statuses:
                 parts.append("1 = 0")
             else:
-                parts.append(f"status IN ({', '.join('?' * len(runs.statuses))})")
-                values.extend(runs.statuses)
+                parts.append(f"status IN ({', '.join('?' * len(statuses))})")
+                values.extend(s.value for s in statuses)
         if runs.since is not None:
             parts.append("created >= ?")
             values.append(self.ts_in(runs.since))
@@ -255,6 +245,6 @@ class Dialect:
 
     def status_query(self, status: Status, trigger: TriggerKind | None) -> tuple[str, list[Any]]:
         """SELECT the runs of one status (optionally one trigger) in their order."""
-        where, values = self.where(RunFilter.of(status=status, trigger=trigger))
+        where, values = self.where(RunFilter(status=status, trigger=trigger))
         order = PENDING_ORDER if status is Status.PENDING else RUNNING_ORDER
         return self.sql(f"SELECT {_COLS} FROM workflow_runs {where} {order}"), values

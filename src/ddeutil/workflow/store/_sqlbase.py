@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any, ClassVar
@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 from ..errors import StoreError
 from ..result import ErrorRecord, Status
 from . import _sql
-from ._codec import dump_errors, dumps_json, text_in, utc
-from .base import RunFilter, RunRecord, RunStoreBase, TriggerKind, terminal_status
+from ._codec import dump_errors
+from .base import Ending, NewRun, RunFilter, RunRecord, RunStoreBase, TriggerKind
 
 __all__ = ["SqlRunStore"]
 
@@ -124,30 +124,11 @@ class SqlRunStore(RunStoreBase):
             DuplicateRun: ``idempotency_key`` was used before.
         """
 
-    def create_run(
-        self,
-        *,
-        run_id: str,
-        pipeline: str,
-        trigger: TriggerKind,
-        params: Mapping[str, Any],
-        now: datetime,
-        idempotency_key: str | None = None,
-        logical_date: datetime | None = None,
-    ) -> RunRecord:
-        values = self._dialect.run_values(
-            run_id=run_id,
-            pipeline=pipeline,
-            trigger=trigger,
-            release=None,
-            logical_date=logical_date,
-            params=dumps_json(dict(params)),
-            created=utc(now),
-            idempotency_key=idempotency_key,
-        )
+    def _create(self, run: NewRun) -> RunRecord:
+        values = self._dialect.run_values(run)
         with self._transaction() as conn:
-            self._insert_run(conn, values, idempotency_key)
-            record = self._get(conn, run_id)
+            self._insert_run(conn, values, run.idempotency_key)
+            record = self._get(conn, run.run_id)
         assert record is not None
         return record
 
@@ -164,22 +145,13 @@ class SqlRunStore(RunStoreBase):
         started = self._dialect.ts_in(now)
         return self._update_one(self._dialect.sql(_sql.MARK_RUNNING), (started, run_id))
 
-    def finish(
-        self,
-        run_id: str,
-        *,
-        status: Status,
-        now: datetime,
-        context: Mapping[str, Any] | None = None,
-        errors: Sequence[ErrorRecord] = (),
-        error: str | None = None,
-    ) -> bool:
+    def _finish(self, run_id: str, ending: Ending) -> bool:
         values = (
-            terminal_status(status).value,
-            self._dialect.ts_in(now),
-            None if context is None else dumps_json(dict(context)),
-            dump_errors(errors),
-            text_in(error),
+            ending.status.value,
+            self._dialect.ts_in(ending.ended),
+            ending.context,
+            ending.errors,
+            ending.error,
             run_id,
         )
         return self._update_one(self._finish_sql, values)
@@ -223,8 +195,8 @@ class SqlRunStore(RunStoreBase):
         with self._read() as conn:
             return int(conn.execute(self._dialect.count_query(clause), values).fetchone()[0])
 
-    def _by_status(self, status: Status, trigger: TriggerKind | None) -> list[RunRecord]:
-        query, values = self._dialect.status_query(status, trigger)
+    def _pending(self, trigger: TriggerKind | None) -> list[RunRecord]:
+        query, values = self._dialect.status_query(Status.PENDING, trigger)
         with self._read() as conn:
             rows = conn.execute(query, values).fetchall()
         return [self._dialect.record(row) for row in rows]

@@ -38,17 +38,18 @@ from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
 from ..clock import ensure_utc
 from ..errors import StoreError
 from ..result import ErrorRecord, Status
-from ._codec import utc
+from ._codec import dump_errors, dumps_json, text_in, utc
 
 __all__ = [
     "Claim",
     "DuplicateRun",
     "ReleaseKey",
+    "RunFilter",
     "RunRecord",
     "RunStore",
     "StatusFilter",
@@ -172,6 +173,43 @@ StatusFilter: TypeAlias = Status | Collection[Status] | None
 """One status, several statuses (any of them) or ``None`` (all)."""
 
 
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs :meth:`RunStore.list_runs` and :meth:`RunStore.count_runs` select.
+
+    A field left ``None`` does not filter; the fields that are set must all hold.
+    ``status`` is one status or several (any of them; none selects no run),
+    ``since`` (inclusive) and ``until`` (exclusive) bound ``created``. Values are
+    normalised on construction, so equal filters compare equal: ``status``
+    becomes a tuple of :class:`~ddeutil.workflow.result.Status` (an unknown
+    status raises ``ValueError``), ``since`` and ``until`` aware UTC (a naive
+    value is taken as UTC) and ``trigger`` a :class:`TriggerKind`.
+    """
+
+    pipeline: str | None = None
+    status: StatusFilter = None
+    since: datetime | None = None
+    until: datetime | None = None
+    trigger: TriggerKind | None = None
+
+    def __post_init__(self) -> None:
+        status = self.status
+        if status is not None:
+            statuses = (status,) if isinstance(status, str) else tuple(status)
+            object.__setattr__(self, "status", tuple(Status(s) for s in statuses))
+        if self.since is not None:
+            object.__setattr__(self, "since", utc(self.since))
+        if self.until is not None:
+            object.__setattr__(self, "until", utc(self.until))
+        if self.trigger is not None:
+            object.__setattr__(self, "trigger", TriggerKind(self.trigger))
+
+    @property
+    def statuses(self) -> tuple[Status, ...] | None:
+        """The statuses selected (``None``: any, ``()``: none)."""
+        return cast("tuple[Status, ...] | None", self.status)
+
+
 @runtime_checkable
 class RunStore(Protocol):
     """Where runs, release claims, the watermark and the heartbeat live.
@@ -258,40 +296,21 @@ class RunStore(Protocol):
         ...
 
     def list_runs(
-        self,
-        *,
-        pipeline: str | None = None,
-        status: StatusFilter = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        trigger: TriggerKind | None = None,
-        limit: int = 50,
-        offset: int = 0,
+        self, where: RunFilter | None = None, *, limit: int = 50, offset: int = 0
     ) -> list[RunRecord]:
-        """Return runs newest first (by ``created``, then ``run_id`` descending).
+        """Return the runs ``where`` selects (all when ``None``), newest first.
 
-        ``since`` is inclusive and ``until`` exclusive, both on ``created``.
+        Newest is by ``created``, then ``run_id`` descending. Raises ``ValueError``
+        for a negative ``limit`` or ``offset``.
         """
         ...
 
-    def count_runs(
-        self,
-        *,
-        pipeline: str | None = None,
-        status: StatusFilter = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        trigger: TriggerKind | None = None,
-    ) -> int:
+    def count_runs(self, where: RunFilter | None = None) -> int:
         """Count the runs :meth:`list_runs` would page through."""
         ...
 
     def pending_runs(self, *, trigger: TriggerKind | None = None) -> list[RunRecord]:
         """PENDING runs, oldest release first (runs without one by ``created``)."""
-        ...
-
-    def running_runs(self, *, trigger: TriggerKind | None = None) -> list[RunRecord]:
-        """RUNNING runs, oldest start first."""
         ...
 
     def fail_interrupted(
@@ -351,15 +370,6 @@ def terminal_status(status: Status) -> Status:
     return value
 
 
-def status_values(status: StatusFilter) -> tuple[str, ...] | None:
-    """Normalise a status filter to the tuple of status values it accepts."""
-    if status is None:
-        return None
-    if isinstance(status, str):
-        return (Status(status).value,)
-    return tuple(Status(s).value for s in status)
-
-
 def check_paging(limit: int, offset: int) -> None:
     """Refuse negative paging arguments (they would mean "everything" in SQL)."""
     if limit < 0 or offset < 0:
@@ -367,39 +377,49 @@ def check_paging(limit: int, offset: int) -> None:
 
 
 @dataclass(frozen=True)
-class RunFilter:
-    """The filters of :meth:`RunStore.list_runs`, normalised once for every store.
+class NewRun:
+    """A PENDING run about to be recorded, in the form the stores keep.
 
-    ``statuses`` holds status values (``None``: any status, ``()``: none);
-    ``since`` (inclusive) and ``until`` (exclusive) bound ``created`` and are aware
-    UTC. The SQL stores turn a filter into a ``WHERE`` clause, the memory store
-    into a predicate over its rows.
+    :class:`RunStoreBase` builds one from the arguments of
+    :meth:`RunStore.create_run` or from a :class:`Claim`: times aware UTC,
+    ``params`` JSON text.
     """
 
-    pipeline: str | None = None
-    statuses: tuple[str, ...] | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    trigger: TriggerKind | None = None
+    run_id: str
+    pipeline: str
+    trigger: TriggerKind
+    release: ReleaseKey | None
+    logical_date: datetime | None
+    params: str
+    created: datetime
+    idempotency_key: str | None = None
 
     @classmethod
-    def of(
-        cls,
-        *,
-        pipeline: str | None = None,
-        status: StatusFilter = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        trigger: TriggerKind | None = None,
-    ) -> RunFilter:
-        """Normalise the arguments of :meth:`RunStore.list_runs` (bad values raise)."""
+    def claimed(cls, claim: Claim, created: datetime) -> NewRun:
+        """The scheduled run that claiming ``claim`` at ``created`` records."""
         return cls(
-            pipeline=pipeline,
-            statuses=status_values(status),
-            since=None if since is None else utc(since),
-            until=None if until is None else utc(until),
-            trigger=None if trigger is None else TriggerKind(trigger),
+            run_id=claim.run_id,
+            pipeline=claim.release.pipeline,
+            trigger=TriggerKind.SCHEDULE,
+            release=claim.release,
+            logical_date=None if claim.logical_date is None else utc(claim.logical_date),
+            params=dumps_json(dict(claim.params)),
+            created=utc(created),
         )
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How :meth:`RunStore.finish` closes a run, in the form the stores keep.
+
+    ``context`` and ``errors`` are JSON text; ``context=None`` keeps the stored one.
+    """
+
+    status: Status
+    ended: datetime
+    context: str | None
+    errors: str
+    error: str | None
 
 
 class RunStoreBase(abc.ABC):
@@ -423,42 +443,59 @@ class RunStoreBase(abc.ABC):
     @abc.abstractmethod
     def claim_many(self, claims: Sequence[Claim], *, now: datetime) -> list[bool]: ...
 
-    def list_runs(
+    def create_run(
         self,
         *,
-        pipeline: str | None = None,
-        status: StatusFilter = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        trigger: TriggerKind | None = None,
-        limit: int = 50,
-        offset: int = 0,
+        run_id: str,
+        pipeline: str,
+        trigger: TriggerKind,
+        params: Mapping[str, Any],
+        now: datetime,
+        idempotency_key: str | None = None,
+        logical_date: datetime | None = None,
+    ) -> RunRecord:
+        run = NewRun(
+            run_id=run_id,
+            pipeline=pipeline,
+            trigger=TriggerKind(trigger),
+            release=None,
+            logical_date=None if logical_date is None else utc(logical_date),
+            params=dumps_json(dict(params)),
+            created=utc(now),
+            idempotency_key=idempotency_key,
+        )
+        return self._create(run)
+
+    def finish(
+        self,
+        run_id: str,
+        *,
+        status: Status,
+        now: datetime,
+        context: Mapping[str, Any] | None = None,
+        errors: Sequence[ErrorRecord] = (),
+        error: str | None = None,
+    ) -> bool:
+        ending = Ending(
+            status=terminal_status(status),
+            ended=utc(now),
+            context=None if context is None else dumps_json(dict(context)),
+            errors=dump_errors(errors),
+            error=text_in(error),
+        )
+        return self._finish(run_id, ending)
+
+    def list_runs(
+        self, where: RunFilter | None = None, *, limit: int = 50, offset: int = 0
     ) -> list[RunRecord]:
         check_paging(limit, offset)
-        where = RunFilter.of(
-            pipeline=pipeline, status=status, since=since, until=until, trigger=trigger
-        )
-        return self._list(where, limit, offset)
+        return self._list(RunFilter() if where is None else where, limit, offset)
 
-    def count_runs(
-        self,
-        *,
-        pipeline: str | None = None,
-        status: StatusFilter = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        trigger: TriggerKind | None = None,
-    ) -> int:
-        where = RunFilter.of(
-            pipeline=pipeline, status=status, since=since, until=until, trigger=trigger
-        )
-        return self._count(where)
+    def count_runs(self, where: RunFilter | None = None) -> int:
+        return self._count(RunFilter() if where is None else where)
 
     def pending_runs(self, *, trigger: TriggerKind | None = None) -> list[RunRecord]:
-        return self._by_status(Status.PENDING, trigger)
-
-    def running_runs(self, *, trigger: TriggerKind | None = None) -> list[RunRecord]:
-        return self._by_status(Status.RUNNING, trigger)
+        return self._pending(trigger)
 
     def get_watermark(self) -> datetime | None:
         state = self._get_state("watermark")
@@ -474,6 +511,19 @@ class RunStoreBase(abc.ABC):
         return self._get_state("heartbeat")
 
     @abc.abstractmethod
+    def _create(self, run: NewRun) -> RunRecord:
+        """Record ``run`` and return it as stored.
+
+        Raises:
+            DuplicateRun: its idempotency key was used before; nothing is written.
+            StoreError: its run id is already taken.
+        """
+
+    @abc.abstractmethod
+    def _finish(self, run_id: str, ending: Ending) -> bool:
+        """Apply ``ending`` to a PENDING or RUNNING run; ``False`` when there is none."""
+
+    @abc.abstractmethod
     def _list(self, where: RunFilter, limit: int, offset: int) -> list[RunRecord]:
         """The page of runs ``where`` selects, newest first (paging already checked)."""
 
@@ -482,8 +532,8 @@ class RunStoreBase(abc.ABC):
         """How many runs ``where`` selects."""
 
     @abc.abstractmethod
-    def _by_status(self, status: Status, trigger: TriggerKind | None) -> list[RunRecord]:
-        """The runs of ``status`` (PENDING or RUNNING) in the order its query promises."""
+    def _pending(self, trigger: TriggerKind | None) -> list[RunRecord]:
+        """The PENDING runs (of ``trigger``, if given) in :meth:`pending_runs` order."""
 
     @abc.abstractmethod
     def _get_state(self, name: str) -> tuple[datetime, str] | None:

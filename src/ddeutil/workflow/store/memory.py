@@ -10,24 +10,24 @@ between processes: worker processes need a URL store (SQLite, PostgreSQL).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from ..errors import StoreError, StoreLockedError
 from ..result import ErrorRecord, Status
-from ._codec import dump_errors, dumps_json, load_errors, loads_json, text_in, utc
+from ._codec import dump_errors, load_errors, loads_json, utc
 from .base import (
     Claim,
     DuplicateRun,
+    Ending,
+    NewRun,
     ReleaseKey,
     RunFilter,
     RunRecord,
     RunStoreBase,
     TriggerKind,
-    terminal_status,
 )
 
 __all__ = ["LocalLocks", "MemoryRunStore"]
@@ -84,6 +84,25 @@ class _Row:
     error: str | None
     idempotency_key: str | None
 
+    @classmethod
+    def new(cls, run: NewRun) -> _Row:
+        return cls(
+            run_id=run.run_id,
+            pipeline=run.pipeline,
+            trigger=run.trigger,
+            status=Status.PENDING,
+            release=run.release,
+            logical_date=run.logical_date,
+            params=run.params,
+            context=None,
+            errors="[]",
+            created=run.created,
+            started=None,
+            ended=None,
+            error=None,
+            idempotency_key=run.idempotency_key,
+        )
+
     def record(self) -> RunRecord:
         return RunRecord(
             run_id=self.run_id,
@@ -128,30 +147,9 @@ class MemoryRunStore(RunStoreBase):
             raise StoreError(f"run id {row.run_id!r} already exists in the run store")
         self._runs[row.run_id] = row
 
-    def _claim_locked(self, item: Claim, now: datetime) -> None:
-        release = item.release
-        self._insert(
-            _Row(
-                run_id=item.run_id,
-                pipeline=release.pipeline,
-                trigger=TriggerKind.SCHEDULE,
-                status=Status.PENDING,
-                release=release,
-                logical_date=None if item.logical_date is None else utc(item.logical_date),
-                params=dumps_json(dict(item.params)),
-                context=None,
-                errors="[]",
-                created=now,
-                started=None,
-                ended=None,
-                error=None,
-                idempotency_key=None,
-            )
-        )
-        self._claims[release] = item.run_id
-
     def claim_many(self, claims: Sequence[Claim], *, now: datetime) -> list[bool]:
         at = utc(now)
+        rows = [_Row.new(NewRun.claimed(item, at)) for item in claims]
         with self._mutex:
             self._check()
             # Decide every item first so that an error leaves nothing written, as
@@ -170,45 +168,21 @@ class MemoryRunStore(RunStoreBase):
                 seen.add(item.release)
                 new_ids.add(item.run_id)
                 wins.append(True)
-            for item, won in zip(claims, wins, strict=True):
+            for item, row, won in zip(claims, rows, wins, strict=True):
                 if won:
-                    self._claim_locked(item, at)
+                    self._insert(row)
+                    self._claims[item.release] = item.run_id
             return wins
 
-    def create_run(
-        self,
-        *,
-        run_id: str,
-        pipeline: str,
-        trigger: TriggerKind,
-        params: Mapping[str, Any],
-        now: datetime,
-        idempotency_key: str | None = None,
-        logical_date: datetime | None = None,
-    ) -> RunRecord:
-        row = _Row(
-            run_id=run_id,
-            pipeline=pipeline,
-            trigger=TriggerKind(trigger),
-            status=Status.PENDING,
-            release=None,
-            logical_date=None if logical_date is None else utc(logical_date),
-            params=dumps_json(dict(params)),
-            context=None,
-            errors="[]",
-            created=utc(now),
-            started=None,
-            ended=None,
-            error=None,
-            idempotency_key=idempotency_key,
-        )
+    def _create(self, run: NewRun) -> RunRecord:
+        row, key = _Row.new(run), run.idempotency_key
         with self._mutex:
             self._check()
-            if idempotency_key is not None and idempotency_key in self._keys:
-                raise DuplicateRun(self._keys[idempotency_key], idempotency_key)
+            if key is not None and key in self._keys:
+                raise DuplicateRun(self._keys[key], key)
             self._insert(row)
-            if idempotency_key is not None:
-                self._keys[idempotency_key] = run_id
+            if key is not None:
+                self._keys[key] = run.run_id
             return row.record()
 
     def mark_running(self, run_id: str, *, now: datetime) -> bool:
@@ -221,19 +195,7 @@ class MemoryRunStore(RunStoreBase):
             self._runs[run_id] = replace(row, status=Status.RUNNING, started=at)
             return True
 
-    def finish(
-        self,
-        run_id: str,
-        *,
-        status: Status,
-        now: datetime,
-        context: Mapping[str, Any] | None = None,
-        errors: Sequence[ErrorRecord] = (),
-        error: str | None = None,
-    ) -> bool:
-        final = terminal_status(status)
-        at = utc(now)
-        encoded = None if context is None else dumps_json(dict(context))
+    def _finish(self, run_id: str, ending: Ending) -> bool:
         with self._mutex:
             self._check()
             row = self._runs.get(run_id)
@@ -241,11 +203,11 @@ class MemoryRunStore(RunStoreBase):
                 return False
             self._runs[run_id] = replace(
                 row,
-                status=final,
-                ended=at,
-                context=row.context if encoded is None else encoded,
-                errors=dump_errors(errors),
-                error=text_in(error),
+                status=ending.status,
+                ended=ending.ended,
+                context=row.context if ending.context is None else ending.context,
+                errors=ending.errors,
+                error=ending.error,
             )
             return True
 
@@ -274,7 +236,7 @@ class MemoryRunStore(RunStoreBase):
             r
             for r in rows
             if (pipeline is None or r.pipeline == pipeline)
-            and (wanted is None or r.status.value in wanted)
+            and (wanted is None or r.status in wanted)
             and (lo is None or r.created >= lo)
             and (hi is None or r.created < hi)
             and (kind is None or r.trigger is kind)
@@ -289,15 +251,15 @@ class MemoryRunStore(RunStoreBase):
         return len(self._select(where))
 
     def _rows_by_status(self, status: Status, trigger: TriggerKind | None) -> list[_Row]:
-        rows = self._select(RunFilter.of(status=status, trigger=trigger))
+        rows = self._select(RunFilter(status=status, trigger=trigger))
         if status is Status.PENDING:
             rows.sort(key=lambda r: (r.release.at if r.release else r.created, r.created, r.run_id))
         else:
             rows.sort(key=lambda r: (r.started or r.created, r.run_id))
         return rows
 
-    def _by_status(self, status: Status, trigger: TriggerKind | None) -> list[RunRecord]:
-        return [r.record() for r in self._rows_by_status(status, trigger)]
+    def _pending(self, trigger: TriggerKind | None) -> list[RunRecord]:
+        return [r.record() for r in self._rows_by_status(Status.PENDING, trigger)]
 
     def fail_interrupted(
         self, *, now: datetime, reason: str, trigger: TriggerKind | None = None

@@ -48,9 +48,9 @@ from typing import Any
 from ..errors import StoreError, StoreLockedError
 from ..result import Status
 from . import _sql
-from ._codec import dumps_json, loads_json, ts_text, utc
+from ._codec import loads_json, ts_text, utc
 from ._sqlbase import SqlRunStore
-from .base import Claim, DuplicateRun, TriggerKind
+from .base import Claim, DuplicateRun, NewRun, TriggerKind
 from .memory import LOCAL_LOCKS
 
 __all__ = ["SqliteRunStore"]
@@ -238,19 +238,7 @@ class SqliteRunStore(SqlRunStore):
 
     def claim_many(self, claims: Sequence[Claim], *, now: datetime) -> list[bool]:
         created = utc(now)
-        rows = [
-            _DIALECT.run_values(
-                run_id=c.run_id,
-                pipeline=c.release.pipeline,
-                trigger=TriggerKind.SCHEDULE,
-                release=c.release,
-                logical_date=c.logical_date,
-                params=dumps_json(dict(c.params)),
-                created=created,
-                idempotency_key=None,
-            )
-            for c in claims
-        ]
+        rows = [_DIALECT.run_values(NewRun.claimed(c, created)) for c in claims]
         with self._write() as conn:
             return [conn.execute(_sql.CLAIM, row).rowcount == 1 for row in rows]
 
