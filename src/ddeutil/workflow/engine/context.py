@@ -220,6 +220,21 @@ class RunContext:
             text = msg % args if args else msg
             log.log(level, self.masker.text(text), extra=self.log_extra(stage))
 
+    def job_finished(self, status: Status, duration: float, error: str | None = None) -> None:
+        """Emit the :class:`RunEvent` of this context's job ending (when someone listens)."""
+        if self.on_event is not None:
+            self.emit(
+                RunEvent(
+                    kind="job",
+                    run_id=self.run_id,
+                    pipeline=self.pipeline,
+                    job=self.job,
+                    status=status,
+                    duration=duration,
+                    error=error,
+                )
+            )
+
     def emit(self, event: RunEvent) -> None:
         """Pass ``event`` to ``on_event``; a callback that raises is logged, never fatal."""
         if self.on_event is None:

@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ..errors import ConditionError, ConfigError, TemplateError, WorkflowError
 from ..result import ErrorRecord, Status
 from .conditions import Condition
-from .context import RunContext, RunEvent
+from .context import RunContext
 from .schema import LocatesErrors
 from .stages import Stage, StagePlan
 from .strategy import Combination, Strategy, combination_id
@@ -333,16 +333,8 @@ class JobPlan:
         rc.log(logger, logging.INFO, "job %r %s in %.3fs", self.id, outcome.status.value, duration)
         if rc.on_event is not None:
             first = next((e.message for e in outcome.errors), None)
-            rc.emit(
-                RunEvent(
-                    kind="job",
-                    run_id=rc.run_id,
-                    pipeline=rc.pipeline,
-                    job=self.id,
-                    status=outcome.status,
-                    duration=duration,
-                    error=first if outcome.status is not Status.SUCCESS else None,
-                )
+            rc.job_finished(
+                outcome.status, duration, first if outcome.status is not Status.SUCCESS else None
             )
         return outcome
 

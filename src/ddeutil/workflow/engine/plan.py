@@ -32,7 +32,7 @@ from ..errors import ParamError, ParamProblem, PipelineError
 from ..masking import Masker
 from ..registry import load_filters
 from ..result import ErrorRecord, Result, Status
-from .context import PipelineSource, RunContext, RunEvent, RunOptions, new_run_id, process_environ
+from .context import PipelineSource, RunContext, RunOptions, new_run_id, process_environ
 from .job import JobOutcome, JobPlan
 from .params import ParamSet
 from .stages import hook_registry
@@ -178,18 +178,7 @@ class ExecutionPlan:
                 reason = "needs " + ", ".join(f"{n} {outcomes[n].status.value}" for n in bad)
             job_rc = rc.evolve(job=job_id)
             job_rc.log(logger, logging.INFO, "job %r %s: %s", job_id, status.value, reason)
-            if rc.on_event is not None:
-                job_rc.emit(
-                    RunEvent(
-                        kind="job",
-                        run_id=rc.run_id,
-                        pipeline=rc.pipeline,
-                        job=job_id,
-                        status=status,
-                        duration=0.0,
-                        error=reason,
-                    )
-                )
+            job_rc.job_finished(status, 0.0, reason)
             return JobOutcome(status, reason=reason)
 
         def record(job_id: str, outcome: JobOutcome) -> None:
