@@ -5,10 +5,11 @@ Usage::
     python benchmarks/bench_on.py [--years 1] [--repeat 3] [--schedules 10000] [--ticks 60]
 
 Reports, for ``*/5 * * * *`` and ``0 9 * * 1-5`` in America/New_York, how many fire
-times per second a runner's successive ``.next`` (and ``.prev``) produces over a
-year, next to croniter's ``get_next`` on the same expression; then the time one
-scheduler tick takes: ``fire_times(schedule, previous, now)`` for a one-minute window
-across N distinct schedules (cold = first tick after loading, warm = steady state).
+times per second ``On.fire_times`` produces over a year, oldest first (``next``) and
+newest first (``prev``), next to croniter's ``get_next`` on the same expression; then
+the time one scheduler tick takes: ``list(schedule.fire_times(previous, now))`` for a
+one-minute window across N distinct schedules (cold = first tick after loading, warm =
+steady state).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 
 from croniter import croniter
 
-from ddeutil.workflow.schedules.on import On, fire_times
+from ddeutil.workflow.schedules.on import On
 
 UTC = timezone.utc
 ZONE = "America/New_York"
@@ -45,19 +46,18 @@ def bench_runner(cron: str, years: int, repeat: int) -> dict[str, float]:
     end = start.replace(year=start.year + years)
 
     def forward() -> int:
-        runner, count = schedule.generate(start), 0
-        while runner.next < end:
+        count = 0
+        for at in schedule.fire_times(start):
+            if at >= end:
+                break
             count += 1
         return count
 
     def backward() -> int:
-        runner, count = schedule.generate(end), 0
-        while runner.prev > start:
-            count += 1
-        return count
+        return sum(1 for _ in schedule.fire_times(start, end, newest_first=True))
 
     def window() -> int:
-        return len(fire_times(schedule, start, end))
+        return len(list(schedule.fire_times(start, end)))
 
     def reference() -> int:
         it, count = croniter(cron, start.astimezone(schedule.timezone)), 0
@@ -107,7 +107,7 @@ def bench_tick(count: int, ticks: int, seed: int) -> dict[str, float]:
 
     def tick(previous: datetime, current: datetime) -> tuple[int, float]:
         started = time.perf_counter()
-        due = sum(len(fire_times(s, previous, current)) for s in schedules)
+        due = sum(len(list(s.fire_times(previous, current))) for s in schedules)
         return due, time.perf_counter() - started
 
     due_cold, cold = tick(now - minute, now)
@@ -149,7 +149,7 @@ def main() -> None:
 
     t = bench_tick(args.schedules, args.ticks, args.seed)
     print()
-    print(f"one tick: fire_times(schedule, previous, now) over {args.schedules:,} schedules")
+    print(f"one tick: schedule.fire_times(previous, now) over {args.schedules:,} schedules")
     print(f"{'cold (first tick)':<28}{t['cold_ms']:>10.1f} ms")
     print(f"{'warm tick, median':<28}{t['warm_median_ms']:>10.1f} ms")
     print(f"{'warm tick, max':<28}{t['warm_max_ms']:>10.1f} ms")

@@ -63,7 +63,17 @@ class FakeSchedule:
             start = int(minute) * 60 + int(hour) * 3600
             self.period, self.offset = 86400, start
 
-    def fire_times(self, after: datetime, until: datetime) -> Iterator[datetime]:
+    def fire_times(
+        self, after: datetime, until: datetime, *, newest_first: bool = False
+    ) -> Iterator[datetime]:
+        if newest_first:
+            seconds = int(until.timestamp()) - self.offset
+            slot = (seconds // self.period) * self.period + self.offset
+            start = after.timestamp()
+            while slot > start:
+                yield datetime.fromtimestamp(slot, timezone.utc)
+                slot -= self.period
+            return
         seconds = int(after.timestamp()) - self.offset
         slot = (seconds // self.period + 1) * self.period + self.offset
         end = until.timestamp()
@@ -80,7 +90,14 @@ class CroniterSchedule:
         self.timezone = ZoneInfo(zone)
         self.key = f"{cron}@{zone}"
 
-    def fire_times(self, after: datetime, until: datetime) -> Iterator[datetime]:
+    def fire_times(
+        self, after: datetime, until: datetime, *, newest_first: bool = False
+    ) -> Iterator[datetime]:
+        if newest_first:
+            back = croniter(self.cron, until.astimezone(self.timezone) + timedelta(seconds=1))
+            while (fire := back.get_prev(datetime).astimezone(timezone.utc)) > after:
+                yield fire
+            return
         it = croniter(self.cron, after.astimezone(self.timezone))
         while (fire := it.get_next(datetime).astimezone(timezone.utc)) <= until:
             yield fire

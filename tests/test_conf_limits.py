@@ -498,10 +498,10 @@ def test_any_exception_in_from_template_becomes_a_config_error(
     write_conf("p.yml", OK_PIPELINE)
     loader = Loader.from_settings(settings)
 
-    def explode(self: Pipeline, settings: Settings, loader: Loader | None) -> None:
+    def explode(self: Pipeline, settings: Settings, loader: Loader | None = None) -> None:
         raise MemoryError("no room")
 
-    monkeypatch.setattr(Pipeline, "_bind", explode)
+    monkeypatch.setattr(Pipeline, "compile", explode)
     with pytest.raises(ConfigError, match=r"cannot be built \(MemoryError: ") as caught:
         Pipeline.from_template(loader.get("ok"), loader=loader, settings=settings)
     assert caught.value.template == "ok"

@@ -58,7 +58,8 @@ def test_needs_are_ordered_once_at_load(engine: Engine) -> None:
             "extract": {"stages": [_ok()]},
         },
     )
-    assert pipe._order == ("extract", "transform", "publish")
+    assert pipe.plan is not None
+    assert pipe.plan.order == ("extract", "transform", "publish")
     assert pipe.jobs["transform"].needs == ["extract"]
     result = pipe.execute(settings=engine.settings)
     assert list(result.context["jobs"]) == ["extract", "transform", "publish"]
@@ -437,7 +438,8 @@ def test_a_diamond_runs_on_threads_and_joins_after_both_branches(engine: Engine)
             "lone": {"stages": [_fail()]},
         },
     )
-    assert pipe._width == 2  # {a, lone}, then {b, c}, then {d}: two threads
+    assert pipe.plan is not None
+    assert pipe.plan.width == 2  # {a, lone}, then {b, c}, then {d}: two threads
     result = pipe.execute(settings=engine.settings)
     jobs = result.context["jobs"]
     assert jobs["d"]["stages"]["s"]["outputs"] == {"v": 2}

@@ -1,4 +1,4 @@
-"""The On schedule model: YAML shapes, errors, runners, the tick helper, the pinned DST policy."""
+"""The On schedule model: YAML shapes, errors, its fire times, the pinned DST policy."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pickle
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from itertools import pairwise
+from itertools import islice, pairwise
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,7 +17,7 @@ from pydantic import ValidationError, model_validator
 from ddeutil.workflow.errors import ConfigError, ScheduleError, TemplateNotFound
 from ddeutil.workflow.loader import Loader
 from ddeutil.workflow.schedules import cron as cron_module
-from ddeutil.workflow.schedules.on import CronRunner, On, fire_times
+from ddeutil.workflow.schedules.on import On
 from ddeutil.workflow.settings import Settings
 
 UTC = timezone.utc
@@ -36,6 +36,28 @@ def on(cron: str, zone: str = "UTC") -> On:
 
 def fmt(when: datetime) -> str:
     return f"{when:%Y-%m-%d %H:%M:%S}"
+
+
+def fire_times(schedule: On, after: datetime, until: datetime) -> list[datetime]:
+    """Every fire time in ``(after, until]``, oldest first."""
+    return list(schedule.fire_times(after, until))
+
+
+def next_after(schedule: On, after: datetime | str) -> datetime:
+    """The first fire time strictly after ``after``."""
+    return next(iter(schedule.fire_times(after)))
+
+
+def upcoming(schedule: On, after: datetime | str, count: int) -> list[datetime]:
+    """The next ``count`` fire times after ``after``, on the schedule's wall clock."""
+    return [t.astimezone(schedule.timezone) for t in islice(schedule.fire_times(after), count)]
+
+
+def newest(schedule: On, until: datetime | str, count: int) -> list[datetime]:
+    """The ``count`` newest fire times up to ``until``, on the schedule's wall clock."""
+    after = datetime(1970, 1, 2, tzinfo=UTC)
+    walk = schedule.fire_times(after, until, newest_first=True)
+    return [t.astimezone(schedule.timezone) for t in islice(walk, count)]
 
 
 @pytest.fixture
@@ -61,11 +83,14 @@ def test_readme_example_works_verbatim(
     schedule = On.from_loader(name="on_every_5_min", externals={})
     assert "*/5 * * * *" == str(schedule.cronjob)  # noqa: SIM300 - verbatim README
 
-    cron_iter = schedule.generate("2022-01-01 00:00:00")
-    assert "2022-01-01 00:05:00" == f"{cron_iter.next:%Y-%m-%d %H:%M:%S}"  # noqa: SIM300
-    assert "2022-01-01 00:10:00" == f"{cron_iter.next:%Y-%m-%d %H:%M:%S}"  # noqa: SIM300
-    assert "2022-01-01 00:15:00" == f"{cron_iter.next:%Y-%m-%d %H:%M:%S}"  # noqa: SIM300
-    assert "2022-01-01 00:20:00" == f"{cron_iter.next:%Y-%m-%d %H:%M:%S}"  # noqa: SIM300
+    times = schedule.fire_times("2022-01-01 00:00:00")
+    local = [f"{t.astimezone(schedule.timezone):%Y-%m-%d %H:%M:%S}" for t in islice(times, 4)]
+    assert local == [
+        "2022-01-01 00:05:00",
+        "2022-01-01 00:10:00",
+        "2022-01-01 00:15:00",
+        "2022-01-01 00:20:00",
+    ]
     assert schedule.name == "on_every_5_min"
     assert schedule.timezone == BANGKOK  # WORKFLOW_CORE_TIMEZONE's default
 
@@ -131,7 +156,7 @@ def test_the_bundled_schedules_load(settings: Settings) -> None:
     assert "on_every_5_min" in names
     for name in names:
         schedule = On.from_loader(name, settings=bundled, loader=loader)
-        assert schedule.next_after(z("2025-01-01 00:00")) > z("2025-01-01 00:00")
+        assert next_after(schedule, z("2025-01-01 00:00")) > z("2025-01-01 00:00")
 
 
 # ------------------------------------------------------------------------ the YAML shape
@@ -289,7 +314,7 @@ def test_schedules_are_frozen_hashable_values() -> None:
     assert hash(a) == hash(b)
     assert a != on("0 9 * * 1-5", "UTC")
     assert pickle.loads(pickle.dumps(a)) == a
-    assert pickle.loads(pickle.dumps(a)).next_after(z("2025-01-01 00:00")) == z("2025-01-01 14:00")
+    assert next_after(pickle.loads(pickle.dumps(a)), z("2025-01-01 00:00")) == z("2025-01-01 14:00")
     assert a.model_dump(mode="json") == {
         "cronjob": "0 9 * * 1-5",
         "timezone": "America/New_York",
@@ -299,42 +324,37 @@ def test_schedules_are_frozen_hashable_values() -> None:
         a.name = "x"  # type: ignore[misc]
 
 
-# ----------------------------------------------------------------------------- runners
+# ------------------------------------------------------------------------ fire times
 
 
-def test_next_and_prev_step_strictly_after_and_before() -> None:
-    runner = on("*/5 * * * *").generate("2022-01-01 00:05:00")
-    assert isinstance(runner, CronRunner)
-    assert fmt(runner.next) == "2022-01-01 00:10:00"
-    assert fmt(runner.prev) == "2022-01-01 00:05:00"
-    assert fmt(runner.prev) == "2022-01-01 00:00:00"
-    assert fmt(runner.prev) == "2021-12-31 23:55:00"
-    assert fmt(runner.date) == "2021-12-31 23:55:00"
-    assert fmt(runner.next) == "2022-01-01 00:00:00"
-
-
-def test_sub_second_starts_step_to_the_neighbouring_fire_times() -> None:
-    start = datetime(2022, 1, 1, 0, 5, 0, 500_000, tzinfo=UTC)
-    assert fmt(on("*/5 * * * *").generate(start).next) == "2022-01-01 00:10:00"
-    assert fmt(on("*/5 * * * *").generate(start).prev) == "2022-01-01 00:05:00"
-    assert on("*/5 * * * *").next_after(start) == z("2022-01-01 00:10")
-
-
-def test_runner_results_are_in_the_schedule_zone() -> None:
-    runner = on("0 9 * * 1-5", "America/New_York").generate(z("2025-01-03 15:00"))  # a Friday
-    first = runner.next
-    assert first.tzinfo == NY
-    assert first == datetime(2025, 1, 6, 9, 0, tzinfo=NY)  # Monday 09:00 local
-    assert fmt(runner.next) == "2025-01-07 09:00:00"
-    assert "America/New_York" in repr(runner)
-    week = [
-        d
-        for _, d in zip(
-            range(5),
-            on("0 9 * * 1-5", "America/New_York").generate(z("2025-01-05 00:00")),
-            strict=False,
-        )
+def test_fire_times_step_strictly_after_and_walk_back_from_until() -> None:
+    schedule = on("*/5 * * * *")
+    assert fmt(next_after(schedule, "2022-01-01 00:05:00")) == "2022-01-01 00:10:00"
+    assert [fmt(t) for t in newest(schedule, "2022-01-01 00:05:00", 3)] == [
+        "2022-01-01 00:05:00",
+        "2022-01-01 00:00:00",
+        "2021-12-31 23:55:00",
     ]
+    back = schedule.fire_times(z("2022-01-01 00:00"), z("2022-01-01 00:12"), newest_first=True)
+    assert list(back) == [z("2022-01-01 00:10"), z("2022-01-01 00:05")]  # `after` excluded
+    with pytest.raises(ValueError, match="newest_first needs an `until`"):
+        schedule.fire_times(z("2022-01-01 00:00"), newest_first=True)
+
+
+def test_sub_second_bounds_step_to_the_neighbouring_fire_times() -> None:
+    start = datetime(2022, 1, 1, 0, 5, 0, 500_000, tzinfo=UTC)
+    assert fmt(next_after(on("*/5 * * * *"), start)) == "2022-01-01 00:10:00"
+    assert fmt(newest(on("*/5 * * * *"), start, 1)[0]) == "2022-01-01 00:05:00"
+    assert next_after(on("*/5 * * * *"), start) == z("2022-01-01 00:10")
+
+
+def test_fire_times_are_utc_and_match_the_schedule_zone_wall_clock() -> None:
+    schedule = on("0 9 * * 1-5", "America/New_York")
+    first, second = islice(schedule.fire_times(z("2025-01-03 15:00")), 2)  # a Friday
+    assert first.tzinfo is UTC
+    assert first == datetime(2025, 1, 6, 9, 0, tzinfo=NY)  # Monday 09:00 local
+    assert fmt(second.astimezone(NY)) == "2025-01-07 09:00:00"
+    week = upcoming(schedule, z("2025-01-05 00:00"), 5)
     assert [f"{d:%a %H:%M}" for d in week] == [
         "Mon 09:00",
         "Tue 09:00",
@@ -360,13 +380,9 @@ def machine_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     ["2022-01-01 00:00:00", "2022-01-01T00:00:00", "2022-01-01", datetime(2022, 1, 1)],
 )
 def test_a_naive_start_is_read_in_the_schedule_zone_not_the_machines(start: str | datetime) -> None:
-    runner = on("*/5 * * * *", "Asia/Bangkok").generate(start)
-    first = runner.next
+    first = next_after(on("*/5 * * * *", "Asia/Bangkok"), start)
     assert first == datetime(2022, 1, 1, 0, 5, tzinfo=BANGKOK)
     assert first == z("2021-12-31 17:05")
-    assert on("*/5 * * * *", "Asia/Bangkok").next_after(datetime(2022, 1, 1)) == z(
-        "2021-12-31 17:05"
-    )
 
 
 @pytest.mark.parametrize(
@@ -379,18 +395,17 @@ def test_a_naive_start_is_read_in_the_schedule_zone_not_the_machines(start: str 
     ],
 )
 def test_an_aware_start_is_converted(start: str | datetime, expected: str) -> None:
-    runner = on("*/5 * * * *", "Asia/Bangkok").generate(start)
-    assert fmt(runner.next) == expected
+    assert fmt(upcoming(on("*/5 * * * *", "Asia/Bangkok"), start, 1)[0]) == expected
 
 
 def test_bad_starts_are_rejected() -> None:
     schedule = on("*/5 * * * *")
     with pytest.raises(ValueError, match="invalid start 'yesterday'"):
-        schedule.generate("yesterday")
+        schedule.fire_times("yesterday")
     with pytest.raises(TypeError, match="expected a datetime"):
-        schedule.generate(12)  # type: ignore[arg-type]
+        schedule.fire_times(12)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="expected a datetime"):
-        schedule.next_after("2022-01-01")  # type: ignore[arg-type]
+        schedule.fire_times(z("2022-01-01 00:00"), 12)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ DST policy through On
@@ -436,24 +451,20 @@ def test_pinned_dst_cases(
     want = [z(t) for t in expected]
     assert fire_times(schedule, z(after), z(until)) == want
     assert list(schedule.fire_times(z(after), z(until))) == want
-    # (PEP 495: a local time inside a fold never compares equal across zones, so convert)
-    runner = schedule.generate(z(after))
-    assert [runner.next.astimezone(UTC) for _ in want] == want
-    runner = schedule.generate(want[-1] + timedelta(seconds=1))
-    assert [runner.prev.astimezone(UTC) for _ in want] == want[::-1]
+    assert list(schedule.fire_times(z(after), want[-1], newest_first=True)) == want[::-1]
 
 
 def test_the_sao_paulo_midnight_runs_at_one_local() -> None:
-    runner = on("0 0 * * *", "America/Sao_Paulo").generate("2018-11-03 12:00:00")
-    assert f"{runner.next:%Y-%m-%d %H:%M %z}" == "2018-11-04 01:00 -0200"
-    assert f"{runner.next:%Y-%m-%d %H:%M %z}" == "2018-11-05 00:00 -0200"
+    first, second = upcoming(on("0 0 * * *", "America/Sao_Paulo"), "2018-11-03 12:00:00", 2)
+    assert f"{first:%Y-%m-%d %H:%M %z}" == "2018-11-04 01:00 -0200"
+    assert f"{second:%Y-%m-%d %H:%M %z}" == "2018-11-05 00:00 -0200"
 
 
 def test_gap_and_fold_results_carry_the_right_local_offsets() -> None:
-    runner = on("30 2 * * *", "America/New_York").generate("2025-03-09 00:00:00")
-    assert f"{runner.next:%H:%M %Z}" == "03:00 EDT"
-    runner = on("0 * * * *", "America/New_York").generate("2025-11-02 00:30:00")
-    assert [f"{runner.next:%H:%M %Z}" for _ in range(3)] == ["01:00 EDT", "01:00 EST", "02:00 EST"]
+    gap = upcoming(on("30 2 * * *", "America/New_York"), "2025-03-09 00:00:00", 1)
+    assert f"{gap[0]:%H:%M %Z}" == "03:00 EDT"
+    fold = upcoming(on("0 * * * *", "America/New_York"), "2025-11-02 00:30:00", 3)
+    assert [f"{t:%H:%M %Z}" for t in fold] == ["01:00 EDT", "01:00 EST", "02:00 EST"]
 
 
 def test_a_year_of_hourly_fire_times_is_strictly_increasing_in_utc() -> None:
@@ -462,8 +473,8 @@ def test_a_year_of_hourly_fire_times_is_strictly_increasing_in_utc() -> None:
     assert len(times) == len(set(times)) == 8760
     assert all(b - a == timedelta(hours=1) for a, b in pairwise(times))
     assert all(t.tzinfo is UTC for t in times)
-    runner = schedule.generate(z("2026-01-01 00:00") + timedelta(seconds=1))
-    assert [runner.prev.astimezone(UTC) for _ in range(8760)] == times[::-1]
+    back = schedule.fire_times(z("2025-01-01 00:00"), z("2026-01-01 00:00"), newest_first=True)
+    assert list(back) == times[::-1]
 
 
 # --------------------------------------------------------------------- the tick helper
@@ -527,24 +538,21 @@ def test_a_quiet_tick_computes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(calls) == 1  # the next fire time after 14:00 is learnt once
 
 
-def test_fire_times_before_walks_back_newest_first() -> None:
+def test_newest_first_walks_back_from_until_down_to_after() -> None:
     schedule = on("0 * * * *")
-    got = list(schedule.fire_times_before(z("2025-01-01 10:00"), 3, after=z("2025-01-01 00:00")))
+    walk = schedule.fire_times(z("2025-01-01 00:00"), z("2025-01-01 10:00"), newest_first=True)
+    got = list(islice(walk, 3))
     assert got == [z("2025-01-01 10:00"), z("2025-01-01 09:00"), z("2025-01-01 08:00")]
-    got = list(schedule.fire_times_before(z("2025-01-01 10:30"), 100, after=z("2025-01-01 07:00")))
-    assert got == [z("2025-01-01 10:00"), z("2025-01-01 09:00"), z("2025-01-01 08:00")]
-    assert (
-        list(schedule.fire_times_before(z("2025-01-01 10:30"), 0, after=z("2025-01-01 07:00")))
-        == []
-    )
+    walk = schedule.fire_times(z("2025-01-01 07:00"), z("2025-01-01 10:30"), newest_first=True)
+    assert list(walk) == [z("2025-01-01 10:00"), z("2025-01-01 09:00"), z("2025-01-01 08:00")]
 
 
-def test_key_and_next_after() -> None:
+def test_key_and_the_next_fire_time() -> None:
     schedule = on("@daily", "Asia/Bangkok")
     assert schedule.key == "@daily@Asia/Bangkok"
-    assert schedule.next_after(z("2025-01-01 16:59:59")) == z("2025-01-01 17:00")
-    assert schedule.next_after(z("2025-01-01 17:00")) == z("2025-01-02 17:00")
-    assert schedule.next_after(z("2025-01-01 17:00")).tzinfo is UTC
+    assert next_after(schedule, z("2025-01-01 16:59:59")) == z("2025-01-01 17:00")
+    assert next_after(schedule, z("2025-01-01 17:00")) == z("2025-01-02 17:00")
+    assert next_after(schedule, z("2025-01-01 17:00")).tzinfo is UTC
 
 
 def test_naive_tick_bounds_are_read_in_the_schedule_zone() -> None:
@@ -558,8 +566,8 @@ def test_model_copy_with_update_is_validated_and_recompiled() -> None:
     schedule = on("0 9 * * *", "UTC")
     moved = schedule.model_copy(update={"timezone": "Asia/Bangkok"})
     assert moved.timezone == BANGKOK
-    assert moved.next_after(z("2025-01-01 00:00")) == z("2025-01-01 02:00")
-    assert schedule.next_after(z("2025-01-01 00:00")) == z("2025-01-01 09:00")
+    assert next_after(moved, z("2025-01-01 00:00")) == z("2025-01-01 02:00")
+    assert next_after(schedule, z("2025-01-01 00:00")) == z("2025-01-01 09:00")
     assert schedule.model_copy() == schedule
     with pytest.raises(ScheduleError) as info:
         schedule.model_copy(update={"cronjob": "61 * * * *"})

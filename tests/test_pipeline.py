@@ -294,7 +294,7 @@ def test_errors_carry_job_and_stage_and_the_result_is_json_ready(engine: Engine)
     ]
 
 
-def test_a_pipeline_built_without_a_loader_binds_when_it_first_runs(engine: Engine) -> None:
+def test_a_pipeline_validated_without_a_loader_compiles_for_each_run(engine: Engine) -> None:
     data: dict[str, Any] = {
         "name": "inline",
         "params": {"n": "int"},
@@ -303,8 +303,10 @@ def test_a_pipeline_built_without_a_loader_binds_when_it_first_runs(engine: Engi
         },
     }
     pipe = Pipeline.model_validate(data)
+    assert pipe.plan is None
     result = pipe.execute({"n": 1}, settings=engine.settings)
     assert result.context["jobs"]["j"]["stages"]["s"]["outputs"] == {"m": 2}
+    assert pipe.plan is None  # nothing kept on the template after a run
 
 
 def test_schedules_cannot_be_given_as_raw_values_without_a_loader() -> None:

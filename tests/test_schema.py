@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from ddeutil.workflow.engine.conf_schema import yaml_schema
 from ddeutil.workflow.engine.job import Job
-from ddeutil.workflow.engine.schema import config_error, yaml_key, yaml_schema
+from ddeutil.workflow.engine.schema import config_error, yaml_key
 from ddeutil.workflow.loader import load_yaml
 
 EXAMPLE = """

@@ -11,6 +11,7 @@ import pytest
 
 from ddeutil.workflow.engine.pipeline import Pipeline
 from ddeutil.workflow.engine.stages import HookStage
+from ddeutil.workflow.engine.stages.hook import BoundHook
 from ddeutil.workflow.errors import ConfigError
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
@@ -62,10 +63,11 @@ def test_a_hook_is_resolved_at_load_and_its_dict_becomes_the_outputs(engine: Eng
         ),
         params={"table": "str"},
     )
-    stage = pipe.jobs["j"].stages[0]
-    assert isinstance(stage, HookStage)
-    assert stage.hook is not None
-    assert stage.hook.name == "postgres-to-delta"
+    assert isinstance(pipe.jobs["j"].stages[0], HookStage)
+    assert pipe.plan is not None
+    bound = pipe.plan.jobs["j"].stages[0].body
+    assert isinstance(bound, BoundHook)
+    assert bound.hook.name == "postgres-to-delta"
     result = pipe.execute({"table": "sales"}, settings=engine.settings)
     assert result.status is Status.SUCCESS
     assert result.context["jobs"]["j"]["stages"]["hook"]["outputs"] == {
@@ -153,9 +155,9 @@ def test_a_templated_uses_is_resolved_per_matrix_combination(engine: Engine) -> 
         _hook("tasks/el-${{ matrix.system }}-to-parquet@polars", {"table": "${{ matrix.table }}"}),
         strategy={"matrix": {"system": ["csv", "json"], "table": ["sales"]}},
     )
-    stage = pipe.jobs["j"].stages[0]
-    assert isinstance(stage, HookStage)
-    assert stage.hook is None  # not resolvable before the matrix exists
+    assert isinstance(pipe.jobs["j"].stages[0], HookStage)
+    assert pipe.plan is not None
+    assert pipe.plan.jobs["j"].stages[0].body is None  # not resolvable before the matrix exists
     result = pipe.execute(settings=engine.settings)
     assert result.status is Status.SUCCESS
     assert sorted(tasks.CALLS) == [("csv", "sales"), ("json", "sales")]

@@ -48,13 +48,11 @@ def test_include_adds_new_combinations_and_skips_duplicates() -> None:
 def test_without_matrix_one_empty_combination_runs() -> None:
     strategy = Strategy()
     assert strategy.combinations == ({},)
-    assert not strategy.is_multi
 
 
 def test_include_alone_defines_the_combinations() -> None:
     strategy = Strategy.model_validate({"include": [{"a": 1}, {"a": 2}]})
     assert strategy.combinations == ({"a": 1}, {"a": 2})
-    assert strategy.is_multi
 
 
 def test_yaml_spellings_of_parallel_and_fail_fast() -> None:

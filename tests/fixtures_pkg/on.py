@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -28,10 +29,12 @@ class On:
     def key(self) -> str:
         return f"{self.cronjob}@{self.timezone.key}"
 
-    def next_after(self, instant: datetime) -> datetime:
-        minutes = (instant - _EPOCH) // timedelta(minutes=1)
+    def fire_times(self, after: datetime) -> Iterator[datetime]:
+        minutes = (after - _EPOCH) // timedelta(minutes=1)
         step = (minutes // self.every + 1) * self.every
-        return _EPOCH + timedelta(minutes=step)
+        while True:
+            yield _EPOCH + timedelta(minutes=step)
+            step += self.every
 
     @classmethod
     def from_data(cls, data: Any, *, name: str | None, settings: Any, key: str = "") -> On:

@@ -42,13 +42,14 @@ def _jsonable(value: Any) -> Any:
 def next_fire_times(schedule: On, now: datetime, count: int) -> list[datetime]:
     """The next ``count`` fire times strictly after ``now`` (fewer near year 9999)."""
     found: list[datetime] = []
-    at = now
-    for _ in range(count):
-        try:
-            at = schedule.next_after(at)
-        except (ConfigError, ValueError, OverflowError):
-            break
-        found.append(at)
+    times = schedule.fire_times(now)
+    try:
+        for at in times:
+            if len(found) == count:
+                break
+            found.append(at)
+    except (ConfigError, ValueError, OverflowError):
+        pass
     return found
 
 

@@ -216,7 +216,7 @@ def _dumps(data: Any) -> str:
 
 
 def _cmd_schema(args: argparse.Namespace, ctx: CliContext) -> int:
-    from ..engine.schema import yaml_schema
+    from ..engine.conf_schema import yaml_schema
 
     text = _dumps(yaml_schema())
     if args.output is not None:

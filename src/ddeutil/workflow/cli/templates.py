@@ -7,7 +7,8 @@ Nothing here knows the template classes; it relies on small duck-typed hooks:
 * ``obj.warnings() -> list[str]`` (optional): problems that do not make the template
   invalid, e.g. a scheduled pipeline with a required param lacking a default. They
   are printed as warnings and never change the exit code.
-* a schedule has ``next_after(instant) -> datetime`` (aware UTC) and ``timezone``;
+* a schedule has ``fire_times(after)`` (an iterator of aware datetimes strictly
+  after ``after``, increasing) and ``timezone``;
   ``cronjob`` and ``name`` are shown when present.
 * a pipeline has ``on``: a sequence of schedules.
 
@@ -24,6 +25,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock, SystemClock, ensure_utc
@@ -124,7 +126,7 @@ def build_all(loader: Loader, settings: Settings) -> list[Built]:
 
 def _schedules(obj: Any) -> list[Any] | None:
     """The schedules of a built object: itself, its ``on`` list, or None."""
-    if callable(getattr(obj, "next_after", None)):
+    if callable(getattr(obj, "fire_times", None)):
         return [obj]
     on = getattr(obj, "on", None)
     if on is None or isinstance(on, (str, bytes)):
@@ -152,12 +154,7 @@ def _describe(schedule: Any) -> dict[str, Any]:
 
 
 def _fire_times(schedule: Any, after: datetime, count: int) -> list[datetime]:
-    times: list[datetime] = []
-    current = after
-    for _ in range(count):
-        current = ensure_utc(schedule.next_after(current))
-        times.append(current)
-    return times
+    return [ensure_utc(at) for at in islice(schedule.fire_times(after), count)]
 
 
 def _local(instant: datetime, schedule: Any) -> str:
@@ -247,7 +244,7 @@ def _cmd_validate(args: argparse.Namespace, ctx: CliContext) -> int:
 
 def _next_of(built: Built, now: datetime) -> tuple[datetime, Any] | None:
     schedules = _schedules(built.obj) or []
-    upcoming = [(ensure_utc(s.next_after(now)), s) for s in schedules]
+    upcoming = [(ensure_utc(next(iter(s.fire_times(now)))), s) for s in schedules]
     return min(upcoming, key=lambda pair: pair[0]) if upcoming else None
 
 

@@ -7,7 +7,14 @@ Two things travel through a run:
   combination gets a new small dict whose values are shared with the run (never
   deep-copied); stages only ever add their own ``stages.<id>`` entry.
 * the :class:`RunContext`: the settings, clock, masker, cancel token, filters,
-  hook registry, loader and event callback of the run, plus the trigger chain.
+  hook registry, pipeline source and event callback of the run, plus the
+  trigger chain.
+
+:class:`RunOptions` is what a caller chooses about one run (id, logical date,
+cancel token, clock, settings, masker, event callback, trigger chain): one
+frozen record handed from :meth:`Pipeline.execute
+<ddeutil.workflow.engine.pipeline.Pipeline.execute>` (and from a trigger stage)
+to :meth:`ExecutionPlan.run <ddeutil.workflow.engine.plan.ExecutionPlan.run>`.
 
 :class:`RunEvent` is what ``on_event`` receives when a stage or a job finishes
 (the CLI prints its per-stage summary from them).
@@ -17,35 +24,35 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from ..result import ErrorRecord, Status
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ..cancellation import CancelToken
     from ..clock import Clock
-    from ..loader import Loader
     from ..masking import Masker
     from ..registry import HookRegistry
+    from ..result import Result
     from ..settings import Settings
 
-__all__ = ["RunContext", "RunEvent", "StageOutcome", "new_run_id", "process_environ", "stash"]
+__all__ = [
+    "PipelineSource",
+    "RunContext",
+    "RunEvent",
+    "RunOptions",
+    "Runnable",
+    "StageOutcome",
+    "new_run_id",
+    "process_environ",
+]
 
 logger = logging.getLogger(__name__)
-
-
-def stash(model: Any, **values: Any) -> None:
-    """Keep values derived at load time on a frozen model, as plain instance attributes.
-
-    The models declare them as ``ClassVar`` defaults (so pydantic ignores them:
-    not fields, not dumped, not compared). Reading them back is an ordinary
-    attribute lookup - pydantic's private attributes cost microseconds per read
-    through ``__getattr__``, too much for the per-stage hot path.
-    """
-    model.__dict__.update(values)
 
 
 def new_run_id(clock: Clock, zone: ZoneInfo) -> str:
@@ -98,6 +105,47 @@ class RunEvent:
 
 
 @dataclass(frozen=True)
+class RunOptions:
+    """What a caller chooses about one run; every field has a default.
+
+    Attributes:
+        run_id: Default :func:`new_run_id` (start time in ``settings.timezone``
+            and random hex).
+        parent_run_id: The run that triggered this one, if any.
+        logical_date: ``release.logical_date`` in templates; default the run's
+            start in ``settings.timezone``.
+        cancel: Cooperative cancellation; the result is CANCELLED when used.
+        clock: Default the system clock.
+        settings: Default the settings the plan was compiled with.
+        masker: Hides secrets in errors, events, bash output and logs.
+        on_event: Called as each stage and job finishes.
+        chain: Names of the pipelines that triggered this run, outermost first
+            (a trigger stage passes its own run's chain); a pipeline already in
+            it is a loop and is refused.
+    """
+
+    run_id: str | None = None
+    parent_run_id: str | None = None
+    logical_date: datetime | None = None
+    cancel: CancelToken | None = None
+    clock: Clock | None = None
+    settings: Settings | None = None
+    masker: Masker | None = None
+    on_event: Callable[[RunEvent], None] | None = None
+    chain: tuple[str, ...] = ()
+
+
+class Runnable(Protocol):
+    """A compiled pipeline (:class:`~ddeutil.workflow.engine.plan.ExecutionPlan`)."""
+
+    def run(self, params: Mapping[str, Any] | None, options: RunOptions) -> Result: ...
+
+
+PipelineSource = Callable[[str, "Settings"], Runnable]
+"""Finds the pipeline a trigger stage names (compiled with the given settings)."""
+
+
+@dataclass(frozen=True)
 class StageOutcome:
     """How one stage of one combination ended (internal to the engine)."""
 
@@ -121,8 +169,7 @@ class RunContext:
         filters: Template filters from ``WORKFLOW_CORE_REGISTRY_FILTER``.
         environ: What ``${VAR}`` reads and what bash inherits.
         hooks: The hook registry (for templated ``uses``).
-        loader: The template loader (for trigger stages); ``None`` when the
-            pipeline was built without one.
+        pipelines: Finds the pipeline a trigger stage runs.
         on_event: Called (in a worker thread) when a stage or job finishes.
         chain: Names of the pipelines that triggered this run, outermost first,
             ending with this pipeline: a trigger to any of them is a loop.
@@ -141,7 +188,7 @@ class RunContext:
     filters: Mapping[str, Callable[..., Any]]
     environ: Mapping[str, str]
     hooks: HookRegistry
-    loader: Loader | None = None
+    pipelines: PipelineSource
     on_event: Callable[[RunEvent], None] | None = None
     chain: tuple[str, ...] = ()
     job: str = ""
@@ -173,6 +220,21 @@ class RunContext:
             text = msg % args if args else msg
             log.log(level, self.masker.text(text), extra=self.log_extra(stage))
 
+    def job_finished(self, status: Status, duration: float, error: str | None = None) -> None:
+        """Emit the :class:`RunEvent` of this context's job ending (when someone listens)."""
+        if self.on_event is not None:
+            self.emit(
+                RunEvent(
+                    kind="job",
+                    run_id=self.run_id,
+                    pipeline=self.pipeline,
+                    job=self.job,
+                    status=status,
+                    duration=duration,
+                    error=error,
+                )
+            )
+
     def emit(self, event: RunEvent) -> None:
         """Pass ``event`` to ``on_event``; a callback that raises is logged, never fatal."""
         if self.on_event is None:
@@ -181,7 +243,3 @@ class RunContext:
             self.on_event(event)
         except Exception:
             logger.exception("on_event callback failed", extra=self.log_extra(event.stage))
-
-
-TemplateContext = MutableMapping[str, Any]
-"""The dict ``${{ }}`` expressions read (see the module docstring)."""

@@ -10,7 +10,7 @@ jobs:
     stages: [...]
 ```
 
-Running a job (:meth:`Job.execute`):
+Running a job (:meth:`JobPlan.execute`, compiled once by :meth:`Job.compile`):
 
 * ``if`` false -> the job is SKIPPED (and so are the jobs that need it).
 * Each combination runs the stages in order in its own template context
@@ -38,49 +38,93 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import ConditionError, ConfigError, TemplateError, WorkflowError
 from ..result import ErrorRecord, Status
 from .conditions import Condition
-from .context import RunContext, RunEvent, stash
+from .context import RunContext
 from .schema import LocatesErrors
-from .stages import BaseStage, Stage
+from .stages import Stage, StagePlan
 from .strategy import Combination, Strategy, combination_id
 from .templating import Template
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-__all__ = ["Job", "JobOutcome", "ancestors", "plan_jobs"]
+    from ..registry import HookRegistry
+
+__all__ = ["CombinationOutcome", "Job", "JobOutcome", "JobPlan", "ancestors", "plan_jobs"]
 
 logger = logging.getLogger(__name__)
 
 CONTEXT_ROOTS = frozenset({"params", "matrix", "stages", "jobs", "release", "run_id"})
 
 
-@dataclass
-class JobOutcome:
-    """How one job of a run ended: its status, its context and its errors."""
+@dataclass(frozen=True, slots=True)
+class CombinationOutcome:
+    """How one matrix combination of a job ended.
 
-    status: Status
-    context: dict[str, Any]
-    errors: list[ErrorRecord] = field(default_factory=list)
-    duration: float = 0.0
+    Attributes:
+        status: SUCCESS, FAILED or CANCELLED.
+        matrix: The combination's values.
+        stages: What its stages recorded (``stages.<id>`` of the template context).
+        errors: Its stages' errors, in order.
+    """
 
-
-@dataclass
-class _Combo:
     status: Status
     matrix: Combination
     stages: dict[str, Any]
-    errors: list[ErrorRecord]
+    errors: tuple[ErrorRecord, ...] = ()
 
     def context(self) -> dict[str, Any]:
+        """``{"status", "matrix", "stages"}`` as templates and stored contexts show it."""
         return {"status": self.status.value, "matrix": self.matrix, "stages": self.stages}
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """How one job of a run ended.
+
+    Attributes:
+        status: SUCCESS, FAILED, SKIPPED or CANCELLED.
+        combinations: The combinations that ran (none when the job did not start).
+        strategy_ids: The combination ids when the job has several (its context
+            is then keyed by them under ``strategies``).
+        errors: Every error of the job, in order.
+        reason: Why a job that never started was SKIPPED or CANCELLED (a need
+            not met, the run cancelled); recorded in its context.
+    """
+
+    status: Status
+    combinations: tuple[CombinationOutcome, ...] = ()
+    strategy_ids: tuple[str, ...] | None = None
+    errors: tuple[ErrorRecord, ...] = ()
+    reason: str | None = None
+
+    def context(self) -> dict[str, Any]:
+        """The job's ``jobs.<id>`` entry as templates, stored contexts and the API show it.
+
+        ``{"status", "matrix", "stages"}`` for one combination, ``{"status",
+        "strategies": {<id>: ...}}`` for several, ``{"status", "stages": {}}``
+        (plus ``skipped`` or ``cancelled`` with the reason) for a job that did
+        not run its stages.
+        """
+        if self.strategy_ids is not None:
+            strategies = {
+                cid: c.context()
+                for cid, c in zip(self.strategy_ids, self.combinations, strict=True)
+            }
+            return {"status": self.status.value, "strategies": strategies}
+        if self.combinations:
+            return self.combinations[0].context()
+        ctx: dict[str, Any] = {"status": self.status.value, "stages": {}}
+        if self.reason is not None:
+            ctx["skipped" if self.status is Status.SKIPPED else "cancelled"] = self.reason
+        return ctx
 
 
 def _matrix_label(matrix: Combination) -> str:
@@ -116,9 +160,6 @@ class Job(LocatesErrors, BaseModel):
     )
     stages: list[Stage] = Field(default_factory=_empty_list, description="run in order")
 
-    _cond: ClassVar[Condition | None] = None
-    _ids: ClassVar[tuple[str, ...]] = ()
-
     @field_validator("runs_on", mode="before")
     @classmethod
     def _local_only(cls, value: Any) -> Any:
@@ -149,13 +190,6 @@ class Job(LocatesErrors, BaseModel):
             except (ConditionError, TemplateError) as exc:
                 raise ValueError(str(exc)) from None
         return value
-
-    def model_post_init(self, context: Any, /) -> None:
-        stash(
-            self,
-            _cond=Condition.parse(self.if_) if self.if_ is not None else None,
-            _ids=tuple(combination_id(c) for c in self.strategy.combinations),
-        )
 
     # ------------------------------------------------------------------ checks
 
@@ -231,74 +265,110 @@ class Job(LocatesErrors, BaseModel):
                 seen.add(sid)
         return params
 
-    # -------------------------------------------------------------------- run
+    # ---------------------------------------------------------------- compile
 
-    def execute(self, job_id: str, base: Mapping[str, Any], rc: RunContext) -> JobOutcome:
+    def compile(self, job_id: str, hooks: HookRegistry) -> JobPlan:
+        """This job ready to run: condition parsed, combinations listed, stages compiled.
+
+        Raises:
+            ConfigError: keyed relative to the job (``stages[2].uses``).
+        """
+        stages = []
+        for index, stage in enumerate(self.stages):
+            try:
+                stages.append(stage.compile(hooks))
+            except ConfigError as exc:
+                raise exc.located(key_prefix=f"stages[{index}]") from exc
+        combinations = self.strategy.combinations
+        return JobPlan(
+            id=job_id,
+            needs=tuple(self.needs),
+            cond=Condition.parse(self.if_) if self.if_ is not None else None,
+            combinations=combinations,
+            strategy_ids=(
+                tuple(combination_id(c) for c in combinations) if len(combinations) > 1 else None
+            ),
+            max_parallel=self.strategy.max_parallel,
+            fail_fast=self.strategy.fail_fast,
+            stages=tuple(stages),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobPlan:
+    """A job compiled for running (see :meth:`Job.compile`); runs it as the module docstring says.
+
+    Attributes:
+        id: The job's key in the pipeline.
+        needs: Ids of the jobs that must succeed first.
+        cond: Its parsed ``if`` (``None`` without one).
+        combinations: The matrix combinations, in order (one empty one without a matrix).
+        strategy_ids: The combination ids when there are several, else ``None``.
+        max_parallel: Combinations running at once.
+        fail_fast: The first failed combination cancels those not yet started.
+        stages: The compiled stages, in order.
+    """
+
+    id: str
+    needs: tuple[str, ...]
+    cond: Condition | None
+    combinations: tuple[Combination, ...]
+    strategy_ids: tuple[str, ...] | None
+    max_parallel: int
+    fail_fast: bool
+    stages: tuple[StagePlan, ...]
+
+    def execute(self, base: Mapping[str, Any], rc: RunContext) -> JobOutcome:
         """Run the job for every combination; never raises.
 
         Args:
-            job_id: The job's key in the pipeline.
             base: The run's shared template context (``params``, ``jobs``,
                 ``release``, ``run_id``).
             rc: The run context.
         """
         started = time.perf_counter()
-        rc = rc.evolve(job=job_id)
+        rc = rc.evolve(job=self.id)
         outcome = self._execute(base, rc)
-        outcome.duration = time.perf_counter() - started
-        rc.log(
-            logger,
-            logging.INFO,
-            "job %r %s in %.3fs",
-            job_id,
-            outcome.status.value,
-            outcome.duration,
-        )
+        duration = time.perf_counter() - started
+        rc.log(logger, logging.INFO, "job %r %s in %.3fs", self.id, outcome.status.value, duration)
         if rc.on_event is not None:
             first = next((e.message for e in outcome.errors), None)
-            rc.emit(
-                RunEvent(
-                    kind="job",
-                    run_id=rc.run_id,
-                    pipeline=rc.pipeline,
-                    job=job_id,
-                    status=outcome.status,
-                    duration=outcome.duration,
-                    error=first if outcome.status is not Status.SUCCESS else None,
-                )
+            rc.job_finished(
+                outcome.status, duration, first if outcome.status is not Status.SUCCESS else None
             )
         return outcome
 
     def _execute(self, base: Mapping[str, Any], rc: RunContext) -> JobOutcome:
         if rc.cancel.cancelled:
-            return JobOutcome(Status.CANCELLED, {"status": Status.CANCELLED.value, "stages": {}})
-        if self._cond is not None:
+            return JobOutcome(Status.CANCELLED)
+        if self.cond is not None:
             try:
-                ok = self._cond.evaluate(
+                ok = self.cond.evaluate(
                     base, filters=rc.filters, environ=rc.environ, redact=rc.masker.text
                 )
             except WorkflowError as exc:
                 message = rc.masker.text(f"job `if` failed: {exc}")
                 rc.log(logger, logging.ERROR, "%s", message)
                 record = ErrorRecord(message=message, kind=type(exc).__name__, job=rc.job)
-                return JobOutcome(Status.FAILED, {"status": "FAILED", "stages": {}}, [record])
+                return JobOutcome(Status.FAILED, errors=(record,))
             if not ok:
                 rc.log(logger, logging.INFO, "job %r skipped: `if` is false", rc.job)
-                return JobOutcome(Status.SKIPPED, {"status": "SKIPPED", "stages": {}})
+                return JobOutcome(Status.SKIPPED)
         rc.log(logger, logging.DEBUG, "job %r started", rc.job)
-        combos = self.strategy.combinations
-        if len(combos) == 1:
-            combo = self._combination(combos[0], base, rc, None)
-            return JobOutcome(combo.status, combo.context(), combo.errors)
+        if self.strategy_ids is None:
+            combo = self._combination(self.combinations[0], base, rc, None)
+            return JobOutcome(combo.status, (combo,), errors=combo.errors)
         results = self._matrix(base, rc)
-        status = _overall(r.status for r in results)
-        errors = [e for r in results for e in r.errors]
-        strategies = {cid: r.context() for cid, r in zip(self._ids, results, strict=True)}
-        return JobOutcome(status, {"status": status.value, "strategies": strategies}, errors)
+        return JobOutcome(
+            _overall(r.status for r in results),
+            results,
+            strategy_ids=self.strategy_ids,
+            errors=tuple(e for r in results for e in r.errors),
+        )
 
     def _combination(
         self, matrix: Combination, base: Mapping[str, Any], rc: RunContext, cid: str | None
-    ) -> _Combo:
+    ) -> CombinationOutcome:
         ctx: dict[str, Any] = {
             "params": base["params"],
             "jobs": base["jobs"],
@@ -312,7 +382,6 @@ class Job(LocatesErrors, BaseModel):
         status = Status.SUCCESS
         errors: list[ErrorRecord] = []
         go_on = not rc.settings.stage_raise_error
-        stage: BaseStage
         for stage in self.stages:
             if rc.cancel.cancelled:
                 status = Status.CANCELLED
@@ -329,27 +398,25 @@ class Job(LocatesErrors, BaseModel):
         if cid is not None and errors:
             label = _matrix_label(matrix)
             errors = [replace(e, message=f"[{label}] {e.message}") for e in errors]
-        return _Combo(status, matrix, ctx["stages"], errors)
+        return CombinationOutcome(status, matrix, ctx["stages"], tuple(errors))
 
-    def _matrix(self, base: Mapping[str, Any], rc: RunContext) -> list[_Combo]:
-        combos = self.strategy.combinations
-        fail_fast = self.strategy.fail_fast
-        workers = min(self.strategy.max_parallel, len(combos))
-        results: list[_Combo | None] = [None] * len(combos)
+    def _matrix(self, base: Mapping[str, Any], rc: RunContext) -> tuple[CombinationOutcome, ...]:
+        combos, ids = self.combinations, self.strategy_ids or ()
+        fail_fast = self.fail_fast
+        workers = min(self.max_parallel, len(combos))
+        results: list[CombinationOutcome | None] = [None] * len(combos)
         if workers == 1:
-            failed = False
             for i, matrix in enumerate(combos):
-                if failed and fail_fast:
+                result = results[i] = self._combination(matrix, base, rc, ids[i])
+                if fail_fast and result.status is Status.FAILED:
                     break
-                results[i] = self._combination(matrix, base, rc, self._ids[i])
-                failed = results[i].status is Status.FAILED  # type: ignore[union-attr]
         else:
             # imported here: runs without a parallel matrix never pay for the import
             from concurrent.futures import ThreadPoolExecutor, as_completed
 
             with ThreadPoolExecutor(workers, thread_name_prefix=f"job-{rc.job}") as pool:
-                futures: dict[Future[_Combo], int] = {
-                    pool.submit(self._combination, matrix, base, rc, self._ids[i]): i
+                futures: dict[Future[CombinationOutcome], int] = {
+                    pool.submit(self._combination, matrix, base, rc, ids[i]): i
                     for i, matrix in enumerate(combos)
                 }
                 try:
@@ -357,20 +424,22 @@ class Job(LocatesErrors, BaseModel):
                         if future.cancelled():
                             continue
                         i = futures[future]
-                        results[i] = _result_of(future, combos[i], rc)
-                        if fail_fast and results[i].status is Status.FAILED:  # type: ignore[union-attr]
+                        result = results[i] = _result_of(future, combos[i], rc)
+                        if fail_fast and result.status is Status.FAILED:
                             for other in futures:
                                 other.cancel()
                 except BaseException as exc:  # e.g. KeyboardInterrupt: stop the workers first
                     rc.cancel.cancel(f"interrupted ({type(exc).__name__})")
                     raise
-        return [
-            r if r is not None else _Combo(Status.CANCELLED, combos[i], {}, [])
+        return tuple(
+            r if r is not None else CombinationOutcome(Status.CANCELLED, combos[i], {})
             for i, r in enumerate(results)
-        ]
+        )
 
 
-def _result_of(future: Future[_Combo], matrix: Combination, rc: RunContext) -> _Combo:
+def _result_of(
+    future: Future[CombinationOutcome], matrix: Combination, rc: RunContext
+) -> CombinationOutcome:
     try:
         return future.result()
     except Exception as exc:  # a bug in the engine: keep the run honest, never hang
@@ -378,7 +447,7 @@ def _result_of(future: Future[_Combo], matrix: Combination, rc: RunContext) -> _
         record = ErrorRecord(
             message=rc.masker.text(f"internal error: {exc!r}"), kind=type(exc).__name__, job=rc.job
         )
-        return _Combo(Status.FAILED, matrix, {}, [record])
+        return CombinationOutcome(Status.FAILED, matrix, {}, (record,))
 
 
 def _overall(statuses: Iterable[Status]) -> Status:

@@ -1,9 +1,11 @@
 """Built pipelines reused across runs of one process (a daemon worker, the API).
 
 Building a :class:`~ddeutil.workflow.pipeline.Pipeline` from its template
-(validation, job ordering, hook binding, template checks) costs far more than
-running a small one, so an executor keeps the pipelines it built in a
-:class:`PipelineCache`. Policies:
+(validation, then compiling its frozen
+:class:`~ddeutil.workflow.engine.plan.ExecutionPlan`: job order, bound hooks
+and code, template checks) costs far more than running a small one, so an
+executor keeps the pipelines it built, each with its plan, in a
+:class:`PipelineCache`: one plan per template version. Policies:
 
 * **Keyed by content.** An entry is found by the template's name and its
   :func:`template_version` (a digest of the raw template: name, file, type and
@@ -15,10 +17,10 @@ running a small one, so an executor keeps the pipelines it built in a
   conf folder changed since) or other settings is rebuilt, never reused.
 * **Bounded.** At most ``size`` pipelines are kept, least recently used first
   out (a built pipeline holds tens of kilobytes).
-* **Shared by threads.** A built pipeline is immutable and
-  :meth:`Pipeline.execute <ddeutil.workflow.pipeline.Pipeline.execute>` builds a
-  fresh run context, template context and result per call, so one instance runs
-  on many threads at once. Two threads missing the same key at once may both
+* **Shared by threads.** A built pipeline and its plan are immutable and
+  :meth:`ExecutionPlan.run <ddeutil.workflow.engine.plan.ExecutionPlan.run>`
+  builds a fresh run context, template context and result per call, so one
+  instance runs on many threads at once. Two threads missing the same key at once may both
   build it; one of the two results is kept.
 * **Errors are not cached.** A template that fails to build raises every time.
 """

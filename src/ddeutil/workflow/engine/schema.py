@@ -1,9 +1,4 @@
-"""The YAML format seen from outside: its JSON Schema, and its validation errors.
-
-:func:`yaml_schema` returns a JSON Schema (draft 2020-12) of a conf file - a
-mapping of template name to a pipeline or a schedule template - generated from
-the pydantic models, so an editor (VS Code's YAML extension, IntelliJ) can
-validate and complete pipeline files. ``workflow schema`` prints it.
+"""The YAML format seen from outside: its validation errors, and the schedule schemas.
 
 :func:`config_error` turns a pydantic ``ValidationError`` into the
 :class:`~ddeutil.workflow.errors.ConfigError` users see, keyed by the YAML path
@@ -31,7 +26,6 @@ __all__ = [
     "LocatesErrors",
     "config_error",
     "yaml_key",
-    "yaml_schema",
 ]
 
 SCHEDULE_SCHEMA: dict[str, Any] = {
@@ -53,7 +47,9 @@ _ON_ENTRY: dict[str, Any] = {
     "anyOf": [{"type": "string", "description": "name of an On template"}, SCHEDULE_SCHEMA]
 }
 ON_SCHEMA: dict[str, Any] = {"anyOf": [_ON_ENTRY, {"type": "array", "items": _ON_ENTRY}]}
-"""A pipeline's ``on``: a name, an inline mapping, or a list of those."""
+"""A pipeline's ``on``: a name, an inline mapping, or a list of those.
+
+The JSON Schema of a whole conf file is :func:`~.conf_schema.yaml_schema`."""
 
 _STAGE_TAGS = frozenset({"empty", "python", "bash", "hook", "trigger"})
 _MORE_SHOWN = 3
@@ -147,48 +143,3 @@ def config_error(exc: ValidationError) -> ConfigError:
     if isinstance(cause, LimitExceeded):
         return ConfLimitError(message, setting=cause.setting, limit=cause.limit, key=key)
     return ConfigError(message, key=key)
-
-
-def yaml_schema() -> dict[str, Any]:
-    """JSON Schema of a conf file: template name -> pipeline or schedule template."""
-    from .pipeline import Pipeline
-    from .stages.base import Retry
-
-    # The stages' default `retry` is a Retry made without validation (so that
-    # loading a stage does not build the Retry validator); its JSON default
-    # needs the serializer, built here.
-    Retry.model_rebuild()
-    pipeline = Pipeline.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
-    defs: dict[str, Any] = pipeline.pop("$defs", {})
-    pipeline["properties"].pop("name", None)
-    pipeline["required"] = ["type"]
-    pipeline["properties"] = {
-        "type": {
-            "type": "string",
-            "description": "ddeutil.workflow.pipeline.Pipeline, pipeline.Pipeline or Pipeline",
-            "pattern": "(^|\\.)Pipeline$",
-        },
-        **pipeline["properties"],
-    }
-    pipeline["title"] = "Pipeline template"
-    on_template = {
-        **SCHEDULE_SCHEMA,
-        "title": "On template",
-        "properties": {
-            "type": {"type": "string", "description": "on.On or On", "pattern": "(^|\\.)On$"},
-            **SCHEDULE_SCHEMA["properties"],
-        },
-        "required": ["type"],
-    }
-    defs["PipelineTemplate"] = pipeline
-    defs["OnTemplate"] = on_template
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "ddeutil-workflow conf file",
-        "description": "Each top-level key is a template named by that key.",
-        "type": "object",
-        "additionalProperties": {
-            "anyOf": [{"$ref": "#/$defs/PipelineTemplate"}, {"$ref": "#/$defs/OnTemplate"}]
-        },
-        "$defs": defs,
-    }

@@ -38,12 +38,11 @@ import hashlib
 import itertools
 import json
 from collections.abc import Hashable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
 from ..limits import ConfLimits, LimitExceeded, limits_of
-from .context import stash
 from .schema import LocatesErrors
 
 __all__ = ["Strategy", "combination_id"]
@@ -134,7 +133,7 @@ class Strategy(LocatesErrors, BaseModel):
     max_parallel: int = Field(default=1, ge=1, alias="max-parallel")
     fail_fast: bool = Field(default=False, alias="fail-fast")
 
-    _combinations: ClassVar[tuple[Combination, ...]] = ()
+    _combinations: tuple[Combination, ...] = PrivateAttr(default=({},))
 
     @field_validator("matrix")
     @classmethod
@@ -170,7 +169,7 @@ class Strategy(LocatesErrors, BaseModel):
         return entries
 
     def model_post_init(self, context: Any, /) -> None:
-        stash(self, _combinations=self._compute(limits_of(context)))
+        self._combinations = self._compute(limits_of(context))
 
     def _compute(self, limits: ConfLimits) -> tuple[Combination, ...]:
         found: list[dict[str, Any]] = []
@@ -217,11 +216,6 @@ class Strategy(LocatesErrors, BaseModel):
     def combinations(self) -> tuple[Combination, ...]:
         """Every combination to run, in order (one empty combination without a matrix)."""
         return self._combinations
-
-    @property
-    def is_multi(self) -> bool:
-        """True when more than one combination runs (results go under ``strategies``)."""
-        return len(self._combinations) > 1
 
     def keys(self) -> set[str]:
         """Every key a combination may have (for checking ``matrix.<key>`` references)."""

@@ -394,11 +394,6 @@ class Template:
         """The ``${{ }}`` expressions, in order."""
         return tuple(p for p in self.parts if type(p) is Expression)
 
-    @property
-    def filter_names(self) -> frozenset[str]:
-        """Every filter name used (to check against the loaded filters at load time)."""
-        return frozenset(f[0] for e in self.expressions for f in e.filters)
-
     def render(
         self,
         ctx: Mapping[str, Any],

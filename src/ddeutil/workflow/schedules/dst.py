@@ -31,16 +31,29 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_right
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone, tzinfo
-from functools import cache
-from typing import TYPE_CHECKING, Any, NamedTuple
+from functools import cache, lru_cache
+from typing import Any, NamedTuple, Protocol
 
 from ..errors import ScheduleError
 
-if TYPE_CHECKING:
-    from .cron import CronExpression
+__all__ = ["WallClockMatcher", "ZonedCron", "zoned_cron"]
 
-__all__ = ["ZonedCron"]
+
+class WallClockMatcher(Protocol):
+    """What :class:`ZonedCron` reads of an expression (a
+    :class:`~ddeutil.workflow.schedules.cron.CronExpression`): matching wall-clock
+    minutes as naive seconds since the epoch, and whether its hours are fixed.
+    """
+
+    @property
+    def fixed_time(self) -> bool: ...
+
+    def next_wall(self, lo: int) -> int: ...
+
+    def prev_wall(self, hi: int) -> int: ...
+
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -149,7 +162,7 @@ class ZonedCron:
 
     __slots__ = ("_memo", "_timeline", "expr", "zone")
 
-    def __init__(self, expr: CronExpression, zone: tzinfo) -> None:
+    def __init__(self, expr: WallClockMatcher, zone: tzinfo) -> None:
         self.expr = expr
         self.zone = zone
         self._timeline = _timeline(zone)
@@ -178,14 +191,34 @@ class ZonedCron:
         self._memo = (ts, nxt)
         return nxt
 
-    def between(self, after: int, until: int) -> list[int]:
-        """Every fire instant in ``(after, until]``, increasing."""
-        found = []
-        at = self.next_after(after)
-        while at <= until:
-            found.append(at)
+    def fire_times(
+        self, after: datetime, until: datetime | None = None, *, newest_first: bool = False
+    ) -> Iterator[datetime]:
+        """Fire times in ``(after, until]`` (aware bounds) as aware UTC datetimes, lazily.
+
+        Oldest first, for ever without ``until``; with ``newest_first`` walked
+        backwards from ``until`` (required then).
+
+        Raises:
+            ValueError: ``newest_first`` without ``until``.
+        """
+        lo = _seconds(after)
+        if newest_first:
+            if until is None:
+                raise ValueError("newest_first needs an `until` to walk back from")
+            return self._backward(lo, _seconds(until))
+        return self._forward(lo, None if until is None else _seconds(until))
+
+    def _forward(self, lo: int, hi: int | None) -> Iterator[datetime]:
+        at = self.next_after(lo)
+        while hi is None or at <= hi:
+            yield _EPOCH + timedelta(seconds=at)
             at = self.next_after(at)
-        return found
+
+    def _backward(self, lo: int, hi: int) -> Iterator[datetime]:
+        at = hi + 1
+        while (at := self.prev_before(at)) > lo:
+            yield _EPOCH + timedelta(seconds=at)
 
     def _next_after(self, ts: int) -> int:
         expr, fixed = self.expr, self.expr.fixed_time
@@ -230,3 +263,15 @@ class ZonedCron:
             x = a - 1
             a, _, o, op, _ = segment(x)
             hi = x + o
+
+
+@lru_cache(maxsize=8192)
+def zoned_cron(expr: WallClockMatcher, zone: tzinfo) -> ZonedCron:
+    """One shared :class:`ZonedCron` per expression and zone (and so one memo)."""
+    return ZonedCron(expr, zone)
+
+
+def _seconds(when: datetime) -> int:
+    """Whole UTC seconds at or before an aware ``when``."""
+    delta = when - _EPOCH
+    return delta.days * 86_400 + delta.seconds

@@ -1,4 +1,4 @@
-"""Schedules: the ``On`` template, its runner, and the fire-time helper of the scheduler.
+"""Schedules: the ``On`` template and its fire times (:meth:`On.fire_times`).
 
 A schedule is a cron expression read in one IANA time zone::
 
@@ -20,9 +20,9 @@ any other key is an error, so a misspelt ``timezone`` is not silently dropped.
 Time rules:
 
 * Fire times follow the daylight-saving policy documented in :mod:`.dst`.
-* Every naive datetime given to a schedule (a ``generate`` start, ``next_after``,
-  ``fire_times`` bounds), and a start string without an offset, is a wall-clock time
-  in the *schedule's* zone, never the machine's. An ambiguous or non-existent naive
+* Every naive datetime given to a schedule (a ``fire_times`` bound), and a bound
+  string without an offset, is a wall-clock time in the *schedule's* zone, never the
+  machine's. An ambiguous or non-existent naive
   time is read as Python reads it (``fold=0``: the first of two, or the offset
   before the gap).
 * Fire times are whole-second instants; ``after`` / ``until`` bounds with
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -45,25 +45,25 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     BaseModel,
     ConfigDict,
-    PrivateAttr,
+    Field,
     ValidationError,
     ValidationInfo,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import Self
 
 from ..errors import ConfigError, ScheduleError
 from .cron import CronExpression
-from .dst import ZonedCron
+from .dst import ZonedCron, zoned_cron
 
 if TYPE_CHECKING:
     from ..loader import Loader, RawTemplate
     from ..settings import Settings
 
-__all__ = ["CronRunner", "On", "fire_times"]
+__all__ = ["On"]
 
 UTC = timezone.utc
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INTERVALS = ("daily", "weekly", "monthly")
 _WEEKDAYS = {
     name: number
@@ -72,57 +72,6 @@ _WEEKDAYS = {
     )
     for name in (full, full[:3])
 }
-
-
-class CronRunner:
-    """Walks the fire times of one schedule from a position, forwards or backwards.
-
-    ``next`` returns the first fire time strictly after the current position and
-    ``prev`` the last one strictly before it; both move the position there. Results
-    are aware datetimes in the schedule's zone (``fold`` set for the second copy of a
-    repeated hour). Iterating a runner yields ``next`` for ever.
-
-    Compare results across zones by converting first (``.astimezone(UTC)``): Python
-    never treats a local time inside a fold as equal to a datetime in another zone
-    (PEP 495).
-    """
-
-    __slots__ = ("_cron", "_date", "_hi", "_lo")
-
-    def __init__(self, cron: ZonedCron, start: datetime) -> None:
-        self._cron = cron
-        self._move(start, _floor(start), _ceil(start))
-
-    def _move(self, when: datetime, lo: int, hi: int) -> None:
-        self._date = when.astimezone(self._cron.zone)
-        self._lo = lo  # fire times > lo are after the position
-        self._hi = hi  # fire times < hi are before it
-
-    @property
-    def date(self) -> datetime:
-        """The current position, in the schedule's zone."""
-        return self._date
-
-    @property
-    def next(self) -> datetime:
-        """Step to the first fire time strictly after the position and return it."""
-        at = self._cron.next_after(self._lo)
-        self._move(_from_ts(at), at, at)
-        return self._date
-
-    @property
-    def prev(self) -> datetime:
-        """Step to the last fire time strictly before the position and return it."""
-        at = self._cron.prev_before(self._hi)
-        self._move(_from_ts(at), at, at)
-        return self._date
-
-    def __iter__(self) -> Iterator[datetime]:
-        while True:
-            yield self.next
-
-    def __repr__(self) -> str:
-        return f"CronRunner({self._cron!r}, at={self._date.isoformat()})"
 
 
 class On(BaseModel):
@@ -138,6 +87,10 @@ class On(BaseModel):
         cronjob: The expression; ``str(on.cronjob)`` is the expression as written.
         timezone: The zone whose wall clock the fields match (serialised as its key).
         name: The template name when loaded from a template.
+        zoned_cron: ``cronjob`` read in ``timezone``, derived when the schedule is
+            validated (never given, never dumped). A field rather than a pydantic
+            private attribute: the scheduler reads it once per schedule and tick,
+            and a private attribute read costs about 1.9 us of a 3.3 us quiet tick.
     """
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
@@ -145,8 +98,7 @@ class On(BaseModel):
     cronjob: CronExpression
     timezone: ZoneInfo
     name: str | None = None
-
-    _cron: ZonedCron = PrivateAttr()
+    zoned_cron: SkipJsonSchema[ZonedCron] = Field(exclude=True, repr=False)
 
     _KEYS: ClassVar[frozenset[str]] = frozenset(
         {"type", "cron", "cronjob", "timezone", "interval", "time", "day", "name"}
@@ -172,14 +124,14 @@ class On(BaseModel):
         name = data.get("name", context.get("name"))
         if name is not None and not isinstance(name, str):
             raise ScheduleError(f"name must be a string, got {name!r}", key="name")
+        cronjob = _read_cron(data)
+        zone = _read_zone(data.get("timezone"), context.get("default_tz"))
         return {
-            "cronjob": _read_cron(data),
-            "timezone": _read_zone(data.get("timezone"), context.get("default_tz")),
+            "cronjob": cronjob,
+            "timezone": zone,
             "name": name,
+            "zoned_cron": zoned_cron(cronjob, zone),
         }
-
-    def model_post_init(self, context: Any, /) -> None:
-        self._cron = _zoned(self.cronjob, self.timezone)
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A copy; with ``update`` the result is validated again (and recompiled)."""
@@ -187,14 +139,6 @@ class On(BaseModel):
             return super().model_copy(deep=deep)
         fields = {"cronjob": self.cronjob, "timezone": self.timezone, "name": self.name}
         return type(self).parse({**fields, **update})
-
-    @property
-    def _compiled(self) -> ZonedCron:
-        # pydantic routes private attributes through a slow __getattr__; the tick
-        # path reads the private dict directly
-        private = self.__pydantic_private__
-        cron: ZonedCron = private["_cron"] if private is not None else self._cron
-        return cron
 
     # ---------------------------------------------------------------- builders
 
@@ -299,98 +243,38 @@ class On(BaseModel):
         """Stable identity of the fire times, for release claims: ``"<cron>@<zone>"``."""
         return f"{self.cronjob}@{self.timezone.key}"
 
-    def generate(self, start: datetime | str) -> CronRunner:
-        """A runner positioned at ``start`` (naive or offset-less: schedule's zone).
+    def fire_times(
+        self,
+        after: datetime | str,
+        until: datetime | str | None = None,
+        *,
+        newest_first: bool = False,
+    ) -> Iterator[datetime]:
+        """The fire times in ``(after, until]``, as aware UTC datetimes, computed lazily.
+
+        Oldest first, and without ``until`` for ever: ``next(on.fire_times(t))`` is
+        the first fire time strictly after ``t``. With ``newest_first`` they are
+        walked backwards from ``until`` (required then), so the newest few of a long
+        span cost a few steps. Naive bounds, and strings (ISO date-times) without an
+        offset, are read in the schedule's zone. Convert a result with
+        ``.astimezone(on.timezone)`` to see it on the schedule's wall clock.
 
         Raises:
-            ValueError: ``start`` is a string that is not an ISO date-time.
+            ValueError: a bound is a string that is not an ISO date-time, or
+                ``newest_first`` without ``until``.
+            TypeError: a bound is neither a datetime nor a string.
         """
-        if isinstance(start, str):
-            start = _parse_start(start)
-        return CronRunner(self._compiled, self._aware(start))
+        high = None if until is None else self._aware(until)
+        return self.zoned_cron.fire_times(self._aware(after), high, newest_first=newest_first)
 
-    def next_after(self, instant: datetime) -> datetime:
-        """The first fire time strictly after ``instant``, as aware UTC."""
-        return _from_ts(self._compiled.next_after(_floor(self._aware(instant))))
-
-    def fire_times(self, after: datetime, until: datetime) -> Iterator[datetime]:
-        """Fire times in ``(after, until]`` as aware UTC, increasing, computed lazily."""
-        return self._forward(_floor(self._aware(after)), _floor(self._aware(until)))
-
-    def _forward(self, lo: int, hi: int) -> Iterator[datetime]:
-        cron = self._compiled
-        at = cron.next_after(lo)
-        while at <= hi:
-            yield _from_ts(at)
-            at = cron.next_after(at)
-
-    def fire_times_before(
-        self, until: datetime, limit: int, *, after: datetime
-    ) -> Iterator[datetime]:
-        """The newest fire times in ``(after, until]``, newest first, at most ``limit``.
-
-        Lets the planner look back over a long outage in ``limit`` steps.
-        """
-        return self._backward(_floor(self._aware(until)), limit, _floor(self._aware(after)))
-
-    def _backward(self, hi: int, limit: int, lo: int) -> Iterator[datetime]:
-        cron = self._compiled
-        count = 0
-        at = hi + 1
-        while count < limit:
-            at = cron.prev_before(at)
-            if at <= lo:
-                return
-            yield _from_ts(at)
-            count += 1
-
-    def _aware(self, when: datetime) -> datetime:
-        if not isinstance(when, datetime):
-            raise TypeError(f"expected a datetime, got {type(when).__name__}")
-        if when.tzinfo is None or when.utcoffset() is None:
+    def _aware(self, when: datetime | str) -> datetime:
+        if isinstance(when, datetime):
+            if when.tzinfo is not None and when.utcoffset() is not None:
+                return when
             return when.replace(tzinfo=self.timezone)
-        return when
-
-
-def fire_times(schedule: On, previous: datetime, current: datetime) -> list[datetime]:
-    """Every fire time of ``schedule`` in ``(previous, current]``, aware UTC, increasing.
-
-    The scheduler's tick: for a one-minute window this is usually empty and costs a
-    comparison, because each schedule remembers its next fire time. After downtime it
-    returns every missed fire time (an hourly schedule over a 10-hour gap gives 10).
-    Naive bounds are read in the schedule's zone.
-    """
-    zone = schedule.timezone
-    lo = _floor(previous if previous.tzinfo is not None else previous.replace(tzinfo=zone))
-    hi = _floor(current if current.tzinfo is not None else current.replace(tzinfo=zone))
-    if hi <= lo:
-        return []
-    return [_from_ts(at) for at in schedule._compiled.between(lo, hi)]
-
-
-# --------------------------------------------------------------------- helpers
-
-
-def _floor(when: datetime) -> int:
-    """Whole UTC seconds at or before an aware ``when``."""
-    delta = when - _EPOCH
-    return delta.days * 86_400 + delta.seconds
-
-
-def _ceil(when: datetime) -> int:
-    """Whole UTC seconds at or after an aware ``when``."""
-    delta = when - _EPOCH
-    return delta.days * 86_400 + delta.seconds + (1 if delta.microseconds else 0)
-
-
-def _from_ts(ts: int) -> datetime:
-    return _EPOCH + timedelta(seconds=ts)
-
-
-@lru_cache(maxsize=8192)
-def _zoned(expr: CronExpression, zone: ZoneInfo) -> ZonedCron:
-    """Schedules with the same expression and zone share one ZonedCron (and its memo)."""
-    return ZonedCron(expr, zone)
+        if isinstance(when, str):
+            return self._aware(_parse_start(when))
+        raise TypeError(f"expected a datetime, got {type(when).__name__}")
 
 
 @lru_cache(maxsize=1)

@@ -30,11 +30,9 @@ Policy:
   (fewer for ``none`` / ``latest``). The newest ``skip_list_limit`` skipped ones are
   listed as :class:`Release` records; anything older is reported as one
   :class:`SkippedRange` (at least one release, count not computed). A long gap
-  is walked backwards from ``now - grace`` with the schedule's optional
-  ``fire_times_before`` (:class:`SupportsFireTimesBefore`); without it, forward
-  scans cover windows ending at ``now`` that double in width, the first one
-  minute per fire time needed (cron fires at most once a minute). The normal
-  tick, a gap narrower than that first window, is one forward pass per key.
+  is walked backwards from ``now - grace`` (``fire_times(..., newest_first=True)``).
+  The normal tick, a gap of at most one minute per fire time needed (cron fires
+  at most once a minute), is one forward pass per key.
 * **Identity.** A schedule's ``key`` names its fire times: two schedules with the
   same key must fire at the same instants (``On.key`` is the cron expression and
   zone). The planner computes fire times once per key and tick, and a pipeline
@@ -50,7 +48,6 @@ right ``fold`` on a DST fall-back hour.
 from __future__ import annotations
 
 import enum
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -67,7 +64,6 @@ __all__ = [
     "Release",
     "Schedule",
     "SkippedRange",
-    "SupportsFireTimesBefore",
     "advance_watermark",
     "plan",
 ]
@@ -94,7 +90,9 @@ class Schedule(Protocol):
 
     ``key`` identifies the fire times: equal keys must mean equal fire times.
     ``fire_times(after, until)`` yields aware datetimes in ``(after, until]``, in
-    increasing order; it is consumed lazily and only over bounded windows.
+    increasing order, and with ``newest_first=True`` in decreasing order from
+    ``until``; it is consumed lazily and only as far as needed, so a long gap
+    costs a few steps backwards instead of a scan of every missed slot.
     """
 
     @property
@@ -103,19 +101,8 @@ class Schedule(Protocol):
     @property
     def timezone(self) -> tzinfo: ...
 
-    def fire_times(self, after: datetime, until: datetime) -> Iterable[datetime]: ...
-
-
-class SupportsFireTimesBefore(Schedule, Protocol):
-    """Optional extension: walk fire times backwards from ``until``.
-
-    ``fire_times_before(until, limit, after=after)`` yields the newest fire times
-    in ``(after, until]``, newest first, at most ``limit`` of them. When a schedule
-    has it, a long gap costs ``limit`` steps instead of a widening forward search.
-    """
-
-    def fire_times_before(
-        self, until: datetime, limit: int, *, after: datetime
+    def fire_times(
+        self, after: datetime, until: datetime, *, newest_first: bool = False
     ) -> Iterable[datetime]: ...
 
 
@@ -325,10 +312,10 @@ class _Reasons:
 
 
 def _first_window(keep: int, grace: timedelta) -> timedelta:
-    """Width of the first forward scan: ``keep`` one-minute slots, and the grace.
+    """The widest gap scanned forwards: ``keep`` one-minute slots, and the grace.
 
-    Cron fires at most once a minute, so this window rarely holds more than
-    ``keep`` missed fire times; it widens (doubling) until it holds enough.
+    Cron fires at most once a minute, so such a window rarely holds more than
+    ``keep`` missed fire times; a wider gap is walked backwards instead.
     """
     return max(timedelta(minutes=keep), grace + timedelta(minutes=1))
 
@@ -345,9 +332,8 @@ def _scan(
     """Return (every on-time fire time, the newest ``keep`` missed ones), increasing.
 
     A gap no wider than ``span`` (the normal tick) takes one forward pass over
-    ``(after, until]``. A longer gap uses the schedule's ``fire_times_before`` when
-    it has one, else forward passes over windows ending at ``until`` that double
-    from ``span`` until they hold ``keep`` missed fire times or reach ``after``.
+    ``(after, until]``. A longer gap takes one forward pass over the on-time
+    part and walks the missed part backwards from ``cutoff``, ``keep`` steps at most.
     """
     zone = schedule.timezone
     on_time: list[datetime] = []
@@ -360,30 +346,11 @@ def _scan(
                 missed.append(at)
         return _zoned(on_time, zone), _zoned(missed[-keep:], zone)
 
-    backwards = getattr(schedule, "fire_times_before", None)
-    if backwards is not None:
-        on_time = list(_forward(schedule, max(after, cutoff), until))
-        if cutoff > after:
-            newest = islice(backwards(cutoff, keep, after=after), keep)
-            missed = [at for at in map(_utc, newest) if after < at <= cutoff]
-            missed.reverse()
-        return _zoned(on_time, zone), _zoned(missed, zone)
-
-    hi = until
-    lo = max(after, until - span)
-    while True:
-        chunk: deque[datetime] = deque(maxlen=keep - len(missed))
-        for at in _forward(schedule, lo, hi):
-            if at > cutoff:
-                on_time.append(at)
-            else:
-                chunk.append(at)
-        missed = [*chunk, *missed]
-        if len(missed) >= keep or lo <= after:
-            break
-        hi = lo
-        span *= 2
-        lo = max(after, until - span)
+    on_time = list(_forward(schedule, max(after, cutoff), until))
+    if cutoff > after:
+        newest = islice(schedule.fire_times(after, cutoff, newest_first=True), keep)
+        missed = [at for at in map(_utc, newest) if after < at <= cutoff]
+        missed.reverse()
     return _zoned(on_time, zone), _zoned(missed, zone)
 
 

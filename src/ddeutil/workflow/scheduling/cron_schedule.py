@@ -16,20 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from functools import lru_cache
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from ..schedules.cron import CronExpression
-from ..schedules.dst import ZonedCron
+from ..schedules.dst import ZonedCron, zoned_cron
 
 if TYPE_CHECKING:
     from ..schedules.on import On
 
 __all__ = ["CronSchedule"]
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -48,7 +45,7 @@ class CronSchedule:
     _cron: ZonedCron = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_cron", _zoned(self.cronjob, self.timezone))
+        object.__setattr__(self, "_cron", zoned_cron(self.cronjob, self.timezone))
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (CronSchedule, (self.cronjob, self.timezone, self.name))
@@ -73,31 +70,13 @@ class CronSchedule:
         """Stable identity of the fire times, for release claims: ``"<cron>@<zone>"``."""
         return f"{self.cronjob}@{self.timezone.key}"
 
-    def next_after(self, instant: datetime) -> datetime:
-        """The first fire time strictly after ``instant``, as aware UTC."""
-        return _from_ts(self._cron.next_after(_floor(self._aware(instant))))
-
-    def fire_times(self, after: datetime, until: datetime) -> Iterator[datetime]:
-        """Fire times in ``(after, until]`` as aware UTC, increasing, computed lazily."""
-        cron = self._cron
-        hi = _floor(self._aware(until))
-        at = cron.next_after(_floor(self._aware(after)))
-        while at <= hi:
-            yield _from_ts(at)
-            at = cron.next_after(at)
-
-    def fire_times_before(
-        self, until: datetime, limit: int, *, after: datetime
+    def fire_times(
+        self, after: datetime, until: datetime | None = None, *, newest_first: bool = False
     ) -> Iterator[datetime]:
-        """The newest fire times in ``(after, until]``, newest first, at most ``limit``."""
-        cron = self._cron
-        lo = _floor(self._aware(after))
-        at = _floor(self._aware(until)) + 1
-        for _ in range(limit):
-            at = cron.prev_before(at)
-            if at <= lo:
-                return
-            yield _from_ts(at)
+        """Fire times in ``(after, until]`` as aware UTC, like :meth:`On.fire_times
+        <ddeutil.workflow.schedules.on.On.fire_times>` (datetime bounds only)."""
+        high = None if until is None else self._aware(until)
+        return self._cron.fire_times(self._aware(after), high, newest_first=newest_first)
 
     def _aware(self, when: datetime) -> datetime:
         """A naive ``when`` is a wall-clock time in the schedule's zone."""
@@ -106,18 +85,3 @@ class CronSchedule:
         if when.tzinfo is None or when.utcoffset() is None:
             return when.replace(tzinfo=self.timezone)
         return when
-
-
-@lru_cache(maxsize=8192)
-def _zoned(expr: CronExpression, zone: ZoneInfo) -> ZonedCron:
-    return ZonedCron(expr, zone)
-
-
-def _floor(when: datetime) -> int:
-    """Whole UTC seconds at or before an aware ``when``."""
-    delta = when - _EPOCH
-    return delta.days * 86_400 + delta.seconds
-
-
-def _from_ts(ts: int) -> datetime:
-    return _EPOCH + timedelta(seconds=ts)

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Union
 
 from pydantic import Discriminator, Tag
 
-from .base import BaseStage, Retry, slugify
+from .base import BaseStage, Retry, StagePlan, slugify
 from .bash import BashStage
 from .empty import EmptyStage
 from .hook import HookStage, hook_registry
@@ -36,6 +36,7 @@ __all__ = [
     "PyStage",
     "Retry",
     "Stage",
+    "StagePlan",
     "TriggerStage",
     "hook_registry",
     "slugify",

@@ -44,7 +44,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -59,11 +59,14 @@ from ...errors import (
 )
 from ...result import ErrorRecord, Status
 from ..conditions import Condition
-from ..context import RunContext, RunEvent, StageOutcome, stash
+from ..context import RunContext, RunEvent, StageOutcome
 from ..stdio import masked_output
 from ..templating import Template, has_expressions, render
 
-__all__ = ["BaseStage", "Retry", "StageCall", "needs_render", "slugify"]
+if TYPE_CHECKING:
+    from ...registry import HookRegistry
+
+__all__ = ["BaseStage", "Retry", "StageCall", "StagePlan", "needs_render", "slugify"]
 
 logger = logging.getLogger(__name__)
 
@@ -153,11 +156,6 @@ class BaseStage(BaseModel):
     )
     timeout: float | None = Field(default=None, gt=0, description="seconds before the stage fails")
 
-    _cond: ClassVar[Condition | None] = None
-    _name_tpl: ClassVar[bool] = False
-    _id_tpl: ClassVar[bool] = False
-    _slug: ClassVar[str] = ""
-
     @field_validator("if_")
     @classmethod
     def _check_condition(cls, value: str | None) -> str | None:
@@ -178,20 +176,40 @@ class BaseStage(BaseModel):
                 raise ValueError(str(exc)) from None
         return value
 
-    def model_post_init(self, context: Any, /) -> None:
-        stash(
-            self,
-            _cond=_parse_condition(self.if_) if self.if_ is not None else None,
-            _name_tpl="$" in self.name,
-            _id_tpl=self.id is not None and "$" in self.id,
-            _slug=slugify(self.name),
-        )
-
     # ------------------------------------------------------------------ overrides
 
-    def _run(self, ctx: Mapping[str, Any], rc: RunContext, call: StageCall) -> dict[str, Any]:
+    def _run(
+        self, plan: StagePlan, ctx: Mapping[str, Any], rc: RunContext, call: StageCall
+    ) -> dict[str, Any]:
         """Do the work of this stage kind and return its outputs (or raise)."""
         raise NotImplementedError
+
+    def _kind_templates(self) -> dict[str, Any]:
+        """The kind's own keys whose values may hold templates (key -> value)."""
+        return {}
+
+    def _body(self, hooks: HookRegistry) -> Any:
+        """What the kind resolves once, at compile time (a hook, compiled code)."""
+        return None
+
+    def compile(self, hooks: HookRegistry) -> StagePlan:
+        """This stage ready to run: its condition parsed, templates found, body bound.
+
+        Raises:
+            ConfigError: keyed relative to the stage (a static ``uses`` that no
+                hook answers, ``with`` keys the hook does not take).
+        """
+        return StagePlan(
+            stage=self,
+            cond=_parse_condition(self.if_) if self.if_ is not None else None,
+            name_tpl="$" in self.name,
+            id_tpl=self.id is not None and "$" in self.id,
+            slug=slugify(self.name),
+            templated=frozenset(
+                k for k, v in self._kind_templates().items() if needs_render(v, env=True)
+            ),
+            body=self._body(hooks),
+        )
 
     def templated_values(self) -> list[tuple[str, Any, bool]]:
         """``(key, value, env)`` of every templated key, for load-time reference checks."""
@@ -207,9 +225,9 @@ class BaseStage(BaseModel):
     def static_id(self, *, default_id: bool) -> str | None:
         """The output id when it does not depend on templates (else ``None``)."""
         if self.id is not None:
-            return None if self._id_tpl else self.id
-        if default_id and not self._name_tpl:
-            return self._slug
+            return None if "$" in self.id else self.id
+        if default_id and "$" not in self.name:
+            return slugify(self.name)
         return None
 
     def render(
@@ -226,17 +244,47 @@ class BaseStage(BaseModel):
             redact=rc.masker.text,
         )
 
+
+@dataclass(frozen=True, slots=True)
+class StagePlan:
+    """A stage compiled for running (see :meth:`BaseStage.compile`); runs it with the policy
+    of the module docstring.
+
+    Attributes:
+        stage: The validated stage.
+        cond: Its parsed ``if`` (``None`` without one).
+        name_tpl: The name holds templates (rendered per combination).
+        id_tpl: The id holds templates.
+        slug: The default id of an untemplated name.
+        templated: The kind's keys whose values hold templates (the others are
+            used as written, never rendered).
+        body: What the kind bound at compile time (a hook and its arguments,
+            compiled Python, a bash binding), or ``None``.
+    """
+
+    stage: BaseStage
+    cond: Condition | None
+    name_tpl: bool
+    id_tpl: bool
+    slug: str
+    templated: frozenset[str]
+    body: Any = None
+
     def _identity(self, ctx: Mapping[str, Any], rc: RunContext) -> tuple[str, str | None]:
         """(rendered name, output id or ``None``) for this combination."""
-        name = self.name
-        if self._name_tpl:
-            name = str(self.render(name, ctx, rc, self.id or self._slug))
-        if self.id is not None:
-            key = str(self.render(self.id, ctx, rc, name)) if self._id_tpl else self.id
+        name = self.stage.name
+        if self.name_tpl:
+            name = str(self.stage.render(name, ctx, rc, self.stage.id or self.slug))
+        if self.stage.id is not None:
+            key = (
+                str(self.stage.render(self.stage.id, ctx, rc, name))
+                if self.id_tpl
+                else self.stage.id
+            )
             return name, key
         if not rc.settings.stage_default_id:
             return name, None
-        return name, (slugify(name) if self._name_tpl else self._slug)
+        return name, (slugify(name) if self.name_tpl else self.slug)
 
     # ----------------------------------------------------------------------- run
 
@@ -247,12 +295,12 @@ class BaseStage(BaseModel):
         returns how the stage ended.
         """
         started = time.perf_counter()
-        label = self.id or self._slug
+        label = self.stage.id or self.slug
         key: str | None = None
         try:
             name, key = self._identity(ctx, rc)
             label = key or name
-            if self._cond is not None and not self._cond.evaluate(
+            if self.cond is not None and not self.cond.evaluate(
                 ctx, filters=rc.filters, environ=rc.environ, redact=rc.masker.text
             ):
                 rc.log(logger, logging.INFO, "stage %r skipped: `if` is false", name, stage=label)
@@ -260,35 +308,27 @@ class BaseStage(BaseModel):
                     ctx["stages"][key] = {"outputs": {}, "skipped": True}
                 return self._finish(rc, Status.SKIPPED, started=started, name=name, label=label)
         except WorkflowError as exc:
-            return self._failed(ctx, rc, exc, started=started, name=self.name, label=label, key=key)
+            return self._failed(
+                ctx, rc, exc, started=started, name=self.stage.name, label=label, key=key
+            )
         rc.log(logger, logging.DEBUG, "stage %r started", name, stage=label)
         outputs: dict[str, Any] | None = None
         error: BaseException | None = None
-        retry = self.retry
+        cancelled = False
+        reason: str | None = None
+        retry = self.stage.retry
         for attempt in range(1, retry.attempts + 1):
             if rc.cancel.cancelled:
-                return self._finish(
-                    rc,
-                    Status.CANCELLED,
-                    started=started,
-                    name=name,
-                    label=label,
-                    message=rc.cancel.reason,
-                )
+                cancelled, reason = True, rc.cancel.reason
+                break
             try:
                 outputs = self._attempt(ctx, rc, label)
                 error = None
                 break
             except StageCancelled as exc:
                 if rc.cancel.cancelled:
-                    return self._finish(
-                        rc,
-                        Status.CANCELLED,
-                        started=started,
-                        name=name,
-                        label=label,
-                        message=str(exc),
-                    )
+                    cancelled, reason = True, str(exc)
+                    break
                 error = exc
             except _NOT_RETRIED as exc:
                 error = exc
@@ -313,14 +353,12 @@ class BaseStage(BaseModel):
                     stage=label,
                 )
                 if rc.cancel.wait(wait):
-                    return self._finish(
-                        rc,
-                        Status.CANCELLED,
-                        started=started,
-                        name=name,
-                        label=label,
-                        message=rc.cancel.reason,
-                    )
+                    cancelled, reason = True, rc.cancel.reason
+                    break
+        if cancelled:
+            return self._finish(
+                rc, Status.CANCELLED, started=started, name=name, label=label, message=reason
+            )
         if error is not None:
             return self._failed(ctx, rc, error, started=started, name=name, label=label, key=key)
         if key is not None:
@@ -328,18 +366,18 @@ class BaseStage(BaseModel):
         return self._finish(rc, Status.SUCCESS, started=started, name=name, label=label)
 
     def _attempt(self, ctx: Mapping[str, Any], rc: RunContext, label: str) -> dict[str, Any]:
-        if self.timeout is None or self.native_timeout:
-            return self._run_masked(ctx, rc, StageCall(label, rc.cancel, self.timeout))
-        return self._run_with_timeout(ctx, rc, label, self.timeout)
+        if self.stage.timeout is None or self.stage.native_timeout:
+            return self._run_masked(ctx, rc, StageCall(label, rc.cancel, self.stage.timeout))
+        return self._run_with_timeout(ctx, rc, label, self.stage.timeout)
 
     def _run_masked(
         self, ctx: Mapping[str, Any], rc: RunContext, call: StageCall
     ) -> dict[str, Any]:
         """:meth:`_run` with what its thread prints masked (see :mod:`..stdio`)."""
         if not rc.masker.active:  # nothing to mask: no proxy work on the hot path
-            return self._run(ctx, rc, call)
+            return self.stage._run(self, ctx, rc, call)
         with masked_output(rc.masker):
-            return self._run(ctx, rc, call)
+            return self.stage._run(self, ctx, rc, call)
 
     def _run_with_timeout(
         self, ctx: Mapping[str, Any], rc: RunContext, label: str, timeout: float

@@ -41,17 +41,20 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator
 
 from ...errors import StageCancelled, TemplateError
 from ...masking import SENSITIVE_NAME, Masker
 from ..capture import Captured
-from ..context import RunContext, stash
-from .base import BaseStage, StageCall, needs_render, stage_error
+from ..context import RunContext
+from .base import BaseStage, StageCall, StagePlan, stage_error
 from .bash_binding import bind_bash
 from .shell import run_script
+
+if TYPE_CHECKING:
+    from ...registry import HookRegistry
 
 __all__ = ["KILL_GRACE", "BashStage"]
 
@@ -77,8 +80,6 @@ class BashStage(BaseStage):
     )
     env: dict[str, Any] = Field(default_factory=dict, description="extra environment variables")
 
-    _env_tpl: ClassVar[bool] = False
-
     @field_validator("bash")
     @classmethod
     def _bind(cls, script: str) -> str:
@@ -88,16 +89,20 @@ class BashStage(BaseStage):
             raise ValueError(str(exc)) from None
         return script
 
-    def model_post_init(self, context: Any, /) -> None:
-        super().model_post_init(context)
-        stash(self, _env_tpl=needs_render(self.env, env=True))
+    def _kind_templates(self) -> dict[str, Any]:
+        return {"env": self.env}
+
+    def _body(self, hooks: HookRegistry) -> Any:
+        return bind_bash(self.bash)
 
     def templated_values(self) -> list[tuple[str, Any, bool]]:
         return [*super().templated_values(), ("bash", self.bash, False), ("env", self.env, True)]
 
-    def _run(self, ctx: Mapping[str, Any], rc: RunContext, call: StageCall) -> dict[str, Any]:
-        body = bind_bash(self.bash)  # cached: scanned when the pipeline loaded
-        extra = self.render(self.env, ctx, rc, call.label) if self._env_tpl else self.env
+    def _run(
+        self, plan: StagePlan, ctx: Mapping[str, Any], rc: RunContext, call: StageCall
+    ) -> dict[str, Any]:
+        body = plan.body
+        extra = self.render(self.env, ctx, rc, call.label) if "env" in plan.templated else self.env
         env = {**rc.environ, **{str(k): "" if v is None else str(v) for k, v in extra.items()}}
         if body.values:
             env.update(body.environ(ctx, rc.filters, call.label, rc.masker.text))

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from ...errors import StageCancelled
-from ..context import RunContext, stash
-from .base import BaseStage, StageCall, needs_render, stage_error
+from ..context import RunContext
+from .base import BaseStage, StageCall, StagePlan, stage_error
 
 __all__ = ["EmptyStage"]
 
@@ -34,18 +34,21 @@ class EmptyStage(BaseStage):
         default=None, description="seconds to wait (a number or a template); cancel ends it"
     )
 
-    _echo_tpl: ClassVar[bool] = False
-
-    def model_post_init(self, context: Any, /) -> None:
-        super().model_post_init(context)
-        stash(self, _echo_tpl=self.echo is not None and needs_render(self.echo, env=True))
+    def _kind_templates(self) -> dict[str, Any]:
+        return {"echo": self.echo}
 
     def templated_values(self) -> list[tuple[str, Any, bool]]:
         return [*super().templated_values(), ("echo", self.echo, True), ("sleep", self.sleep, True)]
 
-    def _run(self, ctx: Mapping[str, Any], rc: RunContext, call: StageCall) -> dict[str, Any]:
+    def _run(
+        self, plan: StagePlan, ctx: Mapping[str, Any], rc: RunContext, call: StageCall
+    ) -> dict[str, Any]:
         if self.echo is not None:
-            message = self.render(self.echo, ctx, rc, call.label) if self._echo_tpl else self.echo
+            message = (
+                self.render(self.echo, ctx, rc, call.label)
+                if "echo" in plan.templated
+                else self.echo
+            )
             rc.log(logger, logging.INFO, "%s", message, stage=call.label)
         if self.sleep is not None:
             seconds = self.sleep

@@ -38,10 +38,10 @@ from pydantic import Field, field_validator
 from ...cancellation import is_process_stop
 from ...errors import ConfigError
 from ...registry import Hook, HookRegistry, parse_uses
-from ..context import RunContext, stash
-from .base import BaseStage, StageCall, needs_render, stage_error
+from ..context import RunContext
+from .base import BaseStage, StageCall, StagePlan, needs_render, stage_error
 
-__all__ = ["HookSignature", "HookStage", "hook_registry"]
+__all__ = ["BoundHook", "HookSignature", "HookStage", "hook_registry"]
 
 TOKEN_PARAM = "cancel_token"  # noqa: S105 - a parameter name, not a secret
 
@@ -125,6 +125,14 @@ def check_arguments(hook: Hook, keys: list[str]) -> dict[str, str]:
     return mapping
 
 
+@dataclass(frozen=True, slots=True)
+class BoundHook:
+    """A hook stage's resolved function and its ``with`` key -> parameter mapping."""
+
+    hook: Hook
+    args: dict[str, str]
+
+
 class HookStage(BaseStage):
     """``uses``: ``<group>/<name>@<tag>``; ``with``: its arguments."""
 
@@ -132,11 +140,6 @@ class HookStage(BaseStage):
 
     uses: str = Field(description="<group>/<name>@<tag>; may use ${{ matrix.* }}")
     with_: dict[str, Any] = Field(default_factory=dict, alias="with", description="arguments")
-
-    _hook: ClassVar[Hook | None] = None
-    _args: ClassVar[dict[str, str]] = {}
-    _uses_tpl: ClassVar[bool] = False
-    _with_tpl: ClassVar[bool] = False
 
     @field_validator("uses")
     @classmethod
@@ -154,42 +157,37 @@ class HookStage(BaseStage):
             )
         return uses
 
-    def model_post_init(self, context: Any, /) -> None:
-        super().model_post_init(context)
-        stash(
-            self,
-            _uses_tpl=needs_render(self.uses, env=True),
-            _with_tpl=needs_render(self.with_, env=True),
-        )
-
     def templated_values(self) -> list[tuple[str, Any, bool]]:
         return [*super().templated_values(), ("uses", self.uses, True), ("with", self.with_, True)]
 
-    @property
-    def hook(self) -> Hook | None:
-        """The resolved hook (``None`` until bound, and for a templated ``uses``)."""
-        return self._hook
+    def _kind_templates(self) -> dict[str, Any]:
+        return {"uses": self.uses, "with": self.with_}
 
-    def bind(self, hooks: HookRegistry) -> None:
-        """Resolve a static ``uses`` and check ``with`` against the function (at load).
+    def _body(self, hooks: HookRegistry) -> BoundHook | None:
+        """Resolve a static ``uses`` and check ``with`` against the function.
+
+        A templated ``uses`` is resolved per combination when the stage runs.
 
         Raises:
             ConfigError: keyed ``uses`` or ``with.<key>`` relative to the stage.
         """
-        if self._uses_tpl:
-            return
+        if needs_render(self.uses, env=True):
+            return None
         hook = hooks.find(self.uses)
-        stash(self, _args=check_arguments(hook, list(self.with_)), _hook=hook)
+        return BoundHook(hook, check_arguments(hook, list(self.with_)))
 
-    def _run(self, ctx: Mapping[str, Any], rc: RunContext, call: StageCall) -> dict[str, Any]:
-        hook, args = self._hook, self._args
-        if hook is None:
-            uses = str(self.render(self.uses, ctx, rc, call.label)) if self._uses_tpl else self.uses
+    def _run(
+        self, plan: StagePlan, ctx: Mapping[str, Any], rc: RunContext, call: StageCall
+    ) -> dict[str, Any]:
+        bound: BoundHook | None = plan.body
+        if bound is None:
+            uses = str(self.render(self.uses, ctx, rc, call.label))
             hook = rc.hooks.find(uses)
-            args = check_arguments(hook, list(self.with_))
-            if not self._uses_tpl:
-                stash(self, _hook=hook, _args=args)
-        values = self.render(self.with_, ctx, rc, call.label) if self._with_tpl else self.with_
+            bound = BoundHook(hook, check_arguments(hook, list(self.with_)))
+        hook, args = bound.hook, bound.args
+        values = (
+            self.render(self.with_, ctx, rc, call.label) if "with" in plan.templated else self.with_
+        )
         kwargs = {args[k]: v for k, v in values.items()}
         if HookSignature.of(hook.func).wants_token and TOKEN_PARAM not in kwargs:
             kwargs[TOKEN_PARAM] = call.token

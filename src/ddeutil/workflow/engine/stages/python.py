@@ -29,15 +29,18 @@ from __future__ import annotations
 import builtins
 from collections.abc import Mapping
 from datetime import date
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator
 
 from ...cancellation import is_process_stop
 from ...errors import TemplateError
-from ..context import RunContext, stash
-from .base import BaseStage, StageCall, needs_render, stage_error
+from ..context import RunContext
+from .base import BaseStage, StageCall, StagePlan, stage_error
 from .python_binding import FILENAME, bind_python
+
+if TYPE_CHECKING:
+    from ...registry import HookRegistry
 
 __all__ = ["PyStage", "compile_run", "is_jsonable"]
 
@@ -88,8 +91,6 @@ class PyStage(BaseStage):
         default_factory=dict, description="variables injected into the code"
     )
 
-    _vars_tpl: ClassVar[bool] = False
-
     @field_validator("run")
     @classmethod
     def _compile(cls, code: str) -> str:
@@ -109,16 +110,22 @@ class PyStage(BaseStage):
                 raise ValueError(f"vars key {name!r} is not a Python identifier")
         return values
 
-    def model_post_init(self, context: Any, /) -> None:
-        super().model_post_init(context)
-        stash(self, _vars_tpl=needs_render(self.vars, env=True))
+    def _kind_templates(self) -> dict[str, Any]:
+        return {"vars": self.vars}
+
+    def _body(self, hooks: HookRegistry) -> Any:
+        return compile_run(self.run)
 
     def templated_values(self) -> list[tuple[str, Any, bool]]:
         return [*super().templated_values(), ("run", self.run, False), ("vars", self.vars, True)]
 
-    def _run(self, ctx: Mapping[str, Any], rc: RunContext, call: StageCall) -> dict[str, Any]:
-        body = compile_run(self.run)  # cached: compiled when the pipeline loaded
-        values = self.render(self.vars, ctx, rc, call.label) if self._vars_tpl else self.vars
+    def _run(
+        self, plan: StagePlan, ctx: Mapping[str, Any], rc: RunContext, call: StageCall
+    ) -> dict[str, Any]:
+        body = plan.body
+        values = (
+            self.render(self.vars, ctx, rc, call.label) if "vars" in plan.templated else self.vars
+        )
         namespace: dict[str, Any] = {
             "__builtins__": builtins,
             "__name__": "__stage__",

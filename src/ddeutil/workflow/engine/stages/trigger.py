@@ -31,8 +31,8 @@ from pydantic import Field
 
 from ...errors import ParamError, PipelineError, StageCancelled
 from ...result import Status
-from ..context import RunContext, stash
-from .base import BaseStage, StageCall, needs_render, stage_error
+from ..context import RunContext, RunOptions
+from .base import BaseStage, StageCall, StagePlan, needs_render, stage_error
 
 if TYPE_CHECKING:
     from ...loader import Loader
@@ -53,16 +53,8 @@ class TriggerStage(BaseStage):
     trigger: str = Field(min_length=1, description="name of the pipeline to run")
     params: dict[str, Any] = Field(default_factory=dict, description="params of the child run")
 
-    _target_tpl: ClassVar[bool] = False
-    _params_tpl: ClassVar[bool] = False
-
-    def model_post_init(self, context: Any, /) -> None:
-        super().model_post_init(context)
-        stash(
-            self,
-            _target_tpl=needs_render(self.trigger, env=True),
-            _params_tpl=needs_render(self.params, env=True),
-        )
+    def _kind_templates(self) -> dict[str, Any]:
+        return {"trigger": self.trigger, "params": self.params}
 
     def templated_values(self) -> list[tuple[str, Any, bool]]:
         return [
@@ -74,35 +66,36 @@ class TriggerStage(BaseStage):
     @property
     def static_target(self) -> str | None:
         """The target pipeline when it is written without templates."""
-        return None if self._target_tpl else self.trigger
+        return None if needs_render(self.trigger, env=True) else self.trigger
 
-    def _run(self, ctx: Mapping[str, Any], rc: RunContext, call: StageCall) -> dict[str, Any]:
-        from ...loader import Loader
-        from ..pipeline import Pipeline
-
+    def _run(
+        self, plan: StagePlan, ctx: Mapping[str, Any], rc: RunContext, call: StageCall
+    ) -> dict[str, Any]:
+        templated = plan.templated
         target = (
             str(self.render(self.trigger, ctx, rc, call.label))
-            if self._target_tpl
+            if "trigger" in templated
             else self.trigger
         )
         if target in rc.chain:
             raise PipelineError(loop_message(rc.chain, target), pipeline=target)
-        loader = rc.loader if rc.loader is not None else Loader.from_settings(rc.settings)
-        child = Pipeline.from_loader(target, loader=loader, settings=rc.settings)
-        params = self.render(self.params, ctx, rc, call.label) if self._params_tpl else self.params
+        child = rc.pipelines(target, rc.settings)
+        params = (
+            self.render(self.params, ctx, rc, call.label) if "params" in templated else self.params
+        )
         release = ctx.get("release") or {}
+        options = RunOptions(
+            parent_run_id=rc.run_id,
+            logical_date=release.get("logical_date"),
+            cancel=call.token,
+            clock=rc.clock,
+            settings=rc.settings,
+            masker=rc.masker,
+            on_event=rc.on_event,
+            chain=rc.chain,
+        )
         try:
-            result = child._execute(
-                params,
-                parent_run_id=rc.run_id,
-                logical_date=release.get("logical_date"),
-                cancel=call.token,
-                clock=rc.clock,
-                settings=rc.settings,
-                masker=rc.masker,
-                on_event=rc.on_event,
-                chain=rc.chain,
-            )
+            result = child.run(params, options)
         except ParamError as exc:
             raise stage_error(f"trigger {target!r}: {exc}", call, rc) from exc
         if result.status is Status.CANCELLED:
