@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ddeutil.workflow.errors import ScheduleError
+from ddeutil.workflow.schedules.cron_schedule import CronSchedule
 from ddeutil.workflow.schedules.on import On
 from ddeutil.workflow.schedules.planner import Catchup, PlannedSchedule, plan
-from ddeutil.workflow.scheduling.cron_schedule import CronSchedule
 
 UTC = timezone.utc
 
@@ -89,7 +89,7 @@ def test_parse_rejects_what_on_rejects() -> None:
 def test_the_record_and_the_cron_machinery_need_no_pydantic() -> None:
     probe = (
         "import sys\n"
-        "from ddeutil.workflow.scheduling.cron_schedule import CronSchedule\n"
+        "from ddeutil.workflow.schedules.cron_schedule import CronSchedule\n"
         "from ddeutil.workflow.schedules.planner import plan\n"
         "s = CronSchedule.parse('0 1 * * *', 'Asia/Bangkok')\n"
         "print(s.key, sorted(m for m in sys.modules if m.startswith('pydantic')))\n"

@@ -37,9 +37,9 @@ from ..clock import ensure_utc
 from ..errors import ConfigError, WorkflowError
 from ..loader import Loader, RawTemplate, template_version
 from ..registry import PIPELINE
+from ..schedules.cron_schedule import CronSchedule
 from ..schedules.planner import Catchup, PlannedSchedule
 from ..settings import Settings
-from .cron_schedule import CronSchedule
 from .validation import Concurrency, InProcessValidator, PipelineFacts, Validator
 
 __all__ = ["CatalogEntry", "Concurrency", "PipelineCatalog"]
@@ -53,7 +53,7 @@ class CatalogEntry:
 
     Attributes:
         template: The raw template that validated (what workers run).
-        schedules: The pipeline's schedules (plain records, see :mod:`.cron_schedule`).
+        schedules: The pipeline's schedules (plain records, see :mod:`~ddeutil.workflow.schedules.cron_schedule`).
         concurrency: The overlap policy (a ``str`` enum: ``entry.concurrency == "skip"``).
         catchup: The catch-up policy.
         defaults: The param values of a scheduled run (the defaults, resolved).

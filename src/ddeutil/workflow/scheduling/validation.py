@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConfigError, WorkflowError
+from ..schedules.cron_schedule import CronSchedule
 from ..schedules.planner import Catchup
-from .cron_schedule import CronSchedule
 
 if TYPE_CHECKING:
     from ..loader import Loader, RawTemplate

@@ -12,7 +12,7 @@ returns their scheduling facts. Policies:
   sees exactly what the daemon read), then the template names in batches of
   ``batch`` (startup with 1,000 templates is a handful of round trips).
 * **Plain data back.** Schedules come back as ``(cron, zone, name)`` and are
-  rebuilt here as :class:`~.cron_schedule.CronSchedule` records (no pydantic in
+  rebuilt here as :class:`~ddeutil.workflow.schedules.cron_schedule.CronSchedule` records (no pydantic in
   the daemon; schedules sharing an expression and a zone share their compiled
   form); errors come back as located ConfigErrors.
 * **Bounded waits.** Starting (until the helper has imported the engine),
@@ -42,8 +42,8 @@ from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..schedules.cron_schedule import CronSchedule
 from ..schedules.planner import Catchup
-from .cron_schedule import CronSchedule
 from .validation import Concurrency, Outcome, PipelineFacts, pipeline_facts
 
 if TYPE_CHECKING:

@@ -20,11 +20,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from ..schedules.cron import CronExpression
-from ..schedules.dst import ZonedCron, zoned_cron
+from .cron import CronExpression
+from .dst import ZonedCron, zoned_cron
 
 if TYPE_CHECKING:
-    from ..schedules.on import On
+    from .on import On
 
 __all__ = ["CronSchedule"]
 
