@@ -20,9 +20,9 @@ import os
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
-from zoneinfo import ZoneInfo
 
 from ..result import ErrorRecord, Status
+from ..runs import new_run_id
 
 if TYPE_CHECKING:
     from ..cancellation import CancelToken
@@ -46,15 +46,6 @@ def stash(model: Any, **values: Any) -> None:
     through ``__getattr__``, too much for the per-stage hot path.
     """
     model.__dict__.update(values)
-
-
-def new_run_id(clock: Clock, zone: ZoneInfo) -> str:
-    """A run id: the start time in ``zone`` and 8 random hex digits.
-
-    Example: ``20240101T000000-1a2b3c4d``. Sorting ids sorts runs by start
-    second; the random part keeps ids of one second apart.
-    """
-    return f"{clock.now().astimezone(zone):%Y%m%dT%H%M%S}-{os.urandom(4).hex()}"
 
 
 def process_environ() -> Mapping[str, str]:
