@@ -58,7 +58,7 @@ from typing import Any
 from ddeutil.workflow.app.daemon import PREPARE_LEAD, wait_readable
 from ddeutil.workflow.clock import FakeClock
 from ddeutil.workflow.dispatch.processes import ProcessExecutor
-from ddeutil.workflow.loader import Loader
+from ddeutil.workflow.loader import Loader, RawTemplate
 from ddeutil.workflow.logs import configure_logging
 from ddeutil.workflow.scheduling.scheduler import Scheduler
 from ddeutil.workflow.settings import Settings
@@ -169,9 +169,13 @@ def latency_run(root: Path, pipelines: int, samples: int, warmup: int) -> dict[s
         }
     )
     store = open_store(settings.api_db_url)
-    executor = ProcessExecutor(settings=settings, store=store)
     base = datetime(2024, 1, 1, tzinfo=timezone.utc)
     clock = FakeClock(base)
+
+    def templates(name: str, version: str | None) -> RawTemplate | None:
+        return scheduler.template(name, version)
+
+    executor = ProcessExecutor(settings=settings, templates=templates, store=store)
     scheduler = Scheduler(
         settings=settings,
         store=store,

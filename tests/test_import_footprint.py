@@ -179,3 +179,48 @@ def test_an_in_process_run_leaves_the_garbage_collector_as_it_found_it(
         for handler in [h for h in root_logger.handlers if h not in handlers]:
             root_logger.removeHandler(handler)
         root_logger.setLevel(level)
+
+
+# The daemon's process plans, claims and dispatches; only worker processes run
+# pipelines. So the scheduler and the process pool load no engine module
+# (besides those the scheduler's catalog still needs to validate templates).
+DAEMON_PROBE = """
+import importlib, json, sys
+
+def engine(name):
+    importlib.import_module(name)
+    return sorted(m for m in sys.modules if m.startswith("ddeutil.workflow.engine"))
+
+print(json.dumps({"catalog": engine("ddeutil.workflow.scheduling.catalog"),
+                  "daemon": engine("ddeutil.workflow.scheduling.scheduler")
+                  + engine("ddeutil.workflow.dispatch.processes")}))
+"""
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "ddeutil.workflow.dispatch.processes",
+        "ddeutil.workflow.dispatch.base",
+        "ddeutil.workflow.dispatch.records",
+    ],
+)
+def test_the_process_pool_and_the_seam_load_no_engine_module(module: str) -> None:
+    code = (
+        f"import sys, {module}\n"
+        "print(sorted(m for m in sys.modules if m.startswith('ddeutil.workflow.engine')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_scheduler_loads_no_engine_module_beyond_its_catalogs() -> None:
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-c", DAEMON_PROBE], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    loaded = json.loads(out)
+    assert set(loaded["daemon"]) <= set(loaded["catalog"])

@@ -51,9 +51,9 @@ from typing import Any
 import schedule
 
 from ..clock import Clock, SystemClock
-from ..dispatch.base import Executor
+from ..dispatch.base import Executor, TemplateSource
 from ..errors import SettingsError, StoreError, StoreLockedError
-from ..loader import Loader
+from ..loader import Loader, RawTemplate
 from ..logs import configure_logging
 from ..masking import Masker
 from ..scheduling.scheduler import Scheduler
@@ -265,10 +265,18 @@ class Daemon:
                 logger.exception("handling executor events failed")
 
 
-def _build_executor(settings: Settings, store: RunStore, masker: Masker, clock: Clock) -> Executor:
+def _build_executor(
+    settings: Settings,
+    store: RunStore,
+    masker: Masker,
+    clock: Clock,
+    templates: TemplateSource,
+) -> Executor:
     from ..dispatch.processes import ProcessExecutor
 
-    return ProcessExecutor(settings=settings, store=store, masker=masker, clock=clock)
+    return ProcessExecutor(
+        settings=settings, templates=templates, store=store, masker=masker, clock=clock
+    )
 
 
 def serve(
@@ -290,7 +298,11 @@ def serve(
     try:
         with store.scheduler_lock(owner):
             logger.info("scheduler lock taken on %s (owner %s)", _safe_url(settings), owner)
-            executor = _build_executor(settings, store, masker, clock)
+
+            def templates(pipeline: str, version: str | None) -> RawTemplate | None:
+                return scheduler.template(pipeline, version)  # the catalog's versions
+
+            executor = _build_executor(settings, store, masker, clock, templates)
             scheduler = Scheduler(
                 settings=settings,
                 store=store,

@@ -1,7 +1,7 @@
 """Due releases made ready to claim and dispatch, ahead of the minute boundary when possible.
 
 A release the scheduler dispatches needs a :class:`~ddeutil.workflow.store.base.Claim`
-(written to the store first) and a :class:`~ddeutil.workflow.dispatch.execute.RunRequest`
+(written to the store first) and a :class:`~ddeutil.workflow.dispatch.records.RunRequest`
 (sent to the executor once the claim is won): :func:`make_ready` builds both.
 
 :func:`plan_ahead` does the planning of the next tick a moment before its
@@ -23,12 +23,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..dispatch.execute import RunRequest
-from ..engine.context import new_run_id
+from ..dispatch.records import RunRequest
 from ..masking import Masker
+from ..runs import ReleaseKey, TriggerKind, new_run_id
 from ..schedules.planner import Plan, PlannedSchedule, Release, plan
 from ..settings import Settings
-from ..store.base import Claim, ReleaseKey, TriggerKind
+from ..store.base import Claim
 from .catalog import CatalogEntry, PipelineCatalog
 
 __all__ = ["PlanAhead", "ReadyRelease", "make_ready", "plan_ahead"]
@@ -59,12 +59,11 @@ def make_ready(release: Release, entry: CatalogEntry, run_id: str, masker: Maske
     request = RunRequest(
         run_id=run_id,
         pipeline=entry.name,
-        template=entry.template,
-        params=dict(entry.defaults),
-        logical_date=release.logical_date,
-        release=key,
-        trigger=TriggerKind.SCHEDULE,
         version=entry.version,
+        params=dict(entry.defaults),
+        release=key,
+        logical_date=release.logical_date,
+        trigger=TriggerKind.SCHEDULE,
     )
     return ReadyRelease(claim, request)
 

@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..dispatch.execute import RunRequest
-from ..store.base import ReleaseKey
+from ..dispatch.records import RunRequest
+from ..runs import ReleaseKey
 
 __all__ = ["RunQueues", "Waiting"]
 

@@ -18,7 +18,8 @@ A tick does, in this order:
    (a PENDING run) *before* it is handed to the executor, so a release is never
    dispatched twice, across restarts and across daemons sharing a store. A
    release claimed before (by this daemon earlier, or by another one) is logged
-   and skipped.
+   and skipped. A request names its pipeline's template version; the executor
+   takes the template from :meth:`Scheduler.template` (the last good version).
 4. **Advance the watermark** (never backwards: a wall clock stepping back runs
    nothing twice) and write the **heartbeat**. The watermark is read from the
    store at :meth:`Scheduler.start` and then kept in memory: only the holder of
@@ -61,16 +62,16 @@ from datetime import datetime
 from typing import Any
 
 from ..clock import Clock, ensure_utc
-from ..dispatch.base import ExecEvent, Executor
-from ..dispatch.execute import RunRequest
-from ..engine.pipeline import new_run_id
+from ..dispatch.base import Executor
+from ..dispatch.records import RunEvent, RunRequest
 from ..errors import WorkflowError
 from ..loader import Loader, RawTemplate
 from ..masking import Masker
 from ..result import Status
+from ..runs import TriggerKind, new_run_id
 from ..schedules.planner import Release, advance_watermark, plan
 from ..settings import Settings
-from ..store.base import RunRecord, RunStore, TriggerKind
+from ..store.base import RunRecord, RunStore
 from ..store.ends import EndJournal
 from .ahead import PlanAhead, ReadyRelease, ReleaseId, make_ready, plan_ahead
 from .catalog import CatalogEntry, PipelineCatalog
@@ -346,9 +347,7 @@ class Scheduler:
         skips its own conf check (unless a reload was requested since): an edit
         saved in between is picked up one tick later. With ``boundary`` (the
         instant the next tick is for) the releases due then are planned too, and
-        the claims and requests of the first few are made, run ids included; an
-        executor with a ``prepare(requests)`` method gets those requests to get
-        them ready to send. A tick at ``boundary`` (or less than a minute after)
+        the claims and requests of the first few are made, run ids included. A tick at ``boundary`` (or less than a minute after)
         uses that plan when nothing it depends on changed since, and plans
         afresh otherwise.
 
@@ -369,12 +368,22 @@ class Scheduler:
                     masker=self._masker,
                     count=_AHEAD,
                 )
-                hook = getattr(self._executor, "prepare", None)
-                if hook is not None and self._ahead.ready:
-                    hook([item.request for item in self._ahead.ready.values()])
             return self._prepared
 
-    def process_events(self) -> list[ExecEvent]:
+    def template(self, pipeline: str, version: str | None) -> RawTemplate | None:
+        """The template of ``pipeline`` in ``version`` (the executor's template source).
+
+        The catalog keeps each pipeline's last good version: that is the version
+        the scheduler dispatches, even when the file on disk no longer validates.
+        ``None`` when ``pipeline`` is not loaded or is loaded in another version.
+        """
+        with self._lock:
+            entry = self._catalog.get(pipeline)
+        if entry is None or (version is not None and entry.version != version):
+            return None
+        return entry.template
+
+    def process_events(self) -> list[RunEvent]:
         """Handle executor events now and start waiting runs whose slot became free."""
         with self._lock:
             events = self._executor.drain_events()
@@ -440,26 +449,25 @@ class Scheduler:
                 request = RunRequest(
                     run_id=item.run_id,
                     pipeline=name,
-                    template=loaded.template,
-                    params=dict(loaded.defaults),
-                    logical_date=item.logical_date,
-                    release=item.release,
-                    trigger=TriggerKind.SCHEDULE,
                     version=loaded.version,
+                    params=dict(loaded.defaults),
+                    release=item.release,
+                    logical_date=item.logical_date,
+                    trigger=TriggerKind.SCHEDULE,
                 )
             self._executor.submit(request)
             self._queues.started(name, item.run_id)
             started.append(item.run_id)
         return started
 
-    def _handle_events(self, events: Iterable[ExecEvent]) -> list[str]:
+    def _handle_events(self, events: Iterable[RunEvent]) -> list[str]:
         touched = self._forget(events)
         started: list[str] = []
         for name in touched:
             started.extend(self._pump(name))
         return started
 
-    def _forget(self, events: Iterable[ExecEvent]) -> set[str]:
+    def _forget(self, events: Iterable[RunEvent]) -> set[str]:
         touched: set[str] = set()
         for event in events:
             if event.kind != "finished":
