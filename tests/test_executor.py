@@ -11,6 +11,7 @@ import time
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from ddeutil.workflow.loader import Loader, RawTemplate
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import MemoryRunStore
-from ddeutil.workflow.store.base import TriggerKind
+from ddeutil.workflow.store.base import ReleaseKey, TriggerKind
 
 GATE = "ddw_test_executor_gate"
 
@@ -419,3 +420,68 @@ def test_an_idle_executor_holds_no_thread_and_grows_as_runs_start(h):
         assert cond.wait_for(lambda: len(started) == 2, timeout=10)
     assert len(executor._threads) == 2  # one per running run
     executor.cancel_all("done")
+
+
+# ---------------------------------------------------------------- held until the release
+
+
+def scheduled(h: Harness, name: str, run_id: str, at: datetime) -> RunRequest:
+    h.store.create_run(
+        run_id=run_id, pipeline=name, trigger=TriggerKind.SCHEDULE, params={}, now=h.clock.now()
+    )
+    return RunRequest(
+        run_id=run_id,
+        pipeline=name,
+        release=ReleaseKey(name, "* * * * *@UTC", at),
+        trigger=TriggerKind.SCHEDULE,
+    )
+
+
+def test_a_request_sent_ahead_starts_at_its_release_instant_not_before(h):
+    began: dict[str, float] = {}
+
+    def on_event(event: RunEvent) -> None:
+        if event.kind == "started":
+            began[event.run_id] = time.time()
+
+    executor = h.executor(size=1, on_event=on_event)
+    release = datetime.fromtimestamp(time.time() + 0.3, tz=timezone.utc)
+    executor.submit(scheduled(h, "coop-pipe", "ahead", release))
+    assert h.store.get_run("ahead").status is Status.PENDING  # type: ignore[union-attr]
+    deadline = time.monotonic() + 10
+    while "ahead" not in began:
+        assert time.monotonic() < deadline, "the held run never started"
+        executor.wait_event(0.05)
+    executor.cancel_all("done")
+
+    assert began["ahead"] >= release.timestamp()
+
+
+def test_a_held_run_stays_pending_at_shutdown_and_a_cancelled_one_is_recorded(h):
+    executor = h.executor(size=2)
+    later = datetime.fromtimestamp(time.time() + 60, tz=timezone.utc)
+    executor.submit(scheduled(h, "coop-pipe", "kept", later))
+    executor.submit(scheduled(h, "coop-pipe", "cancelled", later))
+    deadline = time.monotonic() + 10
+    while len(executor._held) < 2:  # both threads hold their request
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+    assert executor.cancel("cancelled", "not today")
+    events = collect(executor, count("finished", 1))
+    began = time.monotonic()
+    executor.shutdown(30)
+    events += executor.drain_events()
+
+    assert time.monotonic() - began < 5  # a held run does not hold the stop up
+    finished = {e.run_id: e for e in events if e.kind == "finished"}
+    assert finished["cancelled"].status is Status.CANCELLED
+    assert finished["kept"].status is None
+    assert h.store.get_run("kept").status is Status.PENDING  # type: ignore[union-attr]
+    record = h.store.get_run("cancelled")
+    assert record is not None
+    assert (record.status, record.error) == (
+        Status.CANCELLED,
+        "cancelled before it started: not today",
+    )
+    assert not any(e.kind == "started" for e in events)

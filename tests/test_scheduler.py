@@ -605,7 +605,7 @@ def test_the_plan_made_ahead_equals_the_plan_made_at_the_tick(
     assert len(ahead.held) == len(fresh.held)
 
 
-def test_a_plan_made_for_another_minute_is_not_used(
+def test_a_tick_after_the_prepared_boundary_adds_what_is_due_since(
     store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
 ) -> None:
     write_conf("p.yml", pipeline_yaml("a"))
@@ -613,14 +613,17 @@ def test_a_plan_made_for_another_minute_is_not_used(
     scheduler.prepare(at(10, 1))
     report = scheduler.tick(at(10, 2))  # the 10:01 tick never happened
 
-    # catch-up (latest) runs the missed 10:01 release and the on-time 10:02 one
+    # the 10:01 release went out ahead; the tick adds the on-time 10:02 one
     assert [r.at for r in report.due] == [at(10, 1), at(10, 2)]
     assert [r.logical_date for r in executor.submitted] == [at(10, 1), at(10, 2)]
-    # planned afresh: no run id made ahead for the 10:01 boundary is used
-    assert not any(r.run_id.startswith("20240101T100100-") for r in executor.submitted)
+    assert list(report.dispatched) == [r.run_id for r in executor.submitted]
+    ahead, later = executor.submitted
+    assert ahead.run_id.startswith("20240101T100100-")
+    assert not later.run_id.startswith("20240101T100100-")
+    assert len(runs_for(store, "a")) == 2  # each release claimed once
 
 
-def test_a_reload_after_prepare_plans_again_with_the_new_conf(
+def test_a_reload_after_prepare_applies_from_the_next_boundary(
     store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
 ) -> None:
     write_conf("p.yml", pipeline_yaml("a"))
@@ -631,7 +634,10 @@ def test_a_reload_after_prepare_plans_again_with_the_new_conf(
     report = scheduler.tick(at(10, 1))
 
     assert report.reloaded
-    assert sorted(r.pipeline for r in executor.submitted) == ["a", "added"]
+    # 10:01 was dispatched before the reload; the added pipeline runs from 10:02
+    assert [r.pipeline for r in executor.submitted] == ["a"]
+    scheduler.tick(at(10, 2))
+    assert sorted(r.pipeline for r in executor.submitted[1:]) == ["a", "added"]
 
 
 def test_a_held_release_made_ahead_runs_the_version_loaded_when_it_starts(

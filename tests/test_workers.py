@@ -20,6 +20,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,7 +38,7 @@ from ddeutil.workflow.logs import configure_logging, run_log_path
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
-from ddeutil.workflow.store.base import RunStore, TriggerKind
+from ddeutil.workflow.store.base import ReleaseKey, RunStore, TriggerKind
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -646,3 +647,34 @@ def test_describe_exit_names_the_signal() -> None:
     assert describe_exit(42, -11) == "worker process 42 died: signal 11 (SIGSEGV)"
     assert describe_exit(42, 3) == "worker process 42 exited with code 3"
     assert describe_exit(42, None) == "worker process 42 died (exit status unknown)"
+
+
+def test_a_run_held_by_a_worker_for_its_release_stays_pending_at_shutdown(h):
+    executor = h.executor(workers=1, threads=1)
+    later = datetime.fromtimestamp(time.time() + 60, tz=timezone.utc)
+    h.store.create_run(
+        run_id="held",
+        pipeline="quick-pipe",
+        trigger=TriggerKind.SCHEDULE,
+        params={},
+        now=SystemClock().now(),
+    )
+    version = template_version(h.loader.get("quick-pipe"))
+    executor.submit(
+        RunRequest(
+            run_id="held",
+            pipeline="quick-pipe",
+            version=version,
+            release=ReleaseKey("quick-pipe", "* * * * *@UTC", later),
+            trigger=TriggerKind.SCHEDULE,
+        )
+    )
+    assert executor.in_flight() == 1
+
+    began = time.monotonic()
+    executor.shutdown(30)
+
+    assert time.monotonic() - began < 10  # the held run does not hold the stop up
+    assert h.store.get_run("held").status is Status.PENDING  # type: ignore[union-attr]
+    events = executor.drain_events()
+    assert not any(e.kind == "started" for e in events)

@@ -33,7 +33,8 @@ records its outcome. Policies:
   is the forkserver, and a death signal would end the worker without
   cancelling, leaving its bash process groups behind.
 * **Stopping** (:meth:`ProcessExecutor.shutdown`): requests still waiting in the
-  daemon stay PENDING (dispatched after a restart); running runs get the timeout
+  daemon, and those a worker holds for their release time, stay PENDING
+  (dispatched after a restart); running runs get the timeout
   to finish, then each worker cancels its runs, records stragglers CANCELLED
   after ``cancel_grace`` and exits; a worker that still does not exit is
   terminated, then killed, and its open runs are recorded CANCELLED.
@@ -74,7 +75,7 @@ from .base import EventBuffer, SaturationLog, TemplateSource, log_extra
 from .handle import Assigned, WorkerHandle, describe_exit
 from .orphans import record_end, settle_orphan
 from .records import RunEvent, RunRequest
-from .wire import Batch, Cancel, Ready, Run, Stop, WorkerConfig, dumps, parent_log_config
+from .wire import Batch, Cancel, DropHeld, Ready, Run, Stop, WorkerConfig, dumps, parent_log_config
 
 __all__ = ["PRELOAD", "ProcessExecutor", "describe_exit"]
 
@@ -234,6 +235,8 @@ class ProcessExecutor:
             left = len(self._pending)
             self._pending.clear()
             self._saturation.drained()
+            for worker in self._workers.values():
+                worker.send(dumps(DropHeld("stopping")))
         if not started:
             self._close_handles()
             return

@@ -7,6 +7,15 @@ request's template is looked up in the template source when it is submitted
 (a version the source does not know ends the run FAILED at once); an idle
 thread takes the request from the queue and runs it
 (:func:`~ddeutil.workflow.dispatch.execute.execute_request`).
+
+**Not before its release.** A scheduled request may arrive before its release
+instant (the scheduler dispatches the releases of a minute boundary a moment
+ahead of it): the thread that took it holds it, pipeline template in hand, and
+starts it (start handshake first) at the release instant of the wall clock. A
+held run is not started yet: :meth:`ThreadExecutor.drop_held` and
+:meth:`ThreadExecutor.shutdown` let it go without touching the store (it stays
+PENDING and is dispatched after a restart), while :meth:`ThreadExecutor.cancel`
+records it CANCELLED.
 """
 
 from __future__ import annotations
@@ -123,6 +132,9 @@ class ThreadExecutor:
         self._queue: deque[_Queued] = deque()
         self._active: dict[str, _Active] = {}
         self._abandoned: set[str] = set()
+        self._held: set[str] = set()
+        self._dropped: set[str] = set()
+        self._letting_go: str | None = None  # why runs are no longer held (sticky)
         self._threads: list[threading.Thread] = []
         self._idle = 0
         self._started = False
@@ -165,6 +177,7 @@ class ThreadExecutor:
             self._queue.clear()
             self._saturation.drained()
             self._work.notify_all()
+        self.drop_held("stopping")
         if left:
             logger.warning(
                 "%s stopping: %d waiting run(s) not started; they stay PENDING and are "
@@ -237,6 +250,28 @@ class ThreadExecutor:
         self._end_now(queued.request, Status.CANCELLED, f"cancelled before it started: {reason}")
         return True
 
+    def drop_held(self, reason: str) -> int:
+        """Let go of runs held for their release time: not started, they stay PENDING.
+
+        Each ends with a ``finished`` event without a status, and so does every
+        run that would be held from now on (the executor is about to stop).
+        Returns how many were held.
+        """
+        with self._lock:
+            self._letting_go = self._letting_go or reason
+            held = [self._active[run_id] for run_id in self._held if run_id in self._active]
+            self._dropped.update(item.request.run_id for item in held)
+        for item in held:
+            item.token.cancel(reason)
+        if held:
+            logger.info(
+                "%s: %d run(s) held for their release time not started (%s); they stay PENDING",
+                self._name,
+                len(held),
+                reason,
+            )
+        return len(held)
+
     def cancel_all(self, reason: str) -> None:
         """Cancel every running run (waiting runs are left waiting)."""
         with self._lock:
@@ -302,6 +337,10 @@ class ThreadExecutor:
         """Execute one request; return its ``finished`` event (never raises)."""
         request = queued.request
         run_id = request.run_id
+        if request.release is not None and request.release.at.timestamp() > time.time():
+            ended = self._hold(request, token)
+            if ended is not None:
+                return ended
         try:
             result = execute_request(
                 request,
@@ -386,10 +425,44 @@ class ThreadExecutor:
             self._end_now(request, Status.FAILED, message, kind="DispatchError")
         return template
 
+    def _hold(self, request: RunRequest, token: CancelToken) -> RunEvent | None:
+        """Wait for the release instant; ``None`` then, or the run's end when let go."""
+        run_id = request.run_id
+        at = request.release.at.timestamp() if request.release is not None else 0.0
+        with self._lock:
+            self._held.add(run_id)
+            letting_go = self._letting_go
+            if letting_go is not None:
+                self._dropped.add(run_id)
+        if letting_go is not None:
+            token.cancel(letting_go)
+        try:
+            while (left := at - time.time()) > 0 and not token.wait(left):
+                pass
+        finally:
+            with self._lock:
+                self._held.discard(run_id)
+                dropped = run_id in self._dropped
+                self._dropped.discard(run_id)
+        if not token.cancelled:
+            return None
+        if dropped:
+            message = f"not started: {token.reason} before its release time (stays PENDING)"
+            return RunEvent("finished", run_id, None, message)
+        message = f"cancelled before it started: {token.reason}"
+        self._record_end(request, Status.CANCELLED, message)
+        return RunEvent("finished", run_id, Status.CANCELLED, message)
+
     def _end_now(
         self, request: RunRequest, status: Status, message: str, *, kind: str | None = None
     ) -> None:
         """Record a run that will not execute here as ended, and report its end."""
+        self._record_end(request, status, message, kind=kind)
+        self._emit(RunEvent("finished", request.run_id, status, message))
+
+    def _record_end(
+        self, request: RunRequest, status: Status, message: str, *, kind: str | None = None
+    ) -> None:
         kind = kind or ("Cancelled" if status is Status.CANCELLED else "DispatchError")
         record = ErrorRecord(message=message, kind=kind)
         end = RunEnd(request.run_id, status, self._clock.now(), None, (record,), message)
@@ -397,7 +470,6 @@ class ThreadExecutor:
             self._ends.record(end)
         except Exception:
             logger.exception("could not record the run %s", status.value, extra=log_extra(request))
-        self._emit(RunEvent("finished", request.run_id, status, message))
 
     def _emit(self, event: RunEvent) -> None:
         if self._on_event is None:

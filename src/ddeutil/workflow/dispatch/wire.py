@@ -2,8 +2,9 @@
 
 * **Messages** are frozen dataclasses matched by type, never string-tagged tuples.
   Daemon -> worker: :class:`Run` (a request, plus its template the first time
-  this worker needs that version), :class:`Cancel` (one run, or every run) and
-  :class:`Stop`. Worker -> daemon: :class:`Batch` of :class:`Ready` and
+  this worker needs that version), :class:`Cancel` (one run, or every run),
+  :class:`DropHeld` (let runs held for their release time go: they stay
+  PENDING) and :class:`Stop`. Worker -> daemon: :class:`Batch` of :class:`Ready` and
   :class:`~ddeutil.workflow.dispatch.records.RunEvent` records.
 * **Templates travel once per worker and version.** The daemon remembers, per
   worker, the versions it sent (:class:`SentVersions`) and the worker keeps the
@@ -50,6 +51,7 @@ __all__ = [
     "KEPT_TEMPLATES",
     "Batch",
     "Cancel",
+    "DropHeld",
     "EventSender",
     "FrameReader",
     "KeptTemplates",
@@ -90,6 +92,13 @@ class Cancel:
 
 
 @dataclass(frozen=True)
+class DropHeld:
+    """Do not start the runs still held for their release time (they stay PENDING)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Stop:
     """Cancel every run, record stragglers CANCELLED and exit."""
 
@@ -110,7 +119,7 @@ class Batch:
     messages: tuple[Ready | RunEvent, ...]
 
 
-ToWorker = Run | Cancel | Stop
+ToWorker = Run | Cancel | DropHeld | Stop
 
 
 @dataclass(frozen=True)
@@ -261,7 +270,7 @@ class FrameReader:
         if payload is None:
             return None
         message = ForkingPickler.loads(payload)
-        if not isinstance(message, Run | Cancel | Stop):
+        if not isinstance(message, Run | Cancel | DropHeld | Stop):
             raise TypeError(f"unexpected message on the request pipe: {type(message).__name__}")
         return message
 

@@ -38,7 +38,17 @@ from ..logs import configure_logging
 from ..store import open_store
 from ..store.ends import EndJournal, EndRecorder
 from .threads import ThreadExecutor
-from .wire import Cancel, EventSender, FrameReader, KeptTemplates, Ready, Run, Stop, WorkerConfig
+from .wire import (
+    Cancel,
+    DropHeld,
+    EventSender,
+    FrameReader,
+    KeptTemplates,
+    Ready,
+    Run,
+    Stop,
+    WorkerConfig,
+)
 
 __all__ = ["worker_main"]
 
@@ -95,6 +105,8 @@ def worker_main(requests: Connection, events: Connection, config: WorkerConfig) 
                     executor.cancel_all(why)
                 case Cancel(run_id=str() as run_id, reason=why):
                     executor.cancel(run_id, why)
+                case DropHeld(reason=why):
+                    executor.drop_held(why)
                 case Stop(reason=why):
                     reason = why
                     break
