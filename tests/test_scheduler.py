@@ -890,3 +890,24 @@ def test_prepare_does_nothing_unless_running(
 ) -> None:
     scheduler, _ = make_scheduler(store, start=False)
     assert scheduler.prepare() is False
+
+
+def test_the_tick_after_a_dispatch_ahead_leaves_the_store_alone_when_nothing_more_is_due(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline_yaml("a"))
+    scheduler, executor = make_scheduler(store)
+    scheduler.prepare(at(10, 1))
+    assert store.get_watermark() == at(10, 1)  # written ahead, with the heartbeat
+
+    writes: list[str] = []
+    store.set_watermark = lambda value: writes.append("watermark")  # type: ignore[method-assign]
+    store.heartbeat = lambda **kwargs: writes.append("heartbeat")  # type: ignore[method-assign]
+    report = scheduler.tick(at(10, 1) + timedelta(milliseconds=3))
+
+    assert writes == []  # the runs starting now have the store to themselves
+    assert [r.at for r in report.due] == [at(10, 1)]
+    assert len(executor.submitted) == 1
+    scheduler.tick(at(10, 2))  # the next boundary plans from 10:01: nothing lost
+    assert [r.logical_date for r in executor.submitted] == [at(10, 1), at(10, 2)]
+    assert writes == ["watermark", "heartbeat"]

@@ -13,9 +13,10 @@ Lifecycle of ``python -m ddeutil.workflow.app`` (and ``workflow scheduler``):
    until the next boundary (``idle_seconds``), at most 60 s at a time so a wall
    clock that steps is noticed; a signal wakes it at once. It is not a polling
    loop. It wakes once :data:`PREPARE_LEAD` before the boundary to check the
-   conf folder for changes (:meth:`Scheduler.prepare`), so the tick at the
-   boundary starts with planning. A helper thread waits on executor events to start queued runs as soon
-   as a slot frees up.
+   conf folder for changes and dispatch the releases of the boundary ahead
+   (:meth:`Scheduler.prepare`): the workers hold them and start them at the
+   release instant. A helper thread waits on executor events to start queued
+   runs as soon as a slot frees up.
 4. Signals: **SIGTERM / SIGINT** stop ticking, let running pipelines finish for
    ``WORKFLOW_APP_STOP_TIMEOUT`` seconds, cancel the rest (shell children
    included; recorded CANCELLED) and exit 0. A **second** SIGTERM / SIGINT exits
@@ -76,7 +77,7 @@ MAX_SLEEP = 60.0
 EVENT_WAIT = 5.0
 """Bounded wait of the event helper thread (it wakes at once on an event)."""
 PREPARE_LEAD = 0.05
-"""Seconds before a boundary when the conf check of the next tick is done."""
+"""Seconds before a boundary when the conf check and dispatch of the next tick are done."""
 FINAL_STEP = 0.005
 """Length of the last, short sleep before a deadline (see :func:`wait_readable`)."""
 
@@ -141,15 +142,18 @@ def wait_readable(sock: socket.socket, timeout: float) -> bool:
     """Block until ``sock`` is readable or ``timeout`` seconds passed; True if readable.
 
     Linux lets ``select()`` overshoot by 0.1 % of its timeout (1 ms on a 1 s wait,
-    60 ms on a minute). Sleeping in two steps, the last one :data:`FINAL_STEP`
-    long, lands the wake-up within the kernel's 50 µs timer slack of the deadline.
+    60 ms on a minute). Each step but the last therefore stops short of the
+    deadline by twice that (at least :data:`FINAL_STEP`), so even a minute's
+    sleep never overshoots: the last, short step lands the wake-up within the
+    kernel's 50 µs timer slack of the deadline.
     """
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             return False
-        step = left - FINAL_STEP if left > 2 * FINAL_STEP else left
+        short = max(FINAL_STEP, left / 500)
+        step = left - short if left > 2 * short else left
         if select.select([sock], [], [], step)[0]:
             return True
 
@@ -229,13 +233,13 @@ class Daemon:
             self._handle_signals()
 
     def _prepare(self, next_run: datetime | None) -> None:
-        """Conf check and planning of the tick at ``next_run`` (naive local time)."""
+        """Conf check and dispatch ahead of the tick at ``next_run`` (naive local time)."""
         self._prepared = True
         boundary = None if next_run is None else next_run.astimezone(timezone.utc)
         try:
             self._scheduler.prepare(boundary)
         except Exception:
-            logger.exception("conf check before the tick failed; the tick retries it")
+            logger.exception("dispatch before the tick failed; the tick retries it")
 
     def _tick(self) -> None:
         self._prepared = False

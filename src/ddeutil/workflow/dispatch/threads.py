@@ -20,6 +20,7 @@ records it CANCELLED.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -337,7 +338,17 @@ class ThreadExecutor:
         """Execute one request; return its ``finished`` event (never raises)."""
         request = queued.request
         run_id = request.run_id
+        loader = self._current_loader()
         if request.release is not None and request.release.at.timestamp() > time.time():
+            # Held: build the pipeline now (kept in the cache), so that at the
+            # release instant only the handshake and the run itself remain.
+            with contextlib.suppress(Exception):  # the run reports a build error itself
+                self._pipelines.get(
+                    queued.template,
+                    loader=loader,
+                    settings=self._settings,
+                    version=request.version,
+                )
             ended = self._hold(request, token)
             if ended is not None:
                 return ended
@@ -350,7 +361,7 @@ class ThreadExecutor:
                 masker=self._masker,
                 clock=self._clock,
                 cancel=token,
-                loader=self._current_loader(),
+                loader=loader,
                 router=self._router,
                 on_start=lambda: self._emit(RunEvent("started", run_id)),
                 pipelines=self._pipelines,

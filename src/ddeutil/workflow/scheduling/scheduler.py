@@ -58,7 +58,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..clock import Clock, ensure_utc
@@ -82,6 +82,7 @@ __all__ = ["INTERRUPTED_REASON", "Scheduler", "SchedulerState", "TickReport"]
 logger = logging.getLogger(__name__)
 
 INTERRUPTED_REASON = "interrupted by a restart"
+_MINUTE = timedelta(minutes=1)
 _FIRST_BATCHES = (1, 16)
 _CLAIM_BATCH = 64
 """Due releases are claimed in batches of 1, 16, then 64 (one transaction each):
@@ -299,7 +300,7 @@ class Scheduler:
                 reloaded = self._reload(force=self._reload_requested)
             self._prepared = None
             ahead, self._ahead = self._ahead, None
-            report = self._tick_locked(at, reloaded, stamp=self._clock)
+            report = self._tick_locked(at, reloaded, stamp=self._clock, after=ahead)
             return report if ahead is None else _merged(ahead, report)
 
     def prepare(self, boundary: datetime | None = None) -> bool:
@@ -329,8 +330,17 @@ class Scheduler:
                 self._ahead = report if self._ahead is None else _merged(self._ahead, report)
             return self._prepared
 
-    def _tick_locked(self, at: datetime, reloaded: bool, *, stamp: Clock) -> TickReport:
-        """Plan ``(watermark, at]``, claim and dispatch, advance the watermark."""
+    def _tick_locked(
+        self, at: datetime, reloaded: bool, *, stamp: Clock, after: TickReport | None = None
+    ) -> TickReport:
+        """Plan ``(watermark, at]``, claim and dispatch, advance the watermark.
+
+        ``after`` is the round :meth:`prepare` dispatched ahead for a boundary
+        at or before ``at``. When nothing more is due, such a tick writes
+        nothing: the watermark and the heartbeat were written ahead, and the
+        store stays free for the start handshakes of the runs starting now (no
+        cron time lies between the boundary and ``at``, less than a minute on).
+        """
         events = self._executor.drain_events()
         log = TickLog()
         log.dispatched.extend(self._handle_events(events))
@@ -344,6 +354,15 @@ class Scheduler:
         )
         for start, stop in _batches(len(result.due)):
             self._dispatch_batch(result.due[start:stop], at, log, stamp)
+        if after is not None and not result.due and at < after.now + _MINUTE:
+            log_tick(result, log)
+            return TickReport(
+                now=at,
+                watermark=watermark,
+                dispatched=tuple(log.dispatched),
+                reloaded=reloaded,
+                events=tuple(events),
+            )
         new_mark = advance_watermark(watermark, at)
         if watermark is None or new_mark != watermark:
             self._store.set_watermark(new_mark)
