@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import TextIO
 
 from ddeutil.workflow.clock import SystemClock
-from ddeutil.workflow.dispatch.execute import RunRequest
 from ddeutil.workflow.dispatch.processes import ProcessExecutor
+from ddeutil.workflow.dispatch.records import RunRequest
 from ddeutil.workflow.loader import Loader
 from ddeutil.workflow.logs import configure_logging
 from ddeutil.workflow.result import Status
@@ -159,7 +159,11 @@ def main() -> int:
         store = open_store(url)
         template = Loader.from_settings(settings).get("bench-empty")
         executor = ProcessExecutor(
-            settings=settings, store=store, workers=args.workers, threads=args.threads
+            settings=settings,
+            templates=lambda name, version: template,
+            store=store,
+            workers=args.workers,
+            threads=args.threads,
         )
         began = time.perf_counter()
         executor.start()
@@ -188,7 +192,7 @@ def main() -> int:
             RunRequest(
                 run_id=c.run_id,
                 pipeline="bench-empty",
-                template=template,
+                version="v1",
                 logical_date=c.logical_date,
                 release=c.release,
                 trigger=TriggerKind.SCHEDULE,

@@ -13,8 +13,10 @@ Method (nothing waits for a real minute boundary):
   until the next *whole wall-clock second* with the daemon's own primitive (a
   ``select`` on its wake-up socket, for the remaining time), then calls
   ``Scheduler.tick(now=B)`` with ``B`` the next *minute* boundary of a fake clock
-  (after ``Scheduler.prepare(B)`` 50 ms before the second, as the daemon does),
-  so exactly one release per pipeline is due. The first stage of each pipeline is
+  (after ``Scheduler.prepare()``, the conf check, 50 ms before the second), so
+  exactly one release per pipeline is due. The daemon also dispatches ahead
+  (``prepare(B)``, workers start runs at the release instant); a fake boundary
+  cannot show that: ``bench_daemon.py`` measures the daemon on real boundaries. The first stage of each pipeline is
   a python stage whose first statement reads ``time.time()``; latency = that
   stamp (taken in the worker process, read back from the run's stored outputs)
   minus the whole second. It therefore includes the wake-up error, reload check,
@@ -58,7 +60,7 @@ from typing import Any
 from ddeutil.workflow.app.daemon import PREPARE_LEAD, wait_readable
 from ddeutil.workflow.clock import FakeClock
 from ddeutil.workflow.dispatch.processes import ProcessExecutor
-from ddeutil.workflow.loader import Loader
+from ddeutil.workflow.loader import Loader, RawTemplate
 from ddeutil.workflow.logs import configure_logging
 from ddeutil.workflow.scheduling.scheduler import Scheduler
 from ddeutil.workflow.settings import Settings
@@ -134,14 +136,14 @@ def sleep_until_next_second(
     """Sleep like the daemon until the next whole second; return it.
 
     As the daemon does, it wakes :data:`PREPARE_LEAD` early to call
-    ``scheduler.prepare(boundary)`` (the conf check and the plan of the tick at
-    ``boundary``), then sleeps to the whole second.
+    ``scheduler.prepare()`` (the conf check; not the dispatch ahead, which needs
+    wall-clock boundaries), then sleeps to the whole second.
     """
     target = math.floor(time.time()) + 1.0
     if scheduler is not None:
         while (left := target - PREPARE_LEAD - time.time()) > 0:
             wait_readable(_WAKER[0], left)
-        scheduler.prepare(boundary)
+        scheduler.prepare()  # the conf check only: these boundaries are not wall-clock ones
     while (left := target - time.time()) > 0:
         wait_readable(_WAKER[0], left)
     return target
@@ -169,9 +171,13 @@ def latency_run(root: Path, pipelines: int, samples: int, warmup: int) -> dict[s
         }
     )
     store = open_store(settings.api_db_url)
-    executor = ProcessExecutor(settings=settings, store=store)
     base = datetime(2024, 1, 1, tzinfo=timezone.utc)
     clock = FakeClock(base)
+
+    def templates(name: str, version: str | None) -> RawTemplate | None:
+        return scheduler.template(name, version)
+
+    executor = ProcessExecutor(settings=settings, templates=templates, store=store)
     scheduler = Scheduler(
         settings=settings,
         store=store,

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -29,7 +28,7 @@ import pytest
 from ddeutil.workflow.app import daemon as daemon_mod
 from ddeutil.workflow.app.daemon import Daemon, main, serve
 from ddeutil.workflow.app.reaper import zombie_children
-from ddeutil.workflow.dispatch.threads import ExecEvent
+from ddeutil.workflow.dispatch.records import RunEvent
 from ddeutil.workflow.engine.pipeline import Pipeline
 from ddeutil.workflow.loader import Loader
 from ddeutil.workflow.masking import Masker
@@ -391,7 +390,7 @@ class FakeScheduler:
     def request_reload(self) -> None:
         self.reload.set()
 
-    def process_events(self) -> list[ExecEvent]:
+    def process_events(self) -> list[RunEvent]:
         self.events.set()
         return []
 
@@ -408,14 +407,11 @@ class FakeExecutor:
         self._event.clear()
         return hit
 
-    def drain_events(self) -> list[ExecEvent]:
+    def drain_events(self) -> list[RunEvent]:
         return []
 
     def in_flight(self) -> int:
         return 0
-
-    def running_pipelines(self) -> Counter[str]:
-        return Counter()
 
 
 @pytest.fixture(autouse=True)

@@ -11,19 +11,21 @@ import time
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ddeutil.workflow.clock import FakeClock
-from ddeutil.workflow.dispatch.execute import RunRequest
-from ddeutil.workflow.dispatch.threads import EventBuffer, ExecEvent, ThreadExecutor
-from ddeutil.workflow.loader import Loader
+from ddeutil.workflow.dispatch.base import EventBuffer
+from ddeutil.workflow.dispatch.records import RunEvent, RunRequest
+from ddeutil.workflow.dispatch.threads import ThreadExecutor
+from ddeutil.workflow.loader import Loader, RawTemplate
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import MemoryRunStore
-from ddeutil.workflow.store.base import RunFilter, TriggerKind
+from ddeutil.workflow.store.base import ReleaseKey, RunFilter, TriggerKind
 
 GATE = "ddw_test_executor_gate"
 
@@ -88,11 +90,20 @@ class Harness:
 
     def executor(self, **kwargs: Any) -> ThreadExecutor:
         executor = ThreadExecutor(
-            store=self.store, settings=self.settings, clock=self.clock, loader=self.loader, **kwargs
+            store=self.store,
+            settings=self.settings,
+            templates=self.template,
+            clock=self.clock,
+            loader=self.loader,
+            **kwargs,
         )
         executor.start()
         self.made.append(executor)
         return executor
+
+    def template(self, name: str, version: str | None) -> RawTemplate | None:
+        """The harness' template source: the conf folder's current template."""
+        return self.loader.get(name) if version is None else None
 
     def submit(
         self,
@@ -109,10 +120,7 @@ class Harness:
             params=params or {},
             now=self.clock.now(),
         )
-        template = self.loader.get(name)
-        executor.submit(
-            RunRequest(run_id=run_id, pipeline=name, template=template, params=params or {})
-        )
+        executor.submit(RunRequest(run_id=run_id, pipeline=name, params=params or {}))
 
 
 @pytest.fixture
@@ -129,10 +137,10 @@ def h(
 
 
 def collect(
-    executor: ThreadExecutor, until: Callable[[list[ExecEvent]], bool], timeout: float = 20.0
-) -> list[ExecEvent]:
+    executor: ThreadExecutor, until: Callable[[list[RunEvent]], bool], timeout: float = 20.0
+) -> list[RunEvent]:
     """Drain events until ``until(events)`` holds; fail after ``timeout`` seconds."""
-    events: list[ExecEvent] = []
+    events: list[RunEvent] = []
     deadline = time.monotonic() + timeout
     while not until(events):
         left = deadline - time.monotonic()
@@ -142,7 +150,7 @@ def collect(
     return events
 
 
-def count(kind: str, n: int) -> Callable[[list[ExecEvent]], bool]:
+def count(kind: str, n: int) -> Callable[[list[RunEvent]], bool]:
     return lambda events: sum(e.kind == kind for e in events) >= n
 
 
@@ -213,11 +221,12 @@ def test_at_most_size_runs_execute_at_once(h: Harness, gate: threading.Event) ->
 
     assert h.store.count_runs(RunFilter(status=Status.RUNNING)) == 2
     assert h.store.count_runs(RunFilter(status=Status.PENDING)) == 3
-    assert executor.running_pipelines() == {"gate-pipe": 5}
+    assert executor.in_flight() == 5
+    assert executor.capacity() == 2
     gate.set()
     events += collect(executor, count("finished", 5))
     assert h.store.count_runs(RunFilter(status=Status.SUCCESS)) == 5
-    assert executor.running_pipelines() == {}
+    assert executor.in_flight() == 0
 
 
 def test_handshake_refusal_ends_with_a_statusless_event(h: Harness) -> None:
@@ -227,12 +236,10 @@ def test_handshake_refusal_ends_with_a_statusless_event(h: Harness) -> None:
     )
     h.store.mark_running("r1", now=h.clock.now())
 
-    executor.submit(
-        RunRequest(run_id="r1", pipeline="coop-pipe", template=h.loader.get("coop-pipe"))
-    )
+    executor.submit(RunRequest(run_id="r1", pipeline="coop-pipe"))
     events = collect(executor, count("finished", 1))
 
-    assert events == [ExecEvent("finished", "r1", None, "not started (no longer PENDING)")]
+    assert events == [RunEvent("finished", "r1", None, "not started (no longer PENDING)")]
     assert executor.in_flight() == 0
 
 
@@ -346,145 +353,143 @@ def test_submit_after_shutdown_leaves_the_run_pending(h: Harness) -> None:
 def test_event_buffer_wait_is_bounded() -> None:
     buffer = EventBuffer()
     assert buffer.wait(0.01) is False
-    buffer.put(ExecEvent("started", "r1"))
+    buffer.put(RunEvent("started", "r1"))
     assert buffer.wait(0.0) is True
-    assert buffer.drain() == [ExecEvent("started", "r1")]
+    assert buffer.drain() == [RunEvent("started", "r1")]
     assert buffer.drain() == []
 
 
 def test_size_must_be_positive(h: Harness) -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        ThreadExecutor(store=h.store, settings=h.settings, loader=h.loader, size=0)
+        ThreadExecutor(
+            store=h.store, settings=h.settings, templates=h.template, loader=h.loader, size=0
+        )
 
 
-# ---------------------------------------------------------------- reading a source
+# ---------------------------------------------------------------- templates and threads
 
 
-class QueueSource:
-    """A RequestSource double: requests put by the test, the reading threads recorded."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._items: list[RunRequest] = []
-        self._closed = False
-        self.readers: dict[str, str] = {}  # run id -> name of the thread that read it
-        self.waiting_readers = 0
-
-    def put(self, request: RunRequest) -> None:
-        with self._cond:
-            self._items.append(request)
-            self._cond.notify_all()
-
-    def next_request(self) -> RunRequest | None:
-        with self._cond:
-            self.waiting_readers += 1
-            self._cond.notify_all()
-            self._cond.wait_for(lambda: self._items or self._closed)
-            self.waiting_readers -= 1
-            if not self._items:
-                return None
-            request = self._items.pop(0)
-            self.readers[request.run_id] = threading.current_thread().name
-            return request
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def wait_for_reader(self, timeout: float = 10.0) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self.waiting_readers > 0, timeout)
-
-
-def source_request(h: Harness, name: str, run_id: str) -> RunRequest:
+def test_a_version_the_source_does_not_know_ends_the_run_failed_at_once(h: Harness) -> None:
+    executor = h.executor(size=1)
     h.store.create_run(
-        run_id=run_id, pipeline=name, trigger=TriggerKind.MANUAL, params={}, now=h.clock.now()
+        run_id="r1", pipeline="coop-pipe", trigger=TriggerKind.MANUAL, params={}, now=h.clock.now()
     )
-    return RunRequest(run_id=run_id, pipeline=name, template=h.loader.get(name))
+
+    executor.submit(RunRequest(run_id="r1", pipeline="coop-pipe", version="gone"))
+    events = collect(executor, count("finished", 1))
+
+    message = (
+        "no template of pipeline 'coop-pipe' version gone: the template source does not know it"
+    )
+    assert events == [RunEvent("finished", "r1", Status.FAILED, message)]
+    record = h.store.get_run("r1")
+    assert record is not None
+    assert (record.status, record.error) == (Status.FAILED, message)
+    assert executor.in_flight() == 0
 
 
-def test_the_thread_that_reads_a_request_from_the_source_runs_it(h: Harness) -> None:
-    source = QueueSource()
-    ran_on: dict[str, str] = {}
-    finished: set[str] = set()
-    cond = threading.Condition()
-
-    def on_event(event: ExecEvent) -> None:
-        with cond:
-            if event.kind == "started":
-                ran_on[event.run_id] = threading.current_thread().name
-            else:
-                finished.add(event.run_id)
-            cond.notify_all()
-
-    executor = h.executor(size=2, source=source, on_event=on_event)
-    for run_id in ("s1", "s2"):  # the feeder keeps at most `size` outstanding
-        source.put(source_request(h, "coop-pipe", run_id))
-    with cond:
-        assert cond.wait_for(lambda: len(ran_on) == 2, timeout=10)
-    executor.cancel_all("done")
-    with cond:
-        assert cond.wait_for(lambda: len(finished) == 2, timeout=10)
-    source.put(source_request(h, "coop-pipe", "s3"))  # a slot is free again
-    with cond:
-        assert cond.wait_for(lambda: len(ran_on) == 3, timeout=10)
-    executor.cancel_all("done")
-
-    assert ran_on == {run_id: source.readers[run_id] for run_id in ("s1", "s2", "s3")}
-    assert len(set(ran_on.values())) >= 2
-
-
-def test_a_thread_keeps_reading_the_source_while_every_slot_is_busy(
+def test_the_template_is_taken_when_the_request_is_submitted(
     h: Harness, gate: threading.Event
 ) -> None:
-    source = QueueSource()
-    started = threading.Event()
+    executor = h.executor(size=1)
+    seen: list[tuple[str, str | None]] = []
+    original = h.template
 
-    def on_event(event: ExecEvent) -> None:
-        if event.kind == "started":
-            started.set()
+    def source(name: str, version: str | None) -> RawTemplate | None:
+        seen.append((name, version))
+        return original(name, version)
 
-    executor = h.executor(size=1, source=source, on_event=on_event)
-    source.put(source_request(h, "gate-pipe", "busy"))
-    assert started.wait(10)
-    assert executor.in_flight() == 1
-    # size + 1 threads: with the only slot busy, one more thread waits on the source
-    assert source.wait_for_reader()
+    executor._templates = source
+    h.submit(executor, "gate-pipe", "busy")
+    h.submit(executor, "coop-pipe", "waiting")  # waits for the only slot
+
+    assert seen == [("gate-pipe", None), ("coop-pipe", None)]
     gate.set()
+    executor.cancel_all("done")
 
 
-def test_an_executor_with_a_source_refuses_submit_and_closes_it_at_shutdown(h: Harness) -> None:
-    source = QueueSource()
-    executor = h.executor(size=1, source=source)
-    with pytest.raises(RuntimeError, match="source"):
-        executor.submit(source_request(h, "coop-pipe", "x"))
-    assert source.wait_for_reader()
-    executor.shutdown(0.0)
-    assert source._closed
-    assert all(not t.is_alive() for t in executor._threads)
-
-
-def test_an_idle_executor_with_a_source_keeps_one_thread_and_grows_as_runs_start(
-    h: Harness,
-) -> None:
-    source = QueueSource()
+def test_an_idle_executor_holds_no_thread_and_grows_as_runs_start(h: Harness) -> None:
     started: set[str] = set()
     cond = threading.Condition()
 
-    def on_event(event: ExecEvent) -> None:
+    def on_event(event: RunEvent) -> None:
         with cond:
             if event.kind == "started":
                 started.add(event.run_id)
             cond.notify_all()
 
-    executor = h.executor(size=50, source=source, on_event=on_event)
-    assert source.wait_for_reader()
-    assert len(executor._threads) == 1  # an idle worker holds one thread, not 51
+    executor = h.executor(size=50, on_event=on_event)
+    assert len(executor._threads) == 0  # an idle worker holds no thread, not 50
     for run_id in ("g1", "g2"):
-        source.put(source_request(h, "coop-pipe", run_id))
+        h.submit(executor, "coop-pipe", run_id)
     with cond:
         assert cond.wait_for(lambda: len(started) == 2, timeout=10)
-    assert source.wait_for_reader()
-    assert len(executor._threads) == 3  # two running, one reading
+    assert len(executor._threads) == 2  # one per running run
     executor.cancel_all("done")
+
+
+# ---------------------------------------------------------------- held until the release
+
+
+def scheduled(h: Harness, name: str, run_id: str, at: datetime) -> RunRequest:
+    h.store.create_run(
+        run_id=run_id, pipeline=name, trigger=TriggerKind.SCHEDULE, params={}, now=h.clock.now()
+    )
+    return RunRequest(
+        run_id=run_id,
+        pipeline=name,
+        release=ReleaseKey(name, "* * * * *@UTC", at),
+        trigger=TriggerKind.SCHEDULE,
+    )
+
+
+def test_a_request_sent_ahead_starts_at_its_release_instant_not_before(h: Harness) -> None:
+    began: dict[str, float] = {}
+
+    def on_event(event: RunEvent) -> None:
+        if event.kind == "started":
+            began[event.run_id] = time.time()
+
+    executor = h.executor(size=1, on_event=on_event)
+    release = datetime.fromtimestamp(time.time() + 0.3, tz=timezone.utc)
+    executor.submit(scheduled(h, "coop-pipe", "ahead", release))
+    assert h.store.get_run("ahead").status is Status.PENDING  # type: ignore[union-attr]
+    deadline = time.monotonic() + 10
+    while "ahead" not in began:
+        assert time.monotonic() < deadline, "the held run never started"
+        executor.wait_event(0.05)
+    executor.cancel_all("done")
+
+    assert began["ahead"] >= release.timestamp()
+
+
+def test_a_held_run_stays_pending_at_shutdown_and_a_cancelled_one_is_recorded(
+    h: Harness,
+) -> None:
+    executor = h.executor(size=2)
+    later = datetime.fromtimestamp(time.time() + 60, tz=timezone.utc)
+    executor.submit(scheduled(h, "coop-pipe", "kept", later))
+    executor.submit(scheduled(h, "coop-pipe", "cancelled", later))
+    deadline = time.monotonic() + 10
+    while len(executor._held) < 2:  # both threads hold their request
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+    assert executor.cancel("cancelled", "not today")
+    events = collect(executor, count("finished", 1))
+    began = time.monotonic()
+    executor.shutdown(30)
+    events += executor.drain_events()
+
+    assert time.monotonic() - began < 5  # a held run does not hold the stop up
+    finished = {e.run_id: e for e in events if e.kind == "finished"}
+    assert finished["cancelled"].status is Status.CANCELLED
+    assert finished["kept"].status is None
+    assert h.store.get_run("kept").status is Status.PENDING  # type: ignore[union-attr]
+    record = h.store.get_run("cancelled")
+    assert record is not None
+    assert (record.status, record.error) == (
+        Status.CANCELLED,
+        "cancelled before it started: not today",
+    )
+    assert not any(e.kind == "started" for e in events)

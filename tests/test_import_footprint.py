@@ -265,15 +265,31 @@ def test_loading_the_conf_with_the_helper_process_validator_never_imports_the_en
     assert result["pydantic"] is False
 
 
-def test_the_daemons_catalog_adds_no_engine_module_to_what_the_daemon_imports(
-    root: Path,
-) -> None:
-    """Scoped to the catalog: what ``app.daemon`` imports itself is the dispatch side's.
+def test_the_daemons_parent_process_never_imports_the_engine(root: Path) -> None:
+    """The daemon module, its scheduler, process pool and catalog: no engine module.
 
-    On this branch ``app.daemon`` still reaches the engine through the dispatch
-    seam (run ids, run requests); loading and reloading the conf folder must
-    add nothing to that, so once the seam is engine-free the parent is too.
+    Only worker processes (and the validator's helper process) run the engine.
     """
     result = _daemon_probe(root, "daemon")
     assert result["entries"] == EXPECTED_ENTRIES
+    assert result["before"] == []
     assert result["added"] == []
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "ddeutil.workflow.dispatch.processes",
+        "ddeutil.workflow.dispatch.base",
+        "ddeutil.workflow.dispatch.records",
+    ],
+)
+def test_the_process_pool_and_the_seam_load_no_engine_module(module: str) -> None:
+    code = (
+        f"import sys, {module}\n"
+        "print(sorted(m for m in sys.modules if m.startswith('ddeutil.workflow.engine')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert out.strip() == "[]"

@@ -14,11 +14,12 @@ import pytest
 
 from ddeutil.workflow.cancellation import CancelToken
 from ddeutil.workflow.clock import FakeClock
-from ddeutil.workflow.dispatch.execute import RunRequest, execute_request
+from ddeutil.workflow.dispatch.execute import execute_request
+from ddeutil.workflow.dispatch.records import RunRequest
 from ddeutil.workflow.dispatch.threads import ThreadExecutor
 from ddeutil.workflow.engine.pipeline import Pipeline
-from ddeutil.workflow.engine.pipeline_cache import PipelineCache, template_version
-from ddeutil.workflow.loader import Loader
+from ddeutil.workflow.engine.pipeline_cache import PipelineCache
+from ddeutil.workflow.loader import Loader, template_version
 from ddeutil.workflow.masking import Masker
 from ddeutil.workflow.result import Result, Status
 from ddeutil.workflow.settings import Settings
@@ -201,7 +202,8 @@ def test_execute_request_takes_the_pipeline_from_the_cache(
             run_id=run_id, pipeline="other", trigger=TriggerKind.MANUAL, params={}, now=clock.now()
         )
         result = execute_request(
-            RunRequest(run_id=run_id, pipeline="other", template=template),
+            RunRequest(run_id=run_id, pipeline="other"),
+            template,
             store=store,
             settings=settings,
             masker=Masker(),
@@ -228,17 +230,22 @@ def test_thread_executor_builds_a_pipeline_once_for_many_runs(
 
     monkeypatch.setattr(Pipeline, "from_template", classmethod(counting))
     store = MemoryRunStore()
-    executor = ThreadExecutor(store=store, settings=settings, clock=clock, loader=loader, size=2)
     template = loader.get("other")
     version = template_version(template)
+    executor = ThreadExecutor(
+        store=store,
+        settings=settings,
+        templates=lambda name, v: template if (name, v) == ("other", version) else None,
+        clock=clock,
+        loader=loader,
+        size=2,
+    )
     run_ids = [f"r{i}" for i in range(6)]
     for run_id in run_ids:
         store.create_run(
             run_id=run_id, pipeline="other", trigger=TriggerKind.MANUAL, params={}, now=clock.now()
         )
-        executor.submit(
-            RunRequest(run_id=run_id, pipeline="other", template=template, version=version)
-        )
+        executor.submit(RunRequest(run_id=run_id, pipeline="other", version=version))
     finished: set[str] = set()
     while len(finished) < len(run_ids):
         assert executor.wait_event(10)

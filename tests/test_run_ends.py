@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ddeutil.workflow.dispatch.execute import RunRequest
+from ddeutil.workflow.dispatch.records import RunRequest
 from ddeutil.workflow.dispatch.threads import ThreadExecutor
 from ddeutil.workflow.errors import StoreError
 from ddeutil.workflow.loader import Loader
@@ -77,6 +77,7 @@ def test_a_run_whose_end_the_full_disk_refused_is_recorded_once_space_returns(
     executor = ThreadExecutor(
         store=full,
         settings=settings,
+        templates=lambda name, version: Loader.from_settings(settings).get(name),
         loader=Loader.from_settings(settings),
         size=1,
         log_files=False,
@@ -84,11 +85,7 @@ def test_a_run_whose_end_the_full_disk_refused_is_recorded_once_space_returns(
     )
     executor.start()
     sqlite.create_run(run_id="r1", pipeline="quick", trigger=TriggerKind.API, params={}, now=T0)
-    executor.submit(
-        RunRequest(
-            run_id="r1", pipeline="quick", template=Loader.from_settings(settings).get("quick")
-        )
-    )
+    executor.submit(RunRequest(run_id="r1", pipeline="quick"))
     deadline = time.monotonic() + 20
     while not any(e.kind == "finished" for e in executor.drain_events()):
         assert time.monotonic() < deadline, "the run did not finish"

@@ -14,9 +14,11 @@ import pytest
 
 from ddeutil.workflow.cancellation import CancelToken
 from ddeutil.workflow.clock import FakeClock
-from ddeutil.workflow.dispatch.execute import RunRequest, error_summary, execute_request, log_extra
+from ddeutil.workflow.dispatch.base import log_extra
+from ddeutil.workflow.dispatch.execute import error_summary, execute_request
+from ddeutil.workflow.dispatch.records import RunRequest
 from ddeutil.workflow.errors import StoreError
-from ddeutil.workflow.loader import Loader
+from ddeutil.workflow.loader import Loader, RawTemplate
 from ddeutil.workflow.logs import RunLogRouter, run_log_path
 from ddeutil.workflow.masking import Masker
 from ddeutil.workflow.result import ErrorRecord, Result, Status
@@ -85,14 +87,13 @@ class Harness:
             params=params or {},
             now=self.clock.now(),
         )
-        return RunRequest(
-            run_id=run_id, pipeline=name, template=self.loader.get(name), params=params or {}
-        )
+        return RunRequest(run_id=run_id, pipeline=name, params=params or {})
 
     def run(
         self,
         request: RunRequest,
         *,
+        template: RawTemplate | None = None,
         store: MemoryRunStore | None = None,
         masker: Masker | None = None,
         cancel: CancelToken | None = None,
@@ -101,6 +102,7 @@ class Harness:
     ) -> Result | None:
         return execute_request(
             request,
+            template or self.loader.get(request.pipeline),
             store=store or self.store,
             settings=self.settings,
             masker=masker or Masker(),
@@ -227,9 +229,9 @@ def test_pipeline_that_cannot_be_built_is_failed_with_cause(h: Harness) -> None:
         params={},
         now=h.clock.now(),
     )
-    request = RunRequest(run_id="r1", pipeline="marker-pipe", template=broken)
+    request = RunRequest(run_id="r1", pipeline="marker-pipe")
 
-    result = h.run(request)
+    result = h.run(request, template=broken)
 
     assert result is not None
     assert result.status is Status.FAILED
@@ -347,7 +349,7 @@ def test_request_pickles_and_carries_release(h: Harness) -> None:
     request = RunRequest(
         run_id="r1",
         pipeline="marker-pipe",
-        template=h.loader.get("marker-pipe"),
+        version="v1",
         params={"target": "/tmp/x"},
         logical_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
         release=release,

@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 import tracemalloc
-from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,11 +19,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ddeutil.workflow.clock import FakeClock
-from ddeutil.workflow.dispatch.execute import RunRequest
-from ddeutil.workflow.dispatch.threads import ExecEvent
-from ddeutil.workflow.engine.pipeline_cache import template_version
+from ddeutil.workflow.dispatch.records import RunEvent, RunRequest
 from ddeutil.workflow.errors import WorkflowError
-from ddeutil.workflow.loader import Loader
+from ddeutil.workflow.loader import Loader, RawTemplate, template_version
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.scheduling.scheduler import (
     INTERRUPTED_REASON,
@@ -32,8 +29,6 @@ from ddeutil.workflow.scheduling.scheduler import (
     SchedulerState,
     TickReport,
 )
-from ddeutil.workflow.scheduling.validation import Concurrency
-from ddeutil.workflow.scheduling.validator_process import ProcessValidator
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import MemoryRunStore, SqliteRunStore
 from ddeutil.workflow.store.base import RunFilter, RunRecord, RunStore, TriggerKind
@@ -47,13 +42,18 @@ def at(hh: int, mm: int = 0, ss: int = 0, day: int = 1) -> datetime:
 
 
 class RecordingExecutor:
-    """An Executor double: records submissions; the test starts/finishes runs."""
+    """An Executor double: records submissions; the test starts/finishes runs.
+
+    Like a real executor it looks each request's template up in its template
+    source (the scheduler's) when the request is submitted.
+    """
 
     def __init__(self, store: RunStore) -> None:
         self.store = store
+        self.templates: Callable[[str, str | None], RawTemplate | None] = lambda n, v: None
         self.submitted: list[RunRequest] = []
-        self.prepared: list[list[RunRequest]] = []
-        self.events: list[ExecEvent] = []
+        self.template_of: dict[str, RawTemplate] = {}
+        self.events: list[RunEvent] = []
         self.started = False
         self.shutdown_timeout: float | None = None
         self._cond = threading.Condition()
@@ -62,29 +62,29 @@ class RecordingExecutor:
         self.started = True
 
     def submit(self, request: RunRequest) -> None:
+        template = self.templates(request.pipeline, request.version)
+        assert template is not None, f"no template for {request}"
+        self.template_of[request.run_id] = template
         self.submitted.append(request)
-
-    def prepare(self, requests: list[RunRequest]) -> None:
-        self.prepared.append(list(requests))
 
     def submitted_ids(self) -> list[str]:
         return [r.run_id for r in self.submitted]
 
     def begin(self, run_id: str, now: datetime) -> None:
         assert self.store.mark_running(run_id, now=now)
-        self._emit(ExecEvent("started", run_id))
+        self._emit(RunEvent("started", run_id))
 
     def end(self, run_id: str, now: datetime, status: Status = Status.SUCCESS) -> None:
         self.store.mark_running(run_id, now=now)
         assert self.store.finish(run_id, status=status, now=now)
-        self._emit(ExecEvent("finished", run_id, status))
+        self._emit(RunEvent("finished", run_id, status))
 
-    def _emit(self, event: ExecEvent) -> None:
+    def _emit(self, event: RunEvent) -> None:
         with self._cond:
             self.events.append(event)
             self._cond.notify_all()
 
-    def drain_events(self) -> list[ExecEvent]:
+    def drain_events(self) -> list[RunEvent]:
         with self._cond:
             out, self.events = self.events, []
             return out
@@ -96,13 +96,13 @@ class RecordingExecutor:
     def in_flight(self) -> int:
         return len(self.submitted)
 
-    def running_pipelines(self) -> Counter[str]:
-        return Counter(r.pipeline for r in self.submitted)
+    def capacity(self) -> int:
+        return 1_000
 
-    def cancel_all(self, reason: str) -> None:
-        pass
+    def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        return False
 
-    def shutdown(self, timeout: float) -> None:
+    def shutdown(self, timeout: float, *, reason: str | None = None) -> None:
         self.shutdown_timeout = timeout
 
 
@@ -142,6 +142,7 @@ def make_scheduler(settings: Settings, clock: FakeClock) -> MakeScheduler:
             loader=Loader.from_settings(conf),
             owner="test",
         )
+        executor.templates = scheduler.template
         if start:
             scheduler.start()
         return scheduler, executor
@@ -567,13 +568,12 @@ def test_a_tick_at_the_prepared_boundary_sends_the_requests_made_ahead(
     write_conf("p.yml", pipeline_yaml("a") + pipeline_yaml("b"))
     scheduler, executor = make_scheduler(store)
     scheduler.prepare(at(10, 1))
-    (ahead,) = executor.prepared
     report = scheduler.tick(at(10, 1) + timedelta(microseconds=150))
+    ahead = executor.submitted
 
     assert [r.pipeline for r in ahead] == ["a", "b"]
-    # the very objects made ahead are sent (the process executor pickled them already)
-    assert [id(r) for r in executor.submitted] == [id(r) for r in ahead]
     assert list(report.dispatched) == [r.run_id for r in ahead]
+    # made ahead: the run ids carry the boundary's time (the clock still reads 10:00:30)
     assert all(r.run_id.startswith("20240101T100100-") for r in ahead)
     assert [r.logical_date for r in executor.submitted] == [at(10, 1)] * 2
     for request in ahead:
@@ -604,7 +604,7 @@ def test_the_plan_made_ahead_equals_the_plan_made_at_the_tick(
     assert len(ahead.held) == len(fresh.held)
 
 
-def test_a_plan_made_for_another_minute_is_not_used(
+def test_a_tick_after_the_prepared_boundary_adds_what_is_due_since(
     store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
 ) -> None:
     write_conf("p.yml", pipeline_yaml("a"))
@@ -612,14 +612,17 @@ def test_a_plan_made_for_another_minute_is_not_used(
     scheduler.prepare(at(10, 1))
     report = scheduler.tick(at(10, 2))  # the 10:01 tick never happened
 
-    (ahead,) = executor.prepared
-    # catch-up (latest) runs the missed 10:01 release and the on-time 10:02 one
+    # the 10:01 release went out ahead; the tick adds the on-time 10:02 one
     assert [r.at for r in report.due] == [at(10, 1), at(10, 2)]
     assert [r.logical_date for r in executor.submitted] == [at(10, 1), at(10, 2)]
-    assert not {r.run_id for r in executor.submitted} & {r.run_id for r in ahead}
+    assert list(report.dispatched) == [r.run_id for r in executor.submitted]
+    ahead, later = executor.submitted
+    assert ahead.run_id.startswith("20240101T100100-")
+    assert not later.run_id.startswith("20240101T100100-")
+    assert len(runs_for(store, "a")) == 2  # each release claimed once
 
 
-def test_a_reload_after_prepare_plans_again_with_the_new_conf(
+def test_a_reload_after_prepare_applies_from_the_next_boundary(
     store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
 ) -> None:
     write_conf("p.yml", pipeline_yaml("a"))
@@ -630,7 +633,10 @@ def test_a_reload_after_prepare_plans_again_with_the_new_conf(
     report = scheduler.tick(at(10, 1))
 
     assert report.reloaded
-    assert sorted(r.pipeline for r in executor.submitted) == ["a", "added"]
+    # 10:01 was dispatched before the reload; the added pipeline runs from 10:02
+    assert [r.pipeline for r in executor.submitted] == ["a"]
+    scheduler.tick(at(10, 2))
+    assert sorted(r.pipeline for r in executor.submitted[1:]) == ["a", "added"]
 
 
 def test_a_held_release_made_ahead_runs_the_version_loaded_when_it_starts(
@@ -649,8 +655,9 @@ def test_a_held_release_made_ahead_runs_the_version_loaded_when_it_starts(
 
     started = executor.submitted[-1]
     assert started.run_id == held
-    assert started.template.data["desc"] == "v2"
-    assert started.version == template_version(started.template)
+    template = executor.template_of[started.run_id]
+    assert template.data["desc"] == "v2"
+    assert started.version == template_version(template)
 
 
 # -- conf loading -------------------------------------------------------------------
@@ -769,11 +776,28 @@ def test_scheduled_runs_carry_the_template_version_so_workers_reuse_the_pipeline
     scheduler.tick(at(10, 3))
 
     versions = [r.version for r in executor.submitted]
-    templates = [r.template for r in executor.submitted]
+    templates = [executor.template_of[r.run_id] for r in executor.submitted]
     assert versions == [template_version(t) for t in templates]
     assert versions[0] == versions[1]
     assert versions[2] != versions[1]
     assert templates[2].data["desc"] == "edited"
+
+
+def test_a_release_after_a_broken_edit_runs_the_last_good_version(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline_yaml("kept", extra="  desc: good\n"))
+    scheduler, executor = make_scheduler(store)
+    scheduler.tick(at(10, 1))
+    write_conf("p.yml", pipeline_yaml("kept", extra="  desc: bad\n  concurrency: sideways\n"))
+    scheduler.request_reload()
+    scheduler.tick(at(10, 2))
+
+    first, second = executor.submitted
+    assert second.version == first.version
+    assert executor.template_of[second.run_id].data["desc"] == "good"
+    assert scheduler.template("kept", "some other version") is None
+    assert scheduler.template("missing", None) is None
 
 
 def test_request_reload_forces_a_reload_without_changes(
@@ -867,39 +891,22 @@ def test_prepare_does_nothing_unless_running(
     assert scheduler.prepare() is False
 
 
-def test_the_catalog_policies_hold_with_the_daemons_helper_process_validator(
-    store: MemoryRunStore,
-    settings: Settings,
-    clock: FakeClock,
-    write_conf: Callable[..., Path],
-    caplog: pytest.LogCaptureFixture,
+def test_the_tick_after_a_dispatch_ahead_leaves_the_store_alone_when_nothing_more_is_due(
+    store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
 ) -> None:
-    """Last good version, skipped broken template and typed policies, validated elsewhere."""
-    write_conf("p.yml", pipeline_yaml("edited", "0 * * * *", extra="  concurrency: skip\n"))
-    write_conf("bad.yml", pipeline_yaml("bad", "not a cron"))
-    clock.set(at(9, 30))
-    executor = RecordingExecutor(store)
-    with ProcessValidator() as validator:
-        scheduler = Scheduler(
-            settings=settings,
-            store=store,
-            executor=executor,
-            clock=clock,
-            loader=Loader.from_settings(settings),
-            owner="test",
-            validator=validator,
-        )
-        with caplog.at_level(logging.ERROR, logger="ddeutil.workflow.scheduling.catalog"):
-            scheduler.start()
-            assert "bad.yml" in caplog.text
-            write_conf("p.yml", pipeline_yaml("edited", "0 * * * * * * *  bogus"))
-            assert scheduler.tick(at(10, 0, 5)).reloaded
-        assert "last good version" in caplog.text
-        assert "p.yml" in caplog.text
-        assert set(scheduler.pipelines) == {"edited"}
-        assert [r.logical_date for r in executor.submitted] == [at(10)]
-        entry = scheduler._catalog.get("edited")
-        assert entry is not None
-        assert entry.concurrency == "skip"  # what the scheduler compares
-        assert entry.concurrency is Concurrency.SKIP
-        assert validator.starts == 1
+    write_conf("p.yml", pipeline_yaml("a"))
+    scheduler, executor = make_scheduler(store)
+    scheduler.prepare(at(10, 1))
+    assert store.get_watermark() == at(10, 1)  # written ahead, with the heartbeat
+
+    writes: list[str] = []
+    store.set_watermark = lambda at: writes.append("watermark")  # type: ignore[method-assign]
+    store.heartbeat = lambda **kwargs: writes.append("heartbeat")  # type: ignore[method-assign]
+    report = scheduler.tick(at(10, 1) + timedelta(milliseconds=3))
+
+    assert writes == []  # the runs starting now have the store to themselves
+    assert [r.at for r in report.due] == [at(10, 1)]
+    assert len(executor.submitted) == 1
+    scheduler.tick(at(10, 2))  # the next boundary plans from 10:01: nothing lost
+    assert [r.logical_date for r in executor.submitted] == [at(10, 1), at(10, 2)]
+    assert writes == ["watermark", "heartbeat"]

@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 import multiprocessing
-import pickle
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from multiprocessing.connection import Connection
-from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from ddeutil.workflow.dispatch.execute import RunRequest
 from ddeutil.workflow.dispatch.handle import WorkerHandle
-from ddeutil.workflow.dispatch.threads import ExecEvent
-from ddeutil.workflow.dispatch.wire import EventSender, FrameReader, RunDecoder, RunEncoder, dumps
-from ddeutil.workflow.engine.pipeline_cache import template_version
+from ddeutil.workflow.dispatch.records import RunEvent, RunRequest
+from ddeutil.workflow.dispatch.wire import (
+    Batch,
+    EventSender,
+    FrameReader,
+    KeptTemplates,
+    Ready,
+    Run,
+    SentVersions,
+    Stop,
+    dumps,
+)
 from ddeutil.workflow.loader import RawTemplate
-from ddeutil.workflow.store.base import ReleaseKey, TriggerKind
+
+
+def run(n: int, size: int = 0) -> Run:
+    """A run message of ``size`` bytes of params."""
+    return Run(RunRequest(run_id=f"r{n}", pipeline="p", params={"blob": "x" * size}))
 
 
 class _Process:
@@ -50,9 +58,9 @@ def test_messages_arrive_in_order_small_and_large_alike(
     # them) go through the writer thread. Order holds across both paths.
     sizes = [10, 100_000, 10, 5_000, 10, 300_000, 10]
     for n, size in enumerate(sizes):
-        worker.send(dumps(("run", n, b"x" * size)))
+        worker.send(dumps(run(n, size)))
     for n, size in enumerate(sizes):
-        assert reader.recv() == ("run", n, b"x" * size)
+        assert reader.recv() == run(n, size)
 
 
 def test_send_never_blocks_on_a_full_pipe(
@@ -64,14 +72,14 @@ def test_send_never_blocks_on_a_full_pipe(
 
     def flood() -> None:
         for n in range(64):
-            worker.send(dumps(("run", n, b"y" * 8192)))
+            worker.send(dumps(run(n, 8192)))
         done.set()
 
     thread = threading.Thread(target=flood)
     thread.start()
     assert done.wait(10), "send() blocked on a full pipe"
-    got = [reader.recv()[1] for _ in range(64)]
-    assert got == list(range(64))
+    got = [reader.recv() for _ in range(64)]
+    assert got == [run(n, 8192) for n in range(64)]
     thread.join(10)
 
 
@@ -80,17 +88,17 @@ def test_a_message_to_a_dead_worker_is_dropped_without_error(
 ) -> None:
     worker, reader, _ = link
     reader.close()  # the worker's end is gone
-    worker.send(dumps(("run", 1)))
-    worker.send(dumps(("run", 2, b"z" * 100_000)))  # through the writer thread
+    worker.send(dumps(run(1)))
+    worker.send(dumps(run(2, 100_000)))  # through the writer thread
 
 
 def test_the_reader_reports_eof_when_the_daemon_closes_its_end(
     link: tuple[WorkerHandle, FrameReader, Connection],
 ) -> None:
     worker, reader, _ = link
-    worker.send(dumps(("stop", "bye")))
+    worker.send(dumps(Stop("bye")))
     worker.close()
-    assert reader.recv() == ("stop", "bye")
+    assert reader.recv() == Stop("bye")
     with pytest.raises(EOFError):
         reader.recv()
 
@@ -98,18 +106,18 @@ def test_the_reader_reports_eof_when_the_daemon_closes_its_end(
 def test_events_are_sent_in_batches_in_order_and_flushed_on_close() -> None:
     events_r, events_w = multiprocessing.Pipe(duplex=False)
     sender = EventSender(events_w, name="test-events")
-    messages: list[tuple[Any, ...]] = [("ready", 1)]
-    messages += [("event", ExecEvent("finished", f"r{n}")) for n in range(200)]  # fits the pipe
+    messages: list[Ready | RunEvent] = [Ready(1)]
+    messages += [RunEvent("finished", f"r{n}") for n in range(200)]  # fits the pipe
     for message in messages:
         sender.put(message)
     sender.close()
-    received: list[tuple[Any, ...]] = []
+    received: list[Ready | RunEvent] = []
     deadline = time.monotonic() + 10
     while len(received) < len(messages) and time.monotonic() < deadline:
         assert events_r.poll(10)
-        kind, batch = events_r.recv()
-        assert kind == "batch"
-        received.extend(batch)
+        batch = events_r.recv()
+        assert isinstance(batch, Batch)
+        received.extend(batch.messages)
     assert received == messages
     events_r.close()
     events_w.close()
@@ -119,7 +127,7 @@ def test_an_event_sender_outlives_a_gone_daemon() -> None:
     events_r, events_w = multiprocessing.Pipe(duplex=False)
     events_r.close()
     sender = EventSender(events_w, name="test-events")
-    sender.put(("event", ExecEvent("started", "r1")))
+    sender.put(RunEvent("started", "r1"))
     sender.close()  # returns: the broken pipe is swallowed
     events_w.close()
 
@@ -128,7 +136,7 @@ def test_a_woken_reader_returns_none_now_and_later(
     link: tuple[WorkerHandle, FrameReader, Connection],
 ) -> None:
     _, reader, _ = link
-    got: list[Any] = []
+    got: list[object] = []
     thread = threading.Thread(target=lambda: got.append(reader.recv()))
     thread.start()
     reader.wake()  # from another thread, while recv() blocks
@@ -138,43 +146,27 @@ def test_a_woken_reader_returns_none_now_and_later(
     assert reader.recv() is None
 
 
-def test_run_messages_carry_each_template_version_pickled_once_and_decode_to_equal_requests(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    template = RawTemplate(
-        name="p", file=tmp_path / "p.yml", data={"type": "Pipeline", "jobs": {}}, type="Pipeline"
-    )
-    at = datetime(2024, 1, 1, tzinfo=timezone.utc)
-    requests = [
-        RunRequest(
-            run_id=f"r{n}",
-            pipeline="p",
-            template=template,
-            params={"n": n},
-            logical_date=at,
-            release=ReleaseKey("p", "* * * * *@UTC", at),
-            trigger=TriggerKind.SCHEDULE,
-            version=template_version(template),
-        )
-        for n in range(3)
-    ]
-    encoder, decoder = RunEncoder(), RunDecoder()
-    pickled_templates: list[object] = []
-    original = ForkingPickler.dumps
+def test_the_daemon_knows_which_template_versions_its_worker_keeps(tmp_path: Path) -> None:
+    def template(name: str) -> RawTemplate:
+        return RawTemplate(name=name, file=tmp_path / "p.yml", data={"jobs": {}}, type="Pipeline")
 
-    def spy(obj: object, protocol: int | None = None) -> memoryview:
-        if isinstance(obj, RawTemplate):
-            pickled_templates.append(obj)
-        return original(obj, protocol)
+    sent, kept = SentVersions(size=2), KeptTemplates(size=2)
+    requests = [RunRequest(f"r{n}", f"p{n % 3}", version=f"v{n % 3}") for n in range(7)]
+    carried: list[str] = []
+    for request in requests:  # the daemon sends; the worker receives, in order
+        if sent.needs(request):
+            sent.sent(request)
+            kept.put(request, template(request.pipeline))
+            carried.append(request.run_id)
+        assert kept.get(request.pipeline, request.version) is not None
 
-    monkeypatch.setattr(ForkingPickler, "dumps", spy)
-    decoded = [decoder.decode(pickle.loads(encoder.encode(r))) for r in requests]
-
-    assert decoded == requests
-    assert len(pickled_templates) == 1  # one pickling for the version
-    assert decoded[0].template is decoded[2].template  # one unpickling too
-    # a request without a version is sent with the version of its template
-    bare = RunRequest(run_id="bare", pipeline="p", template=template)
-    again = decoder.decode(pickle.loads(encoder.encode(bare)))
-    assert again.version == template_version(template)
-    assert again.template is decoded[0].template
+    # three versions, two kept: each comes back once it was forgotten, never before
+    assert carried == ["r0", "r1", "r2", "r3", "r4", "r5", "r6"]
+    again = [RunRequest("a", "p0", version="v0"), RunRequest("b", "p1", version="v1")]
+    assert [sent.needs(r) for r in again] == [False, True]  # p0 v0 is kept, p1 v1 was dropped
+    assert kept.get("p1", "v1") is None
+    unversioned = RunRequest("c", "p1")
+    assert sent.needs(unversioned)  # a request without a version always carries its template
+    kept.put(unversioned, template("p1-current"))
+    assert kept.get("p1", None) == template("p1-current")
+    assert kept.get("p1", "v9") is None

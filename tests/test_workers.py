@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import os
+import re
 import select
 import signal
 import subprocess
@@ -19,23 +20,24 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 
 from ddeutil.workflow.clock import SystemClock
-from ddeutil.workflow.dispatch.execute import RunRequest
+from ddeutil.workflow.dispatch import processes, wire
 from ddeutil.workflow.dispatch.processes import ProcessExecutor, describe_exit
-from ddeutil.workflow.dispatch.threads import ExecEvent
-from ddeutil.workflow.dispatch.worker import parent_log_config
+from ddeutil.workflow.dispatch.records import RunEvent, RunRequest
+from ddeutil.workflow.dispatch.wire import Run, parent_log_config
 from ddeutil.workflow.errors import StoreError
-from ddeutil.workflow.loader import Loader
+from ddeutil.workflow.loader import Loader, RawTemplate, template_version
 from ddeutil.workflow.logs import configure_logging, run_log_path
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
-from ddeutil.workflow.store.base import RunFilter, RunStore, TriggerKind
+from ddeutil.workflow.store.base import ReleaseKey, RunFilter, RunStore, TriggerKind
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -93,19 +95,38 @@ PIPELINES = """
 
 @dataclass
 class Harness:
-    """A SQLite store under the test root and the test conf folder; builds executors."""
+    """A SQLite store under the test root and the test conf folder; builds executors.
+
+    Its template source serves the conf folder's templates by version; the pids
+    of the worker processes are read from the executor's log lines.
+    """
 
     store: RunStore
     settings: Settings
     loader: Loader
+    caplog: pytest.LogCaptureFixture
     made: list[ProcessExecutor] = field(default_factory=list)
 
     def executor(self, **kwargs: Any) -> ProcessExecutor:
+        kwargs.setdefault("templates", self.template)
         executor = ProcessExecutor(settings=self.settings, store=self.store, **kwargs)
         self.made.append(executor)
         executor.start()
         assert executor.wait_ready(30)
         return executor
+
+    def template(self, name: str, version: str | None) -> RawTemplate | None:
+        template = self.loader.get(name)
+        return template if version in (None, template_version(template)) else None
+
+    def worker_pids(self) -> list[int]:
+        """The pid of the worker process started last in each slot, by slot."""
+        pids: dict[int, int] = {}
+        for record in self.caplog.records:
+            found = re.fullmatch(r"worker process (\d+) started \(pid (\d+)\)", record.getMessage())
+            if found:
+                pids[int(found[1])] = int(found[2])
+        return [pids[index] for index in sorted(pids)]
 
     def submit(
         self,
@@ -122,17 +143,20 @@ class Harness:
             params=params or {},
             now=SystemClock().now(),
         )
-        template = self.loader.get(name)
+        version = template_version(self.loader.get(name))
         executor.submit(
-            RunRequest(run_id=run_id, pipeline=name, template=template, params=params or {})
+            RunRequest(run_id=run_id, pipeline=name, version=version, params=params or {})
         )
 
 
 @pytest.fixture
-def h(settings: Settings, write_conf: Callable[[str, str], Path]) -> Iterator[Harness]:
+def h(
+    settings: Settings, write_conf: Callable[[str, str], Path], caplog: pytest.LogCaptureFixture
+) -> Iterator[Harness]:
+    caplog.set_level(logging.INFO, logger="ddeutil.workflow.dispatch.processes")
     write_conf("pipes.yml", PIPELINES)
     store = open_store(settings.api_db_url)
-    harness = Harness(store, settings, Loader.from_settings(settings))
+    harness = Harness(store, settings, Loader.from_settings(settings), caplog)
     yield harness
     for executor in harness.made:
         executor.shutdown(0.0)
@@ -149,9 +173,9 @@ def fifo(tmp_path: Path) -> Iterator[tuple[Path, int]]:
 
 
 def collect(
-    executor: ProcessExecutor, until: Callable[[list[ExecEvent]], bool], timeout: float = 30.0
-) -> list[ExecEvent]:
-    events: list[ExecEvent] = []
+    executor: ProcessExecutor, until: Callable[[list[RunEvent]], bool], timeout: float = 30.0
+) -> list[RunEvent]:
+    events: list[RunEvent] = []
     deadline = time.monotonic() + timeout
     while not until(events):
         left = deadline - time.monotonic()
@@ -161,11 +185,11 @@ def collect(
     return events
 
 
-def finished(run_id: str) -> Callable[[list[ExecEvent]], bool]:
+def finished(run_id: str) -> Callable[[list[RunEvent]], bool]:
     return lambda events: any(e.kind == "finished" and e.run_id == run_id for e in events)
 
 
-def started(run_id: str) -> Callable[[list[ExecEvent]], bool]:
+def started(run_id: str) -> Callable[[list[RunEvent]], bool]:
     return lambda events: any(e.kind == "started" and e.run_id == run_id for e in events)
 
 
@@ -196,6 +220,12 @@ def wait_exit(pid: int, timeout: float) -> bool:
         os.close(pidfd)
 
 
+def parent_of(pid: int) -> int:
+    """The parent pid of ``pid`` (a bash stage's parent is the worker running it)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 def group_alive(pgid: int) -> bool:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -220,7 +250,7 @@ def kill_group(pgid: int) -> None:
 
 def test_runs_on_two_workers_of_two_threads(h: Harness) -> None:
     executor = h.executor(workers=2, threads=2)
-    pids = executor.worker_pids()
+    pids = h.worker_pids()
     run_ids = [f"r{i}" for i in range(10)]
 
     for run_id in run_ids:
@@ -250,7 +280,7 @@ def test_saturated_requests_wait_in_order_in_the_daemon(
         h.submit(executor, "coop-pipe", run_id)
     order = [e.run_id for e in collect(executor, started("r0")) if e.kind == "started"]
     assert executor.in_flight() == 3
-    assert executor.running_pipelines() == {"coop-pipe": 3}
+    assert executor.capacity() == 1
     assert sum("wait in submit order" in r.getMessage() for r in caplog.records) == 1
 
     for nxt in ("r1", "r2"):
@@ -267,11 +297,11 @@ def test_saturated_requests_wait_in_order_in_the_daemon(
 def test_killed_worker_fails_its_run_and_is_replaced(h: Harness, fifo: tuple[Path, int]) -> None:
     path, fd = fifo
     executor = h.executor(workers=2, threads=2)
-    before = executor.worker_pids()
+    before = h.worker_pids()
     h.submit(executor, "hold-pipe", "held", {"fifo": str(path)})
     pgid = int(read_fifo_line(fd))
     try:
-        victim = executor.worker_for("held")
+        victim = parent_of(pgid)  # the worker running the bash stage
         assert victim in before
 
         os.kill(victim, signal.SIGKILL)
@@ -279,7 +309,7 @@ def test_killed_worker_fails_its_run_and_is_replaced(h: Harness, fifo: tuple[Pat
 
         cause = f"worker process {victim} died: signal 9 (SIGKILL)"
         assert [e for e in events if e.kind == "finished"] == [
-            ExecEvent("finished", "held", Status.FAILED, cause)
+            RunEvent("finished", "held", Status.FAILED, cause)
         ]
         record = h.store.get_run("held")
         assert record is not None
@@ -289,7 +319,7 @@ def test_killed_worker_fails_its_run_and_is_replaced(h: Harness, fifo: tuple[Pat
         assert not Path(f"/proc/{victim}").exists()  # reaped, not a zombie
 
         assert executor.wait_ready(30)
-        after = executor.worker_pids()
+        after = h.worker_pids()
         assert len(after) == 2
         assert victim not in after
         h.submit(executor, "quick-pipe", "later")
@@ -308,8 +338,8 @@ def test_a_killed_workers_scripts_die_and_leave_no_script_file(
     h.submit(executor, "hold-child-pipe", "held", {"fifo": str(path), "marker": marker})
     pids = [int(pid) for pid in read_fifo_line(fd).split()]
     try:
-        victim = executor.worker_for("held")
-        assert victim is not None
+        victim = parent_of(pids[0])  # the worker running the bash stage
+        assert victim in h.worker_pids()
 
         os.kill(victim, signal.SIGKILL)
         collect(executor, finished("held"))
@@ -325,11 +355,11 @@ def test_a_killed_workers_scripts_die_and_leave_no_script_file(
 
 def test_run_not_started_by_a_dead_worker_runs_elsewhere(h: Harness) -> None:
     executor = h.executor(workers=1, threads=1)
-    victim = executor.worker_pids()[0]
+    (victim,) = h.worker_pids()
     os.kill(victim, signal.SIGSTOP)  # it can take the request but never start it
     try:
         h.submit(executor, "quick-pipe", "moved")
-        assert executor.worker_for("moved") == victim
+        assert executor.in_flight() == 1  # sent to the only worker, the stopped one
     finally:
         os.kill(victim, signal.SIGKILL)
 
@@ -338,7 +368,7 @@ def test_run_not_started_by_a_dead_worker_runs_elsewhere(h: Harness) -> None:
     assert [e.kind for e in events] == ["started", "finished"]
     assert events[-1].status is Status.SUCCESS
     assert h.store.get_run("moved").status is Status.SUCCESS  # type: ignore[union-attr]
-    assert executor.worker_pids() != [victim]
+    assert h.worker_pids() != [victim]
 
 
 def test_cancel_one_run_waiting_or_running(h: Harness) -> None:
@@ -363,7 +393,7 @@ def test_shutdown_cancels_long_bash_within_timeout(h: Harness, fifo: tuple[Path,
     executor = h.executor(workers=1, threads=2)
     h.submit(executor, "hold-pipe", "long", {"fifo": str(path)})
     pgid = int(read_fifo_line(fd))
-    pids = executor.worker_pids()
+    pids = h.worker_pids()
     try:
         began = time.monotonic()
         executor.shutdown(0.5)
@@ -375,7 +405,7 @@ def test_shutdown_cancels_long_bash_within_timeout(h: Harness, fifo: tuple[Path,
         assert record.status is Status.CANCELLED
         assert not group_alive(pgid)
         assert all(wait_exit(pid, 5) for pid in pids)
-        assert executor.worker_pids() == []
+        assert executor.in_flight() == 0
         executor.shutdown(0.5)  # idempotent
     finally:
         kill_group(pgid)
@@ -403,23 +433,41 @@ def test_workers_exit_when_the_daemon_dies(h: Harness, root: Path) -> None:
     )
     script = textwrap.dedent(
         f"""
+        import logging
+        import re
         import sys
-        from ddeutil.workflow.dispatch.threads import ExecEvent
-        from ddeutil.workflow.loader import Loader
-        from ddeutil.workflow.dispatch.execute import RunRequest
+        from ddeutil.workflow.dispatch.records import RunEvent, RunRequest
+        from ddeutil.workflow.loader import Loader, RawTemplate
         from ddeutil.workflow.settings import Settings
         from ddeutil.workflow.dispatch.processes import ProcessExecutor
 
+        pids = {{}}
+
+        class Pids(logging.Handler):
+            def emit(self, record):
+                found = re.fullmatch(r"worker process (\\d+) started \\(pid (\\d+)\\)",
+                                     record.getMessage())
+                if found:
+                    pids[int(found[1])] = int(found[2])
+
+        log = logging.getLogger("ddeutil.workflow.dispatch.processes")
+        log.addHandler(Pids())
+        log.setLevel(logging.INFO)
         settings = Settings.from_env({{"WORKFLOW_ROOT_PATH": {str(root)!r},
                                        "WORKFLOW_CORE_TIMEZONE": "UTC"}})
-        executor = ProcessExecutor(settings=settings, workers=2, threads=1)
+        loader = Loader.from_settings(settings)
+        executor = ProcessExecutor(
+            settings=settings,
+            templates=lambda name, version: loader.get(name),
+            workers=2,
+            threads=1,
+        )
         executor.start()
         assert executor.wait_ready(30)
-        template = Loader.from_settings(settings).get("coop-pipe")
-        executor.submit(RunRequest(run_id="orphan", pipeline="coop-pipe", template=template))
-        while ExecEvent("started", "orphan") not in executor.drain_events():
+        executor.submit(RunRequest(run_id="orphan", pipeline="coop-pipe"))
+        while RunEvent("started", "orphan") not in executor.drain_events():
             executor.wait_event(30)
-        print(" ".join(map(str, executor.worker_pids())), flush=True)
+        print(" ".join(map(str, pids.values())), flush=True)
         sys.stdin.read()
         """
     )
@@ -456,7 +504,7 @@ def test_hung_worker_is_killed_at_shutdown_and_its_run_cancelled(h: Harness) -> 
     executor = h.executor(workers=1, threads=1, cancel_grace=0.2)
     h.submit(executor, "coop-pipe", "stuck")
     collect(executor, started("stuck"))
-    victim = executor.worker_pids()[0]
+    (victim,) = h.worker_pids()
     os.kill(victim, signal.SIGSTOP)  # deaf to the stop message and to SIGTERM
 
     began = time.monotonic()
@@ -477,7 +525,11 @@ def test_worker_that_cannot_start_is_retried_with_backoff(
 ) -> None:
     caplog.set_level(logging.ERROR, logger="ddeutil.workflow.dispatch.processes")
     executor = ProcessExecutor(
-        settings=h.settings, store=h.store, store_url="sqlite:////proc/no/such/runs.db", workers=1
+        settings=h.settings,
+        templates=h.template,
+        store=h.store,
+        store_url="sqlite:////proc/no/such/runs.db",
+        workers=1,
     )
     h.made.append(executor)
     executor.start()
@@ -506,11 +558,7 @@ def test_unpicklable_request_is_failed_not_lost(h: Harness) -> None:
         params={},
         now=SystemClock().now(),
     )
-    template = h.loader.get("quick-pipe")
-
-    executor.submit(
-        RunRequest(run_id="odd", pipeline="quick-pipe", template=template, params={"f": lambda: 1})
-    )
+    executor.submit(RunRequest(run_id="odd", pipeline="quick-pipe", params={"f": lambda: 1}))
     events = collect(executor, finished("odd"))
 
     assert events[-1].status is Status.FAILED
@@ -555,44 +603,48 @@ def test_workers_configure_no_logging_when_the_daemon_did_not() -> None:
     assert parent_log_config() == (None, None)
 
 
-def test_requests_prepared_ahead_are_sent_as_pickled_then(
-    h: Harness, monkeypatch: pytest.MonkeyPatch
+def test_a_worker_gets_a_template_once_per_version_and_runs_it_after_the_file_broke(
+    h: Harness, write_conf: Callable[[str, str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    executor = h.executor(workers=1, threads=2)
-    encoded: list[str] = []
-    original = executor._encoder.encode
+    sent: list[str] = []
+    original = wire.dumps
 
-    def counting(request: RunRequest) -> bytes:
-        encoded.append(request.run_id)
-        return original(request)
+    def spying(message: Any) -> bytes:
+        if isinstance(message, Run) and message.template is not None:
+            sent.append(message.request.run_id)
+        return original(message)
 
-    monkeypatch.setattr(executor._encoder, "encode", counting)
+    monkeypatch.setattr(processes, "dumps", spying)
     template = h.loader.get("quick-pipe")
-    requests = [
-        RunRequest(run_id=run_id, pipeline="quick-pipe", template=template)
-        for run_id in ("ahead-1", "ahead-2")
-    ]
-    for request in requests:
+    version = template_version(template)
+    kept = {("quick-pipe", version): template}  # the catalog's last good version
+    executor = h.executor(workers=1, threads=1, templates=lambda n, v: kept.get((n, v)))
+
+    def run(run_id: str) -> RunEvent:
         h.store.create_run(
-            run_id=request.run_id,
+            run_id=run_id,
             pipeline="quick-pipe",
-            trigger=TriggerKind.MANUAL,
+            trigger=TriggerKind.SCHEDULE,
             params={},
             now=SystemClock().now(),
         )
-    executor.prepare(requests)
-    assert encoded == ["ahead-1", "ahead-2"]
-    for request in requests:
-        executor.submit(request)
-    events = collect(executor, lambda got: finished("ahead-1")(got) and finished("ahead-2")(got))
+        executor.submit(RunRequest(run_id=run_id, pipeline="quick-pipe", version=version))
+        return collect(executor, finished(run_id))[-1]
 
-    assert encoded == ["ahead-1", "ahead-2"]  # submit() sent what prepare() pickled
-    assert {e.status for e in events if e.kind == "finished"} == {Status.SUCCESS}
+    assert run("v1-a").status is Status.SUCCESS
+    write_conf("pipes.yml", "quick-pipe:\n  type: ddeutil.workflow.pipeline.Pipeline\n  jobs: [")
+    assert run("v1-b").status is Status.SUCCESS  # the version sent, not the file on disk
+    assert run("v1-c").status is Status.SUCCESS
+
+    assert sent == ["v1-a"]  # the template travelled once
+    record = h.store.get_run("v1-c")
+    assert record is not None
+    assert record.status is Status.SUCCESS
 
 
 def test_memory_store_is_refused(h: Harness) -> None:
     with pytest.raises(StoreError, match="worker processes can open"):
-        ProcessExecutor(settings=h.settings, store_url="memory://")
+        ProcessExecutor(settings=h.settings, templates=h.template, store_url="memory://")
 
 
 def test_describe_exit_names_the_signal() -> None:
@@ -600,3 +652,34 @@ def test_describe_exit_names_the_signal() -> None:
     assert describe_exit(42, -11) == "worker process 42 died: signal 11 (SIGSEGV)"
     assert describe_exit(42, 3) == "worker process 42 exited with code 3"
     assert describe_exit(42, None) == "worker process 42 died (exit status unknown)"
+
+
+def test_a_run_held_by_a_worker_for_its_release_stays_pending_at_shutdown(h: Harness) -> None:
+    executor = h.executor(workers=1, threads=1)
+    later = datetime.fromtimestamp(time.time() + 60, tz=timezone.utc)
+    h.store.create_run(
+        run_id="held",
+        pipeline="quick-pipe",
+        trigger=TriggerKind.SCHEDULE,
+        params={},
+        now=SystemClock().now(),
+    )
+    version = template_version(h.loader.get("quick-pipe"))
+    executor.submit(
+        RunRequest(
+            run_id="held",
+            pipeline="quick-pipe",
+            version=version,
+            release=ReleaseKey("quick-pipe", "* * * * *@UTC", later),
+            trigger=TriggerKind.SCHEDULE,
+        )
+    )
+    assert executor.in_flight() == 1
+
+    began = time.monotonic()
+    executor.shutdown(30)
+
+    assert time.monotonic() - began < 10  # the held run does not hold the stop up
+    assert h.store.get_run("held").status is Status.PENDING  # type: ignore[union-attr]
+    events = executor.drain_events()
+    assert not any(e.kind == "started" for e in events)

@@ -6,11 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _apitest import AUTH, TestClient, trigger, wait_terminal
 
+from _apitest import AUTH, TestClient, trigger, wait_terminal
 from ddeutil.workflow.api import create_app, service
-from ddeutil.workflow.dispatch.execute import RunRequest
+from ddeutil.workflow.dispatch.records import RunRequest
 from ddeutil.workflow.dispatch.threads import ThreadExecutor
+from ddeutil.workflow.loader import Loader
 from ddeutil.workflow.logs import run_log_path
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
@@ -20,7 +21,14 @@ def test_an_injected_executor_runs_the_triggers(
     make_client: Callable[..., TestClient], api_settings: Settings
 ) -> None:
     store = open_store(api_settings.api_db_url)
-    pool = ThreadExecutor(store=store, settings=api_settings, size=1, name="injected pool")
+    loader = Loader.from_settings(api_settings)
+    pool = ThreadExecutor(
+        store=store,
+        settings=api_settings,
+        templates=lambda name, version: loader.get(name),
+        size=1,
+        name="injected pool",
+    )
     try:
         client = make_client(store=store, executor=pool)
         run_id = trigger(client, "quick", {"who": "pool"}).json()["run_id"]

@@ -217,9 +217,8 @@ def template_version(template: RawTemplate) -> str:
 
     Two templates with the same name, file, ``type`` and data (keys in the same
     order, as read from the same YAML) have the same version; any edit gives
-    another one. Workers cache the pipelines they built by it. The same digest as
-    :func:`ddeutil.workflow.engine.pipeline_cache.template_version`, without the
-    engine (the scheduler daemon computes it).
+    another one. Workers keep the plan they compiled by it; the scheduler sends it
+    with each run.
     """
     raw = pickle.dumps(
         (template.name, str(template.file), template.type, template.data),

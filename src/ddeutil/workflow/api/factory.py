@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..__about__ import __version__
 from ..clock import Clock, SystemClock
-from ..dispatch.threads import Executor
+from ..dispatch.base import Executor
 from ..errors import SettingsError, StoreError
 from ..loader import Loader
 from ..masking import Masker

@@ -32,6 +32,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,11 +42,12 @@ import anyio
 
 from ..__about__ import __version__
 from ..clock import Clock, ensure_utc
-from ..dispatch.execute import RunRequest
-from ..dispatch.threads import ExecEvent, Executor, ThreadExecutor
+from ..dispatch.base import Executor
+from ..dispatch.records import RunEvent, RunRequest
+from ..dispatch.threads import ThreadExecutor
 from ..engine.context import new_run_id
 from ..errors import ParamError, StoreError
-from ..loader import Loader
+from ..loader import Loader, RawTemplate, template_version
 from ..logs import run_log_path
 from ..masking import Masker
 from ..result import Status
@@ -78,6 +80,8 @@ INTERRUPTED_REASON = "interrupted by an API restart"
 NOT_STARTED_REASON = "not started: the API process that accepted it stopped (API restart)"
 SHUTDOWN_REASON = "not started: the API stopped before the run began"
 POLL_SECONDS = 0.1
+KEPT_TEMPLATES = 256
+"""Template versions the run pool can look up (the triggers' own, newest kept)."""
 """How often a long-poll re-reads a run that another process executes."""
 
 
@@ -134,6 +138,7 @@ class ApiService:
         self._executor: Executor | None = None
         self._lock = threading.Lock()
         self._waiters: dict[str, _Waiter] = {}
+        self._templates: OrderedDict[tuple[str, str], RawTemplate] = OrderedDict()
         self._started = False
         self._stop = threading.Event()
         self._pump: threading.Thread | None = None
@@ -159,6 +164,7 @@ class ApiService:
                 ends=EndRecorder(self._store, journal=journal),
                 store=self._store,
                 settings=self.settings,
+                templates=self.template,
                 masker=self.masker,
                 clock=self.clock,
                 loader=self.catalog.loader(),
@@ -229,7 +235,12 @@ class ApiService:
                     run_id, status=Status.CANCELLED, now=self.clock.now(), error=SHUTDOWN_REASON
                 )
 
-    def _on_event(self, event: ExecEvent) -> None:
+    def template(self, pipeline: str, version: str | None) -> RawTemplate | None:
+        """The template a trigger validated (the run pool's template source)."""
+        with self._lock:
+            return self._templates.get((pipeline, version or ""))
+
+    def _on_event(self, event: RunEvent) -> None:
         if event.kind != "finished":
             return
         with self._lock:
@@ -340,15 +351,20 @@ class ApiService:
                 ],
             ) from None
         record = self._create(store, name, self.masker.data(resolved), idempotency_key)
+        version = template_version(entry.template)
         request = RunRequest(
             run_id=record.run_id,
             pipeline=name,
-            template=entry.template,
+            version=version,
             params=resolved,
             trigger=TriggerKind.API,
         )
         with self._lock:
             self._waiters[record.run_id] = _Waiter()
+            self._templates[(name, version)] = entry.template
+            self._templates.move_to_end((name, version))
+            while len(self._templates) > KEPT_TEMPLATES:
+                self._templates.popitem(last=False)
         try:
             executor.submit(request)
         except Exception as exc:

@@ -13,9 +13,10 @@ Lifecycle of ``python -m ddeutil.workflow.app`` (and ``workflow scheduler``):
    until the next boundary (``idle_seconds``), at most 60 s at a time so a wall
    clock that steps is noticed; a signal wakes it at once. It is not a polling
    loop. It wakes once :data:`PREPARE_LEAD` before the boundary to check the
-   conf folder for changes (:meth:`Scheduler.prepare`), so the tick at the
-   boundary starts with planning. A helper thread waits on executor events to start queued runs as soon
-   as a slot frees up.
+   conf folder for changes and dispatch the releases of the boundary ahead
+   (:meth:`Scheduler.prepare`): the workers hold them and start them at the
+   release instant. A helper thread waits on executor events to start queued
+   runs as soon as a slot frees up.
 4. Signals: **SIGTERM / SIGINT** stop ticking, let running pipelines finish for
    ``WORKFLOW_APP_STOP_TIMEOUT`` seconds, cancel the rest (shell children
    included; recorded CANCELLED) and exit 0. A **second** SIGTERM / SIGINT exits
@@ -51,9 +52,9 @@ from typing import Any
 import schedule
 
 from ..clock import Clock, SystemClock
-from ..dispatch.base import Executor
+from ..dispatch.base import Executor, TemplateSource
 from ..errors import SettingsError, StoreError, StoreLockedError
-from ..loader import Loader
+from ..loader import Loader, RawTemplate
 from ..logs import configure_logging
 from ..masking import Masker
 from ..scheduling.scheduler import Scheduler
@@ -77,7 +78,7 @@ MAX_SLEEP = 60.0
 EVENT_WAIT = 5.0
 """Bounded wait of the event helper thread (it wakes at once on an event)."""
 PREPARE_LEAD = 0.05
-"""Seconds before a boundary when the conf check of the next tick is done."""
+"""Seconds before a boundary when the conf check and dispatch of the next tick are done."""
 FINAL_STEP = 0.005
 """Length of the last, short sleep before a deadline (see :func:`wait_readable`)."""
 
@@ -142,15 +143,18 @@ def wait_readable(sock: socket.socket, timeout: float) -> bool:
     """Block until ``sock`` is readable or ``timeout`` seconds passed; True if readable.
 
     Linux lets ``select()`` overshoot by 0.1 % of its timeout (1 ms on a 1 s wait,
-    60 ms on a minute). Sleeping in two steps, the last one :data:`FINAL_STEP`
-    long, lands the wake-up within the kernel's 50 µs timer slack of the deadline.
+    60 ms on a minute). Each step but the last therefore stops short of the
+    deadline by twice that (at least :data:`FINAL_STEP`), so even a minute's
+    sleep never overshoots: the last, short step lands the wake-up within the
+    kernel's 50 µs timer slack of the deadline.
     """
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             return False
-        step = left - FINAL_STEP if left > 2 * FINAL_STEP else left
+        short = max(FINAL_STEP, left / 500)
+        step = left - short if left > 2 * short else left
         if select.select([sock], [], [], step)[0]:
             return True
 
@@ -230,13 +234,13 @@ class Daemon:
             self._handle_signals()
 
     def _prepare(self, next_run: datetime | None) -> None:
-        """Conf check and planning of the tick at ``next_run`` (naive local time)."""
+        """Conf check and dispatch ahead of the tick at ``next_run`` (naive local time)."""
         self._prepared = True
         boundary = None if next_run is None else next_run.astimezone(timezone.utc)
         try:
             self._scheduler.prepare(boundary)
         except Exception:
-            logger.exception("conf check before the tick failed; the tick retries it")
+            logger.exception("dispatch before the tick failed; the tick retries it")
 
     def _tick(self) -> None:
         self._prepared = False
@@ -266,10 +270,18 @@ class Daemon:
                 logger.exception("handling executor events failed")
 
 
-def _build_executor(settings: Settings, store: RunStore, masker: Masker, clock: Clock) -> Executor:
+def _build_executor(
+    settings: Settings,
+    store: RunStore,
+    masker: Masker,
+    clock: Clock,
+    templates: TemplateSource,
+) -> Executor:
     from ..dispatch.processes import ProcessExecutor
 
-    return ProcessExecutor(settings=settings, store=store, masker=masker, clock=clock)
+    return ProcessExecutor(
+        settings=settings, templates=templates, store=store, masker=masker, clock=clock
+    )
 
 
 def _build_validator(settings: Settings) -> Validator:
@@ -297,7 +309,11 @@ def serve(
     try:
         with store.scheduler_lock(owner):
             logger.info("scheduler lock taken on %s (owner %s)", _safe_url(settings), owner)
-            executor = _build_executor(settings, store, masker, clock)
+
+            def templates(pipeline: str, version: str | None) -> RawTemplate | None:
+                return scheduler.template(pipeline, version)  # the catalog's versions
+
+            executor = _build_executor(settings, store, masker, clock, templates)
             validator = _build_validator(settings)  # the parent never imports the engine
             scheduler = Scheduler(
                 settings=settings,

@@ -1,15 +1,22 @@
-"""The executor seam: the protocol, the events executors report, shared helpers.
+"""The executor seam: the protocol, the template source, helpers shared by executors.
 
-An :class:`Executor` takes :class:`~ddeutil.workflow.dispatch.execute.RunRequest` objects
-for runs that are already PENDING in the run store and executes each with
-:func:`~ddeutil.workflow.dispatch.execute.execute_request`. It reports back through
-:class:`ExecEvent` records that the caller drains without blocking.
+An :class:`Executor` takes :class:`~ddeutil.workflow.dispatch.records.RunRequest`
+records for runs that are already PENDING in the run store, executes each
+(whoever executes it starts it with the store's PENDING -> RUNNING handshake, so
+a duplicate delivery does nothing) and reports back through
+:class:`~ddeutil.workflow.dispatch.records.RunEvent` records that the caller
+drains without blocking. An executor gets the template of a request's
+``(pipeline, version)`` from the :data:`TemplateSource` it was built with.
 
 Policies shared by every executor:
 
 * **Nothing is dropped.** When every slot is busy, requests wait in submit order;
   a warning with the queue depth is logged once per saturation episode
   (:class:`SaturationLog`).
+* **A request runs the version it names.** The template is looked up when the
+  request is submitted and kept with it; a request whose version the source
+  does not know ends FAILED at once (``finished`` event, recorded in the store
+  by the executor that owns the store write).
 * **Stopping** (:meth:`Executor.shutdown`) stops taking work, waits up to a
   timeout for running runs, then cancels the rest (bash process groups are
   killed by the engine) and makes sure each ends recorded CANCELLED: a run that
@@ -17,67 +24,49 @@ Policies shared by every executor:
   behind. Requests still waiting for a slot are not started and stay PENDING in
   the store: the daemon dispatches them after its restart.
 * Every submitted run that was taken by a slot ends with exactly one
-  ``finished`` event; its status is ``None`` when the start handshake refused the
-  run (it was no longer PENDING), so the caller can stop tracking it.
+  ``finished`` event (see :mod:`.records`).
 
-The implementations: :class:`~ddeutil.workflow.dispatch.threads.ThreadExecutor` (threads
-of this process; any store, the in-memory one included) and
-:class:`~ddeutil.workflow.dispatch.processes.ProcessExecutor` (the daemon's worker processes).
+The implementations: :class:`~ddeutil.workflow.dispatch.threads.ThreadExecutor`
+(threads of this process; any store, the in-memory one included; the API and
+each daemon worker process) and
+:class:`~ddeutil.workflow.dispatch.processes.ProcessExecutor` (the daemon's
+worker processes). This module imports neither the engine nor a store.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter, deque
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..result import Status
-from .execute import RunRequest
+from .records import RunEvent, RunRequest
 
-__all__ = ["EventBuffer", "ExecEvent", "Executor", "RequestSource", "SaturationLog"]
+if TYPE_CHECKING:
+    from ..loader import RawTemplate
+
+__all__ = ["EventBuffer", "Executor", "SaturationLog", "TemplateSource", "log_extra"]
 
 logger = logging.getLogger("ddeutil.workflow.dispatch.threads")  # the executors' lines
 
-
-@dataclass(frozen=True)
-class ExecEvent:
-    """Something that happened to a submitted run.
-
-    Attributes:
-        kind: ``started`` once the start handshake succeeded; ``finished`` when the
-            run ended (or was refused by the handshake).
-        run_id: The run.
-        status: The terminal status of a ``finished`` event; ``None`` for
-            ``started`` events and for runs the handshake refused.
-        error: One-line reason of a run that did not succeed.
-    """
-
-    kind: Literal["started", "finished"]
-    run_id: str
-    status: Status | None = None
-    error: str | None = None
+TemplateSource = Callable[[str, "str | None"], "RawTemplate | None"]
+"""``(pipeline, version) -> raw template``: the template a request names, ``None``
+when the source does not know that version (``version=None``: the current one)."""
 
 
 class Executor(Protocol):
-    """Executes submitted runs and reports :class:`ExecEvent` records.
-
-    An executor may also offer ``prepare(requests)``: the scheduler calls it a
-    moment before a minute boundary with the requests it is about to submit,
-    so the executor can get them ready to send (the process executor pickles
-    them). It is optional: the scheduler looks it up.
-    """
+    """Executes submitted runs and reports :class:`RunEvent` records."""
 
     def start(self) -> None:
-        """Get ready to take work. Idempotent."""
+        """Get ready to take work (start threads, worker processes). Idempotent."""
         ...
 
     def submit(self, request: RunRequest) -> None:
         """Hand over a PENDING run. Never drops it: queues in order when all slots are busy."""
         ...
 
-    def drain_events(self) -> list[ExecEvent]:
+    def drain_events(self) -> list[RunEvent]:
         """Return (and forget) the events since the last call, oldest first. Non-blocking."""
         ...
 
@@ -85,48 +74,45 @@ class Executor(Protocol):
         """Block up to ``timeout`` seconds until an event is available; True if one is."""
         ...
 
+    def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        """Cancel one run: a waiting one at once (recorded CANCELLED), a running one
+        cooperatively. False when the run is not in this executor."""
+        ...
+
+    def capacity(self) -> int:
+        """Runs executed at once when every slot is busy."""
+        ...
+
     def in_flight(self) -> int:
         """Runs submitted and not yet finished (waiting plus running)."""
         ...
 
-    def running_pipelines(self) -> Counter[str]:
-        """Per pipeline, runs submitted and not yet finished (waiting plus running)."""
-        ...
-
-    def cancel_all(self, reason: str) -> None:
-        """Cancel every running run cooperatively; waiting ones are left waiting."""
-        ...
-
-    def shutdown(self, timeout: float) -> None:
+    def shutdown(self, timeout: float, *, reason: str | None = None) -> None:
         """Stop taking work, wait up to ``timeout``, then cancel what runs. Idempotent."""
         ...
 
 
-class RequestSource(Protocol):
-    """Where a :class:`ThreadExecutor` reads its requests itself (a worker's pipe)."""
-
-    def next_request(self) -> RunRequest | None:
-        """Block until the next request arrives; ``None`` when no more will come."""
-        ...
-
-    def close(self) -> None:
-        """Make a pending and every later :meth:`next_request` return ``None``."""
-        ...
+def log_extra(request: RunRequest) -> dict[str, Any]:
+    """The ``extra=`` context of log records about ``request``."""
+    extra: dict[str, Any] = {"run_id": request.run_id, "pipeline": request.pipeline}
+    if request.release is not None:
+        extra["release"] = request.release.at.isoformat()
+    return extra
 
 
 class EventBuffer:
     """A thread-safe FIFO of events with a bounded wait."""
 
     def __init__(self) -> None:
-        self._events: deque[ExecEvent] = deque()
+        self._events: deque[RunEvent] = deque()
         self._cond = threading.Condition()
 
-    def put(self, event: ExecEvent) -> None:
+    def put(self, event: RunEvent) -> None:
         with self._cond:
             self._events.append(event)
             self._cond.notify_all()
 
-    def extend(self, events: list[ExecEvent]) -> None:
+    def extend(self, events: list[RunEvent]) -> None:
         """Append several events at once (one wake-up of the waiters)."""
         if not events:
             return
@@ -134,7 +120,7 @@ class EventBuffer:
             self._events.extend(events)
             self._cond.notify_all()
 
-    def drain(self) -> list[ExecEvent]:
+    def drain(self) -> list[RunEvent]:
         with self._cond:
             events = list(self._events)
             self._events.clear()

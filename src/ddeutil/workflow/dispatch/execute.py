@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -45,53 +45,14 @@ from ..logs import RunLogRouter
 from ..masking import Masker
 from ..result import ErrorRecord, Result, Status
 from ..settings import Settings
-from ..store.base import ReleaseKey, RunStore, TriggerKind
+from ..store.base import RunStore
 from ..store.ends import EndRecorder, RunEnd
+from .base import log_extra
+from .records import RunRequest
 
-__all__ = ["RunRequest", "error_summary", "execute_request", "log_extra"]
+__all__ = ["error_summary", "execute_request"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """Everything a worker needs to execute one stored run.
-
-    The request is picklable (it crosses a process boundary to reach a worker):
-    ``template`` is the raw template the dispatcher validated, so a worker runs
-    exactly that version even if the file changed since.
-
-    Attributes:
-        run_id: The PENDING run in the store that this request executes.
-        pipeline: The pipeline (template) name.
-        template: The raw pipeline template to build.
-        params: Param values of the run (the pipeline's defaults for a release).
-        logical_date: The release time in the schedule's zone
-            (``${{ release.logical_date }}``); ``None`` for manual runs.
-        release: The release this run was claimed for; ``None`` for manual runs.
-        trigger: What started the run.
-        version: :func:`~ddeutil.workflow.engine.pipeline_cache.template_version` of
-            ``template`` when the sender knows it (the scheduler computes it once
-            per conf version); a worker then finds the pipeline it built for
-            that version without hashing the template again.
-    """
-
-    run_id: str
-    pipeline: str
-    template: RawTemplate
-    params: Mapping[str, Any] = field(default_factory=dict)
-    logical_date: datetime | None = None
-    release: ReleaseKey | None = None
-    trigger: TriggerKind = TriggerKind.MANUAL
-    version: str | None = None
-
-
-def log_extra(request: RunRequest) -> dict[str, Any]:
-    """The ``extra=`` context of log records about ``request``."""
-    extra: dict[str, Any] = {"run_id": request.run_id, "pipeline": request.pipeline}
-    if request.release is not None:
-        extra["release"] = request.release.at.isoformat()
-    return extra
 
 
 def error_summary(result: Result) -> str | None:
@@ -108,6 +69,7 @@ def error_summary(result: Result) -> str | None:
 
 def execute_request(
     request: RunRequest,
+    template: RawTemplate,
     *,
     store: RunStore,
     settings: Settings,
@@ -123,12 +85,14 @@ def execute_request(
     """Run one stored request to its end and record the outcome.
 
     Steps: the start handshake (``mark_running``), build the pipeline from
-    ``request.template`` (or take it from ``pipelines``), execute it with the request's run id, logical date and
+    ``template`` (or take it from ``pipelines``), execute it with the request's run id, logical date and
     ``cancel`` token (its log records routed to the run's file when ``router`` is
     given), then ``store.finish`` with the masked context and errors.
 
     Args:
         request: The run to execute.
+        template: The raw template of ``request.version`` (what the dispatcher
+            validated, even if the file changed since).
         store: Where the run is recorded.
         settings: Engine settings.
         masker: Hides secret values before anything is stored.
@@ -152,7 +116,15 @@ def execute_request(
     """
     extra = log_extra(request)
     env = _Env(
-        store, settings, masker, clock, cancel, loader, pipelines, ends or EndRecorder(store)
+        template,
+        store,
+        settings,
+        masker,
+        clock,
+        cancel,
+        loader,
+        pipelines,
+        ends or EndRecorder(store),
     )
     if cancel.cancelled:
         logger.info("run not started: cancelled before it began (%s)", cancel.reason, extra=extra)
@@ -228,11 +200,11 @@ def _build_and_run(request: RunRequest, env: _Env) -> Result:
     try:
         if env.pipelines is None:
             pipeline = Pipeline.from_template(
-                request.template, loader=env.loader, settings=env.settings
+                env.template, loader=env.loader, settings=env.settings
             )
         else:
             pipeline = env.pipelines.get(
-                request.template,
+                env.template,
                 loader=env.loader,
                 settings=env.settings,
                 version=request.version,
@@ -254,6 +226,7 @@ def _build_and_run(request: RunRequest, env: _Env) -> Result:
 class _Env:
     """What one execution needs besides the request."""
 
+    template: RawTemplate
     store: RunStore
     settings: Settings
     masker: Masker

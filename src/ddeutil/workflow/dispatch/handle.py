@@ -1,9 +1,11 @@
 """The daemon's handle on one worker process: start it, send it requests, reap it.
 
-* :meth:`WorkerHandle.start` starts a worker process (its body is
-  :func:`~ddeutil.workflow.dispatch.worker.worker_main`) with its two pipes.
+* :meth:`WorkerHandle.start` starts a worker process with its two pipes. Its
+  target is :func:`~ddeutil.workflow.dispatch.entry.run_worker`, which imports
+  the body (:mod:`.worker`) in the worker: the daemon's process never imports
+  the engine.
 * :meth:`WorkerHandle.send` never blocks the caller: a request frame (see
-  :mod:`.worker_link`) that fits the pipe's atomic size (``PIPE_BUF``) while
+  :mod:`.wire`) that fits the pipe's atomic size (``PIPE_BUF``) while
   nothing waits before it is written at once, the pipe being non-blocking on
   the daemon's side; anything else waits, in order, for the handle's writer
   thread. So dispatching a run costs one ``write``.
@@ -19,14 +21,16 @@ import select
 import signal
 import threading
 from collections import deque
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .execute import RunRequest
-from .wire import frame
-from .worker import WorkerConfig, worker_main
+from ..loader import RawTemplate
+from .entry import run_worker
+from .records import RunRequest
+from .wire import SentVersions, WorkerConfig, frame
 
-__all__ = ["WorkerHandle", "describe_exit"]
+__all__ = ["Assigned", "WorkerHandle", "describe_exit"]
 
 _WRITER_JOIN = 5.0
 
@@ -44,6 +48,16 @@ def describe_exit(pid: int | None, exitcode: int | None) -> str:
     return f"worker process {pid} exited with code {exitcode}"
 
 
+@dataclass(frozen=True)
+class Assigned:
+    """A request waiting for a worker or assigned to one, with its template."""
+
+    request: RunRequest
+    template: RawTemplate
+    payload: bytes
+    """The pickled :class:`~ddeutil.workflow.dispatch.wire.Run` without the template."""
+
+
 class WorkerHandle:
     """The daemon's handle on one worker process: the process, its pipes, its runs.
 
@@ -53,6 +67,7 @@ class WorkerHandle:
         pid: Its process id.
         events: The daemon's end of the event pipe.
         runs: Requests assigned to this worker and not finished yet.
+        versions: The template versions sent to this worker.
         ready: The worker reported ready.
         stopping: The worker was asked to stop.
     """
@@ -62,7 +77,8 @@ class WorkerHandle:
         self.process = process
         self.pid: int = process.pid
         self.events = events
-        self.runs: dict[str, RunRequest] = {}
+        self.runs: dict[str, Assigned] = {}
+        self.versions = SentVersions()
         self.ready = False
         self.stopping = False
         self._requests = requests
@@ -90,7 +106,7 @@ class WorkerHandle:
         requests_r, requests_w = ctx.Pipe(duplex=False)
         events_r, events_w = ctx.Pipe(duplex=False)
         process = ctx.Process(
-            target=worker_main,
+            target=run_worker,
             args=(requests_r, events_w, config),
             name=f"workflow-worker-{index}",
             daemon=True,

@@ -21,8 +21,8 @@ from datetime import datetime
 
 from ..result import ErrorRecord, Status
 from ..store.base import RunStore
-from .base import ExecEvent
-from .execute import RunRequest, log_extra
+from .base import log_extra
+from .records import RunEvent, RunRequest
 
 __all__ = ["Settled", "record_end", "settle_orphan"]
 
@@ -39,7 +39,7 @@ class Settled:
     """
 
     again: bool = False
-    event: ExecEvent | None = None
+    event: RunEvent | None = None
 
 
 def record_end(
@@ -89,9 +89,9 @@ def settle_orphan(
         logger.warning("run had not started on the dead worker; dispatching it again", extra=extra)
         return Settled(again=True)
     if record is not None and record.status.is_terminal:
-        return Settled(event=ExecEvent("finished", request.run_id, record.status, record.error))
+        return Settled(event=RunEvent("finished", request.run_id, record.status, record.error))
     status = Status.CANCELLED if stopping else Status.FAILED
     message = f"cancelled at shutdown: {cause}" if stopping else cause
     logger.error("run recorded %s: %s", status.value, message, extra=extra)
     record_end(store, request.run_id, status, message, kind="WorkerDied", now=now)
-    return Settled(event=ExecEvent("finished", request.run_id, status, message))
+    return Settled(event=RunEvent("finished", request.run_id, status, message))

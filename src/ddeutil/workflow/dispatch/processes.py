@@ -9,26 +9,32 @@ records its outcome. Policies:
 * **Processes.** Workers are forked by a ``forkserver`` that preloads the engine
   modules, so the workers share those pages, and forking never happens from the
   (multi-threaded) daemon itself. A worker inherits no file descriptor of the
-  daemon but its two pipes.
+  daemon but its two pipes. The daemon's process never imports the engine: a
+  worker's target is the tiny :mod:`.entry` module.
+* **Templates.** The executor is given a template source (the scheduler's
+  catalog): a request's template is looked up when it is submitted and sent to
+  a worker with the first request of that version the worker gets (see
+  :mod:`.wire`), so a worker runs exactly the version dispatched.
 * **Assignment.** A request goes to the least-loaded worker with a free slot.
   When every slot is busy, requests wait in the daemon in submit order (never
   dropped) and a warning with the queue depth is logged once per episode. The
   caller of :meth:`ProcessExecutor.submit` writes a small request straight into
-  the worker's pipe and never blocks (see :mod:`.worker_handle`); a worker reports
+  the worker's pipe and never blocks (see :mod:`.handle`); a worker reports
   its events in batches.
 * **A worker that dies** (killed, segfault, ``os._exit``) is detected at once
   (its pipe reaches EOF / its sentinel fires), joined (no zombie) and replaced;
   its runs are settled from the store (:mod:`.orphans`): started ones are
   recorded FAILED with the cause, unstarted ones go to another worker. Its bash
   process groups die with it, killed by their watchdogs (see
-  :mod:`.stages.shell`), and it leaves no script file. A worker that dies
+  :mod:`~ddeutil.workflow.engine.stages`), and it leaves no script file. A worker that dies
   before it is ready is restarted with a backoff.
-* **A worker exits when the daemon dies** (see :mod:`.worker_process`, the body
+* **A worker exits when the daemon dies** (see :mod:`.worker`, the body
   of a worker). ``PR_SET_PDEATHSIG`` is deliberately not used: a worker's parent
   is the forkserver, and a death signal would end the worker without
   cancelling, leaving its bash process groups behind.
 * **Stopping** (:meth:`ProcessExecutor.shutdown`): requests still waiting in the
-  daemon stay PENDING (dispatched after a restart); running runs get the timeout
+  daemon, and those a worker holds for their release time, stay PENDING
+  (dispatched after a restart); running runs get the timeout
   to finish, then each worker cancels its runs, records stragglers CANCELLED
   after ``cancel_grace`` and exits; a worker that still does not exit is
   terminated, then killed, and its open runs are recorded CANCELLED.
@@ -53,7 +59,7 @@ import os
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.connection import wait
 from typing import Any, Literal
@@ -65,12 +71,11 @@ from ..result import Status
 from ..settings import Settings
 from ..store import open_store
 from ..store.base import RunStore
-from .base import EventBuffer, ExecEvent, SaturationLog
-from .execute import RunRequest, log_extra
-from .handle import WorkerHandle, describe_exit
+from .base import EventBuffer, SaturationLog, TemplateSource, log_extra
+from .handle import Assigned, WorkerHandle, describe_exit
 from .orphans import record_end, settle_orphan
-from .wire import RunEncoder, dumps
-from .worker import WorkerConfig, parent_log_config
+from .records import RunEvent, RunRequest
+from .wire import Batch, Cancel, DropHeld, Ready, Run, Stop, WorkerConfig, dumps, parent_log_config
 
 __all__ = ["PRELOAD", "ProcessExecutor", "describe_exit"]
 
@@ -92,6 +97,8 @@ class ProcessExecutor:
 
     Args:
         settings: Settings (worker count and threads per worker by default).
+        templates: Where the template of a request's pipeline and version comes
+            from (the scheduler's catalog).
         store: The daemon's store, used to record runs of dead workers; default:
             one opened from ``store_url`` (and closed at shutdown).
         store_url: The URL workers open (default ``WORKFLOW_API_DB_URL``); must
@@ -114,6 +121,7 @@ class ProcessExecutor:
         self,
         *,
         settings: Settings,
+        templates: TemplateSource,
         store: RunStore | None = None,
         store_url: str | None = None,
         masker: Masker | None = None,
@@ -131,6 +139,7 @@ class ProcessExecutor:
                 f"(sqlite:/// or postgresql://), not {url!r}"
             )
         self._settings = settings
+        self._templates = templates
         self._store = store
         self._owns_store = store is None
         self._url = url
@@ -153,15 +162,12 @@ class ProcessExecutor:
             log_format=None,
             log_level=settings.log_level,
         )
-        self._encoder = RunEncoder()
-        self._ready: dict[str, tuple[RunRequest, bytes]] = {}
         self._ctx = multiprocessing.get_context("forkserver")
         self._events = EventBuffer()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._workers: dict[int, WorkerHandle] = {}
-        self._pending: deque[tuple[RunRequest, bytes]] = deque()
-        self._counts: Counter[str] = Counter()
+        self._pending: deque[Assigned] = deque()
         self._failures: Counter[int] = Counter()
         self._restarts: dict[int, float] = {}
         self._saturation = SaturationLog(self._count * self._threads, "worker processes")
@@ -226,11 +232,11 @@ class ProcessExecutor:
                 return
             self._closing = True
             started = self._started
-            left = [request for request, _ in self._pending]
+            left = len(self._pending)
             self._pending.clear()
-            for request in left:
-                self._forget_locked(request)
             self._saturation.drained()
+            for worker in self._workers.values():
+                worker.send(dumps(DropHeld("stopping")))
         if not started:
             self._close_handles()
             return
@@ -238,7 +244,7 @@ class ProcessExecutor:
             logger.warning(
                 "stopping: %d waiting run(s) not started; they stay PENDING and are "
                 "dispatched after a restart",
-                len(left),
+                left,
             )
         busy = not self._wait_until(lambda: not self._assigned_locked(), time.monotonic() + timeout)
         why = reason or (f"stopping: not finished within {timeout:g}s" if busy else "stopping")
@@ -248,7 +254,7 @@ class ProcessExecutor:
                 logger.warning("stopping: cancelling %d run(s): %s", self._assigned_locked(), why)
             for worker in workers:
                 worker.stopping = True
-                worker.send(dumps(("stop", why)))
+                worker.send(dumps(Stop(why)))
         gone = lambda: not self._workers  # noqa: E731
         if not self._wait_until(gone, time.monotonic() + self._grace + _STOP_MARGIN):
             for worker in self._live_workers():
@@ -276,34 +282,27 @@ class ProcessExecutor:
 
     # ------------------------------------------------------------ work
 
-    def prepare(self, requests: Sequence[RunRequest]) -> None:
-        """Pickle the messages of runs about to be submitted (before a minute boundary).
-
-        :meth:`submit` of one of these very request objects then sends the
-        message made here. Requests prepared earlier and not submitted are
-        dropped; one that cannot be pickled is left for :meth:`submit` to report.
-        """
-        ready: dict[str, tuple[RunRequest, bytes]] = {}
-        for request in requests:
-            with contextlib.suppress(Exception):
-                ready[request.run_id] = (request, self._encoder.encode(request))
-        self._ready = ready
-
     def submit(self, request: RunRequest) -> None:
         """Queue ``request`` for the least-loaded worker with a free slot (FIFO)."""
         if not self._started:
             self.start()
         try:
-            ready = self._ready.pop(request.run_id, None)
-            if ready is not None and ready[0] is request:
-                payload = ready[1]
-            else:
-                payload = self._encoder.encode(request)
+            template = self._templates(request.pipeline, request.version)
+            if template is None:
+                raise LookupError("the template source does not know it")
+        except Exception as exc:
+            version = request.version or "current"
+            message = (
+                f"no template of pipeline {request.pipeline!r} version {version}: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            self._end_now(request, Status.FAILED, message, kind="DispatchError")
+            return
+        try:
+            payload = dumps(Run(request))
         except Exception as exc:
             message = f"request cannot be sent to a worker process: {type(exc).__name__}: {exc}"
-            logger.error("run not started: %s", message, extra=log_extra(request))
-            self._record(request.run_id, Status.FAILED, message, kind="DispatchError")
-            self._events.put(ExecEvent("finished", request.run_id, Status.FAILED, message))
+            self._end_now(request, Status.FAILED, message, kind="DispatchError")
             return
         with self._lock:
             if self._closing:
@@ -312,8 +311,7 @@ class ProcessExecutor:
                     extra=log_extra(request),
                 )
                 return
-            self._pending.append((request, payload))
-            self._counts[request.pipeline] += 1
+            self._pending.append(Assigned(request, template, payload))
             self._dispatch_locked()
 
     def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
@@ -321,53 +319,37 @@ class ProcessExecutor:
         cooperatively. Returns False when the run is not in this executor."""
         with self._lock:
             for item in self._pending:
-                if item[0].run_id == run_id:
+                if item.request.run_id == run_id:
                     self._pending.remove(item)
-                    self._forget_locked(item[0])
                     break
             else:
                 for worker in self._workers.values():
                     if run_id in worker.runs:
-                        worker.send(dumps(("cancel", run_id, reason)))
+                        worker.send(dumps(Cancel(run_id, reason)))
                         return True
                 return False
         message = f"cancelled before it started: {reason}"
-        self._record(run_id, Status.CANCELLED, message, kind="Cancelled")
-        self._events.put(ExecEvent("finished", run_id, Status.CANCELLED, message))
+        self._end_now(item.request, Status.CANCELLED, message, kind="Cancelled")
         return True
 
     def cancel_all(self, reason: str) -> None:
         """Ask every worker to cancel its running runs (waiting ones keep waiting)."""
         with self._lock:
             for worker in self._workers.values():
-                worker.send(dumps(("cancel", None, reason)))
+                worker.send(dumps(Cancel(None, reason)))
 
-    def drain_events(self) -> list[ExecEvent]:
+    def drain_events(self) -> list[RunEvent]:
         return self._events.drain()
 
     def wait_event(self, timeout: float) -> bool:
         return self._events.wait(timeout)
 
+    def capacity(self) -> int:
+        return self._count * self._threads
+
     def in_flight(self) -> int:
         with self._lock:
             return len(self._pending) + self._assigned_locked()
-
-    def running_pipelines(self) -> Counter[str]:
-        with self._lock:
-            return +self._counts
-
-    def worker_pids(self) -> list[int]:
-        """Pids of the live worker processes, by worker index."""
-        with self._lock:
-            return [self._workers[i].pid for i in sorted(self._workers)]
-
-    def worker_for(self, run_id: str) -> int | None:
-        """Pid of the worker process running ``run_id`` (None when not assigned)."""
-        with self._lock:
-            for worker in self._workers.values():
-                if run_id in worker.runs:
-                    return worker.pid
-        return None
 
     # ------------------------------------------------------------ internals
 
@@ -421,24 +403,25 @@ class ProcessExecutor:
         except (EOFError, OSError):
             return False
 
-    def _handle(self, worker: WorkerHandle, message: tuple[Any, ...]) -> None:
-        """Handle one message of ``worker`` (a ``batch`` under one lock acquisition)."""
-        messages = message[1] if message[0] == "batch" else [message]
-        events: list[ExecEvent] = []
+    def _handle(self, worker: WorkerHandle, message: object) -> None:
+        """Handle one :class:`~.wire.Batch` of ``worker`` under one lock acquisition."""
+        if not isinstance(message, Batch):
+            logger.error("worker process %d sent %r; ignored", worker.pid, type(message))
+            return
+        events: list[RunEvent] = []
         finished = False
         with self._lock:
-            for item in messages:
-                if item[0] == "ready":
-                    worker.ready = True
-                    self._failures.pop(worker.index, None)
-                    continue
-                event: ExecEvent = item[1]
-                events.append(event)
-                if event.kind == "finished":
-                    finished = True
-                    request = worker.runs.pop(event.run_id, None)
-                    if request is not None:
-                        self._forget_locked(request)
+            for item in message.messages:
+                match item:
+                    case Ready():
+                        worker.ready = True
+                        self._failures.pop(worker.index, None)
+                    case RunEvent(kind="finished"):
+                        events.append(item)
+                        finished = True
+                        worker.runs.pop(item.run_id, None)
+                    case RunEvent():
+                        events.append(item)
             if finished:
                 self._dispatch_locked()
             self._changed.notify_all()
@@ -464,37 +447,37 @@ class ProcessExecutor:
             logger.error("%s with %d run(s) assigned", cause, len(orphans))
         store = self._store
         assert store is not None
-        requeue: list[RunRequest] = []
-        for request in orphans:
+        requeue: list[Assigned] = []
+        for item in orphans:
             settled = settle_orphan(
                 store,
-                request,
+                item.request,
                 cause,
                 stopping=worker.stopping,
                 closing=self._closing,
                 now=self._clock.now(),
             )
             if settled.again:
-                requeue.append(request)
+                requeue.append(item)
             if settled.event is not None:
                 self._events.put(settled.event)
         with self._lock:
             closing = self._closing
-            kept = {r.run_id for r in requeue} if not closing else set()
-            for request in orphans:
-                if request.run_id not in kept:
-                    self._forget_locked(request)
-            if kept:
-                self._pending.extendleft((r, self._encoder.encode(r)) for r in reversed(requeue))
+            if requeue and not closing:
+                self._pending.extendleft(reversed(requeue))
             if not closing:
                 self._schedule_restart(worker.index, ready=worker.ready)
             self._dispatch_locked()
             self._changed.notify_all()
 
-    def _record(self, run_id: str, status: Status, message: str, *, kind: str) -> None:
+    def _end_now(self, request: RunRequest, status: Status, message: str, *, kind: str) -> None:
+        """Record a run that will not reach a worker as ended, and report its end."""
+        logger.error("run not started: %s", message, extra=log_extra(request))
         if self._store is None:
             self._store = open_store(self._url)
-        record_end(self._store, run_id, status, message, kind=kind, now=self._clock.now())
+        now = self._clock.now()
+        record_end(self._store, request.run_id, status, message, kind=kind, now=now)
+        self._events.put(RunEvent("finished", request.run_id, status, message))
 
     def _schedule_restart(self, index: int, *, ready: bool) -> None:
         """Restart at once after a crash; back off when workers die before being ready."""
@@ -528,18 +511,17 @@ class ProcessExecutor:
                 self._saturation.waiting(len(self._pending))
                 return
             worker = min(free, key=lambda w: (len(w.runs), w.index))
-            request, payload = self._pending.popleft()
-            worker.runs[request.run_id] = request
+            item = self._pending.popleft()
+            payload = item.payload
+            if worker.versions.needs(item.request):
+                payload = dumps(Run(item.request, item.template))
+                worker.versions.sent(item.request)
+            worker.runs[item.request.run_id] = item
             worker.send(payload)
         self._saturation.drained()
 
     def _assigned_locked(self) -> int:
         return sum(len(w.runs) for w in self._workers.values())
-
-    def _forget_locked(self, request: RunRequest) -> None:
-        self._counts[request.pipeline] -= 1
-        if self._counts[request.pipeline] <= 0:
-            del self._counts[request.pipeline]
 
     def _wait_until(self, done: Callable[[], bool], deadline: float) -> bool:
         """Wait until ``done()`` (called under the lock) holds; False at the deadline."""

@@ -1,41 +1,48 @@
 """The in-process executor: runs requests on threads of this process.
 
 :class:`ThreadExecutor` implements the :class:`~ddeutil.workflow.dispatch.base.Executor`
-seam (policies in :mod:`.executor_base`; its names are re-exported here). It
-works with any store, the in-memory one included; the API and each daemon
-worker process run their runs on one.
+seam (policies in :mod:`.base`). It works with any store, the in-memory one
+included; the API and each daemon worker process run their runs on one. A
+request's template is looked up in the template source when it is submitted
+(a version the source does not know ends the run FAILED at once); an idle
+thread takes the request from the queue and runs it
+(:func:`~ddeutil.workflow.dispatch.execute.execute_request`).
+
+**Not before its release.** A scheduled request may arrive before its release
+instant (the scheduler dispatches the releases of a minute boundary a moment
+ahead of it): the thread that took it holds it, pipeline template in hand, and
+starts it (start handshake first) at the release instant of the wall clock. A
+held run is not started yet: :meth:`ThreadExecutor.drop_held` and
+:meth:`ThreadExecutor.shutdown` let it go without touching the store (it stays
+PENDING and is dispatched after a restart), while :meth:`ThreadExecutor.cancel`
+records it CANCELLED.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..cancellation import CancelToken, is_process_stop
 from ..clock import Clock, SystemClock
 from ..engine.pipeline_cache import DEFAULT_SIZE, PipelineCache
-from ..loader import Loader
+from ..loader import Loader, RawTemplate
 from ..logs import RunLogRouter
 from ..masking import Masker
 from ..result import ErrorRecord, Status
 from ..settings import Settings
 from ..store.base import RunStore
 from ..store.ends import EndRecorder, RunEnd
-from .base import EventBuffer, ExecEvent, Executor, RequestSource, SaturationLog
-from .execute import RunRequest, error_summary, execute_request, log_extra
+from .base import EventBuffer, SaturationLog, TemplateSource, log_extra
+from .execute import error_summary, execute_request
+from .records import RunEvent, RunRequest
 
-__all__ = [
-    "EventBuffer",
-    "ExecEvent",
-    "Executor",
-    "RequestSource",
-    "SaturationLog",
-    "ThreadExecutor",
-]
+__all__ = ["ThreadExecutor"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +56,12 @@ class _Active:
     token: CancelToken
 
 
+@dataclass(frozen=True)
+class _Queued:
+    request: RunRequest
+    template: RawTemplate
+
+
 class ThreadExecutor:
     """Runs requests on up to ``size`` threads of this process.
 
@@ -58,6 +71,7 @@ class ThreadExecutor:
 
     Args:
         store: Run store the runs are recorded in.
+        templates: Where the template of a request's pipeline and version comes from.
         settings: Engine settings (log folder, registry, ...).
         masker: Hides secrets in stored records (default: hides nothing).
         clock: Time source (default: the system clock).
@@ -75,13 +89,6 @@ class ThreadExecutor:
         pipeline_cache: Built pipelines kept for later runs of the same template
             version (see :mod:`~ddeutil.workflow.engine.pipeline_cache`); 0 builds every
             run's pipeline afresh.
-        source: When given, the executor reads its requests from it instead of
-            taking them from :meth:`submit`: its threads take turns reading, and
-            the thread that reads a request runs it, so a request reaches a
-            running thread without a hand-off. A thread is always reading (the
-            source's other messages are handled while every slot is busy):
-            threads are started as needed, up to ``size + 1``. Whoever feeds
-            the source keeps at most ``size`` runs outstanding.
         ends: Records the runs' ends, keeping those the store refuses (see
             :mod:`~ddeutil.workflow.store.ends`); default: one over ``store``
             without a journal. The executor closes it in :meth:`shutdown`.
@@ -92,21 +99,22 @@ class ThreadExecutor:
         *,
         store: RunStore,
         settings: Settings,
+        templates: TemplateSource,
         masker: Masker | None = None,
         clock: Clock | None = None,
         loader: Loader | None = None,
         size: int | None = None,
         cancel_grace: float = 5.0,
         log_files: bool | None = None,
-        on_event: Callable[[ExecEvent], None] | None = None,
+        on_event: Callable[[RunEvent], None] | None = None,
         name: str = "thread executor",
         pipeline_cache: int = DEFAULT_SIZE,
-        source: RequestSource | None = None,
         ends: EndRecorder | None = None,
     ) -> None:
         self._store = store
         self._ends = ends or EndRecorder(store)
         self._settings = settings
+        self._templates = templates
         self._masker = masker or Masker()
         self._clock = clock or SystemClock()
         self._loader = loader or Loader.from_settings(settings)
@@ -122,10 +130,12 @@ class ThreadExecutor:
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._done = threading.Condition(self._lock)
-        self._queue: deque[RunRequest] = deque()
+        self._queue: deque[_Queued] = deque()
         self._active: dict[str, _Active] = {}
         self._abandoned: set[str] = set()
-        self._counts: Counter[str] = Counter()
+        self._held: set[str] = set()
+        self._dropped: set[str] = set()
+        self._letting_go: str | None = None  # why runs are no longer held (sticky)
         self._threads: list[threading.Thread] = []
         self._idle = 0
         self._started = False
@@ -133,9 +143,6 @@ class ThreadExecutor:
         self._router: RunLogRouter | None = None
         self._saturation = SaturationLog(self._size, name)
         self._pipelines = PipelineCache(pipeline_cache)
-        self._source = source
-        self._reading = threading.Lock()  # held by the thread reading the source
-        self._readers = 0  # threads reading the source or waiting to
 
     def __repr__(self) -> str:
         return f"ThreadExecutor(size={self._size}, in_flight={self.in_flight()})"
@@ -152,10 +159,6 @@ class ThreadExecutor:
             router = RunLogRouter(self._settings.log_path, self._masker)
             logging.getLogger("ddeutil.workflow").addHandler(router)
             self._router = router
-        if self._source is not None:
-            with self._lock:
-                self._readers += 1
-                self._spawn_locked(self._read_loop)
 
     def shutdown(self, timeout: float, *, reason: str | None = None) -> None:
         """Stop taking work; wait, then cancel; record stragglers CANCELLED.
@@ -171,20 +174,17 @@ class ThreadExecutor:
             if self._closed:
                 return
             self._closed = True
-            left = list(self._queue)
+            left = len(self._queue)
             self._queue.clear()
-            for request in left:
-                self._forget_locked(request)
             self._saturation.drained()
             self._work.notify_all()
-        if self._source is not None:
-            self._source.close()  # the reading thread returns; the others follow
+        self.drop_held("stopping")
         if left:
             logger.warning(
                 "%s stopping: %d waiting run(s) not started; they stay PENDING and are "
                 "dispatched after a restart",
                 self._name,
-                len(left),
+                left,
             )
         deadline = time.monotonic() + max(timeout, 0.0)
         if not self._wait_idle(deadline):
@@ -209,10 +209,11 @@ class ThreadExecutor:
 
     def submit(self, request: RunRequest) -> None:
         """Queue ``request``; it starts as soon as a thread is free (FIFO)."""
-        if self._source is not None:
-            raise RuntimeError(f"{self._name} reads its requests from its source")
         if not self._started:
             self.start()
+        template = self._template_of(request)
+        if template is None:
+            return
         with self._lock:
             if self._closed:
                 logger.warning(
@@ -221,8 +222,7 @@ class ThreadExecutor:
                     extra=log_extra(request),
                 )
                 return
-            self._queue.append(request)
-            self._counts[request.pipeline] += 1
+            self._queue.append(_Queued(request, template))
             if len(self._queue) > self._idle and len(self._threads) < self._size:
                 self._spawn_locked(self._loop)
             waiting = len(self._queue) - (self._size - len(self._active))
@@ -240,18 +240,38 @@ class ThreadExecutor:
         """
         with self._lock:
             active = self._active.get(run_id)
-            queued = next((r for r in self._queue if r.run_id == run_id), None)
+            queued = next((q for q in self._queue if q.request.run_id == run_id), None)
             if queued is not None:
                 self._queue.remove(queued)
-                self._forget_locked(queued)
         if active is not None:
             active.token.cancel(reason)
             return True
         if queued is None:
             return False
-        self._record_cancelled(queued, f"cancelled before it started: {reason}")
-        self._emit(ExecEvent("finished", run_id, Status.CANCELLED, f"cancelled: {reason}"))
+        self._end_now(queued.request, Status.CANCELLED, f"cancelled before it started: {reason}")
         return True
+
+    def drop_held(self, reason: str) -> int:
+        """Let go of runs held for their release time: not started, they stay PENDING.
+
+        Each ends with a ``finished`` event without a status, and so does every
+        run that would be held from now on (the executor is about to stop).
+        Returns how many were held.
+        """
+        with self._lock:
+            self._letting_go = self._letting_go or reason
+            held = [self._active[run_id] for run_id in self._held if run_id in self._active]
+            self._dropped.update(item.request.run_id for item in held)
+        for item in held:
+            item.token.cancel(reason)
+        if held:
+            logger.info(
+                "%s: %d run(s) held for their release time not started (%s); they stay PENDING",
+                self._name,
+                len(held),
+                reason,
+            )
+        return len(held)
 
     def cancel_all(self, reason: str) -> None:
         """Cancel every running run (waiting runs are left waiting)."""
@@ -260,19 +280,18 @@ class ThreadExecutor:
         for item in active:
             item.token.cancel(reason)
 
-    def drain_events(self) -> list[ExecEvent]:
+    def drain_events(self) -> list[RunEvent]:
         return self._events.drain()
 
     def wait_event(self, timeout: float) -> bool:
         return self._events.wait(timeout)
 
+    def capacity(self) -> int:
+        return self._size
+
     def in_flight(self) -> int:
         with self._lock:
             return len(self._queue) + len(self._active)
-
-    def running_pipelines(self) -> Counter[str]:
-        with self._lock:
-            return +self._counts
 
     # ------------------------------------------------------------ internals
 
@@ -294,69 +313,57 @@ class ThreadExecutor:
                     self._idle -= 1
                 if self._closed:
                     return
-                request = self._queue.popleft()
+                queued = self._queue.popleft()
                 if not self._queue:
                     self._saturation.drained()
                 token = CancelToken()
-                self._active[request.run_id] = _Active(request, token)
-            self._run_and_report(request, token)
+                self._active[queued.request.run_id] = _Active(queued.request, token)
+            self._run_and_report(queued, token)
 
-    def _read_loop(self) -> None:
-        """A thread of an executor with a source: read a request, run it, repeat."""
-        source = self._source
-        assert source is not None
-        while True:
-            with self._reading:  # one reader at a time; idle threads queue up here
-                request = None if self._closed else source.next_request()
-            with self._lock:
-                self._readers -= 1
-                if request is None:
-                    return
-                if not self._readers and len(self._threads) <= self._size and not self._closed:
-                    self._readers += 1  # keep a thread reading while this one runs
-                    self._spawn_locked(self._read_loop)
-                if self._closed:
-                    logger.warning(
-                        "%s is shut down: run not started, it stays PENDING",
-                        self._name,
-                        extra=log_extra(request),
-                    )
-                    return
-                self._counts[request.pipeline] += 1
-                token = CancelToken()
-                self._active[request.run_id] = _Active(request, token)
-            self._run_and_report(request, token)
-            with self._lock:
-                self._readers += 1
-
-    def _run_and_report(self, request: RunRequest, token: CancelToken) -> None:
-        event = ExecEvent("finished", request.run_id, Status.CANCELLED, "interrupted")
+    def _run_and_report(self, queued: _Queued, token: CancelToken) -> None:
+        request = queued.request
+        event = RunEvent("finished", request.run_id, Status.CANCELLED, "interrupted")
         try:
-            event = self._run(request, token)
+            event = self._run(queued, token)
         finally:  # whatever happened, the slot is freed (a process stop still unwinds)
             with self._lock:  # free the slot before telling anyone the run ended
-                if self._active.pop(request.run_id, None) is not None:
-                    self._forget_locked(request)
+                self._active.pop(request.run_id, None)
                 abandoned = request.run_id in self._abandoned
                 self._abandoned.discard(request.run_id)
                 self._done.notify_all()
             if not abandoned:
                 self._emit(event)
 
-    def _run(self, request: RunRequest, token: CancelToken) -> ExecEvent:
+    def _run(self, queued: _Queued, token: CancelToken) -> RunEvent:
         """Execute one request; return its ``finished`` event (never raises)."""
+        request = queued.request
         run_id = request.run_id
+        loader = self._current_loader()
+        if request.release is not None and request.release.at.timestamp() > time.time():
+            # Held: build the pipeline now (kept in the cache), so that at the
+            # release instant only the handshake and the run itself remain.
+            with contextlib.suppress(Exception):  # the run reports a build error itself
+                self._pipelines.get(
+                    queued.template,
+                    loader=loader,
+                    settings=self._settings,
+                    version=request.version,
+                )
+            ended = self._hold(request, token)
+            if ended is not None:
+                return ended
         try:
             result = execute_request(
                 request,
+                queued.template,
                 store=self._store,
                 settings=self._settings,
                 masker=self._masker,
                 clock=self._clock,
                 cancel=token,
-                loader=self._current_loader(),
+                loader=loader,
                 router=self._router,
-                on_start=lambda: self._emit(ExecEvent("started", run_id)),
+                on_start=lambda: self._emit(RunEvent("started", run_id)),
                 pipelines=self._pipelines,
                 ends=self._ends,
             )
@@ -370,10 +377,10 @@ class ThreadExecutor:
                 extra=log_extra(request),
             )
             message = self._masker.text(f"{type(exc).__name__}: {exc}")
-            return ExecEvent("finished", run_id, Status.FAILED, message)
+            return RunEvent("finished", run_id, Status.FAILED, message)
         if result is None:
-            return ExecEvent("finished", run_id, None, "not started (no longer PENDING)")
-        return ExecEvent("finished", run_id, result.status, error_summary(result))
+            return RunEvent("finished", run_id, None, "not started (no longer PENDING)")
+        return RunEvent("finished", run_id, result.status, error_summary(result))
 
     def _current_loader(self) -> Loader:
         with self._lock:
@@ -406,29 +413,76 @@ class ThreadExecutor:
             stuck = list(self._active.values())
             for item in stuck:
                 del self._active[item.request.run_id]
-                self._forget_locked(item.request)
                 self._abandoned.add(item.request.run_id)
             self._done.notify_all()
         for item in stuck:
             message = f"did not stop within {self._grace:g}s of being cancelled ({reason})"
             logger.error("run left behind: %s", message, extra=log_extra(item.request))
-            self._record_cancelled(item.request, message)
-            self._emit(ExecEvent("finished", item.request.run_id, Status.CANCELLED, message))
+            self._end_now(item.request, Status.CANCELLED, message)
 
-    def _record_cancelled(self, request: RunRequest, message: str) -> None:
-        record = ErrorRecord(message=message, kind="Cancelled")
-        end = RunEnd(request.run_id, Status.CANCELLED, self._clock.now(), None, (record,), message)
+    def _template_of(self, request: RunRequest) -> RawTemplate | None:
+        """The template of ``request``; ``None`` after ending the run FAILED."""
+        try:
+            template = self._templates(request.pipeline, request.version)
+        except Exception as exc:
+            template = None
+            why = f"{type(exc).__name__}: {exc}"
+        else:
+            why = "the template source does not know it"
+        if template is None:
+            version = request.version or "current"
+            message = f"no template of pipeline {request.pipeline!r} version {version}: {why}"
+            logger.error("run not started: %s", message, extra=log_extra(request))
+            self._end_now(request, Status.FAILED, message, kind="DispatchError")
+        return template
+
+    def _hold(self, request: RunRequest, token: CancelToken) -> RunEvent | None:
+        """Wait for the release instant; ``None`` then, or the run's end when let go."""
+        run_id = request.run_id
+        at = request.release.at.timestamp() if request.release is not None else 0.0
+        with self._lock:
+            self._held.add(run_id)
+            letting_go = self._letting_go
+            if letting_go is not None:
+                self._dropped.add(run_id)
+        if letting_go is not None:
+            token.cancel(letting_go)
+        try:
+            while (left := at - time.time()) > 0 and not token.wait(left):
+                pass
+        finally:
+            with self._lock:
+                self._held.discard(run_id)
+                dropped = run_id in self._dropped
+                self._dropped.discard(run_id)
+        if not token.cancelled:
+            return None
+        if dropped:
+            message = f"not started: {token.reason} before its release time (stays PENDING)"
+            return RunEvent("finished", run_id, None, message)
+        message = f"cancelled before it started: {token.reason}"
+        self._record_end(request, Status.CANCELLED, message)
+        return RunEvent("finished", run_id, Status.CANCELLED, message)
+
+    def _end_now(
+        self, request: RunRequest, status: Status, message: str, *, kind: str | None = None
+    ) -> None:
+        """Record a run that will not execute here as ended, and report its end."""
+        self._record_end(request, status, message, kind=kind)
+        self._emit(RunEvent("finished", request.run_id, status, message))
+
+    def _record_end(
+        self, request: RunRequest, status: Status, message: str, *, kind: str | None = None
+    ) -> None:
+        kind = kind or ("Cancelled" if status is Status.CANCELLED else "DispatchError")
+        record = ErrorRecord(message=message, kind=kind)
+        end = RunEnd(request.run_id, status, self._clock.now(), None, (record,), message)
         try:
             self._ends.record(end)
         except Exception:
-            logger.exception("could not record the run CANCELLED", extra=log_extra(request))
+            logger.exception("could not record the run %s", status.value, extra=log_extra(request))
 
-    def _forget_locked(self, request: RunRequest) -> None:
-        self._counts[request.pipeline] -= 1
-        if self._counts[request.pipeline] <= 0:
-            del self._counts[request.pipeline]
-
-    def _emit(self, event: ExecEvent) -> None:
+    def _emit(self, event: RunEvent) -> None:
         if self._on_event is None:
             self._events.put(event)
             return

@@ -1,126 +1,227 @@
-"""The wire between the daemon and its worker processes: framing, codecs, endpoints.
+"""The wire between the daemon and its worker processes: typed messages, framing, endpoints.
 
+* **Messages** are frozen dataclasses matched by type, never string-tagged tuples.
+  Daemon -> worker: :class:`Run` (a request, plus its template the first time
+  this worker needs that version), :class:`Cancel` (one run, or every run),
+  :class:`DropHeld` (let runs held for their release time go: they stay
+  PENDING) and :class:`Stop`. Worker -> daemon: :class:`Batch` of :class:`Ready` and
+  :class:`~ddeutil.workflow.dispatch.records.RunEvent` records.
+* **Templates travel once per worker and version.** The daemon remembers, per
+  worker, the versions it sent (:class:`SentVersions`) and the worker keeps the
+  templates it received (:class:`KeptTemplates`); both forget the oldest first
+  beyond :data:`KEPT_TEMPLATES`, in the same order, so the daemon always knows
+  what its worker holds. A worker therefore runs exactly the version the
+  scheduler dispatched, even after the file on disk changed or broke. A request
+  without a version carries its template every time.
 * **Requests** (daemon -> worker) are length-prefixed frames (:func:`frame`) of
-  pickled messages: ``("run", ...)`` (see :class:`RunEncoder`), ``("cancel",
-  run_id | None, reason)`` (``None``: every run), ``("stop", reason)``. The
-  daemon writes them with :meth:`WorkerHandle.send
-  <ddeutil.workflow.dispatch.handle.WorkerHandle.send>`, never blocking. The
-  worker reads them with :class:`FrameReader`, which takes every frame already
-  in the pipe with one ``read`` and can be woken from another thread.
+  pickled messages, written with :meth:`WorkerHandle.send
+  <ddeutil.workflow.dispatch.handle.WorkerHandle.send>` (never blocking) and read
+  with :class:`FrameReader`, which takes every frame already in the pipe with one
+  ``read`` and can be woken from another thread.
 * **Events** (worker -> daemon) are sent by one sender thread of the worker
-  (:class:`EventSender`) as ``("batch", [message, ...])`` over a
-  :class:`multiprocessing.connection.Connection`, with the messages
-  ``("ready", pid)`` and ``("event", ExecEvent)``: the threads running pipelines
+  (:class:`EventSender`) as a :class:`Batch` over a
+  :class:`multiprocessing.connection.Connection`: the threads running pipelines
   only queue them, and a burst of events costs one pipe write.
+
+This module (and :class:`WorkerConfig`) is imported by the daemon's process: it
+imports neither the engine nor a store.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import select
 import struct
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
-from typing import Any
+from typing import Literal
 
-from ..engine.pipeline_cache import template_version
 from ..loader import RawTemplate
-from ..store.base import TriggerKind
-from .execute import RunRequest
+from ..masking import Masker
+from ..settings import Settings
+from .records import RunEvent, RunRequest
 
-__all__ = ["EventSender", "FrameReader", "RunDecoder", "RunEncoder", "dumps", "frame"]
+__all__ = [
+    "KEPT_TEMPLATES",
+    "Batch",
+    "Cancel",
+    "DropHeld",
+    "EventSender",
+    "FrameReader",
+    "KeptTemplates",
+    "Ready",
+    "Run",
+    "SentVersions",
+    "Stop",
+    "WorkerConfig",
+    "dumps",
+    "frame",
+    "parent_log_config",
+]
 
 _HEADER = struct.Struct("!I")
-_KEPT_TEMPLATES = 1024
-"""Template versions each side keeps (pickled in the daemon, unpickled in a worker)."""
+KEPT_TEMPLATES = 1024
+"""Template versions a worker keeps (and its daemon remembers having sent)."""
 _READ_SIZE = 1 << 16
 _SENDER_JOIN = 5.0
 
 
-def dumps(message: tuple[Any, ...]) -> bytes:
-    """Pickle one request message (raises when something in it cannot be pickled)."""
+# ---------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run ``request``; ``template`` is set when the worker may not hold its version."""
+
+    request: RunRequest
+    template: RawTemplate | None = None
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Cancel run ``run_id`` (``None``: every running run) with ``reason``."""
+
+    run_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class DropHeld:
+    """Do not start the runs still held for their release time (they stay PENDING)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Cancel every run, record stragglers CANCELLED and exit."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The worker (process ``pid``) takes work."""
+
+    pid: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Worker messages sent with one pipe write, oldest first."""
+
+    messages: tuple[Ready | RunEvent, ...]
+
+
+ToWorker = Run | Cancel | DropHeld | Stop
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker process is started with (pickled to it).
+
+    Attributes:
+        index: The worker's slot number in the daemon (log label).
+        settings: The daemon's settings.
+        store_url: The run store the worker opens.
+        masker: Hides secrets in stored records and log lines.
+        threads: Runs executed at once.
+        cancel_grace: Seconds a cancelled run gets before it is recorded CANCELLED.
+        log_format: Console logging like the daemon's; ``None``: configure none.
+        log_level: Console log level.
+    """
+
+    index: int
+    settings: Settings
+    store_url: str
+    masker: Masker
+    threads: int
+    cancel_grace: float
+    log_format: Literal["json", "text"] | None
+    log_level: str
+
+
+def parent_log_config() -> tuple[Literal["json", "text"] | None, str | None]:
+    """The format and level :func:`~ddeutil.workflow.logs.configure_logging` set up here.
+
+    The daemon passes them to its workers, so they log like it; ``(None, None)``
+    when this process configured no logging.
+    """
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if getattr(handler, "_ddeutil_workflow", False):
+            # the JSON formatter may be a subclass defined elsewhere: look at its bases
+            kinds = type(handler.formatter).__mro__
+            is_json = any(kind.__module__.startswith("pythonjsonlogger") for kind in kinds)
+            return ("json" if is_json else "text"), logging.getLevelName(root.level)
+    return None, None
+
+
+def dumps(message: ToWorker) -> bytes:
+    """Pickle one message to a worker (raises when something in it cannot be pickled)."""
     return bytes(ForkingPickler.dumps(message))
 
 
-class RunEncoder:
-    """Pickles ``run`` messages for workers (daemon side).
+# ---------------------------------------------------------------- templates
 
-    A run travels as its own fields plus its template, pickled once per template
-    version and kept: a run of a known version costs the pickling of a few small
-    fields. The message is self-contained (a worker needs no earlier message to
-    read it); :class:`RunDecoder` skips unpickling a template it already has.
+
+class SentVersions:
+    """The template versions the daemon sent to one worker (its view of :class:`KeptTemplates`)."""
+
+    def __init__(self, size: int = KEPT_TEMPLATES) -> None:
+        self._size = size
+        self._sent: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def needs(self, request: RunRequest) -> bool:
+        """Whether a :class:`Run` of ``request`` must carry its template."""
+        return request.version is None or (request.pipeline, request.version) not in self._sent
+
+    def sent(self, request: RunRequest) -> None:
+        """Record that a :class:`Run` of ``request`` carried its template."""
+        if request.version is None:
+            return
+        self._sent[(request.pipeline, request.version)] = None
+        while len(self._sent) > self._size:
+            self._sent.popitem(last=False)
+
+
+class KeptTemplates:
+    """The templates a worker received, by pipeline and version (the worker's template source).
+
+    Forgets the oldest version first beyond ``size``, exactly as
+    :class:`SentVersions` does on the daemon's side. The template of a request
+    without a version is kept only until the next one.
     """
 
-    def __init__(self) -> None:
-        self._blobs: OrderedDict[str, bytes] = OrderedDict()
+    def __init__(self, size: int = KEPT_TEMPLATES) -> None:
+        self._size = size
+        self._kept: OrderedDict[tuple[str, str], RawTemplate] = OrderedDict()
+        self._unversioned: dict[str, RawTemplate] = {}
         self._lock = threading.Lock()
 
-    def encode(self, request: RunRequest) -> bytes:
-        """The pickled ``run`` message of ``request``.
-
-        Raises:
-            Exception: something in the request cannot be pickled.
-        """
-        version = request.version or template_version(request.template)
+    def put(self, request: RunRequest, template: RawTemplate) -> None:
         with self._lock:
-            blob = self._blobs.get(version)
-            if blob is not None:
-                self._blobs.move_to_end(version)
-        if blob is None:
-            blob = bytes(ForkingPickler.dumps(request.template))
-            with self._lock:
-                self._blobs[version] = blob
-                while len(self._blobs) > _KEPT_TEMPLATES:
-                    self._blobs.popitem(last=False)
-        return dumps(
-            (
-                "run",
-                request.run_id,
-                request.pipeline,
-                version,
-                blob,
-                dict(request.params),
-                request.logical_date,
-                request.release,
-                request.trigger.value,
-            )
-        )
+            if request.version is None:
+                self._unversioned[request.pipeline] = template
+                return
+            self._kept[(request.pipeline, request.version)] = template
+            while len(self._kept) > self._size:
+                self._kept.popitem(last=False)
+
+    def get(self, pipeline: str, version: str | None) -> RawTemplate | None:
+        with self._lock:
+            if version is None:
+                return self._unversioned.get(pipeline)
+            return self._kept.get((pipeline, version))
 
 
-class RunDecoder:
-    """Rebuilds :class:`RunRequest` objects from ``run`` messages (worker side).
-
-    Templates are kept by version (the last :data:`_KEPT_TEMPLATES`), so a run
-    of a version seen before reuses the template object instead of unpickling it.
-    """
-
-    def __init__(self) -> None:
-        self._templates: OrderedDict[str, RawTemplate] = OrderedDict()
-
-    def decode(self, message: tuple[Any, ...]) -> RunRequest:
-        _, run_id, pipeline, version, blob, params, logical_date, release, trigger = message
-        template = self._templates.get(version)
-        if template is None:
-            template = ForkingPickler.loads(blob)
-            self._templates[version] = template
-            while len(self._templates) > _KEPT_TEMPLATES:
-                self._templates.popitem(last=False)
-        else:
-            self._templates.move_to_end(version)
-        return RunRequest(
-            run_id=run_id,
-            pipeline=pipeline,
-            template=template,
-            params=params,
-            logical_date=logical_date,
-            release=release,
-            trigger=TriggerKind(trigger),
-            version=version,
-        )
+# ---------------------------------------------------------------- framing
 
 
 def frame(payload: bytes) -> bytes:
@@ -155,7 +256,7 @@ class FrameReader:
         conn.close()
         return cls(fd)
 
-    def recv(self) -> Any:
+    def recv(self) -> ToWorker | None:
         """The next message; blocks until one arrives. ``None`` once woken.
 
         Raises:
@@ -168,7 +269,10 @@ class FrameReader:
         payload = self._read(size)
         if payload is None:
             return None
-        return ForkingPickler.loads(payload)
+        message = ForkingPickler.loads(payload)
+        if not isinstance(message, Run | Cancel | DropHeld | Stop):
+            raise TypeError(f"unexpected message on the request pipe: {type(message).__name__}")
+        return message
 
     def wake(self) -> None:
         """Make the pending and every later :meth:`recv` return ``None``."""
@@ -198,7 +302,7 @@ class FrameReader:
 
 
 class EventSender:
-    """Sends a worker's messages to the daemon from one thread, in batches.
+    """Sends a worker's messages to the daemon from one thread, in :class:`Batch` es.
 
     Args:
         conn: The worker's end of the event pipe.
@@ -207,11 +311,11 @@ class EventSender:
 
     def __init__(self, conn: Connection, name: str) -> None:
         self._conn = conn
-        self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Ready | RunEvent | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def put(self, message: tuple[Any, ...]) -> None:
+    def put(self, message: Ready | RunEvent) -> None:
         """Queue ``message`` (thread-safe, never blocks)."""
         self._queue.put(message)
 
@@ -232,7 +336,7 @@ class EventSender:
             messages = [m for m in batch if m is not None]
             if messages and not gone:
                 try:
-                    self._conn.send(("batch", messages))
+                    self._conn.send(Batch(tuple(messages)))
                 except OSError:  # the daemon is gone; the request pipe reports that too
                     gone = True
             if len(messages) < len(batch):

@@ -27,9 +27,9 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
-from zoneinfo import ZoneInfo
 
 from ..result import ErrorRecord, Status
+from ..runs import new_run_id
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -53,15 +53,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def new_run_id(clock: Clock, zone: ZoneInfo) -> str:
-    """A run id: the start time in ``zone`` and 8 random hex digits.
-
-    Example: ``20240101T000000-1a2b3c4d``. Sorting ids sorts runs by start
-    second; the random part keeps ids of one second apart.
-    """
-    return f"{clock.now().astimezone(zone):%Y%m%dT%H%M%S}-{os.urandom(4).hex()}"
 
 
 def process_environ() -> Mapping[str, str]:

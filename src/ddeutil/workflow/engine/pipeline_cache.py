@@ -8,7 +8,7 @@ executor keeps the pipelines it built, each with its plan, in a
 :class:`PipelineCache`: one plan per template version. Policies:
 
 * **Keyed by content.** An entry is found by the template's name and its
-  :func:`template_version` (a digest of the raw template: name, file, type and
+  :func:`~ddeutil.workflow.loader.template_version` (a digest of the raw template: name, file, type and
   data). An edited template has another version and is built afresh; the old
   entry ages out.
 * **Bound to the loader and settings it was built with.** A pipeline resolves
@@ -27,13 +27,11 @@ executor keeps the pipelines it built, each with its plan, in a
 
 from __future__ import annotations
 
-import hashlib
-import pickle
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from ..loader import Loader, RawTemplate
+from ..loader import Loader, RawTemplate, template_version
 from ..settings import Settings
 from .pipeline import Pipeline
 
@@ -41,20 +39,6 @@ __all__ = ["DEFAULT_SIZE", "PipelineCache", "template_version"]
 
 DEFAULT_SIZE = 256
 """Pipelines kept per process by default."""
-
-
-def template_version(template: RawTemplate) -> str:
-    """A digest of a raw template's content: equal for equal templates.
-
-    Two templates with the same name, file, ``type`` and data (keys in the same
-    order, as read from the same YAML) have the same version; any edit gives
-    another one.
-    """
-    raw = pickle.dumps(
-        (template.name, str(template.file), template.type, template.data),
-        protocol=pickle.HIGHEST_PROTOCOL,
-    )
-    return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True)

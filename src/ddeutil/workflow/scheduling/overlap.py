@@ -24,8 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..dispatch.execute import RunRequest
-from ..store.base import ReleaseKey
+from ..runs import ReleaseKey
 
 __all__ = ["RunQueues", "Waiting"]
 
@@ -38,13 +37,11 @@ class Waiting:
         run_id: The claimed (PENDING) run.
         release: The release it was claimed for.
         logical_date: ``release.logical_date`` of the run.
-        request: The request built for it ahead of time, if any.
     """
 
     run_id: str
     release: ReleaseKey | None
     logical_date: datetime | None
-    request: RunRequest | None = None
 
 
 class RunQueues:

@@ -10,15 +10,16 @@ A tick does, in this order:
    :class:`~ddeutil.workflow.scheduling.catalog.PipelineCatalog`).
 2. **Plan**: the pure :func:`ddeutil.workflow.schedules.planner.plan` returns the releases
    due in ``(watermark, now]`` with each pipeline's catch-up policy applied; every
-   due and every missed release is logged. The daemon has this done a moment
-   before the boundary (:meth:`Scheduler.prepare`), together with the claims and
-   requests of the first few releases, so at the boundary the tick starts with
-   claiming.
+   due and every missed release is logged. The daemon has this, and step 3,
+   done a moment before the boundary (:meth:`Scheduler.prepare`): the executor
+   holds each scheduled request until its release instant, so at the boundary a
+   worker only has to start it.
 3. **Claim, then dispatch**: every due release is claimed in the run store
    (a PENDING run) *before* it is handed to the executor, so a release is never
    dispatched twice, across restarts and across daemons sharing a store. A
    release claimed before (by this daemon earlier, or by another one) is logged
-   and skipped.
+   and skipped. A request names its pipeline's template version; the executor
+   takes the template from :meth:`Scheduler.template` (the last good version).
 4. **Advance the watermark** (never backwards: a wall clock stepping back runs
    nothing twice) and write the **heartbeat**. The watermark is read from the
    store at :meth:`Scheduler.start` and then kept in memory: only the holder of
@@ -57,22 +58,21 @@ import os
 import socket
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..clock import Clock, ensure_utc
-from ..dispatch.base import ExecEvent, Executor
-from ..dispatch.execute import RunRequest
-from ..engine.pipeline import new_run_id
+from ..dispatch.base import Executor
+from ..dispatch.records import RunEvent, RunRequest
 from ..errors import WorkflowError
 from ..loader import Loader, RawTemplate
 from ..masking import Masker
 from ..result import Status
+from ..runs import ReleaseKey, TriggerKind, new_run_id
 from ..schedules.planner import Release, advance_watermark, plan
 from ..settings import Settings
-from ..store.base import RunRecord, RunStore, TriggerKind
+from ..store.base import Claim, RunRecord, RunStore
 from ..store.ends import EndJournal
-from .ahead import PlanAhead, ReadyRelease, ReleaseId, make_ready, plan_ahead
 from .catalog import CatalogEntry, PipelineCatalog
 from .overlap import RunQueues, Waiting
 from .tick_report import SKIP_REASON, TickLog, TickReport, log_tick
@@ -83,9 +83,8 @@ __all__ = ["INTERRUPTED_REASON", "Scheduler", "SchedulerState", "TickReport"]
 logger = logging.getLogger(__name__)
 
 INTERRUPTED_REASON = "interrupted by a restart"
+_MINUTE = timedelta(minutes=1)
 _FIRST_BATCHES = (1, 16)
-_AHEAD = sum(_FIRST_BATCHES)
-"""Due releases whose claim and request :meth:`Scheduler.prepare` makes ahead."""
 _CLAIM_BATCH = 64
 """Due releases are claimed in batches of 1, 16, then 64 (one transaction each):
 the first release reaches a worker after a one-row claim, the rest amortise."""
@@ -148,7 +147,7 @@ class Scheduler:
         self._lock = threading.RLock()
         self._reload_requested = False
         self._prepared: bool | None = None
-        self._ahead: PlanAhead | None = None
+        self._ahead: TickReport | None = None  # what prepare() dispatched ahead
         self._watermark: datetime | None = None  # read at start; only the lock holder writes it
         self._queues = RunQueues()
 
@@ -305,56 +304,22 @@ class Scheduler:
                 reloaded = self._reload(force=self._reload_requested)
             self._prepared = None
             ahead, self._ahead = self._ahead, None
-            events = self._executor.drain_events()
-            log = TickLog()
-            log.dispatched.extend(self._handle_events(events))
-            log.dispatched.extend(self._reconcile())
-            watermark = self._watermark
-            planned = self._catalog.planned()
-            if ahead is not None and ahead.fits(at, watermark, planned):
-                result, ready = ahead.plan, ahead.ready
-            else:
-                result = plan(
-                    planned,
-                    watermark=watermark,
-                    now=at,
-                    catchup_limit=self._settings.app_catchup_limit,
-                )
-                ready = {}
-            for start, stop in _batches(len(result.due)):
-                self._dispatch_batch(result.due[start:stop], at, log, ready)
-            new_mark = advance_watermark(watermark, at)
-            if watermark is None or new_mark != watermark:
-                self._store.set_watermark(new_mark)
-                self._watermark = new_mark
-            self._store.heartbeat(now=at, owner=self.owner)
-            log_tick(result, log)
-            return TickReport(
-                now=at,
-                watermark=new_mark,
-                due=result.due,
-                missed=result.skipped,
-                dispatched=tuple(log.dispatched),
-                held=tuple(log.held),
-                skipped=tuple(log.skipped),
-                already_claimed=tuple(log.already),
-                reloaded=reloaded,
-                events=tuple(events),
-            )
+            report = self._tick_locked(at, reloaded, stamp=self._clock, after=ahead)
+            return report if ahead is None else _merged(ahead, report)
 
     def prepare(self, boundary: datetime | None = None) -> bool:
-        """Do the conf check (and the planning) of the next tick now.
+        """Do the conf check of the next tick now, and with ``boundary`` its dispatch too.
 
         The daemon calls this a few tens of milliseconds before each minute
-        boundary, so the tick itself starts with claiming. The next :meth:`tick`
-        skips its own conf check (unless a reload was requested since): an edit
-        saved in between is picked up one tick later. With ``boundary`` (the
-        instant the next tick is for) the releases due then are planned too, and
-        the claims and requests of the first few are made, run ids included; an
-        executor with a ``prepare(requests)`` method gets those requests to get
-        them ready to send. A tick at ``boundary`` (or less than a minute after)
-        uses that plan when nothing it depends on changed since, and plans
-        afresh otherwise.
+        boundary. The next :meth:`tick` skips its own conf check (unless a
+        reload was requested since): an edit saved in between is picked up one
+        tick later. With ``boundary`` (the instant the next tick is for) the
+        releases due then are planned, claimed and submitted now, with run ids
+        carrying the boundary's time, and the watermark moves to ``boundary``:
+        an executor never starts a scheduled run before its release instant, so
+        a worker already holds the request when the boundary comes and only
+        has to start it. The next :meth:`tick` (at ``boundary`` or later) plans
+        what is due after ``boundary`` and reports both.
 
         Returns:
             Whether the conf folder was read again.
@@ -363,22 +328,78 @@ class Scheduler:
             if self._state is not SchedulerState.RUNNING:
                 return False
             self._prepared = self._reload(force=self._reload_requested)
-            self._ahead = None
             if boundary is not None:
-                self._ahead = plan_ahead(
-                    boundary=ensure_utc(boundary),
-                    catalog=self._catalog,
-                    watermark=self._watermark,
-                    settings=self._settings,
-                    masker=self._masker,
-                    count=_AHEAD,
-                )
-                hook = getattr(self._executor, "prepare", None)
-                if hook is not None and self._ahead.ready:
-                    hook([item.request for item in self._ahead.ready.values()])
+                at = ensure_utc(boundary)
+                report = self._tick_locked(at, self._prepared, stamp=_StoppedClock(at))
+                self._ahead = report if self._ahead is None else _merged(self._ahead, report)
             return self._prepared
 
-    def process_events(self) -> list[ExecEvent]:
+    def _tick_locked(
+        self, at: datetime, reloaded: bool, *, stamp: Clock, after: TickReport | None = None
+    ) -> TickReport:
+        """Plan ``(watermark, at]``, claim and dispatch, advance the watermark.
+
+        ``after`` is the round :meth:`prepare` dispatched ahead for a boundary
+        at or before ``at``. When nothing more is due, such a tick writes
+        nothing: the watermark and the heartbeat were written ahead, and the
+        store stays free for the start handshakes of the runs starting now (no
+        cron time lies between the boundary and ``at``, less than a minute on).
+        """
+        events = self._executor.drain_events()
+        log = TickLog()
+        log.dispatched.extend(self._handle_events(events))
+        log.dispatched.extend(self._reconcile())
+        watermark = self._watermark
+        result = plan(
+            self._catalog.planned(),
+            watermark=watermark,
+            now=at,
+            catchup_limit=self._settings.app_catchup_limit,
+        )
+        for start, stop in _batches(len(result.due)):
+            self._dispatch_batch(result.due[start:stop], at, log, stamp)
+        if after is not None and not result.due and at < after.now + _MINUTE:
+            log_tick(result, log)
+            return TickReport(
+                now=at,
+                watermark=watermark,
+                dispatched=tuple(log.dispatched),
+                reloaded=reloaded,
+                events=tuple(events),
+            )
+        new_mark = advance_watermark(watermark, at)
+        if watermark is None or new_mark != watermark:
+            self._store.set_watermark(new_mark)
+            self._watermark = new_mark
+        self._store.heartbeat(now=at, owner=self.owner)
+        log_tick(result, log)
+        return TickReport(
+            now=at,
+            watermark=new_mark,
+            due=result.due,
+            missed=result.skipped,
+            dispatched=tuple(log.dispatched),
+            held=tuple(log.held),
+            skipped=tuple(log.skipped),
+            already_claimed=tuple(log.already),
+            reloaded=reloaded,
+            events=tuple(events),
+        )
+
+    def template(self, pipeline: str, version: str | None) -> RawTemplate | None:
+        """The template of ``pipeline`` in ``version`` (the executor's template source).
+
+        The catalog keeps each pipeline's last good version: that is the version
+        the scheduler dispatches, even when the file on disk no longer validates.
+        ``None`` when ``pipeline`` is not loaded or is loaded in another version.
+        """
+        with self._lock:
+            entry = self._catalog.get(pipeline)
+        if entry is None or (version is not None and entry.version != version):
+            return None
+        return entry.template
+
+    def process_events(self) -> list[RunEvent]:
         """Handle executor events now and start waiting runs whose slot became free."""
         with self._lock:
             events = self._executor.drain_events()
@@ -393,30 +414,35 @@ class Scheduler:
         releases: Sequence[Release],
         now: datetime,
         log: TickLog,
-        ready: Mapping[ReleaseId, ReadyRelease],
+        stamp: Clock,
     ) -> None:
-        """Claim a batch of due releases in one go, then submit / hold / skip each."""
-        items: list[tuple[CatalogEntry, ReadyRelease]] = []
+        """Claim a batch of due releases in one go, then submit / hold / skip each.
+
+        Run ids carry ``stamp``'s time (the boundary when dispatched ahead).
+        """
+        items: list[tuple[CatalogEntry, Claim]] = []
+        zone = self._settings.timezone
         for release in releases:
             entry = self._catalog.get(release.pipeline)
             assert entry is not None  # planned from the catalog under the same lock
-            item = ready.get((release.pipeline, release.schedule, release.at))
-            if item is None:
-                run_id = new_run_id(self._clock, self._settings.timezone)
-                item = make_ready(release, entry, run_id, self._masker)
-            items.append((entry, item))
-        won = self._store.claim_many([item.claim for _, item in items], now=now)
-        for release, (entry, made), ok in zip(releases, items, won, strict=True):
+            claim = Claim(
+                release=ReleaseKey(release.pipeline, release.schedule, release.at),
+                run_id=new_run_id(stamp, zone),
+                params=self._masker.data(dict(entry.defaults)),
+                logical_date=release.logical_date,
+            )
+            items.append((entry, claim))
+        won = self._store.claim_many([claim for _, claim in items], now=now)
+        for release, (entry, claim), ok in zip(releases, items, won, strict=True):
             if not ok:
                 log.already.append(release)
                 continue
-            name, run_id = entry.name, made.claim.run_id
+            name, run_id = entry.name, claim.run_id
             if entry.concurrency == "skip" and self._queues.busy(name):
                 self._store.finish(run_id, status=Status.SKIPPED, now=now, error=SKIP_REASON)
                 log.skipped.append(run_id)
                 continue
-            waiting = Waiting(run_id, made.claim.release, release.logical_date, made.request)
-            self._queues.hold(name, waiting)
+            self._queues.hold(name, Waiting(run_id, claim.release, release.logical_date))
             started = self._pump(name)
             log.dispatched.extend(started)
             if run_id not in started:
@@ -439,31 +465,28 @@ class Scheduler:
                 now = ensure_utc(self._clock.now())
                 self._store.finish(item.run_id, status=Status.FAILED, now=now, error=reason)
                 continue
-            request = item.request
-            if request is None or request.version != loaded.version:  # reloaded meanwhile
-                request = RunRequest(
-                    run_id=item.run_id,
-                    pipeline=name,
-                    template=loaded.template,
-                    params=dict(loaded.defaults),
-                    logical_date=item.logical_date,
-                    release=item.release,
-                    trigger=TriggerKind.SCHEDULE,
-                    version=loaded.version,
-                )
+            request = RunRequest(  # the version loaded when the run starts
+                run_id=item.run_id,
+                pipeline=name,
+                version=loaded.version,
+                params=dict(loaded.defaults),
+                release=item.release,
+                logical_date=item.logical_date,
+                trigger=TriggerKind.SCHEDULE,
+            )
             self._executor.submit(request)
             self._queues.started(name, item.run_id)
             started.append(item.run_id)
         return started
 
-    def _handle_events(self, events: Iterable[ExecEvent]) -> list[str]:
+    def _handle_events(self, events: Iterable[RunEvent]) -> list[str]:
         touched = self._forget(events)
         started: list[str] = []
         for name in touched:
             started.extend(self._pump(name))
         return started
 
-    def _forget(self, events: Iterable[ExecEvent]) -> set[str]:
+    def _forget(self, events: Iterable[RunEvent]) -> set[str]:
         touched: set[str] = set()
         for event in events:
             if event.kind != "finished":
@@ -502,6 +525,32 @@ class Scheduler:
                     self._queues.finished(run_id)
             started.extend(self._pump(name))
         return started
+
+
+class _StoppedClock:
+    """A clock stopped at one instant (run ids made ahead carry the boundary's time)."""
+
+    def __init__(self, at: datetime) -> None:
+        self._at = at
+
+    def now(self) -> datetime:
+        return self._at
+
+
+def _merged(first: TickReport, then: TickReport) -> TickReport:
+    """One report of two rounds (dispatched ahead, then at the tick)."""
+    return TickReport(
+        now=then.now,
+        watermark=then.watermark,
+        due=first.due + then.due,
+        missed=first.missed + then.missed,
+        dispatched=first.dispatched + then.dispatched,
+        held=first.held + then.held,
+        skipped=first.skipped + then.skipped,
+        already_claimed=first.already_claimed + then.already_claimed,
+        reloaded=first.reloaded or then.reloaded,
+        events=first.events + then.events,
+    )
 
 
 def _batches(count: int) -> Iterable[tuple[int, int]]:

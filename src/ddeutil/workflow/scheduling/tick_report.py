@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..dispatch.base import ExecEvent
+from ..dispatch.records import RunEvent
 from ..schedules.planner import Plan, Release
 
 __all__ = ["SKIP_REASON", "TickLog", "TickReport", "log_tick"]
@@ -49,7 +49,7 @@ class TickReport:
     skipped: tuple[str, ...] = ()
     already_claimed: tuple[Release, ...] = ()
     reloaded: bool = False
-    events: tuple[ExecEvent, ...] = ()
+    events: tuple[RunEvent, ...] = ()
     active: bool = True
 
 

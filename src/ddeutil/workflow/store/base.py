@@ -33,16 +33,15 @@ Policies every implementation follows:
 from __future__ import annotations
 
 import abc
-import enum
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
-from ..clock import ensure_utc
 from ..errors import StoreError
 from ..result import ErrorRecord, Status
+from ..runs import ReleaseKey, TriggerKind
 from ._codec import dump_errors, dumps_json, text_in, utc
 
 __all__ = [
@@ -55,34 +54,6 @@ __all__ = [
     "StatusFilter",
     "TriggerKind",
 ]
-
-
-class TriggerKind(str, enum.Enum):
-    """What started a run."""
-
-    SCHEDULE = "schedule"
-    MANUAL = "manual"
-    API = "api"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass(frozen=True)
-class ReleaseKey:
-    """The identity of one release: a pipeline's schedule firing at one instant.
-
-    ``at`` is normalised to aware UTC on construction, so two keys naming the same
-    instant in different zones are equal and hash alike. ``schedule`` is the
-    schedule's stable key (``On.key``, e.g. ``"*/5 * * * *@Asia/Bangkok"``).
-    """
-
-    pipeline: str
-    schedule: str
-    at: datetime
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "at", ensure_utc(self.at))
 
 
 @dataclass(frozen=True)
