@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from _apitest import GATE, PIPELINES, SECRET_VALUE, TOKEN, Gate, TestClient
 
+from _apitest import GATE, PIPELINES, SECRET_VALUE, TOKEN, Gate, TestClient
 from ddeutil.workflow.api import create_app
 from ddeutil.workflow.clock import FakeClock
 from ddeutil.workflow.masking import Masker

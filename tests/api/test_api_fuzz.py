@@ -15,10 +15,10 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from _apitest import TOKEN, TestClient
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from _apitest import TOKEN, TestClient
 from ddeutil.workflow.api.models import ErrorResponse
 
 NAMES = ["quick", "typed", "broken", "echo-secret", "on_every_5_min", "nope"]

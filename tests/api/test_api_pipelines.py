@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _apitest import AUTH, TestClient
 
+from _apitest import AUTH, TestClient
 from ddeutil.workflow.api.catalog import Catalog
 from ddeutil.workflow.api.errors import ApiError
 from ddeutil.workflow.api.models import PipelineDetail, PipelineList

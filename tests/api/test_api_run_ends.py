@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from _apitest import AUTH, PIPELINES, SECRET_VALUE, TestClient, trigger, wait_terminal
 
 STOPS = f"""

@@ -8,8 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from _apitest import AUTH, SECRET_VALUE, TestClient, trigger, wait_terminal
 
+from _apitest import AUTH, SECRET_VALUE, TestClient, trigger, wait_terminal
 from ddeutil.workflow.api.models import ErrorResponse, RunDetail, RunPage
 from ddeutil.workflow.clock import FakeClock
 from ddeutil.workflow.result import ErrorRecord, Status

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from _apitest import TestClient, trigger, wait_terminal
-
 from hooks_pkg.hostile import INJECT_CONF, hostile
 
 
