@@ -61,20 +61,125 @@ class MaskingFilter(logging.Filter):
         return True
 
 
-class _MaskedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A console handler that masks each finished line, tracebacks included.
+class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The console handler: threads format their lines, one writer thread writes them.
 
-    :class:`MaskingFilter` masks the message and the context fields one by one
-    (a short secret that is a whole field); this masks what the formatter made of
-    them, e.g. an exception's text in a traceback or its JSON-escaped form.
+    A thread that logs formats (and masks) its line and, when the stream is a
+    real file (stdout/stderr of a daemon or a worker), only queues it: a writer
+    thread writes what is queued, a batch at a time. So a burst of runs logging
+    on many threads at once never queues behind one lock held across a write
+    (a lock convoy: each waiting thread costs context switches and GIL hand-offs).
+    Measured with 500 runs released together on 100 threads, INFO logging took
+    ~0.5 s instead of ~0.25 s without logging; see the README's Performance
+    section. Lines keep their order; :meth:`flush` returns once every line
+    queued before it is written, and :func:`logging.shutdown` (run at exit)
+    flushes. A stream without a file descriptor (e.g. ``io.StringIO``) is
+    written synchronously.
+
+    With a masker, :class:`MaskingFilter` masks the message and the context
+    fields one by one (a short secret that is a whole field); this handler also
+    masks what the formatter made of them, e.g. an exception's text in a
+    traceback or its JSON-escaped form.
     """
 
-    def __init__(self, stream: IO[str], masker: Masker) -> None:
+    def __init__(self, stream: IO[str], masker: Masker | None = None) -> None:
         super().__init__(stream)
         self._masker = masker
+        try:
+            stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            self._queued = False
+        else:
+            self._queued = True
+        self._lines: queue.SimpleQueue[str | threading.Event | None] = queue.SimpleQueue()
+        self._guard = threading.Lock()
+        self._writer: threading.Thread | None = None
 
     def format(self, record: logging.LogRecord) -> str:
-        return self._masker.text(super().format(record))
+        line = super().format(record)
+        return line if self._masker is None else self._masker.text(line)
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Filter and format ``record`` without any lock, then queue (or write) it."""
+        rv: Any = self.filter(record)
+        if isinstance(rv, logging.LogRecord):  # a filter may return a changed record (3.12+)
+            record = rv
+        if not rv:
+            return False
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return True
+        if self._queued and self._writer_alive():
+            self._lines.put(line)
+            return True
+        with self.lock:  # type: ignore[union-attr]
+            try:
+                self.stream.write(line)
+                self.stream.flush()
+            except RecursionError:
+                raise
+            except Exception:
+                self.handleError(record)
+        return True
+
+    def flush(self) -> None:
+        """Return once every line queued before the call is written (bounded wait)."""
+        writer = self._writer
+        if writer is not None and writer.is_alive():
+            written = threading.Event()
+            self._lines.put(written)
+            written.wait(_CLOSE_WAIT)
+        super().flush()
+
+    def close(self) -> None:
+        """Write what is queued and stop the writer thread."""
+        with self._guard:
+            writer, self._writer = self._writer, None
+        if writer is not None and writer.is_alive():
+            self._lines.put(None)
+            writer.join(timeout=_CLOSE_WAIT)
+        super().close()
+
+    def _writer_alive(self) -> bool:
+        writer = self._writer
+        if writer is not None and writer.is_alive():
+            return True
+        with self._guard:  # first line, or first line after a fork
+            if self._writer is None or not self._writer.is_alive():
+                self._lines = queue.SimpleQueue()
+                self._writer = threading.Thread(
+                    target=self._write_loop,
+                    args=(self._lines,),
+                    name="workflow-console-log",
+                    daemon=True,
+                )
+                self._writer.start()
+        return True
+
+    def _write_loop(self, lines: queue.SimpleQueue[str | threading.Event | None]) -> None:
+        while True:
+            batch = [lines.get()]
+            while True:
+                try:
+                    batch.append(lines.get_nowait())
+                except queue.Empty:
+                    break
+            text = "".join(item for item in batch if isinstance(item, str))
+            if text:
+                with self.lock:  # type: ignore[union-attr]
+                    try:
+                        self.stream.write(text)
+                        self.stream.flush()
+                    except Exception:  # the writer must outlive a failed write
+                        with contextlib.suppress(Exception):
+                            sys.stderr.write("--- logging error: console write failed ---\n")
+            for item in batch:
+                if isinstance(item, threading.Event):
+                    item.set()
+            if any(item is None for item in batch):
+                return
 
 
 class _TextFormatter(logging.Formatter):
@@ -134,9 +239,7 @@ def configure_logging(
         fmt = "text" if probe.isatty() else "json"
     if out is None:
         out = sys.stdout if fmt == "json" else sys.stderr
-    handler: logging.StreamHandler = (  # type: ignore[type-arg]
-        logging.StreamHandler(out) if masker is None else _MaskedStreamHandler(out, masker)
-    )
+    handler = _ConsoleHandler(out, masker)
     if fmt == "json":
         handler.setFormatter(_json_formatter())
     else:

@@ -68,8 +68,11 @@ def worker_main(requests: Connection, events: Connection, config: WorkerConfig) 
     """Body of a worker process: read requests, run them on threads, report events."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    console: logging.Handler | None = None
     if config.log_format is not None:
-        configure_logging(fmt=config.log_format, level=config.log_level, masker=config.masker)
+        console = configure_logging(
+            fmt=config.log_format, level=config.log_level, masker=config.masker
+        )
     sender = EventSender(events, name=f"workflow-worker-{config.index}-events")
     reader = FrameReader.over(requests)
     store = open_store(config.store_url)
@@ -119,6 +122,8 @@ def worker_main(requests: Connection, events: Connection, config: WorkerConfig) 
             executor.shutdown(0.0, reason=reason)
         finally:
             sender.close()  # every event of the shutdown reaches the daemon first
+            if console is not None:
+                console.flush()  # a worker exits without logging.shutdown
             store.close()
             reader.close()
             events.close()

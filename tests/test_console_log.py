@@ -1,0 +1,75 @@
+"""The console handler of configure_logging: threads queue lines, one writer writes them."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ddeutil.workflow.logs import configure_logging
+from ddeutil.workflow.masking import Masker
+
+LOGGER = "ddeutil.workflow.test.console"
+
+
+@pytest.fixture
+def root() -> Iterator[logging.Logger]:
+    root = logging.getLogger()
+    level = root.level
+    yield root
+    for handler in [h for h in root.handlers if getattr(h, "_ddeutil_workflow", False)]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)
+
+
+def test_lines_of_many_threads_are_all_written_whole_and_in_order_per_thread(
+    tmp_path: Path, root: logging.Logger
+) -> None:
+    path = tmp_path / "console.log"
+    threads, lines = 20, 50
+    with path.open("w", encoding="utf-8") as stream:
+        handler = configure_logging(fmt="json", level="INFO", stream=stream)
+        start = threading.Barrier(threads)
+        log = logging.getLogger(LOGGER)
+
+        def run(n: int) -> None:
+            start.wait(10)
+            for i in range(lines):
+                log.info("t%d line %d", n, i)
+
+        workers = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(10)
+        handler.flush()  # every line queued before it is written when it returns
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(records) == threads * lines
+    for n in range(threads):
+        mine = [r["message"] for r in records if r["message"].startswith(f"t{n} ")]
+        assert mine == [f"t{n} line {i}" for i in range(lines)]
+
+
+def test_close_writes_what_is_queued(tmp_path: Path, root: logging.Logger) -> None:
+    path = tmp_path / "console.log"
+    with path.open("w", encoding="utf-8") as stream:
+        handler = configure_logging(fmt="text", level="INFO", stream=stream)
+        for i in range(100):
+            logging.getLogger(LOGGER).info("line %d", i)
+        root.removeHandler(handler)
+        handler.close()
+        text = path.read_text()
+    assert [line.rsplit(" ", 1)[-1] for line in text.splitlines()] == [str(i) for i in range(100)]
+
+
+def test_a_stream_without_a_file_descriptor_is_written_at_once(root: logging.Logger) -> None:
+    stream = io.StringIO()
+    configure_logging(fmt="json", level="INFO", stream=stream, masker=Masker(frozenset({"s3cr3t"})))
+    logging.getLogger(LOGGER).info("token s3cr3t")
+    assert json.loads(stream.getvalue())["message"] == "token ***"
