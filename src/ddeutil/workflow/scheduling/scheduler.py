@@ -84,10 +84,9 @@ logger = logging.getLogger(__name__)
 
 INTERRUPTED_REASON = "interrupted by a restart"
 _MINUTE = timedelta(minutes=1)
-_FIRST_BATCHES = (1, 16)
 _CLAIM_BATCH = 64
-"""Due releases are claimed in batches of 1, 16, then 64 (one transaction each):
-the first release reaches a worker after a one-row claim, the rest amortise."""
+"""Due releases are claimed 64 at a time, one transaction each (a transaction stays
+small; a boundary's claims are made ahead of it anyway, see :meth:`Scheduler.prepare`)."""
 
 
 class SchedulerState(str, enum.Enum):
@@ -356,8 +355,8 @@ class Scheduler:
             now=at,
             catchup_limit=self._settings.app_catchup_limit,
         )
-        for start, stop in _batches(len(result.due)):
-            self._dispatch_batch(result.due[start:stop], at, log, stamp)
+        for start in range(0, len(result.due), _CLAIM_BATCH):
+            self._dispatch_batch(result.due[start : start + _CLAIM_BATCH], at, log, stamp)
         if after is not None and not result.due and at < after.now + _MINUTE:
             log_tick(result, log)
             return TickReport(
@@ -551,13 +550,3 @@ def _merged(first: TickReport, then: TickReport) -> TickReport:
         reloaded=first.reloaded or then.reloaded,
         events=first.events + then.events,
     )
-
-
-def _batches(count: int) -> Iterable[tuple[int, int]]:
-    """``(start, stop)`` slices of ``count`` due releases: 1, 16, then 64 at a time."""
-    start = 0
-    sizes = iter(_FIRST_BATCHES)
-    while start < count:
-        stop = min(count, start + next(sizes, _CLAIM_BATCH))
-        yield start, stop
-        start = stop
