@@ -73,3 +73,32 @@ def test_a_stream_without_a_file_descriptor_is_written_at_once(root: logging.Log
     configure_logging(fmt="json", level="INFO", stream=stream, masker=Masker(frozenset({"s3cr3t"})))
     logging.getLogger(LOGGER).info("token s3cr3t")
     assert json.loads(stream.getvalue())["message"] == "token ***"
+
+
+def test_a_process_that_logged_exits_at_once_with_every_line_written(tmp_path: Path) -> None:
+    """logging.shutdown() flushes while holding the handler's lock: no deadlock at exit.
+
+    Each of the two waits a deadlock would hit is bounded at 10 s; a process that
+    needs more than 5 s to exit has waited on one of them.
+    """
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import logging\n"
+        "from ddeutil.workflow.logs import configure_logging\n"
+        "configure_logging(fmt='json', level='INFO')\n"
+        "for n in range(100):\n"
+        "    logging.getLogger('ddeutil.workflow.test').info('line %d', n)\n"
+    )
+    out = tmp_path / "out.log"
+    began = time.monotonic()
+    with out.open("w", encoding="utf-8") as stream:
+        subprocess.run(
+            [sys.executable, "-c", code], stdout=stream, stderr=stream, check=True, timeout=60
+        )
+    took = time.monotonic() - began
+    messages = [json.loads(line)["message"] for line in out.read_text().splitlines()]
+    assert messages == [f"line {n}" for n in range(100)]
+    assert took < 5.0

@@ -93,6 +93,9 @@ class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._queued = True
         self._lines: queue.SimpleQueue[str | threading.Event | None] = queue.SimpleQueue()
         self._guard = threading.Lock()
+        # Writes take their own lock, not the handler's: logging.shutdown() holds the
+        # handler's lock while it calls flush(), which waits for the writer thread.
+        self._io = threading.Lock()
         self._writer: threading.Thread | None = None
 
     def format(self, record: logging.LogRecord) -> str:
@@ -114,7 +117,7 @@ class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if self._queued and self._writer_alive():
             self._lines.put(line)
             return True
-        with self.lock:  # type: ignore[union-attr]
+        with self._io:
             try:
                 self.stream.write(line)
                 self.stream.flush()
@@ -168,7 +171,7 @@ class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
                     break
             text = "".join(item for item in batch if isinstance(item, str))
             if text:
-                with self.lock:  # type: ignore[union-attr]
+                with self._io:
                     try:
                         self.stream.write(text)
                         self.stream.flush()
