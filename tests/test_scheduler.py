@@ -622,7 +622,7 @@ def test_a_tick_after_the_prepared_boundary_adds_what_is_due_since(
     assert len(runs_for(store, "a")) == 2  # each release claimed once
 
 
-def test_a_reload_after_prepare_applies_from_the_next_boundary(
+def test_a_reload_after_prepare_plans_again_with_the_new_conf(
     store: MemoryRunStore, make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
 ) -> None:
     write_conf("p.yml", pipeline_yaml("a"))
@@ -633,10 +633,12 @@ def test_a_reload_after_prepare_applies_from_the_next_boundary(
     report = scheduler.tick(at(10, 1))
 
     assert report.reloaded
-    # 10:01 was dispatched before the reload; the added pipeline runs from 10:02
-    assert [r.pipeline for r in executor.submitted] == ["a"]
+    # 10:01 of "a" went out ahead (claimed once); the added pipeline runs at 10:01 too
+    assert sorted(r.pipeline for r in executor.submitted) == ["a", "added"]
+    assert len(runs_for(store, "a")) == 1
+    assert store.get_watermark() == at(10, 1)
     scheduler.tick(at(10, 2))
-    assert sorted(r.pipeline for r in executor.submitted[1:]) == ["a", "added"]
+    assert sorted(r.pipeline for r in executor.submitted[2:]) == ["a", "added"]
 
 
 def test_a_held_release_made_ahead_runs_the_version_loaded_when_it_starts(

@@ -147,6 +147,7 @@ class Scheduler:
         self._reload_requested = False
         self._prepared: bool | None = None
         self._ahead: TickReport | None = None  # what prepare() dispatched ahead
+        self._ahead_from: datetime | None = None  # the watermark before that dispatch
         self._watermark: datetime | None = None  # read at start; only the lock holder writes it
         self._queues = RunQueues()
 
@@ -301,8 +302,13 @@ class Scheduler:
                 reloaded = self._prepared
             else:
                 reloaded = self._reload(force=self._reload_requested)
+                if reloaded and self._ahead is not None:
+                    # A reload between prepare() and this tick: plan the boundary again
+                    # with the new conf. What prepare() claimed is refused by the
+                    # store (reported as already claimed); what the reload added runs.
+                    self._watermark = self._ahead_from
             self._prepared = None
-            ahead, self._ahead = self._ahead, None
+            ahead, self._ahead, self._ahead_from = self._ahead, None, None
             report = self._tick_locked(at, reloaded, stamp=self._clock, after=ahead)
             return report if ahead is None else _merged(ahead, report)
 
@@ -329,6 +335,8 @@ class Scheduler:
             self._prepared = self._reload(force=self._reload_requested)
             if boundary is not None:
                 at = ensure_utc(boundary)
+                if self._ahead is None:
+                    self._ahead_from = self._watermark
                 report = self._tick_locked(at, self._prepared, stamp=_StoppedClock(at))
                 self._ahead = report if self._ahead is None else _merged(self._ahead, report)
             return self._prepared
