@@ -359,6 +359,27 @@ def test_event_buffer_wait_is_bounded() -> None:
     assert buffer.drain() == []
 
 
+def test_shutdown_wakes_a_thread_waiting_for_events_and_later_waits_return_at_once(
+    h: Harness,
+) -> None:
+    """The daemon's event helper waits in wait_event(5 s): a stop must not leave it there."""
+    executor = h.executor(size=1)
+    executor.start()
+    returned = threading.Event()
+
+    def waiter() -> None:
+        executor.wait_event(30.0)
+        returned.set()
+
+    thread = threading.Thread(target=waiter, daemon=True)
+    thread.start()
+    executor.shutdown(0.0)
+    assert returned.wait(10), "a waiter was left blocked by shutdown"
+    started = time.monotonic()
+    assert executor.wait_event(30.0) is False
+    assert time.monotonic() - started < 10
+
+
 def test_size_must_be_positive(h: Harness) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         ThreadExecutor(

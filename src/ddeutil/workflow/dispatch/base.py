@@ -71,7 +71,10 @@ class Executor(Protocol):
         ...
 
     def wait_event(self, timeout: float) -> bool:
-        """Block up to ``timeout`` seconds until an event is available; True if one is."""
+        """Block up to ``timeout`` seconds until an event is available; True if one is.
+
+        After :meth:`shutdown` it returns at once: nothing waits on a stopped executor.
+        """
         ...
 
     def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
@@ -101,11 +104,12 @@ def log_extra(request: RunRequest) -> dict[str, Any]:
 
 
 class EventBuffer:
-    """A thread-safe FIFO of events with a bounded wait."""
+    """A thread-safe FIFO of events with a bounded wait (none once closed)."""
 
     def __init__(self) -> None:
         self._events: deque[RunEvent] = deque()
         self._cond = threading.Condition()
+        self._closed = False
 
     def put(self, event: RunEvent) -> None:
         with self._cond:
@@ -128,7 +132,15 @@ class EventBuffer:
 
     def wait(self, timeout: float) -> bool:
         with self._cond:
-            return self._cond.wait_for(lambda: bool(self._events), timeout=max(timeout, 0.0))
+            return self._cond.wait_for(
+                lambda: bool(self._events) or self._closed, timeout=max(timeout, 0.0)
+            ) and bool(self._events)
+
+    def close(self) -> None:
+        """Wake every waiter; from now on :meth:`wait` returns at once."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
 
 class SaturationLog:

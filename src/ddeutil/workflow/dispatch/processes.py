@@ -275,6 +275,7 @@ class ProcessExecutor:
         self._close_handles()
 
     def _close_handles(self) -> None:
+        self._events.close()
         self._wake_r.close()
         self._wake_w.close()
         if self._owns_store and self._store is not None:

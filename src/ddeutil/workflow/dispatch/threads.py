@@ -204,6 +204,7 @@ class ThreadExecutor:
             logging.getLogger("ddeutil.workflow").removeHandler(self._router)
             self._router.close()
             self._router = None
+        self._events.close()
 
     # ------------------------------------------------------------ work
 
