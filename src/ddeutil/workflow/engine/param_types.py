@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..dates import parse_iso
 from ..errors import brief
+from .dates import parse_iso
 from .schema import LocatesErrors
 
 if TYPE_CHECKING:

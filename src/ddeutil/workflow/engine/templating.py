@@ -54,9 +54,9 @@ from datetime import date, datetime
 from types import MappingProxyType
 from typing import Any
 
-from ..dates import parse_iso
 from ..errors import TemplateError
 from ..registry import custom_filter
+from .dates import parse_iso
 
 __all__ = [
     "BUILTIN_FILTERS",
