@@ -264,6 +264,12 @@ class Settings:
         ".workflow/run-ends.jsonl",
         "file keeping run ends the run store refused (disk full, database down); replayed into the store at the next start",
     )
+    app_lease_seconds: float = _var(
+        "WORKFLOW_APP_LEASE_SECONDS",
+        _parse_positive_float,
+        "30",
+        "seconds without a heartbeat after which another daemon on a shared (PostgreSQL) run store takes a daemon's work over; it beats every third of that",
+    )
     app_health_stale: float = _var(
         "WORKFLOW_APP_HEALTH_STALE",
         _parse_positive_float,

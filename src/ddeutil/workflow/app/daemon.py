@@ -3,11 +3,14 @@
 Lifecycle of ``python -m ddeutil.workflow.app`` (and ``workflow scheduler``):
 
 1. Read the settings (a bad value: message naming the variable, exit 2), set up
-   JSON logging, open the run store and take its **scheduler lock**. A second
-   daemon on the same store refuses to start with a clear message (exit 1).
-2. Start the worker processes and **recover**: runs a crash left RUNNING are
-   recorded FAILED ("interrupted by a restart"); claimed releases that never
-   started are dispatched again. A first heartbeat is written.
+   JSON logging, open the run store and take its **scheduler lock**. On SQLite
+   the lock is exclusive: a second daemon on the same store refuses to start
+   with a clear message (exit 1). On PostgreSQL any number of daemons share the
+   store (see :mod:`ddeutil.workflow.store.fleet`).
+2. Join the store under a new owner id, start the worker processes and
+   **recover**: the work of daemons that are gone is taken over (runs they left
+   RUNNING are recorded FAILED, their claimed releases that never started are
+   dispatched again).
 3. **Tick at every minute boundary**, using the ``schedule`` library
    (``every().minute.at(":00")``). Between ticks the main thread sleeps exactly
    until the next boundary (``idle_seconds``), at most 60 s at a time so a wall
@@ -16,7 +19,12 @@ Lifecycle of ``python -m ddeutil.workflow.app`` (and ``workflow scheduler``):
    conf folder for changes and dispatch the releases of the boundary ahead
    (:meth:`Scheduler.prepare`): the workers hold them and start them at the
    release instant. A helper thread waits on executor events to start queued
-   runs as soon as a slot frees up.
+   runs as soon as a slot frees up (asking the store every second while
+   releases wait, since a slot may free up on another daemon), and calls
+   :meth:`Scheduler.beat` every third of ``WORKFLOW_APP_LEASE_SECONDS``:
+   heartbeat, takeover of daemons whose lease ran out. A store that does not
+   answer is retried at the next beat or tick, with the error logged once per
+   outage, and the daemon goes on.
 4. Signals: **SIGTERM / SIGINT** stop ticking, let running pipelines finish for
    ``WORKFLOW_APP_STOP_TIMEOUT`` seconds, cancel the rest (shell children
    included; recorded CANCELLED) and exit 0. A **second** SIGTERM / SIGINT exits
@@ -57,7 +65,7 @@ from ..errors import SettingsError, StoreError, StoreLockedError
 from ..loader import Loader, RawTemplate
 from ..logs import configure_logging
 from ..masking import Masker
-from ..scheduling.scheduler import Scheduler
+from ..scheduling.scheduler import Scheduler, new_owner_id
 from ..scheduling.validation import Validator
 from ..settings import Settings
 from ..store import open_store
@@ -77,6 +85,8 @@ MAX_SLEEP = 60.0
 """Longest single sleep: the boundary is recomputed at least this often."""
 EVENT_WAIT = 5.0
 """Bounded wait of the event helper thread (it wakes at once on an event)."""
+ADMIT_POLL = 1.0
+"""How often the event helper asks the store for slots while releases wait."""
 PREPARE_LEAD = 0.05
 """Seconds before a boundary when the conf check and dispatch of the next tick are done."""
 FINAL_STEP = 0.005
@@ -172,6 +182,8 @@ class Daemon:
         self._settings = settings
         self._scheduler = scheduler
         self._executor = executor
+        self._beat_every = settings.app_lease_seconds / 3
+        self._store_down = False
         self._signals = _Signals()
         self._stop_events = threading.Event()
         self._stop_requested = False
@@ -246,9 +258,31 @@ class Daemon:
         self._prepared = False
         try:
             self._scheduler.tick()
+        except StoreError as exc:
+            self._store_failed("tick", exc)
         except Exception:
             logger.exception("tick failed; the next tick retries (nothing is lost)")
+        else:
+            self._store_back()
         reap_orphans()
+
+    def _store_failed(self, what: str, exc: StoreError) -> None:
+        """Log a store outage once (then at DEBUG until it answers again)."""
+        if self._store_down:
+            logger.debug("%s: run store still unavailable: %s", what, exc)
+            return
+        self._store_down = True
+        logger.error(
+            "%s failed: the run store does not answer (%s); retrying at every beat and "
+            "tick, missed releases are caught up by policy when it is back",
+            what,
+            exc,
+        )
+
+    def _store_back(self) -> None:
+        if self._store_down:
+            self._store_down = False
+            logger.warning("the run store answers again")
 
     def _handle_signals(self) -> None:
         while self._signals.received:
@@ -262,12 +296,31 @@ class Daemon:
                 logger.info("%s received: stopping", signal.Signals(signum).name)
 
     def _pump(self) -> None:
+        """The helper thread: executor events, waiting releases and the heartbeat."""
+        next_beat = time.monotonic() + self._beat_every
         while not self._stop_events.is_set():
+            waiting = self._scheduler.waiting > 0
+            wait = min(ADMIT_POLL if waiting else EVENT_WAIT, self._beat_every)
+            wait = max(0.0, min(wait, next_beat - time.monotonic()))
             try:
-                if self._executor.wait_event(EVENT_WAIT):
+                if self._executor.wait_event(wait):
                     self._scheduler.process_events()
+                elif waiting:
+                    self._scheduler.admit_waiting()
+            except StoreError as exc:
+                self._store_failed("starting waiting runs", exc)
             except Exception:
                 logger.exception("handling executor events failed")
+            if time.monotonic() >= next_beat and not self._stop_events.is_set():
+                next_beat = time.monotonic() + self._beat_every
+                try:
+                    self._scheduler.beat()
+                except StoreError as exc:
+                    self._store_failed("heartbeat", exc)
+                except Exception:
+                    logger.exception("heartbeat failed")
+                else:
+                    self._store_back()
 
 
 def _build_executor(
@@ -299,7 +352,7 @@ def serve(
     daemon holds its lock, ``128 + signal`` on a second stop signal.
     """
     clock = clock or SystemClock()
-    owner = f"{socket.gethostname()}:{os.getpid()}"
+    owner = new_owner_id()
     try:
         store = open_store(settings.api_db_url)
     except StoreError as exc:
@@ -308,7 +361,12 @@ def serve(
         return EXIT_FAILED
     try:
         with store.scheduler_lock(owner):
-            logger.info("scheduler lock taken on %s (owner %s)", _safe_url(settings), owner)
+            logger.info(
+                "scheduler lock taken on %s (owner %s; %s)",
+                _safe_url(settings),
+                owner,
+                "shared with other daemons" if store.shared() else "this daemon only",
+            )
 
             def templates(pipeline: str, version: str | None) -> RawTemplate | None:
                 return scheduler.template(pipeline, version)  # the catalog's versions

@@ -131,13 +131,14 @@ def execute_request(
         return None
     start = clock.now()
     try:
-        started = store.mark_running(request.run_id, now=start)
+        started = store.mark_running(request.run_id, now=start, owner=request.owner)
     except Exception as exc:
         logger.exception("start handshake failed", extra=extra)
         return _fail(request, env, start, exc, "start handshake failed")
     if not started:
         logger.warning(
-            "run not started: it is no longer PENDING (started, finished or failed elsewhere)",
+            "run not started: it is no longer PENDING (started, finished or failed elsewhere) "
+            "or no longer this daemon's (taken over)",
             extra=extra,
         )
         return None
@@ -284,7 +285,7 @@ def _finish(
     error: str | None,
 ) -> None:
     extra = log_extra(request)
-    end = RunEnd(request.run_id, status, env.clock.now(), context, errors, error)
+    end = RunEnd(request.run_id, status, env.clock.now(), context, errors, error, request.owner)
     try:
         written = env.ends.record(end)
     except Exception:

@@ -43,9 +43,19 @@ class Settled:
 
 
 def record_end(
-    store: RunStore, run_id: str, status: Status, message: str, *, kind: str, now: datetime
+    store: RunStore,
+    run_id: str,
+    status: Status,
+    message: str,
+    *,
+    kind: str,
+    now: datetime,
+    owner: str | None = None,
 ) -> None:
-    """Record ``run_id`` ended with ``status`` and one error; a store error is logged."""
+    """Record ``run_id`` ended with ``status`` and one error; a store error is logged.
+
+    ``owner`` fences the write: nothing is written once the run was taken over.
+    """
     try:
         store.finish(
             run_id,
@@ -53,6 +63,7 @@ def record_end(
             now=now,
             errors=(ErrorRecord(message=message, kind=kind),),
             error=message,
+            owner=owner,
         )
     except Exception:
         logger.exception("could not record run %s %s", run_id, status.value)
@@ -93,5 +104,7 @@ def settle_orphan(
     status = Status.CANCELLED if stopping else Status.FAILED
     message = f"cancelled at shutdown: {cause}" if stopping else cause
     logger.error("run recorded %s: %s", status.value, message, extra=extra)
-    record_end(store, request.run_id, status, message, kind="WorkerDied", now=now)
+    record_end(
+        store, request.run_id, status, message, kind="WorkerDied", now=now, owner=request.owner
+    )
     return Settled(event=RunEvent("finished", request.run_id, status, message))

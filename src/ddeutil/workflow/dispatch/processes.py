@@ -477,7 +477,9 @@ class ProcessExecutor:
         if self._store is None:
             self._store = open_store(self._url)
         now = self._clock.now()
-        record_end(self._store, request.run_id, status, message, kind=kind, now=now)
+        record_end(
+            self._store, request.run_id, status, message, kind=kind, now=now, owner=request.owner
+        )
         self._events.put(RunEvent("finished", request.run_id, status, message))
 
     def _schedule_restart(self, index: int, *, ready: bool) -> None:

@@ -57,6 +57,9 @@ class RunRequest:
             (``${{ release.logical_date }}``); ``None`` for manual runs.
         trigger: What started the run.
         attempt: 1 for the first delivery of the run; more when it is sent again.
+        owner: The daemon that holds the run (scheduled runs); the start
+            handshake and the run's end are refused once another daemon took
+            it over (the fence). ``None`` for runs without an owner.
     """
 
     run_id: str
@@ -67,6 +70,7 @@ class RunRequest:
     logical_date: datetime | None = None
     trigger: TriggerKind = TriggerKind.MANUAL
     attempt: int = 1
+    owner: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The request as JSON values (see :meth:`to_json`)."""
@@ -86,6 +90,7 @@ class RunRequest:
             "logical_date": _instant(self.logical_date),
             "trigger": self.trigger.value,
             "attempt": self.attempt,
+            "owner": self.owner,
         }
 
     def to_json(self) -> str:
@@ -116,6 +121,7 @@ class RunRequest:
             logical_date=_from_instant(data.get("logical_date")),
             trigger=TriggerKind(data.get("trigger", TriggerKind.MANUAL.value)),
             attempt=int(data.get("attempt", 1)),
+            owner=data.get("owner"),
         )
 
     @classmethod

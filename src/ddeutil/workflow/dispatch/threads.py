@@ -477,7 +477,9 @@ class ThreadExecutor:
     ) -> None:
         kind = kind or ("Cancelled" if status is Status.CANCELLED else "DispatchError")
         record = ErrorRecord(message=message, kind=kind)
-        end = RunEnd(request.run_id, status, self._clock.now(), None, (record,), message)
+        end = RunEnd(
+            request.run_id, status, self._clock.now(), None, (record,), message, request.owner
+        )
         try:
             self._ends.record(end)
         except Exception:

@@ -101,6 +101,7 @@ class PipelineCatalog:
         self._validator: Validator = validator or InProcessValidator()
         self._entries: dict[str, CatalogEntry] = {}
         self._planned: list[PlannedSchedule] | None = None
+        self._by_pipeline: dict[str, list[PlannedSchedule]] | None = None
         self._loaded_once = False
         self._warned: dict[str, str] = {}
 
@@ -132,6 +133,15 @@ class PipelineCatalog:
                 )
             self._planned = planned
         return self._planned
+
+    def planned_by_pipeline(self) -> dict[str, list[PlannedSchedule]]:
+        """:meth:`planned`, grouped by pipeline (pipelines with schedules only)."""
+        if self._by_pipeline is None:
+            grouped: dict[str, list[PlannedSchedule]] = {}
+            for item in self.planned():
+                grouped.setdefault(item.pipeline, []).append(item)
+            self._by_pipeline = grouped
+        return self._by_pipeline
 
     def reload(self, *, force: bool) -> bool:
         """(Re)load the pipelines when the conf changed (always when ``force``).
@@ -183,6 +193,7 @@ class PipelineCatalog:
                 )
         self._entries = fresh
         self._planned = None
+        self._by_pipeline = None
         self.planned()
         _give_back_freed_memory()
         for entry in fresh.values():

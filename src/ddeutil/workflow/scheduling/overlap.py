@@ -1,26 +1,24 @@
-"""Per-pipeline overlap control: runs in flight and claimed releases waiting their turn.
+"""This daemon's share of the overlap control: its waiting releases and runs in flight.
 
-The scheduler admits a pipeline's runs through :class:`RunQueues`:
+Whether a claimed release may run is decided by the run store, fleet-wide
+(:meth:`RunStore.admit <ddeutil.workflow.store.base.RunStore.admit>`: at most
+the pipeline's limit of runs hold a slot, oldest release first). The scheduler
+keeps its own side of it in :class:`RunQueues`:
 
-* every claimed release that is to run enters its pipeline's FIFO
+* every claimed release that waits for a slot enters its pipeline's FIFO
   (:meth:`RunQueues.hold`), in release order;
-* :meth:`RunQueues.admit` takes releases from the head of that FIFO while the
-  pipeline has fewer runs in flight than its limit (1 for ``concurrency: queue``
-  and ``skip``, ``WORKFLOW_CORE_MAX_PIPELINE_POKING`` for ``allow``); the
-  caller hands each one to the executor and reports it with
-  :meth:`RunQueues.started`;
+* the releases the store admitted leave it (:meth:`RunQueues.take`) and are
+  handed to the executor, then reported with :meth:`RunQueues.started`;
 * a finished run leaves the in-flight set (:meth:`RunQueues.finished`), which
-  lets the next waiting release of its pipeline in.
+  is when the scheduler asks the store for the next slots of its pipeline.
 
-A pipeline is *busy* while it has a run in flight or a release waiting; that is
-what ``concurrency: skip`` looks at. Not thread-safe: the scheduler calls it
-under its own lock.
+Not thread-safe: the scheduler calls it under its own lock.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -52,10 +50,6 @@ class RunQueues:
         self._in_flight: dict[str, set[str]] = {}
         self._pipeline_of: dict[str, str] = {}
 
-    def busy(self, name: str) -> bool:
-        """Whether ``name`` has a run in flight or a release waiting."""
-        return bool(self._in_flight.get(name)) or bool(self._waiting.get(name))
-
     def waiting_count(self) -> int:
         """Releases waiting, all pipelines together."""
         return sum(len(q) for q in self._waiting.values())
@@ -76,19 +70,29 @@ class RunQueues:
         """Put ``item`` at the end of ``name``'s FIFO."""
         self._waiting.setdefault(name, deque()).append(item)
 
-    def admit(self, name: str, limit: int | None) -> Iterator[Waiting]:
-        """Take waiting releases of ``name`` while it has fewer than ``limit`` in flight.
-
-        ``None`` takes every waiting release (for a pipeline that is gone). The
-        caller reports each release it started with :meth:`started` before taking
-        the next one.
-        """
+    def take(self, name: str, run_ids: Iterable[str] | None = None) -> list[Waiting]:
+        """Take the waiting releases ``run_ids`` of ``name`` (all when ``None``), in FIFO order."""
         queue = self._waiting.get(name)
-        running = self._in_flight.setdefault(name, set())
-        while queue and (limit is None or len(running) < limit):
-            yield queue.popleft()
         if not queue:
-            self._waiting.pop(name, None)
+            return []
+        wanted = None if run_ids is None else set(run_ids)
+        taken = [item for item in queue if wanted is None or item.run_id in wanted]
+        if taken:
+            kept = [item for item in queue if wanted is not None and item.run_id not in wanted]
+            if kept:
+                self._waiting[name] = deque(kept)
+            else:
+                self._waiting.pop(name, None)
+        return taken
+
+    def run_ids(self) -> list[str]:
+        """Every run this daemon holds: waiting or in flight."""
+        waiting = [item.run_id for queue in self._waiting.values() for item in queue]
+        return waiting + list(self._pipeline_of)
+
+    def in_flight_ids(self) -> list[str]:
+        """Every run in flight."""
+        return list(self._pipeline_of)
 
     def started(self, name: str, run_id: str) -> None:
         """Record that ``run_id`` of ``name`` was handed to the executor."""

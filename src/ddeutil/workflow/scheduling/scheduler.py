@@ -15,18 +15,24 @@ A tick does, in this order:
    holds each scheduled request until its release instant, so at the boundary a
    worker only has to start it.
 3. **Claim, then dispatch**: every due release is claimed in the run store
-   (a PENDING run) *before* it is handed to the executor, so a release is never
-   dispatched twice, across restarts and across daemons sharing a store. A
-   release claimed before (by this daemon earlier, or by another one) is logged
-   and skipped. A request names its pipeline's template version; the executor
-   takes the template from :meth:`Scheduler.template` (the last good version).
-4. **Advance the watermark** (never backwards: a wall clock stepping back runs
-   nothing twice) and write the **heartbeat**. The watermark is read from the
-   store at :meth:`Scheduler.start` and then kept in memory: only the holder of
-   the store's scheduler lock writes it (a second scheduler on the same store
-   would at worst plan a window again, and its claims would all be refused).
+   (a PENDING run owned by this daemon) *before* it is handed to the executor,
+   so a release is never dispatched twice, across restarts and across daemons
+   sharing a store. Planning and claiming is one claim round of the store
+   (:meth:`RunStore.claim_round <ddeutil.workflow.store.base.RunStore.claim_round>`):
+   each pipeline has its own **watermark**, locked while its releases are
+   claimed and advanced (never backwards: a wall clock stepping back runs
+   nothing twice) in the same transaction, so daemons sharing a store split a
+   boundary's pipelines between them. A release claimed before is logged and
+   skipped. A request names its pipeline's template version and this daemon
+   (the owner, checked by the start handshake); the executor takes the
+   template from :meth:`Scheduler.template` (the last good version).
+4. Write the **heartbeat**. Between ticks the daemon calls :meth:`Scheduler.beat`
+   every third of ``WORKFLOW_APP_LEASE_SECONDS``: it renews this daemon's lease,
+   takes over the work of daemons whose lease ran out, gives free slots to
+   waiting releases and claims any boundary a stopped daemon left half done.
 
-Overlap and fan-out policy per pipeline (the FIFOs and in-flight sets are
+Overlap and fan-out policy per pipeline, decided by the run store across every
+daemon sharing it (this daemon's FIFOs and in-flight sets are
 :class:`~ddeutil.workflow.scheduling.overlap.RunQueues`):
 
 * ``concurrency: allow`` (default): releases run side by side, bounded by
@@ -34,15 +40,18 @@ Overlap and fan-out policy per pipeline (the FIFOs and in-flight sets are
 * ``concurrency: skip``: a release due while a run of the same pipeline is in
   flight (running or waiting) is claimed and recorded ``SKIPPED`` with the reason.
 * ``concurrency: queue``: a release due while a run is in flight waits, claimed,
-  in an in-memory FIFO of that pipeline and starts when the previous one finishes.
+  in a FIFO of that pipeline and starts when the previous one finishes.
 
 ``WORKFLOW_CORE_MAX_PIPELINE_POKING`` is read as *the number of releases of one
 pipeline in flight at once* (the schedules of one pipeline released together);
 the others wait, claimed and in release order, in the same per-pipeline FIFO.
 Because every waiting release is already claimed (PENDING in the store), a crash
-loses nothing: :meth:`Scheduler.recover` re-dispatches PENDING claims at the next
-start, oldest release first, and closes runs left RUNNING as FAILED
-("interrupted by a restart") without running them again.
+loses nothing. At start, :meth:`Scheduler.recover` takes over the daemons that
+are gone: on a store that is not shared (SQLite) every other one, since the
+scheduler lock proves them dead; on a shared store those whose lease ran out
+or that stopped. Their claims that never started are dispatched again, oldest
+release first; their runs left RUNNING are recorded FAILED ("interrupted by a
+restart", or "interrupted: owner ... lost") without running them again.
 
 Scheduled runs receive the pipeline's param defaults and
 ``release.logical_date`` = the release time in the schedule's zone. A scheduled
@@ -55,10 +64,12 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import secrets
 import socket
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 from ..clock import Clock, ensure_utc
@@ -69,24 +80,39 @@ from ..loader import Loader, RawTemplate
 from ..masking import Masker
 from ..result import Status
 from ..runs import ReleaseKey, TriggerKind, new_run_id
-from ..schedules.planner import Release, advance_watermark, plan
+from ..schedules.planner import Plan, PlannedSchedule, Release, advance_watermark, plan
 from ..settings import Settings
 from ..store.base import Claim, RunRecord, RunStore
 from ..store.ends import EndJournal
+from ..store.fleet import (
+    ClaimState,
+    Decision,
+    OwnerLost,
+    OwnerRecord,
+    OwnerState,
+    PipelineLoad,
+    RoundClaim,
+    RoundView,
+)
 from .catalog import CatalogEntry, PipelineCatalog
 from .overlap import RunQueues, Waiting
 from .tick_report import SKIP_REASON, TickLog, TickReport, log_tick
 from .validation import Validator
 
-__all__ = ["INTERRUPTED_REASON", "Scheduler", "SchedulerState", "TickReport"]
+__all__ = ["INTERRUPTED_REASON", "Scheduler", "SchedulerState", "TickReport", "new_owner_id"]
 
 logger = logging.getLogger(__name__)
 
 INTERRUPTED_REASON = "interrupted by a restart"
 _MINUTE = timedelta(minutes=1)
 _CLAIM_BATCH = 64
-"""Due releases are claimed 64 at a time, one transaction each (a transaction stays
-small; a boundary's claims are made ahead of it anyway, see :meth:`Scheduler.prepare`)."""
+"""Pipelines are planned and claimed 64 at a time, one transaction each (a transaction
+stays small; a boundary's claims are made ahead of it anyway, see :meth:`Scheduler.prepare`)."""
+
+
+def new_owner_id() -> str:
+    """A daemon's owner id: ``<host>:<pid>:<random>``, never the same twice."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class SchedulerState(str, enum.Enum):
@@ -102,22 +128,29 @@ class Scheduler:
     """Plans releases each tick, claims them and hands them to an executor.
 
     The scheduler owns no thread and no timer: the daemon (``ddeutil.workflow.app``)
-    calls :meth:`tick` at each minute boundary and :meth:`process_events` when the
-    executor reports; tests call :meth:`tick` directly with a fake clock reading.
-    All public methods are thread-safe.
+    calls :meth:`tick` at each minute boundary, :meth:`beat` between them and
+    :meth:`process_events` when the executor reports; tests call them directly
+    with a fake clock reading. Several schedulers may share one store (each its
+    own daemon, or several in one process in tests). All public methods are
+    thread-safe.
 
     Args:
-        settings: Frozen settings (catch-up limit, poking, stop timeout, zone).
-        store: The run store (claims, runs, watermark, heartbeat).
+        settings: Frozen settings (catch-up limit, poking, stop timeout, zone, lease).
+        store: The run store (claims, runs, watermarks, heartbeats).
         executor: Where claimed runs are executed.
         clock: Source of "now" when :meth:`tick` is called without an instant.
         loader: The conf index; replaced by ``loader.refreshed()`` on changes.
         masker: Hides secret values in the params written to the store.
-        owner: Heartbeat owner id; default ``"<hostname>:<pid>"``.
+        owner: This daemon's owner id (default :func:`new_owner_id`); it must be
+            new to the store. After a lost lease the scheduler joins again
+            under ``<owner>/<n>``.
         journal: Run ends the store refused earlier; replayed at start, before
             runs left RUNNING are closed (see :mod:`~ddeutil.workflow.store.ends`).
         validator: Validates the pipeline templates (default: in this process;
             the daemon's validates in a helper process). Its owner closes it.
+        exclusive: This scheduler holds the store alone (its scheduler lock),
+            so every other owner is gone at start. Default: the store is not
+            shared.
     """
 
     def __init__(
@@ -132,6 +165,7 @@ class Scheduler:
         owner: str | None = None,
         journal: EndJournal | None = None,
         validator: Validator | None = None,
+        exclusive: bool | None = None,
     ) -> None:
         self._settings = settings
         self._journal = journal
@@ -140,7 +174,11 @@ class Scheduler:
         self._clock = clock
         self._catalog = PipelineCatalog(loader, settings, validator)
         self._masker = masker or Masker()
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        self._base_owner = owner or new_owner_id()
+        self.owner = self._base_owner
+        self._joins = 0
+        self._exclusive = (not store.shared()) if exclusive is None else exclusive
+        self._lease = timedelta(seconds=settings.app_lease_seconds)
         self._state = SchedulerState.STOPPED
         self._started_once = False
         self._lock = threading.RLock()
@@ -148,7 +186,7 @@ class Scheduler:
         self._prepared: bool | None = None
         self._ahead: TickReport | None = None  # what prepare() dispatched ahead
         self._ahead_from: datetime | None = None  # the watermark before that dispatch
-        self._watermark: datetime | None = None  # read at start; only the lock holder writes it
+        self._watermark: datetime | None = None  # the newest boundary this daemon planned
         self._queues = RunQueues()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -158,13 +196,24 @@ class Scheduler:
         return self._state
 
     @property
+    def lease(self) -> timedelta:
+        """How long this daemon's work stays its own without a heartbeat."""
+        return self._lease
+
+    @property
+    def waiting(self) -> int:
+        """Claimed releases this daemon holds until their pipeline has a free slot."""
+        with self._lock:
+            return self._queues.waiting_count()
+
+    @property
     def pipelines(self) -> Mapping[str, RawTemplate]:
         """The validated template of every loaded pipeline (last good versions included)."""
         with self._lock:
             return {entry.name: entry.template for entry in self._catalog}
 
     def start(self) -> None:
-        """Start the executor, :meth:`recover`, then accept ticks. Idempotent.
+        """Join the store, start the executor, :meth:`recover`, then accept ticks. Idempotent.
 
         On the very first start on a store (no watermark yet) the watermark is
         set to now: nothing before the start is due, the next slot is.
@@ -181,15 +230,15 @@ class Scheduler:
             self._started_once = True
             self._state = SchedulerState.STARTING
             logger.info("scheduler starting (owner %s)", self.owner)
+            now = ensure_utc(self._clock.now())
+            self._store.join(self.owner, now=now, host=socket.gethostname(), pid=os.getpid())
             self._executor.start()
             self.recover()
-            now = ensure_utc(self._clock.now())
             self._watermark = self._store.get_watermark()
             if self._watermark is None:
                 logger.info("first start on this run store: releases after %s are due", now)
                 self._store.set_watermark(now)
                 self._watermark = now
-            self._store.heartbeat(now=now, owner=self.owner)
             self._state = SchedulerState.RUNNING
             logger.info("scheduler running with %d pipeline(s) loaded", len(self._catalog))
 
@@ -199,7 +248,9 @@ class Scheduler:
         Runs still running after ``timeout`` seconds (default
         ``WORKFLOW_APP_STOP_TIMEOUT``) are cancelled by the executor (shell
         children included) and recorded CANCELLED. Releases still waiting in a
-        FIFO stay claimed (PENDING) and are dispatched at the next start.
+        FIFO stay claimed (PENDING): the daemon leaves the store, so another
+        daemon sharing it adopts them at its next beat, or this one at its
+        next start.
         """
         with self._lock:
             if self._state in (SchedulerState.STOPPING, SchedulerState.STOPPED):
@@ -213,7 +264,11 @@ class Scheduler:
             self._forget(self._executor.drain_events())
             left = self._queues.waiting_count()
             if left:
-                logger.info("%d claimed release(s) stay PENDING for the next start", left)
+                logger.info("%d claimed release(s) stay PENDING for another daemon", left)
+            try:
+                self._store.leave(self.owner, now=ensure_utc(self._clock.now()))
+            except Exception as exc:  # the lease runs out instead
+                logger.warning("could not record leaving the run store: %s", exc)
             self._state = SchedulerState.STOPPED
         logger.info("scheduler stopped")
 
@@ -226,38 +281,119 @@ class Scheduler:
         """Reload the conf folder at the next tick even if no file changed (SIGHUP)."""
         self._reload_requested = True
 
-    # -- start-up recovery -------------------------------------------------------
+    # -- owners: start-up recovery, heartbeat, takeover --------------------------
 
     def recover(self) -> None:
         """Close what a crash left behind and re-dispatch what it claimed.
 
         Ends of runs that the store refused before (kept in the run-end
-        journal) are recorded first. Scheduled runs still left RUNNING by a
-        previous process are recorded FAILED
-        ("interrupted by a restart") and are *not* run again: they may have had
-        side effects. Scheduled runs left PENDING (claimed, never started) are
-        dispatched again, oldest release first, under the same concurrency rules
-        as new releases. Runs of other triggers (API, manual) are left to their
-        owners.
+        journal) are recorded first. Then the daemons that are gone are taken
+        over (every other one when this scheduler holds the store alone, else
+        those whose lease ran out or that stopped; never a live one), and so
+        are scheduled runs written before owners existed. Their runs left
+        RUNNING are recorded FAILED and are *not* run again: they may have had
+        side effects. Their claims that never started are dispatched again,
+        oldest release first, under the same concurrency rules as new releases.
+        Runs of other triggers (API, manual) are left to their owners.
         """
         with self._lock:
             self._reload(force=False)
             if self._journal is not None:  # ends recorded late are not "interrupted"
                 self._journal.replay(self._store)
-            now = ensure_utc(self._clock.now())
-            for run_id in self._store.fail_interrupted(
-                now=now, reason=INTERRUPTED_REASON, trigger=TriggerKind.SCHEDULE
-            ):
-                logger.warning(
-                    "run %s was RUNNING when the scheduler stopped: recorded FAILED (%s)",
-                    run_id,
-                    INTERRUPTED_REASON,
-                    extra={"run_id": run_id},
-                )
-            for run in self._store.pending_runs(trigger=TriggerKind.SCHEDULE):
-                self._recover_pending(run, now)
+            self._take_over(ensure_utc(self._clock.now()), everyone=self._exclusive, unowned=True)
+
+    def beat(self, now: datetime | None = None) -> None:
+        """Renew this daemon's lease and do the work a lease implies.
+
+        The daemon calls it every third of ``WORKFLOW_APP_LEASE_SECONDS``. In
+        order: the heartbeat (when the store says this daemon's work was taken
+        over, it cancels its runs in flight, forgets its waiting releases and
+        joins again under a new owner id); the takeover of daemons whose lease
+        ran out; free slots for waiting releases; and, on a shared store, a
+        claim round for the last boundary, which finishes one a daemon that
+        died in the middle of it left half done.
+        """
+        at = ensure_utc(now if now is not None else self._clock.now())
+        with self._lock:
+            if self._state is not SchedulerState.RUNNING:
+                return
+            self._heartbeat(at)
+            if not self._exclusive:
+                self._take_over(at, everyone=False, unowned=False)
             for name in self._queues.with_waiting():
                 self._pump(name)
+            if not self._exclusive and self._watermark is not None:
+                log = TickLog()
+                result = self._round(min(self._watermark, at), log, stamp=self._clock)
+                if result.due:
+                    log_tick(result, log)
+
+    def _heartbeat(self, at: datetime) -> None:
+        if not self._store.heartbeat(now=at, owner=self.owner):
+            self._rejoin(at)
+
+    def _rejoin(self, at: datetime) -> None:
+        """This daemon's work was taken over: drop it and join under a new owner id."""
+        lost = self.owner
+        in_flight = self._queues.in_flight_ids()
+        waiting = self._queues.waiting_count()
+        self._joins += 1
+        self.owner = f"{self._base_owner}/{self._joins + 1}"
+        logger.error(
+            "lease lost: owner %s was taken over by another daemon (no heartbeat for more "
+            "than %gs: paused, or cut off from the run store); its %d run(s) in flight are "
+            "cancelled here (recorded FAILED by the taker) and its %d waiting release(s) "
+            "belong to the taker; joining again as owner %s",
+            lost,
+            self._lease.total_seconds(),
+            len(in_flight),
+            waiting,
+            self.owner,
+        )
+        for run_id in in_flight:
+            self._executor.cancel(run_id, f"owner {lost} lost its lease")
+        self._queues = RunQueues()
+        self._store.join(self.owner, now=at, host=socket.gethostname(), pid=os.getpid())
+
+    def _take_over(self, at: datetime, *, everyone: bool, unowned: bool) -> None:
+        try:
+            taken = self._store.take_over(
+                self.owner,
+                now=at,
+                lease=self._lease,
+                everyone=everyone,
+                unowned=unowned,
+                reason=self._interrupted,
+            )
+        except OwnerLost:
+            self._rejoin(at)
+            return
+        for gone in taken.owners:
+            logger.warning(
+                "took over daemon %s (%s; last heartbeat %s)",
+                gone.owner,
+                "it stopped" if gone.state is OwnerState.STOPPED else "its lease expired",
+                gone.heartbeat.isoformat(),
+                extra={"owner": gone.owner},
+            )
+        for run_id in taken.failed:
+            logger.warning(
+                "run %s was RUNNING under a daemon that is gone: recorded FAILED",
+                run_id,
+                extra={"run_id": run_id},
+            )
+        for run in taken.adopted:
+            self._recover_pending(run, at)
+        for name in self._queues.with_waiting():
+            self._pump(name)
+
+    def _interrupted(self, gone: OwnerRecord) -> str:
+        """Why a run of the daemon ``gone`` is recorded FAILED when it is taken over."""
+        if self._exclusive or not gone.owner:
+            return INTERRUPTED_REASON
+        if gone.state is OwnerState.STOPPED:
+            return f"interrupted: owner {gone.owner} stopped"
+        return f"interrupted: owner {gone.owner} lost (last heartbeat {gone.heartbeat.isoformat()})"
 
     def _recover_pending(self, run: RunRecord, now: datetime) -> None:
         loaded = self._catalog.get(run.pipeline)
@@ -269,7 +405,9 @@ class Scheduler:
                 f"{why or 'the pipeline is not in the conf folder'}"
             )
             logger.error(reason, extra=extra)
-            self._store.finish(run.run_id, status=Status.FAILED, now=now, error=reason)
+            self._store.finish(
+                run.run_id, status=Status.FAILED, now=now, error=reason, owner=self.owner
+            )
             return
         logical = run.logical_date
         if logical is not None and run.release is not None:
@@ -298,6 +436,7 @@ class Scheduler:
             if self._state is not SchedulerState.RUNNING:
                 logger.debug("tick at %s ignored: scheduler is %s", at, self._state.value)
                 return TickReport(now=at, watermark=None, active=False)
+            replan = False
             if self._prepared is not None and not self._reload_requested:
                 reloaded = self._prepared
             else:
@@ -306,10 +445,11 @@ class Scheduler:
                     # A reload between prepare() and this tick: plan the boundary again
                     # with the new conf. What prepare() claimed is refused by the
                     # store (reported as already claimed); what the reload added runs.
-                    self._watermark = self._ahead_from
+                    replan = True
             self._prepared = None
-            ahead, self._ahead, self._ahead_from = self._ahead, None, None
-            report = self._tick_locked(at, reloaded, stamp=self._clock, after=ahead)
+            ahead, self._ahead = self._ahead, None
+            init, self._ahead_from = (self._ahead_from if replan else None), None
+            report = self._tick_locked(at, reloaded, stamp=self._clock, after=ahead, init=init)
             return report if ahead is None else _merged(ahead, report)
 
     def prepare(self, boundary: datetime | None = None) -> bool:
@@ -320,7 +460,7 @@ class Scheduler:
         reload was requested since): an edit saved in between is picked up one
         tick later. With ``boundary`` (the instant the next tick is for) the
         releases due then are planned, claimed and submitted now, with run ids
-        carrying the boundary's time, and the watermark moves to ``boundary``:
+        carrying the boundary's time, and the watermarks move to ``boundary``:
         an executor never starts a scheduled run before its release instant, so
         a worker already holds the request when the boundary comes and only
         has to start it. The next :meth:`tick` (at ``boundary`` or later) plans
@@ -342,31 +482,29 @@ class Scheduler:
             return self._prepared
 
     def _tick_locked(
-        self, at: datetime, reloaded: bool, *, stamp: Clock, after: TickReport | None = None
+        self,
+        at: datetime,
+        reloaded: bool,
+        *,
+        stamp: Clock,
+        after: TickReport | None = None,
+        init: datetime | None = None,
     ) -> TickReport:
-        """Plan ``(watermark, at]``, claim and dispatch, advance the watermark.
+        """Heartbeat, plan and claim up to ``at``, dispatch.
 
         ``after`` is the round :meth:`prepare` dispatched ahead for a boundary
-        at or before ``at``. When nothing more is due, such a tick writes
-        nothing: the watermark and the heartbeat were written ahead, and the
-        store stays free for the start handshakes of the runs starting now (no
-        cron time lies between the boundary and ``at``, less than a minute on).
+        at or before ``at``. Less than a minute after it no cron time lies
+        between the two, so such a tick plans nothing (unless a reload asks to
+        plan the boundary again: ``init`` is then where pipelines new to the
+        store start) and the store stays free for the start handshakes of the
+        runs starting now.
         """
         events = self._executor.drain_events()
         log = TickLog()
         log.dispatched.extend(self._handle_events(events))
         log.dispatched.extend(self._reconcile())
         watermark = self._watermark
-        result = plan(
-            self._catalog.planned(),
-            watermark=watermark,
-            now=at,
-            catchup_limit=self._settings.app_catchup_limit,
-        )
-        for start in range(0, len(result.due), _CLAIM_BATCH):
-            self._dispatch_batch(result.due[start : start + _CLAIM_BATCH], at, log, stamp)
-        if after is not None and not result.due and at < after.now + _MINUTE:
-            log_tick(result, log)
+        if after is not None and init is None and at < after.now + _MINUTE:
             return TickReport(
                 now=at,
                 watermark=watermark,
@@ -374,11 +512,10 @@ class Scheduler:
                 reloaded=reloaded,
                 events=tuple(events),
             )
+        self._heartbeat(at)
+        result = self._round(at, log, stamp=stamp, init=init)
         new_mark = advance_watermark(watermark, at)
-        if watermark is None or new_mark != watermark:
-            self._store.set_watermark(new_mark)
-            self._watermark = new_mark
-        self._store.heartbeat(now=at, owner=self.owner)
+        self._watermark = new_mark
         log_tick(result, log)
         return TickReport(
             now=at,
@@ -392,6 +529,47 @@ class Scheduler:
             reloaded=reloaded,
             events=tuple(events),
         )
+
+    def _round(
+        self, at: datetime, log: TickLog, *, stamp: Clock, init: datetime | None = None
+    ) -> Plan:
+        """One claim round up to ``at``; dispatch what it admitted, hold what waits."""
+        planned = self._catalog.planned_by_pipeline()
+        start = init or self._watermark or at
+        decider = _Decider(self, planned, at, stamp)
+        try:
+            outcomes = self._store.claim_round(
+                list(planned),
+                owner=self.owner,
+                at=at,
+                init=start,
+                now=at,
+                decide=decider,
+                batch=_CLAIM_BATCH,
+            )
+        except OwnerLost:
+            self._rejoin(at)
+            return decider.plan()
+        for item, won in outcomes:
+            self._apply(item, won, log, decider)
+        return decider.plan()
+
+    def _apply(self, item: RoundClaim, won: bool, log: TickLog, decider: _Decider) -> None:
+        claim = item.claim
+        release = decider.release_of(claim.run_id)
+        if not won:
+            log.already.append(release)
+            return
+        if item.state is ClaimState.SKIPPED:
+            log.skipped.append(claim.run_id)
+            return
+        waiting = Waiting(claim.run_id, claim.release, release.logical_date)
+        if item.state is ClaimState.ADMITTED:
+            self._submit(release.pipeline, waiting)
+            log.dispatched.append(claim.run_id)
+        else:
+            self._queues.hold(release.pipeline, waiting)
+            log.held.append(claim.run_id)
 
     def template(self, pipeline: str, version: str | None) -> RawTemplate | None:
         """The template of ``pipeline`` in ``version`` (the executor's template source).
@@ -416,80 +594,66 @@ class Scheduler:
                 self._forget(events)
             return events
 
-    def _dispatch_batch(
-        self,
-        releases: Sequence[Release],
-        now: datetime,
-        log: TickLog,
-        stamp: Clock,
-    ) -> None:
-        """Claim a batch of due releases in one go, then submit / hold / skip each.
+    def admit_waiting(self) -> list[str]:
+        """Ask the store for free slots for every waiting release; return the run ids started.
 
-        Run ids carry ``stamp``'s time (the boundary when dispatched ahead).
+        Slots free up when runs end on any daemon sharing the store; the daemon
+        calls this every second while it holds waiting releases.
         """
-        items: list[tuple[CatalogEntry, Claim]] = []
-        zone = self._settings.timezone
-        for release in releases:
-            entry = self._catalog.get(release.pipeline)
-            assert entry is not None  # planned from the catalog under the same lock
-            claim = Claim(
-                release=ReleaseKey(release.pipeline, release.schedule, release.at),
-                run_id=new_run_id(stamp, zone),
-                params=self._masker.data(dict(entry.defaults)),
-                logical_date=release.logical_date,
-            )
-            items.append((entry, claim))
-        won = self._store.claim_many([claim for _, claim in items], now=now)
-        for release, (entry, claim), ok in zip(releases, items, won, strict=True):
-            if not ok:
-                log.already.append(release)
-                continue
-            name, run_id = entry.name, claim.run_id
-            if entry.concurrency == "skip" and self._queues.busy(name):
-                self._store.finish(run_id, status=Status.SKIPPED, now=now, error=SKIP_REASON)
-                log.skipped.append(run_id)
-                continue
-            self._queues.hold(name, Waiting(run_id, claim.release, release.logical_date))
-            started = self._pump(name)
-            log.dispatched.extend(started)
-            if run_id not in started:
-                log.held.append(run_id)
+        with self._lock:
+            if self._state is not SchedulerState.RUNNING:
+                return []
+            started: list[str] = []
+            for name in self._queues.with_waiting():
+                started.extend(self._pump(name))
+            return started
 
-    def _limit(self, loaded: CatalogEntry) -> int:
-        if loaded.concurrency in ("queue", "skip"):
+    def limit(self, entry: CatalogEntry) -> int:
+        """How many runs of ``entry``'s pipeline hold a slot at once, fleet-wide."""
+        if entry.concurrency in ("queue", "skip"):
             return 1
         return self._settings.max_pipeline_poking
 
-    def _pump(self, name: str) -> list[str]:
-        """Submit waiting runs of ``name`` while it has free slots; return their run ids."""
-        started: list[str] = []
+    def _submit(self, name: str, item: Waiting) -> None:
         loaded = self._catalog.get(name)
-        limit = None if loaded is None else self._limit(loaded)
-        for item in self._queues.admit(name, limit):
-            if loaded is None:
-                reason = f"pipeline {name!r} is no longer in the conf folder"
+        assert loaded is not None  # admitted from the catalog under the same lock
+        request = RunRequest(  # the version loaded when the run starts
+            run_id=item.run_id,
+            pipeline=name,
+            version=loaded.version,
+            params=dict(loaded.defaults),
+            release=item.release,
+            logical_date=item.logical_date,
+            trigger=TriggerKind.SCHEDULE,
+            owner=self.owner,
+        )
+        self._executor.submit(request)
+        self._queues.started(name, item.run_id)
+
+    def _pump(self, name: str) -> list[str]:
+        """Start waiting runs of ``name`` the store gives a slot; return their run ids."""
+        loaded = self._catalog.get(name)
+        now = ensure_utc(self._clock.now())
+        if loaded is None:
+            reason = f"pipeline {name!r} is no longer in the conf folder"
+            for item in self._queues.take(name):
                 logger.error("claimed run cannot start: %s", reason, extra={"run_id": item.run_id})
-                now = ensure_utc(self._clock.now())
-                self._store.finish(item.run_id, status=Status.FAILED, now=now, error=reason)
-                continue
-            request = RunRequest(  # the version loaded when the run starts
-                run_id=item.run_id,
-                pipeline=name,
-                version=loaded.version,
-                params=dict(loaded.defaults),
-                release=item.release,
-                logical_date=item.logical_date,
-                trigger=TriggerKind.SCHEDULE,
-            )
-            self._executor.submit(request)
-            self._queues.started(name, item.run_id)
+                self._store.finish(
+                    item.run_id, status=Status.FAILED, now=now, error=reason, owner=self.owner
+                )
+            return []
+        admitted = self._store.admit(name, owner=self.owner, limit=self.limit(loaded), now=now)
+        started: list[str] = []
+        for item in self._queues.take(name, admitted):
+            self._submit(name, item)
             started.append(item.run_id)
         return started
 
     def _handle_events(self, events: Iterable[RunEvent]) -> list[str]:
         touched = self._forget(events)
         started: list[str] = []
-        for name in touched:
+        waiting = set(self._queues.with_waiting())
+        for name in touched & waiting:
             started.extend(self._pump(name))
         return started
 
@@ -513,25 +677,105 @@ class Scheduler:
         return touched
 
     def _reconcile(self) -> list[str]:
-        """Drop in-flight runs the store says are over (events may be lost with a worker).
+        """Drop in-flight runs the store says are over; ask for slots for waiting ones.
 
-        Only pipelines where a leaked in-flight run would hold releases back are
-        checked: those with waiting releases and ``concurrency: skip`` ones with a
-        run in flight. Returns the run ids started because a slot freed up.
+        Events may be lost with a worker, and slots free up when runs end on
+        other daemons: each pipeline with waiting releases is checked. Returns
+        the run ids started because a slot freed up.
         """
         started: list[str] = []
         waiting = set(self._queues.with_waiting())
         for name, running in self._queues.in_flight():
-            loaded = self._catalog.get(name)
-            skip = loaded is not None and loaded.concurrency == "skip"
-            if not (name in waiting or skip):
+            if name not in waiting:
                 continue
             for run_id in list(running):
                 record = self._store.get_run(run_id)
                 if record is None or record.status.is_terminal:
                     self._queues.finished(run_id)
+        for name in waiting:
             started.extend(self._pump(name))
         return started
+
+
+class _Decider:
+    """The ``decide`` callback of one claim round: plan a batch, say how each claim runs.
+
+    Planning is the pure :func:`~ddeutil.workflow.schedules.planner.plan` over
+    the batch's pipelines, grouped by watermark. Each due release is then
+    admitted (it holds a slot: dispatched now), left waiting, or skipped, from
+    the pipeline's load fleet-wide as the store shows it: ``skip`` skips while
+    anything of the pipeline is in flight or waiting; ``queue`` and ``allow``
+    admit while fewer than the limit hold a slot and none is waiting (older
+    releases go first).
+    """
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        planned: Mapping[str, Sequence[PlannedSchedule]],
+        at: datetime,
+        stamp: Clock,
+    ) -> None:
+        self._scheduler = scheduler
+        self._planned = planned
+        self._at = at
+        self._stamp = stamp
+        self._due: list[Release] = []
+        self._skipped: list[Release] = []
+        self._ranges: list[Any] = []
+        self._by_run: dict[str, Release] = {}
+
+    def __call__(self, view: RoundView) -> Decision:
+        groups: dict[datetime, list[PlannedSchedule]] = {}
+        for name, mark in view.watermarks.items():
+            groups.setdefault(mark, []).extend(self._planned.get(name, ()))
+        due: list[Release] = []
+        for mark, schedules in groups.items():
+            result = plan(
+                schedules,
+                watermark=mark,
+                now=self._at,
+                catchup_limit=self._scheduler._settings.app_catchup_limit,
+            )
+            due.extend(result.due)
+            self._skipped.extend(result.skipped)
+            self._ranges.extend(result.skipped_ranges)
+        due.sort(key=lambda r: (r.at, r.pipeline, r.schedule))
+        self._due.extend(due)
+        load = dict(view.load)
+        return Decision(tuple(self._claim(release, load) for release in due))
+
+    def _claim(self, release: Release, load: dict[str, PipelineLoad]) -> RoundClaim:
+        scheduler = self._scheduler
+        entry = scheduler._catalog.get(release.pipeline)
+        assert entry is not None  # planned from the catalog under the scheduler's lock
+        claim = Claim(
+            release=ReleaseKey(release.pipeline, release.schedule, release.at),
+            run_id=new_run_id(self._stamp, scheduler._settings.timezone),
+            params=scheduler._masker.data(dict(entry.defaults)),
+            logical_date=release.logical_date,
+        )
+        self._by_run[claim.run_id] = release
+        now = load.get(release.pipeline, PipelineLoad())
+        if entry.concurrency == "skip" and (now.running or now.waiting):
+            return RoundClaim(claim, ClaimState.SKIPPED, SKIP_REASON)
+        if now.waiting == 0 and now.running < scheduler.limit(entry):
+            load[release.pipeline] = PipelineLoad(now.running + 1, now.waiting)
+            return RoundClaim(claim, ClaimState.ADMITTED)
+        load[release.pipeline] = PipelineLoad(now.running, now.waiting + 1)
+        return RoundClaim(claim, ClaimState.WAITING)
+
+    def release_of(self, run_id: str) -> Release:
+        return self._by_run[run_id]
+
+    def plan(self) -> Plan:
+        """Everything planned in the round, as one :class:`Plan` (for the log and report)."""
+        order = attrgetter("at", "pipeline", "schedule")
+        return Plan(
+            tuple(sorted(self._due, key=order)),
+            tuple(sorted(self._skipped, key=order)),
+            tuple(sorted(self._ranges, key=attrgetter("until", "pipeline", "schedule"))),
+        )
 
 
 class _StoppedClock:

@@ -8,7 +8,13 @@ into the driver's style and says how timestamps and JSON travel. Tables:
   constraint *is* the release claim, so claiming and recording the PENDING run
   are one insert. Manual and API runs leave the release NULL (NULLs never
   collide). ``idempotency_key`` is UNIQUE too.
-* ``workflow_state``: named instants with an owner (``watermark``, ``heartbeat``).
+* ``workflow_state``: named instants with an owner (the store's ``watermark``).
+* ``workflow_owners`` (v2): one row per daemon that ever joined: its heartbeat,
+  state (live, stopped, lost) and who took its work over. A scheduled run's
+  ``owner`` names the daemon that holds it; ``admitted`` is set while it holds
+  one of its pipeline's slots (see :mod:`.fleet`).
+* ``workflow_watermarks`` (v2): each pipeline's watermark; its row is also the
+  pipeline's lock while its releases are claimed or admitted.
 * ``workflow_meta``: ``schema_version``, for later migrations.
 """
 
@@ -27,7 +33,7 @@ from .base import NewRun, ReleaseKey, RunFilter, RunRecord, TriggerKind
 
 __all__ = ["SCHEMA_VERSION", "Dialect", "migrations"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema version this code writes; a newer store is refused."""
 
 COLUMNS = (
@@ -46,6 +52,7 @@ COLUMNS = (
     "ended",
     "error",
     "idempotency_key",
+    "owner",
 )
 _COLS = ", ".join(COLUMNS)
 
@@ -85,9 +92,31 @@ _V1 = (
 )
 
 
+_V2 = (
+    "ALTER TABLE workflow_runs ADD COLUMN owner TEXT",
+    "ALTER TABLE workflow_runs ADD COLUMN admitted {ts}",
+    "CREATE INDEX IF NOT EXISTS workflow_runs_owner_ix ON workflow_runs (owner, status)",
+    """CREATE TABLE IF NOT EXISTS workflow_owners (
+        owner TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started {ts} NOT NULL,
+        heartbeat {ts} NOT NULL,
+        state TEXT NOT NULL,
+        taken_by TEXT,
+        ended {ts}
+    )""",
+    """CREATE TABLE IF NOT EXISTS workflow_watermarks (
+        pipeline TEXT PRIMARY KEY,
+        at {ts} NOT NULL
+    )""",
+    "DELETE FROM workflow_state WHERE name = 'heartbeat'",
+)
+
+
 def migrations(ts_type: str, json_type: str) -> list[list[str]]:
-    """Return the DDL of each schema version (index 0 brings an empty store to 1)."""
-    return [[stmt.format(ts=ts_type, json=json_type) for stmt in _V1]]
+    """Return the DDL of each schema version (index ``n`` brings version ``n`` to ``n + 1``)."""
+    return [[stmt.format(ts=ts_type, json=json_type) for stmt in v] for v in (_V1, _V2)]
 
 
 INSERT_RUN = f"INSERT INTO workflow_runs ({_COLS}) VALUES ({', '.join('?' * len(COLUMNS))})"
@@ -108,11 +137,95 @@ FAIL_RUNNING = (
     "UPDATE workflow_runs SET status = 'FAILED', ended = ?, errors = ?, error = ? "
     "WHERE status = 'RUNNING'"
 )
+MARK_RUNNING_OWNED = MARK_RUNNING + " AND owner = ?"
+FINISH_OWNED = FINISH + " AND owner = ?"
 GET_STATE = "SELECT at, owner FROM workflow_state WHERE name = ?"
 SET_STATE = (
     "INSERT INTO workflow_state (name, at, owner) VALUES (?, ?, ?) "
     "ON CONFLICT (name) DO UPDATE SET at = excluded.at, owner = excluded.owner"
 )
+# -- several daemons (see .fleet) ------------------------------------------------
+_OWNER_COLS = "owner, host, pid, started, heartbeat, state, taken_by, ended"
+JOIN = (
+    "INSERT INTO workflow_owners (owner, host, pid, started, heartbeat, state) "
+    "VALUES (?, ?, ?, ?, ?, 'live')"
+)
+HEARTBEAT = "UPDATE workflow_owners SET heartbeat = ? WHERE owner = ? AND state = 'live'"
+LEAVE = "UPDATE workflow_owners SET state = 'stopped', ended = ? WHERE owner = ? AND state = 'live'"
+OWNERS = f"SELECT {_OWNER_COLS} FROM workflow_owners ORDER BY heartbeat DESC, owner"
+OWNER_LIVE = "SELECT 1 FROM workflow_owners WHERE owner = ? AND state = 'live'"
+GONE = (
+    f"SELECT {_OWNER_COLS} FROM workflow_owners WHERE taken_by IS NULL AND owner <> ? "
+    "AND (state <> 'live' OR heartbeat < ?) ORDER BY heartbeat, owner"
+)
+GONE_ALL = (
+    f"SELECT {_OWNER_COLS} FROM workflow_owners WHERE taken_by IS NULL AND owner <> ? "
+    "ORDER BY heartbeat, owner"
+)
+TAKE_OWNER = (
+    "UPDATE workflow_owners SET state = CASE WHEN state = 'live' THEN 'lost' ELSE state END, "
+    "taken_by = ?, ended = COALESCE(ended, ?) "
+    "WHERE owner = ? AND taken_by IS NULL AND state = ? AND heartbeat = ?"
+)
+PRUNE_OWNERS = "DELETE FROM workflow_owners WHERE taken_by IS NOT NULL AND ended < ?"
+OWNED = (
+    f"SELECT {_COLS} FROM workflow_runs WHERE owner = ? AND status = ? "
+    f"AND trigger_kind = 'schedule' {PENDING_ORDER}"
+)
+UNOWNED = (
+    f"SELECT {_COLS} FROM workflow_runs WHERE owner IS NULL AND status = ? "
+    f"AND trigger_kind = 'schedule' {PENDING_ORDER}"
+)
+ADOPT = (
+    "UPDATE workflow_runs SET owner = ?, admitted = NULL WHERE status = 'PENDING' AND run_id IN "
+)
+FAIL_IDS = (
+    "UPDATE workflow_runs SET status = 'FAILED', ended = ?, errors = ?, error = ? "
+    "WHERE status = 'RUNNING' AND run_id IN "
+)
+ENSURE_MARK = (
+    "INSERT INTO workflow_watermarks (pipeline, at) VALUES (?, ?) ON CONFLICT (pipeline) DO NOTHING"
+)
+ADVANCE_MARKS = "UPDATE workflow_watermarks SET at = ? WHERE at < ? AND pipeline IN "
+MARKS_BEFORE = "SELECT pipeline, at FROM workflow_watermarks WHERE at < ? ORDER BY pipeline"
+LOCK_MARK = "SELECT at FROM workflow_watermarks WHERE pipeline = ?"
+ADVANCE_STORE_MARK = "UPDATE workflow_state SET at = ? WHERE name = 'watermark' AND at < ?"
+INSERT_STORE_MARK = (
+    "INSERT INTO workflow_state (name, at, owner) VALUES ('watermark', ?, '') "
+    "ON CONFLICT (name) DO NOTHING"
+)
+ROUND_CLAIM = (
+    "INSERT INTO workflow_runs (run_id, pipeline, trigger_kind, status, release_schedule, "
+    "release_at, logical_date, params, errors, created, ended, error, owner, admitted) "
+    "VALUES (?, ?, 'schedule', ?, ?, ?, ?, ?, '[]', ?, ?, ?, ?, ?) "
+    "ON CONFLICT (pipeline, release_schedule, release_at) DO NOTHING"
+)
+_LIVE_SCHEDULED = "trigger_kind = 'schedule' AND status IN ('PENDING', 'RUNNING')"
+LOAD = (
+    "SELECT pipeline, "
+    "SUM(CASE WHEN status = 'RUNNING' OR admitted IS NOT NULL THEN 1 ELSE 0 END), "
+    "SUM(CASE WHEN status = 'PENDING' AND admitted IS NULL THEN 1 ELSE 0 END) "
+    f"FROM workflow_runs WHERE {_LIVE_SCHEDULED} AND pipeline IN "
+)
+IN_SLOTS = (
+    f"SELECT COUNT(*) FROM workflow_runs WHERE pipeline = ? AND {_LIVE_SCHEDULED} "
+    "AND (status = 'RUNNING' OR admitted IS NOT NULL)"
+)
+HEADS = (
+    "SELECT run_id, owner FROM workflow_runs WHERE pipeline = ? AND trigger_kind = 'schedule' "
+    "AND status = 'PENDING' AND admitted IS NULL ORDER BY release_at, created, run_id LIMIT ?"
+)
+ADMIT = (
+    "UPDATE workflow_runs SET admitted = ? WHERE owner = ? AND status = 'PENDING' "
+    "AND admitted IS NULL AND run_id IN "
+)
+
+
+def marks(count: int) -> str:
+    """``(?, ?, ...)`` with ``count`` markers, for ``IN`` lists."""
+    return f"({', '.join('?' * count)})"
+
+
 GET_VERSION = "SELECT value FROM workflow_meta WHERE key = 'schema_version'"
 SET_VERSION = (
     "INSERT INTO workflow_meta (key, value) VALUES ('schema_version', ?) "
@@ -168,6 +281,7 @@ class Dialect:
             None,
             None,
             run.idempotency_key,
+            run.owner,
         )
 
     def record(self, row: Sequence[Any]) -> RunRecord:
@@ -188,6 +302,7 @@ class Dialect:
             ended,
             error,
             key,
+            owner,
         ) = row
         release = None
         if release_at is not None:
@@ -207,6 +322,7 @@ class Dialect:
             ended=self.opt_ts_out(ended),
             error=error,
             idempotency_key=key,
+            owner=owner,
         )
 
     def where(self, runs: RunFilter) -> tuple[str, list[Any]]:

@@ -13,18 +13,39 @@ from __future__ import annotations
 import abc
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from ..errors import StoreError
 from ..result import ErrorRecord, Status
 from . import _sql
-from ._codec import dump_errors
+from ._codec import dump_errors, dumps_json, text_in
 from .base import Ending, NewRun, RunFilter, RunRecord, RunStoreBase, TriggerKind
+from .fleet import (
+    ClaimState,
+    Decide,
+    OwnerLost,
+    OwnerRecord,
+    OwnerState,
+    PipelineLoad,
+    RoundClaim,
+    RoundView,
+    Takeover,
+)
 
 __all__ = ["SqlRunStore"]
+
+_OWNERS_KEPT = timedelta(days=7)
+"""How long the row of a daemon whose work was taken over is kept (``workflow health``)."""
+_CHUNK = 500
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
 
 
 class SqlRunStore(RunStoreBase):
@@ -44,6 +65,8 @@ class SqlRunStore(RunStoreBase):
     _driver_error: type[Exception]
     _pid: int
     _closed: bool
+    _marked: set[str]
+    """Pipelines whose watermark row this store object has made sure exists."""
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -141,12 +164,15 @@ class SqlRunStore(RunStoreBase):
         with self._write() as conn:
             return bool(conn.execute(sql, values).rowcount == 1)
 
-    def mark_running(self, run_id: str, *, now: datetime) -> bool:
+    def mark_running(self, run_id: str, *, now: datetime, owner: str | None = None) -> bool:
         started = self._dialect.ts_in(now)
-        return self._update_one(self._dialect.sql(_sql.MARK_RUNNING), (started, run_id))
+        if owner is None:
+            return self._update_one(self._dialect.sql(_sql.MARK_RUNNING), (started, run_id))
+        statement = self._dialect.sql(_sql.MARK_RUNNING_OWNED)
+        return self._update_one(statement, (started, run_id, owner))
 
     def _finish(self, run_id: str, ending: Ending) -> bool:
-        values = (
+        values: tuple[Any, ...] = (
             ending.status.value,
             self._dialect.ts_in(ending.ended),
             ending.context,
@@ -154,7 +180,10 @@ class SqlRunStore(RunStoreBase):
             ending.error,
             run_id,
         )
-        return self._update_one(self._finish_sql, values)
+        if ending.owner is None:
+            return self._update_one(self._finish_sql, values)
+        owned = self._finish_sql + " AND owner = " + self._dialect.placeholder
+        return self._update_one(owned, (*values, ending.owner))
 
     @abc.abstractmethod
     def _fail_running(
@@ -211,6 +240,224 @@ class SqlRunStore(RunStoreBase):
     def _set_state(self, name: str, at: datetime, owner: str) -> None:
         with self._write() as conn:
             conn.execute(self._dialect.sql(_sql.SET_STATE), (name, self._dialect.ts_in(at), owner))
+
+    # -- several daemons (see .fleet) ---------------------------------------------
+
+    _for_update: ClassVar[str] = ""
+    """Row lock clause of a SELECT inside a transaction (`` FOR UPDATE`` on PostgreSQL)."""
+    _for_share: ClassVar[str] = ""
+    """Shared row lock clause (`` FOR SHARE`` on PostgreSQL)."""
+
+    @abc.abstractmethod
+    def _lock_batch(
+        self, conn: Any, pipelines: Sequence[str], at: datetime, size: int
+    ) -> list[tuple[str, datetime]]:
+        """Lock up to ``size`` watermark rows of ``pipelines`` before ``at``; skip held ones."""
+
+    def _owner_record(self, row: Sequence[Any]) -> OwnerRecord:
+        owner, host, pid, started, beat, state, taken_by, ended = row
+        ts_out = self._dialect.ts_out
+        return OwnerRecord(
+            owner=owner,
+            host=host,
+            pid=int(pid),
+            started=ts_out(started),
+            heartbeat=ts_out(beat),
+            state=OwnerState(state),
+            taken_by=taken_by,
+            ended=self._dialect.opt_ts_out(ended),
+        )
+
+    def _check_live(self, conn: Any, owner: str) -> None:
+        """Raise :class:`OwnerLost` unless ``owner`` is live (shared row lock till commit)."""
+        statement = self._dialect.sql(_sql.OWNER_LIVE + self._for_share)
+        if conn.execute(statement, (owner,)).fetchone() is None:
+            raise OwnerLost(owner)
+
+    def join(self, owner: str, *, now: datetime, host: str, pid: int) -> None:
+        at = self._dialect.ts_in(now)
+        with self._transaction() as conn:
+            conn.execute(self._dialect.sql(_sql.JOIN), (owner, host, pid, at, at))
+
+    def heartbeat(self, *, now: datetime, owner: str) -> bool:
+        values = (self._dialect.ts_in(now), owner)
+        with self._write() as conn:
+            return bool(conn.execute(self._dialect.sql(_sql.HEARTBEAT), values).rowcount == 1)
+
+    def leave(self, owner: str, *, now: datetime) -> None:
+        with self._write() as conn:
+            conn.execute(self._dialect.sql(_sql.LEAVE), (self._dialect.ts_in(now), owner))
+
+    def owners(self) -> list[OwnerRecord]:
+        with self._read() as conn:
+            rows = conn.execute(_sql.OWNERS).fetchall()
+        return [self._owner_record(row) for row in rows]
+
+    def take_over(
+        self,
+        owner: str,
+        *,
+        now: datetime,
+        lease: timedelta,
+        everyone: bool = False,
+        unowned: bool = False,
+        reason: Callable[[OwnerRecord], str],
+    ) -> Takeover:
+        sql, ts_in = self._dialect.sql, self._dialect.ts_in
+        at = ts_in(now)
+        with self._read() as conn:
+            if everyone:
+                rows = conn.execute(sql(_sql.GONE_ALL), (owner,)).fetchall()
+            else:
+                rows = conn.execute(sql(_sql.GONE), (owner, ts_in(now - lease))).fetchall()
+        gone = [self._owner_record(row) for row in rows]
+        taken: list[OwnerRecord] = []
+        adopted: list[RunRecord] = []
+        failed: list[str] = []
+        for record in gone:
+            with self._transaction() as conn:
+                self._check_live(conn, owner)
+                values = (owner, at, record.owner, record.state.value, ts_in(record.heartbeat))
+                if conn.execute(sql(_sql.TAKE_OWNER), values).rowcount != 1:
+                    continue  # it beat meanwhile, or another daemon took it over
+                taken.append(record)
+                got, ended = self._adopt(conn, owner, record.owner, at, reason(record))
+            adopted.extend(got)
+            failed.extend(ended)
+        if unowned:
+            placeholder = OwnerRecord("", "", 0, now, now, OwnerState.LOST)
+            with self._transaction() as conn:
+                self._check_live(conn, owner)
+                got, ended = self._adopt(conn, owner, None, at, reason(placeholder))
+            adopted.extend(got)
+            failed.extend(ended)
+        if taken:
+            with self._write() as conn:
+                conn.execute(sql(_sql.PRUNE_OWNERS), (ts_in(now - _OWNERS_KEPT),))
+        return Takeover(tuple(taken), tuple(adopted), tuple(failed))
+
+    def _adopt(
+        self, conn: Any, owner: str, gone: str | None, at: Any, reason: str
+    ) -> tuple[list[RunRecord], list[str]]:
+        """Move ``gone``'s PENDING scheduled runs to ``owner``, fail its RUNNING ones."""
+        sql = self._dialect.sql
+        select = _sql.OWNED if gone is not None else _sql.UNOWNED
+        args: tuple[Any, ...] = (gone,) if gone is not None else ()
+        pending = conn.execute(
+            sql(select + self._for_update), (*args, Status.PENDING.value)
+        ).fetchall()
+        records = [self._dialect.record(row) for row in pending]
+        for chunk in _chunks([r.run_id for r in records]):
+            conn.execute(sql(_sql.ADOPT + _sql.marks(len(chunk))), (owner, *chunk))
+        running = conn.execute(
+            sql(select + self._for_update), (*args, Status.RUNNING.value)
+        ).fetchall()
+        ids = [self._dialect.record(row).run_id for row in running]
+        errors = dump_errors([ErrorRecord(message=reason, kind="Interrupted")])
+        for chunk in _chunks(ids):
+            conn.execute(sql(_sql.FAIL_IDS + _sql.marks(len(chunk))), (at, errors, reason, *chunk))
+        adopted = [replace(r, owner=owner) for r in records]
+        return adopted, ids
+
+    def claim_round(
+        self,
+        pipelines: Sequence[str],
+        *,
+        owner: str,
+        at: datetime,
+        init: datetime,
+        now: datetime,
+        decide: Decide,
+        batch: int = 64,
+    ) -> list[tuple[RoundClaim, bool]]:
+        sql, ts_in = self._dialect.sql, self._dialect.ts_in
+        names = sorted(set(pipelines))
+        fresh = [name for name in names if name not in self._marked]
+        if fresh:
+            with self._write() as conn:
+                conn.cursor().executemany(
+                    sql(_sql.ENSURE_MARK), [(name, ts_in(init)) for name in fresh]
+                )
+            self._marked.update(fresh)
+        outcomes: list[tuple[RoundClaim, bool]] = []
+        created = ts_in(now)
+        while True:
+            with self._transaction() as conn:
+                self._check_live(conn, owner)
+                rows = self._lock_batch(conn, names, at, batch)
+                if not rows:
+                    break
+                locked = [name for name, _ in rows]
+                view = RoundView(dict(rows), self._load(conn, locked))
+                claims = list(decide(view).claims)
+                won = self._insert_claims(conn, claims, owner, created)
+                conn.execute(
+                    sql(_sql.ADVANCE_MARKS + _sql.marks(len(locked))),
+                    (ts_in(at), ts_in(at), *locked),
+                )
+            outcomes.extend(zip(claims, won, strict=True))
+        with self._write() as conn:
+            conn.execute(sql(_sql.INSERT_STORE_MARK), (ts_in(at),))
+            conn.execute(sql(_sql.ADVANCE_STORE_MARK), (ts_in(at), ts_in(at)))
+        return outcomes
+
+    def _insert_claims(
+        self, conn: Any, claims: Sequence[RoundClaim], owner: str, created: Any
+    ) -> list[bool]:
+        """Insert the round's claims; one flag per claim (``False``: claimed before)."""
+        statement = self._dialect.sql(_sql.ROUND_CLAIM)
+        return [
+            conn.execute(statement, self._claim_values(item, owner, created)).rowcount == 1
+            for item in claims
+        ]
+
+    def _claim_values(self, item: RoundClaim, owner: str, created: Any) -> tuple[Any, ...]:
+        claim, ts = item.claim, self._dialect
+        skipped = item.state is ClaimState.SKIPPED
+        return (
+            claim.run_id,
+            claim.release.pipeline,
+            (Status.SKIPPED if skipped else Status.PENDING).value,
+            claim.release.schedule,
+            ts.ts_in(claim.release.at),
+            ts.opt_ts(claim.logical_date),
+            dumps_json(dict(claim.params)),
+            created,
+            created if skipped else None,
+            text_in(item.reason) if skipped else None,
+            owner,
+            created if item.state is ClaimState.ADMITTED else None,
+        )
+
+    def _load(self, conn: Any, pipelines: Sequence[str]) -> dict[str, PipelineLoad]:
+        loads: dict[str, PipelineLoad] = {}
+        for chunk in _chunks(list(pipelines)):
+            statement = self._dialect.sql(_sql.LOAD + _sql.marks(len(chunk)) + " GROUP BY pipeline")
+            for name, running, waiting in conn.execute(statement, chunk).fetchall():
+                loads[name] = PipelineLoad(int(running or 0), int(waiting or 0))
+        return loads
+
+    def load(self, pipelines: Sequence[str]) -> dict[str, PipelineLoad]:
+        with self._read() as conn:
+            return self._load(conn, pipelines)
+
+    def admit(self, pipeline: str, *, owner: str, limit: int, now: datetime) -> list[str]:
+        sql, ts_in = self._dialect.sql, self._dialect.ts_in
+        with self._transaction() as conn:
+            mark = conn.execute(sql(_sql.GET_STATE), ("watermark",)).fetchone()
+            start = ts_in(now) if mark is None else mark[0]
+            conn.execute(sql(_sql.ENSURE_MARK), (pipeline, start))
+            conn.execute(sql(_sql.LOCK_MARK + self._for_update), (pipeline,)).fetchone()
+            busy = int(conn.execute(sql(_sql.IN_SLOTS), (pipeline,)).fetchone()[0])
+            free = limit - busy
+            if free <= 0:
+                return []
+            heads = conn.execute(sql(_sql.HEADS), (pipeline, free)).fetchall()
+            mine = [run_id for run_id, holder in heads if holder == owner]
+            if mine:
+                statement = sql(_sql.ADMIT + _sql.marks(len(mine)))
+                conn.execute(statement, (ts_in(now), owner, *mine))
+        return mine
 
     def ping(self) -> bool:
         try:

@@ -2,7 +2,7 @@
 
 The run store is the daemon's memory. It keeps every run (scheduled, manual or
 API-triggered), the release claims that make scheduling exactly-once, the
-scheduler watermark and its heartbeat. Three implementations pass the same
+watermarks, and the daemons that share it with their heartbeats (:mod:`.fleet`). Three implementations pass the same
 contract suite: :class:`~.memory.MemoryRunStore` (tests, embedding),
 :class:`~.sqlite.SqliteRunStore` (the default, one file) and
 :class:`~.postgres.PostgresRunStore` (extra ``postgres``).
@@ -33,16 +33,17 @@ Policies every implementation follows:
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
 
-from ..errors import StoreError
 from ..result import ErrorRecord, Status
 from ..runs import ReleaseKey, TriggerKind
 from ._codec import dump_errors, dumps_json, text_in, utc
+from .fleet import Decide, OwnerRecord, PipelineLoad, RoundClaim, Takeover
+from .records import Claim, DuplicateRun, RunFilter, RunRecord, StatusFilter
 
 __all__ = [
     "Claim",
@@ -54,131 +55,6 @@ __all__ = [
     "StatusFilter",
     "TriggerKind",
 ]
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One release to claim in a batch (see :meth:`RunStore.claim_many`)."""
-
-    release: ReleaseKey
-    run_id: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-    logical_date: datetime | None = None
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One run as the store knows it.
-
-    ``release`` is set for scheduled runs only. ``created`` is when the run was
-    recorded (claimed or triggered), ``started`` when the start handshake
-    succeeded and ``ended`` when it reached a terminal status. ``error`` is a
-    one-line summary of why a run failed; ``errors`` holds each error with the job
-    and stage it came from.
-    """
-
-    run_id: str
-    pipeline: str
-    trigger: TriggerKind
-    status: Status
-    release: ReleaseKey | None
-    logical_date: datetime | None
-    params: Mapping[str, Any]
-    context: Mapping[str, Any] | None
-    errors: tuple[ErrorRecord, ...]
-    created: datetime
-    started: datetime | None
-    ended: datetime | None
-    error: str | None
-    idempotency_key: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-able view (datetimes as ISO 8601 text)."""
-
-        def iso(value: datetime | None) -> str | None:
-            return value.isoformat() if value is not None else None
-
-        release = None
-        if self.release is not None:
-            release = {
-                "pipeline": self.release.pipeline,
-                "schedule": self.release.schedule,
-                "at": self.release.at.isoformat(),
-            }
-        return {
-            "run_id": self.run_id,
-            "pipeline": self.pipeline,
-            "trigger": self.trigger.value,
-            "status": self.status.value,
-            "release": release,
-            "logical_date": iso(self.logical_date),
-            "params": dict(self.params),
-            "context": dict(self.context) if self.context is not None else None,
-            "errors": [e.to_dict() for e in self.errors],
-            "created": self.created.isoformat(),
-            "started": iso(self.started),
-            "ended": iso(self.ended),
-            "error": self.error,
-            "idempotency_key": self.idempotency_key,
-        }
-
-
-class DuplicateRun(StoreError):  # noqa: N818 - names the situation, like KeyError
-    """An idempotency key was used before; ``run_id`` names the existing run.
-
-    Idempotency keys are unique across the whole store (all pipelines); a caller
-    that wants per-pipeline keys prefixes them with the pipeline name.
-    """
-
-    def __init__(self, run_id: str, idempotency_key: str | None = None) -> None:
-        self.run_id = run_id
-        self.idempotency_key = idempotency_key
-        key = f" {idempotency_key!r}" if idempotency_key is not None else ""
-        super().__init__(f"idempotency key{key} was already used by run {run_id}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.run_id, self.idempotency_key))
-
-
-StatusFilter: TypeAlias = Status | Collection[Status] | None
-"""One status, several statuses (any of them) or ``None`` (all)."""
-
-
-@dataclass(frozen=True)
-class RunFilter:
-    """Which runs :meth:`RunStore.list_runs` and :meth:`RunStore.count_runs` select.
-
-    A field left ``None`` does not filter; the fields that are set must all hold.
-    ``status`` is one status or several (any of them; none selects no run),
-    ``since`` (inclusive) and ``until`` (exclusive) bound ``created``. Values are
-    normalised on construction, so equal filters compare equal: ``status``
-    becomes a tuple of :class:`~ddeutil.workflow.result.Status` (an unknown
-    status raises ``ValueError``), ``since`` and ``until`` aware UTC (a naive
-    value is taken as UTC) and ``trigger`` a :class:`TriggerKind`.
-    """
-
-    pipeline: str | None = None
-    status: StatusFilter = None
-    since: datetime | None = None
-    until: datetime | None = None
-    trigger: TriggerKind | None = None
-
-    def __post_init__(self) -> None:
-        status = self.status
-        if status is not None:
-            statuses = (status,) if isinstance(status, str) else tuple(status)
-            object.__setattr__(self, "status", tuple(Status(s) for s in statuses))
-        if self.since is not None:
-            object.__setattr__(self, "since", utc(self.since))
-        if self.until is not None:
-            object.__setattr__(self, "until", utc(self.until))
-        if self.trigger is not None:
-            object.__setattr__(self, "trigger", TriggerKind(self.trigger))
-
-    @property
-    def statuses(self) -> tuple[Status, ...] | None:
-        """The statuses selected (``None``: any, ``()``: none)."""
-        return cast("tuple[Status, ...] | None", self.status)
 
 
 @runtime_checkable
@@ -207,12 +83,14 @@ class RunStore(Protocol):
         """
         ...
 
-    def claim_many(self, claims: Sequence[Claim], *, now: datetime) -> list[bool]:
+    def claim_many(
+        self, claims: Sequence[Claim], *, now: datetime, owner: str | None = None
+    ) -> list[bool]:
         """Claim several releases in one transaction; one flag per claim, in order.
 
         Same semantics as :meth:`claim` for each item (a release repeated inside
         the batch is claimed by its first occurrence). Much faster than single
-        claims for a burst of due releases.
+        claims for a burst of due releases. The runs are recorded with ``owner``.
         """
         ...
 
@@ -235,12 +113,13 @@ class RunStore(Protocol):
         """
         ...
 
-    def mark_running(self, run_id: str, *, now: datetime) -> bool:
+    def mark_running(self, run_id: str, *, now: datetime, owner: str | None = None) -> bool:
         """The start handshake: move a PENDING run to RUNNING.
 
         Returns ``False`` (changing nothing) when the run is not PENDING (already
-        started, finished, failed by recovery) or unknown; the caller must then
-        not execute it.
+        started, finished, failed by recovery) or unknown, or when ``owner`` is
+        given and the run is no longer that owner's (taken over: the fence); the
+        caller must then not execute it.
         """
         ...
 
@@ -253,11 +132,13 @@ class RunStore(Protocol):
         context: Mapping[str, Any] | None = None,
         errors: Sequence[ErrorRecord] = (),
         error: str | None = None,
+        owner: str | None = None,
     ) -> bool:
         """Close a PENDING or RUNNING run with the terminal ``status``.
 
         Returns ``False`` (changing nothing) when the run is already terminal or
-        unknown: the first terminal writer wins. ``context=None`` keeps what the
+        unknown: the first terminal writer wins; likewise when ``owner`` is given
+        and the run is no longer that owner's. ``context=None`` keeps what the
         record had. Raises ``ValueError`` for a non-terminal ``status``.
         """
         ...
@@ -296,29 +177,130 @@ class RunStore(Protocol):
         ...
 
     def get_watermark(self) -> datetime | None:
-        """The scheduler's watermark, or ``None`` before the first tick ever."""
-        ...
+        """The store's watermark, or ``None`` before the first tick ever.
 
-    def set_watermark(self, at: datetime) -> None:
-        """Store ``at`` as the watermark, as given.
-
-        The store does not refuse to move it backwards; keeping it monotonic
-        (``max(old, now)``) is the scheduler's policy.
+        The newest boundary any daemon planned; a pipeline seen for the first
+        time starts from it (each pipeline then has its own, see
+        :meth:`claim_round`, which also moves this one forward).
         """
         ...
 
-    def heartbeat(self, *, now: datetime, owner: str) -> None:
-        """Record that ``owner`` (a daemon) was alive at ``now``."""
+    def set_watermark(self, at: datetime) -> None:
+        """Store ``at`` as the store's watermark, as given (also backwards)."""
+        ...
+
+    # -- several daemons (see :mod:`.fleet`) ------------------------------------
+
+    def shared(self) -> bool:
+        """Whether several daemons may run on this store at once (PostgreSQL).
+
+        A store that is not shared is held by one daemon at a time through
+        :meth:`scheduler_lock`; that daemon takes every other owner over at start.
+        """
+        ...
+
+    def join(self, owner: str, *, now: datetime, host: str, pid: int) -> None:
+        """Register the live daemon ``owner`` (a new id, never used before).
+
+        Raises:
+            StoreError: ``owner`` was registered before.
+        """
+        ...
+
+    def heartbeat(self, *, now: datetime, owner: str) -> bool:
+        """Renew ``owner``'s lease at ``now``.
+
+        Returns ``False`` when ``owner`` is no longer live (it was taken over, or
+        left): it must stop acting under that id and :meth:`join` again.
+        """
+        ...
+
+    def leave(self, owner: str, *, now: datetime) -> None:
+        """Record that ``owner`` stopped cleanly: its waiting claims go to others at once."""
+        ...
+
+    def owners(self) -> list[OwnerRecord]:
+        """Every daemon known to the store, newest heartbeat first."""
         ...
 
     def last_heartbeat(self) -> tuple[datetime, str] | None:
-        """The last heartbeat and its owner, or ``None`` if there was none."""
+        """The newest heartbeat of any daemon and its owner, or ``None`` if none ever beat."""
+        ...
+
+    def take_over(
+        self,
+        owner: str,
+        *,
+        now: datetime,
+        lease: timedelta,
+        everyone: bool = False,
+        unowned: bool = False,
+        reason: Callable[[OwnerRecord], str],
+    ) -> Takeover:
+        """Adopt the work of the owners that are gone, for the live ``owner``.
+
+        An owner is gone when it left, or when it is live with a heartbeat older
+        than ``now - lease`` (any other live owner with ``everyone``: for a daemon
+        holding an unshared store's lock). Each gone owner is taken over in one
+        transaction, by one caller only: its PENDING scheduled runs become
+        ``owner``'s (without a slot: the caller dispatches them again), its
+        RUNNING ones are recorded FAILED with ``reason(that owner)``, and it is
+        recorded lost (never live again). With ``unowned``, scheduled runs that
+        have no owner (written before owners existed) are treated the same way,
+        RUNNING ones failed with ``reason`` of a placeholder owner ``""``.
+
+        Raises:
+            OwnerLost: ``owner`` itself is no longer live.
+        """
+        ...
+
+    def claim_round(
+        self,
+        pipelines: Sequence[str],
+        *,
+        owner: str,
+        at: datetime,
+        init: datetime,
+        now: datetime,
+        decide: Decide,
+        batch: int = 64,
+    ) -> list[tuple[RoundClaim, bool]]:
+        """Plan, claim and advance the watermarks of ``pipelines`` up to ``at``.
+
+        Pipelines without a watermark start at ``init``. Repeatedly, in one
+        transaction each: lock up to ``batch`` of those pipelines whose watermark
+        is before ``at`` (skipping those another caller holds), show them to
+        ``decide``, claim what it returns (owned by ``owner``, admitted, waiting
+        or skipped as it says) and move their watermarks to ``at`` (never back).
+        Returns each claim decided with whether it was won (a release claimed
+        before is ``False``), in order. The store's watermark
+        (:meth:`get_watermark`) moves to ``at`` too, if it was before.
+
+        Raises:
+            OwnerLost: ``owner`` is no longer live (nothing of the batch is written).
+        """
+        ...
+
+    def admit(self, pipeline: str, *, owner: str, limit: int, now: datetime) -> list[str]:
+        """Give free slots of ``pipeline`` to ``owner``'s waiting claims; return their run ids.
+
+        At most ``limit`` scheduled runs of ``pipeline`` hold a slot at once
+        (RUNNING, or PENDING and admitted), fleet-wide. Free slots go to the
+        oldest waiting releases first, whoever owns them; only ``owner``'s are
+        admitted by this call (the others are left to their owners).
+        """
+        ...
+
+    def load(self, pipelines: Sequence[str]) -> dict[str, PipelineLoad]:
+        """The scheduled runs not yet ended of each of ``pipelines`` that has some."""
         ...
 
     def scheduler_lock(self, owner: str) -> AbstractContextManager[None]:
         """Hold the store's scheduler lock for the ``with`` block.
 
-        Exclusive across processes (and across store objects in one process).
+        Exclusive across processes (and across store objects in one process) on
+        a store that is not :attr:`shared`; on a shared store it is held in
+        shared mode and only keeps out a daemon of an older version.
         Raises ``StoreLockedError`` naming the holder when it is taken. The OS or
         the database releases it when the holder dies, even by ``kill -9``.
         """
@@ -364,9 +346,10 @@ class NewRun:
     params: str
     created: datetime
     idempotency_key: str | None = None
+    owner: str | None = None
 
     @classmethod
-    def claimed(cls, claim: Claim, created: datetime) -> NewRun:
+    def claimed(cls, claim: Claim, created: datetime, owner: str | None = None) -> NewRun:
         """The scheduled run that claiming ``claim`` at ``created`` records."""
         return cls(
             run_id=claim.run_id,
@@ -376,6 +359,7 @@ class NewRun:
             logical_date=None if claim.logical_date is None else utc(claim.logical_date),
             params=dumps_json(dict(claim.params)),
             created=utc(created),
+            owner=owner,
         )
 
 
@@ -384,6 +368,7 @@ class Ending:
     """How :meth:`RunStore.finish` closes a run, in the form the stores keep.
 
     ``context`` and ``errors`` are JSON text; ``context=None`` keeps the stored one.
+    ``owner``, when set, must still own the run (the fence).
     """
 
     status: Status
@@ -391,6 +376,7 @@ class Ending:
     context: str | None
     errors: str
     error: str | None
+    owner: str | None = None
 
 
 class RunStoreBase(abc.ABC):
@@ -412,7 +398,9 @@ class RunStoreBase(abc.ABC):
         return self.claim_many([Claim(release, run_id, params, logical_date)], now=now)[0]
 
     @abc.abstractmethod
-    def claim_many(self, claims: Sequence[Claim], *, now: datetime) -> list[bool]: ...
+    def claim_many(
+        self, claims: Sequence[Claim], *, now: datetime, owner: str | None = None
+    ) -> list[bool]: ...
 
     def create_run(
         self,
@@ -446,6 +434,7 @@ class RunStoreBase(abc.ABC):
         context: Mapping[str, Any] | None = None,
         errors: Sequence[ErrorRecord] = (),
         error: str | None = None,
+        owner: str | None = None,
     ) -> bool:
         ending = Ending(
             status=terminal_status(status),
@@ -453,6 +442,7 @@ class RunStoreBase(abc.ABC):
             context=None if context is None else dumps_json(dict(context)),
             errors=dump_errors(errors),
             error=text_in(error),
+            owner=owner,
         )
         return self._finish(run_id, ending)
 
@@ -475,11 +465,12 @@ class RunStoreBase(abc.ABC):
     def set_watermark(self, at: datetime) -> None:
         self._set_state("watermark", at, "")
 
-    def heartbeat(self, *, now: datetime, owner: str) -> None:
-        self._set_state("heartbeat", now, owner)
-
     def last_heartbeat(self) -> tuple[datetime, str] | None:
-        return self._get_state("heartbeat")
+        beats = [(o.heartbeat, o.owner) for o in self.owners()]
+        return max(beats) if beats else None
+
+    @abc.abstractmethod
+    def owners(self) -> list[OwnerRecord]: ...
 
     @abc.abstractmethod
     def _create(self, run: NewRun) -> RunRecord:

@@ -87,9 +87,11 @@ class RunEnd:
     context: Mapping[str, Any] | None = None
     errors: tuple[ErrorRecord, ...] = ()
     error: str | None = None
+    owner: str | None = None
+    """The daemon the run belonged to; the end is refused once the run was taken over."""
 
     def write_to(self, store: RunStore) -> bool:
-        """Record this end in ``store``; False when the run was already closed."""
+        """Record this end in ``store``; False when the run was already closed (or taken over)."""
         return store.finish(
             self.run_id,
             status=self.status,
@@ -97,6 +99,7 @@ class RunEnd:
             context=self.context,
             errors=self.errors,
             error=self.error,
+            owner=self.owner,
         )
 
     def to_line(self, store: str) -> str:
@@ -112,6 +115,7 @@ class RunEnd:
                     "context": None if self.context is None else dict(self.context),
                     "errors": [e.to_dict() for e in self.errors],
                     "error": self.error,
+                    "owner": self.owner,
                 }
             )
             + "\n"
@@ -131,6 +135,7 @@ class RunEnd:
             context=data.get("context"),
             errors=load_errors(data.get("errors") or []),
             error=data.get("error"),
+            owner=data.get("owner"),
         )
 
 

@@ -10,10 +10,10 @@ between processes: worker processes need a URL store (SQLite, PostgreSQL).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ..errors import StoreError, StoreLockedError
 from ..result import ErrorRecord, Status
@@ -28,6 +28,17 @@ from .base import (
     RunRecord,
     RunStoreBase,
     TriggerKind,
+)
+from .fleet import (
+    ClaimState,
+    Decide,
+    OwnerLost,
+    OwnerRecord,
+    OwnerState,
+    PipelineLoad,
+    RoundClaim,
+    RoundView,
+    Takeover,
 )
 
 __all__ = ["LocalLocks", "MemoryRunStore"]
@@ -83,6 +94,8 @@ class _Row:
     ended: datetime | None
     error: str | None
     idempotency_key: str | None
+    owner: str | None = None
+    admitted: datetime | None = None
 
     @classmethod
     def new(cls, run: NewRun) -> _Row:
@@ -101,6 +114,7 @@ class _Row:
             ended=None,
             error=None,
             idempotency_key=run.idempotency_key,
+            owner=run.owner,
         )
 
     def record(self) -> RunRecord:
@@ -119,22 +133,35 @@ class _Row:
             ended=self.ended,
             error=self.error,
             idempotency_key=self.idempotency_key,
+            owner=self.owner,
         )
 
 
 class MemoryRunStore(RunStoreBase):
-    """A :class:`~.base.RunStore` in this process's memory (``memory://``)."""
+    """A :class:`~.base.RunStore` in this process's memory (``memory://``).
 
-    def __init__(self) -> None:
+    It keeps the fleet contract (:mod:`.fleet`) like PostgreSQL, one mutex
+    making every operation one transaction. With ``shared=True`` several
+    schedulers of this process may use it at once (the scheduler lock is then
+    held in shared mode), as several daemons share a PostgreSQL store.
+    """
+
+    def __init__(self, *, shared: bool = False) -> None:
+        self._shared = shared
         self._mutex = threading.RLock()
         self._runs: dict[str, _Row] = {}
         self._claims: dict[ReleaseKey, str] = {}
         self._keys: dict[str, str] = {}
         self._state: dict[str, tuple[datetime, str]] = {}
+        self._owners: dict[str, OwnerRecord] = {}
+        self._marks: dict[str, datetime] = {}
         self._closed = False
 
     def __repr__(self) -> str:
         return f"MemoryRunStore(runs={len(self._runs)})"
+
+    def shared(self) -> bool:
+        return self._shared
 
     def _check(self) -> None:
         if self._closed:
@@ -147,9 +174,11 @@ class MemoryRunStore(RunStoreBase):
             raise StoreError(f"run id {row.run_id!r} already exists in the run store")
         self._runs[row.run_id] = row
 
-    def claim_many(self, claims: Sequence[Claim], *, now: datetime) -> list[bool]:
+    def claim_many(
+        self, claims: Sequence[Claim], *, now: datetime, owner: str | None = None
+    ) -> list[bool]:
         at = utc(now)
-        rows = [_Row.new(NewRun.claimed(item, at)) for item in claims]
+        rows = [_Row.new(NewRun.claimed(item, at, owner)) for item in claims]
         with self._mutex:
             self._check()
             # Decide every item first so that an error leaves nothing written, as
@@ -185,12 +214,14 @@ class MemoryRunStore(RunStoreBase):
                 self._keys[key] = run.run_id
             return row.record()
 
-    def mark_running(self, run_id: str, *, now: datetime) -> bool:
+    def mark_running(self, run_id: str, *, now: datetime, owner: str | None = None) -> bool:
         at = utc(now)
         with self._mutex:
             self._check()
             row = self._runs.get(run_id)
             if row is None or row.status is not Status.PENDING:
+                return False
+            if owner is not None and row.owner != owner:
                 return False
             self._runs[run_id] = replace(row, status=Status.RUNNING, started=at)
             return True
@@ -200,6 +231,8 @@ class MemoryRunStore(RunStoreBase):
             self._check()
             row = self._runs.get(run_id)
             if row is None or row.status not in _NON_TERMINAL:
+                return False
+            if ending.owner is not None and row.owner != ending.owner:
                 return False
             self._runs[run_id] = replace(
                 row,
@@ -286,8 +319,192 @@ class MemoryRunStore(RunStoreBase):
             self._check()
             self._state[name] = (utc(at), owner)
 
+    # -- several daemons (see .fleet) ---------------------------------------------
+
+    def _live(self, owner: str) -> None:
+        record = self._owners.get(owner)
+        if record is None or record.state is not OwnerState.LIVE:
+            raise OwnerLost(owner)
+
+    def join(self, owner: str, *, now: datetime, host: str, pid: int) -> None:
+        at = utc(now)
+        with self._mutex:
+            self._check()
+            if owner in self._owners:
+                raise StoreError(f"owner {owner!r} already joined this run store")
+            self._owners[owner] = OwnerRecord(owner, host, pid, at, at, OwnerState.LIVE)
+
+    def heartbeat(self, *, now: datetime, owner: str) -> bool:
+        with self._mutex:
+            self._check()
+            record = self._owners.get(owner)
+            if record is None or record.state is not OwnerState.LIVE:
+                return False
+            self._owners[owner] = replace(record, heartbeat=utc(now))
+            return True
+
+    def leave(self, owner: str, *, now: datetime) -> None:
+        with self._mutex:
+            self._check()
+            record = self._owners.get(owner)
+            if record is not None and record.state is OwnerState.LIVE:
+                self._owners[owner] = replace(record, state=OwnerState.STOPPED, ended=utc(now))
+
+    def owners(self) -> list[OwnerRecord]:
+        with self._mutex:
+            self._check()
+            records = list(self._owners.values())
+        return sorted(records, key=lambda o: (-o.heartbeat.timestamp(), o.owner))
+
+    def take_over(
+        self,
+        owner: str,
+        *,
+        now: datetime,
+        lease: timedelta,
+        everyone: bool = False,
+        unowned: bool = False,
+        reason: Callable[[OwnerRecord], str],
+    ) -> Takeover:
+        at = utc(now)
+        cutoff = at - lease
+        taken: list[OwnerRecord] = []
+        adopted: list[RunRecord] = []
+        failed: list[str] = []
+        with self._mutex:
+            self._check()
+            self._live(owner)
+            gone = [
+                o
+                for o in self._owners.values()
+                if o.owner != owner
+                and o.taken_by is None
+                and (everyone or o.state is not OwnerState.LIVE or o.heartbeat < cutoff)
+            ]
+            for record in sorted(gone, key=lambda o: (o.heartbeat, o.owner)):
+                state = OwnerState.LOST if record.state is OwnerState.LIVE else record.state
+                self._owners[record.owner] = replace(
+                    record, state=state, taken_by=owner, ended=record.ended or at
+                )
+                taken.append(record)
+                self._adopt(owner, record.owner, at, reason(record), adopted, failed)
+            if unowned:
+                placeholder = OwnerRecord("", "", 0, at, at, OwnerState.LOST)
+                self._adopt(owner, None, at, reason(placeholder), adopted, failed)
+        return Takeover(tuple(taken), tuple(adopted), tuple(failed))
+
+    def _adopt(  # noqa: PLR0917 - private helper, called twice
+        self,
+        owner: str,
+        gone: str | None,
+        at: datetime,
+        reason: str,
+        adopted: list[RunRecord],
+        failed: list[str],
+    ) -> None:
+        errors = dump_errors([ErrorRecord(message=reason, kind="Interrupted")])
+        for status in (Status.PENDING, Status.RUNNING):
+            for row in self._rows_by_status(status, TriggerKind.SCHEDULE):
+                if row.owner != gone:
+                    continue
+                if status is Status.PENDING:
+                    moved = replace(row, owner=owner, admitted=None)
+                    self._runs[row.run_id] = moved
+                    adopted.append(moved.record())
+                else:
+                    self._runs[row.run_id] = replace(
+                        row, status=Status.FAILED, ended=at, errors=errors, error=reason
+                    )
+                    failed.append(row.run_id)
+
+    def _load(self, pipelines: Sequence[str]) -> dict[str, PipelineLoad]:
+        wanted = set(pipelines)
+        counts: dict[str, list[int]] = {}
+        for row in self._runs.values():
+            if (
+                row.pipeline in wanted
+                and row.trigger is TriggerKind.SCHEDULE
+                and row.status in _NON_TERMINAL
+            ):
+                slot = row.status is Status.RUNNING or row.admitted is not None
+                counts.setdefault(row.pipeline, [0, 0])[0 if slot else 1] += 1
+        return {name: PipelineLoad(*pair) for name, pair in counts.items()}
+
+    def load(self, pipelines: Sequence[str]) -> dict[str, PipelineLoad]:
+        with self._mutex:
+            self._check()
+            return self._load(pipelines)
+
+    def claim_round(
+        self,
+        pipelines: Sequence[str],
+        *,
+        owner: str,
+        at: datetime,
+        init: datetime,
+        now: datetime,
+        decide: Decide,
+        batch: int = 64,
+    ) -> list[tuple[RoundClaim, bool]]:
+        until, start, created = utc(at), utc(init), utc(now)
+        outcomes: list[tuple[RoundClaim, bool]] = []
+        with self._mutex:
+            self._check()
+            names = sorted(set(pipelines))
+            for name in names:
+                self._marks.setdefault(name, start)
+            due = [name for name in names if self._marks[name] < until]
+            for first in range(0, len(due), batch):
+                self._live(owner)
+                locked = due[first : first + batch]
+                view = RoundView({n: self._marks[n] for n in locked}, self._load(locked))
+                claims = list(decide(view).claims)
+                won = [self._insert_claim(item, owner, created) for item in claims]
+                for name in locked:
+                    self._marks[name] = max(self._marks[name], until)
+                outcomes.extend(zip(claims, won, strict=True))
+            mark = self._state.get("watermark")
+            if mark is None or mark[0] < until:
+                self._state["watermark"] = (until, "")
+        return outcomes
+
+    def _insert_claim(self, item: RoundClaim, owner: str, created: datetime) -> bool:
+        claim = item.claim
+        if claim.release in self._claims:
+            return False
+        if claim.run_id in self._runs:
+            raise StoreError(f"run id {claim.run_id!r} already exists in the run store")
+        row = _Row.new(NewRun.claimed(claim, created, owner))
+        if item.state is ClaimState.SKIPPED:
+            row = replace(row, status=Status.SKIPPED, ended=created, error=item.reason)
+        elif item.state is ClaimState.ADMITTED:
+            row = replace(row, admitted=created)
+        self._insert(row)
+        self._claims[claim.release] = claim.run_id
+        return True
+
+    def admit(self, pipeline: str, *, owner: str, limit: int, now: datetime) -> list[str]:
+        at = utc(now)
+        with self._mutex:
+            self._check()
+            load = self._load([pipeline]).get(pipeline, PipelineLoad())
+            free = limit - load.running
+            if free <= 0:
+                return []
+            heads = [
+                row
+                for row in self._rows_by_status(Status.PENDING, TriggerKind.SCHEDULE)
+                if row.pipeline == pipeline and row.admitted is None
+            ][:free]
+            mine = [row.run_id for row in heads if row.owner == owner]
+            for run_id in mine:
+                self._runs[run_id] = replace(self._runs[run_id], admitted=at)
+            return mine
+
     def scheduler_lock(self, owner: str) -> AbstractContextManager[None]:
         self._check()
+        if self._shared:
+            return nullcontext()
         return LOCAL_LOCKS.hold(f"memory:{id(self)}", owner, what="this memory store")
 
     def ping(self) -> bool:

@@ -3,17 +3,25 @@
 ``postgresql://user@host:5432/db?schema=workflow&pool_size=5``: ``schema`` (created
 if missing, default the connection's current schema) and ``pool_size`` (default
 5) are read by this store; every other query parameter goes to libpq
-(``connect_timeout`` defaults to 10 seconds).
+(``connect_timeout`` defaults to 10 seconds, TCP keepalives are on).
 
 Concurrency model: a small pool of autocommit connections per store object, so
 a hundred worker threads share a handful of server sessions. A claim is one
 ``INSERT ... ON CONFLICT DO NOTHING`` against the release's UNIQUE constraint,
 the start handshake one ``UPDATE ... WHERE status = 'PENDING'``, so both hold
 across processes and hosts. Timestamps are ``timestamptz`` (sessions run in UTC),
-params/context/errors ``json`` (key order kept).
+params/context/errors ``json`` (key order kept). Every session has a statement
+timeout and an idle-in-transaction timeout (:data:`_SESSION`): a client that
+stops inside a transaction frees its locks within seconds.
 
-The scheduler lock is ``pg_try_advisory_lock`` on a dedicated session named
-``ddeutil-workflow scheduler: <owner>`` (``application_name``); the server drops
+The store is **shared** (see :mod:`.fleet`): any number of daemons run on it at
+once. A claim round locks pipeline watermark rows with ``FOR UPDATE SKIP
+LOCKED``, so daemons at the same boundary split its pipelines between them.
+
+The scheduler lock is ``pg_try_advisory_lock_shared`` on a dedicated session
+named ``ddeutil-workflow scheduler: <owner>`` (``application_name``): daemons of
+this version share it, and a daemon of an older version (which took it
+exclusively) keeps them out, and they it, during an upgrade. The server drops
 it when that session ends, including when the holder is killed.
 """
 
@@ -94,13 +102,19 @@ _INSERT_RUN = _DIALECT.sql(
 )
 _CLAIM_MANY = """
 INSERT INTO workflow_runs (run_id, pipeline, trigger_kind, status, release_schedule,
-                           release_at, logical_date, params, errors, created)
-SELECT r, p, 'schedule', 'PENDING', s, a, l, pa, '[]'::json, %s
+                           release_at, logical_date, params, errors, created, owner)
+SELECT r, p, 'schedule', 'PENDING', s, a, l, pa, '[]'::json, %s, %s
 FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[],
             %s::json[]) WITH ORDINALITY AS t(r, p, s, a, l, pa, n)
 ORDER BY n
 ON CONFLICT (pipeline, release_schedule, release_at) DO NOTHING
 RETURNING run_id
+"""
+_LOCK_BATCH = """
+SELECT pipeline, at FROM workflow_watermarks
+WHERE pipeline = ANY(%s) AND at < %s
+ORDER BY pipeline LIMIT %s
+FOR UPDATE SKIP LOCKED
 """
 _LOCK_HOLDER = """
 SELECT a.pid, a.application_name, COALESCE(host(a.client_addr), 'local socket')
@@ -109,6 +123,21 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
   AND l.classid::bigint = %s AND l.objid::bigint = %s
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
+
+
+_SESSION = {
+    # A statement never waits on a lock or a dead peer forever ...
+    "statement_timeout": "'30s'",
+    # ... and a client that stops (SIGSTOP, a host lost) inside a transaction
+    # gives its row locks back after 10 s (a transaction of this store never
+    # idles that long), so other daemons are not held up by it.
+    "idle_in_transaction_session_timeout": "'10s'",
+    # The server notices a client host that vanished within about 25 s.
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+}
+"""Session settings of every connection (constants, never user input)."""
 
 
 def _key(purpose: str, schema: str) -> int:
@@ -135,6 +164,11 @@ class PostgresRunStore(SqlRunStore):
     _dialect = _DIALECT
     _kind = "PostgreSQL"
     _finish_sql = _FINISH
+    _for_update = " FOR UPDATE"
+    _for_share = " FOR SHARE"
+
+    def shared(self) -> bool:
+        return True
 
     def __init__(
         self,
@@ -153,11 +187,14 @@ class PostgresRunStore(SqlRunStore):
         except self._pg.Error as exc:
             raise StoreError(f"invalid PostgreSQL URL: {exc}") from None
         params.setdefault("connect_timeout", 10)
+        for name, value in (("keepalives", 1), ("keepalives_idle", 10), ("keepalives_interval", 5)):
+            params.setdefault(name, value)  # the client notices a vanished server too
         params.setdefault("application_name", "ddeutil-workflow")
         self._params = params
         self._schema = schema
         self._pid = os.getpid()
         self._closed = False
+        self._marked: set[str] = set()
         host = params.get("host") or "local socket"
         port = f":{params['port']}" if params.get("port") else ""
         self.display = f"postgresql://{host}{port}/{params.get('dbname', '')}"
@@ -180,6 +217,8 @@ class PostgresRunStore(SqlRunStore):
             conn = self._pg.connect(autocommit=True, **{**self._params, **overrides})
             try:
                 conn.execute("SET TIME ZONE 'UTC'")
+                for setting, value in _SESSION.items():
+                    conn.execute(f"SET {setting} = {value}")
                 if self._schema:
                     from psycopg import sql
 
@@ -235,11 +274,14 @@ class PostgresRunStore(SqlRunStore):
 
     # -- claims and runs --------------------------------------------------------
 
-    def claim_many(self, claims: Sequence[Claim], *, now: datetime) -> list[bool]:
+    def claim_many(
+        self, claims: Sequence[Claim], *, now: datetime, owner: str | None = None
+    ) -> list[bool]:
         if not claims:
             return []
         values = (
             utc(now),
+            owner,
             [c.run_id for c in claims],
             [c.release.pipeline for c in claims],
             [c.release.schedule for c in claims],
@@ -250,6 +292,12 @@ class PostgresRunStore(SqlRunStore):
         with self._write() as conn:
             won = {row[0] for row in conn.execute(_CLAIM_MANY, values).fetchall()}
         return [c.run_id in won for c in claims]
+
+    def _lock_batch(
+        self, conn: Any, pipelines: Sequence[str], at: datetime, size: int
+    ) -> list[tuple[str, datetime]]:
+        rows = conn.execute(_LOCK_BATCH, (list(pipelines), utc(at), size)).fetchall()
+        return [(name, _ts_out(mark)) for name, mark in rows]
 
     def _insert_run(self, conn: Any, values: Sequence[Any], idempotency_key: str | None) -> None:
         if conn.execute(_INSERT_RUN, values).fetchone() is None:
@@ -281,7 +329,7 @@ class PostgresRunStore(SqlRunStore):
         conn = self._connect(application_name=name)
         try:
             with self._errors():
-                got = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
+                got = conn.execute("SELECT pg_try_advisory_lock_shared(%s)", (key,)).fetchone()[0]
                 if not got:
                     halves = ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF)
                     row = conn.execute(_LOCK_HOLDER, halves).fetchone()
@@ -291,16 +339,17 @@ class PostgresRunStore(SqlRunStore):
                         else "unknown holder"
                     )
                     raise StoreLockedError(
-                        f"the run store {self.display} is in use by another scheduler "
-                        f"({holder}); advisory lock {key}. Stop that daemon first or use "
-                        "another run store."
+                        f"the run store {self.display} is held exclusively by a scheduler "
+                        f"of an older ddeutil-workflow version ({holder}); advisory lock "
+                        f"{key}. Stop that daemon first: daemons of this version share the "
+                        "store."
                     )
             try:
                 yield
             finally:
                 if not conn.closed and os.getpid() == self._pid:
                     try:
-                        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                        conn.execute("SELECT pg_advisory_unlock_shared(%s)", (key,))
                     except self._pg.Error as exc:  # the session is gone: so is the lock
                         logger.warning("could not release the scheduler lock: %s", exc)
         finally:

@@ -105,6 +105,9 @@ class SqliteRunStore(SqlRunStore):
     _finish_sql = _sql.FINISH
     _driver_error: type[Exception] = sqlite3.Error
 
+    def shared(self) -> bool:
+        return False
+
     def __init__(
         self, path: str | Path, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL"
     ) -> None:
@@ -122,6 +125,7 @@ class SqliteRunStore(SqlRunStore):
         self._queued: list[_Update] = []
         self._pid = os.getpid()
         self._closed = False
+        self._marked: set[str] = set()
         try:
             if not self._memory:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -236,11 +240,21 @@ class SqliteRunStore(SqlRunStore):
 
     # -- claims and runs --------------------------------------------------------
 
-    def claim_many(self, claims: Sequence[Claim], *, now: datetime) -> list[bool]:
+    def claim_many(
+        self, claims: Sequence[Claim], *, now: datetime, owner: str | None = None
+    ) -> list[bool]:
         created = utc(now)
-        rows = [_DIALECT.run_values(NewRun.claimed(c, created)) for c in claims]
+        rows = [_DIALECT.run_values(NewRun.claimed(c, created, owner)) for c in claims]
         with self._write() as conn:
             return [conn.execute(_sql.CLAIM, row).rowcount == 1 for row in rows]
+
+    def _lock_batch(
+        self, conn: sqlite3.Connection, pipelines: Sequence[str], at: datetime, size: int
+    ) -> list[tuple[str, datetime]]:
+        # One daemon per SQLite store, and BEGIN IMMEDIATE holds the whole database.
+        wanted = set(pipelines)
+        rows = conn.execute(_sql.MARKS_BEFORE, (ts_text(at),)).fetchall()
+        return [(name, _ts_out(mark)) for name, mark in rows if name in wanted][:size]
 
     def _insert_run(
         self, conn: sqlite3.Connection, values: Sequence[Any], idempotency_key: str | None

@@ -1,0 +1,187 @@
+"""Several daemons on one store: owners, leases, takeover and claim rounds.
+
+Records of the part of the run store contract that lets any number of
+scheduler daemons share one PostgreSQL store (and that a single daemon on
+SQLite goes through as well):
+
+* **Owners.** Each daemon joins the store under an owner id that is never
+  reused (:meth:`RunStore.join`); every claim it makes and every run it
+  dispatches carries that id. It renews its lease with
+  :meth:`RunStore.heartbeat`; a clean stop hands its waiting claims over
+  (:meth:`RunStore.leave`).
+* **Takeover.** An owner whose heartbeat is older than the lease, or that left,
+  is taken over by a live one in one transaction (:meth:`RunStore.take_over`):
+  its claims that never started move to the taker (dispatched again, once); its
+  runs that started are recorded FAILED, once. The owner is then *lost* and is
+  never live again under that id.
+* **Fencing.** The owner id is the fencing token: the start handshake, a run's
+  end and every claim name the owner in the same statement that checks it, so
+  a daemon that was paused past its lease and comes back cannot start, finish
+  or claim anything that was taken over. A paused daemon learns it was taken
+  over from its next heartbeat (``False``) and joins again under a new id.
+* **Claim rounds.** :meth:`RunStore.claim_round` plans and claims a boundary
+  pipeline by pipeline: each pipeline has its own watermark row, locked while
+  its releases are claimed and advanced in the same transaction, so daemons
+  share a boundary's work (a row another daemon holds is skipped, not waited
+  for) and no restart or lag can skip or replay a release.
+* **Admission.** A claimed release runs only once its pipeline has a free slot
+  fleet-wide (:meth:`RunStore.admit`), oldest release first, so
+  ``WORKFLOW_CORE_MAX_PIPELINE_POKING`` and ``concurrency: queue | skip`` hold
+  across daemons.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..errors import StoreError
+from .records import Claim, RunRecord
+
+__all__ = [
+    "ClaimState",
+    "Decide",
+    "Decision",
+    "OwnerLost",
+    "OwnerRecord",
+    "OwnerState",
+    "PipelineLoad",
+    "RoundClaim",
+    "RoundView",
+    "Takeover",
+]
+
+
+class OwnerLost(StoreError):  # noqa: N818 - names the situation, like KeyError
+    """The calling daemon's owner id was taken over (or left); it must join again."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        super().__init__(
+            f"owner {owner} is no longer live on this run store: its lease expired and "
+            "another daemon took its work over"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.owner,))
+
+
+class OwnerState(str, enum.Enum):
+    """Where one daemon (owner) stands on the store."""
+
+    LIVE = "live"
+    """Heartbeating (or presumed so until its lease runs out)."""
+    STOPPED = "stopped"
+    """Left cleanly; its waiting claims are adopted at once."""
+    LOST = "lost"
+    """Its lease expired and another daemon took its work over."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class OwnerRecord:
+    """One daemon as the store knows it.
+
+    ``taken_by`` names the daemon that adopted its work (after it stopped or
+    was lost); ``ended`` is when that happened or when it stopped.
+    """
+
+    owner: str
+    host: str
+    pid: int
+    started: datetime
+    heartbeat: datetime
+    state: OwnerState
+    taken_by: str | None = None
+    ended: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able view (datetimes as ISO 8601 text)."""
+        return {
+            "owner": self.owner,
+            "host": self.host,
+            "pid": self.pid,
+            "started": self.started.isoformat(),
+            "heartbeat": self.heartbeat.isoformat(),
+            "state": self.state.value,
+            "taken_by": self.taken_by,
+            "ended": None if self.ended is None else self.ended.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """What one :meth:`RunStore.take_over` call did.
+
+    Attributes:
+        owners: The owners taken over (as they were just before).
+        adopted: Claimed runs that had not started, now owned by the caller
+            (oldest release first); the caller dispatches them.
+        failed: Runs that had started, recorded FAILED (interrupted).
+    """
+
+    owners: tuple[OwnerRecord, ...] = ()
+    adopted: tuple[RunRecord, ...] = ()
+    failed: tuple[str, ...] = ()
+
+
+class ClaimState(str, enum.Enum):
+    """How a release claimed in a round is recorded."""
+
+    ADMITTED = "admitted"
+    """PENDING and holding one of its pipeline's slots: dispatch it now."""
+    WAITING = "waiting"
+    """PENDING without a slot: it waits (see :meth:`RunStore.admit`)."""
+    SKIPPED = "skipped"
+    """Recorded SKIPPED at once (``concurrency: skip`` while a run is in flight)."""
+
+
+@dataclass(frozen=True)
+class PipelineLoad:
+    """A pipeline's scheduled runs not yet ended, fleet-wide.
+
+    ``running``: RUNNING, or PENDING and admitted (holding a slot);
+    ``waiting``: PENDING without a slot.
+    """
+
+    running: int = 0
+    waiting: int = 0
+
+
+@dataclass(frozen=True)
+class RoundView:
+    """What a claim round shows its ``decide`` callback for one batch.
+
+    ``watermarks`` maps each pipeline of the batch (locked for this caller
+    until the batch commits) to its watermark; ``load`` holds the pipelines of
+    the batch that have runs not yet ended.
+    """
+
+    watermarks: Mapping[str, datetime]
+    load: Mapping[str, PipelineLoad] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RoundClaim:
+    """One release to claim in a round, and how to record it."""
+
+    claim: Claim
+    state: ClaimState
+    reason: str | None = None
+    """The error text of a SKIPPED claim."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What ``decide`` returns for one batch: the claims, in release order."""
+
+    claims: Sequence[RoundClaim] = ()
+
+
+Decide = Callable[[RoundView], Decision]
+"""Plans one batch of a claim round (runs inside the batch's transaction)."""
