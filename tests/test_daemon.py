@@ -372,6 +372,9 @@ class FakeScheduler:
         self.reload = threading.Event()
         self.events = threading.Event()
         self.prepared_for: datetime | None = None
+        self.waiting = 0
+        self.beats = 0
+        self.admitted = 0
 
     def start(self) -> None:
         self.state = SchedulerState.RUNNING
@@ -392,6 +395,13 @@ class FakeScheduler:
 
     def process_events(self) -> list[RunEvent]:
         self.events.set()
+        return []
+
+    def beat(self, now: datetime | None = None) -> None:
+        self.beats += 1
+
+    def admit_waiting(self) -> list[str]:
+        self.admitted += 1
         return []
 
 

@@ -23,6 +23,7 @@ from ddeutil.workflow.dispatch.records import RunEvent, RunRequest
 from ddeutil.workflow.errors import WorkflowError
 from ddeutil.workflow.loader import Loader, RawTemplate, template_version
 from ddeutil.workflow.result import Status
+from ddeutil.workflow.runs import ReleaseKey
 from ddeutil.workflow.scheduling.scheduler import (
     INTERRUPTED_REASON,
     Scheduler,
@@ -273,23 +274,31 @@ def test_a_release_is_dispatched_once_across_repeated_ticks(
 
 
 def test_second_scheduler_on_the_same_store_skips_claimed_releases(
-    store: MemoryRunStore,
     make_scheduler: MakeScheduler,
     write_conf: Callable[..., Path],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    store = MemoryRunStore(shared=True)
     write_conf("p.yml", pipeline_yaml("every-minute"))
     first, first_exec = make_scheduler(store)
     second, second_exec = make_scheduler(store)
     first.tick(at(10, 1))
-    # The second daemon ticks concurrently: it read the watermark before the
-    # first one advanced it, so it plans the same release.
-    store.set_watermark(at(10, 0, 30))
-    with caplog.at_level(logging.INFO, logger="ddeutil.workflow.scheduling.scheduler"):
-        report = second.tick(at(10, 1))
-    assert [r.at for r in report.already_claimed] == [at(10, 1)]
+    # The second daemon ticks at the same boundary, a moment later: the
+    # pipeline's watermark moved with the claim, so nothing is planned again.
+    report = second.tick(at(10, 1))
+    assert report.due == ()
     assert second_exec.submitted == []
     assert len(first_exec.submitted) == 1
+    # A release claimed before (here by a daemon that keeps no watermark of its
+    # own) is refused, logged and not dispatched, whoever plans it.
+    first_release = first_exec.submitted[0].release
+    assert first_release is not None
+    taken = ReleaseKey("every-minute", first_release.schedule, at(10, 2))
+    assert store.claim(taken, run_id="older", params={}, logical_date=at(10, 2), now=at(10, 2))
+    with caplog.at_level(logging.INFO, logger="ddeutil.workflow.scheduling.scheduler"):
+        report = second.tick(at(10, 2))
+    assert [r.at for r in report.already_claimed] == [at(10, 2)]
+    assert second_exec.submitted == []
     assert "already claimed" in caplog.text
 
 
@@ -911,4 +920,5 @@ def test_the_tick_after_a_dispatch_ahead_leaves_the_store_alone_when_nothing_mor
     assert len(executor.submitted) == 1
     scheduler.tick(at(10, 2))  # the next boundary plans from 10:01: nothing lost
     assert [r.logical_date for r in executor.submitted] == [at(10, 1), at(10, 2)]
-    assert writes == ["watermark", "heartbeat"]
+    assert writes == ["heartbeat"]  # the watermarks move with the claims
+    assert store.get_watermark() == at(10, 2)

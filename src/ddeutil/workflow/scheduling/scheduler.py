@@ -231,7 +231,7 @@ class Scheduler:
             self._state = SchedulerState.STARTING
             logger.info("scheduler starting (owner %s)", self.owner)
             now = ensure_utc(self._clock.now())
-            self._store.join(self.owner, now=now, host=socket.gethostname(), pid=os.getpid())
+            self._join(now)
             self._executor.start()
             self.recover()
             self._watermark = self._store.get_watermark()
@@ -337,8 +337,7 @@ class Scheduler:
         lost = self.owner
         in_flight = self._queues.in_flight_ids()
         waiting = self._queues.waiting_count()
-        self._joins += 1
-        self.owner = f"{self._base_owner}/{self._joins + 1}"
+        self._join(at)
         logger.error(
             "lease lost: owner %s was taken over by another daemon (no heartbeat for more "
             "than %gs: paused, or cut off from the run store); its %d run(s) in flight are "
@@ -353,7 +352,13 @@ class Scheduler:
         for run_id in in_flight:
             self._executor.cancel(run_id, f"owner {lost} lost its lease")
         self._queues = RunQueues()
-        self._store.join(self.owner, now=at, host=socket.gethostname(), pid=os.getpid())
+
+    def _join(self, at: datetime) -> None:
+        """Join the store under a new owner id: ``owner``, then ``owner/2``, ``owner/3``..."""
+        host, pid = socket.gethostname(), os.getpid()
+        while not self._store.join(self.owner, now=at, host=host, pid=pid):
+            self._joins += 1
+            self.owner = f"{self._base_owner}/{self._joins + 1}"
 
     def _take_over(self, at: datetime, *, everyone: bool, unowned: bool) -> None:
         try:

@@ -148,7 +148,7 @@ SET_STATE = (
 _OWNER_COLS = "owner, host, pid, started, heartbeat, state, taken_by, ended"
 JOIN = (
     "INSERT INTO workflow_owners (owner, host, pid, started, heartbeat, state) "
-    "VALUES (?, ?, ?, ?, ?, 'live')"
+    "VALUES (?, ?, ?, ?, ?, 'live') ON CONFLICT (owner) DO NOTHING"
 )
 HEARTBEAT = "UPDATE workflow_owners SET heartbeat = ? WHERE owner = ? AND state = 'live'"
 LEAVE = "UPDATE workflow_owners SET state = 'stopped', ended = ? WHERE owner = ? AND state = 'live'"

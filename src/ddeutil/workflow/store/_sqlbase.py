@@ -274,10 +274,12 @@ class SqlRunStore(RunStoreBase):
         if conn.execute(statement, (owner,)).fetchone() is None:
             raise OwnerLost(owner)
 
-    def join(self, owner: str, *, now: datetime, host: str, pid: int) -> None:
+    def join(self, owner: str, *, now: datetime, host: str, pid: int) -> bool:
         at = self._dialect.ts_in(now)
-        with self._transaction() as conn:
-            conn.execute(self._dialect.sql(_sql.JOIN), (owner, host, pid, at, at))
+        with self._write() as conn:
+            return bool(
+                conn.execute(self._dialect.sql(_sql.JOIN), (owner, host, pid, at, at)).rowcount == 1
+            )
 
     def heartbeat(self, *, now: datetime, owner: str) -> bool:
         values = (self._dialect.ts_in(now), owner)

@@ -199,11 +199,10 @@ class RunStore(Protocol):
         """
         ...
 
-    def join(self, owner: str, *, now: datetime, host: str, pid: int) -> None:
-        """Register the live daemon ``owner`` (a new id, never used before).
+    def join(self, owner: str, *, now: datetime, host: str, pid: int) -> bool:
+        """Register the live daemon ``owner``; ``False`` (writing nothing) if the id was used before.
 
-        Raises:
-            StoreError: ``owner`` was registered before.
+        An owner id is never live twice: a daemon picks another one then.
         """
         ...
 

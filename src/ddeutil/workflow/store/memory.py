@@ -326,13 +326,14 @@ class MemoryRunStore(RunStoreBase):
         if record is None or record.state is not OwnerState.LIVE:
             raise OwnerLost(owner)
 
-    def join(self, owner: str, *, now: datetime, host: str, pid: int) -> None:
+    def join(self, owner: str, *, now: datetime, host: str, pid: int) -> bool:
         at = utc(now)
         with self._mutex:
             self._check()
             if owner in self._owners:
-                raise StoreError(f"owner {owner!r} already joined this run store")
+                return False
             self._owners[owner] = OwnerRecord(owner, host, pid, at, at, OwnerState.LIVE)
+            return True
 
     def heartbeat(self, *, now: datetime, owner: str) -> bool:
         with self._mutex:
