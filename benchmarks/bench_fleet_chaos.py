@@ -331,7 +331,8 @@ class Chaos:
         )
 
     def pause_one(self, minute: int) -> None:
-        candidates = [s for s in self.slots if not s.paused]
+        settled = time.time() - 10.0  # not one that is still starting after a kill
+        candidates = [s for s in self.slots if not s.paused and s.current.started < settled]
         if not candidates:
             return
         slot = self.rng.choice(candidates)
@@ -458,6 +459,7 @@ def analyse(
                             "slot": slot.index,
                             "incarnation": inc.number,
                             "at": stamp(when),
+                            "when": when,
                             "message": msg,
                         }
                     )
@@ -517,7 +519,9 @@ def analyse(
         noticed = [
             e
             for e in lease_lost
-            if e["slot"] == pause["slot"] and e["incarnation"] == pause["incarnation"]
+            if e["slot"] == pause["slot"]
+            and e["incarnation"] == pause["incarnation"]
+            and e["when"] > pause["at"]
         ]
         row["lease_lost_logged"] = noticed[0]["at"] if noticed else None
         row["rejoined"] = bool(noticed) and "joining again as owner" in noticed[0]["message"]
