@@ -1,19 +1,14 @@
 """Fixtures for the run store contract suite: one store per implementation.
 
-PostgreSQL tests run against ``postgresql://<user>@127.0.0.1:5432/test`` (user from
-``PGUSER``, else ``root``, else ``postgres``; or the whole URL from
-``WORKFLOW_TEST_POSTGRES_URL``) and skip with the reason when no server answers
-within 2 seconds. Each test gets its own schema, dropped afterwards, so test runs
-never see each other's rows.
+PostgreSQL tests use the ``postgres_url`` fixture of ``tests/conftest.py`` (a
+fresh schema per test; skipped with the reason when no server answers).
 """
 
 from __future__ import annotations
 
-import os
 import select
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,49 +19,6 @@ from ddeutil.workflow.store import RunStore, open_store
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 PROC_SCRIPT = Path(__file__).with_name("_store_proc.py")
-
-
-def _postgres_base() -> tuple[str | None, str]:
-    """Return (base URL, "") for a reachable server or (None, why not)."""
-    try:
-        import psycopg
-    except ImportError:
-        return None, "psycopg is not installed (extra `postgres`)"
-    explicit = os.environ.get("WORKFLOW_TEST_POSTGRES_URL")
-    if explicit:
-        candidates = [explicit]
-    else:
-        users = [os.environ["PGUSER"]] if os.environ.get("PGUSER") else ["root", "postgres"]
-        candidates = [f"postgresql://{user}@127.0.0.1:5432/test" for user in users]
-    reasons = []
-    for url in candidates:
-        try:
-            psycopg.connect(url, connect_timeout=2).close()
-        except psycopg.Error as exc:
-            reasons.append(f"{url}: {str(exc).strip().splitlines()[0]}")
-        else:
-            return url, ""
-    return None, "PostgreSQL not reachable: " + "; ".join(reasons)
-
-
-@pytest.fixture(scope="session")
-def postgres_base() -> str:
-    url, why = _postgres_base()
-    if url is None:
-        pytest.skip(why)
-    return url
-
-
-@pytest.fixture
-def postgres_url(postgres_base: str) -> Iterator[str]:
-    """A PostgreSQL store URL with a fresh schema, dropped after the test."""
-    import psycopg
-
-    schema = f"wf_test_{uuid.uuid4().hex[:12]}"
-    sep = "&" if "?" in postgres_base else "?"
-    yield f"{postgres_base}{sep}schema={schema}&connect_timeout=2"
-    with psycopg.connect(postgres_base, autocommit=True, connect_timeout=2) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def _url_for(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
