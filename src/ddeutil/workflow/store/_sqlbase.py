@@ -308,6 +308,7 @@ class SqlRunStore(RunStoreBase):
         sql, ts_in = self._dialect.sql, self._dialect.ts_in
         at = ts_in(now)
         with self._read() as conn:
+            self._check_live(conn, owner)
             if everyone:
                 rows = conn.execute(sql(_sql.GONE_ALL), (owner,)).fetchall()
             else:
