@@ -14,11 +14,13 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 from ddeutil.workflow.clock import FakeClock
 from ddeutil.workflow.dispatch.records import RunEvent, RunRequest
+from ddeutil.workflow.errors import StoreError
 from ddeutil.workflow.loader import Loader, RawTemplate
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.scheduling.scheduler import Scheduler
@@ -464,3 +466,43 @@ def test_max_pipeline_poking_holds_across_daemons(
     for scheduler, _ in daemons:
         scheduler.admit_waiting()
     assert sum(len(executor.submitted) for _, executor in daemons) == 2
+
+
+# -- store outages -----------------------------------------------------------------
+
+
+def test_after_a_store_outage_the_boundary_is_claimed_once_and_nobody_is_taken_over(
+    store: RunStore,
+    make_daemon: MakeDaemon,
+    write_conf: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_conf("p.yml", pipeline("p", extra="  catchup: none\n"))
+    a, a_exec, _ = make_daemon("a")
+    b, b_exec, _ = make_daemon("b")
+    a.tick(at(10, 1))
+    b.beat(at(10, 1, 1))
+
+    def down(*args: object, **kwargs: object) -> NoReturn:
+        raise StoreError("connection refused")
+
+    with monkeypatch.context() as outage:  # the store is unreachable for a minute
+        for name in ("heartbeat", "claim_round", "take_over", "admit"):
+            outage.setattr(store, name, down)
+        for scheduler in (a, b):
+            with pytest.raises(StoreError):
+                scheduler.tick(at(10, 2))
+            with pytest.raises(StoreError):
+                scheduler.beat(at(10, 2, 20))
+    # It answers again at 10:02:40: every heartbeat is older than the lease.
+    a.beat(at(10, 2, 40))  # the failed boundary is claimed now, still on time
+    b.beat(at(10, 2, 41))
+    assert [r.logical_date for r in a_exec.submitted] == [at(10, 1), at(10, 2)]
+    assert b_exec.submitted == []
+    a.beat(at(10, 3, 0))  # less than a lease since a could reach the store again
+    assert {o.owner: o.state for o in store.owners()} == {
+        a.owner: OwnerState.LIVE,
+        b.owner: OwnerState.LIVE,
+    }
+    a.tick(at(10, 3))
+    assert sorted(release_keys(scheduled(store))) == [("p", at(10, m)) for m in (1, 2, 3)]
