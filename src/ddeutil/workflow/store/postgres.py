@@ -42,6 +42,7 @@ from ._codec import dumps_json, utc
 from ._pool import Pool
 from ._sqlbase import SqlRunStore
 from .base import Claim, DuplicateRun, TriggerKind
+from .fleet import RoundClaim
 
 __all__ = ["PostgresRunStore"]
 
@@ -106,6 +107,18 @@ INSERT INTO workflow_runs (run_id, pipeline, trigger_kind, status, release_sched
 SELECT r, p, 'schedule', 'PENDING', s, a, l, pa, '[]'::json, %s, %s
 FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[],
             %s::json[]) WITH ORDINALITY AS t(r, p, s, a, l, pa, n)
+ORDER BY n
+ON CONFLICT (pipeline, release_schedule, release_at) DO NOTHING
+RETURNING run_id
+"""
+_ROUND_CLAIMS = """
+INSERT INTO workflow_runs (run_id, pipeline, trigger_kind, status, release_schedule,
+                           release_at, logical_date, params, errors, created, ended, error,
+                           owner, admitted)
+SELECT r, p, 'schedule', st, s, a, l, pa, '[]'::json, %s, e, er, %s, ad
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],
+            %s::timestamptz[], %s::json[], %s::timestamptz[], %s::text[], %s::timestamptz[])
+     WITH ORDINALITY AS t(r, p, st, s, a, l, pa, e, er, ad, n)
 ORDER BY n
 ON CONFLICT (pipeline, release_schedule, release_at) DO NOTHING
 RETURNING run_id
@@ -298,6 +311,32 @@ class PostgresRunStore(SqlRunStore):
     ) -> list[tuple[str, datetime]]:
         rows = conn.execute(_LOCK_BATCH, (list(pipelines), utc(at), size)).fetchall()
         return [(name, _ts_out(mark)) for name, mark in rows]
+
+    def _insert_claims(
+        self, conn: Any, claims: Sequence[RoundClaim], owner: str, created: Any
+    ) -> list[bool]:
+        if not claims:
+            return []
+        rows = [self._claim_values(item, owner, created) for item in claims]
+        columns = list(zip(*rows, strict=True))
+        # _claim_values order: run_id, pipeline, status, schedule, at, logical, params,
+        # created, ended, error, owner, admitted
+        values = (
+            created,
+            owner,
+            list(columns[0]),
+            list(columns[1]),
+            list(columns[2]),
+            list(columns[3]),
+            list(columns[4]),
+            list(columns[5]),
+            list(columns[6]),
+            list(columns[8]),
+            list(columns[9]),
+            list(columns[11]),
+        )
+        won = {row[0] for row in conn.execute(_ROUND_CLAIMS, values).fetchall()}
+        return [item.claim.run_id in won for item in claims]
 
     def _insert_run(self, conn: Any, values: Sequence[Any], idempotency_key: str | None) -> None:
         if conn.execute(_INSERT_RUN, values).fetchone() is None:
