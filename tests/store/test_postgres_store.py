@@ -149,9 +149,11 @@ def test_daemons_share_the_lock_and_an_older_exclusive_holder_keeps_them_out(
             assert old.execute(
                 "SELECT pg_try_advisory_lock(%s)", (_key("scheduler", schema),)
             ).fetchone()[0]
-            with pytest.raises(StoreLockedError, match="older ddeutil-workflow version"):
-                with a.scheduler_lock("a"):
-                    pass
+            with (
+                pytest.raises(StoreLockedError, match="older ddeutil-workflow version"),
+                a.scheduler_lock("a"),
+            ):
+                pass
         with a.scheduler_lock("a"):  # it stopped: the store is ours again
             pass
     finally:
