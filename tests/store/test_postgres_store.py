@@ -146,9 +146,11 @@ def test_daemons_share_the_lock_and_an_older_exclusive_holder_keeps_them_out(
         with a.scheduler_lock("a"), b.scheduler_lock("b"):
             pass  # any number of daemons of this version at once
         with psycopg.connect(postgres_base, autocommit=True) as old:  # a pre-fleet daemon
-            assert old.execute(
+            row = old.execute(
                 "SELECT pg_try_advisory_lock(%s)", (_key("scheduler", schema),)
-            ).fetchone()[0]
+            ).fetchone()
+            assert row is not None
+            assert row[0]
             with (
                 pytest.raises(StoreLockedError, match="older ddeutil-workflow version"),
                 a.scheduler_lock("a"),

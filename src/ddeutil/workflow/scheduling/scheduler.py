@@ -576,8 +576,13 @@ class Scheduler:
         planned = self._catalog.planned_by_pipeline()
         start = init or self._watermark or at
         decider = _Decider(self, planned, at, stamp)
+
+        def claimed(batch: list[tuple[RoundClaim, bool]]) -> None:  # dispatch batch by batch
+            for item, won in batch:
+                self._apply(item, won, log, decider)
+
         try:
-            outcomes = self._store.claim_round(
+            self._store.claim_round(
                 list(planned),
                 owner=self.owner,
                 at=at,
@@ -585,12 +590,10 @@ class Scheduler:
                 now=at,
                 decide=decider,
                 batch=_CLAIM_BATCH,
+                claimed=claimed,
             )
         except OwnerLost:
             self._rejoin(at)
-            return decider.plan()
-        for item, won in outcomes:
-            self._apply(item, won, log, decider)
         return decider.plan()
 
     def _apply(self, item: RoundClaim, won: bool, log: TickLog, decider: _Decider) -> None:

@@ -372,6 +372,7 @@ class SqlRunStore(RunStoreBase):
         now: datetime,
         decide: Decide,
         batch: int = 64,
+        claimed: Callable[[list[tuple[RoundClaim, bool]]], None] | None = None,
     ) -> list[tuple[RoundClaim, bool]]:
         sql, ts_in = self._dialect.sql, self._dialect.ts_in
         names = sorted(set(pipelines))
@@ -384,24 +385,31 @@ class SqlRunStore(RunStoreBase):
             self._marked.update(fresh)
         outcomes: list[tuple[RoundClaim, bool]] = []
         created = ts_in(now)
-        while True:
+        last = False
+        while not last:
+            done: list[tuple[RoundClaim, bool]] = []
             with self._transaction() as conn:
                 self._check_live(conn, owner)
                 rows = self._lock_batch(conn, names, at, batch)
-                if not rows:
-                    break
-                locked = [name for name, _ in rows]
-                view = RoundView(dict(rows), self._load(conn, locked))
-                claims = list(decide(view).claims)
-                won = self._insert_claims(conn, claims, owner, created)
-                conn.execute(
-                    sql(_sql.ADVANCE_MARKS + _sql.marks(len(locked))),
-                    (ts_in(at), ts_in(at), *locked),
-                )
-            outcomes.extend(zip(claims, won, strict=True))
-        with self._write() as conn:
-            conn.execute(sql(_sql.INSERT_STORE_MARK), (ts_in(at),))
-            conn.execute(sql(_sql.ADVANCE_STORE_MARK), (ts_in(at), ts_in(at)))
+                if rows:
+                    locked = [name for name, _ in rows]
+                    view = RoundView(dict(rows), self._load(conn, locked))
+                    claims = list(decide(view).claims)
+                    won = self._insert_claims(conn, claims, owner, created)
+                    conn.execute(
+                        sql(_sql.ADVANCE_MARKS + _sql.marks(len(locked))),
+                        (ts_in(at), ts_in(at), *locked),
+                    )
+                    done = list(zip(claims, won, strict=True))
+                # A short batch is the last one: the rest is done, or held by another
+                # daemon (if it dies, the next beat's round picks it up).
+                last = len(rows) < batch
+                if last:
+                    conn.execute(sql(_sql.INSERT_STORE_MARK), (ts_in(at),))
+                    conn.execute(sql(_sql.ADVANCE_STORE_MARK), (ts_in(at), ts_in(at)))
+            outcomes.extend(done)
+            if claimed is not None and done:
+                claimed(done)
         return outcomes
 
     def _insert_claims(

@@ -263,6 +263,7 @@ class RunStore(Protocol):
         now: datetime,
         decide: Decide,
         batch: int = 64,
+        claimed: Callable[[list[tuple[RoundClaim, bool]]], None] | None = None,
     ) -> list[tuple[RoundClaim, bool]]:
         """Plan, claim and advance the watermarks of ``pipelines`` up to ``at``.
 
@@ -272,7 +273,9 @@ class RunStore(Protocol):
         ``decide``, claim what it returns (owned by ``owner``, admitted, waiting
         or skipped as it says) and move their watermarks to ``at`` (never back).
         Returns each claim decided with whether it was won (a release claimed
-        before is ``False``), in order. The store's watermark
+        before is ``False``), in order; ``claimed`` gets them batch by batch as
+        each commits, so the caller can dispatch before the round ends. The
+        store's watermark
         (:meth:`get_watermark`) moves to ``at`` too, if it was before.
 
         Raises:
