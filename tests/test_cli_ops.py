@@ -21,7 +21,7 @@ from ddeutil.workflow.logs import run_log_path
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
-from ddeutil.workflow.store.base import ReleaseKey, RunStore, TriggerKind
+from ddeutil.workflow.store.base import Claim, ReleaseKey, RunStore, TriggerKind
 
 UTC = timezone.utc
 Run = Callable[..., tuple[int, str]]
@@ -306,10 +306,35 @@ def test_runs_lists_newest_first_as_a_table(run_cli: Run, store: RunStore) -> No
         "STATUS",
         "RELEASE",
         "DURATION",
+        "OWNER",
         "ERROR",
     ]
     assert [line.split()[0] for line in lines[1:]] == ["manual-1", "run-2", "run-1", "run-0"]
-    assert lines[-1].split()[3:] == ["FAILED", "2024-01-01T00:00+00:00", "90.0s", "boom"]
+    assert lines[-1].split()[3:] == ["FAILED", "2024-01-01T00:00+00:00", "90.0s", "-", "boom"]
+
+
+def test_runs_shows_the_daemon_that_owns_each_scheduled_run(run_cli: Run, store: RunStore) -> None:
+    _seed(store)
+    at = datetime(2024, 1, 1, 0, 10, tzinfo=UTC)
+    _join(store, "vm1:42:aa", at=at)
+    key = ReleaseKey(pipeline="alpha", schedule="* * * * *@UTC", at=at)
+    assert store.claim_many([Claim(key, "run-9", {}, at)], now=at, owner="vm1:42:aa") == [True]
+    code, out = run_cli("runs")
+    assert code == 0
+    owner_at = out.splitlines()[0].index("OWNER")
+    owners = {line.split()[0]: line[owner_at:].split()[0] for line in out.splitlines()[1:]}
+    assert owners == {
+        "run-9": "vm1:42:aa",
+        "manual-1": "-",
+        "run-2": "-",
+        "run-1": "-",
+        "run-0": "-",
+    }
+    code, out = run_cli("runs", "--json", "--limit", "2")
+    assert [(d["run_id"], d["owner"]) for d in json.loads(out)] == [
+        ("run-9", "vm1:42:aa"),
+        ("manual-1", None),
+    ]
 
 
 def test_runs_filters_by_pipeline_status_and_limit(run_cli: Run, store: RunStore) -> None:

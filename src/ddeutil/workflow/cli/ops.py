@@ -8,7 +8,8 @@
   live or the store cannot be read (Docker ``HEALTHCHECK``, systemd). Below
   that line it lists every daemon the store knows (see :func:`daemon_views`).
 * ``workflow runs [--pipeline NAME] [--status S] [--limit N] [--json]`` lists
-  run records from the run store, newest first.
+  run records from the run store, newest first, with the daemon that owns each
+  scheduled run.
 * ``workflow logs RUN_ID [--json]`` prints the per-run log file (written under
   ``WORKFLOW_LOG_PATH`` when ``WORKFLOW_LOG_ENABLE_WRITE`` is on); exit 2 for a
   run the store does not know and that has no log file, 1 for a known run
@@ -284,7 +285,9 @@ def _cmd_runs(args: argparse.Namespace, ctx: CliContext) -> int:
     if not runs:
         print("no runs", file=ctx.out)
         return EXIT_OK
-    rows = [("RUN ID", "PIPELINE", "TRIGGER", "STATUS", "RELEASE", "DURATION", "ERROR")]
+    rows: list[tuple[str, ...]] = [
+        ("RUN ID", "PIPELINE", "TRIGGER", "STATUS", "RELEASE", "DURATION", "OWNER", "ERROR")
+    ]
     rows.extend(_row(run) for run in runs)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
@@ -293,7 +296,7 @@ def _cmd_runs(args: argparse.Namespace, ctx: CliContext) -> int:
     return EXIT_OK
 
 
-def _row(run: RunRecord) -> tuple[str, str, str, str, str, str, str]:
+def _row(run: RunRecord) -> tuple[str, ...]:
     release = run.release.at.isoformat(timespec="minutes") if run.release else "-"
     return (
         run.run_id,
@@ -302,6 +305,7 @@ def _row(run: RunRecord) -> tuple[str, str, str, str, str, str, str]:
         run.status.value,
         release,
         _duration(run.started, run.ended),
+        run.owner or "-",
         (run.error or "").splitlines()[0] if run.error else "",
     )
 
