@@ -229,6 +229,11 @@ class RunSummary(_Model):
     logical_date: datetime | None = None
     release: ReleaseInfo | None = None
     error: str | None = Field(default=None, description="one-line reason of a failure")
+    owner: str | None = Field(
+        default=None,
+        description="the scheduler daemon that claimed or adopted the run (see `/health`); "
+        "null for API and manual runs",
+    )
 
 
 class RunDetail(RunSummary):

@@ -124,6 +124,7 @@ def _summary_values(record: RunRecord) -> dict[str, Any]:
         "logical_date": record.logical_date,
         "release": release,
         "error": record.error,
+        "owner": record.owner,
     }
 
 
