@@ -11,11 +11,14 @@ from _apitest import AUTH, Gate, TestClient, trigger, wait_terminal
 from ddeutil.workflow.api.models import HealthResponse
 from ddeutil.workflow.api.service import INTERRUPTED_REASON, NOT_STARTED_REASON, SHUTDOWN_REASON
 from ddeutil.workflow.clock import FakeClock
+from ddeutil.workflow.errors import StoreError
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
 from ddeutil.workflow.store.base import RunStore, TriggerKind
 from ddeutil.workflow.store.ends import EndJournal, RunEnd
+from ddeutil.workflow.store.fleet import OwnerRecord
+from ddeutil.workflow.store.memory import MemoryRunStore
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
@@ -209,6 +212,26 @@ def test_health_is_degraded_when_no_daemon_is_live_even_after_a_recent_beat(
     assert body["status"] == "degraded"
     assert body["scheduler"]["stale"] is False  # still the newest heartbeat, 10 s old
     assert [(d["state"], d["current"]) for d in body["schedulers"]] == [("stopped", True)]
+
+
+class _OwnersUnreadable(MemoryRunStore):
+    def owners(self) -> list[OwnerRecord]:
+        raise StoreError("workflow_owners: permission denied")
+
+
+def test_health_is_503_when_the_daemons_cannot_be_read(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client(store=_OwnersUnreadable())
+    response = client.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert (body["status"], body["store"], body["scheduler"], body["schedulers"]) == (
+        "unavailable",
+        {"reachable": False},
+        None,
+        [],
+    )
 
 
 def test_health_is_503_when_the_store_is_gone(
