@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from ..engine.pipeline import Pipeline
 from ..errors import ConfigError
 from ..schedules.on import On
 from ..store.base import RunRecord
+from ..store.fleet import OwnerRecord, OwnerState
 from .models import (
     LogLine,
     ParamInfo,
@@ -21,6 +22,8 @@ from .models import (
     RunError,
     RunSummary,
     ScheduleInfo,
+    SchedulerInfo,
+    SchedulerState,
 )
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "pipeline_summary",
     "run_detail",
     "run_summary",
+    "scheduler_info",
 ]
 
 
@@ -120,6 +124,7 @@ def _summary_values(record: RunRecord) -> dict[str, Any]:
         "logical_date": record.logical_date,
         "release": release,
         "error": record.error,
+        "owner": record.owner,
     }
 
 
@@ -139,6 +144,39 @@ def run_detail(record: RunRecord) -> RunDetail:
             for e in record.errors
         ],
         idempotency_key=record.idempotency_key,
+    )
+
+
+def scheduler_info(
+    record: OwnerRecord, *, now: datetime, lease: timedelta, stale: timedelta
+) -> SchedulerInfo:
+    """How one daemon stands at ``now``.
+
+    A live daemon silent for longer than ``lease`` is ``unresponsive`` (it is
+    taken over); one that stopped or was lost more than ``stale`` ago is no
+    longer ``current``. ``workflow health`` applies the same policy.
+    """
+    silent = max(now - record.heartbeat, timedelta(0))
+    state: SchedulerState
+    current = True
+    if record.state is OwnerState.LIVE:
+        state = "unresponsive" if silent > lease else "live"
+    else:
+        state = "stopped" if record.state is OwnerState.STOPPED else "lost"
+        ended = record.ended if record.ended is not None else record.heartbeat
+        current = now - ended <= stale
+    return SchedulerInfo(
+        owner=record.owner,
+        host=record.host,
+        pid=record.pid,
+        state=state,
+        started=record.started,
+        last_heartbeat=record.heartbeat,
+        age_seconds=silent.total_seconds(),
+        stale=silent > stale,
+        taken_by=record.taken_by,
+        ended=record.ended,
+        current=current,
     )
 
 

@@ -2,11 +2,14 @@
 
 * ``workflow scheduler [--once]`` runs the daemon in the foreground, exactly like
   ``python -m ddeutil.workflow.app`` (see :mod:`ddeutil.workflow.app.daemon`).
-* ``workflow health`` prints the age of the scheduler's last heartbeat and exits
-  0 when it is fresher than ``WORKFLOW_APP_HEALTH_STALE`` seconds, 1 when it is
-  stale, missing or the store cannot be read (Docker ``HEALTHCHECK``, systemd).
+* ``workflow health [--json]`` prints the age of the newest heartbeat of a live
+  scheduler daemon and exits 0 when it is fresher than
+  ``WORKFLOW_APP_HEALTH_STALE`` seconds, 1 when it is stale, when no daemon is
+  live or the store cannot be read (Docker ``HEALTHCHECK``, systemd). Below
+  that line it lists every daemon the store knows (see :func:`daemon_views`).
 * ``workflow runs [--pipeline NAME] [--status S] [--limit N] [--json]`` lists
-  run records from the run store, newest first.
+  run records from the run store, newest first, with the daemon that owns each
+  scheduled run.
 * ``workflow logs RUN_ID [--json]`` prints the per-run log file (written under
   ``WORKFLOW_LOG_PATH`` when ``WORKFLOW_LOG_ENABLE_WRITE`` is on); exit 2 for a
   run the store does not know and that has no log file, 1 for a known run
@@ -18,21 +21,99 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from ..app.options import add_arguments
-from ..clock import SystemClock
+from ..clock import Clock, SystemClock, ensure_utc
 from ..errors import StoreError
 from ..logs import run_log_path
 from ..result import Status
 from ..store import open_store
 from ..store.base import RunFilter, RunRecord, RunStore
+from ..store.fleet import OwnerRecord, OwnerState
 from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliContext
 
-__all__ = ["register"]
+__all__ = ["DaemonView", "daemon_views", "default_clock", "register"]
+
+DaemonState = Literal["live", "unresponsive", "stopped", "lost"]
+
+
+def default_clock() -> Clock:
+    """The clock ``health`` reads "now" from (tests replace this function)."""
+    return SystemClock()
+
+
+@dataclass(frozen=True)
+class DaemonView:
+    """One daemon of the run store as ``workflow health`` shows it at one instant.
+
+    Attributes:
+        record: The daemon as the store knows it.
+        state: ``live``; ``unresponsive`` (live, but silent for longer than the
+            lease: another daemon on a shared store takes its work over);
+            ``stopped`` (left cleanly) or ``lost`` (taken over).
+        age: Seconds since its last heartbeat (never negative).
+        stale: Its last heartbeat is older than the stale window.
+        current: ``False`` for a daemon that stopped or was lost more than the
+            stale window ago: kept on the store for the record only.
+    """
+
+    record: OwnerRecord
+    state: DaemonState
+    age: float
+    stale: bool
+    current: bool
+
+    @property
+    def live(self) -> bool:
+        """Live on the store (``live`` or ``unresponsive``)."""
+        return self.record.state is OwnerState.LIVE
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able view, with the field names of the API's ``schedulers`` items."""
+        record = self.record
+        return {
+            "owner": record.owner,
+            "host": record.host,
+            "pid": record.pid,
+            "state": self.state,
+            "started": record.started.isoformat(),
+            "last_heartbeat": record.heartbeat.isoformat(),
+            "age_seconds": round(self.age, 3),
+            "stale": self.stale,
+            "taken_by": record.taken_by,
+            "ended": None if record.ended is None else record.ended.isoformat(),
+            "current": self.current,
+        }
+
+
+def daemon_views(
+    owners: Sequence[OwnerRecord], *, now: datetime, lease: timedelta, stale: timedelta
+) -> list[DaemonView]:
+    """How each daemon in ``owners`` stands at ``now`` (same order).
+
+    A live daemon silent for longer than ``lease`` is ``unresponsive`` (it is
+    taken over); a daemon that stopped or was lost (ended) more than ``stale``
+    ago is no longer ``current``.
+    """
+    now = ensure_utc(now)
+    views = []
+    for record in owners:
+        silent = max(now - record.heartbeat, timedelta(0))
+        state: DaemonState
+        current = True
+        if record.state is OwnerState.LIVE:
+            state = "unresponsive" if silent > lease else "live"
+        else:
+            state = "stopped" if record.state is OwnerState.STOPPED else "lost"
+            ended = record.ended if record.ended is not None else record.heartbeat
+            current = now - ended <= stale
+        views.append(DaemonView(record, state, silent.total_seconds(), silent > stale, current))
+    return views
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,10 +129,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser(
         "health",
-        help="exit 0 when the scheduler heartbeat is fresh, 1 otherwise",
-        description="Report the age of the scheduler's last heartbeat. Exit 0 when it is "
-        "fresher than WORKFLOW_APP_HEALTH_STALE seconds, 1 when stale or missing.",
+        help="exit 0 when a scheduler heartbeat is fresh, 1 otherwise",
+        description="Report the age of the newest heartbeat of a live scheduler daemon and "
+        "list every daemon the run store knows. Exit 0 when that heartbeat is fresher than "
+        "WORKFLOW_APP_HEALTH_STALE seconds, 1 when stale, missing or no daemon is live.",
     )
+    p.add_argument("--json", action="store_true", help="print the report as a JSON object")
     p.set_defaults(handler=_cmd_health)
 
     p = sub.add_parser("runs", help="list run records, newest first")
@@ -98,25 +181,96 @@ def _cmd_scheduler(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def _cmd_health(args: argparse.Namespace, ctx: CliContext) -> int:
-    stale = ctx.settings.app_health_stale
+    settings = ctx.settings
+    stale = settings.app_health_stale
     try:
         with _store(ctx) as store:
-            beat = store.last_heartbeat()
+            owners = store.owners()
     except StoreError as exc:
-        print(f"unhealthy: cannot read the run store: {ctx.masker.text(str(exc))}", file=ctx.out)
+        reason = f"cannot read the run store: {ctx.masker.text(str(exc))}"
+        _health_out(args, ctx, "unhealthy", reason, [])
         return EXIT_FAILED
-    if beat is None:
-        print("unhealthy: no scheduler heartbeat recorded (has the daemon ever run?)", file=ctx.out)
-        return EXIT_FAILED
-    at, owner = beat
-    age = (SystemClock().now() - at).total_seconds()
-    state = "healthy" if age <= stale else "stale"
-    print(
-        f"{state}: last heartbeat {age:.1f}s ago at {at.isoformat()} by {owner} "
-        f"(stale after {stale:g}s)",
-        file=ctx.out,
+    views = daemon_views(
+        owners,
+        now=default_clock().now(),
+        lease=timedelta(seconds=settings.app_lease_seconds),
+        stale=timedelta(seconds=stale),
     )
-    return EXIT_OK if age <= stale else EXIT_FAILED
+    if not views:
+        headline = "no scheduler heartbeat recorded (has the daemon ever run?)"
+        _health_out(args, ctx, "unhealthy", headline, views)
+        return EXIT_FAILED
+    live = [v for v in views if v.live]
+    newest = max(live or views, key=lambda v: v.record.heartbeat)
+    beat = (
+        f"last heartbeat {newest.age:.1f}s ago at {newest.record.heartbeat.isoformat()} "
+        f"by {newest.record.owner}"
+    )
+    if not live:
+        status = "unhealthy"
+        headline = f"no live scheduler; the {beat} ({newest.state})"
+    else:
+        status = "stale" if newest.stale else "healthy"
+        headline = f"{beat} (stale after {stale:g}s)"
+    _health_out(args, ctx, status, headline, views)
+    return EXIT_OK if status == "healthy" else EXIT_FAILED
+
+
+def _health_out(
+    args: argparse.Namespace,
+    ctx: CliContext,
+    status: str,
+    headline: str,
+    views: Sequence[DaemonView],
+) -> None:
+    settings = ctx.settings
+    if args.json:
+        report = {
+            "status": status,
+            "message": headline,
+            "stale_after_seconds": settings.app_health_stale,
+            "lease_seconds": settings.app_lease_seconds,
+            "schedulers": [v.to_dict() for v in views],
+        }
+        print(json.dumps(ctx.masker.data(report), indent=2), file=ctx.out)
+        return
+    print(f"{status}: {headline}", file=ctx.out)
+    if not views:
+        return
+    current = [v for v in views if v.current]
+    earlier = [v for v in views if not v.current]
+    head = ("OWNER", "HOST", "PID", "STATE", "LAST HEARTBEAT", "AGE", "TAKEN BY")
+    rows = [head, *(_daemon_row(v) for v in current), *(_daemon_row(v) for v in earlier)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+
+    def line(row: tuple[str, ...]) -> str:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        return ctx.masker.text(("  " + "  ".join(cells)).rstrip())
+
+    print(f"daemons (unresponsive after {settings.app_lease_seconds:g}s):", file=ctx.out)
+    print(line(head), file=ctx.out)
+    for view in current:
+        print(line(_daemon_row(view)), file=ctx.out)
+    if earlier:
+        print(
+            f"ended more than {settings.app_health_stale:g}s ago (kept for the record):",
+            file=ctx.out,
+        )
+        for view in earlier:
+            print(line(_daemon_row(view)), file=ctx.out)
+
+
+def _daemon_row(view: DaemonView) -> tuple[str, ...]:
+    record = view.record
+    return (
+        record.owner,
+        record.host,
+        str(record.pid),
+        view.state,
+        record.heartbeat.isoformat(timespec="seconds"),
+        f"{view.age:.1f}s",
+        record.taken_by or "-",
+    )
 
 
 def _cmd_runs(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -131,7 +285,9 @@ def _cmd_runs(args: argparse.Namespace, ctx: CliContext) -> int:
     if not runs:
         print("no runs", file=ctx.out)
         return EXIT_OK
-    rows = [("RUN ID", "PIPELINE", "TRIGGER", "STATUS", "RELEASE", "DURATION", "ERROR")]
+    rows: list[tuple[str, ...]] = [
+        ("RUN ID", "PIPELINE", "TRIGGER", "STATUS", "RELEASE", "DURATION", "OWNER", "ERROR")
+    ]
     rows.extend(_row(run) for run in runs)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
@@ -140,7 +296,7 @@ def _cmd_runs(args: argparse.Namespace, ctx: CliContext) -> int:
     return EXIT_OK
 
 
-def _row(run: RunRecord) -> tuple[str, str, str, str, str, str, str]:
+def _row(run: RunRecord) -> tuple[str, ...]:
     release = run.release.at.isoformat(timespec="minutes") if run.release else "-"
     return (
         run.run_id,
@@ -149,6 +305,7 @@ def _row(run: RunRecord) -> tuple[str, str, str, str, str, str, str]:
         run.status.value,
         release,
         _duration(run.started, run.ended),
+        run.owner or "-",
         (run.error or "").splitlines()[0] if run.error else "",
     )
 
