@@ -11,7 +11,7 @@ from ..engine.pipeline import Pipeline
 from ..errors import ConfigError
 from ..schedules.on import On
 from ..store.base import RunRecord
-from ..store.fleet import OwnerRecord, OwnerState
+from ..store.fleet import OwnerRecord, daemon_views
 from .models import (
     LogLine,
     ParamInfo,
@@ -23,7 +23,6 @@ from .models import (
     RunSummary,
     ScheduleInfo,
     SchedulerInfo,
-    SchedulerState,
 )
 
 __all__ = [
@@ -150,33 +149,20 @@ def run_detail(record: RunRecord) -> RunDetail:
 def scheduler_info(
     record: OwnerRecord, *, now: datetime, lease: timedelta, stale: timedelta
 ) -> SchedulerInfo:
-    """How one daemon stands at ``now``.
-
-    A live daemon silent for longer than ``lease`` is ``unresponsive`` (it is
-    taken over); one that stopped or was lost more than ``stale`` ago is no
-    longer ``current``. ``workflow health`` applies the same policy.
-    """
-    silent = max(now - record.heartbeat, timedelta(0))
-    state: SchedulerState
-    current = True
-    if record.state is OwnerState.LIVE:
-        state = "unresponsive" if silent > lease else "live"
-    else:
-        state = "stopped" if record.state is OwnerState.STOPPED else "lost"
-        ended = record.ended if record.ended is not None else record.heartbeat
-        current = now - ended <= stale
+    """How one daemon stands at ``now`` (policy: :func:`~ddeutil.workflow.store.fleet.daemon_views`)."""
+    (view,) = daemon_views([record], now=now, lease=lease, stale=stale)
     return SchedulerInfo(
         owner=record.owner,
         host=record.host,
         pid=record.pid,
-        state=state,
+        state=view.state,
         started=record.started,
         last_heartbeat=record.heartbeat,
-        age_seconds=silent.total_seconds(),
-        stale=silent > stale,
+        age_seconds=view.age,
+        stale=view.stale,
         taken_by=record.taken_by,
         ended=record.ended,
-        current=current,
+        current=view.current,
     )
 
 

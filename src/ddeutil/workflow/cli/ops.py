@@ -6,7 +6,7 @@
   scheduler daemon and exits 0 when it is fresher than
   ``WORKFLOW_APP_HEALTH_STALE`` seconds, 1 when it is stale, when no daemon is
   live or the store cannot be read (Docker ``HEALTHCHECK``, systemd). Below
-  that line it lists every daemon the store knows (see :func:`daemon_views`).
+  that line it lists every daemon the store knows (see :func:`~ddeutil.workflow.store.fleet.daemon_views`).
 * ``workflow runs [--pipeline NAME] [--status S] [--limit N] [--json]`` lists
   run records from the run store, newest first, with the daemon that owns each
   scheduled run.
@@ -23,97 +23,25 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from ..app.options import add_arguments
-from ..clock import Clock, SystemClock, ensure_utc
+from ..clock import Clock, SystemClock
 from ..errors import StoreError
 from ..logs import run_log_path
 from ..result import Status
 from ..store import open_store
 from ..store.base import RunFilter, RunRecord, RunStore
-from ..store.fleet import OwnerRecord, OwnerState
+from ..store.fleet import DaemonView, daemon_views
 from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliContext
 
-__all__ = ["DaemonView", "daemon_views", "default_clock", "register"]
-
-DaemonState = Literal["live", "unresponsive", "stopped", "lost"]
+__all__ = ["default_clock", "register"]
 
 
 def default_clock() -> Clock:
     """The clock ``health`` reads "now" from (tests replace this function)."""
     return SystemClock()
-
-
-@dataclass(frozen=True)
-class DaemonView:
-    """One daemon of the run store as ``workflow health`` shows it at one instant.
-
-    Attributes:
-        record: The daemon as the store knows it.
-        state: ``live``; ``unresponsive`` (live, but silent for longer than the
-            lease: another daemon on a shared store takes its work over);
-            ``stopped`` (left cleanly) or ``lost`` (taken over).
-        age: Seconds since its last heartbeat (never negative).
-        stale: Its last heartbeat is older than the stale window.
-        current: ``False`` for a daemon that stopped or was lost more than the
-            stale window ago: kept on the store for the record only.
-    """
-
-    record: OwnerRecord
-    state: DaemonState
-    age: float
-    stale: bool
-    current: bool
-
-    @property
-    def live(self) -> bool:
-        """Live on the store (``live`` or ``unresponsive``)."""
-        return self.record.state is OwnerState.LIVE
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able view, with the field names of the API's ``schedulers`` items."""
-        record = self.record
-        return {
-            "owner": record.owner,
-            "host": record.host,
-            "pid": record.pid,
-            "state": self.state,
-            "started": record.started.isoformat(),
-            "last_heartbeat": record.heartbeat.isoformat(),
-            "age_seconds": round(self.age, 3),
-            "stale": self.stale,
-            "taken_by": record.taken_by,
-            "ended": None if record.ended is None else record.ended.isoformat(),
-            "current": self.current,
-        }
-
-
-def daemon_views(
-    owners: Sequence[OwnerRecord], *, now: datetime, lease: timedelta, stale: timedelta
-) -> list[DaemonView]:
-    """How each daemon in ``owners`` stands at ``now`` (same order).
-
-    A live daemon silent for longer than ``lease`` is ``unresponsive`` (it is
-    taken over); a daemon that stopped or was lost (ended) more than ``stale``
-    ago is no longer ``current``.
-    """
-    now = ensure_utc(now)
-    views = []
-    for record in owners:
-        silent = max(now - record.heartbeat, timedelta(0))
-        state: DaemonState
-        current = True
-        if record.state is OwnerState.LIVE:
-            state = "unresponsive" if silent > lease else "live"
-        else:
-            state = "stopped" if record.state is OwnerState.STOPPED else "lost"
-            ended = record.ended if record.ended is not None else record.heartbeat
-            current = now - ended <= stale
-        views.append(DaemonView(record, state, silent.total_seconds(), silent > stale, current))
-    return views
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
