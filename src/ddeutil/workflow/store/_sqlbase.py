@@ -248,11 +248,8 @@ class SqlRunStore(RunStoreBase):
     _for_share: ClassVar[str] = ""
     """Shared row lock clause (`` FOR SHARE`` on PostgreSQL)."""
 
-    @abc.abstractmethod
-    def _lock_batch(
-        self, conn: Any, pipelines: Sequence[str], at: datetime, size: int
-    ) -> list[tuple[str, datetime]]:
-        """Lock up to ``size`` watermark rows of ``pipelines`` before ``at``; skip held ones."""
+    _skip_locked: ClassVar[str] = ""
+    """Lock clause that passes over rows another transaction holds (PostgreSQL)."""
 
     def _owner_record(self, row: Sequence[Any]) -> OwnerRecord:
         owner, host, pid, started, beat, state, taken_by, ended = row
@@ -383,14 +380,34 @@ class SqlRunStore(RunStoreBase):
                     sql(_sql.ENSURE_MARK), [(name, ts_in(init)) for name in fresh]
                 )
             self._marked.update(fresh)
+        with self._read() as conn:  # which pipelines are behind ``at`` (no lock yet)
+            wanted = set(names)
+            behind = [
+                name
+                for (name,) in conn.execute(sql(_sql.MARKS_BEFORE), (ts_in(at),)).fetchall()
+                if name in wanted
+            ]
         outcomes: list[tuple[RoundClaim, bool]] = []
         created = ts_in(now)
-        last = False
-        while not last:
+        # The first batch is small, so the first runs go out early; later ones grow
+        # (up to 4x), since a commit costs more than the rows it writes.
+        start, size = 0, batch
+        while True:
+            chunk = behind[start : start + size]
+            start += size
+            size = min(size * 2, batch * 4)
             done: list[tuple[RoundClaim, bool]] = []
             with self._transaction() as conn:
                 self._check_live(conn, owner)
-                rows = self._lock_batch(conn, names, at, batch)
+                rows = []
+                if chunk:
+                    # Rows another daemon holds are passed over, not waited for: it is
+                    # claiming them now (if it dies, the next beat's round picks them up).
+                    statement = sql(_sql.LOCK_MARKS + _sql.marks(len(chunk)) + self._skip_locked)
+                    rows = [
+                        (name, self._dialect.ts_out(mark))
+                        for name, mark in conn.execute(statement, (ts_in(at), *chunk)).fetchall()
+                    ]
                 if rows:
                     locked = [name for name, _ in rows]
                     view = RoundView(dict(rows), self._load(conn, locked))
@@ -401,16 +418,15 @@ class SqlRunStore(RunStoreBase):
                         (ts_in(at), ts_in(at), *locked),
                     )
                     done = list(zip(claims, won, strict=True))
-                # A short batch is the last one: the rest is done, or held by another
-                # daemon (if it dies, the next beat's round picks it up).
-                last = len(rows) < batch
-                if last:
+                last = start >= len(behind)
+                if last:  # the last batch moves the store's watermark
                     conn.execute(sql(_sql.INSERT_STORE_MARK), (ts_in(at),))
                     conn.execute(sql(_sql.ADVANCE_STORE_MARK), (ts_in(at), ts_in(at)))
             outcomes.extend(done)
             if claimed is not None and done:
                 claimed(done)
-        return outcomes
+            if last:
+                return outcomes
 
     def _insert_claims(
         self, conn: Any, claims: Sequence[RoundClaim], owner: str, created: Any

@@ -269,7 +269,8 @@ class RunStore(Protocol):
 
         Pipelines without a watermark start at ``init``. Repeatedly, in one
         transaction each: lock up to ``batch`` of those pipelines whose watermark
-        is before ``at`` (skipping those another caller holds), show them to
+        is before ``at`` (later batches up to four times that; pipelines another
+        caller holds are skipped, not waited for), show them to
         ``decide``, claim what it returns (owned by ``owner``, admitted, waiting
         or skipped as it says) and move their watermarks to ``at`` (never back).
         Returns each claim decided with whether it was won (a release claimed

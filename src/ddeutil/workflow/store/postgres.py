@@ -123,12 +123,6 @@ ORDER BY n
 ON CONFLICT (pipeline, release_schedule, release_at) DO NOTHING
 RETURNING run_id
 """
-_LOCK_BATCH = """
-SELECT pipeline, at FROM workflow_watermarks
-WHERE pipeline = ANY(%s) AND at < %s
-ORDER BY pipeline LIMIT %s
-FOR UPDATE SKIP LOCKED
-"""
 _LOCK_HOLDER = """
 SELECT a.pid, a.application_name, COALESCE(host(a.client_addr), 'local socket')
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
@@ -179,6 +173,7 @@ class PostgresRunStore(SqlRunStore):
     _finish_sql = _FINISH
     _for_update = " FOR UPDATE"
     _for_share = " FOR SHARE"
+    _skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def shared(self) -> bool:
         return True
@@ -228,6 +223,10 @@ class PostgresRunStore(SqlRunStore):
     def _connect(self, **overrides: Any) -> Any:
         with self._errors():
             conn = self._pg.connect(autocommit=True, **{**self._params, **overrides})
+            # Plan every statement with the table as it is now: a plan prepared while
+            # a table was small (the first claims of a round) turns into a full scan
+            # once thousands of runs are waiting.
+            conn.prepare_threshold = None
             try:
                 conn.execute("SET TIME ZONE 'UTC'")
                 for setting, value in _SESSION.items():
@@ -305,12 +304,6 @@ class PostgresRunStore(SqlRunStore):
         with self._write() as conn:
             won = {row[0] for row in conn.execute(_CLAIM_MANY, values).fetchall()}
         return [c.run_id in won for c in claims]
-
-    def _lock_batch(
-        self, conn: Any, pipelines: Sequence[str], at: datetime, size: int
-    ) -> list[tuple[str, datetime]]:
-        rows = conn.execute(_LOCK_BATCH, (list(pipelines), utc(at), size)).fetchall()
-        return [(name, _ts_out(mark)) for name, mark in rows]
 
     def _insert_claims(
         self, conn: Any, claims: Sequence[RoundClaim], owner: str, created: Any
