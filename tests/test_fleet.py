@@ -47,6 +47,7 @@ class FleetExecutor:
         self.submitted: list[RunRequest] = []
         self.cancelled: list[str] = []
         self.events: list[RunEvent] = []
+        self.during_shutdown: Callable[[], None] = lambda: None
         self._cond = threading.Condition()
 
     def start(self) -> None:
@@ -98,7 +99,7 @@ class FleetExecutor:
         return True
 
     def shutdown(self, timeout: float, *, reason: str | None = None) -> None:
-        pass
+        self.during_shutdown()  # the runs finishing while the daemon stops
 
 
 @pytest.fixture(params=["memory", "postgres"])
@@ -354,6 +355,30 @@ def test_a_clean_stop_hands_waiting_releases_over_without_waiting_for_the_lease(
     owners = {o.owner: o for o in store.owners()}
     assert owners["a"].state is OwnerState.STOPPED
     assert owners["a"].taken_by == b.owner
+
+
+def test_a_stopping_daemon_keeps_its_lease_while_its_runs_finish(
+    store: RunStore, make_daemon: MakeDaemon, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline("p"))
+    a, a_exec, _ = make_daemon("a")
+    b, _, _ = make_daemon("b")
+    a.tick(at(10, 1))
+    run_id = a_exec.submitted[0].run_id
+    assert a_exec.begin(run_id, at(10, 1, 1))
+
+    def finishing() -> None:  # a long run: the stop waits for it past the lease
+        a.beat(at(10, 1, 25))
+        b.beat(at(10, 1, 40))
+        a.beat(at(10, 1, 50))
+        b.beat(at(10, 2, 10))
+        assert a_exec.end(run_id, at(10, 2, 15))
+
+    a_exec.during_shutdown = finishing
+    a.stop(timeout=60)
+    record = store.get_run(run_id)
+    assert record is not None
+    assert record.status is Status.SUCCESS
 
 
 # -- watermarks and catch-up -------------------------------------------------------

@@ -318,7 +318,8 @@ class Scheduler:
         answer) or, on a shared store, one a daemon that died in the middle of
         it left half done.
 
-        A daemon takes others over only once its own heartbeats have succeeded
+        While the scheduler is stopping (its runs finishing) it only beats. A
+        daemon takes others over only once its own heartbeats have succeeded
         for a whole lease: after an outage of the store every daemon's
         heartbeat is old, and each gets a lease to beat again before anyone
         counts it as gone.
@@ -328,6 +329,9 @@ class Scheduler:
         """
         at = ensure_utc(now if now is not None else self._clock.now())
         with self._lock:
+            if self._state is SchedulerState.STOPPING:
+                self._heartbeat(at)  # still ours while its runs finish
+                return
             if self._state is not SchedulerState.RUNNING:
                 return
             self._heartbeat(at)
