@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from ddeutil.workflow.cli import main
-from ddeutil.workflow.clock import SystemClock
+from ddeutil.workflow.cli import ops as cli_ops
+from ddeutil.workflow.clock import FakeClock, SystemClock
 from ddeutil.workflow.logs import run_log_path
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
-from ddeutil.workflow.store.base import ReleaseKey, RunStore, TriggerKind
+from ddeutil.workflow.store.base import Claim, ReleaseKey, RunStore, TriggerKind
 
 UTC = timezone.utc
 Run = Callable[..., tuple[int, str]]
@@ -75,10 +76,19 @@ def test_health_without_any_heartbeat_is_unhealthy(run_cli: Run, store: RunStore
     assert "no scheduler heartbeat" in out
 
 
+def _join(store: RunStore, owner: str, *, at: datetime, beat: datetime | None = None) -> None:
+    """Join ``owner`` (host and pid taken from ``host:pid:...``) and beat at ``beat``."""
+    host, pid, *_ = owner.split(":")
+    assert store.join(owner, now=at, host=host, pid=int(pid))
+    if beat is not None:
+        assert store.heartbeat(now=beat, owner=owner)
+
+
 def test_health_with_a_fresh_heartbeat_is_healthy_and_prints_the_age(
     run_cli: Run, store: RunStore
 ) -> None:
-    store.heartbeat(now=SystemClock().now() - timedelta(seconds=30), owner="host:42")
+    now = SystemClock().now()
+    _join(store, "host:42", at=now - timedelta(seconds=60), beat=now - timedelta(seconds=30))
     code, out = run_cli("health")
     assert code == 0
     assert out.startswith("healthy: last heartbeat 3")
@@ -86,10 +96,156 @@ def test_health_with_a_fresh_heartbeat_is_healthy_and_prints_the_age(
 
 
 def test_health_with_a_stale_heartbeat_exits_1(run_cli: Run, store: RunStore) -> None:
-    store.heartbeat(now=SystemClock().now() - timedelta(seconds=181), owner="host:42")
+    now = SystemClock().now()
+    _join(store, "host:42", at=now - timedelta(seconds=600), beat=now - timedelta(seconds=181))
     code, out = run_cli("health")
     assert code == 1
     assert out.startswith("stale: last heartbeat 18")
+
+
+NOW = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def at_noon(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """``workflow health`` reads "now" from a clock fixed at :data:`NOW`; lease 30 s."""
+    monkeypatch.setattr(cli_ops, "default_clock", lambda: FakeClock(NOW))
+    monkeypatch.setenv("WORKFLOW_APP_LEASE_SECONDS", "30")
+    return NOW
+
+
+def _fleet(store: RunStore, now: datetime) -> None:
+    """A live daemon, an unresponsive one, one lost 55 s ago, one stopped an hour ago."""
+
+    def ago(seconds: float) -> datetime:
+        return now - timedelta(seconds=seconds)
+
+    _join(store, "vm1:42:aa", at=ago(7200), beat=ago(5))
+    _join(store, "vm2:7:bb", at=ago(7200), beat=ago(45))
+    _join(store, "vm3:9:cc", at=ago(7200))
+    store.leave("vm3:9:cc", now=ago(3600))
+    _join(store, "vm4:1:dd", at=ago(300), beat=ago(90))
+    taken = store.take_over("vm1:42:aa", now=ago(55), lease=timedelta(seconds=30), reason=str)
+    assert sorted(o.owner for o in taken.owners) == ["vm3:9:cc", "vm4:1:dd"]
+
+
+def test_health_lists_every_daemon_with_its_state_age_and_taker(
+    run_cli: Run, store: RunStore, at_noon: datetime
+) -> None:
+    _fleet(store, at_noon)
+    code, out = run_cli("health")
+    assert code == 0
+    assert out.splitlines() == [
+        "healthy: last heartbeat 5.0s ago at 2024-01-01T11:59:55+00:00 by vm1:42:aa "
+        "(stale after 180s)",
+        "daemons (unresponsive after 30s):",
+        "  OWNER      HOST  PID  STATE         LAST HEARTBEAT             AGE      TAKEN BY",
+        "  vm1:42:aa  vm1   42   live          2024-01-01T11:59:55+00:00  5.0s     -",
+        "  vm2:7:bb   vm2   7    unresponsive  2024-01-01T11:59:15+00:00  45.0s    -",
+        "  vm4:1:dd   vm4   1    lost          2024-01-01T11:58:30+00:00  90.0s    vm1:42:aa",
+        "ended more than 180s ago (kept for the record):",
+        "  vm3:9:cc   vm3   9    stopped       2024-01-01T10:00:00+00:00  7200.0s  vm1:42:aa",
+    ]
+
+
+def test_health_json_reports_each_daemon_as_the_api_does(
+    run_cli: Run, store: RunStore, at_noon: datetime
+) -> None:
+    _fleet(store, at_noon)
+    code, out = run_cli("health", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["status"] == "healthy"
+    assert (report["stale_after_seconds"], report["lease_seconds"]) == (180.0, 30.0)
+    daemons = {d["owner"]: d for d in report["schedulers"]}
+    assert list(daemons) == ["vm1:42:aa", "vm2:7:bb", "vm4:1:dd", "vm3:9:cc"]
+    assert daemons["vm2:7:bb"] == {
+        "owner": "vm2:7:bb",
+        "host": "vm2",
+        "pid": 7,
+        "state": "unresponsive",
+        "started": "2024-01-01T10:00:00+00:00",
+        "last_heartbeat": "2024-01-01T11:59:15+00:00",
+        "age_seconds": 45.0,
+        "stale": False,
+        "taken_by": None,
+        "ended": None,
+        "current": True,
+    }
+    lost = daemons["vm4:1:dd"]
+    assert (lost["state"], lost["taken_by"], lost["ended"]) == (
+        "lost",
+        "vm1:42:aa",
+        "2024-01-01T11:59:05+00:00",
+    )
+    assert lost["current"] is True
+    stopped = daemons["vm3:9:cc"]
+    assert (stopped["state"], stopped["stale"], stopped["current"]) == ("stopped", True, False)
+
+
+def test_health_counts_an_unresponsive_daemon_until_its_heartbeat_is_stale(
+    run_cli: Run, store: RunStore, at_noon: datetime
+) -> None:
+    _join(
+        store, "vm2:7:bb", at=at_noon - timedelta(seconds=600), beat=at_noon - timedelta(seconds=45)
+    )
+    code, out = run_cli("health")
+    assert code == 0
+    assert out.splitlines()[0].startswith("healthy: last heartbeat 45.0s ago")
+    assert out.splitlines()[3].split()[3] == "unresponsive"
+
+
+def test_health_without_a_live_daemon_exits_1_even_after_a_recent_heartbeat(
+    run_cli: Run, store: RunStore, at_noon: datetime
+) -> None:
+    _join(
+        store,
+        "vm1:42:aa",
+        at=at_noon - timedelta(seconds=600),
+        beat=at_noon - timedelta(seconds=10),
+    )
+    store.leave("vm1:42:aa", now=at_noon - timedelta(seconds=10))
+    code, out = run_cli("health")
+    assert code == 1
+    assert out.splitlines()[0] == (
+        "unhealthy: no live scheduler; the last heartbeat 10.0s ago at "
+        "2024-01-01T11:59:50+00:00 by vm1:42:aa (stopped)"
+    )
+    assert out.splitlines()[3].split()[3] == "stopped"
+
+
+def test_health_picks_the_newest_live_heartbeat_over_a_stopped_daemon(
+    run_cli: Run, store: RunStore, at_noon: datetime
+) -> None:
+    _join(
+        store,
+        "vm1:42:aa",
+        at=at_noon - timedelta(seconds=600),
+        beat=at_noon - timedelta(seconds=200),
+    )
+    _join(
+        store, "vm2:7:bb", at=at_noon - timedelta(seconds=600), beat=at_noon - timedelta(seconds=2)
+    )
+    store.leave("vm2:7:bb", now=at_noon - timedelta(seconds=2))
+    code, out = run_cli("health")
+    assert code == 1
+    assert out.startswith("stale: last heartbeat 200.0s ago")
+    assert "by vm1:42:aa" in out.splitlines()[0]
+
+
+def test_health_reads_the_system_clock_by_default() -> None:
+    before = SystemClock().now()
+    now = cli_ops.default_clock().now()
+    assert before <= now <= SystemClock().now()
+
+
+def test_health_json_without_any_heartbeat_is_unhealthy(run_cli: Run, store: RunStore) -> None:
+    code, out = run_cli("health", "--json")
+    assert code == 1
+    report = json.loads(out)
+    assert report["status"] == "unhealthy"
+    assert report["schedulers"] == []
+    assert "no scheduler heartbeat" in report["message"]
 
 
 def test_health_reports_an_unreadable_store(
@@ -101,6 +257,10 @@ def test_health_reports_an_unreadable_store(
     code, out = run_cli("health")
     assert code == 1
     assert out.startswith("unhealthy: cannot read the run store")
+    code, out = run_cli("health", "--json")
+    assert code == 1
+    assert json.loads(out)["status"] == "unhealthy"
+    assert json.loads(out)["message"].startswith("cannot read the run store")
 
 
 def _seed(store: RunStore) -> list[str]:
@@ -146,10 +306,35 @@ def test_runs_lists_newest_first_as_a_table(run_cli: Run, store: RunStore) -> No
         "STATUS",
         "RELEASE",
         "DURATION",
+        "OWNER",
         "ERROR",
     ]
     assert [line.split()[0] for line in lines[1:]] == ["manual-1", "run-2", "run-1", "run-0"]
-    assert lines[-1].split()[3:] == ["FAILED", "2024-01-01T00:00+00:00", "90.0s", "boom"]
+    assert lines[-1].split()[3:] == ["FAILED", "2024-01-01T00:00+00:00", "90.0s", "-", "boom"]
+
+
+def test_runs_shows_the_daemon_that_owns_each_scheduled_run(run_cli: Run, store: RunStore) -> None:
+    _seed(store)
+    at = datetime(2024, 1, 1, 0, 10, tzinfo=UTC)
+    _join(store, "vm1:42:aa", at=at)
+    key = ReleaseKey(pipeline="alpha", schedule="* * * * *@UTC", at=at)
+    assert store.claim_many([Claim(key, "run-9", {}, at)], now=at, owner="vm1:42:aa") == [True]
+    code, out = run_cli("runs")
+    assert code == 0
+    owner_at = out.splitlines()[0].index("OWNER")
+    owners = {line.split()[0]: line[owner_at:].split()[0] for line in out.splitlines()[1:]}
+    assert owners == {
+        "run-9": "vm1:42:aa",
+        "manual-1": "-",
+        "run-2": "-",
+        "run-1": "-",
+        "run-0": "-",
+    }
+    code, out = run_cli("runs", "--json", "--limit", "2")
+    assert [(d["run_id"], d["owner"]) for d in json.loads(out)] == [
+        ("run-9", "vm1:42:aa"),
+        ("manual-1", None),
+    ]
 
 
 def test_runs_filters_by_pipeline_status_and_limit(run_cli: Run, store: RunStore) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from ddeutil.workflow.loader import Loader
 from ddeutil.workflow.result import ErrorRecord, Status
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import SqliteRunStore
-from ddeutil.workflow.store.base import RunStore, TriggerKind
+from ddeutil.workflow.store.base import Claim, ReleaseKey, RunStore, TriggerKind
 from ddeutil.workflow.store.ends import EndJournal, EndRecorder, RunEnd, store_key
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -134,6 +134,35 @@ def test_an_end_the_store_refused_is_journaled_and_replayed_at_the_next_start(
     assert sqlite.fail_interrupted(now=T0, reason="interrupted") == []
     assert journal.path.read_text().count("\n") == 1  # only the foreign line is left
     assert journal.replay(sqlite).recorded == ()
+
+
+def test_a_journaled_end_keeps_its_owner_and_never_closes_a_run_taken_over(
+    sqlite: SqliteRunStore, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{sqlite.path}"
+    journal = EndJournal(tmp_path / "run-ends.jsonl", store_key(url))
+    for minute, run_id, owner in ((1, "kept", "c"), (2, "taken", "a")):
+        at = T0.replace(minute=minute)
+        release = ReleaseKey("p", "* * * * *", at)
+        assert sqlite.claim_many([Claim(release, run_id, {}, at)], now=at, owner=owner)[0]
+    assert sqlite.mark_running("kept", now=T0, owner="c")
+    journal.append(RunEnd("kept", Status.SUCCESS, T0, owner="c"))
+    # "taken" failed its start handshake on daemon a while the store was down; the
+    # end went to the journal. Daemon b took a over and is running it now.
+    journal.append(RunEnd("taken", Status.FAILED, T0, error="start handshake failed", owner="a"))
+    assert sqlite.join("a", now=T0, host="h", pid=1)
+    assert sqlite.join("b", now=T0, host="h", pid=2)
+    taken = sqlite.take_over("b", now=T0 + timedelta(minutes=5), lease=timedelta(0), reason=str)
+    assert [r.run_id for r in taken.adopted] == ["taken"]
+    assert sqlite.mark_running("taken", now=T0, owner="b")
+
+    report = journal.replay(sqlite)
+
+    assert report.recorded == ("kept",)
+    assert report.already_closed == ("taken",)
+    record = sqlite.get_run("taken")
+    assert record is not None
+    assert (record.status, record.owner) == (Status.RUNNING, "b")
 
 
 def test_a_line_torn_by_a_full_disk_costs_no_other_end(

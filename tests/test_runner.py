@@ -24,7 +24,7 @@ from ddeutil.workflow.masking import Masker
 from ddeutil.workflow.result import ErrorRecord, Result, Status
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import MemoryRunStore
-from ddeutil.workflow.store.base import ReleaseKey, TriggerKind
+from ddeutil.workflow.store.base import Claim, ReleaseKey, TriggerKind
 
 PIPELINES = """
     marker-pipe:
@@ -173,6 +173,44 @@ def test_handshake_refused_never_executes(h: Harness, tmp_path: Path) -> None:
     record = h.store.get_run("r1")
     assert record is not None
     assert record.status is Status.RUNNING
+
+
+def _claimed(h: Harness, run_id: str, owner: str) -> None:
+    """A scheduled run claimed by daemon ``owner``."""
+    at = h.clock.now()
+    release = ReleaseKey("marker-pipe", "* * * * *", at)
+    assert h.store.claim_many([Claim(release, run_id, {}, at)], now=at, owner=owner) == [True]
+
+
+def test_a_worker_of_a_daemon_that_lost_the_run_never_executes_it(
+    h: Harness, tmp_path: Path
+) -> None:
+    target = tmp_path / "out.txt"
+    _claimed(h, "r1", owner="b")  # taken over by daemon b
+    stale = RunRequest(
+        run_id="r1", pipeline="marker-pipe", params={"target": str(target)}, owner="a"
+    )
+    assert h.run(stale) is None
+    assert not target.exists()
+    record = h.store.get_run("r1")
+    assert record is not None
+    assert record.status is Status.PENDING  # left for b
+
+
+def test_the_owner_that_holds_the_run_executes_it_and_records_its_end(
+    h: Harness, tmp_path: Path
+) -> None:
+    target = tmp_path / "out.txt"
+    _claimed(h, "r1", owner="b")
+    request = RunRequest(
+        run_id="r1", pipeline="marker-pipe", params={"target": str(target)}, owner="b"
+    )
+    result = h.run(request)
+    assert result is not None
+    assert result.status is Status.SUCCESS
+    record = h.store.get_run("r1")
+    assert record is not None
+    assert (record.status, record.owner) == (Status.SUCCESS, "b")
 
 
 def test_finished_run_is_not_run_again(h: Harness, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -911,8 +912,19 @@ def test_the_tick_after_a_dispatch_ahead_leaves_the_store_alone_when_nothing_mor
     assert store.get_watermark() == at(10, 1)  # written ahead, with the heartbeat
 
     writes: list[str] = []
+    claim_round = store.claim_round
+
+    def beat(**kwargs: Any) -> bool:
+        writes.append("heartbeat")
+        return True
+
+    def round_(*args: Any, **kwargs: Any) -> Any:
+        writes.append("claim round")
+        return claim_round(*args, **kwargs)
+
     store.set_watermark = lambda at: writes.append("watermark")  # type: ignore[method-assign]
-    store.heartbeat = lambda **kwargs: writes.append("heartbeat")  # type: ignore[method-assign]
+    store.heartbeat = beat  # type: ignore[method-assign]
+    store.claim_round = round_  # type: ignore[method-assign]
     report = scheduler.tick(at(10, 1) + timedelta(milliseconds=3))
 
     assert writes == []  # the runs starting now have the store to themselves
@@ -920,5 +932,5 @@ def test_the_tick_after_a_dispatch_ahead_leaves_the_store_alone_when_nothing_mor
     assert len(executor.submitted) == 1
     scheduler.tick(at(10, 2))  # the next boundary plans from 10:01: nothing lost
     assert [r.logical_date for r in executor.submitted] == [at(10, 1), at(10, 2)]
-    assert writes == ["heartbeat"]  # the watermarks move with the claims
+    assert writes == ["heartbeat", "claim round"]  # the watermarks move with the claims
     assert store.get_watermark() == at(10, 2)

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from _apitest import AUTH, Gate, TestClient, trigger, wait_terminal
+from ddeutil.workflow.api.models import HealthResponse
 from ddeutil.workflow.api.service import INTERRUPTED_REASON, NOT_STARTED_REASON, SHUTDOWN_REASON
+from ddeutil.workflow.clock import FakeClock
+from ddeutil.workflow.errors import StoreError
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
 from ddeutil.workflow.store.base import RunStore, TriggerKind
 from ddeutil.workflow.store.ends import EndJournal, RunEnd
+from ddeutil.workflow.store.fleet import OwnerRecord
+from ddeutil.workflow.store.memory import MemoryRunStore
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
@@ -129,6 +134,7 @@ def test_health_reports_the_scheduler_heartbeat_age(
     client: TestClient, store: RunStore, api_settings: Settings
 ) -> None:
     assert client.get("/health").json()["scheduler"] is None
+    assert store.join("vm:123", now=datetime(2023, 12, 30, tzinfo=timezone.utc), host="vm", pid=123)
     store.heartbeat(now=datetime(2024, 1, 1, 0, 2, 0, tzinfo=timezone.utc), owner="vm:123")
     fresh = client.get("/health").json()
     assert fresh["status"] == "ok"
@@ -139,6 +145,93 @@ def test_health_reports_the_scheduler_heartbeat_age(
     stale = client.get("/health").json()
     assert stale["status"] == "degraded"
     assert stale["scheduler"]["stale"] is True
+
+
+def test_health_lists_every_daemon_with_its_state_age_and_taker(
+    client: TestClient, store: RunStore, api_clock: FakeClock
+) -> None:
+    now = api_clock.now()
+
+    def ago(seconds: float) -> datetime:
+        return now - timedelta(seconds=seconds)
+
+    for owner, pid, joined in [("vm1:1", 1, 7200), ("vm2:2", 2, 7200), ("vm3:3", 3, 7200)]:
+        assert store.join(owner, now=ago(joined), host=owner[:3], pid=pid)
+    assert store.join("vm4:4", now=ago(300), host="vm4", pid=4)
+    store.heartbeat(now=ago(5), owner="vm1:1")
+    store.heartbeat(now=ago(45), owner="vm2:2")  # older than the 30 s lease: unresponsive
+    store.leave("vm3:3", now=ago(3600))  # an hour ago: listed for the record only
+    store.heartbeat(now=ago(90), owner="vm4:4")  # lost 55 s ago, adopted by vm1
+    taken = store.take_over("vm1:1", now=ago(55), lease=timedelta(seconds=30), reason=str)
+    assert sorted(o.owner for o in taken.owners) == ["vm3:3", "vm4:4"]
+
+    body = client.get("/health").json()
+    HealthResponse.model_validate(body)
+    assert body["status"] == "ok"
+    assert body["scheduler"] == {
+        "last_heartbeat": "2024-01-01T00:02:25Z",
+        "owner": "vm1:1",
+        "age_seconds": 5.0,
+        "stale": False,
+    }
+    rows = [
+        (d["owner"], d["host"], d["pid"], d["state"], d["age_seconds"], d["taken_by"])
+        for d in body["schedulers"]
+    ]
+    assert rows == [
+        ("vm1:1", "vm1", 1, "live", 5.0, None),
+        ("vm2:2", "vm2", 2, "unresponsive", 45.0, None),
+        ("vm4:4", "vm4", 4, "lost", 90.0, "vm1:1"),
+        ("vm3:3", "vm3", 3, "stopped", 7200.0, "vm1:1"),
+    ]
+    by_owner = {d["owner"]: d for d in body["schedulers"]}
+    assert by_owner["vm4:4"]["ended"] == "2024-01-01T00:01:35Z"
+    assert [by_owner[o]["current"] for o in ("vm1:1", "vm2:2", "vm4:4", "vm3:3")] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    assert [by_owner[o]["stale"] for o in ("vm1:1", "vm2:2", "vm4:4", "vm3:3")] == [
+        False,
+        False,
+        False,
+        True,
+    ]
+
+
+def test_health_is_degraded_when_no_daemon_is_live_even_after_a_recent_beat(
+    client: TestClient, store: RunStore, api_clock: FakeClock
+) -> None:
+    now = api_clock.now()
+    assert store.join("vm:1", now=now - timedelta(seconds=600), host="vm", pid=1)
+    store.heartbeat(now=now - timedelta(seconds=10), owner="vm:1")
+    assert client.get("/health").json()["status"] == "ok"
+    store.leave("vm:1", now=now - timedelta(seconds=10))
+    body = client.get("/health").json()
+    assert body["status"] == "degraded"
+    assert body["scheduler"]["stale"] is False  # still the newest heartbeat, 10 s old
+    assert [(d["state"], d["current"]) for d in body["schedulers"]] == [("stopped", True)]
+
+
+class _OwnersUnreadable(MemoryRunStore):
+    def owners(self) -> list[OwnerRecord]:
+        raise StoreError("workflow_owners: permission denied")
+
+
+def test_health_is_503_when_the_daemons_cannot_be_read(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client(store=_OwnersUnreadable())
+    response = client.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert (body["status"], body["store"], body["scheduler"], body["schedulers"]) == (
+        "unavailable",
+        {"reachable": False},
+        None,
+        [],
+    )
 
 
 def test_health_is_503_when_the_store_is_gone(

@@ -14,7 +14,7 @@ from ddeutil.workflow.api.models import ErrorResponse, RunDetail, RunPage
 from ddeutil.workflow.clock import FakeClock
 from ddeutil.workflow.result import ErrorRecord, Status
 from ddeutil.workflow.store import open_store
-from ddeutil.workflow.store.base import TriggerKind
+from ddeutil.workflow.store.base import Claim, ReleaseKey, TriggerKind
 
 
 def test_trigger_answers_202_with_run_id_and_location(client: TestClient) -> None:
@@ -427,3 +427,30 @@ def test_long_poll_needs_a_sane_wait(client: TestClient) -> None:
             "/api/v1/runs/20240101T000000-deadbeef", params={"wait": wait}, headers=AUTH
         )
         assert response.status_code == 422, wait
+
+
+def test_runs_name_the_daemon_that_owns_them(
+    client: TestClient, api_settings: Any, api_clock: FakeClock
+) -> None:
+    now = api_clock.now()
+    key = ReleaseKey(pipeline="quick", schedule="* * * * *@UTC", at=now)
+    store = open_store(api_settings.api_db_url)
+    try:
+        assert store.join("vm1:42:aa", now=now, host="vm1", pid=42)
+        claim = Claim(key, "20240101T000230-00000001", {}, now)
+        assert store.claim_many([claim], now=now, owner="vm1:42:aa") == [True]
+        store.create_run(
+            run_id="20240101T000230-00000002",
+            pipeline="quick",
+            trigger=TriggerKind.MANUAL,
+            params={},
+            now=now,
+        )
+    finally:
+        store.close()
+    page = client.get("/api/v1/runs", headers=AUTH).json()
+    RunPage.model_validate(page)
+    owners = {item["run_id"]: item["owner"] for item in page["items"]}
+    assert owners == {"20240101T000230-00000001": "vm1:42:aa", "20240101T000230-00000002": None}
+    one = client.get("/api/v1/runs/20240101T000230-00000001", headers=AUTH).json()
+    assert one["owner"] == "vm1:42:aa"

@@ -1,7 +1,7 @@
 """Fixtures for the run store contract suite: one store per implementation.
 
-The PostgreSQL store comes from the ``postgres_url`` fixture of ``tests/conftest.py``
-(a fresh schema per test; skipped with the reason when no server answers).
+PostgreSQL tests use the ``postgres_url`` fixture of ``tests/conftest.py`` (a
+fresh schema per test; skipped with the reason when no server answers).
 """
 
 from __future__ import annotations

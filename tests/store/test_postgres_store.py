@@ -83,6 +83,86 @@ def test_a_dropped_session_in_use_fails_with_a_store_error_once(
         store.close()
 
 
+def test_a_server_restart_fails_one_operation_not_one_per_pooled_session(
+    postgres_url: str, postgres_base: str
+) -> None:
+    import threading
+
+    url, name = _named(postgres_url)
+    store = open_store(url)
+    assert isinstance(store, PostgresRunStore)
+    try:
+        store._pool.check_after = 3600.0  # no ping: the statement meets the dead session
+        barrier = threading.Barrier(3)
+
+        def use() -> None:  # three sessions in use at once, then idle in the pool
+            with store._pool.connection() as conn:
+                barrier.wait(timeout=10)
+                conn.execute("SELECT 1")
+
+        threads = [threading.Thread(target=use) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert _terminate_sessions(postgres_base, name) >= 3
+        with pytest.raises(StoreError):
+            store.get_run("none")
+        assert [store.get_run("none") for _ in range(3)] == [None, None, None]
+    finally:
+        store.close()
+
+
+def test_sessions_free_their_locks_when_a_client_stops_in_a_transaction(
+    postgres_url: str,
+) -> None:
+    store = open_store(postgres_url)
+    assert isinstance(store, PostgresRunStore)
+    try:
+        with store._pool.connection() as conn:
+            settings = {
+                name: conn.execute(f"SHOW {name}").fetchone()[0]
+                for name in ("statement_timeout", "idle_in_transaction_session_timeout")
+            }
+        assert settings == {
+            "statement_timeout": "30s",
+            "idle_in_transaction_session_timeout": "10s",
+        }
+    finally:
+        store.close()
+
+
+def test_daemons_share_the_lock_and_an_older_exclusive_holder_keeps_them_out(
+    postgres_url: str, postgres_base: str
+) -> None:
+    import psycopg
+
+    from ddeutil.workflow.errors import StoreLockedError
+    from ddeutil.workflow.store.postgres import _key
+
+    a, b = open_store(postgres_url), open_store(postgres_url)
+    schema = postgres_url.split("schema=", 1)[1].split("&", 1)[0]
+    try:
+        with a.scheduler_lock("a"), b.scheduler_lock("b"):
+            pass  # any number of daemons of this version at once
+        with psycopg.connect(postgres_base, autocommit=True) as old:  # a pre-fleet daemon
+            row = old.execute(
+                "SELECT pg_try_advisory_lock(%s)", (_key("scheduler", schema),)
+            ).fetchone()
+            assert row is not None
+            assert row[0]
+            with (
+                pytest.raises(StoreLockedError, match="older ddeutil-workflow version"),
+                a.scheduler_lock("a"),
+            ):
+                pass
+        with a.scheduler_lock("a"):  # it stopped: the store is ours again
+            pass
+    finally:
+        a.close()
+        b.close()
+
+
 def test_unreachable_server_is_a_store_error() -> None:
     with pytest.raises(StoreError, match="PostgreSQL run store"):
         open_store("postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")

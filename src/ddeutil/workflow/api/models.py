@@ -41,6 +41,8 @@ __all__ = [
     "RunSummary",
     "ScheduleInfo",
     "SchedulerHealth",
+    "SchedulerInfo",
+    "SchedulerState",
     "StoreHealth",
     "TemplateProblem",
     "TriggerRequest",
@@ -227,6 +229,11 @@ class RunSummary(_Model):
     logical_date: datetime | None = None
     release: ReleaseInfo | None = None
     error: str | None = Field(default=None, description="one-line reason of a failure")
+    owner: str | None = Field(
+        default=None,
+        description="the scheduler daemon that claimed or adopted the run (see `/health`); "
+        "null for API and manual runs",
+    )
 
 
 class RunDetail(RunSummary):
@@ -288,14 +295,49 @@ class SchedulerHealth(_Model):
     stale: bool = Field(description="older than WORKFLOW_APP_HEALTH_STALE seconds")
 
 
+SchedulerState = Literal["live", "unresponsive", "stopped", "lost"]
+
+
+class SchedulerInfo(_Model):
+    """One scheduler daemon the run store knows, as it stands now."""
+
+    owner: str = Field(description="the daemon's owner id, as in a run's `owner`")
+    host: str
+    pid: int
+    state: SchedulerState = Field(
+        description="`live`; `unresponsive`: live but silent for longer than "
+        "WORKFLOW_APP_LEASE_SECONDS (another daemon takes its work over); `stopped`: it "
+        "left cleanly; `lost`: its work was taken over"
+    )
+    started: datetime
+    last_heartbeat: datetime
+    age_seconds: float = Field(description="seconds since its last heartbeat")
+    stale: bool = Field(description="its last heartbeat is older than WORKFLOW_APP_HEALTH_STALE")
+    taken_by: str | None = Field(
+        default=None, description="the daemon that adopted its work, once stopped or lost"
+    )
+    ended: datetime | None = Field(default=None, description="when it stopped or was lost")
+    current: bool = Field(
+        description="false for a daemon that stopped or was lost more than "
+        "WORKFLOW_APP_HEALTH_STALE seconds ago (listed for the record only)"
+    )
+
+
 class HealthResponse(_Model):
-    """``ok``: the store answers; ``degraded``: it does, but the scheduler is stale;
-    ``unavailable`` (HTTP 503): the store does not answer or the API is not started."""
+    """``ok``: the store answers; ``degraded``: it does, and daemons are known, but none
+    is live with a heartbeat fresher than WORKFLOW_APP_HEALTH_STALE; ``unavailable``
+    (HTTP 503): the store does not answer or the API is not started."""
 
     status: Literal["ok", "degraded", "unavailable"]
     version: str
     store: StoreHealth
     scheduler: SchedulerHealth | None = Field(
-        default=None, description="null when no daemon ever beat on this store"
+        default=None,
+        description="the newest heartbeat of any daemon; null when no daemon ever beat on "
+        "this store",
+    )
+    schedulers: list[SchedulerInfo] = Field(
+        default_factory=list,
+        description="every daemon the store knows, newest heartbeat first",
     )
     runs_in_flight: int = Field(description="API runs waiting or running in this process")

@@ -35,7 +35,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -66,10 +66,18 @@ from .models import (
     RunLogs,
     RunPage,
     SchedulerHealth,
+    SchedulerInfo,
     StoreHealth,
     TriggerResponse,
 )
-from .views import pipeline_detail, pipeline_summary, read_log, run_detail, run_summary
+from .views import (
+    pipeline_detail,
+    pipeline_summary,
+    read_log,
+    run_detail,
+    run_summary,
+    scheduler_info,
+)
 
 __all__ = ["API_PREFIX", "INTERRUPTED_REASON", "NOT_STARTED_REASON", "ApiService", "run_path"]
 
@@ -464,32 +472,43 @@ class ApiService:
     # ---------------------------------------------------------------- health
 
     def health(self) -> HealthResponse:
-        """Store reachability and the scheduler heartbeat's age (never raises)."""
+        """Store reachability and every scheduler daemon's heartbeat age (never raises).
+
+        ``degraded`` when daemons are known but none is live with a heartbeat
+        fresher than ``WORKFLOW_APP_HEALTH_STALE`` (``workflow health`` exits 1
+        then); ``scheduler`` is the newest heartbeat of any daemon.
+        """
         store = self._store
         reachable = self._started and store is not None and store.ping()
         scheduler = None
+        schedulers: list[SchedulerInfo] = []
         if reachable and store is not None:
             try:
-                beat = store.last_heartbeat()
+                owners = store.owners()
             except StoreError:
-                reachable, beat = False, None
-            if beat is not None:
-                at, owner = beat
-                age = max((self.clock.now() - at).total_seconds(), 0.0)
+                reachable, owners = False, []
+            now = self.clock.now()
+            lease = timedelta(seconds=self.settings.app_lease_seconds)
+            stale = timedelta(seconds=self.settings.app_health_stale)
+            schedulers = [scheduler_info(o, now=now, lease=lease, stale=stale) for o in owners]
+            if schedulers:
+                newest = max(schedulers, key=lambda s: s.last_heartbeat)
                 scheduler = SchedulerHealth(
-                    last_heartbeat=at,
-                    owner=owner,
-                    age_seconds=age,
-                    stale=age > self.settings.app_health_stale,
+                    last_heartbeat=newest.last_heartbeat,
+                    owner=newest.owner,
+                    age_seconds=newest.age_seconds,
+                    stale=newest.stale,
                 )
         status = "ok" if reachable else "unavailable"
-        if reachable and scheduler is not None and scheduler.stale:
+        live = [s for s in schedulers if s.state in ("live", "unresponsive") and not s.stale]
+        if reachable and schedulers and not live:
             status = "degraded"
         return HealthResponse(
             status=status,
             version=__version__,
             store=StoreHealth(reachable=reachable),
             scheduler=scheduler,
+            schedulers=schedulers,
             runs_in_flight=self.in_flight(),
         )
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from ..engine.pipeline import Pipeline
 from ..errors import ConfigError
 from ..schedules.on import On
 from ..store.base import RunRecord
+from ..store.fleet import OwnerRecord, daemon_views
 from .models import (
     LogLine,
     ParamInfo,
@@ -21,6 +22,7 @@ from .models import (
     RunError,
     RunSummary,
     ScheduleInfo,
+    SchedulerInfo,
 )
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "pipeline_summary",
     "run_detail",
     "run_summary",
+    "scheduler_info",
 ]
 
 
@@ -120,6 +123,7 @@ def _summary_values(record: RunRecord) -> dict[str, Any]:
         "logical_date": record.logical_date,
         "release": release,
         "error": record.error,
+        "owner": record.owner,
     }
 
 
@@ -139,6 +143,26 @@ def run_detail(record: RunRecord) -> RunDetail:
             for e in record.errors
         ],
         idempotency_key=record.idempotency_key,
+    )
+
+
+def scheduler_info(
+    record: OwnerRecord, *, now: datetime, lease: timedelta, stale: timedelta
+) -> SchedulerInfo:
+    """How one daemon stands at ``now`` (policy: :func:`~ddeutil.workflow.store.fleet.daemon_views`)."""
+    (view,) = daemon_views([record], now=now, lease=lease, stale=stale)
+    return SchedulerInfo(
+        owner=record.owner,
+        host=record.host,
+        pid=record.pid,
+        state=view.state,
+        started=record.started,
+        last_heartbeat=record.heartbeat,
+        age_seconds=view.age,
+        stale=view.stale,
+        taken_by=record.taken_by,
+        ended=record.ended,
+        current=view.current,
     )
 
 

@@ -305,7 +305,7 @@ class Daemon:
             try:
                 if self._executor.wait_event(wait):
                     self._scheduler.process_events()
-                elif waiting:
+                elif waiting and not self._store_down:  # while it is down: at beats only
                     self._scheduler.admit_waiting()
             except StoreError as exc:
                 self._store_failed("starting waiting runs", exc)

@@ -2,11 +2,14 @@
 
 * ``workflow scheduler [--once]`` runs the daemon in the foreground, exactly like
   ``python -m ddeutil.workflow.app`` (see :mod:`ddeutil.workflow.app.daemon`).
-* ``workflow health`` prints the age of the scheduler's last heartbeat and exits
-  0 when it is fresher than ``WORKFLOW_APP_HEALTH_STALE`` seconds, 1 when it is
-  stale, missing or the store cannot be read (Docker ``HEALTHCHECK``, systemd).
+* ``workflow health [--json]`` prints the age of the newest heartbeat of a live
+  scheduler daemon and exits 0 when it is fresher than
+  ``WORKFLOW_APP_HEALTH_STALE`` seconds, 1 when it is stale, when no daemon is
+  live or the store cannot be read (Docker ``HEALTHCHECK``, systemd). Below
+  that line it lists every daemon the store knows (see :func:`~ddeutil.workflow.store.fleet.daemon_views`).
 * ``workflow runs [--pipeline NAME] [--status S] [--limit N] [--json]`` lists
-  run records from the run store, newest first.
+  run records from the run store, newest first, with the daemon that owns each
+  scheduled run.
 * ``workflow logs RUN_ID [--json]`` prints the per-run log file (written under
   ``WORKFLOW_LOG_PATH`` when ``WORKFLOW_LOG_ENABLE_WRITE`` is on); exit 2 for a
   run the store does not know and that has no log file, 1 for a known run
@@ -18,21 +21,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..app.options import add_arguments
-from ..clock import SystemClock
+from ..clock import Clock, SystemClock
 from ..errors import StoreError
 from ..logs import run_log_path
 from ..result import Status
 from ..store import open_store
 from ..store.base import RunFilter, RunRecord, RunStore
+from ..store.fleet import DaemonView, daemon_views
 from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliContext
 
-__all__ = ["register"]
+__all__ = ["default_clock", "register"]
+
+
+def default_clock() -> Clock:
+    """The clock ``health`` reads "now" from (tests replace this function)."""
+    return SystemClock()
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,10 +57,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser(
         "health",
-        help="exit 0 when the scheduler heartbeat is fresh, 1 otherwise",
-        description="Report the age of the scheduler's last heartbeat. Exit 0 when it is "
-        "fresher than WORKFLOW_APP_HEALTH_STALE seconds, 1 when stale or missing.",
+        help="exit 0 when a scheduler heartbeat is fresh, 1 otherwise",
+        description="Report the age of the newest heartbeat of a live scheduler daemon and "
+        "list every daemon the run store knows. Exit 0 when that heartbeat is fresher than "
+        "WORKFLOW_APP_HEALTH_STALE seconds, 1 when stale, missing or no daemon is live.",
     )
+    p.add_argument("--json", action="store_true", help="print the report as a JSON object")
     p.set_defaults(handler=_cmd_health)
 
     p = sub.add_parser("runs", help="list run records, newest first")
@@ -98,25 +109,96 @@ def _cmd_scheduler(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def _cmd_health(args: argparse.Namespace, ctx: CliContext) -> int:
-    stale = ctx.settings.app_health_stale
+    settings = ctx.settings
+    stale = settings.app_health_stale
     try:
         with _store(ctx) as store:
-            beat = store.last_heartbeat()
+            owners = store.owners()
     except StoreError as exc:
-        print(f"unhealthy: cannot read the run store: {ctx.masker.text(str(exc))}", file=ctx.out)
+        reason = f"cannot read the run store: {ctx.masker.text(str(exc))}"
+        _health_out(args, ctx, "unhealthy", reason, [])
         return EXIT_FAILED
-    if beat is None:
-        print("unhealthy: no scheduler heartbeat recorded (has the daemon ever run?)", file=ctx.out)
-        return EXIT_FAILED
-    at, owner = beat
-    age = (SystemClock().now() - at).total_seconds()
-    state = "healthy" if age <= stale else "stale"
-    print(
-        f"{state}: last heartbeat {age:.1f}s ago at {at.isoformat()} by {owner} "
-        f"(stale after {stale:g}s)",
-        file=ctx.out,
+    views = daemon_views(
+        owners,
+        now=default_clock().now(),
+        lease=timedelta(seconds=settings.app_lease_seconds),
+        stale=timedelta(seconds=stale),
     )
-    return EXIT_OK if age <= stale else EXIT_FAILED
+    if not views:
+        headline = "no scheduler heartbeat recorded (has the daemon ever run?)"
+        _health_out(args, ctx, "unhealthy", headline, views)
+        return EXIT_FAILED
+    live = [v for v in views if v.live]
+    newest = max(live or views, key=lambda v: v.record.heartbeat)
+    beat = (
+        f"last heartbeat {newest.age:.1f}s ago at {newest.record.heartbeat.isoformat()} "
+        f"by {newest.record.owner}"
+    )
+    if not live:
+        status = "unhealthy"
+        headline = f"no live scheduler; the {beat} ({newest.state})"
+    else:
+        status = "stale" if newest.stale else "healthy"
+        headline = f"{beat} (stale after {stale:g}s)"
+    _health_out(args, ctx, status, headline, views)
+    return EXIT_OK if status == "healthy" else EXIT_FAILED
+
+
+def _health_out(
+    args: argparse.Namespace,
+    ctx: CliContext,
+    status: str,
+    headline: str,
+    views: Sequence[DaemonView],
+) -> None:
+    settings = ctx.settings
+    if args.json:
+        report = {
+            "status": status,
+            "message": headline,
+            "stale_after_seconds": settings.app_health_stale,
+            "lease_seconds": settings.app_lease_seconds,
+            "schedulers": [v.to_dict() for v in views],
+        }
+        print(json.dumps(ctx.masker.data(report), indent=2), file=ctx.out)
+        return
+    print(f"{status}: {headline}", file=ctx.out)
+    if not views:
+        return
+    current = [v for v in views if v.current]
+    earlier = [v for v in views if not v.current]
+    head = ("OWNER", "HOST", "PID", "STATE", "LAST HEARTBEAT", "AGE", "TAKEN BY")
+    rows = [head, *(_daemon_row(v) for v in current), *(_daemon_row(v) for v in earlier)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+
+    def line(row: tuple[str, ...]) -> str:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        return ctx.masker.text(("  " + "  ".join(cells)).rstrip())
+
+    print(f"daemons (unresponsive after {settings.app_lease_seconds:g}s):", file=ctx.out)
+    print(line(head), file=ctx.out)
+    for view in current:
+        print(line(_daemon_row(view)), file=ctx.out)
+    if earlier:
+        print(
+            f"ended more than {settings.app_health_stale:g}s ago (kept for the record):",
+            file=ctx.out,
+        )
+        for view in earlier:
+            print(line(_daemon_row(view)), file=ctx.out)
+
+
+def _daemon_row(view: DaemonView) -> tuple[str, ...]:
+    record = view.record
+    return (
+        record.owner,
+        record.host,
+        str(record.pid),
+        view.state,
+        record.heartbeat.isoformat(timespec="seconds"),
+        f"{view.age:.1f}s",
+        record.taken_by or "-",
+    )
 
 
 def _cmd_runs(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -131,7 +213,9 @@ def _cmd_runs(args: argparse.Namespace, ctx: CliContext) -> int:
     if not runs:
         print("no runs", file=ctx.out)
         return EXIT_OK
-    rows = [("RUN ID", "PIPELINE", "TRIGGER", "STATUS", "RELEASE", "DURATION", "ERROR")]
+    rows: list[tuple[str, ...]] = [
+        ("RUN ID", "PIPELINE", "TRIGGER", "STATUS", "RELEASE", "DURATION", "OWNER", "ERROR")
+    ]
     rows.extend(_row(run) for run in runs)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
@@ -140,7 +224,7 @@ def _cmd_runs(args: argparse.Namespace, ctx: CliContext) -> int:
     return EXIT_OK
 
 
-def _row(run: RunRecord) -> tuple[str, str, str, str, str, str, str]:
+def _row(run: RunRecord) -> tuple[str, ...]:
     release = run.release.at.isoformat(timespec="minutes") if run.release else "-"
     return (
         run.run_id,
@@ -149,6 +233,7 @@ def _row(run: RunRecord) -> tuple[str, str, str, str, str, str, str]:
         run.status.value,
         release,
         _duration(run.started, run.ended),
+        run.owner or "-",
         (run.error or "").splitlines()[0] if run.error else "",
     )
 

@@ -67,15 +67,15 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from operator import attrgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from ..clock import Clock, ensure_utc
 from ..dispatch.base import Executor
 from ..dispatch.records import RunEvent, RunRequest
-from ..errors import WorkflowError
+from ..errors import StoreError, WorkflowError
 from ..loader import Loader, RawTemplate
 from ..masking import Masker
 from ..result import Status
@@ -102,6 +102,7 @@ from .validation import Validator
 __all__ = ["INTERRUPTED_REASON", "Scheduler", "SchedulerState", "TickReport", "new_owner_id"]
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 INTERRUPTED_REASON = "interrupted by a restart"
 _MINUTE = timedelta(minutes=1)
@@ -187,6 +188,8 @@ class Scheduler:
         self._ahead: TickReport | None = None  # what prepare() dispatched ahead
         self._ahead_from: datetime | None = None  # the watermark before that dispatch
         self._watermark: datetime | None = None  # the newest boundary this daemon planned
+        self._due_at: datetime | None = None  # the newest boundary it tried to plan
+        self._connected_since: datetime | None = None  # heartbeats succeeded since then
         self._queues = RunQueues()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -234,6 +237,7 @@ class Scheduler:
             self._join(now)
             self._executor.start()
             self.recover()
+            self._connected_since = now
             self._watermark = self._store.get_watermark()
             if self._watermark is None:
                 logger.info("first start on this run store: releases after %s are due", now)
@@ -309,28 +313,60 @@ class Scheduler:
         order: the heartbeat (when the store says this daemon's work was taken
         over, it cancels its runs in flight, forgets its waiting releases and
         joins again under a new owner id); the takeover of daemons whose lease
-        ran out; free slots for waiting releases; and, on a shared store, a
-        claim round for the last boundary, which finishes one a daemon that
-        died in the middle of it left half done.
+        ran out; free slots for waiting releases; and a claim round for the
+        last boundary, which finishes one whose tick failed (the store did not
+        answer) or, on a shared store, one a daemon that died in the middle of
+        it left half done.
+
+        While the scheduler is stopping (its runs finishing) it only beats. A
+        daemon takes others over only once its own heartbeats have succeeded
+        for a whole lease: after an outage of the store every daemon's
+        heartbeat is old, and each gets a lease to beat again before anyone
+        counts it as gone.
+
+        Raises:
+            StoreError: the store does not answer (the next beat retries).
         """
         at = ensure_utc(now if now is not None else self._clock.now())
         with self._lock:
+            if self._state is SchedulerState.STOPPING:
+                self._heartbeat(at)  # still ours while its runs finish
+                return
             if self._state is not SchedulerState.RUNNING:
                 return
             self._heartbeat(at)
-            if not self._exclusive:
+            connected = self._connected_since
+            if not self._exclusive and connected is not None and at - connected >= self._lease:
                 self._take_over(at, everyone=False, unowned=False)
             for name in self._queues.with_waiting():
                 self._pump(name)
-            if not self._exclusive and self._watermark is not None:
-                log = TickLog()
-                result = self._round(min(self._watermark, at), log, stamp=self._clock)
-                if result.due:
-                    log_tick(result, log)
+            target = self._due_at
+            behind = self._watermark is None or (target is not None and self._watermark < target)
+            if target is not None and (behind or not self._exclusive):
+                self._sweep(min(target, at))
+
+    def _sweep(self, at: datetime) -> None:
+        """A claim round for the boundary ``at`` outside a tick."""
+        log = TickLog()
+        result = self._connected(lambda: self._round(at, log, stamp=self._clock))
+        self._watermark = advance_watermark(self._watermark, at)
+        if result.due:
+            log_tick(result, log)
 
     def _heartbeat(self, at: datetime) -> None:
-        if not self._store.heartbeat(now=at, owner=self.owner):
+        beaten = self._connected(lambda: self._store.heartbeat(now=at, owner=self.owner))
+        if self._connected_since is None:
+            self._connected_since = at
+        if not beaten:
             self._rejoin(at)
+
+    def _connected(self, call: Callable[[], _T]) -> _T:
+        """``call()``; a store error also means "not connected" (see :meth:`beat`)."""
+        try:
+            return call()
+        except StoreError:
+            self._connected_since = None
+            raise
 
     def _rejoin(self, at: datetime) -> None:
         """This daemon's work was taken over: drop it and join under a new owner id."""
@@ -517,8 +553,10 @@ class Scheduler:
                 reloaded=reloaded,
                 events=tuple(events),
             )
+        if self._due_at is None or self._due_at < at:
+            self._due_at = at
         self._heartbeat(at)
-        result = self._round(at, log, stamp=stamp, init=init)
+        result = self._connected(lambda: self._round(at, log, stamp=stamp, init=init))
         new_mark = advance_watermark(watermark, at)
         self._watermark = new_mark
         log_tick(result, log)
@@ -542,8 +580,13 @@ class Scheduler:
         planned = self._catalog.planned_by_pipeline()
         start = init or self._watermark or at
         decider = _Decider(self, planned, at, stamp)
+
+        def claimed(batch: list[tuple[RoundClaim, bool]]) -> None:  # dispatch batch by batch
+            for item, won in batch:
+                self._apply(item, won, log, decider)
+
         try:
-            outcomes = self._store.claim_round(
+            self._store.claim_round(
                 list(planned),
                 owner=self.owner,
                 at=at,
@@ -551,12 +594,10 @@ class Scheduler:
                 now=at,
                 decide=decider,
                 batch=_CLAIM_BATCH,
+                claimed=claimed,
             )
         except OwnerLost:
             self._rejoin(at)
-            return decider.plan()
-        for item, won in outcomes:
-            self._apply(item, won, log, decider)
         return decider.plan()
 
     def _apply(self, item: RoundClaim, won: bool, log: TickLog, decider: _Decider) -> None:

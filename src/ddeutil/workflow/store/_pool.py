@@ -20,8 +20,11 @@ class Pool:
     back to the idle list only when it is healthy and outside a transaction;
     a broken one is closed. One that sat idle longer than ``check_after``
     seconds is pinged before use and replaced if the server dropped it (a
-    database restart between two daemon ticks costs nothing). Statements are
-    never retried: a write whose outcome is unknown must not be replayed.
+    database restart between two daemon ticks costs nothing). A connection
+    found broken in use also drops every idle one (after a server restart they
+    are all dead), so an outage fails one operation, not one per pooled
+    session. Statements are never retried: a write whose outcome is unknown
+    must not be replayed.
     """
 
     def __init__(
@@ -66,13 +69,18 @@ class Pool:
     def _give_back(self, conn: Any) -> None:
         from psycopg.pq import TransactionStatus
 
-        healthy = not (conn.closed or conn.broken)
-        if healthy and conn.info.transaction_status == TransactionStatus.IDLE:
+        broken = conn.closed or conn.broken
+        if not broken and conn.info.transaction_status == TransactionStatus.IDLE:
             with self._mutex:
                 if not self._closed:
                     self._idle.append((conn, time.monotonic()))
                     return
         conn.close()
+        if broken:
+            with self._mutex:
+                idle, self._idle = self._idle, []
+            for other, _ in idle:
+                other.close()
 
     def close(self) -> None:
         with self._mutex:

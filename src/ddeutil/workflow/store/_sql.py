@@ -96,6 +96,9 @@ _V2 = (
     "ALTER TABLE workflow_runs ADD COLUMN owner TEXT",
     "ALTER TABLE workflow_runs ADD COLUMN admitted {ts}",
     "CREATE INDEX IF NOT EXISTS workflow_runs_owner_ix ON workflow_runs (owner, status)",
+    # The scheduled runs not ended yet, by pipeline: what slots and takeovers read.
+    "CREATE INDEX IF NOT EXISTS workflow_runs_live_ix ON workflow_runs (pipeline, release_at) "
+    "WHERE trigger_kind = 'schedule' AND status IN ('PENDING', 'RUNNING')",
     """CREATE TABLE IF NOT EXISTS workflow_owners (
         owner TEXT PRIMARY KEY,
         host TEXT NOT NULL,
@@ -187,7 +190,8 @@ ENSURE_MARK = (
     "INSERT INTO workflow_watermarks (pipeline, at) VALUES (?, ?) ON CONFLICT (pipeline) DO NOTHING"
 )
 ADVANCE_MARKS = "UPDATE workflow_watermarks SET at = ? WHERE at < ? AND pipeline IN "
-MARKS_BEFORE = "SELECT pipeline, at FROM workflow_watermarks WHERE at < ? ORDER BY pipeline"
+MARKS_BEFORE = "SELECT pipeline FROM workflow_watermarks WHERE at < ? ORDER BY pipeline"
+LOCK_MARKS = "SELECT pipeline, at FROM workflow_watermarks WHERE at < ? AND pipeline IN "
 LOCK_MARK = "SELECT at FROM workflow_watermarks WHERE pipeline = ?"
 ADVANCE_STORE_MARK = "UPDATE workflow_state SET at = ? WHERE name = 'watermark' AND at < ?"
 INSERT_STORE_MARK = (

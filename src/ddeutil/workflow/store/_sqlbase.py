@@ -248,11 +248,8 @@ class SqlRunStore(RunStoreBase):
     _for_share: ClassVar[str] = ""
     """Shared row lock clause (`` FOR SHARE`` on PostgreSQL)."""
 
-    @abc.abstractmethod
-    def _lock_batch(
-        self, conn: Any, pipelines: Sequence[str], at: datetime, size: int
-    ) -> list[tuple[str, datetime]]:
-        """Lock up to ``size`` watermark rows of ``pipelines`` before ``at``; skip held ones."""
+    _skip_locked: ClassVar[str] = ""
+    """Lock clause that passes over rows another transaction holds (PostgreSQL)."""
 
     def _owner_record(self, row: Sequence[Any]) -> OwnerRecord:
         owner, host, pid, started, beat, state, taken_by, ended = row
@@ -308,6 +305,7 @@ class SqlRunStore(RunStoreBase):
         sql, ts_in = self._dialect.sql, self._dialect.ts_in
         at = ts_in(now)
         with self._read() as conn:
+            self._check_live(conn, owner)
             if everyone:
                 rows = conn.execute(sql(_sql.GONE_ALL), (owner,)).fetchall()
             else:
@@ -371,6 +369,7 @@ class SqlRunStore(RunStoreBase):
         now: datetime,
         decide: Decide,
         batch: int = 64,
+        claimed: Callable[[list[tuple[RoundClaim, bool]]], None] | None = None,
     ) -> list[tuple[RoundClaim, bool]]:
         sql, ts_in = self._dialect.sql, self._dialect.ts_in
         names = sorted(set(pipelines))
@@ -381,27 +380,53 @@ class SqlRunStore(RunStoreBase):
                     sql(_sql.ENSURE_MARK), [(name, ts_in(init)) for name in fresh]
                 )
             self._marked.update(fresh)
+        with self._read() as conn:  # which pipelines are behind ``at`` (no lock yet)
+            wanted = set(names)
+            behind = [
+                name
+                for (name,) in conn.execute(sql(_sql.MARKS_BEFORE), (ts_in(at),)).fetchall()
+                if name in wanted
+            ]
         outcomes: list[tuple[RoundClaim, bool]] = []
         created = ts_in(now)
+        # The first batch is small, so the first runs go out early; later ones grow
+        # (up to 4x), since a commit costs more than the rows it writes.
+        start, size = 0, batch
         while True:
+            chunk = behind[start : start + size]
+            start += size
+            size = min(size * 2, batch * 4)
+            done: list[tuple[RoundClaim, bool]] = []
             with self._transaction() as conn:
                 self._check_live(conn, owner)
-                rows = self._lock_batch(conn, names, at, batch)
-                if not rows:
-                    break
-                locked = [name for name, _ in rows]
-                view = RoundView(dict(rows), self._load(conn, locked))
-                claims = list(decide(view).claims)
-                won = self._insert_claims(conn, claims, owner, created)
-                conn.execute(
-                    sql(_sql.ADVANCE_MARKS + _sql.marks(len(locked))),
-                    (ts_in(at), ts_in(at), *locked),
-                )
-            outcomes.extend(zip(claims, won, strict=True))
-        with self._write() as conn:
-            conn.execute(sql(_sql.INSERT_STORE_MARK), (ts_in(at),))
-            conn.execute(sql(_sql.ADVANCE_STORE_MARK), (ts_in(at), ts_in(at)))
-        return outcomes
+                rows = []
+                if chunk:
+                    # Rows another daemon holds are passed over, not waited for: it is
+                    # claiming them now (if it dies, the next beat's round picks them up).
+                    statement = sql(_sql.LOCK_MARKS + _sql.marks(len(chunk)) + self._skip_locked)
+                    rows = [
+                        (name, self._dialect.ts_out(mark))
+                        for name, mark in conn.execute(statement, (ts_in(at), *chunk)).fetchall()
+                    ]
+                if rows:
+                    locked = [name for name, _ in rows]
+                    view = RoundView(dict(rows), self._load(conn, locked))
+                    claims = list(decide(view).claims)
+                    won = self._insert_claims(conn, claims, owner, created)
+                    conn.execute(
+                        sql(_sql.ADVANCE_MARKS + _sql.marks(len(locked))),
+                        (ts_in(at), ts_in(at), *locked),
+                    )
+                    done = list(zip(claims, won, strict=True))
+                last = start >= len(behind)
+                if last:  # the last batch moves the store's watermark
+                    conn.execute(sql(_sql.INSERT_STORE_MARK), (ts_in(at),))
+                    conn.execute(sql(_sql.ADVANCE_STORE_MARK), (ts_in(at), ts_in(at)))
+            outcomes.extend(done)
+            if claimed is not None and done:
+                claimed(done)
+            if last:
+                return outcomes
 
     def _insert_claims(
         self, conn: Any, claims: Sequence[RoundClaim], owner: str, created: Any

@@ -263,16 +263,20 @@ class RunStore(Protocol):
         now: datetime,
         decide: Decide,
         batch: int = 64,
+        claimed: Callable[[list[tuple[RoundClaim, bool]]], None] | None = None,
     ) -> list[tuple[RoundClaim, bool]]:
         """Plan, claim and advance the watermarks of ``pipelines`` up to ``at``.
 
         Pipelines without a watermark start at ``init``. Repeatedly, in one
         transaction each: lock up to ``batch`` of those pipelines whose watermark
-        is before ``at`` (skipping those another caller holds), show them to
+        is before ``at`` (later batches up to four times that; pipelines another
+        caller holds are skipped, not waited for), show them to
         ``decide``, claim what it returns (owned by ``owner``, admitted, waiting
         or skipped as it says) and move their watermarks to ``at`` (never back).
         Returns each claim decided with whether it was won (a release claimed
-        before is ``False``), in order. The store's watermark
+        before is ``False``), in order; ``claimed`` gets them batch by batch as
+        each commits, so the caller can dispatch before the round ends. The
+        store's watermark
         (:meth:`get_watermark`) moves to ``at`` too, if it was before.
 
         Raises:

@@ -35,14 +35,17 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from ..errors import StoreError
+from ._codec import utc
 from .records import Claim, RunRecord
 
 __all__ = [
     "ClaimState",
+    "DaemonState",
+    "DaemonView",
     "Decide",
     "Decision",
     "OwnerLost",
@@ -52,6 +55,7 @@ __all__ = [
     "RoundClaim",
     "RoundView",
     "Takeover",
+    "daemon_views",
 ]
 
 
@@ -185,3 +189,77 @@ class Decision:
 
 Decide = Callable[[RoundView], Decision]
 """Plans one batch of a claim round (runs inside the batch's transaction)."""
+
+
+# -- how a daemon stands, for `workflow health` and /health -----------------------
+
+DaemonState = Literal["live", "unresponsive", "stopped", "lost"]
+
+
+@dataclass(frozen=True)
+class DaemonView:
+    """One daemon of the run store as ``workflow health`` shows it at one instant.
+
+    Attributes:
+        record: The daemon as the store knows it.
+        state: ``live``; ``unresponsive`` (live, but silent for longer than the
+            lease: another daemon on a shared store takes its work over);
+            ``stopped`` (left cleanly) or ``lost`` (taken over).
+        age: Seconds since its last heartbeat (never negative).
+        stale: Its last heartbeat is older than the stale window.
+        current: ``False`` for a daemon that stopped or was lost more than the
+            stale window ago: kept on the store for the record only.
+    """
+
+    record: OwnerRecord
+    state: DaemonState
+    age: float
+    stale: bool
+    current: bool
+
+    @property
+    def live(self) -> bool:
+        """Live on the store (``live`` or ``unresponsive``)."""
+        return self.record.state is OwnerState.LIVE
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able view, with the field names of the API's ``schedulers`` items."""
+        record = self.record
+        return {
+            "owner": record.owner,
+            "host": record.host,
+            "pid": record.pid,
+            "state": self.state,
+            "started": record.started.isoformat(),
+            "last_heartbeat": record.heartbeat.isoformat(),
+            "age_seconds": round(self.age, 3),
+            "stale": self.stale,
+            "taken_by": record.taken_by,
+            "ended": None if record.ended is None else record.ended.isoformat(),
+            "current": self.current,
+        }
+
+
+def daemon_views(
+    owners: Sequence[OwnerRecord], *, now: datetime, lease: timedelta, stale: timedelta
+) -> list[DaemonView]:
+    """How each daemon in ``owners`` stands at ``now`` (same order).
+
+    A live daemon silent for longer than ``lease`` is ``unresponsive`` (it is
+    taken over); a daemon that stopped or was lost (ended) more than ``stale``
+    ago is no longer ``current``.
+    """
+    now = utc(now)
+    views = []
+    for record in owners:
+        silent = max(now - record.heartbeat, timedelta(0))
+        state: DaemonState
+        current = True
+        if record.state is OwnerState.LIVE:
+            state = "unresponsive" if silent > lease else "live"
+        else:
+            state = "stopped" if record.state is OwnerState.STOPPED else "lost"
+            ended = record.ended if record.ended is not None else record.heartbeat
+            current = now - ended <= stale
+        views.append(DaemonView(record, state, silent.total_seconds(), silent > stale, current))
+    return views

@@ -446,6 +446,7 @@ class MemoryRunStore(RunStoreBase):
         now: datetime,
         decide: Decide,
         batch: int = 64,
+        claimed: Callable[[list[tuple[RoundClaim, bool]]], None] | None = None,
     ) -> list[tuple[RoundClaim, bool]]:
         until, start, created = utc(at), utc(init), utc(now)
         outcomes: list[tuple[RoundClaim, bool]] = []
@@ -463,7 +464,10 @@ class MemoryRunStore(RunStoreBase):
                 won = [self._insert_claim(item, owner, created) for item in claims]
                 for name in locked:
                     self._marks[name] = max(self._marks[name], until)
-                outcomes.extend(zip(claims, won, strict=True))
+                done = list(zip(claims, won, strict=True))
+                outcomes.extend(done)
+                if claimed is not None:
+                    claimed(done)
             mark = self._state.get("watermark")
             if mark is None or mark[0] < until:
                 self._state["watermark"] = (until, "")

@@ -42,6 +42,7 @@ from ._codec import dumps_json, utc
 from ._pool import Pool
 from ._sqlbase import SqlRunStore
 from .base import Claim, DuplicateRun, TriggerKind
+from .fleet import RoundClaim
 
 __all__ = ["PostgresRunStore"]
 
@@ -110,11 +111,17 @@ ORDER BY n
 ON CONFLICT (pipeline, release_schedule, release_at) DO NOTHING
 RETURNING run_id
 """
-_LOCK_BATCH = """
-SELECT pipeline, at FROM workflow_watermarks
-WHERE pipeline = ANY(%s) AND at < %s
-ORDER BY pipeline LIMIT %s
-FOR UPDATE SKIP LOCKED
+_ROUND_CLAIMS = """
+INSERT INTO workflow_runs (run_id, pipeline, trigger_kind, status, release_schedule,
+                           release_at, logical_date, params, errors, created, ended, error,
+                           owner, admitted)
+SELECT r, p, 'schedule', st, s, a, l, pa, '[]'::json, %s, e, er, %s, ad
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],
+            %s::timestamptz[], %s::json[], %s::timestamptz[], %s::text[], %s::timestamptz[])
+     WITH ORDINALITY AS t(r, p, st, s, a, l, pa, e, er, ad, n)
+ORDER BY n
+ON CONFLICT (pipeline, release_schedule, release_at) DO NOTHING
+RETURNING run_id
 """
 _LOCK_HOLDER = """
 SELECT a.pid, a.application_name, COALESCE(host(a.client_addr), 'local socket')
@@ -166,6 +173,7 @@ class PostgresRunStore(SqlRunStore):
     _finish_sql = _FINISH
     _for_update = " FOR UPDATE"
     _for_share = " FOR SHARE"
+    _skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def shared(self) -> bool:
         return True
@@ -215,6 +223,10 @@ class PostgresRunStore(SqlRunStore):
     def _connect(self, **overrides: Any) -> Any:
         with self._errors():
             conn = self._pg.connect(autocommit=True, **{**self._params, **overrides})
+            # Plan every statement with the table as it is now: a plan prepared while
+            # a table was small (the first claims of a round) turns into a full scan
+            # once thousands of runs are waiting.
+            conn.prepare_threshold = None
             try:
                 conn.execute("SET TIME ZONE 'UTC'")
                 for setting, value in _SESSION.items():
@@ -293,11 +305,31 @@ class PostgresRunStore(SqlRunStore):
             won = {row[0] for row in conn.execute(_CLAIM_MANY, values).fetchall()}
         return [c.run_id in won for c in claims]
 
-    def _lock_batch(
-        self, conn: Any, pipelines: Sequence[str], at: datetime, size: int
-    ) -> list[tuple[str, datetime]]:
-        rows = conn.execute(_LOCK_BATCH, (list(pipelines), utc(at), size)).fetchall()
-        return [(name, _ts_out(mark)) for name, mark in rows]
+    def _insert_claims(
+        self, conn: Any, claims: Sequence[RoundClaim], owner: str, created: Any
+    ) -> list[bool]:
+        if not claims:
+            return []
+        rows = [self._claim_values(item, owner, created) for item in claims]
+        columns = list(zip(*rows, strict=True))
+        # _claim_values order: run_id, pipeline, status, schedule, at, logical, params,
+        # created, ended, error, owner, admitted
+        values = (
+            created,
+            owner,
+            list(columns[0]),
+            list(columns[1]),
+            list(columns[2]),
+            list(columns[3]),
+            list(columns[4]),
+            list(columns[5]),
+            list(columns[6]),
+            list(columns[8]),
+            list(columns[9]),
+            list(columns[11]),
+        )
+        won = {row[0] for row in conn.execute(_ROUND_CLAIMS, values).fetchall()}
+        return [item.claim.run_id in won for item in claims]
 
     def _insert_run(self, conn: Any, values: Sequence[Any], idempotency_key: str | None) -> None:
         if conn.execute(_INSERT_RUN, values).fetchone() is None:

@@ -248,14 +248,6 @@ class SqliteRunStore(SqlRunStore):
         with self._write() as conn:
             return [conn.execute(_sql.CLAIM, row).rowcount == 1 for row in rows]
 
-    def _lock_batch(
-        self, conn: sqlite3.Connection, pipelines: Sequence[str], at: datetime, size: int
-    ) -> list[tuple[str, datetime]]:
-        # One daemon per SQLite store, and BEGIN IMMEDIATE holds the whole database.
-        wanted = set(pipelines)
-        rows = conn.execute(_sql.MARKS_BEFORE, (ts_text(at),)).fetchall()
-        return [(name, _ts_out(mark)) for name, mark in rows if name in wanted][:size]
-
     def _insert_run(
         self, conn: sqlite3.Connection, values: Sequence[Any], idempotency_key: str | None
     ) -> None:

@@ -1,0 +1,303 @@
+"""The fleet part of the run store contract: owners, takeover, fences, rounds, slots.
+
+Runs against the shared in-memory store, SQLite and PostgreSQL (skipped with
+the reason when no server answers).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from ddeutil.workflow.result import Status
+from ddeutil.workflow.runs import ReleaseKey
+from ddeutil.workflow.store import MemoryRunStore, RunStore, open_store
+from ddeutil.workflow.store.base import Claim
+from ddeutil.workflow.store.fleet import (
+    ClaimState,
+    Decision,
+    OwnerLost,
+    OwnerRecord,
+    OwnerState,
+    RoundClaim,
+    RoundView,
+)
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+LEASE = timedelta(seconds=30)
+CRON = "* * * * * UTC"
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
+    if request.param == "memory":
+        opened: RunStore = MemoryRunStore(shared=True)
+    elif request.param == "sqlite":
+        opened = open_store(f"sqlite:///{tmp_path / 'runs.db'}")
+    else:
+        opened = open_store(str(request.getfixturevalue("postgres_url")))
+    yield opened
+    opened.close()
+
+
+def reason(owner: OwnerRecord) -> str:
+    return f"interrupted: owner {owner.owner or '?'} lost"
+
+
+def join(store: RunStore, *owners: str, now: datetime = T0) -> None:
+    for owner in owners:
+        assert store.join(owner, now=now, host="host", pid=1)
+
+
+def round_claim(pipeline: str, minute: int, state: ClaimState, run_id: str) -> RoundClaim:
+    at = T0 + timedelta(minutes=minute)
+    release = ReleaseKey(pipeline, CRON, at)
+    return RoundClaim(
+        Claim(release, run_id, {}, at), state, "skip" if state is ClaimState.SKIPPED else None
+    )
+
+
+def claim_all(
+    store: RunStore, owner: str, minute: int, states: dict[str, ClaimState]
+) -> list[tuple[RoundClaim, bool]]:
+    """One round at ``T0 + minute`` claiming one release of each pipeline in ``states``."""
+
+    def decide(view: RoundView) -> Decision:
+        return Decision(
+            tuple(
+                round_claim(name, minute, states[name], f"{name}-{minute}-{owner}")
+                for name in sorted(view.watermarks)
+            )
+        )
+
+    at = T0 + timedelta(minutes=minute)
+    return store.claim_round(list(states), owner=owner, at=at, init=T0, now=at, decide=decide)
+
+
+# -- owners ----------------------------------------------------------------------
+
+
+def test_owners_join_beat_and_leave(store: RunStore) -> None:
+    join(store, "a", "b")
+    assert not store.join("a", now=T0, host="other", pid=2)  # an id is never live twice
+    assert store.heartbeat(now=T0 + timedelta(seconds=10), owner="a")
+    store.leave("b", now=T0 + timedelta(seconds=20))
+    assert not store.heartbeat(now=T0 + timedelta(seconds=30), owner="b")
+    owners = {o.owner: o for o in store.owners()}
+    assert owners["a"].state is OwnerState.LIVE
+    assert owners["a"].heartbeat == T0 + timedelta(seconds=10)
+    assert (owners["a"].host, owners["a"].pid) == ("host", 1)
+    assert owners["b"].state is OwnerState.STOPPED
+    assert owners["b"].ended == T0 + timedelta(seconds=20)
+    assert [o.owner for o in store.owners()] == ["a", "b"]  # newest heartbeat first
+
+
+def test_take_over_moves_pending_fails_running_and_fences_the_lost_owner(
+    store: RunStore,
+) -> None:
+    join(store, "a", "b")
+    claim_all(store, "a", 1, {"p": ClaimState.ADMITTED, "q": ClaimState.WAITING})
+    assert store.mark_running("p-1-a", now=T0 + timedelta(minutes=1), owner="a")
+    later = T0 + LEASE + timedelta(seconds=1)
+    assert store.heartbeat(now=later, owner="b")
+
+    early = store.take_over("b", now=T0 + timedelta(seconds=20), lease=LEASE, reason=reason)
+    assert early.owners == ()  # a's lease has not run out
+    taken = store.take_over("b", now=later, lease=LEASE, reason=reason)
+    assert [o.owner for o in taken.owners] == ["a"]
+    assert [r.run_id for r in taken.adopted] == ["q-1-a"]
+    assert taken.adopted[0].owner == "b"
+    assert taken.failed == ("p-1-a",)
+    failed = store.get_run("p-1-a")
+    assert failed is not None
+    assert failed.status is Status.FAILED
+    assert failed.error == "interrupted: owner a lost"
+    assert failed.errors[0].kind == "Interrupted"
+    # Exactly once: nothing left to take, by anyone.
+    assert store.take_over("b", now=later, lease=LEASE, reason=reason) == type(taken)()
+
+    # The fence: a cannot beat, start, finish, claim or admit any more.
+    assert not store.heartbeat(now=later, owner="a")
+    assert not store.mark_running("q-1-a", now=later, owner="a")
+    assert not store.finish("p-1-a", status=Status.SUCCESS, now=later, owner="a")
+    with pytest.raises(OwnerLost, match="owner a"):
+        claim_all(store, "a", 2, {"p": ClaimState.ADMITTED})
+    with pytest.raises(OwnerLost):
+        store.take_over("a", now=later, lease=LEASE, reason=reason)
+    assert store.admit("q", owner="a", limit=1, now=later) == []
+    # b owns what it adopted.
+    assert store.admit("q", owner="b", limit=1, now=later) == ["q-1-a"]
+    assert store.mark_running("q-1-a", now=later, owner="b")
+    assert store.finish("q-1-a", status=Status.SUCCESS, now=later, owner="b")
+    owner_a = {o.owner: o for o in store.owners()}["a"]
+    assert (owner_a.state, owner_a.taken_by) == (OwnerState.LOST, "b")
+
+
+def test_a_live_owner_is_never_taken_over_but_everyone_takes_all(store: RunStore) -> None:
+    join(store, "a", "b")
+    claim_all(store, "a", 1, {"p": ClaimState.ADMITTED})
+    assert (
+        store.take_over("b", now=T0 + timedelta(seconds=5), lease=LEASE, reason=reason).owners == ()
+    )
+    taken = store.take_over(
+        "b", now=T0 + timedelta(seconds=5), lease=LEASE, everyone=True, reason=reason
+    )
+    assert [r.run_id for r in taken.adopted] == ["p-1-a"]
+
+
+def test_runs_without_an_owner_are_adopted_only_when_asked(store: RunStore) -> None:
+    join(store, "b")
+    release = ReleaseKey("p", CRON, T0)
+    assert store.claim(release, run_id="old", params={}, logical_date=T0, now=T0)
+    assert store.claim(
+        ReleaseKey("p", CRON, T0 + timedelta(minutes=1)),
+        run_id="older-running",
+        params={},
+        logical_date=T0,
+        now=T0,
+    )
+    store.mark_running("older-running", now=T0)
+    assert store.take_over("b", now=T0, lease=LEASE, reason=reason).adopted == ()
+    taken = store.take_over("b", now=T0, lease=LEASE, unowned=True, reason=reason)
+    assert [r.run_id for r in taken.adopted] == ["old"]
+    assert taken.failed == ("older-running",)
+    assert store.get_run("older-running").error == "interrupted: owner ? lost"  # type: ignore[union-attr]
+
+
+def test_concurrent_takers_split_nothing_one_wins(store: RunStore) -> None:
+    join(store, "dead", "b", "c")
+    claim_all(store, "dead", 1, {f"p{n}": ClaimState.WAITING for n in range(20)})
+    later = T0 + LEASE + timedelta(minutes=2)
+    for owner in ("b", "c"):
+        assert store.heartbeat(now=later, owner=owner)
+    results: dict[str, int] = {}
+    barrier = threading.Barrier(2)
+
+    def take(owner: str) -> None:
+        barrier.wait(timeout=10)
+        results[owner] = len(store.take_over(owner, now=later, lease=LEASE, reason=reason).adopted)
+
+    threads = [threading.Thread(target=take, args=(o,)) for o in ("b", "c")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(results.values()) == [0, 20]
+
+
+# -- claim rounds ------------------------------------------------------------------
+
+
+def test_a_round_claims_once_moves_watermarks_and_records_states(store: RunStore) -> None:
+    join(store, "a", "b")
+    won = claim_all(
+        store,
+        "a",
+        1,
+        {
+            "admitted": ClaimState.ADMITTED,
+            "waiting": ClaimState.WAITING,
+            "skip": ClaimState.SKIPPED,
+        },
+    )
+    assert [ok for _, ok in won] == [True, True, True]
+    skipped = store.get_run("skip-1-a")
+    assert skipped is not None
+    assert (skipped.status, skipped.error) == (Status.SKIPPED, "skip")
+    assert store.get_watermark() == T0 + timedelta(minutes=1)
+    load = store.load(["admitted", "waiting", "skip"])
+    assert (load["admitted"].running, load["admitted"].waiting) == (1, 0)
+    assert (load["waiting"].running, load["waiting"].waiting) == (0, 1)
+    assert "skip" not in load
+    # The same boundary again, by anyone: every watermark is there already.
+    assert claim_all(store, "b", 1, {"admitted": ClaimState.ADMITTED}) == []
+    # An older boundary (a clock stepped back) plans nothing and moves nothing back.
+    assert claim_all(store, "b", 0, {"admitted": ClaimState.ADMITTED}) == []
+    assert store.get_watermark() == T0 + timedelta(minutes=1)
+
+
+def test_a_release_claimed_before_is_refused_in_a_round(store: RunStore) -> None:
+    join(store, "a")
+    at = T0 + timedelta(minutes=1)
+    assert store.claim(ReleaseKey("p", CRON, at), run_id="x", params={}, logical_date=at, now=at)
+    won = claim_all(store, "a", 1, {"p": ClaimState.ADMITTED})
+    assert [ok for _, ok in won] == [False]
+    assert store.get_run("p-1-a") is None
+
+
+def test_pipelines_new_to_the_store_start_at_init(store: RunStore) -> None:
+    join(store, "a")
+    seen: list[dict[str, datetime]] = []
+
+    def decide(view: RoundView) -> Decision:
+        seen.append(dict(view.watermarks))
+        return Decision()
+
+    at = T0 + timedelta(minutes=5)
+    store.claim_round(["p", "q"], owner="a", at=at, init=T0, now=at, decide=decide)
+    assert seen == [{"p": T0, "q": T0}]
+
+
+# -- slots -------------------------------------------------------------------------
+
+
+def test_admit_gives_slots_oldest_release_first_to_their_owners(store: RunStore) -> None:
+    join(store, "a", "b")
+    claim_all(store, "a", 1, {"p": ClaimState.ADMITTED})
+    claim_all(store, "b", 2, {"p": ClaimState.WAITING})
+    claim_all(store, "a", 3, {"p": ClaimState.WAITING})
+    now = T0 + timedelta(minutes=3)
+    assert store.admit("p", owner="a", limit=1, now=now) == []  # the slot is taken
+    assert store.admit("p", owner="a", limit=2, now=now) == []  # b's older release is next
+    assert store.admit("p", owner="b", limit=2, now=now) == ["p-2-b"]
+    assert store.admit("p", owner="a", limit=2, now=now) == []
+    assert store.finish("p-1-a", status=Status.SUCCESS, now=now, owner="a")
+    assert store.admit("p", owner="a", limit=2, now=now) == ["p-3-a"]
+
+
+# -- schema ------------------------------------------------------------------------
+
+
+def test_a_version_1_sqlite_store_is_migrated_and_its_runs_adopted(tmp_path: Path) -> None:
+    db = tmp_path / "v1.db"
+    with sqlite3.connect(db) as raw:
+        raw.executescript(
+            """
+            CREATE TABLE workflow_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            INSERT INTO workflow_meta VALUES ('schema_version', '1');
+            CREATE TABLE workflow_runs (
+                run_id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, trigger_kind TEXT NOT NULL,
+                status TEXT NOT NULL, release_schedule TEXT, release_at TEXT,
+                logical_date TEXT, params TEXT NOT NULL, context TEXT, errors TEXT NOT NULL,
+                created TEXT NOT NULL, started TEXT, ended TEXT, error TEXT,
+                idempotency_key TEXT,
+                CONSTRAINT workflow_runs_release_uq UNIQUE (pipeline, release_schedule, release_at),
+                CONSTRAINT workflow_runs_idempotency_uq UNIQUE (idempotency_key));
+            CREATE TABLE workflow_state (name TEXT PRIMARY KEY, at TEXT NOT NULL,
+                owner TEXT NOT NULL);
+            INSERT INTO workflow_runs VALUES ('r1', 'p', 'schedule', 'PENDING', 'k',
+                '2024-01-01T00:01:00.000000+00:00', NULL, '{}', NULL, '[]',
+                '2024-01-01T00:01:00.000000+00:00', NULL, NULL, NULL, NULL);
+            INSERT INTO workflow_state VALUES ('heartbeat',
+                '2024-01-01T00:01:00.000000+00:00', 'old-daemon');
+            """
+        )
+    raw.close()
+    store = open_store(f"sqlite:///{db}")
+    try:
+        run = store.get_run("r1")
+        assert run is not None
+        assert run.owner is None
+        assert store.last_heartbeat() is None  # heartbeats are per daemon now
+        join(store, "new")
+        taken = store.take_over(
+            "new", now=T0, lease=LEASE, everyone=True, unowned=True, reason=reason
+        )
+        assert [r.run_id for r in taken.adopted] == ["r1"]
+    finally:
+        store.close()
