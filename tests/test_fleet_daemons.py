@@ -300,13 +300,16 @@ def test_three_daemons_survive_a_kill_a_pause_and_dropped_sessions(
             assert end.status is Status.FAILED, end
             assert end.error is not None
             assert end.error.startswith(f"interrupted: owner {victim_owner} lost")
+    starts = []
     for run in orphans:
         end = after[run.run_id]
         assert end.status is Status.SUCCESS, end
         assert end.owner not in (victim_owner, None), end
         assert end.started is not None
         assert end.started > killed_at
-        assert end.started - killed_at < timedelta(seconds=4 * LEASE + 2 * STAGE_SECONDS), end
+        starts.append(end.started)
+    # Taken over within about a lease and a few beats (the taker then runs them one by one).
+    assert min(starts) - killed_at < timedelta(seconds=4 * LEASE + 2), (killed_at, starts)
 
     # The daemon whose sessions were dropped logged it once, went on, and logged the end.
     said = survivor.messages()
