@@ -50,6 +50,8 @@ The summary counts, over the boundaries of the window (``pipelines`` x
   or paused past its lease (documented: not run again);
 * **lost**: a release with no run, or whose run never ended, or ended any other
   way; must be 0;
+* **lease lost by a daemon never paused**: a live daemon taken over (its runs
+  would be recorded FAILED for nothing); must be 0;
 * **takeover delay**: per kill, from the ``SIGKILL`` to the first and to the last
   start of the killed daemon's orphaned PENDING releases on the daemon that took
   them over (target: under lease + one beat, i.e. 4/3 of the lease, plus the
@@ -549,6 +551,16 @@ def analyse(
         "kills": kill_rows,
         "pauses": pause_rows,
         "lease_lost": lease_lost,
+        "unpaused_lease_lost": [
+            e
+            for e in lease_lost
+            if not any(
+                p["slot"] == e["slot"]
+                and p["incarnation"] == e["incarnation"]
+                and p["at"] < e["when"] < p["at"] + p["length"] + 30
+                for p in chaos.pauses
+            )
+        ],
         "errors": dict(errors.most_common(20)),
         "owners": owners_table,
         "lease": lease,
@@ -583,6 +595,7 @@ def report(
         ("kill -9 + restart", len(chaos.kills)),
         ("SIGSTOP past the lease", len(chaos.pauses)),
         ("'lease lost' + rejoin logged", len(result["lease_lost"])),
+        ("  by a daemon never paused (must be 0)", len(result["unpaused_lease_lost"])),
         ("daemon crashes (exit on its own)", len(chaos.crashes)),
         ("kills taken over", f"{len(delays)} / {len(chaos.kills)}"),
     ]
@@ -637,7 +650,11 @@ def report(
             f"{p['lease_lost_logged'] or '-':>17}  {'yes' if p['rejoined'] else 'NO':>8}  "
             f"{p.get('taker', '-')}"
         )
-    for what, items in (("run twice", result["twice"]), ("lost", result["lost"])):
+    for what, items in (
+        ("run twice", result["twice"]),
+        ("lost", result["lost"]),
+        ("lease lost without a pause", result["unpaused_lease_lost"]),
+    ):
         if items:
             say(f"\n  {what} ({len(items)}), first 20:")
             for item in items[:20]:
