@@ -129,9 +129,9 @@ def test_take_over_moves_pending_fails_running_and_fences_the_lost_owner(
         claim_all(store, "a", 2, {"p": ClaimState.ADMITTED})
     with pytest.raises(OwnerLost):
         store.take_over("a", now=later, lease=LEASE, reason=reason)
-    assert store.admit("q", owner="a", limit=1, now=later) == []
+    assert store.admit({"q": 1}, owner="a", now=later) == []
     # b owns what it adopted.
-    assert store.admit("q", owner="b", limit=1, now=later) == ["q-1-a"]
+    assert store.admit({"q": 1}, owner="b", now=later) == ["q-1-a"]
     assert store.mark_running("q-1-a", now=later, owner="b")
     assert store.finish("q-1-a", status=Status.SUCCESS, now=later, owner="b")
     owner_a = {o.owner: o for o in store.owners()}["a"]
@@ -252,12 +252,23 @@ def test_admit_gives_slots_oldest_release_first_to_their_owners(store: RunStore)
     claim_all(store, "b", 2, {"p": ClaimState.WAITING})
     claim_all(store, "a", 3, {"p": ClaimState.WAITING})
     now = T0 + timedelta(minutes=3)
-    assert store.admit("p", owner="a", limit=1, now=now) == []  # the slot is taken
-    assert store.admit("p", owner="a", limit=2, now=now) == []  # b's older release is next
-    assert store.admit("p", owner="b", limit=2, now=now) == ["p-2-b"]
-    assert store.admit("p", owner="a", limit=2, now=now) == []
+    assert store.admit({"p": 1}, owner="a", now=now) == []  # the slot is taken
+    assert store.admit({"p": 2}, owner="a", now=now) == []  # b's older release is next
+    assert store.admit({"p": 2}, owner="b", now=now) == ["p-2-b"]
+    assert store.admit({"p": 2}, owner="a", now=now) == []
     assert store.finish("p-1-a", status=Status.SUCCESS, now=now, owner="a")
-    assert store.admit("p", owner="a", limit=2, now=now) == ["p-3-a"]
+    assert store.admit({"p": 2}, owner="a", now=now) == ["p-3-a"]
+
+
+def test_admit_serves_several_pipelines_in_one_call(store: RunStore) -> None:
+    join(store, "a", "b")
+    claim_all(store, "a", 1, {"p": ClaimState.WAITING, "q": ClaimState.WAITING})
+    claim_all(store, "b", 1, {"r": ClaimState.WAITING})
+    claim_all(store, "a", 2, {"p": ClaimState.WAITING, "q": ClaimState.WAITING})
+    now = T0 + timedelta(minutes=2)
+    admitted = store.admit({"p": 1, "q": 2, "r": 1}, owner="a", now=now)
+    assert sorted(admitted) == ["p-1-a", "q-1-a", "q-2-a"]  # r's head is b's
+    assert store.admit({}, owner="a", now=now) == []
 
 
 # -- schema ------------------------------------------------------------------------

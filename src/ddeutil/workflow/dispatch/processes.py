@@ -473,7 +473,8 @@ class ProcessExecutor:
 
     def _end_now(self, request: RunRequest, status: Status, message: str, *, kind: str) -> None:
         """Record a run that will not reach a worker as ended, and report its end."""
-        logger.error("run not started: %s", message, extra=log_extra(request))
+        log = logger.warning if status is Status.CANCELLED else logger.error  # asked for
+        log("run not started: %s", message, extra=log_extra(request))
         if self._store is None:
             self._store = open_store(self._url)
         now = self._clock.now()

@@ -338,8 +338,7 @@ class Scheduler:
             connected = self._connected_since
             if not self._exclusive and connected is not None and at - connected >= self._lease:
                 self._take_over(at, everyone=False, unowned=False)
-            for name in self._queues.with_waiting():
-                self._pump(name)
+            self._pump(self._queues.with_waiting())
             target = self._due_at
             behind = self._watermark is None or (target is not None and self._watermark < target)
             if target is not None and (behind or not self._exclusive):
@@ -425,8 +424,7 @@ class Scheduler:
             )
         for run in taken.adopted:
             self._recover_pending(run, at)
-        for name in self._queues.with_waiting():
-            self._pump(name)
+        self._pump(self._queues.with_waiting())
 
     def _interrupted(self, gone: OwnerRecord) -> str:
         """Why a run of the daemon ``gone`` is recorded FAILED when it is taken over."""
@@ -649,10 +647,7 @@ class Scheduler:
         with self._lock:
             if self._state is not SchedulerState.RUNNING:
                 return []
-            started: list[str] = []
-            for name in self._queues.with_waiting():
-                started.extend(self._pump(name))
-            return started
+            return self._pump(self._queues.with_waiting())
 
     def limit(self, entry: CatalogEntry) -> int:
         """How many runs of ``entry``'s pipeline hold a slot at once, fleet-wide."""
@@ -676,32 +671,34 @@ class Scheduler:
         self._executor.submit(request)
         self._queues.started(name, item.run_id)
 
-    def _pump(self, name: str) -> list[str]:
-        """Start waiting runs of ``name`` the store gives a slot; return their run ids."""
-        loaded = self._catalog.get(name)
+    def _pump(self, names: Iterable[str]) -> list[str]:
+        """Start the waiting runs of ``names`` the store gives a slot; return their run ids."""
         now = ensure_utc(self._clock.now())
-        if loaded is None:
+        limits: dict[str, int] = {}
+        for name in names:
+            loaded = self._catalog.get(name)
+            if loaded is not None:
+                limits[name] = self.limit(loaded)
+                continue
             reason = f"pipeline {name!r} is no longer in the conf folder"
             for item in self._queues.take(name):
                 logger.error("claimed run cannot start: %s", reason, extra={"run_id": item.run_id})
                 self._store.finish(
                     item.run_id, status=Status.FAILED, now=now, error=reason, owner=self.owner
                 )
+        if not limits:
             return []
-        admitted = self._store.admit(name, owner=self.owner, limit=self.limit(loaded), now=now)
+        admitted = set(self._store.admit(limits, owner=self.owner, now=now))
         started: list[str] = []
-        for item in self._queues.take(name, admitted):
-            self._submit(name, item)
-            started.append(item.run_id)
+        for name in limits:
+            for item in self._queues.take(name, admitted):
+                self._submit(name, item)
+                started.append(item.run_id)
         return started
 
     def _handle_events(self, events: Iterable[RunEvent]) -> list[str]:
         touched = self._forget(events)
-        started: list[str] = []
-        waiting = set(self._queues.with_waiting())
-        for name in touched & waiting:
-            started.extend(self._pump(name))
-        return started
+        return self._pump(touched & set(self._queues.with_waiting()))
 
     def _forget(self, events: Iterable[RunEvent]) -> set[str]:
         touched: set[str] = set()
@@ -729,7 +726,6 @@ class Scheduler:
         other daemons: each pipeline with waiting releases is checked. Returns
         the run ids started because a slot freed up.
         """
-        started: list[str] = []
         waiting = set(self._queues.with_waiting())
         for name, running in self._queues.in_flight():
             if name not in waiting:
@@ -738,9 +734,7 @@ class Scheduler:
                 record = self._store.get_run(run_id)
                 if record is None or record.status.is_terminal:
                     self._queues.finished(run_id)
-        for name in waiting:
-            started.extend(self._pump(name))
-        return started
+        return self._pump(waiting)
 
 
 class _Decider:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -468,23 +468,28 @@ class SqlRunStore(RunStoreBase):
         with self._read() as conn:
             return self._load(conn, pipelines)
 
-    def admit(self, pipeline: str, *, owner: str, limit: int, now: datetime) -> list[str]:
+    def admit(self, limits: Mapping[str, int], *, owner: str, now: datetime) -> list[str]:
         sql, ts_in = self._dialect.sql, self._dialect.ts_in
+        admitted: list[str] = []
+        if not limits:
+            return admitted
         with self._transaction() as conn:
             mark = conn.execute(sql(_sql.GET_STATE), ("watermark",)).fetchone()
             start = ts_in(now) if mark is None else mark[0]
-            conn.execute(sql(_sql.ENSURE_MARK), (pipeline, start))
-            conn.execute(sql(_sql.LOCK_MARK + self._for_update), (pipeline,)).fetchone()
-            busy = int(conn.execute(sql(_sql.IN_SLOTS), (pipeline,)).fetchone()[0])
-            free = limit - busy
-            if free <= 0:
-                return []
-            heads = conn.execute(sql(_sql.HEADS), (pipeline, free)).fetchall()
-            mine = [run_id for run_id, holder in heads if holder == owner]
-            if mine:
-                statement = sql(_sql.ADMIT + _sql.marks(len(mine)))
-                conn.execute(statement, (ts_in(now), owner, *mine))
-        return mine
+            for pipeline in sorted(limits):  # one lock order for every caller
+                conn.execute(sql(_sql.ENSURE_MARK), (pipeline, start))
+                conn.execute(sql(_sql.LOCK_MARK + self._for_update), (pipeline,)).fetchone()
+                busy = int(conn.execute(sql(_sql.IN_SLOTS), (pipeline,)).fetchone()[0])
+                free = limits[pipeline] - busy
+                if free <= 0:
+                    continue
+                heads = conn.execute(sql(_sql.HEADS), (pipeline, free)).fetchall()
+                mine = [run_id for run_id, holder in heads if holder == owner]
+                if mine:
+                    statement = sql(_sql.ADMIT + _sql.marks(len(mine)))
+                    conn.execute(statement, (ts_in(now), owner, *mine))
+                    admitted.extend(mine)
+        return admitted
 
     def ping(self) -> bool:
         try:

@@ -284,13 +284,14 @@ class RunStore(Protocol):
         """
         ...
 
-    def admit(self, pipeline: str, *, owner: str, limit: int, now: datetime) -> list[str]:
-        """Give free slots of ``pipeline`` to ``owner``'s waiting claims; return their run ids.
+    def admit(self, limits: Mapping[str, int], *, owner: str, now: datetime) -> list[str]:
+        """Give free slots to ``owner``'s waiting claims; return the run ids admitted.
 
-        At most ``limit`` scheduled runs of ``pipeline`` hold a slot at once
-        (RUNNING, or PENDING and admitted), fleet-wide. Free slots go to the
-        oldest waiting releases first, whoever owns them; only ``owner``'s are
-        admitted by this call (the others are left to their owners).
+        ``limits`` maps each pipeline to its limit: at most that many scheduled
+        runs of the pipeline hold a slot at once (RUNNING, or PENDING and
+        admitted), fleet-wide. Free slots go to the oldest waiting releases
+        first, whoever owns them; only ``owner``'s are admitted by this call
+        (the others are left to their owners). One transaction for all of them.
         """
         ...
 

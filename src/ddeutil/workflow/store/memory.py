@@ -10,7 +10,7 @@ between processes: worker processes need a URL store (SQLite, PostgreSQL).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -488,23 +488,23 @@ class MemoryRunStore(RunStoreBase):
         self._claims[claim.release] = claim.run_id
         return True
 
-    def admit(self, pipeline: str, *, owner: str, limit: int, now: datetime) -> list[str]:
+    def admit(self, limits: Mapping[str, int], *, owner: str, now: datetime) -> list[str]:
         at = utc(now)
+        admitted: list[str] = []
         with self._mutex:
             self._check()
-            load = self._load([pipeline]).get(pipeline, PipelineLoad())
-            free = limit - load.running
-            if free <= 0:
-                return []
-            heads = [
-                row
-                for row in self._rows_by_status(Status.PENDING, TriggerKind.SCHEDULE)
-                if row.pipeline == pipeline and row.admitted is None
-            ][:free]
-            mine = [row.run_id for row in heads if row.owner == owner]
-            for run_id in mine:
-                self._runs[run_id] = replace(self._runs[run_id], admitted=at)
-            return mine
+            loads = self._load(list(limits))
+            pending = self._rows_by_status(Status.PENDING, TriggerKind.SCHEDULE)
+            for pipeline in sorted(limits):
+                free = limits[pipeline] - loads.get(pipeline, PipelineLoad()).running
+                if free <= 0:
+                    continue
+                heads = [r for r in pending if r.pipeline == pipeline and r.admitted is None]
+                for row in heads[:free]:
+                    if row.owner == owner:
+                        self._runs[row.run_id] = replace(row, admitted=at)
+                        admitted.append(row.run_id)
+            return admitted
 
     def scheduler_lock(self, owner: str) -> AbstractContextManager[None]:
         self._check()
