@@ -670,7 +670,9 @@ def report(
     say("\n  owners on the store (state, taken_by):")
     for o in result["owners"]:
         say(f"    {o['owner']:<44} {o['state']:<8} {o['taken_by'] or '-'}")
-    verdict = not result["twice"] and not result["lost"] and not chaos.crashes
+    verdict = not (
+        result["twice"] or result["lost"] or result["unpaused_lease_lost"] or chaos.crashes
+    )
     say(f"\n  VERDICT: {'PASS' if verdict else 'FAIL'}")
 
 
@@ -834,7 +836,9 @@ def main() -> int:
             with psycopg.connect(base, autocommit=True, connect_timeout=5) as conn:
                 conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
             shutil.rmtree(work, ignore_errors=True)
-    ok = result is not None and not result["twice"] and not result["lost"] and not chaos.crashes
+    ok = result is not None and not (
+        result["twice"] or result["lost"] or result["unpaused_lease_lost"] or chaos.crashes
+    )
     return 0 if ok else 1
 
 
