@@ -122,5 +122,27 @@ def postgres_url(postgres_base: str) -> Iterator[str]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run ``slow`` (wall-clock) tests first, so under xdist they overlap the rest."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Run ``slow`` (wall-clock) tests first, one per xdist worker, so they overlap the rest.
+
+    pytest-xdist's ``load`` scheduling hands each worker a first chunk of consecutive
+    tests (a quarter of its share of the collection). Each slow test goes to the head
+    of a different chunk: two slow tests side by side would both land on the first
+    worker and wait for each other. Every worker collects in the same order (the
+    controller checks it).
+    """
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    rest = [item for item in items if item.get_closest_marker("slow") is None]
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2 or not slow:
+        items[:] = slow + rest
+        return
+    chunk = max(len(items) // workers // 4, 2)
+    heads: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    for n, item in enumerate(slow):
+        heads[n % workers].append(item)
+    ordered: list[pytest.Item] = []
+    for head in heads:
+        take = max(chunk - len(head), 0)
+        ordered += head + rest[:take]
+        rest = rest[take:]
+    items[:] = ordered + rest
