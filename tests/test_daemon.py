@@ -400,6 +400,9 @@ class FakeScheduler:
     def beat(self, now: datetime | None = None) -> None:
         self.beats += 1
 
+    def keep_alive(self, now: datetime | None = None) -> bool:
+        return True
+
     def admit_waiting(self) -> list[str]:
         self.admitted += 1
         return []

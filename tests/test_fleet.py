@@ -531,3 +531,27 @@ def test_after_a_store_outage_the_boundary_is_claimed_once_and_nobody_is_taken_o
     }
     a.tick(at(10, 3))
     assert sorted(release_keys(scheduled(store))) == [("p", at(10, m)) for m in (1, 2, 3)]
+
+
+def test_the_lease_is_renewed_while_the_scheduler_is_busy_elsewhere(
+    store: RunStore, make_daemon: MakeDaemon, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline("p"))
+    a, _, _ = make_daemon("a")
+    held, release = threading.Event(), threading.Event()
+
+    def busy() -> None:  # a tick or takeover waiting on the database
+        with a._lock:
+            held.set()
+            release.wait(timeout=10)
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        assert held.wait(timeout=10)
+        assert a.keep_alive(at(10, 1, 10))
+        beats = {o.owner: o.heartbeat for o in store.owners()}
+        assert beats[a.owner] == at(10, 1, 10)
+    finally:
+        release.set()
+        worker.join(timeout=10)

@@ -126,7 +126,7 @@ def test_sessions_free_their_locks_when_a_client_stops_in_a_transaction(
             }
         assert settings == {
             "statement_timeout": "30s",
-            "idle_in_transaction_session_timeout": "10s",
+            "idle_in_transaction_session_timeout": "5s",
         }
     finally:
         store.close()
@@ -166,3 +166,37 @@ def test_daemons_share_the_lock_and_an_older_exclusive_holder_keeps_them_out(
 def test_unreachable_server_is_a_store_error() -> None:
     with pytest.raises(StoreError, match="PostgreSQL run store"):
         open_store("postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
+
+
+def test_admission_passes_over_a_pipeline_another_session_holds(
+    postgres_url: str, postgres_base: str
+) -> None:
+    import time
+
+    import psycopg
+
+    from ddeutil.workflow.store.base import Claim
+    from ddeutil.workflow.store.fleet import ClaimState, Decision, RoundClaim, RoundView
+
+    store = open_store(postgres_url)
+    schema = postgres_url.split("schema=", 1)[1].split("&", 1)[0]
+    try:
+        assert store.join("a", now=T0, host="h", pid=1)
+
+        def decide(view: RoundView) -> Decision:
+            claim = Claim(ReleaseKey("p", "k", T0), "p-1", {}, T0)
+            return Decision((RoundClaim(claim, ClaimState.WAITING),))
+
+        store.claim_round(
+            ["p"], owner="a", at=T0, init=T0.replace(year=2023), now=T0, decide=decide
+        )
+        with psycopg.connect(postgres_base) as paused:  # a daemon stopped mid-transaction
+            paused.execute(f"SET search_path TO {schema}")
+            paused.execute("SELECT at FROM workflow_watermarks WHERE pipeline = 'p' FOR UPDATE")
+            started = time.monotonic()
+            assert store.admit({"p": 1}, owner="a", now=T0) == []
+            assert time.monotonic() - started < 1.0  # passed over, not waited for
+            paused.rollback()
+        assert store.admit({"p": 1}, owner="a", now=T0) == ["p-1"]
+    finally:
+        store.close()

@@ -22,7 +22,9 @@ Lifecycle of ``python -m ddeutil.workflow.app`` (and ``workflow scheduler``):
    runs as soon as a slot frees up (asking the store every second while
    releases wait, since a slot may free up on another daemon), and calls
    :meth:`Scheduler.beat` every third of ``WORKFLOW_APP_LEASE_SECONDS``:
-   heartbeat, takeover of daemons whose lease ran out. A store that does not
+   heartbeat, takeover of daemons whose lease ran out. A thread of its own
+   renews the lease (:meth:`Scheduler.keep_alive`) on the same rhythm, so a
+   tick or takeover waiting on the database never lets the lease run out. A store that does not
    answer is retried at the next beat or tick, with the error logged once per
    outage, and the daemon goes on.
 4. Signals: **SIGTERM / SIGINT** stop ticking, let running pipelines finish for
@@ -216,6 +218,10 @@ class Daemon:
             else:
                 helper = threading.Thread(target=self._pump, name="scheduler-events", daemon=True)
                 helper.start()
+                lease = threading.Thread(
+                    target=self._keep_alive, name="scheduler-lease", daemon=True
+                )
+                lease.start()
                 self._loop()
         finally:
             logger.info("scheduler stopping (stop timeout %gs)", self._settings.app_stop_timeout)
@@ -295,8 +301,18 @@ class Daemon:
             else:
                 logger.info("%s received: stopping", signal.Signals(signum).name)
 
+    def _keep_alive(self) -> None:
+        """The lease thread: a heartbeat every third of the lease, whatever else waits."""
+        while not self._stop_events.wait(self._beat_every):
+            try:
+                self._scheduler.keep_alive()
+            except StoreError as exc:  # the helper thread's beat reports outages
+                logger.debug("heartbeat not written: %s", exc)
+            except Exception:
+                logger.exception("heartbeat failed")
+
     def _pump(self) -> None:
-        """The helper thread: executor events, waiting releases and the heartbeat."""
+        """The helper thread: executor events, waiting releases and the daemon's beat."""
         next_beat = time.monotonic() + self._beat_every
         while not self._stop_events.is_set():
             waiting = self._scheduler.waiting > 0

@@ -352,6 +352,26 @@ class Scheduler:
         if result.due:
             log_tick(result, log)
 
+    def keep_alive(self, now: datetime | None = None) -> bool:
+        """Renew this daemon's lease, without waiting for anything else the scheduler does.
+
+        The daemon calls it from a thread of its own, so a tick or a takeover
+        that waits on the database never lets the lease run out. Returns
+        ``False`` when the lease was lost (the next :meth:`beat` or
+        :meth:`tick` joins again).
+
+        Raises:
+            StoreError: the store does not answer.
+        """
+        at = ensure_utc(now if now is not None else self._clock.now())
+        if self._state not in (SchedulerState.RUNNING, SchedulerState.STOPPING):
+            return True
+        owner = self.owner
+        beaten = self._connected(lambda: self._store.heartbeat(now=at, owner=owner))
+        if self._connected_since is None:
+            self._connected_since = at
+        return beaten
+
     def _heartbeat(self, at: datetime) -> None:
         beaten = self._connected(lambda: self._store.heartbeat(now=at, owner=self.owner))
         if self._connected_since is None:
@@ -407,6 +427,9 @@ class Scheduler:
             )
         except OwnerLost:
             self._rejoin(at)
+            return
+        except StoreError as exc:  # e.g. a lock held too long: the next beat retries
+            logger.warning("takeover of daemons that are gone deferred: %s", exc)
             return
         for gone in taken.owners:
             logger.warning(
@@ -688,7 +711,11 @@ class Scheduler:
                 )
         if not limits:
             return []
-        admitted = set(self._store.admit(limits, owner=self.owner, now=now))
+        try:
+            admitted = set(self._store.admit(limits, owner=self.owner, now=now))
+        except StoreError as exc:  # the next poll, event or tick asks again
+            logger.warning("waiting releases not admitted now: %s", exc)
+            return []
         started: list[str] = []
         for name in limits:
             for item in self._queues.take(name, admitted):

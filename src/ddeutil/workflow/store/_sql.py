@@ -179,6 +179,7 @@ UNOWNED = (
     f"SELECT {_COLS} FROM workflow_runs WHERE owner IS NULL AND status = ? "
     f"AND trigger_kind = 'schedule' {PENDING_ORDER}"
 )
+LOCK_RUNS = "SELECT run_id FROM workflow_runs WHERE run_id IN "
 ADOPT = (
     "UPDATE workflow_runs SET owner = ?, admitted = NULL WHERE status = 'PENDING' AND run_id IN "
 )

@@ -316,6 +316,7 @@ class SqlRunStore(RunStoreBase):
         failed: list[str] = []
         for record in gone:
             with self._transaction() as conn:
+                self._bound_lock_waits(conn)
                 self._check_live(conn, owner)
                 values = (owner, at, record.owner, record.state.value, ts_in(record.heartbeat))
                 if conn.execute(sql(_sql.TAKE_OWNER), values).rowcount != 1:
@@ -327,6 +328,7 @@ class SqlRunStore(RunStoreBase):
         if unowned:
             placeholder = OwnerRecord("", "", 0, now, now, OwnerState.LOST)
             with self._transaction() as conn:
+                self._bound_lock_waits(conn)
                 self._check_live(conn, owner)
                 got, ended = self._adopt(conn, owner, None, at, reason(placeholder))
             adopted.extend(got)
@@ -339,25 +341,54 @@ class SqlRunStore(RunStoreBase):
     def _adopt(
         self, conn: Any, owner: str, gone: str | None, at: Any, reason: str
     ) -> tuple[list[RunRecord], list[str]]:
-        """Move ``gone``'s PENDING scheduled runs to ``owner``, fail its RUNNING ones."""
+        """Move ``gone``'s PENDING scheduled runs to ``owner``, fail its RUNNING ones.
+
+        Rows are locked in run id order, as admission locks them.
+        """
         sql = self._dialect.sql
         select = _sql.OWNED if gone is not None else _sql.UNOWNED
         args: tuple[Any, ...] = (gone,) if gone is not None else ()
-        pending = conn.execute(
-            sql(select + self._for_update), (*args, Status.PENDING.value)
-        ).fetchall()
-        records = [self._dialect.record(row) for row in pending]
+        which = " AND status = ? AND " + ("owner = ?" if gone is not None else "owner IS NULL")
+        rows = conn.execute(sql(select), (*args, Status.PENDING.value)).fetchall()
+        found = [self._dialect.record(row) for row in rows]
+        locked = set(
+            self._lock_runs(conn, [r.run_id for r in found], which, (Status.PENDING.value, *args))
+        )
+        records = [r for r in found if r.run_id in locked]  # still PENDING and theirs
         for chunk in _chunks([r.run_id for r in records]):
             conn.execute(sql(_sql.ADOPT + _sql.marks(len(chunk))), (owner, *chunk))
-        running = conn.execute(
-            sql(select + self._for_update), (*args, Status.RUNNING.value)
-        ).fetchall()
-        ids = [self._dialect.record(row).run_id for row in running]
+        rows = conn.execute(sql(select), (*args, Status.RUNNING.value)).fetchall()
+        ids = self._lock_runs(
+            conn,
+            [self._dialect.record(row).run_id for row in rows],
+            which,
+            (Status.RUNNING.value, *args),
+        )
         errors = dump_errors([ErrorRecord(message=reason, kind="Interrupted")])
         for chunk in _chunks(ids):
             conn.execute(sql(_sql.FAIL_IDS + _sql.marks(len(chunk))), (at, errors, reason, *chunk))
         adopted = [replace(r, owner=owner) for r in records]
         return adopted, ids
+
+    def _lock_runs(
+        self, conn: Any, run_ids: list[str], where: str = "", args: tuple[Any, ...] = ()
+    ) -> list[str]:
+        """Lock the rows of ``run_ids`` that still match ``where``, in run id order.
+
+        Takeover and admission lock the same rows; one order means no deadlock.
+        Returns the ids locked (sorted).
+        """
+        locked: list[str] = []
+        for chunk in _chunks(sorted(run_ids)):
+            statement = self._dialect.sql(
+                _sql.LOCK_RUNS + _sql.marks(len(chunk)) + where + " ORDER BY run_id"
+            )
+            rows = conn.execute(statement + self._for_update, (*chunk, *args)).fetchall()
+            locked.extend(row[0] for row in rows)
+        return locked
+
+    def _bound_lock_waits(self, conn: Any) -> None:
+        """Make a lock wait of this transaction fail after a while (PostgreSQL)."""
 
     def claim_round(
         self,
@@ -419,14 +450,17 @@ class SqlRunStore(RunStoreBase):
                     )
                     done = list(zip(claims, won, strict=True))
                 last = start >= len(behind)
-                if last:  # the last batch moves the store's watermark
-                    conn.execute(sql(_sql.INSERT_STORE_MARK), (ts_in(at),))
-                    conn.execute(sql(_sql.ADVANCE_STORE_MARK), (ts_in(at), ts_in(at)))
             outcomes.extend(done)
             if claimed is not None and done:
                 claimed(done)
             if last:
-                return outcomes
+                break
+        # The store's watermark (where new pipelines start) in statements of their own:
+        # one row every daemon writes must never be held by a batch's transaction.
+        with self._write() as conn:
+            conn.execute(sql(_sql.INSERT_STORE_MARK), (ts_in(at),))
+            conn.execute(sql(_sql.ADVANCE_STORE_MARK), (ts_in(at), ts_in(at)))
+        return outcomes
 
     def _insert_claims(
         self, conn: Any, claims: Sequence[RoundClaim], owner: str, created: Any
@@ -474,21 +508,28 @@ class SqlRunStore(RunStoreBase):
         if not limits:
             return admitted
         with self._transaction() as conn:
+            self._bound_lock_waits(conn)
             mark = conn.execute(sql(_sql.GET_STATE), ("watermark",)).fetchone()
             start = ts_in(now) if mark is None else mark[0]
-            for pipeline in sorted(limits):  # one lock order for every caller
+            for pipeline in sorted(limits):
                 conn.execute(sql(_sql.ENSURE_MARK), (pipeline, start))
-                conn.execute(sql(_sql.LOCK_MARK + self._for_update), (pipeline,)).fetchone()
+                # A pipeline another daemon is claiming or admitting right now is
+                # passed over (asked again at the next poll), never waited for.
+                held = conn.execute(sql(_sql.LOCK_MARK + self._skip_locked), (pipeline,))
+                if held.fetchone() is None:
+                    continue
                 busy = int(conn.execute(sql(_sql.IN_SLOTS), (pipeline,)).fetchone()[0])
                 free = limits[pipeline] - busy
                 if free <= 0:
                     continue
                 heads = conn.execute(sql(_sql.HEADS), (pipeline, free)).fetchall()
-                mine = [run_id for run_id, holder in heads if holder == owner]
-                if mine:
-                    statement = sql(_sql.ADMIT + _sql.marks(len(mine)))
-                    conn.execute(statement, (ts_in(now), owner, *mine))
-                    admitted.extend(mine)
+                admitted.extend(run_id for run_id, holder in heads if holder == owner)
+            if admitted:  # one lock order (run id); a run taken over meanwhile drops out
+                mine = " AND status = 'PENDING' AND admitted IS NULL AND owner = ?"
+                admitted = self._lock_runs(conn, admitted, mine, (owner,))
+            if admitted:
+                statement = sql(_sql.ADMIT + _sql.marks(len(admitted)))
+                conn.execute(statement, (ts_in(now), owner, *admitted))
         return admitted
 
     def ping(self) -> bool:

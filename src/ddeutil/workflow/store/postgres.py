@@ -136,9 +136,9 @@ _SESSION = {
     # A statement never waits on a lock or a dead peer forever ...
     "statement_timeout": "'30s'",
     # ... and a client that stops (SIGSTOP, a host lost) inside a transaction
-    # gives its row locks back after 10 s (a transaction of this store never
+    # gives its row locks back after 5 s (a transaction of this store never
     # idles that long), so other daemons are not held up by it.
-    "idle_in_transaction_session_timeout": "'10s'",
+    "idle_in_transaction_session_timeout": "'5s'",
     # The server notices a client host that vanished within about 25 s.
     "tcp_keepalives_idle": "10",
     "tcp_keepalives_interval": "5",
@@ -304,6 +304,9 @@ class PostgresRunStore(SqlRunStore):
         with self._write() as conn:
             won = {row[0] for row in conn.execute(_CLAIM_MANY, values).fetchall()}
         return [c.run_id in won for c in claims]
+
+    def _bound_lock_waits(self, conn: Any) -> None:
+        conn.execute("SET LOCAL lock_timeout = '2s'")
 
     def _insert_claims(
         self, conn: Any, claims: Sequence[RoundClaim], owner: str, created: Any
