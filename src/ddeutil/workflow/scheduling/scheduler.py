@@ -67,9 +67,8 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from operator import attrgetter
 from typing import Any, TypeVar
 
 from ..clock import Clock, ensure_utc
@@ -79,24 +78,22 @@ from ..errors import StoreError, WorkflowError
 from ..loader import Loader, RawTemplate
 from ..masking import Masker
 from ..result import Status
-from ..runs import ReleaseKey, TriggerKind, new_run_id
-from ..schedules.planner import Plan, PlannedSchedule, Release, advance_watermark, plan
+from ..runs import TriggerKind
+from ..schedules.planner import Plan, advance_watermark
 from ..settings import Settings
-from ..store.base import Claim, RunRecord, RunStore
+from ..store.base import RunRecord, RunStore
 from ..store.ends import EndJournal
 from ..store.fleet import (
     ClaimState,
-    Decision,
     OwnerLost,
     OwnerRecord,
     OwnerState,
-    PipelineLoad,
     RoundClaim,
-    RoundView,
 )
 from .catalog import CatalogEntry, PipelineCatalog
+from .decider import RoundDecider
 from .overlap import RunQueues, Waiting
-from .tick_report import SKIP_REASON, TickLog, TickReport, log_tick
+from .tick_report import TickLog, TickReport, log_tick
 from .validation import Validator
 
 __all__ = ["INTERRUPTED_REASON", "Scheduler", "SchedulerState", "TickReport", "new_owner_id"]
@@ -600,7 +597,14 @@ class Scheduler:
         """One claim round up to ``at``; dispatch what it admitted, hold what waits."""
         planned = self._catalog.planned_by_pipeline()
         start = init or self._watermark or at
-        decider = _Decider(self, planned, at, stamp)
+        decider = RoundDecider(
+            catalog=self._catalog,
+            settings=self._settings,
+            masker=self._masker,
+            limit=self.limit,
+            at=at,
+            stamp=stamp,
+        )
 
         def claimed(batch: list[tuple[RoundClaim, bool]]) -> None:  # dispatch batch by batch
             for item, won in batch:
@@ -621,7 +625,7 @@ class Scheduler:
             self._rejoin(at)
         return decider.plan()
 
-    def _apply(self, item: RoundClaim, won: bool, log: TickLog, decider: _Decider) -> None:
+    def _apply(self, item: RoundClaim, won: bool, log: TickLog, decider: RoundDecider) -> None:
         claim = item.claim
         release = decider.release_of(claim.run_id)
         if not won:
@@ -762,87 +766,6 @@ class Scheduler:
                 if record is None or record.status.is_terminal:
                     self._queues.finished(run_id)
         return self._pump(waiting)
-
-
-class _Decider:
-    """The ``decide`` callback of one claim round: plan a batch, say how each claim runs.
-
-    Planning is the pure :func:`~ddeutil.workflow.schedules.planner.plan` over
-    the batch's pipelines, grouped by watermark. Each due release is then
-    admitted (it holds a slot: dispatched now), left waiting, or skipped, from
-    the pipeline's load fleet-wide as the store shows it: ``skip`` skips while
-    anything of the pipeline is in flight or waiting; ``queue`` and ``allow``
-    admit while fewer than the limit hold a slot and none is waiting (older
-    releases go first).
-    """
-
-    def __init__(
-        self,
-        scheduler: Scheduler,
-        planned: Mapping[str, Sequence[PlannedSchedule]],
-        at: datetime,
-        stamp: Clock,
-    ) -> None:
-        self._scheduler = scheduler
-        self._planned = planned
-        self._at = at
-        self._stamp = stamp
-        self._due: list[Release] = []
-        self._skipped: list[Release] = []
-        self._ranges: list[Any] = []
-        self._by_run: dict[str, Release] = {}
-
-    def __call__(self, view: RoundView) -> Decision:
-        groups: dict[datetime, list[PlannedSchedule]] = {}
-        for name, mark in view.watermarks.items():
-            groups.setdefault(mark, []).extend(self._planned.get(name, ()))
-        due: list[Release] = []
-        for mark, schedules in groups.items():
-            result = plan(
-                schedules,
-                watermark=mark,
-                now=self._at,
-                catchup_limit=self._scheduler._settings.app_catchup_limit,
-            )
-            due.extend(result.due)
-            self._skipped.extend(result.skipped)
-            self._ranges.extend(result.skipped_ranges)
-        due.sort(key=lambda r: (r.at, r.pipeline, r.schedule))
-        self._due.extend(due)
-        load = dict(view.load)
-        return Decision(tuple(self._claim(release, load) for release in due))
-
-    def _claim(self, release: Release, load: dict[str, PipelineLoad]) -> RoundClaim:
-        scheduler = self._scheduler
-        entry = scheduler._catalog.get(release.pipeline)
-        assert entry is not None  # planned from the catalog under the scheduler's lock
-        claim = Claim(
-            release=ReleaseKey(release.pipeline, release.schedule, release.at),
-            run_id=new_run_id(self._stamp, scheduler._settings.timezone),
-            params=scheduler._masker.data(dict(entry.defaults)),
-            logical_date=release.logical_date,
-        )
-        self._by_run[claim.run_id] = release
-        now = load.get(release.pipeline, PipelineLoad())
-        if entry.concurrency == "skip" and (now.running or now.waiting):
-            return RoundClaim(claim, ClaimState.SKIPPED, SKIP_REASON)
-        if now.waiting == 0 and now.running < scheduler.limit(entry):
-            load[release.pipeline] = PipelineLoad(now.running + 1, now.waiting)
-            return RoundClaim(claim, ClaimState.ADMITTED)
-        load[release.pipeline] = PipelineLoad(now.running, now.waiting + 1)
-        return RoundClaim(claim, ClaimState.WAITING)
-
-    def release_of(self, run_id: str) -> Release:
-        return self._by_run[run_id]
-
-    def plan(self) -> Plan:
-        """Everything planned in the round, as one :class:`Plan` (for the log and report)."""
-        order = attrgetter("at", "pipeline", "schedule")
-        return Plan(
-            tuple(sorted(self._due, key=order)),
-            tuple(sorted(self._skipped, key=order)),
-            tuple(sorted(self._ranges, key=attrgetter("until", "pipeline", "schedule"))),
-        )
 
 
 class _StoppedClock:
