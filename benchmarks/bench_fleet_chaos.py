@@ -86,6 +86,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from _postgres import pg_base  # benchmarks/_postgres.py
+
 UTC = timezone.utc
 READY_LINE = "scheduler ticks at every minute boundary"
 INTERRUPTED = "interrupted: owner "
@@ -117,28 +119,6 @@ def say(text: str = "") -> None:
 def stamp(at: float | None = None) -> str:
     moment = datetime.fromtimestamp(time.time() if at is None else at, UTC)
     return moment.strftime("%H:%M:%S.%f")[:-3]
-
-
-def pg_base(explicit: str | None) -> str:
-    """The first reachable PostgreSQL URL (``--pg-url``, env, then the defaults)."""
-    import psycopg
-
-    if explicit:
-        candidates = [explicit]
-    elif os.environ.get("WORKFLOW_TEST_POSTGRES_URL"):
-        candidates = [os.environ["WORKFLOW_TEST_POSTGRES_URL"]]
-    else:
-        users = [os.environ["PGUSER"]] if os.environ.get("PGUSER") else ["root", "postgres"]
-        candidates = [f"postgresql://{user}@127.0.0.1:5432/test" for user in users]
-    errors = []
-    for url in candidates:
-        try:
-            psycopg.connect(url, connect_timeout=3).close()
-        except psycopg.Error as exc:
-            errors.append(f"{url}: {str(exc).strip().splitlines()[0]}")
-        else:
-            return url
-    raise SystemExit("PostgreSQL not reachable: " + "; ".join(errors))
 
 
 @dataclass

@@ -46,6 +46,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from _postgres import pg_base  # benchmarks/_postgres.py
+
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, 10, 0, 30, tzinfo=UTC)
 BOUNDARY = datetime(2024, 1, 1, 10, 1, tzinfo=UTC)
@@ -61,27 +63,6 @@ ZONES = (
     "Asia/Kolkata",
     "Africa/Cairo",
 )
-
-
-def pg_base(explicit: str | None) -> str:
-    import psycopg
-
-    if explicit:
-        candidates = [explicit]
-    elif os.environ.get("WORKFLOW_TEST_POSTGRES_URL"):
-        candidates = [os.environ["WORKFLOW_TEST_POSTGRES_URL"]]
-    else:
-        users = [os.environ["PGUSER"]] if os.environ.get("PGUSER") else ["root", "postgres"]
-        candidates = [f"postgresql://{user}@127.0.0.1:5432/test" for user in users]
-    errors = []
-    for url in candidates:
-        try:
-            psycopg.connect(url, connect_timeout=3).close()
-        except psycopg.Error as exc:
-            errors.append(f"{url}: {str(exc).strip().splitlines()[0]}")
-        else:
-            return url
-    raise SystemExit("PostgreSQL not reachable: " + "; ".join(errors))
 
 
 def write_conf(conf: Path, pipelines: int, schedules: int) -> None:
