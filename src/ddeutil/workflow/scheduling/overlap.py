@@ -85,11 +85,6 @@ class RunQueues:
                 self._waiting.pop(name, None)
         return taken
 
-    def run_ids(self) -> list[str]:
-        """Every run this daemon holds: waiting or in flight."""
-        waiting = [item.run_id for queue in self._waiting.values() for item in queue]
-        return waiting + list(self._pipeline_of)
-
     def in_flight_ids(self) -> list[str]:
         """Every run in flight."""
         return list(self._pipeline_of)

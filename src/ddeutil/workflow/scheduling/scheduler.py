@@ -196,11 +196,6 @@ class Scheduler:
         return self._state
 
     @property
-    def lease(self) -> timedelta:
-        """How long this daemon's work stays its own without a heartbeat."""
-        return self._lease
-
-    @property
     def waiting(self) -> int:
         """Claimed releases this daemon holds until their pipeline has a free slot."""
         with self._lock:

@@ -358,12 +358,8 @@ class SqlRunStore(RunStoreBase):
         for chunk in _chunks([r.run_id for r in records]):
             conn.execute(sql(_sql.ADOPT + _sql.marks(len(chunk))), (owner, *chunk))
         rows = conn.execute(sql(select), (*args, Status.RUNNING.value)).fetchall()
-        ids = self._lock_runs(
-            conn,
-            [self._dialect.record(row).run_id for row in rows],
-            which,
-            (Status.RUNNING.value, *args),
-        )
+        running = [row[0] for row in rows]  # run_id is the first column
+        ids = self._lock_runs(conn, running, which, (Status.RUNNING.value, *args))
         errors = dump_errors([ErrorRecord(message=reason, kind="Interrupted")])
         for chunk in _chunks(ids):
             conn.execute(sql(_sql.FAIL_IDS + _sql.marks(len(chunk))), (at, errors, reason, *chunk))
@@ -423,22 +419,20 @@ class SqlRunStore(RunStoreBase):
         # The first batch is small, so the first runs go out early; later ones grow
         # (up to 4x), since a commit costs more than the rows it writes.
         start, size = 0, batch
-        while True:
+        while start < len(behind):
             chunk = behind[start : start + size]
             start += size
             size = min(size * 2, batch * 4)
             done: list[tuple[RoundClaim, bool]] = []
             with self._transaction() as conn:
                 self._check_live(conn, owner)
-                rows = []
-                if chunk:
-                    # Rows another daemon holds are passed over, not waited for: it is
-                    # claiming them now (if it dies, the next beat's round picks them up).
-                    statement = sql(_sql.LOCK_MARKS + _sql.marks(len(chunk)) + self._skip_locked)
-                    rows = [
-                        (name, self._dialect.ts_out(mark))
-                        for name, mark in conn.execute(statement, (ts_in(at), *chunk)).fetchall()
-                    ]
+                # Rows another daemon holds are passed over, not waited for: it is
+                # claiming them now (if it dies, the next beat's round picks them up).
+                statement = sql(_sql.LOCK_MARKS + _sql.marks(len(chunk)) + self._skip_locked)
+                rows = [
+                    (name, self._dialect.ts_out(mark))
+                    for name, mark in conn.execute(statement, (ts_in(at), *chunk)).fetchall()
+                ]
                 if rows:
                     locked = [name for name, _ in rows]
                     view = RoundView(dict(rows), self._load(conn, locked))
@@ -449,12 +443,9 @@ class SqlRunStore(RunStoreBase):
                         (ts_in(at), ts_in(at), *locked),
                     )
                     done = list(zip(claims, won, strict=True))
-                last = start >= len(behind)
             outcomes.extend(done)
             if claimed is not None and done:
                 claimed(done)
-            if last:
-                break
         # The store's watermark (where new pipelines start) in statements of their own:
         # one row every daemon writes must never be held by a batch's transaction.
         with self._write() as conn:
@@ -509,10 +500,13 @@ class SqlRunStore(RunStoreBase):
             return admitted
         with self._transaction() as conn:
             self._bound_lock_waits(conn)
-            mark = conn.execute(sql(_sql.GET_STATE), ("watermark",)).fetchone()
-            start = ts_in(now) if mark is None else mark[0]
+            fresh = sorted(set(limits) - self._marked)
+            if fresh:  # claims adopted from a store without watermark rows (a v1 store)
+                mark = conn.execute(sql(_sql.GET_STATE), ("watermark",)).fetchone()
+                start = ts_in(now) if mark is None else mark[0]
+                for pipeline in fresh:
+                    conn.execute(sql(_sql.ENSURE_MARK), (pipeline, start))
             for pipeline in sorted(limits):
-                conn.execute(sql(_sql.ENSURE_MARK), (pipeline, start))
                 # A pipeline another daemon is claiming or admitting right now is
                 # passed over (asked again at the next poll), never waited for.
                 held = conn.execute(sql(_sql.LOCK_MARK + self._skip_locked), (pipeline,))
@@ -530,6 +524,7 @@ class SqlRunStore(RunStoreBase):
             if admitted:
                 statement = sql(_sql.ADMIT + _sql.marks(len(admitted)))
                 conn.execute(statement, (ts_in(now), owner, *admitted))
+        self._marked.update(fresh)
         return admitted
 
     def ping(self) -> bool:

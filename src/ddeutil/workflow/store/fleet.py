@@ -104,19 +104,6 @@ class OwnerRecord:
     taken_by: str | None = None
     ended: datetime | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able view (datetimes as ISO 8601 text)."""
-        return {
-            "owner": self.owner,
-            "host": self.host,
-            "pid": self.pid,
-            "started": self.started.isoformat(),
-            "heartbeat": self.heartbeat.isoformat(),
-            "state": self.state.value,
-            "taken_by": self.taken_by,
-            "ended": None if self.ended is None else self.ended.isoformat(),
-        }
-
 
 @dataclass(frozen=True)
 class Takeover:
