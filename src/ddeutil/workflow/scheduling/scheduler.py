@@ -339,7 +339,7 @@ class Scheduler:
     def _sweep(self, at: datetime) -> None:
         """A claim round for the boundary ``at`` outside a tick."""
         log = TickLog()
-        result = self._connected(lambda: self._round(at, log, stamp=self._clock))
+        result = self._round(at, log, stamp=self._clock)
         self._watermark = advance_watermark(self._watermark, at)
         if result.due:
             log_tick(result, log)
@@ -358,6 +358,10 @@ class Scheduler:
         at = ensure_utc(now if now is not None else self._clock.now())
         if self._state not in (SchedulerState.RUNNING, SchedulerState.STOPPING):
             return True
+        return self._renew(at)
+
+    def _renew(self, at: datetime) -> bool:
+        """Write the heartbeat; ``False`` when this owner was taken over."""
         owner = self.owner
         beaten = self._connected(lambda: self._store.heartbeat(now=at, owner=owner))
         if self._connected_since is None:
@@ -365,16 +369,15 @@ class Scheduler:
         return beaten
 
     def _heartbeat(self, at: datetime) -> None:
-        beaten = self._connected(lambda: self._store.heartbeat(now=at, owner=self.owner))
-        if self._connected_since is None:
-            self._connected_since = at
-        if not beaten:
+        if not self._renew(at):
             self._rejoin(at)
 
     def _connected(self, call: Callable[[], _T]) -> _T:
         """``call()``; a store error also means "not connected" (see :meth:`beat`)."""
         try:
             return call()
+        except OwnerLost:
+            raise  # the store answered: this owner was taken over
         except StoreError:
             self._connected_since = None
             raise
@@ -569,7 +572,7 @@ class Scheduler:
         if self._due_at is None or self._due_at < at:
             self._due_at = at
         self._heartbeat(at)
-        result = self._connected(lambda: self._round(at, log, stamp=stamp, init=init))
+        result = self._round(at, log, stamp=stamp, init=init)
         new_mark = advance_watermark(watermark, at)
         self._watermark = new_mark
         log_tick(result, log)
@@ -606,15 +609,17 @@ class Scheduler:
                 self._apply(item, won, log, decider)
 
         try:
-            self._store.claim_round(
-                list(planned),
-                owner=self.owner,
-                at=at,
-                init=start,
-                now=at,
-                decide=decider,
-                batch=_CLAIM_BATCH,
-                claimed=claimed,
+            self._connected(
+                lambda: self._store.claim_round(
+                    list(planned),
+                    owner=self.owner,
+                    at=at,
+                    init=start,
+                    now=at,
+                    decide=decider,
+                    batch=_CLAIM_BATCH,
+                    claimed=claimed,
+                )
             )
         except OwnerLost:
             self._rejoin(at)
