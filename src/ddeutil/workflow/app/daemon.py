@@ -186,6 +186,7 @@ class Daemon:
         self._executor = executor
         self._beat_every = settings.app_lease_seconds / 3
         self._store_down = False
+        self._store_state = threading.Lock()  # the outage is logged once, whichever thread saw it
         self._signals = _Signals()
         self._stop_events = threading.Event()
         self._stop_requested = False
@@ -274,10 +275,11 @@ class Daemon:
 
     def _store_failed(self, what: str, exc: StoreError) -> None:
         """Log a store outage once (then at DEBUG until it answers again)."""
-        if self._store_down:
+        with self._store_state:
+            was_down, self._store_down = self._store_down, True
+        if was_down:
             logger.debug("%s: run store still unavailable: %s", what, exc)
             return
-        self._store_down = True
         logger.error(
             "%s failed: the run store does not answer (%s); retrying at every beat and "
             "tick, missed releases are caught up by policy when it is back",
@@ -286,8 +288,9 @@ class Daemon:
         )
 
     def _store_back(self) -> None:
-        if self._store_down:
-            self._store_down = False
+        with self._store_state:
+            was_down, self._store_down = self._store_down, False
+        if was_down:
             logger.warning("the run store answers again")
 
     def _handle_signals(self) -> None:
@@ -306,10 +309,12 @@ class Daemon:
         while not self._stop_events.wait(self._beat_every):
             try:
                 self._scheduler.keep_alive()
-            except StoreError as exc:  # the helper thread's beat reports outages
-                logger.debug("heartbeat not written: %s", exc)
+            except StoreError as exc:
+                self._store_failed("heartbeat", exc)
             except Exception:
                 logger.exception("heartbeat failed")
+            else:
+                self._store_back()
 
     def _pump(self) -> None:
         """The helper thread: executor events, waiting releases and the daemon's beat."""
