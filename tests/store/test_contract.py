@@ -26,6 +26,7 @@ from ddeutil.workflow.store import (
     ReleaseKey,
     RunFilter,
     RunRecord,
+    RunState,
     RunStore,
     TriggerKind,
     open_store,
@@ -431,6 +432,46 @@ def test_fail_interrupted_can_be_limited_to_one_trigger(store: RunStore) -> None
         store.mark_running(run_id, now=T0)
     assert store.fail_interrupted(now=T0, reason="api restart", trigger=TriggerKind.API) == ["api"]
     assert ids(store.list_runs(RUNNING)) == ["sched"]
+
+
+def test_fail_interrupted_leaves_the_runs_an_owner_holds(store: RunStore) -> None:
+    assert store.claim_many([Claim(rk(), "owned")], now=T0, owner="daemon") == [True]
+    for run_id in ("worker", "local"):
+        manual(store, run_id, trigger=TriggerKind.API)
+    assert store.mark_running("owned", now=T0, owner="daemon")
+    assert store.mark_running("worker", now=T0, runner="w")
+    assert store.mark_running("local", now=T0)
+    assert store.fail_interrupted(now=T0, reason="api restart") == ["local"]
+    assert ids(store.list_runs(RUNNING)) == ["worker", "owned"]
+
+
+# -- run states -------------------------------------------------------------------------
+
+
+def test_run_states_reads_the_state_of_the_known_runs(store: RunStore) -> None:
+    manual(store, "pending")
+    manual(store, "running")
+    manual(store, "failed")
+    assert store.mark_running("running", now=T0 + timedelta(seconds=1), runner="w")
+    assert store.finish("failed", status=Status.FAILED, now=T0, error="boom")
+    states = store.run_states(["running", "unknown", "pending", "failed", "running"])
+    assert states == {
+        "pending": RunState(Status.PENDING, None, None, None),
+        "running": RunState(Status.RUNNING, None, "w", T0 + timedelta(seconds=1)),
+        "failed": RunState(Status.FAILED, "boom", None, None),
+    }
+    assert store.run_states([]) == {}
+
+
+def test_run_states_reads_thousands_of_runs(store: RunStore) -> None:
+    claims = [Claim(rk(n), f"r{n:04d}") for n in range(1200)]
+    assert all(store.claim_many(claims, now=T0, owner="a"))
+    assert store.mark_running("r1100", now=T0, owner="a")
+    states = store.run_states([f"r{n:04d}" for n in range(1300)])
+    assert len(states) == 1200
+    assert states["r0000"] == RunState(Status.PENDING, None, "a", None)
+    assert states["r1100"] == RunState(Status.RUNNING, None, "a", T0)
+    assert states["r1199"].status is Status.PENDING
 
 
 # -- scheduler state ------------------------------------------------------------------

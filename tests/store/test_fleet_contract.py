@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from ddeutil.workflow.result import Status
-from ddeutil.workflow.runs import ReleaseKey
-from ddeutil.workflow.store import MemoryRunStore, RunStore, open_store
+from ddeutil.workflow.runs import ReleaseKey, TriggerKind
+from ddeutil.workflow.store import MemoryRunStore, RunStore, _sql, open_store
+from ddeutil.workflow.store._sqlbase import SqlRunStore
 from ddeutil.workflow.store.base import Claim
 from ddeutil.workflow.store.fleet import (
     ClaimState,
@@ -312,3 +313,132 @@ def test_a_version_1_sqlite_store_is_migrated_and_its_runs_adopted(tmp_path: Pat
         assert [r.run_id for r in taken.adopted] == ["r1"]
     finally:
         store.close()
+
+
+def test_a_version_2_store_is_migrated_and_its_owners_are_schedulers(shared_url: str) -> None:
+    v2 = open_store(shared_url)
+    assert isinstance(v2, SqlRunStore)
+    join(v2, "old")
+    with v2._transaction() as conn:  # back to the version 2 schema
+        conn.execute("ALTER TABLE workflow_owners DROP COLUMN kind")
+        conn.execute("UPDATE workflow_meta SET value = '2' WHERE key = 'schema_version'")
+    v2.close()
+    store = open_store(shared_url)
+    assert isinstance(store, SqlRunStore)
+    try:
+        assert [(o.owner, o.kind) for o in store.owners()] == [("old", "scheduler")]
+        assert store.join("w", now=T0 + timedelta(seconds=1), host="h", pid=2, kind="worker")
+        assert [(o.owner, o.kind) for o in store.owners()] == [
+            ("w", "worker"),
+            ("old", "scheduler"),
+        ]
+        with store._read() as conn:
+            assert conn.execute(_sql.GET_VERSION).fetchone()[0] == str(_sql.SCHEMA_VERSION)
+    finally:
+        store.close()
+
+
+# -- workers ---------------------------------------------------------------------
+
+
+def test_owners_record_their_kind(store: RunStore) -> None:
+    join(store, "a")
+    assert store.join("w", now=T0, host="h", pid=2, kind="worker")
+    assert {o.owner: o.kind for o in store.owners()} == {"a": "scheduler", "w": "worker"}
+    with pytest.raises(ValueError, match="kind"):
+        store.join("x", now=T0, host="h", pid=3, kind="daemon")  # type: ignore[arg-type]
+    assert "x" not in {o.owner for o in store.owners()}
+
+
+def test_a_runner_starting_a_run_makes_it_its_own(store: RunStore) -> None:
+    join(store, "a")
+    assert store.join("w", now=T0, host="h", pid=2, kind="worker")
+    claim_all(store, "a", 1, {"p": ClaimState.ADMITTED, "q": ClaimState.ADMITTED})
+    api = store.create_run(
+        run_id="api", pipeline="p", trigger=TriggerKind.API, params={}, now=T0
+    ).run_id
+    at = T0 + timedelta(minutes=1)
+    assert not store.mark_running("p-1-a", now=at, owner="b", runner="w")  # the fence holds
+    assert store.get_run("p-1-a").owner == "a"  # type: ignore[union-attr]
+    assert store.mark_running("p-1-a", now=at, owner="a", runner="w")
+    assert store.mark_running(api, now=at, runner="w")
+    assert not store.mark_running("p-1-a", now=at, runner="other")  # started once
+    for run_id in ("p-1-a", api):
+        run = store.get_run(run_id)
+        assert run is not None
+        assert (run.status, run.started, run.owner) == (Status.RUNNING, at, "w")
+    assert store.mark_running("q-1-a", now=at, owner="a")  # no runner: the owner stays
+    assert store.get_run("q-1-a").owner == "a"  # type: ignore[union-attr]
+    # Its end is fenced on the worker now.
+    assert not store.finish("p-1-a", status=Status.SUCCESS, now=at, owner="a")
+    assert store.finish("p-1-a", status=Status.SUCCESS, now=at, owner="w")
+
+
+def test_taking_over_a_dead_daemon_leaves_the_runs_of_live_workers(store: RunStore) -> None:
+    join(store, "a", "b")
+    assert store.join("w", now=T0, host="h", pid=2, kind="worker")
+    claim_all(store, "a", 1, {"p": ClaimState.ADMITTED, "q": ClaimState.ADMITTED})
+    start = T0 + timedelta(minutes=1)
+    assert store.mark_running("p-1-a", now=start, owner="a", runner="w")
+    assert store.mark_running("q-1-a", now=start, owner="a")
+    later = start + LEASE
+    for owner in ("b", "w"):
+        assert store.heartbeat(now=later, owner=owner)
+    taken = store.take_over("b", now=later, lease=LEASE, reason=reason)
+    assert [o.owner for o in taken.owners] == ["a"]
+    assert taken.failed == ("q-1-a",)
+    run = store.get_run("p-1-a")
+    assert run is not None
+    assert (run.status, run.owner) == (Status.RUNNING, "w")
+
+
+def test_a_dead_worker_has_its_running_runs_of_any_trigger_failed_once(store: RunStore) -> None:
+    join(store, "b")
+    assert store.join("w", now=T0, host="h", pid=2, kind="worker")
+    claim_all(store, "b", 1, {"p": ClaimState.ADMITTED, "q": ClaimState.ADMITTED})
+    for run_id, trigger in (("api", TriggerKind.API), ("local", TriggerKind.MANUAL)):
+        store.create_run(run_id=run_id, pipeline="p", trigger=trigger, params={}, now=T0)
+    start = T0 + timedelta(minutes=1)
+    assert store.mark_running("p-1-b", now=start, owner="b", runner="w")
+    assert store.mark_running("api", now=start, runner="w")
+    assert store.mark_running("local", now=start)  # nobody holds it
+    later = start + LEASE + timedelta(seconds=1)
+    assert store.heartbeat(now=later, owner="b")
+
+    taken = store.take_over("b", now=later, lease=LEASE, unowned=True, reason=reason)
+    assert [(o.owner, o.kind) for o in taken.owners] == [("w", "worker")]
+    assert taken.adopted == ()
+    assert sorted(taken.failed) == ["api", "p-1-b"]  # a manual run nobody holds is not ours
+    for run_id in ("api", "p-1-b"):
+        run = store.get_run(run_id)
+        assert run is not None
+        assert (run.status, run.error) == (Status.FAILED, "interrupted: owner w lost")
+    assert store.get_run("local").status is Status.RUNNING  # type: ignore[union-attr]
+    assert store.get_run("q-1-b").status is Status.PENDING  # type: ignore[union-attr]
+    assert not store.heartbeat(now=later, owner="w")
+    assert not store.finish("api", status=Status.SUCCESS, now=later, owner="w")
+    # Exactly once.
+    again = store.take_over("b", now=later, lease=LEASE, unowned=True, reason=reason)
+    assert (again.owners, again.failed) == ((), ())
+
+
+def test_everyone_takes_every_scheduler_but_only_the_workers_that_are_gone(
+    store: RunStore,
+) -> None:
+    join(store, "a", "b")
+    for worker in ("w-live", "w-silent", "w-left"):
+        assert store.join(worker, now=T0, host="h", pid=2, kind="worker")
+    claim_all(store, "a", 1, {"p": ClaimState.ADMITTED, "q": ClaimState.WAITING})
+    now = T0 + LEASE + timedelta(seconds=1)
+    assert store.mark_running("p-1-a", now=now, owner="a", runner="w-live")
+    for owner in ("a", "b", "w-live"):
+        assert store.heartbeat(now=now, owner=owner)
+    store.leave("w-left", now=now)
+
+    taken = store.take_over("b", now=now, lease=LEASE, everyone=True, reason=reason)
+    assert sorted(o.owner for o in taken.owners) == ["a", "w-left", "w-silent"]
+    assert [r.run_id for r in taken.adopted] == ["q-1-a"]
+    assert taken.failed == ()
+    assert store.get_run("p-1-a").status is Status.RUNNING  # type: ignore[union-attr]
+    assert store.heartbeat(now=now, owner="w-live")
+    assert not store.heartbeat(now=now, owner="w-silent")

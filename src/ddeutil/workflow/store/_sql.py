@@ -9,10 +9,12 @@ into the driver's style and says how timestamps and JSON travel. Tables:
   are one insert. Manual and API runs leave the release NULL (NULLs never
   collide). ``idempotency_key`` is UNIQUE too.
 * ``workflow_state``: named instants with an owner (the store's ``watermark``).
-* ``workflow_owners`` (v2): one row per daemon that ever joined: its heartbeat,
-  state (live, stopped, lost) and who took its work over. A scheduled run's
-  ``owner`` names the daemon that holds it; ``admitted`` is set while it holds
-  one of its pipeline's slots (see :mod:`.fleet`).
+* ``workflow_owners`` (v2): one row per owner that ever joined (a scheduler
+  daemon or, from v3, a worker: ``kind``): its heartbeat, state (live,
+  stopped, lost) and who took its work over. A run's ``owner`` names the
+  owner that holds it: the daemon that claimed a scheduled run, then the
+  worker that started it, if any; ``admitted`` is set while a scheduled run
+  holds one of its pipeline's slots (see :mod:`.fleet`).
 * ``workflow_watermarks`` (v2): each pipeline's watermark; its row is also the
   pipeline's lock while its releases are claimed or admitted.
 * ``workflow_meta``: ``schema_version``, for later migrations.
@@ -33,7 +35,7 @@ from .base import NewRun, ReleaseKey, RunFilter, RunRecord, TriggerKind
 
 __all__ = ["SCHEMA_VERSION", "Dialect", "migrations"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema version this code writes; a newer store is refused."""
 
 COLUMNS = (
@@ -117,9 +119,12 @@ _V2 = (
 )
 
 
+_V3 = ("ALTER TABLE workflow_owners ADD COLUMN kind TEXT NOT NULL DEFAULT 'scheduler'",)
+
+
 def migrations(ts_type: str, json_type: str) -> list[list[str]]:
     """Return the DDL of each schema version (index ``n`` brings version ``n`` to ``n + 1``)."""
-    return [[stmt.format(ts=ts_type, json=json_type) for stmt in v] for v in (_V1, _V2)]
+    return [[stmt.format(ts=ts_type, json=json_type) for stmt in v] for v in (_V1, _V2, _V3)]
 
 
 INSERT_RUN = f"INSERT INTO workflow_runs ({_COLS}) VALUES ({', '.join('?' * len(COLUMNS))})"
@@ -130,17 +135,24 @@ MARK_RUNNING = (
     "UPDATE workflow_runs SET status = 'RUNNING', started = ? "
     "WHERE run_id = ? AND status = 'PENDING'"
 )
+MARK_RUNNING_BY = (
+    "UPDATE workflow_runs SET status = 'RUNNING', started = ?, owner = ? "
+    "WHERE run_id = ? AND status = 'PENDING'"
+)
 FINISH = (
     "UPDATE workflow_runs SET status = ?, ended = ?, context = COALESCE(?, context), "
     "errors = ?, error = ? WHERE run_id = ? AND status IN ('PENDING', 'RUNNING')"
 )
 PENDING_ORDER = "ORDER BY COALESCE(release_at, created), created, run_id"
 RUNNING_ORDER = "ORDER BY COALESCE(started, created), run_id"
+_INTERRUPTED = "status = 'RUNNING' AND owner IS NULL"
 FAIL_RUNNING = (
     "UPDATE workflow_runs SET status = 'FAILED', ended = ?, errors = ?, error = ? "
-    "WHERE status = 'RUNNING'"
+    f"WHERE {_INTERRUPTED}"
 )
-MARK_RUNNING_OWNED = MARK_RUNNING + " AND owner = ?"
+RUNNING_UNOWNED = f"SELECT run_id FROM workflow_runs WHERE {_INTERRUPTED}"
+OWNED_BY = " AND owner = ?"
+RUN_STATES = "SELECT run_id, status, error, owner, started FROM workflow_runs WHERE run_id IN "
 FINISH_OWNED = FINISH + " AND owner = ?"
 GET_STATE = "SELECT at, owner FROM workflow_state WHERE name = ?"
 SET_STATE = (
@@ -148,10 +160,10 @@ SET_STATE = (
     "ON CONFLICT (name) DO UPDATE SET at = excluded.at, owner = excluded.owner"
 )
 # -- several daemons (see .fleet) ------------------------------------------------
-_OWNER_COLS = "owner, host, pid, started, heartbeat, state, taken_by, ended"
+_OWNER_COLS = "owner, host, pid, started, heartbeat, state, taken_by, ended, kind"
 JOIN = (
-    "INSERT INTO workflow_owners (owner, host, pid, started, heartbeat, state) "
-    "VALUES (?, ?, ?, ?, ?, 'live') ON CONFLICT (owner) DO NOTHING"
+    "INSERT INTO workflow_owners (owner, host, pid, started, heartbeat, state, kind) "
+    "VALUES (?, ?, ?, ?, ?, 'live', ?) ON CONFLICT (owner) DO NOTHING"
 )
 HEARTBEAT = "UPDATE workflow_owners SET heartbeat = ? WHERE owner = ? AND state = 'live'"
 LEAVE = "UPDATE workflow_owners SET state = 'stopped', ended = ? WHERE owner = ? AND state = 'live'"
@@ -161,9 +173,10 @@ GONE = (
     f"SELECT {_OWNER_COLS} FROM workflow_owners WHERE taken_by IS NULL AND owner <> ? "
     "AND (state <> 'live' OR heartbeat < ?) ORDER BY heartbeat, owner"
 )
+# Every other scheduler, and the workers that are gone (a live worker runs on).
 GONE_ALL = (
     f"SELECT {_OWNER_COLS} FROM workflow_owners WHERE taken_by IS NULL AND owner <> ? "
-    "ORDER BY heartbeat, owner"
+    "AND (kind = 'scheduler' OR state <> 'live' OR heartbeat < ?) ORDER BY heartbeat, owner"
 )
 TAKE_OWNER = (
     "UPDATE workflow_owners SET state = CASE WHEN state = 'live' THEN 'lost' ELSE state END, "
@@ -172,12 +185,19 @@ TAKE_OWNER = (
 )
 PRUNE_OWNERS = "DELETE FROM workflow_owners WHERE taken_by IS NOT NULL AND ended < ?"
 OWNED = (
-    f"SELECT {_COLS} FROM workflow_runs WHERE owner = ? AND status = ? "
+    f"SELECT {_COLS} FROM workflow_runs WHERE owner = ? AND status = 'PENDING' "
     f"AND trigger_kind = 'schedule' {PENDING_ORDER}"
 )
 UNOWNED = (
-    f"SELECT {_COLS} FROM workflow_runs WHERE owner IS NULL AND status = ? "
+    f"SELECT {_COLS} FROM workflow_runs WHERE owner IS NULL AND status = 'PENDING' "
     f"AND trigger_kind = 'schedule' {PENDING_ORDER}"
+)
+# An owner's started runs of any trigger (a worker holds manual and API runs too);
+# the unowned ones of the schedule only (the others belong to whoever started them).
+OWNED_RUNNING = "SELECT run_id FROM workflow_runs WHERE owner = ? AND status = 'RUNNING'"
+UNOWNED_RUNNING = (
+    "SELECT run_id FROM workflow_runs WHERE owner IS NULL AND status = 'RUNNING' "
+    "AND trigger_kind = 'schedule'"
 )
 LOCK_RUNS = "SELECT run_id FROM workflow_runs WHERE run_id IN "
 ADOPT = (

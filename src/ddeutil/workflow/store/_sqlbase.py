@@ -23,10 +23,20 @@ from ..errors import StoreError
 from ..result import ErrorRecord, Status
 from . import _sql
 from ._codec import dump_errors, dumps_json, text_in
-from .base import Ending, NewRun, RunFilter, RunRecord, RunStoreBase, TriggerKind
+from .base import (
+    Ending,
+    NewRun,
+    RunFilter,
+    RunRecord,
+    RunState,
+    RunStoreBase,
+    TriggerKind,
+    owner_kind,
+)
 from .fleet import (
     ClaimState,
     Decide,
+    OwnerKind,
     OwnerLost,
     OwnerRecord,
     OwnerState,
@@ -164,12 +174,20 @@ class SqlRunStore(RunStoreBase):
         with self._write() as conn:
             return bool(conn.execute(sql, values).rowcount == 1)
 
-    def mark_running(self, run_id: str, *, now: datetime, owner: str | None = None) -> bool:
-        started = self._dialect.ts_in(now)
-        if owner is None:
-            return self._update_one(self._dialect.sql(_sql.MARK_RUNNING), (started, run_id))
-        statement = self._dialect.sql(_sql.MARK_RUNNING_OWNED)
-        return self._update_one(statement, (started, run_id, owner))
+    def mark_running(
+        self,
+        run_id: str,
+        *,
+        now: datetime,
+        owner: str | None = None,
+        runner: str | None = None,
+    ) -> bool:
+        statement, values = _sql.MARK_RUNNING, [self._dialect.ts_in(now), run_id]
+        if runner is not None:
+            statement, values = _sql.MARK_RUNNING_BY, [values[0], runner, run_id]
+        if owner is not None:
+            statement, values = statement + _sql.OWNED_BY, [*values, owner]
+        return self._update_one(self._dialect.sql(statement), values)
 
     def _finish(self, run_id: str, ending: Ending) -> bool:
         values: tuple[Any, ...] = (
@@ -189,7 +207,7 @@ class SqlRunStore(RunStoreBase):
     def _fail_running(
         self, update: str, values: Sequence[Any], trigger: TriggerKind | None
     ) -> list[str]:
-        """Apply ``update`` (RUNNING runs of ``trigger`` to FAILED) atomically.
+        """Apply ``update`` (RUNNING runs nobody holds, of ``trigger``, to FAILED) atomically.
 
         Returns:
             The ids it closed, oldest start first.
@@ -210,6 +228,16 @@ class SqlRunStore(RunStoreBase):
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._read() as conn:
             return self._get(conn, run_id)
+
+    def run_states(self, run_ids: Sequence[str]) -> dict[str, RunState]:
+        sql, ts_out = self._dialect.sql, self._dialect.opt_ts_out
+        states: dict[str, RunState] = {}
+        with self._read() as conn:
+            for chunk in _chunks(list(dict.fromkeys(run_ids))):
+                rows = conn.execute(sql(_sql.RUN_STATES + _sql.marks(len(chunk))), chunk)
+                for run_id, status, error, owner, started in rows.fetchall():
+                    states[run_id] = RunState(Status(status), error, owner, ts_out(started))
+        return states
 
     def _list(self, where: RunFilter, limit: int, offset: int) -> list[RunRecord]:
         clause, values = self._dialect.where(where)
@@ -252,7 +280,7 @@ class SqlRunStore(RunStoreBase):
     """Lock clause that passes over rows another transaction holds (PostgreSQL)."""
 
     def _owner_record(self, row: Sequence[Any]) -> OwnerRecord:
-        owner, host, pid, started, beat, state, taken_by, ended = row
+        owner, host, pid, started, beat, state, taken_by, ended, kind = row
         ts_out = self._dialect.ts_out
         return OwnerRecord(
             owner=owner,
@@ -263,6 +291,7 @@ class SqlRunStore(RunStoreBase):
             state=OwnerState(state),
             taken_by=taken_by,
             ended=self._dialect.opt_ts_out(ended),
+            kind=kind,
         )
 
     def _check_live(self, conn: Any, owner: str) -> None:
@@ -271,12 +300,13 @@ class SqlRunStore(RunStoreBase):
         if conn.execute(statement, (owner,)).fetchone() is None:
             raise OwnerLost(owner)
 
-    def join(self, owner: str, *, now: datetime, host: str, pid: int) -> bool:
+    def join(
+        self, owner: str, *, now: datetime, host: str, pid: int, kind: OwnerKind = "scheduler"
+    ) -> bool:
         at = self._dialect.ts_in(now)
+        values = (owner, host, pid, at, at, owner_kind(kind))
         with self._write() as conn:
-            return bool(
-                conn.execute(self._dialect.sql(_sql.JOIN), (owner, host, pid, at, at)).rowcount == 1
-            )
+            return bool(conn.execute(self._dialect.sql(_sql.JOIN), values).rowcount == 1)
 
     def heartbeat(self, *, now: datetime, owner: str) -> bool:
         values = (self._dialect.ts_in(now), owner)
@@ -306,10 +336,8 @@ class SqlRunStore(RunStoreBase):
         at = ts_in(now)
         with self._read() as conn:
             self._check_live(conn, owner)
-            if everyone:
-                rows = conn.execute(sql(_sql.GONE_ALL), (owner,)).fetchall()
-            else:
-                rows = conn.execute(sql(_sql.GONE), (owner, ts_in(now - lease))).fetchall()
+            gone_sql = _sql.GONE_ALL if everyone else _sql.GONE
+            rows = conn.execute(sql(gone_sql), (owner, ts_in(now - lease))).fetchall()
         gone = [self._owner_record(row) for row in rows]
         taken: list[OwnerRecord] = []
         adopted: list[RunRecord] = []
@@ -343,13 +371,17 @@ class SqlRunStore(RunStoreBase):
     ) -> tuple[list[RunRecord], list[str]]:
         """Move ``gone``'s PENDING scheduled runs to ``owner``, fail its RUNNING ones.
 
-        Rows are locked in run id order, as admission locks them.
+        A named owner's RUNNING runs of any trigger are failed (a worker holds
+        manual and API runs too); without one (``gone=None``: the runs nobody
+        holds) the scheduled ones only. Rows are locked in run id order, as
+        admission locks them.
         """
         sql = self._dialect.sql
         select = _sql.OWNED if gone is not None else _sql.UNOWNED
+        started = _sql.OWNED_RUNNING if gone is not None else _sql.UNOWNED_RUNNING
         args: tuple[Any, ...] = (gone,) if gone is not None else ()
         which = " AND status = ? AND " + ("owner = ?" if gone is not None else "owner IS NULL")
-        rows = conn.execute(sql(select), (*args, Status.PENDING.value)).fetchall()
+        rows = conn.execute(sql(select), args).fetchall()
         found = [self._dialect.record(row) for row in rows]
         locked = set(
             self._lock_runs(conn, [r.run_id for r in found], which, (Status.PENDING.value, *args))
@@ -357,8 +389,7 @@ class SqlRunStore(RunStoreBase):
         records = [r for r in found if r.run_id in locked]  # still PENDING and theirs
         for chunk in _chunks([r.run_id for r in records]):
             conn.execute(sql(_sql.ADOPT + _sql.marks(len(chunk))), (owner, *chunk))
-        rows = conn.execute(sql(select), (*args, Status.RUNNING.value)).fetchall()
-        running = [row[0] for row in rows]  # run_id is the first column
+        running = [row[0] for row in conn.execute(sql(started), args).fetchall()]
         ids = self._lock_runs(conn, running, which, (Status.RUNNING.value, *args))
         errors = dump_errors([ErrorRecord(message=reason, kind="Interrupted")])
         for chunk in _chunks(ids):

@@ -37,13 +37,13 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, get_args, runtime_checkable
 
 from ..result import ErrorRecord, Status
 from ..runs import ReleaseKey, TriggerKind
 from ._codec import dump_errors, dumps_json, text_in, utc
-from .fleet import Decide, OwnerRecord, PipelineLoad, RoundClaim, Takeover
-from .records import Claim, DuplicateRun, RunFilter, RunRecord, StatusFilter
+from .fleet import Decide, OwnerKind, OwnerRecord, PipelineLoad, RoundClaim, Takeover
+from .records import Claim, DuplicateRun, RunFilter, RunRecord, RunState, StatusFilter
 
 __all__ = [
     "Claim",
@@ -51,6 +51,7 @@ __all__ = [
     "ReleaseKey",
     "RunFilter",
     "RunRecord",
+    "RunState",
     "RunStore",
     "StatusFilter",
     "TriggerKind",
@@ -113,13 +114,25 @@ class RunStore(Protocol):
         """
         ...
 
-    def mark_running(self, run_id: str, *, now: datetime, owner: str | None = None) -> bool:
+    def mark_running(
+        self,
+        run_id: str,
+        *,
+        now: datetime,
+        owner: str | None = None,
+        runner: str | None = None,
+    ) -> bool:
         """The start handshake: move a PENDING run to RUNNING.
 
         Returns ``False`` (changing nothing) when the run is not PENDING (already
         started, finished, failed by recovery) or unknown, or when ``owner`` is
         given and the run is no longer that owner's (taken over: the fence); the
         caller must then not execute it.
+
+        With ``runner`` (a worker's owner id), the same atomic update makes the
+        run that worker's: its end is then fenced with ``finish(owner=runner)``,
+        a daemon taking over the run's former owner leaves it alone, and the
+        daemon that takes the worker over when it dies records it FAILED.
         """
         ...
 
@@ -168,11 +181,22 @@ class RunStore(Protocol):
     def fail_interrupted(
         self, *, now: datetime, reason: str, trigger: TriggerKind | None = None
     ) -> list[str]:
-        """Close every RUNNING run (of ``trigger``, if given) as FAILED.
+        """Close every RUNNING run that no owner holds (of ``trigger``, if given) as FAILED.
 
         Used at start-up: a run left RUNNING by a crash is recorded as failed with
-        ``reason``, never re-run. PENDING runs are left alone (they never started
-        and may be dispatched). Returns the ids closed.
+        ``reason``, never re-run. Runs an owner holds (a daemon or a worker) are
+        left alone: they are failed when that owner is taken over
+        (:meth:`take_over`), never while it may still be executing them. PENDING
+        runs are left alone too (they never started and may be dispatched).
+        Returns the ids closed.
+        """
+        ...
+
+    def run_states(self, run_ids: Sequence[str]) -> dict[str, RunState]:
+        """The current state of each known run of ``run_ids``; unknown ids are absent.
+
+        Cheap enough to poll for thousands of runs in flight: a few queries (one
+        per chunk of ids) that leave params and context unread.
         """
         ...
 
@@ -199,10 +223,13 @@ class RunStore(Protocol):
         """
         ...
 
-    def join(self, owner: str, *, now: datetime, host: str, pid: int) -> bool:
-        """Register the live daemon ``owner``; ``False`` (writing nothing) if the id was used before.
+    def join(
+        self, owner: str, *, now: datetime, host: str, pid: int, kind: OwnerKind = "scheduler"
+    ) -> bool:
+        """Register the live daemon or worker ``owner``; ``False`` (writing nothing) if the id was used.
 
-        An owner id is never live twice: a daemon picks another one then.
+        ``kind`` says which it is. An owner id is never live twice: a daemon or
+        a worker picks another one then.
         """
         ...
 
@@ -219,7 +246,7 @@ class RunStore(Protocol):
         ...
 
     def owners(self) -> list[OwnerRecord]:
-        """Every daemon known to the store, newest heartbeat first."""
+        """Every owner (daemon or worker) known to the store, newest heartbeat first."""
         ...
 
     def last_heartbeat(self) -> tuple[datetime, str] | None:
@@ -239,14 +266,16 @@ class RunStore(Protocol):
         """Adopt the work of the owners that are gone, for the live ``owner``.
 
         An owner is gone when it left, or when it is live with a heartbeat older
-        than ``now - lease`` (any other live owner with ``everyone``: for a daemon
-        holding an unshared store's lock). Each gone owner is taken over in one
-        transaction, by one caller only: its PENDING scheduled runs become
-        ``owner``'s (without a slot: the caller dispatches them again), its
-        RUNNING ones are recorded FAILED with ``reason(that owner)``, and it is
-        recorded lost (never live again). With ``unowned``, scheduled runs that
-        have no owner (written before owners existed) are treated the same way,
-        RUNNING ones failed with ``reason`` of a placeholder owner ``""``.
+        than ``now - lease``. With ``everyone`` (for a daemon holding an unshared
+        store's lock) every other scheduler counts as gone whatever its lease; a
+        worker still only when it left or its lease ran out (its runs go on,
+        whichever daemon holds the lock). Each gone owner is taken over in one transaction, by one
+        caller only: its PENDING scheduled runs become ``owner``'s (without a
+        slot: the caller dispatches them again), its RUNNING runs of any trigger
+        are recorded FAILED with ``reason(that owner)``, and it is recorded lost
+        (never live again). With ``unowned``, scheduled runs that have no owner
+        (written before owners existed) are treated the same way, RUNNING ones
+        failed with ``reason`` of a placeholder owner ``""``.
 
         Raises:
             OwnerLost: ``owner`` itself is no longer live.
@@ -325,6 +354,13 @@ def terminal_status(status: Status) -> Status:
     if not value.is_terminal:
         raise ValueError(f"finish() needs a terminal status, got {value.value}")
     return value
+
+
+def owner_kind(kind: OwnerKind) -> OwnerKind:
+    """Return ``kind``, refusing a value that is not an :data:`~.fleet.OwnerKind`."""
+    if kind not in get_args(OwnerKind):
+        raise ValueError(f"an owner is of kind 'scheduler' or 'worker', got {kind!r}")
+    return kind
 
 
 def check_paging(limit: int, offset: int) -> None:

@@ -8,7 +8,10 @@ SQLite goes through as well):
   reused (:meth:`RunStore.join`); every claim it makes and every run it
   dispatches carries that id. It renews its lease with
   :meth:`RunStore.heartbeat`; a clean stop hands its waiting claims over
-  (:meth:`RunStore.leave`).
+  (:meth:`RunStore.leave`). A worker that executes runs on another machine
+  joins and beats the same way as an owner of kind ``worker``; a run it
+  starts becomes its own (``mark_running(runner=...)``), so a worker that
+  dies has its started runs recorded FAILED by the daemon that takes it over.
 * **Takeover.** An owner whose heartbeat is older than the lease, or that left,
   is taken over by a live one in one transaction (:meth:`RunStore.take_over`):
   its claims that never started move to the taker (dispatched again, once); its
@@ -48,6 +51,7 @@ __all__ = [
     "DaemonView",
     "Decide",
     "Decision",
+    "OwnerKind",
     "OwnerLost",
     "OwnerRecord",
     "OwnerState",
@@ -73,6 +77,10 @@ class OwnerLost(StoreError):  # noqa: N818 - names the situation, like KeyError
         return (type(self), (self.owner,))
 
 
+OwnerKind = Literal["scheduler", "worker"]
+"""What an owner is: a scheduler daemon, or a worker that executes the runs it starts."""
+
+
 class OwnerState(str, enum.Enum):
     """Where one daemon (owner) stands on the store."""
 
@@ -89,7 +97,7 @@ class OwnerState(str, enum.Enum):
 
 @dataclass(frozen=True)
 class OwnerRecord:
-    """One daemon as the store knows it.
+    """One owner (a daemon or a worker, ``kind``) as the store knows it.
 
     ``taken_by`` names the daemon that adopted its work (after it stopped or
     was lost); ``ended`` is when that happened or when it stopped.
@@ -103,6 +111,7 @@ class OwnerRecord:
     state: OwnerState
     taken_by: str | None = None
     ended: datetime | None = None
+    kind: OwnerKind = "scheduler"
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,15 @@ from .base import (
     ReleaseKey,
     RunFilter,
     RunRecord,
+    RunState,
     RunStoreBase,
     TriggerKind,
+    owner_kind,
 )
 from .fleet import (
     ClaimState,
     Decide,
+    OwnerKind,
     OwnerLost,
     OwnerRecord,
     OwnerState,
@@ -214,7 +217,14 @@ class MemoryRunStore(RunStoreBase):
                 self._keys[key] = run.run_id
             return row.record()
 
-    def mark_running(self, run_id: str, *, now: datetime, owner: str | None = None) -> bool:
+    def mark_running(
+        self,
+        run_id: str,
+        *,
+        now: datetime,
+        owner: str | None = None,
+        runner: str | None = None,
+    ) -> bool:
         at = utc(now)
         with self._mutex:
             self._check()
@@ -223,7 +233,8 @@ class MemoryRunStore(RunStoreBase):
                 return False
             if owner is not None and row.owner != owner:
                 return False
-            self._runs[run_id] = replace(row, status=Status.RUNNING, started=at)
+            holder = row.owner if runner is None else runner
+            self._runs[run_id] = replace(row, status=Status.RUNNING, started=at, owner=holder)
             return True
 
     def _finish(self, run_id: str, ending: Ending) -> bool:
@@ -251,6 +262,12 @@ class MemoryRunStore(RunStoreBase):
             self._check()
             row = self._runs.get(run_id)
         return None if row is None else row.record()
+
+    def run_states(self, run_ids: Sequence[str]) -> dict[str, RunState]:
+        with self._mutex:
+            self._check()
+            rows = [row for run_id in run_ids if (row := self._runs.get(run_id)) is not None]
+        return {r.run_id: RunState(r.status, r.error, r.owner, r.started) for r in rows}
 
     def _select(self, where: RunFilter) -> list[_Row]:
         # Locals, not attribute lookups or a method call per row: this loop is
@@ -300,7 +317,7 @@ class MemoryRunStore(RunStoreBase):
         at = utc(now)
         errors = dump_errors([ErrorRecord(message=reason, kind="Interrupted")])
         with self._mutex:
-            rows = self._rows_by_status(Status.RUNNING, trigger)
+            rows = [r for r in self._rows_by_status(Status.RUNNING, trigger) if r.owner is None]
             for row in rows:
                 self._runs[row.run_id] = replace(
                     row, status=Status.FAILED, ended=at, errors=errors, error=reason
@@ -326,13 +343,15 @@ class MemoryRunStore(RunStoreBase):
         if record is None or record.state is not OwnerState.LIVE:
             raise OwnerLost(owner)
 
-    def join(self, owner: str, *, now: datetime, host: str, pid: int) -> bool:
-        at = utc(now)
+    def join(
+        self, owner: str, *, now: datetime, host: str, pid: int, kind: OwnerKind = "scheduler"
+    ) -> bool:
+        at, kind = utc(now), owner_kind(kind)
         with self._mutex:
             self._check()
             if owner in self._owners:
                 return False
-            self._owners[owner] = OwnerRecord(owner, host, pid, at, at, OwnerState.LIVE)
+            self._owners[owner] = OwnerRecord(owner, host, pid, at, at, OwnerState.LIVE, kind=kind)
             return True
 
     def heartbeat(self, *, now: datetime, owner: str) -> bool:
@@ -380,7 +399,11 @@ class MemoryRunStore(RunStoreBase):
                 for o in self._owners.values()
                 if o.owner != owner
                 and o.taken_by is None
-                and (everyone or o.state is not OwnerState.LIVE or o.heartbeat < cutoff)
+                and (
+                    (everyone and o.kind == "scheduler")
+                    or o.state is not OwnerState.LIVE
+                    or o.heartbeat < cutoff
+                )
             ]
             for record in sorted(gone, key=lambda o: (o.heartbeat, o.owner)):
                 state = OwnerState.LOST if record.state is OwnerState.LIVE else record.state
@@ -404,19 +427,20 @@ class MemoryRunStore(RunStoreBase):
         failed: list[str],
     ) -> None:
         errors = dump_errors([ErrorRecord(message=reason, kind="Interrupted")])
-        for status in (Status.PENDING, Status.RUNNING):
-            for row in self._rows_by_status(status, TriggerKind.SCHEDULE):
-                if row.owner != gone:
-                    continue
-                if status is Status.PENDING:
-                    moved = replace(row, owner=owner, admitted=None)
-                    self._runs[row.run_id] = moved
-                    adopted.append(moved.record())
-                else:
-                    self._runs[row.run_id] = replace(
-                        row, status=Status.FAILED, ended=at, errors=errors, error=reason
-                    )
-                    failed.append(row.run_id)
+        for row in self._rows_by_status(Status.PENDING, TriggerKind.SCHEDULE):
+            if row.owner == gone:
+                moved = replace(row, owner=owner, admitted=None)
+                self._runs[row.run_id] = moved
+                adopted.append(moved.record())
+        # A named owner's started runs of any trigger (a worker holds manual and API
+        # runs too); the unowned ones of the schedule only.
+        trigger = TriggerKind.SCHEDULE if gone is None else None
+        running = [r for r in self._rows_by_status(Status.RUNNING, trigger) if r.owner == gone]
+        for row in sorted(running, key=lambda r: r.run_id):
+            self._runs[row.run_id] = replace(
+                row, status=Status.FAILED, ended=at, errors=errors, error=reason
+            )
+            failed.append(row.run_id)
 
     def _load(self, pipelines: Sequence[str]) -> dict[str, PipelineLoad]:
         wanted = set(pipelines)

@@ -1,4 +1,4 @@
-"""The run store's records: claims, runs and run filters.
+"""The run store's records: claims, runs, run states and run filters.
 
 A leaf of the store package (the protocol in :mod:`.base` and the fleet records
 in :mod:`.fleet` build on it).
@@ -16,7 +16,7 @@ from ..result import ErrorRecord, Status
 from ..runs import ReleaseKey, TriggerKind
 from ._codec import utc
 
-__all__ = ["Claim", "DuplicateRun", "RunFilter", "RunRecord", "StatusFilter"]
+__all__ = ["Claim", "DuplicateRun", "RunFilter", "RunRecord", "RunState", "StatusFilter"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,8 @@ class RunRecord:
     error: str | None
     idempotency_key: str | None
     owner: str | None = None
-    """The daemon that claimed (or adopted) a scheduled run; ``None`` for others."""
+    """Who holds the run: the daemon that claimed (or adopted) a scheduled run, the
+    worker that started it; ``None`` for a run nobody holds."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able view (datetimes as ISO 8601 text)."""
@@ -87,6 +88,21 @@ class RunRecord:
             "idempotency_key": self.idempotency_key,
             "owner": self.owner,
         }
+
+
+@dataclass(frozen=True)
+class RunState:
+    """Where one run stands, without its params and context (see :meth:`RunStore.run_states`).
+
+    ``error`` is the one-line summary of a failed run, ``owner`` who holds the
+    run (see :attr:`RunRecord.owner`) and ``started`` when the start handshake
+    succeeded.
+    """
+
+    status: Status
+    error: str | None
+    owner: str | None
+    started: datetime | None
 
 
 class DuplicateRun(StoreError):  # noqa: N818 - names the situation, like KeyError

@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError, StoreLockedError
-from ..result import Status
 from . import _sql
 from ._codec import loads_json, ts_text, utc
 from ._sqlbase import SqlRunStore
@@ -260,7 +259,10 @@ class SqliteRunStore(SqlRunStore):
     def _fail_running(
         self, update: str, values: Sequence[Any], trigger: TriggerKind | None
     ) -> list[str]:
-        query, selected = _DIALECT.status_query(Status.RUNNING, trigger)
+        query, selected = _sql.RUNNING_UNOWNED, []
+        if trigger is not None:
+            query, selected = query + " AND trigger_kind = ?", [TriggerKind(trigger).value]
+        query += " " + _sql.RUNNING_ORDER
         with self._write() as conn:
             ids = [row[0] for row in conn.execute(query, selected).fetchall()]
             conn.execute(update, values)
