@@ -298,7 +298,9 @@ def test_bad_params_are_failed_not_left_running(h: Harness) -> None:
 
 def test_handshake_error_records_failed(h: Harness, tmp_path: Path) -> None:
     class BrokenStart(MemoryRunStore):
-        def mark_running(self, run_id: str, *, now: datetime, owner: str | None = None) -> bool:
+        def mark_running(
+            self, run_id: str, *, now: datetime, owner: str | None = None, runner: str | None = None
+        ) -> bool:
             raise StoreError("database is locked")
 
     broken = BrokenStart()

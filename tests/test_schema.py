@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -79,8 +80,12 @@ def test_the_schema_describes_pipelines_stages_params_and_schedules(schema: dict
         "jobs",
         "concurrency",
         "catchup",
+        "queue",
     }
     assert pipeline["required"] == ["type"]
+    queue_name = re.compile(pipeline["properties"]["queue"]["pattern"])
+    assert queue_name.search("etl.big-1")
+    assert not queue_name.search("etl; rm -rf /")
     job = schema["$defs"]["Job"]
     assert {"runs-on", "needs", "if", "strategy", "stages"} <= set(job["properties"])
     assert job["additionalProperties"] is False

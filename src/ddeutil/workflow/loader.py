@@ -215,13 +215,14 @@ class RawTemplate:
 def template_version(template: RawTemplate) -> str:
     """A digest of a raw template's content: equal for equal templates.
 
-    Two templates with the same name, file, ``type`` and data (keys in the same
-    order, as read from the same YAML) have the same version; any edit gives
-    another one. Workers keep the plan they compiled by it; the scheduler sends it
-    with each run.
+    Two templates with the same name, file name, ``type`` and data (keys in the
+    same order, as read from the same YAML) have the same version; any edit gives
+    another one. The folder the file is in does not count, so a worker on another
+    machine, whose conf folder has another path, computes the same version.
+    Workers keep the plan they compiled by it; the scheduler sends it with each run.
     """
     raw = pickle.dumps(
-        (template.name, str(template.file), template.type, template.data),
+        (template.name, template.file.name, template.type, template.data),
         protocol=pickle.HIGHEST_PROTOCOL,
     )
     return blake2b(raw, digest_size=16).hexdigest()

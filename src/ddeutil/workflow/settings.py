@@ -9,18 +9,26 @@ variable and the value.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import SettingsError
 from .limits import DEFAULT_LIMITS, MAX_DEPTH_CEILING, ConfLimits
 
-__all__ = ["ENV_VARS", "Settings"]
+__all__ = ["ENV_VARS", "QUEUE_NAME", "QUEUE_RULE", "ExecutorKind", "Settings"]
 
 T = TypeVar("T")
+ExecutorKind = Literal["local", "celery"]
+
+QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""A Celery queue name this product accepts (setting and the pipeline's ``queue:`` key)."""
+QUEUE_RULE = (
+    "expected a queue name: letters, digits, '_', '.', '-', at most 64, not starting with a symbol"
+)
 
 _TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
 _FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
@@ -105,6 +113,32 @@ def _parse_db_url(raw: str) -> str:
     }:
         raise ValueError("expected sqlite:///<path> or postgresql://...")
     return url
+
+
+def _parse_executor(raw: str) -> ExecutorKind:
+    value = raw.strip().lower()
+    if value == "local":
+        return "local"
+    if value == "celery":
+        return "celery"
+    raise ValueError("expected local or celery")
+
+
+def _parse_broker_url(raw: str) -> str | None:
+    url = raw.strip()
+    if not url:
+        return None
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in {"amqp", "amqps", "pyamqp", "redis", "rediss"}:
+        raise ValueError("expected amqp://... (RabbitMQ) or redis://... (Redis)")
+    return url
+
+
+def _parse_queue(raw: str) -> str:
+    name = raw.strip()
+    if not QUEUE_NAME.fullmatch(name):
+        raise ValueError(QUEUE_RULE)
+    return name
 
 
 @dataclass(frozen=True)
@@ -276,6 +310,43 @@ class Settings:
         "180",
         "seconds after the last heartbeat when `workflow health` reports the daemon as stale",
     )
+    app_executor: ExecutorKind = _var(
+        "WORKFLOW_APP_EXECUTOR",
+        _parse_executor,
+        "local",
+        "where runs execute: `local` (the daemon's worker processes, the API's threads) or `celery` (`workflow worker` processes, through `WORKFLOW_CELERY_BROKER_URL`)",
+    )
+    celery_broker_url: str | None = _var(
+        "WORKFLOW_CELERY_BROKER_URL",
+        _parse_broker_url,
+        "",
+        "broker of the Celery executor: `amqp://user:pass@host:5672//` (RabbitMQ) or `redis://host:6379/0`",
+        secret=True,
+    )
+    celery_queue: str = _var(
+        "WORKFLOW_CELERY_QUEUE",
+        _parse_queue,
+        "workflow",
+        "queue of runs whose pipeline names no `queue:`; `workflow worker` consumes it unless given `--queues`",
+    )
+    celery_visibility_timeout: float = _var(
+        "WORKFLOW_CELERY_VISIBILITY_TIMEOUT",
+        _parse_positive_float,
+        "86400",
+        "seconds a delivered run message may stay unacknowledged before Redis delivers it again; keep it above your longest run (a second delivery of a started run does nothing)",
+    )
+    celery_max_retries: int = _var(
+        "WORKFLOW_CELERY_MAX_RETRIES",
+        _parse_positive_int,
+        "3",
+        "times a worker retries a run message it could not start (run store unreachable), with backoff, before giving it up",
+    )
+    celery_resend_seconds: float = _var(
+        "WORKFLOW_CELERY_RESEND_SECONDS",
+        _parse_positive_float,
+        "120",
+        "a dispatched run still PENDING after this long is sent again (a message lost with a broker that keeps nothing); the wait doubles each time",
+    )
     api_db_url: str = _var(
         "WORKFLOW_API_DB_URL",
         _parse_db_url,
@@ -334,6 +405,10 @@ class Settings:
             values[name] = (root / values[name]).resolve()
         if not values["api_db_url"]:
             values["api_db_url"] = f"sqlite:///{root / '.workflow' / 'runs.db'}"
+        if values["app_executor"] == "celery" and not values["celery_broker_url"]:
+            raise SettingsError(
+                "WORKFLOW_CELERY_BROKER_URL", "", "required when WORKFLOW_APP_EXECUTOR is celery"
+            )
         return cls(**values)
 
     @property

@@ -167,7 +167,19 @@ class ApiService:
         journal.replay(self._store)  # ends recorded late are not "interrupted"
         self._recover(self._store)
         self._stop.clear()
-        if self._given_executor is None:
+        if self._given_executor is None and self.settings.app_executor == "celery":
+            from ..dispatch.celery_executor import CeleryExecutor
+
+            self._executor = CeleryExecutor(
+                settings=self.settings,
+                templates=self.template,
+                store=self._store,
+                masker=self.masker,
+                clock=self.clock,
+            )
+            self._pump = threading.Thread(target=self._pump_events, name="api events", daemon=True)
+            self._pump.start()
+        elif self._given_executor is None:
             self._executor = ThreadExecutor(
                 ends=EndRecorder(self._store, journal=journal),
                 store=self._store,
@@ -199,7 +211,8 @@ class ApiService:
         executor, store = self._executor, self._store
         if executor is not None and self._given_executor is None:
             executor.shutdown(self.settings.app_stop_timeout if timeout is None else timeout)
-            self._cancel_unstarted()
+            if self.settings.app_executor == "local":  # sent runs start on the workers
+                self._cancel_unstarted()
         if self._pump is not None:
             self._pump.join(timeout=2.0)
             self._pump = None
@@ -257,7 +270,7 @@ class ApiService:
             waiter.set()
 
     def _pump_events(self) -> None:
-        executor = self._given_executor
+        executor = self._executor
         assert executor is not None
         while not self._stop.is_set():
             if executor.wait_event(0.2):

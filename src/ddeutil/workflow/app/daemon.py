@@ -351,6 +351,12 @@ def _build_executor(
     clock: Clock,
     templates: TemplateSource,
 ) -> Executor:
+    if settings.app_executor == "celery":
+        from ..dispatch.celery_executor import CeleryExecutor
+
+        return CeleryExecutor(
+            settings=settings, templates=templates, store=store, masker=masker, clock=clock
+        )
     from ..dispatch.processes import ProcessExecutor
 
     return ProcessExecutor(

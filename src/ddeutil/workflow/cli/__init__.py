@@ -68,6 +68,7 @@ VERB_MODULES: dict[str, str] = {
     "runs": "ops",
     "logs": "ops",
     "api": "api",
+    "worker": "worker",
 }
 _GLOBAL_OPTIONS_WITH_VALUE = frozenset({"--log-format", "--log-level"})
 

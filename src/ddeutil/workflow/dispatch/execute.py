@@ -81,6 +81,8 @@ def execute_request(
     on_start: Callable[[], None] | None = None,
     pipelines: PipelineCache | None = None,
     ends: EndRecorder | None = None,
+    runner: str | None = None,
+    retry_start: bool = False,
 ) -> Result | None:
     """Run one stored request to its end and record the outcome.
 
@@ -108,6 +110,13 @@ def execute_request(
             the loader and the settings are the same.
         ends: Records the run's end, keeping it when the store refuses the
             write (default: one over ``store`` that keeps such ends in memory).
+        runner: The owner that executes the run (a Celery worker): the start
+            handshake makes the run its own (see ``RunStore.mark_running``) and
+            its end is fenced with it. ``None``: the run stays the request's
+            owner's.
+        retry_start: A start handshake that raises (the store does not answer)
+            re-raises, so the caller can deliver the request again later; by
+            default the run is recorded FAILED.
 
     Returns:
         The run's result (also for a run that failed to build, which gets a
@@ -125,14 +134,17 @@ def execute_request(
         loader,
         pipelines,
         ends or EndRecorder(store),
+        runner or request.owner,
     )
     if cancel.cancelled:
         logger.info("run not started: cancelled before it began (%s)", cancel.reason, extra=extra)
         return None
     start = clock.now()
     try:
-        started = store.mark_running(request.run_id, now=start, owner=request.owner)
+        started = store.mark_running(request.run_id, now=start, owner=request.owner, runner=runner)
     except Exception as exc:
+        if retry_start:
+            raise
         logger.exception("start handshake failed", extra=extra)
         return _fail(request, env, start, exc, "start handshake failed")
     if not started:
@@ -236,6 +248,8 @@ class _Env:
     loader: Loader
     pipelines: PipelineCache | None
     ends: EndRecorder
+    owner: str | None
+    """Whose run it is once started: the fence of its end."""
 
 
 class _BuildError(Exception):
@@ -285,7 +299,7 @@ def _finish(
     error: str | None,
 ) -> None:
     extra = log_extra(request)
-    end = RunEnd(request.run_id, status, env.clock.now(), context, errors, error, request.owner)
+    end = RunEnd(request.run_id, status, env.clock.now(), context, errors, error, env.owner)
     try:
         written = env.ends.record(end)
     except Exception:

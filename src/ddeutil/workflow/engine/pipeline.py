@@ -8,6 +8,7 @@ run_py_local:
   params: {author-run: str, run-date: datetime}
   concurrency: allow            # allow | skip | queue (the daemon's overlap policy)
   catchup: latest               # none | latest | all   (the daemon's catch-up policy)
+  queue: etl                    # optional; the Celery queue its runs go to (executor celery)
   jobs: {...}                   # optional; a pipeline without jobs runs and succeeds
 ```
 
@@ -52,6 +53,7 @@ from ..limits import CONTEXT_KEY
 from ..masking import Masker
 from ..registry import load_filters
 from ..result import Result
+from ..settings import QUEUE_NAME, QUEUE_RULE
 from .context import RunEvent, RunOptions, new_run_id
 from .job import Job, ancestors, plan_jobs
 from .params import ParamSet
@@ -97,6 +99,11 @@ class Pipeline(BaseModel):
     catchup: Literal["none", "latest", "all"] = Field(
         default="latest", description="daemon: which releases missed while down still run"
     )
+    queue: str | None = Field(
+        default=None,
+        description="the Celery queue its runs are sent to (default WORKFLOW_CELERY_QUEUE)",
+        json_schema_extra={"pattern": f"^{QUEUE_NAME.pattern}$"},
+    )
 
     compiled: SkipJsonSchema[Any] = Field(
         default=None,
@@ -124,6 +131,13 @@ class Pipeline(BaseModel):
                     f"(got {type(item).__name__} {brief(item)})"
                 )
         return tuple(items)
+
+    @field_validator("queue")
+    @classmethod
+    def _queue_name(cls, value: str | None) -> str | None:
+        if value is not None and not QUEUE_NAME.fullmatch(value):
+            raise ValueError(f"{brief(value)}: {QUEUE_RULE}")
+        return value
 
     @field_validator("compiled", mode="before")
     @classmethod

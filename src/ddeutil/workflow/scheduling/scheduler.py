@@ -64,7 +64,6 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import secrets
 import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -89,6 +88,7 @@ from ..store.fleet import (
     OwnerRecord,
     OwnerState,
     RoundClaim,
+    new_owner_id,
 )
 from .catalog import CatalogEntry, PipelineCatalog
 from .decider import RoundDecider
@@ -106,11 +106,6 @@ _MINUTE = timedelta(minutes=1)
 _CLAIM_BATCH = 64
 """Pipelines are planned and claimed 64 at a time, one transaction each (a transaction
 stays small; a boundary's claims are made ahead of it anyway, see :meth:`Scheduler.prepare`)."""
-
-
-def new_owner_id() -> str:
-    """A daemon's owner id: ``<host>:<pid>:<random>``, never the same twice."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class SchedulerState(str, enum.Enum):
@@ -328,7 +323,8 @@ class Scheduler:
                 return
             self._heartbeat(at)
             connected = self._connected_since
-            if not self._exclusive and connected is not None and at - connected >= self._lease:
+            if connected is not None and at - connected >= self._lease:
+                # Daemons on a shared store, and workers on any store (SQLite included).
                 self._take_over(at, everyone=False, unowned=False)
             self._pump(self._queues.with_waiting())
             target = self._due_at
@@ -428,7 +424,8 @@ class Scheduler:
             return
         for gone in taken.owners:
             logger.warning(
-                "took over daemon %s (%s; last heartbeat %s)",
+                "took over %s %s (%s; last heartbeat %s)",
+                "worker" if gone.kind == "worker" else "daemon",
                 gone.owner,
                 "it stopped" if gone.state is OwnerState.STOPPED else "its lease expired",
                 gone.heartbeat.isoformat(),
@@ -436,7 +433,7 @@ class Scheduler:
             )
         for run_id in taken.failed:
             logger.warning(
-                "run %s was RUNNING under a daemon that is gone: recorded FAILED",
+                "run %s was RUNNING under a daemon or worker that is gone: recorded FAILED",
                 run_id,
                 extra={"run_id": run_id},
             )
@@ -445,7 +442,13 @@ class Scheduler:
         self._pump(self._queues.with_waiting())
 
     def _interrupted(self, gone: OwnerRecord) -> str:
-        """Why a run of the daemon ``gone`` is recorded FAILED when it is taken over."""
+        """Why a run of the daemon or worker ``gone`` is recorded FAILED when it is taken over."""
+        if gone.kind == "worker":
+            how = "it stopped" if gone.state is OwnerState.STOPPED else "no heartbeat"
+            return (
+                f"worker lost: worker {gone.owner} on {gone.host} ({how}; last heartbeat "
+                f"{gone.heartbeat.isoformat()})"
+            )
         if self._exclusive or not gone.owner:
             return INTERRUPTED_REASON
         if gone.state is OwnerState.STOPPED:

@@ -36,6 +36,9 @@ SQLite goes through as well):
 from __future__ import annotations
 
 import enum
+import os
+import secrets
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -60,7 +63,13 @@ __all__ = [
     "RoundView",
     "Takeover",
     "daemon_views",
+    "new_owner_id",
 ]
+
+
+def new_owner_id() -> str:
+    """An owner id for a daemon or a worker: ``<host>:<pid>:<random>``, never the same twice."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class OwnerLost(StoreError):  # noqa: N818 - names the situation, like KeyError
