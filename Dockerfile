@@ -4,6 +4,10 @@
 #   docker run -d --name workflow --init --stop-timeout 90 \
 #       -v "$PWD/conf:/app/conf:ro" -v workflow-data:/app/.workflow ddeutil-workflow
 #
+# A Celery worker (README, "Scaling out"): build with --build-arg EXTRAS=celery,postgres and
+# run the image with the command `workflow worker --concurrency 50`; SIGTERM drains it the
+# same way (WORKFLOW_APP_STOP_TIMEOUT, then cancel).
+#
 # Stopping: `docker stop` sends SIGTERM (STOPSIGNAL below). The daemon stops ticking,
 # lets running pipelines finish for WORKFLOW_APP_STOP_TIMEOUT seconds (60 here), then
 # cancels the rest (shell children included), records them CANCELLED and exits 0.
@@ -24,10 +28,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system workflow \
     && useradd --system --gid workflow --home-dir /app --shell /usr/sbin/nologin workflow
 
+# Extras to install, e.g. `--build-arg EXTRAS=celery,postgres` for `workflow worker` on a
+# PostgreSQL store (the same image then runs the daemon, the API or a worker).
+ARG EXTRAS=""
+
 WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install . && rm -rf /build
+RUN pip install ".${EXTRAS:+[$EXTRAS]}" && rm -rf /build
 
 WORKDIR /app
 COPY --chown=workflow:workflow conf ./conf

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import socket
@@ -146,8 +147,6 @@ def test_worker_templates_keep_versions_they_saw(
     first = templates.get("wf-a", None)
     v1 = template_version(first)
     write_conf("p.yml", PIPE.replace("NUMBER", "two-two"))  # another size: a new fingerprint
-    second = templates.get("wf-a", "unknown-version-forces-a-reread") if False else None
-    assert second is None
     with pytest.raises(LookupError, match="the run was dispatched with version nope"):
         templates.get("wf-a", "nope")
     current = templates.get("wf-a", None)
@@ -209,3 +208,43 @@ def test_redis_server_is_available_for_the_restart_test() -> None:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
     assert shutil.which("redis-server")
+
+
+def test_health_lists_workers_apart_and_never_counts_them_as_daemons(
+    monkeypatch: pytest.MonkeyPatch, root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ddeutil.workflow.store import open_store
+
+    monkeypatch.setenv("WORKFLOW_ROOT_PATH", str(root))
+    settings = Settings.from_env({"WORKFLOW_ROOT_PATH": str(root)})
+    store = open_store(settings.api_db_url)
+    now = datetime.now(timezone.utc)
+    try:
+        assert store.join("w:1:a", now=now, host="w", pid=1, kind="worker")
+        assert main(["health", "--json"]) == 1  # a worker alone is no scheduler
+        report = json.loads(capsys.readouterr().out)
+        assert report["schedulers"] == []
+        assert [w["owner"] for w in report["workers"]] == ["w:1:a"]
+        assert store.join("d:2:b", now=now, host="d", pid=2)
+        assert main(["health"]) == 0
+        text = capsys.readouterr().out
+        assert "daemons (" in text
+        assert "workers (" in text
+        assert text.index("d:2:b") < text.index("workers (") < text.index("w:1:a")
+    finally:
+        store.close()
+
+
+def test_api_health_lists_workers_apart(make_settings: Callable[..., Settings]) -> None:
+    from _apitest import TestClient
+    from ddeutil.workflow.api import create_app
+
+    store = MemoryRunStore()
+    now = datetime.now(timezone.utc)
+    assert store.join("w:1:a", now=now, host="w", pid=1, kind="worker")
+    app = create_app(settings=make_settings(WORKFLOW_API_TOKEN="t0ken"), store=store)
+    with TestClient(app) as client:
+        body = client.get("/health").json()
+    assert body["schedulers"] == []
+    assert [w["owner"] for w in body["workers"]] == ["w:1:a"]
+    assert body["scheduler"] is None

@@ -20,16 +20,18 @@ from ddeutil.workflow.settings import ENV_VARS, Settings
 
 REPO = Path(__file__).resolve().parents[1]
 UNIT = REPO / "systemd" / "ddeutil-workflow.service"
+WORKER_UNIT = REPO / "systemd" / "ddeutil-workflow-worker.service"
+UNITS = pytest.mark.parametrize("unit", [UNIT, WORKER_UNIT], ids=["daemon", "worker"])
 ENV_EXAMPLE = REPO / "systemd" / "workflow.env.example"
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 PROD_PYTHON = "/srv/workflow/.venv/bin/python"
 
 
-def _unit() -> dict[str, dict[str, list[str]]]:
+def _unit(path: Path = UNIT) -> dict[str, dict[str, list[str]]]:
     sections: dict[str, dict[str, list[str]]] = {}
     current: dict[str, list[str]] = {}
-    for raw in UNIT.read_text(encoding="utf-8").splitlines():
+    for raw in path.read_text(encoding="utf-8").splitlines():
         line = raw.strip()
         if not line or line.startswith(("#", ";")):
             continue
@@ -67,8 +69,17 @@ def test_unit_runs_the_app_module_as_a_dedicated_user_from_an_env_file() -> None
     assert _one(service, "Type") in ("exec", "simple")
 
 
-def test_unit_restarts_on_failure_and_stops_with_a_drain_window() -> None:
-    service = _unit()["Service"]
+def test_worker_unit_runs_the_worker_command_as_a_dedicated_user() -> None:
+    service = _unit(WORKER_UNIT)["Service"]
+    assert _one(service, "ExecStart").endswith("/bin/python -m ddeutil.workflow worker")
+    assert _one(service, "User") not in ("", "root", "0")
+    assert _one(service, "EnvironmentFile") == _one(_unit()["Service"], "EnvironmentFile")
+    assert "ExecReload" not in service
+
+
+@UNITS
+def test_unit_restarts_on_failure_and_stops_with_a_drain_window(unit: Path) -> None:
+    service = _unit(unit)["Service"]
     assert _one(service, "Restart") == "on-failure"
     assert _one(service, "KillMode") == "mixed"
     assert _one(service, "KillSignal") == "SIGTERM"
@@ -79,8 +90,9 @@ def test_unit_restarts_on_failure_and_stops_with_a_drain_window() -> None:
     assert timeout_stop > default_timeout
 
 
-def test_unit_is_hardened_and_writes_only_under_the_root() -> None:
-    service = _unit()["Service"]
+@UNITS
+def test_unit_is_hardened_and_writes_only_under_the_root(unit: Path) -> None:
+    service = _unit(unit)["Service"]
     for key, value in {
         "NoNewPrivileges": "yes",
         "ProtectSystem": "strict",
@@ -95,7 +107,7 @@ def test_unit_is_hardened_and_writes_only_under_the_root() -> None:
     root = _env_example()["WORKFLOW_ROOT_PATH"]
     assert root in _one(service, "ReadWritePaths").split()
     assert _one(service, "WorkingDirectory") == root
-    assert _unit()["Install"]["WantedBy"] == ["multi-user.target"]
+    assert _unit(unit)["Install"]["WantedBy"] == ["multi-user.target"]
 
 
 def test_env_example_names_only_known_variables_and_parses() -> None:
@@ -107,20 +119,21 @@ def test_env_example_names_only_known_variables_and_parses() -> None:
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
-def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
-    text = UNIT.read_text(encoding="utf-8")
+@UNITS
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path, unit: Path) -> None:
+    text = unit.read_text(encoding="utf-8")
     assert PROD_PYTHON in text
-    unit = tmp_path / UNIT.name
-    unit.write_text(text.replace(PROD_PYTHON, sys.executable), encoding="utf-8")
+    copy = tmp_path / unit.name
+    copy.write_text(text.replace(PROD_PYTHON, sys.executable), encoding="utf-8")
     proc = subprocess.run(
-        ["systemd-analyze", "verify", str(unit)],
+        ["systemd-analyze", "verify", str(copy)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert UNIT.name not in proc.stderr, proc.stderr
+    assert unit.name not in proc.stderr, proc.stderr
 
 
 def _docker_instructions() -> list[tuple[str, str]]:
@@ -141,7 +154,7 @@ def _docker(word: str) -> list[str]:
 def test_dockerfile_uses_a_slim_python_and_installs_the_package() -> None:
     (base,) = _docker("FROM")
     assert re.fullmatch(r"python:3\.\d+-slim", base), base
-    assert any(run.startswith("pip install .") for run in _docker("RUN"))
+    assert any(run.startswith(("pip install .", 'pip install ".')) for run in _docker("RUN"))
 
 
 def test_dockerfile_runs_the_daemon_as_a_non_root_user() -> None:

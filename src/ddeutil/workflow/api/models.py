@@ -340,4 +340,9 @@ class HealthResponse(_Model):
         default_factory=list,
         description="every daemon the store knows, newest heartbeat first",
     )
+    workers: list[SchedulerInfo] = Field(
+        default_factory=list,
+        description="every `workflow worker` (Celery executor) the store knows, newest "
+        "heartbeat first; a lost worker's running runs were recorded FAILED (worker lost)",
+    )
     runs_in_flight: int = Field(description="API runs waiting or running in this process")

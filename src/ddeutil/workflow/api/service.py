@@ -489,12 +489,14 @@ class ApiService:
 
         ``degraded`` when daemons are known but none is live with a heartbeat
         fresher than ``WORKFLOW_APP_HEALTH_STALE`` (``workflow health`` exits 1
-        then); ``scheduler`` is the newest heartbeat of any daemon.
+        then); ``scheduler`` is the newest heartbeat of any daemon. Celery workers
+        are listed apart and do not count as daemons.
         """
         store = self._store
         reachable = self._started and store is not None and store.ping()
         scheduler = None
         schedulers: list[SchedulerInfo] = []
+        workers: list[SchedulerInfo] = []
         if reachable and store is not None:
             try:
                 owners = store.owners()
@@ -503,7 +505,9 @@ class ApiService:
             now = self.clock.now()
             lease = timedelta(seconds=self.settings.app_lease_seconds)
             stale = timedelta(seconds=self.settings.app_health_stale)
-            schedulers = [scheduler_info(o, now=now, lease=lease, stale=stale) for o in owners]
+            infos = {o.owner: scheduler_info(o, now=now, lease=lease, stale=stale) for o in owners}
+            schedulers = [infos[o.owner] for o in owners if o.kind == "scheduler"]
+            workers = [infos[o.owner] for o in owners if o.kind == "worker"]
             if schedulers:
                 newest = max(schedulers, key=lambda s: s.last_heartbeat)
                 scheduler = SchedulerHealth(
@@ -522,6 +526,7 @@ class ApiService:
             store=StoreHealth(reachable=reachable),
             scheduler=scheduler,
             schedulers=schedulers,
+            workers=workers,
             runs_in_flight=self.in_flight(),
         )
 

@@ -118,15 +118,17 @@ def _cmd_health(args: argparse.Namespace, ctx: CliContext) -> int:
         reason = f"cannot read the run store: {ctx.masker.text(str(exc))}"
         _health_out(args, ctx, "unhealthy", reason, [])
         return EXIT_FAILED
-    views = daemon_views(
+    everyone = daemon_views(
         owners,
         now=default_clock().now(),
         lease=timedelta(seconds=settings.app_lease_seconds),
         stale=timedelta(seconds=stale),
     )
+    views = [v for v in everyone if v.record.kind == "scheduler"]
+    workers = [v for v in everyone if v.record.kind == "worker"]
     if not views:
         headline = "no scheduler heartbeat recorded (has the daemon ever run?)"
-        _health_out(args, ctx, "unhealthy", headline, views)
+        _health_out(args, ctx, "unhealthy", headline, views, workers=workers)
         return EXIT_FAILED
     live = [v for v in views if v.live]
     newest = max(live or views, key=lambda v: v.record.heartbeat)
@@ -140,7 +142,7 @@ def _cmd_health(args: argparse.Namespace, ctx: CliContext) -> int:
     else:
         status = "stale" if newest.stale else "healthy"
         headline = f"{beat} (stale after {stale:g}s)"
-    _health_out(args, ctx, status, headline, views)
+    _health_out(args, ctx, status, headline, views, workers=workers)
     return EXIT_OK if status == "healthy" else EXIT_FAILED
 
 
@@ -150,6 +152,8 @@ def _health_out(
     status: str,
     headline: str,
     views: Sequence[DaemonView],
+    *,
+    workers: Sequence[DaemonView] = (),
 ) -> None:
     settings = ctx.settings
     if args.json:
@@ -159,12 +163,19 @@ def _health_out(
             "stale_after_seconds": settings.app_health_stale,
             "lease_seconds": settings.app_lease_seconds,
             "schedulers": [v.to_dict() for v in views],
+            "workers": [v.to_dict() for v in workers],
         }
         print(json.dumps(ctx.masker.data(report), indent=2), file=ctx.out)
         return
     print(f"{status}: {headline}", file=ctx.out)
-    if not views:
-        return
+    if views:
+        _owner_table(ctx, "daemons", views)
+    if workers:
+        _owner_table(ctx, "workers", workers)
+
+
+def _owner_table(ctx: CliContext, what: str, views: Sequence[DaemonView]) -> None:
+    settings = ctx.settings
     current = [v for v in views if v.current]
     earlier = [v for v in views if not v.current]
     head = ("OWNER", "HOST", "PID", "STATE", "LAST HEARTBEAT", "AGE", "TAKEN BY")
@@ -175,7 +186,7 @@ def _health_out(
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
         return ctx.masker.text(("  " + "  ".join(cells)).rstrip())
 
-    print(f"daemons (unresponsive after {settings.app_lease_seconds:g}s):", file=ctx.out)
+    print(f"{what} (unresponsive after {settings.app_lease_seconds:g}s):", file=ctx.out)
     print(line(head), file=ctx.out)
     for view in current:
         print(line(_daemon_row(view)), file=ctx.out)
