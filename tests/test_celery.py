@@ -429,6 +429,24 @@ def test_cancel_reaches_a_run_on_a_worker(rabbit: str, make_setup: Callable[...,
     assert setup.marks_of("waiting") == []
 
 
+def test_the_daemons_stop_timeout_reaches_its_runs_on_workers(
+    rabbit: str, make_setup: Callable[..., Setup]
+) -> None:
+    setup = make_setup(rabbit)
+    executor = setup.executor()
+    request = setup.request("wf-sleep", name="stopped", seconds="60")
+    with setup.worker("w1"):
+        executor.submit(request)
+        wait_for("the run to start", lambda: setup.run(request.run_id).status is Status.RUNNING)
+        started = time.monotonic()
+        executor.shutdown(0.5)  # the daemon's WORKFLOW_APP_STOP_TIMEOUT
+        record = setup.ended(request.run_id)
+        assert time.monotonic() - started < 15
+    assert record.status is Status.CANCELLED
+    assert record.error is not None
+    assert "not finished within 0.5s" in record.error
+
+
 def test_worker_sigterm_drains_then_cancels(rabbit: str, make_setup: Callable[..., Setup]) -> None:
     setup = make_setup(rabbit, WORKFLOW_APP_STOP_TIMEOUT="1")
     executor = setup.executor()

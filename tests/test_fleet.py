@@ -319,6 +319,39 @@ def test_a_paused_daemon_that_comes_back_cannot_start_finish_or_claim_taken_work
     assert statuses[held] is Status.SUCCESS  # ran once, by b
 
 
+def test_runs_on_workers_outlive_their_daemon_and_end_failed_once_when_the_worker_dies(
+    store: RunStore, make_daemon: MakeDaemon, write_conf: Callable[..., Path]
+) -> None:
+    write_conf("p.yml", pipeline("p"))
+    a, a_exec, _ = make_daemon("a")
+    b, _, _ = make_daemon("b")
+    a.tick(at(10, 1))
+    a.tick(at(10, 2))
+    on_worker, local = (r.run_id for r in a_exec.submitted)
+    assert store.join("w", now=at(10, 2), host="wh", pid=7, kind="worker")
+    # A Celery worker starts the first run: it becomes the worker's (the handshake's runner).
+    assert store.mark_running(on_worker, now=at(10, 2, 1), owner=a.owner, runner="w")
+    assert a_exec.begin(local, at(10, 2, 1))
+    # a is paused past its lease; b takes a over: only a's own run ends FAILED.
+    store.heartbeat(now=at(10, 2) + LEASE, owner="w")
+    b.beat(at(10, 2) + LEASE + timedelta(seconds=5))
+    assert store.get_run(local).status is Status.FAILED  # type: ignore[union-attr]
+    assert store.get_run(on_worker).status is Status.RUNNING  # type: ignore[union-attr]
+    # a comes back: it cancels its own run, not the one its worker runs.
+    a.tick(at(10, 3))
+    assert a.owner == "a/2"
+    assert a_exec.cancelled == [local]
+    # The worker dies: the next takeover records its run FAILED (worker lost), once.
+    b.beat(at(10, 2) + 2 * LEASE + timedelta(seconds=5))
+    record = store.get_run(on_worker)
+    assert record is not None
+    assert record.status is Status.FAILED
+    assert (record.error or "").startswith("worker lost: worker w on wh")
+    b.beat(at(10, 2) + 3 * LEASE)
+    assert store.get_run(on_worker) == record
+    assert not store.finish(on_worker, status=Status.SUCCESS, now=at(10, 5), owner="w")
+
+
 def test_a_daemon_never_closes_a_live_daemons_runs_at_start(
     store: RunStore, make_daemon: MakeDaemon, write_conf: Callable[..., Path]
 ) -> None:

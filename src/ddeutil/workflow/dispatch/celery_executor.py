@@ -119,6 +119,7 @@ class CeleryExecutor:
         self._started = False
         self._closing = False
         self._broker_down = False
+        self._store_down = False
         self._threads: list[threading.Thread] = []
 
     def __repr__(self) -> str:
@@ -161,6 +162,7 @@ class CeleryExecutor:
                 len(unsent),
             )
         deadline = time.monotonic() + max(timeout, 0.0)
+        self._poll_sent()  # which of them started: the poller may not have looked yet
         if not self._wait(lambda: not self._running_locked(), deadline):
             why = reason or f"stopping: not finished within {timeout:g}s"
             with self._lock:
@@ -331,15 +333,30 @@ class CeleryExecutor:
             with self._lock:
                 if not self._started:
                     return
-                sent = [f for f in self._flights.values() if f.sent]
-            if sent:
-                try:
-                    self._poll_once(sent)
-                except Exception as exc:
-                    logger.warning("reading the states of runs in flight failed: %s", exc)
+            self._poll_sent()
             with self._lock:
                 if self._started:
                     self._wake.wait(self._poll)
+
+    def _poll_sent(self) -> None:
+        with self._lock:
+            sent = [f for f in self._flights.values() if f.sent]
+        if not sent:
+            return
+        try:
+            self._poll_once(sent)
+        except Exception as exc:
+            if not self._store_down:  # once per outage
+                logger.warning(
+                    "reading the states of runs in flight failed (retried every %gs): %s",
+                    self._poll,
+                    exc,
+                )
+            self._store_down = True
+        else:
+            if self._store_down:
+                logger.info("the states of runs in flight are read again")
+            self._store_down = False
 
     def _poll_once(self, flights: list[_Flight]) -> None:
         states = self._store.run_states([f.request.run_id for f in flights])

@@ -66,7 +66,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -384,20 +384,36 @@ class Scheduler:
         in_flight = self._queues.in_flight_ids()
         waiting = self._queues.waiting_count()
         self._join(at)
+        elsewhere = self._held_elsewhere(in_flight, lost)
         logger.error(
             "lease lost: owner %s was taken over by another daemon (no heartbeat for more "
             "than %gs: paused, or cut off from the run store); its %d run(s) in flight are "
-            "cancelled here (recorded FAILED by the taker) and its %d waiting release(s) "
-            "belong to the taker; joining again as owner %s",
+            "cancelled here (recorded FAILED by the taker), %d run(s) executing on workers "
+            "go on, and its %d waiting release(s) belong to the taker; joining again as "
+            "owner %s",
             lost,
             self._lease.total_seconds(),
-            len(in_flight),
+            len(in_flight) - len(elsewhere),
+            len(elsewhere),
             waiting,
             self.owner,
         )
         for run_id in in_flight:
-            self._executor.cancel(run_id, f"owner {lost} lost its lease")
+            if run_id not in elsewhere:
+                self._executor.cancel(run_id, f"owner {lost} lost its lease")
         self._queues = RunQueues()
+
+    def _held_elsewhere(self, run_ids: Sequence[str], lost: str) -> set[str]:
+        """The runs of ``run_ids`` that a worker holds (started on it): not the lost owner's."""
+        try:
+            states = self._store.run_states(run_ids)
+        except StoreError:
+            return set()  # cancel them all: the conservative side
+        return {
+            run_id
+            for run_id, state in states.items()
+            if state.status is Status.RUNNING and state.owner not in (None, lost)
+        }
 
     def _join(self, at: datetime) -> None:
         """Join the store under a new owner id: ``owner``, then ``owner/2``, ``owner/3``..."""
