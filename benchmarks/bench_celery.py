@@ -1,7 +1,8 @@
 """Benchmark: 10,000 one-stage runs due at once, through Celery and through the local executor.
 
 Run: ``python benchmarks/bench_celery.py [--runs 10000] [--executor local|celery|all]
-[--workers 2] [--concurrency 100] [--amqp-url URL] [--redis-url URL] [--store-url URL]``.
+[--workers 2] [--concurrency 100] [--amqp-url URL] [--redis-url URL] [--store-url URL]
+[--log json|none]``.
 
 ``--executor all`` (the default) runs the same burst three times, each in a fresh
 temporary root with a fresh run store and, for Celery, a fresh queue of its own
@@ -31,6 +32,13 @@ most 10 minutes). Reported per executor:
 * **overhead**: per run, the first stage's begin minus that run's submit time:
   p50, p99 and max;
 * **ratio**: all finished / the local executor's (target for Celery: at most 2x).
+
+Logging: ``workflow worker`` always logs JSON lines at INFO (a few lines per run;
+here to a file per worker in the temporary root). With ``--log json`` (the
+default) the local executor's workers log the same way, as under the daemon (to
+a temporary file: this process's stdout is redirected there while the report
+goes to the original stdout), so both sides pay for their logs; ``--log none``
+turns the local executor's logging off (as ``bench_dispatch.py`` by default).
 
 Every run must end SUCCESS (the counts by status are printed otherwise). The run
 store is a SQLite file in the temporary root unless ``--store-url`` gives a
@@ -63,6 +71,7 @@ from typing import Any, Protocol, TextIO
 from ddeutil.workflow.clock import SystemClock
 from ddeutil.workflow.dispatch.records import RunEvent, RunRequest
 from ddeutil.workflow.loader import Loader, RawTemplate, template_version
+from ddeutil.workflow.logs import configure_logging
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
 from ddeutil.workflow.store.base import Claim, ReleaseKey, RunFilter, RunStore, TriggerKind
@@ -461,8 +470,29 @@ def main() -> int:
     parser.add_argument(
         "--store-url", default=None, help="default: a SQLite file in the temporary root"
     )
+    parser.add_argument(
+        "--log",
+        default="json",
+        choices=["json", "none"],
+        help="json: log like the daemon (JSON lines at INFO) in the local executor too",
+    )
     args = parser.parse_args()
-    out = sys.stdout
+    with tempfile.TemporaryDirectory(prefix="bench-celery-logs-") as logs:
+        if args.log == "none":
+            return run_all(args, sys.stdout)
+        # The local executor's workers log to this process's stdout (fd 1): send it
+        # to a file, and the report to a copy of the original stdout.
+        sys.stdout.flush()
+        with (
+            os.fdopen(os.dup(1), "w", buffering=1) as out,
+            (Path(logs) / "parent.log").open("wb") as log,
+        ):
+            os.dup2(log.fileno(), 1)
+            configure_logging(fmt="json", level="INFO", stream=sys.stdout)
+            return run_all(args, out)
+
+
+def run_all(args: argparse.Namespace, out: TextIO) -> int:
 
     plan: list[tuple[str, Callable[[], Result]]] = []
     if args.executor in ("local", "all"):
@@ -480,7 +510,7 @@ def main() -> int:
 
     results = []
     for label, run in plan:
-        print(f"{label}: {args.runs} runs", file=out)
+        print(f"{label}: {args.runs} runs", file=out, flush=True)
         results.append(run())
     print(file=out)
     table(results, out)
