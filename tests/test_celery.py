@@ -151,8 +151,8 @@ class Setup:
             trigger=TriggerKind.API,
         )
 
-    def worker(self, name: str, *args: str) -> Any:
-        return worker_process(self.env, self.root / f"{name}.log", *args)
+    def worker(self, name: str, *args: str, **env: str) -> Any:
+        return worker_process({**self.env, **env}, self.root / f"{name}.log", *args)
 
     def run(self, run_id: str) -> RunRecord:
         record = self.store.get_run(run_id)
@@ -171,7 +171,15 @@ class Setup:
         app = celery_app(self.settings)
         app.conf.accept_content = ["json", "pickle"]
         try:
-            app.send_task(RUN_TASK, args=[payload], task_id=task_id, queue=self.queue, **options)
+            with app.connection_for_write() as connection:
+                app.send_task(
+                    RUN_TASK,
+                    args=[payload],
+                    task_id=task_id,
+                    queue=self.queue,
+                    connection=connection,
+                    **options,
+                )
         finally:
             app.close()
 
@@ -269,7 +277,10 @@ def test_api_run_executes_on_a_worker_and_is_visible_everywhere(
     broker: str, make_setup: Callable[..., Setup]
 ) -> None:
     setup = make_setup(broker)
-    with setup.worker("w1", "--concurrency", "2"):
+    # The worker writes its log files elsewhere, as on another machine: the API and
+    # `workflow logs` read the log the worker kept in the run store.
+    elsewhere = str(setup.root / "worker-machine-logs")
+    with setup.worker("w1", "--concurrency", "2", WORKFLOW_LOG_PATH=elsewhere):
         from _apitest import TestClient
         from ddeutil.workflow.api import create_app
 
@@ -280,32 +291,34 @@ def test_api_run_executes_on_a_worker_and_is_visible_everywhere(
             run_id = answer.json()["run_id"]
             record = setup.ended(run_id)
             assert record.status is Status.SUCCESS, record.error
-            assert record.owner is not None
-            assert record.owner.count(":") >= 2
+            owners = {o.owner: o for o in setup.store.owners()}
+            assert owners[record.owner or ""].kind == "worker"
             body = client.get(f"/api/v1/runs/{run_id}").json()
             assert body["status"] == "SUCCESS"
-            outputs = json.dumps(body)
-            assert "hello api" in outputs
+            assert "hello api" in json.dumps(body)  # the stage's output
+            logs = client.get(f"/api/v1/runs/{run_id}/logs").json()
+            assert any("stage 'Mark' SUCCESS" in line["message"] for line in logs["lines"])
+    assert (Path(elsewhere) / f"{run_id}.log").is_file()
+    assert not (setup.settings.log_path / f"{run_id}.log").exists()
     assert setup.marks_of("api") == ["api"]
-    cli = subprocess.run(
-        [sys.executable, "-m", "ddeutil.workflow", "runs", "--json"],
-        env={**os.environ, **setup.env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert run_id in cli.stdout
-    logs = subprocess.run(
-        [sys.executable, "-m", "ddeutil.workflow", "logs", run_id],
-        env={**os.environ, **setup.env},
+    env = {**os.environ, **setup.env}
+    runs = _cli(env, "runs", "--json")
+    assert run_id in runs.stdout
+    logs_cli = _cli(env, "logs", run_id)
+    assert "stage 'Mark' SUCCESS" in logs_cli.stdout
+
+
+def _cli(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "ddeutil.workflow", *argv],
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert logs.returncode == 0, logs.stderr
-    assert "hello api" in logs.stdout or "Mark" in logs.stdout
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 def test_scheduled_release_executes_on_a_worker_once(
@@ -341,6 +354,34 @@ def test_scheduled_release_executes_on_a_worker_once(
         finally:
             scheduler.stop(5.0)
     assert setup.marks_of("scheduled") == ["tick"]
+
+
+def test_the_daemon_process_sends_a_due_release_to_a_worker_process(
+    broker: str, make_setup: Callable[..., Setup]
+) -> None:
+    setup = make_setup(broker)
+    (setup.root / "conf" / "scheduled.yml").write_text(SCHEDULED, encoding="utf-8")
+    boundary = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    setup.store.set_watermark(boundary - timedelta(seconds=1))  # as if it ticked before it
+    with setup.worker("w1") as worker:
+        daemon = subprocess.run(
+            [sys.executable, "-m", "ddeutil.workflow.app", "--once", "--log-format", "json"],
+            env={**os.environ, **setup.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert daemon.returncode == 0, daemon.stderr
+        runs = setup.store.list_runs()  # the daemon exited: its claims are all made
+        assert 1 <= len(runs) <= 2  # two if it ticked just past the next boundary
+        records = [setup.ended(run.run_id) for run in runs]
+        assert "pipeline 'wf-every-minute' started" in worker.text()
+    assert [r.status for r in records] == [Status.SUCCESS] * len(runs)
+    assert min(r.release.at for r in records if r.release) == boundary
+    owners = {o.owner: o for o in setup.store.owners()}
+    assert {owners[r.owner or ""].kind for r in records} == {"worker"}
+    assert setup.marks_of("scheduled") == ["tick"] * len(runs)
 
 
 def test_the_same_message_delivered_twice_runs_once(

@@ -727,3 +727,11 @@ def test_forked_child_does_not_keep_the_lock_of_a_dead_parent(
         parent.kill()  # closes the pipes: the orphaned child reads EOF and exits
         store.close()
     assert child_pid > 0
+
+
+def test_a_kept_run_log_reads_back_and_is_replaced(store: RunStore) -> None:
+    assert store.run_log("r-none") is None
+    store.save_log("r-1", '{"message": "first"}\n')
+    store.save_log("r-1", '{"message": "a"}\n{"message": "b \u00e9"}\n')
+    assert store.run_log("r-1") == '{"message": "a"}\n{"message": "b \u00e9"}\n'
+    assert store.run_log("r-2") is None

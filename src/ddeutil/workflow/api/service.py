@@ -470,7 +470,8 @@ class ApiService:
         )
 
     def logs(self, run_id: str, offset: int, limit: int) -> RunLogs:
-        """Lines of a run's log file (404 when neither the run nor a file exists)."""
+        """Lines of a run's log file, else of the log a Celery worker kept in the store
+        (404 when the run does not exist)."""
         store, _ = self._ready()
         path = run_log_path(self.settings.log_path, run_id)
         try:
@@ -479,7 +480,8 @@ class ApiService:
         except FileNotFoundError:
             if store.get_run(run_id) is None:
                 raise ApiError(404, f"no run with id {run_id!r}") from None
-            lines, total = [], 0
+            kept = store.run_log(run_id)  # a run a Celery worker ran elsewhere
+            lines, total = read_log(iter(kept.splitlines() if kept else ()), offset, limit)
         return RunLogs(run_id=run_id, lines=lines, total=total, offset=offset, limit=limit)
 
     # ---------------------------------------------------------------- health

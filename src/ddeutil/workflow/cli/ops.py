@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -257,20 +257,28 @@ def _duration(start: datetime | None, end: datetime | None) -> str:
 
 def _cmd_logs(args: argparse.Namespace, ctx: CliContext) -> int:
     path = run_log_path(ctx.settings.log_path, args.run_id)
-    if not path.is_file():
-        with _store(ctx) as store:
-            known = store.get_run(args.run_id)
-        if known is None:
-            print(f"workflow: error: no run {args.run_id!r} in the run store", file=sys.stderr)
-            return EXIT_USAGE
-        why = "" if ctx.settings.log_enable_write else " (WORKFLOW_LOG_ENABLE_WRITE is off)"
-        print(f"run {args.run_id} ({known.status.value}) has no log file{why}", file=ctx.out)
-        return EXIT_FAILED
-    with path.open(encoding="utf-8") as fh:
-        for raw in fh:
-            line = raw.rstrip("\n")
-            print(ctx.masker.text(line if args.json else _render(line)), file=ctx.out)
-    return EXIT_OK
+    if path.is_file():
+        with path.open(encoding="utf-8") as fh:
+            _print_log(args, ctx, fh)
+        return EXIT_OK
+    with _store(ctx) as store:  # a run a Celery worker ran elsewhere: its log is kept here
+        known = store.get_run(args.run_id)
+        kept = store.run_log(args.run_id) if known is not None else None
+    if known is None:
+        print(f"workflow: error: no run {args.run_id!r} in the run store", file=sys.stderr)
+        return EXIT_USAGE
+    if kept is not None:
+        _print_log(args, ctx, kept.splitlines())
+        return EXIT_OK
+    why = "" if ctx.settings.log_enable_write else " (WORKFLOW_LOG_ENABLE_WRITE is off)"
+    print(f"run {args.run_id} ({known.status.value}) has no log file{why}", file=ctx.out)
+    return EXIT_FAILED
+
+
+def _print_log(args: argparse.Namespace, ctx: CliContext, lines: Iterable[str]) -> None:
+    for raw in lines:
+        line = raw.rstrip("\n")
+        print(ctx.masker.text(line if args.json else _render(line)), file=ctx.out)
 
 
 def _render(line: str) -> str:

@@ -80,10 +80,7 @@ def _conf(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "task_default_queue": settings.celery_queue,
         "task_create_missing_queues": True,
-        "broker_transport_options": {
-            "visibility_timeout": settings.celery_visibility_timeout,
-            "confirm_publish": True,
-        },
+        "broker_transport_options": {"visibility_timeout": settings.celery_visibility_timeout},
         "broker_connection_retry_on_startup": True,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_hijack_root_logger": False,

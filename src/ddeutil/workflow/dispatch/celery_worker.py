@@ -36,11 +36,14 @@ pipelines, per-run log files and this worker's **lease** in the store. Policies:
   go back to the queue, and a scheduled run it held for its release instant is
   handed back (requeued) untouched.
 * **Logs.** The worker logs like the daemon (JSON lines), and writes per-run log
-  files under ``WORKFLOW_LOG_PATH`` like a daemon worker process does.
+  files under ``WORKFLOW_LOG_PATH`` like a daemon worker process does. When a run
+  ends, its log (the last :data:`LOG_KEPT` bytes) is saved in the run store too,
+  where ``workflow logs`` and the API read it on any machine.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -57,7 +60,7 @@ from ..clock import Clock, SystemClock
 from ..engine.pipeline_cache import PipelineCache
 from ..errors import StoreError
 from ..loader import Loader, RawTemplate, template_version
-from ..logs import RunLogRouter
+from ..logs import RunLogRouter, run_log_path
 from ..masking import Masker
 from ..result import ErrorRecord, Status
 from ..settings import Settings
@@ -81,6 +84,8 @@ KEPT_VERSIONS = 64
 """Template versions a worker keeps besides the current ones (the last good ones)."""
 REFRESH_SECONDS = 2.0
 """A worker re-checks the conf folder for changes at most this often."""
+LOG_KEPT = 1 << 20
+"""Bytes of a run's log saved in the store (its end, when longer)."""
 RETRY_BASE = 2.0
 """Seconds before the first retry of a message that could not start; doubles each time."""
 
@@ -113,6 +118,7 @@ class WorkerTemplates:
         self._loader = loader
         self._checked = time.monotonic()
         self._kept: OrderedDict[tuple[str, str], RawTemplate] = OrderedDict()
+        self._versions: dict[str, tuple[RawTemplate, str]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -149,14 +155,21 @@ class WorkerTemplates:
         current = self._current(pipeline)
         with self._lock:
             if current is not None:
-                key = (pipeline, template_version(current))
-                self._kept[key] = current
-                self._kept.move_to_end(key)
-                while len(self._kept) > KEPT_VERSIONS:
-                    self._kept.popitem(last=False)
+                seen = self._versions.get(pipeline)
+                if seen is None or seen[0] is not current:  # digest once per template read
+                    seen = (current, template_version(current))
+                    self._versions[pipeline] = seen
+                    self._kept[(pipeline, seen[1])] = current
+                    while len(self._kept) > KEPT_VERSIONS:
+                        self._kept.popitem(last=False)
+                if version is None or version == seen[1]:
+                    return current
             if version is None:
-                return current
-            return self._kept.get((pipeline, version))
+                return None
+            found = self._kept.get((pipeline, version))
+            if found is not None:
+                self._kept.move_to_end((pipeline, version))
+            return found
 
     def _current(self, pipeline: str) -> RawTemplate | None:
         try:
@@ -367,8 +380,28 @@ class WorkerRuntime:
             return self._retry(request, exc)
         if result is None:
             return Outcome(request.run_id, "refused")
+        self._save_log(request)
         logger.debug("run message done: %s", result.status.value, extra=extra)
         return Outcome(request.run_id, "finished")
+
+    def _save_log(self, request: RunRequest) -> None:
+        """Keep the run's log file in the store, for readers on other machines."""
+        if self._router is None:
+            return
+        path = run_log_path(self.settings.log_path, request.run_id)
+        try:
+            with path.open("rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                fh.seek(max(size - LOG_KEPT, 0))
+                data = fh.read()
+            text = data.decode("utf-8", errors="replace")
+            if size > LOG_KEPT:  # the end is what explains how it ended
+                text = text.partition("\n")[2]
+                dropped = {"level": "WARNING", "message": f"[{size - len(data)}+ bytes dropped]"}
+                text = json.dumps(dropped) + "\n" + text
+            self.store.save_log(request.run_id, text)
+        except Exception as exc:
+            logger.warning("run log not saved in the store: %s", exc, extra=log_extra(request))
 
     def _hold(self, request: RunRequest, token: CancelToken) -> None:
         """Wait for a scheduled run's release instant; hand it back if the worker stops."""

@@ -17,6 +17,8 @@ into the driver's style and says how timestamps and JSON travel. Tables:
   holds one of its pipeline's slots (see :mod:`.fleet`).
 * ``workflow_watermarks`` (v2): each pipeline's watermark; its row is also the
   pipeline's lock while its releases are claimed or admitted.
+* ``workflow_run_logs`` (v3): the log of a run that executed on a Celery worker,
+  saved when it ended, for readers on other machines.
 * ``workflow_meta``: ``schema_version``, for later migrations.
 """
 
@@ -119,7 +121,10 @@ _V2 = (
 )
 
 
-_V3 = ("ALTER TABLE workflow_owners ADD COLUMN kind TEXT NOT NULL DEFAULT 'scheduler'",)
+_V3 = (
+    "ALTER TABLE workflow_owners ADD COLUMN kind TEXT NOT NULL DEFAULT 'scheduler'",
+    "CREATE TABLE IF NOT EXISTS workflow_run_logs (run_id TEXT PRIMARY KEY, text TEXT NOT NULL)",
+)
 
 
 def migrations(ts_type: str, json_type: str) -> list[list[str]]:
@@ -153,6 +158,11 @@ FAIL_RUNNING = (
 RUNNING_UNOWNED = f"SELECT run_id FROM workflow_runs WHERE {_INTERRUPTED}"
 OWNED_BY = " AND owner = ?"
 RUN_STATES = "SELECT run_id, status, error, owner, started FROM workflow_runs WHERE run_id IN "
+SAVE_LOG = (
+    "INSERT INTO workflow_run_logs (run_id, text) VALUES (?, ?) "
+    "ON CONFLICT (run_id) DO UPDATE SET text = excluded.text"
+)
+RUN_LOG = "SELECT text FROM workflow_run_logs WHERE run_id = ?"
 FINISH_OWNED = FINISH + " AND owner = ?"
 GET_STATE = "SELECT at, owner FROM workflow_state WHERE name = ?"
 SET_STATE = (

@@ -239,6 +239,15 @@ class SqlRunStore(RunStoreBase):
                     states[run_id] = RunState(Status(status), error, owner, ts_out(started))
         return states
 
+    def save_log(self, run_id: str, text: str) -> None:
+        with self._write() as conn:
+            conn.execute(self._dialect.sql(_sql.SAVE_LOG), (run_id, text))
+
+    def run_log(self, run_id: str) -> str | None:
+        with self._read() as conn:
+            row = conn.execute(self._dialect.sql(_sql.RUN_LOG), (run_id,)).fetchone()
+        return None if row is None else str(row[0])
+
     def _list(self, where: RunFilter, limit: int, offset: int) -> list[RunRecord]:
         clause, values = self._dialect.where(where)
         with self._read() as conn:

@@ -200,6 +200,18 @@ class RunStore(Protocol):
         """
         ...
 
+    def save_log(self, run_id: str, text: str) -> None:
+        """Keep the log of ``run_id`` (JSON lines), replacing what was kept.
+
+        A Celery worker saves the log of each run it executed when the run ended,
+        so ``workflow logs`` and the API read it on any machine.
+        """
+        ...
+
+    def run_log(self, run_id: str) -> str | None:
+        """The log :meth:`save_log` kept for ``run_id``, or ``None``."""
+        ...
+
     def get_watermark(self) -> datetime | None:
         """The store's watermark, or ``None`` before the first tick ever.
 

@@ -153,6 +153,7 @@ class MemoryRunStore(RunStoreBase):
         self._shared = shared
         self._mutex = threading.RLock()
         self._runs: dict[str, _Row] = {}
+        self._logs: dict[str, str] = {}
         self._claims: dict[ReleaseKey, str] = {}
         self._keys: dict[str, str] = {}
         self._state: dict[str, tuple[datetime, str]] = {}
@@ -268,6 +269,16 @@ class MemoryRunStore(RunStoreBase):
             self._check()
             rows = [row for run_id in run_ids if (row := self._runs.get(run_id)) is not None]
         return {r.run_id: RunState(r.status, r.error, r.owner, r.started) for r in rows}
+
+    def save_log(self, run_id: str, text: str) -> None:
+        with self._mutex:
+            self._check()
+            self._logs[run_id] = text
+
+    def run_log(self, run_id: str) -> str | None:
+        with self._mutex:
+            self._check()
+            return self._logs.get(run_id)
 
     def _select(self, where: RunFilter) -> list[_Row]:
         # Locals, not attribute lookups or a method call per row: this loop is
