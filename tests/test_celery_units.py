@@ -248,3 +248,62 @@ def test_api_health_lists_workers_apart(make_settings: Callable[..., Settings]) 
     assert body["schedulers"] == []
     assert [w["owner"] for w in body["workers"]] == ["w:1:a"]
     assert body["scheduler"] is None
+
+
+def test_a_stopping_worker_records_a_run_that_ignores_the_cancel_cancelled(
+    make_settings: Callable[..., Settings], write_conf: Callable[[str, str], Path]
+) -> None:
+    import threading
+
+    from ddeutil.workflow.dispatch.celery_worker import WorkerRuntime
+    from ddeutil.workflow.masking import Masker
+
+    write_conf(
+        "p.yml",
+        """
+        wf-stubborn:
+          type: Pipeline
+          jobs:
+            j:
+              stages:
+                - name: Ignore the cancel
+                  run: |
+                    import threading
+                    threading.Event().wait(3)
+        """,
+    )
+    settings = make_settings(WORKFLOW_LOG_ENABLE_WRITE="false")
+    store = MemoryRunStore()
+    now = datetime.now(timezone.utc)
+    store.create_run(
+        run_id="r-1", pipeline="wf-stubborn", trigger=TriggerKind.API, params={}, now=now
+    )
+    runtime = WorkerRuntime(settings, Masker(), store=store, cancel_grace=0.2)
+    runtime.start()
+    done = threading.Event()
+
+    def run() -> None:
+        runtime.handle(
+            RunRequest("r-1", "wf-stubborn", trigger=TriggerKind.API).to_dict(), retry=print
+        )
+        done.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        deadline = datetime.now(timezone.utc).timestamp() + 10
+        while (record := store.get_run("r-1")) is None or record.status is not Status.RUNNING:
+            assert datetime.now(timezone.utc).timestamp() < deadline
+            done.wait(0.01)
+        runtime.drain(0.1)
+        record = store.get_run("r-1")
+        assert record is not None
+        assert record.status is Status.CANCELLED
+        assert "ignored the cancel" in (record.error or "")
+        assert not done.is_set()  # still running: left behind, recorded
+    finally:
+        thread.join(timeout=10)
+        runtime.close()
+    final = store.get_run("r-1")
+    assert final is not None
+    assert final.status is Status.CANCELLED  # its late end was refused

@@ -277,7 +277,33 @@ class WorkerRuntime:
         for token in active:
             token.cancel(why)
         if not self._wait_idle(time.monotonic() + self._grace):
-            logger.error("worker stopping: %d run(s) ignored the cancel", len(self._active))
+            self._abandon(why)
+
+    def _abandon(self, why: str) -> None:
+        """Record runs that ignored the cancel CANCELLED: none is left RUNNING behind."""
+        with self._lock:
+            left = list(self._active)
+        logger.error(
+            "worker stopping: %d run(s) ignored the cancel for %gs; recorded CANCELLED and "
+            "left behind",
+            len(left),
+            self._grace,
+        )
+        message = f"cancelled: {why} (the run ignored the cancel)"
+        for run_id in left:
+            try:
+                self.store.finish(
+                    run_id,
+                    status=Status.CANCELLED,
+                    now=self.clock.now(),
+                    errors=(ErrorRecord(message=message, kind="Cancelled"),),
+                    error=message,
+                    owner=self.owner,
+                )
+            except Exception as exc:
+                logger.error(
+                    "could not record the run CANCELLED: %s", exc, extra={"run_id": run_id}
+                )
 
     def close(self) -> None:
         """Leave the run store (after :meth:`drain`) and release what the worker holds."""
