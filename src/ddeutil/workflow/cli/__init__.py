@@ -28,7 +28,7 @@ from ..logs import configure_logging
 from ..masking import Masker
 from ..settings import Settings
 
-__all__ = ["CliContext", "main"]
+__all__ = ["CliContext", "main", "positive_int"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -52,6 +52,17 @@ class CliContext:
 
 
 Handler = Callable[[argparse.Namespace, CliContext], int]
+
+
+def positive_int(raw: str) -> int:
+    """An argparse ``type=``: a whole number of at least 1."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
 
 
 # verb -> module of this package that registers it. Only the module of the verb

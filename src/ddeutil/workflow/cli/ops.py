@@ -34,7 +34,7 @@ from ..result import Status
 from ..store import open_store
 from ..store.base import RunFilter, RunRecord, RunStore
 from ..store.fleet import DaemonView, daemon_views
-from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliContext
+from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliContext, positive_int
 
 __all__ = ["default_clock", "register"]
 
@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=[s.value for s in Status],
         help="only runs with this status",
     )
-    p.add_argument("--limit", type=_positive, default=20, help="most runs shown (default 20)")
+    p.add_argument("--limit", type=positive_int, default=20, help="most runs shown (default 20)")
     p.add_argument("--json", action="store_true", help="print the records as a JSON list")
     p.set_defaults(handler=_cmd_runs)
 
@@ -81,16 +81,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--json", action="store_true", help="print the raw JSON lines")
     p.set_defaults(handler=_cmd_logs)
-
-
-def _positive(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
 
 
 @contextmanager

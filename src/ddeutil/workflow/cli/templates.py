@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..clock import Clock, SystemClock, ensure_utc
 from ..errors import ConfigError, WorkflowError
 from ..loader import Loader, RawTemplate
+from . import positive_int
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -362,16 +363,6 @@ def _cmd_next(args: argparse.Namespace, ctx: CliContext) -> int:
 # ------------------------------------------------------------------------- register
 
 
-def _positive(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
-
-
 def _instant(raw: str) -> datetime:
     text = raw.strip()
     if text.endswith(("Z", "z")):
@@ -415,7 +406,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "pipeline, in the schedule's timezone and in UTC.",
     )
     p.add_argument("name", help="an On template or a pipeline")
-    p.add_argument("-n", dest="count", type=_positive, default=5, help="how many (default 5)")
+    p.add_argument("-n", dest="count", type=positive_int, default=5, help="how many (default 5)")
     p.add_argument(
         "--after",
         type=_instant,

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from ..settings import QUEUE_NAME, QUEUE_RULE
-from . import EXIT_USAGE, CliContext
+from . import EXIT_USAGE, CliContext, positive_int
 
 __all__ = ["register"]
 
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--concurrency",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="runs executed at once, on threads (default WORKFLOW_APP_PIPELINE_PER_PROCESS)",
     )
@@ -40,16 +40,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="comma-separated queues to take runs from (default WORKFLOW_CELERY_QUEUE)",
     )
     p.set_defaults(handler=_cmd_worker)
-
-
-def _positive(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
 
 
 def _queues(raw: str) -> tuple[str, ...]:

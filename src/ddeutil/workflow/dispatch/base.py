@@ -46,7 +46,15 @@ from .records import RunEvent, RunRequest
 if TYPE_CHECKING:
     from ..loader import RawTemplate
 
-__all__ = ["EventBuffer", "Executor", "SaturationLog", "TemplateSource", "log_extra"]
+__all__ = [
+    "EventBuffer",
+    "Executor",
+    "SaturationLog",
+    "TemplateSource",
+    "TemplateUnavailable",
+    "log_extra",
+    "template_of",
+]
 
 logger = logging.getLogger("ddeutil.workflow.dispatch.threads")  # the executors' lines
 
@@ -93,6 +101,31 @@ class Executor(Protocol):
     def shutdown(self, timeout: float, *, reason: str | None = None) -> None:
         """Stop taking work, wait up to ``timeout``, then cancel what runs. Idempotent."""
         ...
+
+
+class TemplateUnavailable(LookupError):  # noqa: N818 - reads as what happened
+    """The template source has no template for a request (the run ends FAILED at once)."""
+
+
+def template_of(templates: TemplateSource, request: RunRequest) -> RawTemplate:
+    """The template ``request`` names, from ``templates``.
+
+    Raises:
+        TemplateUnavailable: the source does not know that version, or failed;
+            the message is the one-line reason the run is recorded with.
+    """
+    try:
+        template = templates(request.pipeline, request.version)
+    except Exception as exc:
+        template, why = None, f"{type(exc).__name__}: {exc}"
+    else:
+        why = "the template source does not know it"
+    if template is None:
+        version = request.version or "current"
+        raise TemplateUnavailable(
+            f"no template of pipeline {request.pipeline!r} version {version}: {why}"
+        )
+    return template
 
 
 def log_extra(request: RunRequest) -> dict[str, Any]:

@@ -34,6 +34,7 @@ seam for the daemon and the API when ``WORKFLOW_APP_EXECUTOR=celery``. Policies:
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -47,7 +48,7 @@ from ..masking import Masker
 from ..result import Status
 from ..settings import Settings
 from ..store.base import RunStore
-from .base import EventBuffer, TemplateSource, log_extra
+from .base import EventBuffer, TemplateSource, TemplateUnavailable, log_extra, template_of
 from .celery_app import CANCEL_COMMAND, RUN_TASK, celery_app, safe_broker_url
 from .orphans import record_end
 from .records import RunEvent, RunRequest
@@ -193,18 +194,13 @@ class CeleryExecutor:
         if not self._started:
             self.start()
         try:
-            template = self._templates(request.pipeline, request.version)
-            if template is None:
-                raise LookupError("the template source does not know it")
-            payload = request.to_dict()
-            RunRequest.from_dict(payload)  # what the worker will read
-            request.to_json()  # JSON values only (raises TypeError otherwise)
-        except Exception as exc:
-            version = request.version or "current"
-            message = (
-                f"run cannot be sent: pipeline {request.pipeline!r} version {version}: "
-                f"{type(exc).__name__}: {exc}"
-            )
+            template = template_of(self._templates, request)
+            payload = json.loads(request.to_json())  # JSON values only, as the worker reads them
+        except TemplateUnavailable as exc:
+            self._end_now(request, Status.FAILED, str(exc), kind="DispatchError")
+            return
+        except (TypeError, ValueError) as exc:
+            message = f"run cannot be sent: {type(exc).__name__}: {exc}"
             self._end_now(request, Status.FAILED, message, kind="DispatchError")
             return
         queue = template.data.get("queue") or self._settings.celery_queue

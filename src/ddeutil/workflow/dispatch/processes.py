@@ -71,7 +71,14 @@ from ..result import Status
 from ..settings import Settings
 from ..store import open_store
 from ..store.base import RunStore
-from .base import EventBuffer, SaturationLog, TemplateSource, log_extra
+from .base import (
+    EventBuffer,
+    SaturationLog,
+    TemplateSource,
+    TemplateUnavailable,
+    log_extra,
+    template_of,
+)
 from .handle import Assigned, WorkerHandle, describe_exit
 from .orphans import record_end, settle_orphan
 from .records import RunEvent, RunRequest
@@ -288,16 +295,9 @@ class ProcessExecutor:
         if not self._started:
             self.start()
         try:
-            template = self._templates(request.pipeline, request.version)
-            if template is None:
-                raise LookupError("the template source does not know it")
-        except Exception as exc:
-            version = request.version or "current"
-            message = (
-                f"no template of pipeline {request.pipeline!r} version {version}: "
-                f"{type(exc).__name__}: {exc}"
-            )
-            self._end_now(request, Status.FAILED, message, kind="DispatchError")
+            template = template_of(self._templates, request)
+        except TemplateUnavailable as exc:
+            self._end_now(request, Status.FAILED, str(exc), kind="DispatchError")
             return
         try:
             payload = dumps(Run(request))

@@ -38,7 +38,14 @@ from ..result import ErrorRecord, Status
 from ..settings import Settings
 from ..store.base import RunStore
 from ..store.ends import EndRecorder, RunEnd
-from .base import EventBuffer, SaturationLog, TemplateSource, log_extra
+from .base import (
+    EventBuffer,
+    SaturationLog,
+    TemplateSource,
+    TemplateUnavailable,
+    log_extra,
+    template_of,
+)
 from .execute import error_summary, execute_request
 from .records import RunEvent, RunRequest
 
@@ -424,18 +431,11 @@ class ThreadExecutor:
     def _template_of(self, request: RunRequest) -> RawTemplate | None:
         """The template of ``request``; ``None`` after ending the run FAILED."""
         try:
-            template = self._templates(request.pipeline, request.version)
-        except Exception as exc:
-            template = None
-            why = f"{type(exc).__name__}: {exc}"
-        else:
-            why = "the template source does not know it"
-        if template is None:
-            version = request.version or "current"
-            message = f"no template of pipeline {request.pipeline!r} version {version}: {why}"
-            logger.error("run not started: %s", message, extra=log_extra(request))
-            self._end_now(request, Status.FAILED, message, kind="DispatchError")
-        return template
+            return template_of(self._templates, request)
+        except TemplateUnavailable as exc:
+            logger.error("run not started: %s", exc, extra=log_extra(request))
+            self._end_now(request, Status.FAILED, str(exc), kind="DispatchError")
+            return None
 
     def _hold(self, request: RunRequest, token: CancelToken) -> RunEvent | None:
         """Wait for the release instant; ``None`` then, or the run's end when let go."""
