@@ -118,3 +118,30 @@ def test_readers_are_not_blocked_by_another_process_writing(
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def _open_when_released(path: str, gate: Any, out: Any) -> None:
+    gate.wait()
+    try:
+        SqliteRunStore(path).close()
+        out.put("ok")
+    except Exception as exc:
+        out.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_opening_a_new_store_together_all_succeed(tmp_path: Path) -> None:
+    """A daemon and its workers may create the same store at once (journal mode, schema)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    results: list[str] = []
+    for round_ in range(25):
+        gate, out = ctx.Barrier(6), ctx.Queue()
+        path = str(tmp_path / f"new-{round_}.db")
+        procs = [ctx.Process(target=_open_when_released, args=(path, gate, out)) for _ in range(6)]
+        for proc in procs:
+            proc.start()
+        results += [out.get(timeout=30) for _ in procs]
+        for proc in procs:
+            proc.join(timeout=30)
+    assert [r for r in results if r != "ok"] == []

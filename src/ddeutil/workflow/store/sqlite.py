@@ -39,6 +39,7 @@ import os
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -136,7 +137,7 @@ class SqliteRunStore(SqlRunStore):
         try:
             with self._errors():
                 self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._wal(time.monotonic() + busy_timeout)
                 self._conn.execute(f"PRAGMA synchronous = {level}")
             self._migrate()
         except BaseException:
@@ -145,6 +146,22 @@ class SqliteRunStore(SqlRunStore):
 
     def __repr__(self) -> str:
         return f"SqliteRunStore({self.path!r})"
+
+    def _wal(self, deadline: float) -> None:
+        """Switch to WAL; retried while another process creates the same file.
+
+        Changing the journal mode of a new database does not wait on the busy
+        timeout: two processes opening a fresh store at once (a daemon and its
+        workers starting together) would otherwise see "database is locked".
+        """
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)  # the other process holds the lock for milliseconds
 
     # -- plumbing -----------------------------------------------------------------
 
