@@ -592,6 +592,10 @@ def install(app: Celery, runtime: WorkerRuntime) -> None:
             return {"ok": "cancelled"} if found else {"ok": "not here"}
 
 
+def _tick() -> None:
+    """Nothing: a timer that bounds the event loop's wait."""
+
+
 def _registered_commands() -> Sequence[str]:
     from celery.worker.control import Panel
 
@@ -612,7 +616,10 @@ def serve_worker(
     install(app, runtime)
     from celery.signals import worker_ready, worker_shutting_down
 
-    def on_ready(**_: Any) -> None:
+    def on_ready(sender: Any = None, **_: Any) -> None:
+        hub = getattr(getattr(sender, "controller", None), "hub", None)
+        if hub is not None:  # a stop signal is seen within a second, not at the next timer
+            hub.call_repeatedly(1.0, _tick)
         logger.info("worker ready: consuming %s", ",".join(queues))
 
     def on_stop(**_: Any) -> None:
@@ -645,7 +652,8 @@ def serve_worker(
         worker.start()
         code = int(worker.exitcode or 0)
     finally:
-        runtime.drain(0.0)
+        if runtime.active:  # Celery gave up waiting for them (a second stop signal)
+            runtime.drain(0.0)
         runtime.close()
     logger.info("worker stopped")
     return code
