@@ -27,8 +27,10 @@ both say which executor ran the pipeline runs.
   starts ``--celery-workers`` ``python -m ddeutil.workflow --log-format json worker
   --concurrency --celery-concurrency`` processes with the same environment, root
   folder and run store, each logging to ``worker-<n>.log`` beside ``daemon.log``.
-  The daemon is started only once every worker has logged ``worker ready``
-  (bounded by ``--ready-timeout``). The same numbers are then measured through
+  The workers start one after the other, each once the previous one has logged
+  ``worker ready`` (together, on the fresh SQLite run store, one can exit with
+  "database is locked" while another creates the schema); the daemon starts once
+  every worker is ready (bounded by ``--ready-timeout``). The same numbers are then measured through
   the broker: the daemon claims a run and sends it, a worker takes it and runs
   it, so latency = stamp - boundary includes the publish, the broker and the
   worker's start of the run (the store's ``started`` is written by the worker).
@@ -264,13 +266,21 @@ def start_daemon(
 
 
 def start_workers(
-    args: argparse.Namespace, root: Path, celery: dict[str, str]
-) -> list[tuple[subprocess.Popen[bytes], Path]]:
-    """Start ``--celery-workers`` ``workflow worker`` processes ([] with the local executor)."""
-    if args.executor != "celery":
-        return []
+    args: argparse.Namespace,
+    root: Path,
+    celery: dict[str, str],
+    workers: list[tuple[subprocess.Popen[bytes], Path]],
+) -> float:
+    """Start ``--celery-workers`` ``workflow worker`` processes, one after the other.
+
+    Each is appended to ``workers`` (for the caller's ``finally``) and must log
+    ``worker ready`` (bounded by ``--ready-timeout`` in all) before the next starts:
+    workers started together on a fresh SQLite run store can fail to open it
+    ("database is locked") while another one creates its schema. Returns the seconds.
+    """
+    started = time.monotonic()
+    deadline = started + args.ready_timeout
     env = daemon_env(root, celery)
-    workers = []
     for n in range(args.celery_workers):
         log = root / f"worker-{n}.log"
         with log.open("wb") as out:
@@ -293,23 +303,15 @@ def start_workers(
                 start_new_session=True,
             )
         workers.append((proc, log))
-    return workers
-
-
-def wait_workers_ready(
-    workers: list[tuple[subprocess.Popen[bytes], Path]], timeout: float
-) -> float:
-    """Wait (bounded) until every worker has logged ``worker ready``; return the seconds."""
-    started = time.monotonic()
-    deadline = started + timeout
-    for n, (proc, log) in enumerate(workers):
         while WORKER_READY_LINE not in log.read_text(errors="replace"):
             if proc.poll() is not None:
                 raise RuntimeError(
                     f"worker {n} exited ({proc.returncode}) before ready:\n{tail(log)}"
                 )
             if time.monotonic() > deadline:
-                raise TimeoutError(f"worker {n} not ready after {timeout:g} s:\n{tail(log)}")
+                raise TimeoutError(
+                    f"worker {n} not ready after {args.ready_timeout:g} s:\n{tail(log)}"
+                )
             time.sleep(0.05)
     return time.monotonic() - started
 
@@ -618,9 +620,8 @@ def latency_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     try:
         if use_aps:
             aps = start_aps(args.aps_python, aps_log)
-        workers = start_workers(args, root, celery)
-        if workers:
-            took = wait_workers_ready(workers, args.ready_timeout)
+        if celery:
+            took = start_workers(args, root, celery, workers)
             say(f"  {len(workers)} celery workers ready after {took:.2f} s")
             avoid_close_boundary(args.warmup_s + 5)
         daemon = start_daemon(args.python, root, log, celery)
@@ -679,9 +680,8 @@ def burst_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     celery = celery_env(args)
     boundaries: list[float] = []
     try:
-        workers = start_workers(args, root, celery)
-        if workers:
-            took = wait_workers_ready(workers, args.ready_timeout)
+        if celery:
+            took = start_workers(args, root, celery, workers)
             say(f"  {len(workers)} celery workers ready after {took:.2f} s")
             result["workers_ready_s"] = round(took, 3)
             avoid_close_boundary(args.warmup_s + 15)
