@@ -328,12 +328,22 @@ def stop_workers(workers: list[tuple[subprocess.Popen[bytes], Path]], timeout: f
 
 
 def delete_queue(url: str, name: str) -> None:
-    """Delete the run's queue (and what is left in it) from the broker."""
+    """Delete the run's queue (and what is left in it) from the broker.
+
+    On Redis, kombu's ``queue_delete`` only unbinds the bindings this connection
+    declared (none), so the binding sets of the queue's exchange (named like the
+    queue) are deleted too.
+    """
     from kombu import Connection
 
     try:
         with Connection(url, connect_timeout=5) as conn:
-            conn.default_channel.queue_delete(name)
+            channel = conn.default_channel
+            channel.queue_delete(name)
+            if conn.transport.driver_type == "redis":
+                prefixes = ("keyprefix_queue", "keyprefix_binding_permanent")
+                keys = [getattr(channel, p) % name for p in prefixes if hasattr(channel, p)]
+                channel.client.delete(*keys)
     except Exception as exc:  # reported; the numbers are still good
         say(f"  ! could not delete queue {name} from the broker: {exc!r}")
 
