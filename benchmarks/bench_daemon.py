@@ -12,8 +12,31 @@ Run (both parts take real minutes: about 1 + ``--boundaries`` and
     python benchmarks/bench_daemon.py [--boundaries 6] [--burst 1000]
         [--burst-boundaries 3] [--python PY] [--aps-python /tmp/venv-aps/bin/python]
         [--skip-latency] [--skip-burst] [--skip-memory] [--skip-aps] [--keep]
+        [--executor local|celery] [--broker-url URL] [--celery-workers 2]
+        [--celery-concurrency 100]
 
-The report is readable text on stdout, then one JSON line with every number.
+The report is readable text on stdout, then one JSON line with every number;
+both say which executor ran the pipeline runs.
+
+* **Executor** (``--executor``): ``local`` (the default) runs the pipeline runs in
+  the daemon's own worker processes, as above. ``celery`` sets
+  ``WORKFLOW_APP_EXECUTOR=celery``, ``WORKFLOW_CELERY_BROKER_URL=--broker-url``
+  (default ``amqp://guest:guest@127.0.0.1:5672//``, RabbitMQ; ``redis://...`` for
+  Redis) and ``WORKFLOW_CELERY_QUEUE`` (a queue name unique to this run of the
+  script) for each daemon, and next to each daemon (latency part and burst part)
+  starts ``--celery-workers`` ``python -m ddeutil.workflow --log-format json worker
+  --concurrency --celery-concurrency`` processes with the same environment, root
+  folder and run store, each logging to ``worker-<n>.log`` beside ``daemon.log``.
+  The workers start one after the other, each once the previous one has logged
+  ``worker ready`` (together, on the fresh SQLite run store, one can exit with
+  "database is locked" while another creates the schema); the daemon starts once
+  every worker is ready (bounded by ``--ready-timeout``). The same numbers are then measured through
+  the broker: the daemon claims a run and sends it, a worker takes it and runs
+  it, so latency = stamp - boundary includes the publish, the broker and the
+  worker's start of the run (the store's ``started`` is written by the worker).
+  The workers are stopped after the daemon (SIGTERM, then SIGKILL of their
+  process group) and the queue is deleted from the broker afterwards. The memory
+  part is skipped with ``celery`` (the daemon no longer holds the runs' processes).
 
 * **Latency, 1 due**: one pipeline on ``* * * * *`` whose first stage is a python
   stage whose first statement is ``stamp = __import__("time").time()`` (kept in the
@@ -42,8 +65,8 @@ The report is readable text on stdout, then one JSON line with every number.
   (``/proc/<pid>/smaps_rollup``) of the parent plus all descendants; APScheduler:
   RSS of a process holding a started ``BackgroundScheduler`` with 1,000 cron jobs.
 
-Every wait is bounded; the daemon and the APScheduler child are stopped in a
-``finally`` (SIGTERM, then SIGKILL of their process group).
+Every wait is bounded; the daemon, the Celery workers and the APScheduler child
+are stopped in a ``finally`` (SIGTERM, then SIGKILL of their process group).
 """
 
 from __future__ import annotations
@@ -61,12 +84,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 READY_LINE = "scheduler ticks at every minute boundary"
+WORKER_READY_LINE = "worker ready"
+DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 
 PIPELINE = """\
 bench-{i:04d}:
@@ -189,7 +216,8 @@ def stop(proc: subprocess.Popen[bytes] | None, name: str, timeout: float) -> Non
     if proc is None or proc.poll() is not None:
         return
     tree = proc_tree(proc.pid)
-    proc.send_signal(signal.SIGTERM)
+    with contextlib.suppress(OSError):
+        proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout)
         return
@@ -203,9 +231,28 @@ def stop(proc: subprocess.Popen[bytes] | None, name: str, timeout: float) -> Non
     proc.wait(10)
 
 
-def start_daemon(python: str, root: Path, log: Path) -> subprocess.Popen[bytes]:
+def daemon_env(root: Path, celery: dict[str, str]) -> dict[str, str]:
+    """The environment of the daemon and its Celery workers (``celery``: extra variables)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_")}
-    env.update(WORKFLOW_ROOT_PATH=str(root), PYTHONUNBUFFERED="1")
+    env.update(WORKFLOW_ROOT_PATH=str(root), PYTHONUNBUFFERED="1", **celery)
+    return env
+
+
+def celery_env(args: argparse.Namespace) -> dict[str, str]:
+    """The three variables of the Celery executor ({} with the local executor)."""
+    if args.executor != "celery":
+        return {}
+    return {
+        "WORKFLOW_APP_EXECUTOR": "celery",
+        "WORKFLOW_CELERY_BROKER_URL": args.broker_url,
+        "WORKFLOW_CELERY_QUEUE": args.queue,
+    }
+
+
+def start_daemon(
+    python: str, root: Path, log: Path, celery: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    env = daemon_env(root, celery)
     with log.open("wb") as out:
         return subprocess.Popen(
             [python, "-m", "ddeutil.workflow.app"],
@@ -216,6 +263,102 @@ def start_daemon(python: str, root: Path, log: Path) -> subprocess.Popen[bytes]:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+
+
+def start_workers(
+    args: argparse.Namespace,
+    root: Path,
+    celery: dict[str, str],
+    workers: list[tuple[subprocess.Popen[bytes], Path]],
+) -> float:
+    """Start ``--celery-workers`` ``workflow worker`` processes, one after the other.
+
+    Each is appended to ``workers`` (for the caller's ``finally``) and must log
+    ``worker ready`` (bounded by ``--ready-timeout`` in all) before the next starts:
+    workers started together on a fresh SQLite run store can fail to open it
+    ("database is locked") while another one creates its schema. Returns the seconds.
+    """
+    started = time.monotonic()
+    deadline = started + args.ready_timeout
+    env = daemon_env(root, celery)
+    for n in range(args.celery_workers):
+        log = root / f"worker-{n}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [
+                    args.python,
+                    "-m",
+                    "ddeutil.workflow",
+                    "--log-format",
+                    "json",
+                    "worker",
+                    "--concurrency",
+                    str(args.celery_concurrency),
+                ],
+                env=env,
+                cwd=root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        workers.append((proc, log))
+        while WORKER_READY_LINE not in log.read_text(errors="replace"):
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"worker {n} exited ({proc.returncode}) before ready:\n{tail(log)}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"worker {n} not ready after {args.ready_timeout:g} s:\n{tail(log)}"
+                )
+            time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def stop_workers(workers: list[tuple[subprocess.Popen[bytes], Path]], timeout: float) -> None:
+    """SIGTERM every worker at once, then wait for each as :func:`stop` does."""
+    for proc, _ in workers:
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for n, (proc, _) in enumerate(workers):
+        stop(proc, f"worker {n}", max(1.0, deadline - time.monotonic()))
+
+
+def delete_queue(url: str, name: str) -> None:
+    """Delete the run's queue (and what is left in it) from the broker.
+
+    On Redis, kombu's ``queue_delete`` only unbinds the bindings this connection
+    declared (none), so the binding sets of the queue's exchange (named like the
+    queue) are deleted too.
+    """
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=5) as conn:
+            channel = conn.default_channel
+            channel.queue_delete(name)
+            if conn.transport.driver_type == "redis":
+                prefixes = ("keyprefix_queue", "keyprefix_binding_permanent")
+                keys = [getattr(channel, p) % name for p in prefixes if hasattr(channel, p)]
+                channel.client.delete(*keys)
+    except Exception as exc:  # reported; the numbers are still good
+        say(f"  ! could not delete queue {name} from the broker: {exc!r}")
+
+
+def report_worker_logs(
+    workers: list[tuple[subprocess.Popen[bytes], Path]],
+) -> list[dict[str, Any]]:
+    out = []
+    for n, (_, log) in enumerate(workers):
+        info = log_problems(log)
+        say(f"  worker {n} log lines by level: {info['levels']}")
+        for message, count in info["problems"]:
+            say(f"    {count} x {message}")
+        out.append(info)
+    return out
 
 
 def wait_ready(proc: subprocess.Popen[bytes], log: Path, timeout: float) -> float:
@@ -477,12 +620,21 @@ def latency_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     if not args.skip_aps and not use_aps:
         say(f"  APScheduler: {args.aps_python} not found (see the module docstring)")
     daemon = aps = None
-    say(f"== latency, 1 due, {args.boundaries} boundaries (daemon + APScheduler together)")
+    workers: list[tuple[subprocess.Popen[bytes], Path]] = []
+    celery = celery_env(args)
+    say(
+        f"== latency, 1 due, {args.boundaries} boundaries, executor {args.executor}"
+        + (" (daemon + APScheduler together)" if use_aps else "")
+    )
     avoid_close_boundary(args.warmup_s + 5)
     try:
         if use_aps:
             aps = start_aps(args.aps_python, aps_log)
-        daemon = start_daemon(args.python, root, log)
+        if celery:
+            took = start_workers(args, root, celery, workers)
+            say(f"  {len(workers)} celery workers ready after {took:.2f} s")
+            avoid_close_boundary(args.warmup_s + 5)
+        daemon = start_daemon(args.python, root, log, celery)
         ready = wait_ready(daemon, log, args.ready_timeout)
         if aps is not None:
             wait_aps_ready(aps, aps_log, 60)
@@ -500,7 +652,10 @@ def latency_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         runs = wait_runs_done(root / ".workflow" / "runs.db", boundaries, len(boundaries), 60)
     finally:
         stop(daemon, "daemon", args.stop_timeout)
+        stop_workers(workers, args.stop_timeout)
         stop(aps, "APScheduler child", 5)
+        if celery:
+            delete_queue(args.broker_url, args.queue)
     result = analyse(runs, boundaries, 1)
     result["warmup_skipped"] = skipped
     result["load_after"] = load_after
@@ -510,6 +665,8 @@ def latency_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         say(f"    {item['boundary']}  {fmt(item)}")
     report_checks(result, len(boundaries))
     result["daemon_log"] = report_log(log)
+    if workers:
+        result["worker_logs"] = report_worker_logs(workers)
     result.update(compare(runs, boundaries, aps_log if aps is not None else None))
     if args.keep:
         say(f"  kept: {root}")
@@ -521,14 +678,24 @@ def burst_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     write_conf(root / "conf", args.burst)
     log = root / "daemon.log"
     result: dict[str, Any] = {}
-    if not args.skip_memory and not args.skip_aps and Path(args.aps_python).exists():
+    memory = not args.skip_memory and args.executor == "local"
+    if memory and not args.skip_aps and Path(args.aps_python).exists():
         result["aps_rss_kb"] = aps_memory(args.aps_python, args.burst)
-    say(f"== {args.burst} due, {args.burst_boundaries} boundaries")
+    say(f"== {args.burst} due, {args.burst_boundaries} boundaries, executor {args.executor}")
+    if not args.skip_memory and not memory:
+        say("  memory part skipped with the celery executor")
     avoid_close_boundary(args.warmup_s + 15)
     daemon = None
+    workers: list[tuple[subprocess.Popen[bytes], Path]] = []
+    celery = celery_env(args)
     boundaries: list[float] = []
     try:
-        daemon = start_daemon(args.python, root, log)
+        if celery:
+            took = start_workers(args, root, celery, workers)
+            say(f"  {len(workers)} celery workers ready after {took:.2f} s")
+            result["workers_ready_s"] = round(took, 3)
+            avoid_close_boundary(args.warmup_s + 15)
+        daemon = start_daemon(args.python, root, log, celery)
         started = time.time()
         ready = wait_ready(daemon, log, args.ready_timeout)
         say(f"  daemon ready {ready - started:.2f} s after start")
@@ -537,7 +704,7 @@ def burst_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         result["warmup_skipped"] = skipped
         if skipped:
             say(f"  first boundary was < {args.warmup_s:g} s after ready: not counted")
-        if not args.skip_memory:
+        if memory:
             settle = min(2.0, max(0.0, boundaries[0] - time.time() - 1.0))
             time.sleep(settle)
             tree = proc_tree(daemon.pid)
@@ -563,6 +730,9 @@ def burst_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             )
     finally:
         stop(daemon, "daemon", args.stop_timeout)
+        stop_workers(workers, args.stop_timeout)
+        if celery:
+            delete_queue(args.broker_url, args.queue)
     if "memory" in result:
         mem = result["memory"]
         say(f"  memory, {args.burst} pipelines loaded ({mem['processes']} processes):")
@@ -591,9 +761,18 @@ def burst_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             )
         report_checks(lat, args.burst * len(boundaries))
     result["daemon_log"] = report_log(log)
+    if workers:
+        result["worker_logs"] = report_worker_logs(workers)
     if args.keep:
         say(f"  kept: {root}")
     return result
+
+
+def broker_label(url: str) -> str:
+    """The broker URL without its password."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}"
 
 
 def main() -> None:
@@ -618,9 +797,40 @@ def main() -> None:
     parser.add_argument("--ready-timeout", type=float, default=180.0)
     parser.add_argument("--stop-timeout", type=float, default=30.0)
     parser.add_argument("--keep", action="store_true", help="keep the temporary root folders")
+    parser.add_argument(
+        "--executor",
+        choices=("local", "celery"),
+        default="local",
+        help="where the runs execute: the daemon's processes, or workflow worker processes",
+    )
+    parser.add_argument(
+        "--broker-url", default=DEFAULT_BROKER, help="Celery broker (amqp://... or redis://...)"
+    )
+    parser.add_argument(
+        "--celery-workers", type=int, default=2, help="workflow worker processes per daemon"
+    )
+    parser.add_argument(
+        "--celery-concurrency", type=int, default=100, help="--concurrency of each worker"
+    )
     args = parser.parse_args()
+    if args.celery_workers < 1 or args.celery_concurrency < 1:
+        parser.error("--celery-workers and --celery-concurrency must be at least 1")
+    args.queue = f"bench-daemon-{uuid.uuid4().hex[:10]}"
 
-    report: dict[str, Any] = {"python": args.python}
+    report: dict[str, Any] = {"python": args.python, "executor": args.executor}
+    if args.executor == "celery":
+        report["celery"] = {
+            "broker": broker_label(args.broker_url),
+            "queue": args.queue,
+            "workers": args.celery_workers,
+            "concurrency": args.celery_concurrency,
+        }
+        say(
+            f"executor celery: broker {broker_label(args.broker_url)}, queue {args.queue}, "
+            f"{args.celery_workers} workers x concurrency {args.celery_concurrency}"
+        )
+    else:
+        say("executor local (the daemon's worker processes)")
     tmp = Path(tempfile.mkdtemp(prefix="bench-daemon-"))
     try:
         if not args.skip_latency and args.boundaries > 0:
