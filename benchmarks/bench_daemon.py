@@ -27,10 +27,9 @@ both say which executor ran the pipeline runs.
   starts ``--celery-workers`` ``python -m ddeutil.workflow --log-format json worker
   --concurrency --celery-concurrency`` processes with the same environment, root
   folder and run store, each logging to ``worker-<n>.log`` beside ``daemon.log``.
-  The workers start one after the other, each once the previous one has logged
-  ``worker ready`` (together, on the fresh SQLite run store, one can exit with
-  "database is locked" while another creates the schema); the daemon starts once
-  every worker is ready (bounded by ``--ready-timeout``). The same numbers are then measured through
+  The workers start together, as a service manager would start them; the daemon
+  starts once every worker has logged ``worker ready`` (bounded by
+  ``--ready-timeout``). The same numbers are then measured through
   the broker: the daemon claims a run and sends it, a worker takes it and runs
   it, so latency = stamp - boundary includes the publish, the broker and the
   worker's start of the run (the store's ``started`` is written by the worker).
@@ -271,12 +270,10 @@ def start_workers(
     celery: dict[str, str],
     workers: list[tuple[subprocess.Popen[bytes], Path]],
 ) -> float:
-    """Start ``--celery-workers`` ``workflow worker`` processes, one after the other.
+    """Start ``--celery-workers`` ``workflow worker`` processes together.
 
-    Each is appended to ``workers`` (for the caller's ``finally``) and must log
-    ``worker ready`` (bounded by ``--ready-timeout`` in all) before the next starts:
-    workers started together on a fresh SQLite run store can fail to open it
-    ("database is locked") while another one creates its schema. Returns the seconds.
+    Each is appended to ``workers`` (for the caller's ``finally``); returns the
+    seconds until every one logged ``worker ready`` (bounded by ``--ready-timeout``).
     """
     started = time.monotonic()
     deadline = started + args.ready_timeout
@@ -303,6 +300,7 @@ def start_workers(
                 start_new_session=True,
             )
         workers.append((proc, log))
+    for n, (proc, log) in enumerate(workers):
         while WORKER_READY_LINE not in log.read_text(errors="replace"):
             if proc.poll() is not None:
                 raise RuntimeError(
