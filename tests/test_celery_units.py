@@ -307,3 +307,24 @@ def test_a_stopping_worker_records_a_run_that_ignores_the_cancel_cancelled(
     final = store.get_run("r-1")
     assert final is not None
     assert final.status is Status.CANCELLED  # its late end was refused
+
+
+def test_the_daemon_without_the_celery_extra_says_how_to_install_it(
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import importlib.util
+
+    from ddeutil.workflow.app.daemon import serve
+    from ddeutil.workflow.masking import Masker
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "celery" else real(name, *a)
+    )
+    settings = make_settings(
+        WORKFLOW_APP_EXECUTOR="celery", WORKFLOW_CELERY_BROKER_URL="redis://127.0.0.1:1/0"
+    )
+    assert serve(settings, masker=Masker(), once=True) == 2
+    assert "pip install 'ddeutil-workflow[celery]'" in capsys.readouterr().err

@@ -63,7 +63,7 @@ import schedule
 
 from ..clock import Clock, SystemClock
 from ..dispatch.base import Executor, TemplateSource
-from ..errors import SettingsError, StoreError, StoreLockedError
+from ..errors import SettingsError, StoreError, StoreLockedError, WorkflowError
 from ..loader import Loader, RawTemplate
 from ..logs import configure_logging
 from ..masking import Masker
@@ -398,7 +398,12 @@ def serve(
             def templates(pipeline: str, version: str | None) -> RawTemplate | None:
                 return scheduler.template(pipeline, version)  # the catalog's versions
 
-            executor = _build_executor(settings, store, masker, clock, templates)
+            try:
+                executor = _build_executor(settings, store, masker, clock, templates)
+            except WorkflowError as exc:
+                logger.error("cannot start the executor: %s", exc)
+                print(masker.text(f"workflow scheduler: {exc}"), file=sys.stderr)
+                return EXIT_USAGE
             validator = _build_validator(settings)  # the parent never imports the engine
             scheduler = Scheduler(
                 settings=settings,

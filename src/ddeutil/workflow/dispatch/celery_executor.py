@@ -34,6 +34,7 @@ seam for the daemon and the API when ``WORKFLOW_APP_EXECUTOR=celery``. Policies:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import threading
@@ -44,6 +45,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock, SystemClock
+from ..errors import WorkflowError
 from ..masking import Masker
 from ..result import Status
 from ..settings import Settings
@@ -92,6 +94,9 @@ class CeleryExecutor:
         app: The Celery application (default: :func:`~.celery_app.celery_app`).
         cancel_grace: Seconds cancelled runs get at shutdown before it goes on.
         poll: Seconds between two reads of the in-flight runs' states.
+
+    Raises:
+        WorkflowError: the ``celery`` extra is not installed.
     """
 
     def __init__(
@@ -106,6 +111,11 @@ class CeleryExecutor:
         cancel_grace: float = 5.0,
         poll: float = POLL_SECONDS,
     ) -> None:
+        if app is None and importlib.util.find_spec("celery") is None:
+            raise WorkflowError(
+                "WORKFLOW_APP_EXECUTOR=celery needs the celery extra: "
+                "pip install 'ddeutil-workflow[celery]'"
+            )
         self._settings = settings
         self._templates = templates
         self._store = store
