@@ -651,3 +651,25 @@ def test_a_pickled_message_is_refused(rabbit: str, make_setup: Callable[..., Set
         assert setup.ended(good.run_id).status is Status.SUCCESS
     assert setup.run(request.run_id).status is Status.PENDING
     assert setup.marks_of("pickled") == []
+
+
+def test_a_stopping_executor_still_sends_what_was_submitted(
+    rabbit: str, make_setup: Callable[..., Setup]
+) -> None:
+    setup = make_setup(rabbit)
+    executor = setup.executor()
+    requests = [setup.request("wf-echo", name=f"s{i}") for i in range(3)]
+    for request in requests:
+        executor.submit(request)
+    executor.shutdown(10.0)  # at once: the sender has not even connected yet
+    assert _messages(rabbit, setup.queue) == 3
+    with setup.worker("w1"):
+        for request in requests:
+            assert setup.ended(request.run_id).status is Status.SUCCESS
+
+
+def _messages(url: str, queue: str) -> int:
+    from kombu import Connection
+
+    with Connection(url, connect_timeout=2) as conn:
+        return int(conn.default_channel.queue_declare(queue, passive=True).message_count)

@@ -26,9 +26,10 @@ seam for the daemon and the API when ``WORKFLOW_APP_EXECUTOR=celery``. Policies:
   worker starts it) and its message revoked; a running one gets the
   ``workflow_cancel`` command, which cancels its token on the worker that has
   it (recorded CANCELLED there).
-* **Stopping** (:meth:`CeleryExecutor.shutdown`): requests not sent yet stay
-  PENDING (dispatched again after a restart, or by the daemon that takes this
-  one over); runs that started get ``timeout`` seconds, then are cancelled on
+* **Stopping** (:meth:`CeleryExecutor.shutdown`): requests submitted are still
+  sent, within ``timeout``; those the broker did not take by then stay PENDING
+  (dispatched again after a restart, or by the daemon that takes this one
+  over). Runs that started get the rest of ``timeout``, then are cancelled on
   their workers; sent runs that did not start are left to the workers.
 """
 
@@ -168,6 +169,10 @@ class CeleryExecutor:
             if self._closing:
                 return
             self._closing = True
+        deadline = time.monotonic() + max(timeout, 0.0)
+        # What was submitted is sent first (the sender goes on), within the timeout.
+        self._wait(lambda: not self._outbox, deadline)
+        with self._lock:
             unsent = [self._flights.pop(run_id) for run_id in self._outbox]
             self._outbox.clear()
             self._wake.notify_all()
@@ -177,7 +182,6 @@ class CeleryExecutor:
                 "dispatched after a restart",
                 len(unsent),
             )
-        deadline = time.monotonic() + max(timeout, 0.0)
         self._poll_sent()  # which of them started: the poller may not have looked yet
         if not self._wait(lambda: not self._running_locked(), deadline):
             why = reason or f"stopping: not finished within {timeout:g}s"
@@ -300,6 +304,7 @@ class CeleryExecutor:
                         self._settings.celery_resend_seconds
                     )
                     flight.resend_at = now + flight.resend_every
+                self._wake.notify_all()  # a stopping executor waits for the outbox
                 if sent < len(batch):
                     self._wake.wait(RETRY_SECONDS)  # the broker does not answer: retry
 
