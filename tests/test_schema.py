@@ -81,6 +81,7 @@ def test_the_schema_describes_pipelines_stages_params_and_schedules(schema: dict
         "concurrency",
         "catchup",
         "queue",
+        "timeout",
     }
     assert pipeline["required"] == ["type"]
     queue_name = re.compile(pipeline["properties"]["queue"]["pattern"])

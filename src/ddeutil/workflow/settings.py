@@ -70,6 +70,16 @@ def _parse_positive_float(raw: str) -> float:
     return value
 
 
+def _parse_limit_seconds(raw: str) -> float | None:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("expected a number of seconds (0: no limit)") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("expected a finite number of seconds, 0 or more (0: no limit)")
+    return value or None
+
+
 def _parse_csv(raw: str) -> tuple[str, ...]:
     items = tuple(part.strip() for part in raw.split(",") if part.strip())
     if not items:
@@ -216,6 +226,12 @@ class Settings:
         _parse_positive_int,
         "4",
         "how many schedules (`on` entries) of one pipeline are evaluated/released concurrently",
+    )
+    pipeline_timeout: float | None = _var(
+        "WORKFLOW_CORE_PIPELINE_TIMEOUT",
+        _parse_limit_seconds,
+        "0",
+        "seconds a pipeline run may take before it is cancelled and recorded FAILED (timeout), unless its `timeout:` key says otherwise; `0`: no limit",
     )
     max_job_parallel: int = _var(
         "WORKFLOW_CORE_MAX_JOB_PARALLEL",

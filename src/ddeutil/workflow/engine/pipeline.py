@@ -9,6 +9,7 @@ run_py_local:
   concurrency: allow            # allow | skip | queue (the daemon's overlap policy)
   catchup: latest               # none | latest | all   (the daemon's catch-up policy)
   queue: etl                    # optional; the Celery queue its runs go to (executor celery)
+  timeout: 3600                 # optional; seconds, then the run is cancelled: FAILED (timeout)
   jobs: {...}                   # optional; a pipeline without jobs runs and succeeds
 ```
 
@@ -98,6 +99,12 @@ class Pipeline(BaseModel):
     )
     catchup: Literal["none", "latest", "all"] = Field(
         default="latest", description="daemon: which releases missed while down still run"
+    )
+    timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="seconds a run may take; then it is cancelled and recorded FAILED "
+        "(timeout). Default WORKFLOW_CORE_PIPELINE_TIMEOUT",
     )
     queue: str | None = Field(
         default=None,
@@ -299,6 +306,7 @@ class Pipeline(BaseModel):
             jobs=jobs,
             settings=settings,
             pipelines=_pipeline_source(loader),
+            timeout=self.timeout,
         )
 
     def _check_trigger(self, stage: TriggerStage, loader: Loader) -> None:

@@ -22,8 +22,10 @@ cancelled, SUCCESS otherwise: run failures never raise.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..cancellation import CancelToken
@@ -65,6 +67,8 @@ class ExecutionPlan:
         jobs: Job id -> compiled job.
         settings: The settings it was compiled with (the default of a run).
         pipelines: Finds the pipelines its trigger stages run.
+        timeout: Seconds a run may take (the pipeline's ``timeout:``); ``None``:
+            the run's settings decide (``WORKFLOW_CORE_PIPELINE_TIMEOUT``).
     """
 
     name: str
@@ -76,6 +80,7 @@ class ExecutionPlan:
     jobs: Mapping[str, JobPlan]
     settings: Settings
     pipelines: PipelineSource
+    timeout: float | None = None
 
     def run(
         self, params: Mapping[str, Any] | None = None, options: RunOptions = _DEFAULTS
@@ -102,13 +107,29 @@ class ExecutionPlan:
         clock = options.clock if options.clock is not None else SystemClock()
         run_id = options.run_id or new_run_id(clock, settings.timezone)
         start = clock.now()
+        limit = self.timeout if self.timeout is not None else settings.pipeline_timeout
+        cancel = options.cancel if options.cancel is not None else CancelToken()
+        deadline = _Deadline(cancel, limit)
+        with deadline:
+            return self._run(resolved, options, settings, run_id, start, deadline)
+
+    def _run(  # noqa: PLR0917 - the pieces of one run, from run()
+        self,
+        resolved: dict[str, Any],
+        options: RunOptions,
+        settings: Settings,
+        run_id: str,
+        start: datetime,
+        deadline: _Deadline,
+    ) -> Result:
+        clock = options.clock if options.clock is not None else SystemClock()
         rc = RunContext(
             run_id=run_id,
             pipeline=self.name,
             settings=settings,
             clock=clock,
             masker=options.masker if options.masker is not None else Masker(),
-            cancel=options.cancel if options.cancel is not None else CancelToken(),
+            cancel=deadline.token,
             filters=load_filters(settings.registry_filter),
             environ=process_environ(),
             hooks=hook_registry(settings.registry),
@@ -127,13 +148,15 @@ class ExecutionPlan:
         rc.log(logger, logging.INFO, "pipeline %r started (run %s)", self.name, run_id)
         outcomes = self._run_jobs(base, jobs_ctx, rc)
         statuses = {o.status for o in outcomes.values()}
-        if Status.FAILED in statuses:
+        if Status.FAILED in statuses or deadline.expired:
             status = Status.FAILED
         elif rc.cancel.cancelled or Status.CANCELLED in statuses:
             status = Status.CANCELLED
         else:
             status = Status.SUCCESS
         errors = tuple(e for j in self.order if j in outcomes for e in outcomes[j].errors)
+        if deadline.expired:  # the reason comes first: it is the run's one-line error
+            errors = (ErrorRecord(message=deadline.reason, kind="Timeout"), *errors)
         end = clock.now()
         rc.log(
             logger,
@@ -239,3 +262,39 @@ def _outcome_of(future: Future[JobOutcome], job_id: str, rc: RunContext) -> JobO
         logger.exception("job crashed", extra=rc.log_extra())
         message = rc.masker.text(f"internal error: {exc!r}")
         return JobOutcome(Status.FAILED, errors=(ErrorRecord(message, type(exc).__name__, job_id),))
+
+
+class _Deadline:
+    """Cancels a run that takes longer than its limit (a child of the caller's token).
+
+    A context manager: the timer starts on entry and stops on exit. ``expired``
+    tells a timeout apart from a cancel asked by the caller.
+    """
+
+    def __init__(self, cancel: CancelToken, limit: float | None) -> None:
+        self.limit = limit
+        self.token = cancel if limit is None else cancel.child()
+        self.reason = f"timeout: the run took longer than {limit:g}s" if limit else ""
+        self._expired = threading.Event()
+        self._timer: threading.Timer | None = None
+
+    @property
+    def expired(self) -> bool:
+        return self._expired.is_set()
+
+    def __enter__(self) -> _Deadline:
+        if self.limit is not None:
+            self._timer = threading.Timer(self.limit, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _expire(self) -> None:
+        if self.token.cancelled:  # cancelled for another reason first
+            return
+        self._expired.set()
+        self.token.cancel(self.reason)
