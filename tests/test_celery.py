@@ -8,6 +8,7 @@ its own. Tests skip with the reason when a broker does not answer.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -673,3 +674,27 @@ def _messages(url: str, queue: str) -> int:
 
     with Connection(url, connect_timeout=2) as conn:
         return int(conn.default_channel.queue_declare(queue, passive=True).message_count)
+
+
+def test_runs_waiting_behind_a_queue_are_not_sent_again(
+    rabbit: str, make_setup: Callable[..., Setup], caplog: pytest.LogCaptureFixture
+) -> None:
+    setup = make_setup(rabbit, WORKFLOW_CELERY_RESEND_SECONDS="0.2")
+    executor = setup.executor()
+    requests = [setup.request("wf-echo", name=f"q{i}") for i in range(3)]
+    caplog.set_level(logging.INFO, "ddeutil.workflow.dispatch.celery_executor")
+    try:
+        for request in requests:
+            executor.submit(request)
+        wait_for(
+            "the resend check to find the queue busy",
+            lambda: any("not sent again" in r.getMessage() for r in caplog.records),
+        )
+        assert _messages(rabbit, setup.queue) == 3  # no second copies
+        with setup.worker("w1"):
+            for request in requests:
+                assert setup.ended(request.run_id).status is Status.SUCCESS
+        for i in range(3):
+            assert setup.marks_of(f"q{i}") == [f"q{i}"]
+    finally:
+        executor.shutdown(0.0)

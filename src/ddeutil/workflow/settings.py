@@ -361,7 +361,7 @@ class Settings:
         "WORKFLOW_CELERY_RESEND_SECONDS",
         _parse_positive_float,
         "120",
-        "a dispatched run still PENDING after this long is sent again (a message lost with a broker that keeps nothing); the wait doubles each time",
+        "a dispatched run still PENDING after this long is sent again if its queue is empty (a message lost with a broker that keeps nothing); the wait doubles each time",
     )
     api_db_url: str = _var(
         "WORKFLOW_API_DB_URL",

@@ -17,10 +17,12 @@ seam for the daemon and the API when ``WORKFLOW_APP_EXECUTOR=celery``. Policies:
   whose worker died is recorded FAILED (worker lost) by the daemon that takes
   the worker over (see :mod:`.celery_worker`); the poller then sees it ended.
 * **Nothing lost with the broker.** A run still PENDING
-  ``WORKFLOW_CELERY_RESEND_SECONDS`` after it was sent is sent again, then
-  after twice as long, and so on (a broker that keeps nothing on disk loses
-  its queues when it restarts). A second delivery does nothing: the worker's
-  conditional start refuses a run that is no longer PENDING.
+  ``WORKFLOW_CELERY_RESEND_SECONDS`` after it was sent is sent again if its
+  queue is empty (a broker that keeps nothing on disk loses its queues when it
+  restarts); while the queue still holds messages the run waits behind them
+  and is not sent again. The wait doubles each time. A second delivery does
+  nothing: the worker's conditional start refuses a run that is no longer
+  PENDING.
 * **Cancel** (:meth:`CeleryExecutor.cancel`): a run not sent yet is recorded
   CANCELLED here; a PENDING one is recorded CANCELLED in the store (so no
   worker starts it) and its message revoked; a running one gets the
@@ -300,8 +302,8 @@ class CeleryExecutor:
                         if with_id in self._outbox:
                             self._outbox.remove(with_id)
                     flight.sent = True
-                    flight.resend_every = flight.resend_every * 2 or (
-                        self._settings.celery_resend_seconds
+                    flight.resend_every = (
+                        flight.resend_every or self._settings.celery_resend_seconds
                     )
                     flight.resend_at = now + flight.resend_every
                 self._wake.notify_all()  # a stopping executor waits for the outbox
@@ -410,6 +412,7 @@ class CeleryExecutor:
     def _poll_once(self, flights: list[_Flight]) -> None:
         states = self._store.run_states([f.request.run_id for f in flights])
         events: list[RunEvent] = []
+        overdue: list[_Flight] = []
         now = time.monotonic()
         with self._lock:
             for flight in flights:
@@ -430,15 +433,59 @@ class CeleryExecutor:
                         flight.started = True
                         events.append(RunEvent("started", run_id))
                 elif now >= flight.resend_at and not self._closing:
-                    self._resend_locked(flight)
+                    overdue.append(flight)
             self._wake.notify_all()
         self._events.extend(events)
+        if overdue:
+            self._resend(overdue, now)
+
+    def _resend(self, overdue: list[_Flight], now: float) -> None:
+        """Send overdue runs again, unless their queue still holds messages.
+
+        Runs still waiting behind a long queue are not lost: their messages are
+        there. Only a queue that is empty while its runs are still PENDING (the
+        broker lost them) gets them again; the wait doubles either way.
+        """
+        by_queue: dict[str, list[_Flight]] = {}
+        for flight in overdue:
+            by_queue.setdefault(flight.queue, []).append(flight)
+        waiting = {queue: self._queued(queue) for queue in by_queue}
+        with self._lock:
+            for queue, flights in by_queue.items():
+                for flight in flights:
+                    if self._flights.get(flight.request.run_id) is not flight:
+                        continue
+                    flight.resend_every *= 2
+                    flight.resend_at = now + flight.resend_every
+                    if waiting[queue] == 0:
+                        self._resend_locked(flight)
+                if waiting[queue]:
+                    logger.info(
+                        "%d run(s) not started yet wait behind %d message(s) in queue %s: "
+                        "not sent again",
+                        len(flights),
+                        waiting[queue],
+                        queue,
+                    )
+            self._wake.notify_all()
+
+    def _queued(self, queue: str) -> int:
+        """Messages ready in ``queue`` (0 when the broker cannot tell: then send again)."""
+        app = self._app
+        assert app is not None
+        try:
+            with app.connection_for_write() as connection:
+                declared = connection.default_channel.queue_declare(queue, passive=True)
+                return int(declared.message_count)
+        except Exception as exc:
+            logger.debug("queue %s not measured: %s", queue, exc)
+            return 0
 
     def _resend_locked(self, flight: _Flight) -> None:
         logger.warning(
-            "run not started %gs after it was sent: sending it again (the message may have "
-            "been lost with the broker; a second delivery does nothing)",
-            flight.resend_every,
+            "run not started %gs after it was sent, and its queue is empty: sending it again "
+            "(the broker lost the message; a second delivery does nothing)",
+            flight.resend_every / 2,
             extra=log_extra(flight.request),
         )
         flight.sent = False
