@@ -15,8 +15,8 @@ import pytest
 from ddeutil.workflow.cli import main
 from ddeutil.workflow.dispatch.celery_app import celery_app, safe_broker_url
 from ddeutil.workflow.dispatch.celery_executor import CeleryExecutor
-from ddeutil.workflow.dispatch.celery_worker import WorkerTemplates
 from ddeutil.workflow.dispatch.records import RunRequest
+from ddeutil.workflow.dispatch.worker_templates import WorkerTemplates
 from ddeutil.workflow.errors import ConfigError, SettingsError
 from ddeutil.workflow.loader import Loader, RawTemplate, template_version
 from ddeutil.workflow.pipeline import Pipeline

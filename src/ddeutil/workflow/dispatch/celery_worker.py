@@ -16,7 +16,8 @@ pipelines, per-run log files and this worker's **lease** in the store. Policies:
   the folder when it changed and keeps the versions it has seen, so a run of
   the daemon's last good version still runs after an edit. A message naming a
   version this worker does not have fails the run clearly (recorded FAILED,
-  naming both versions) rather than running a different pipeline.
+  naming both versions) rather than running a different pipeline (see
+  :mod:`.worker_templates`).
 * **Lease.** The worker joins the run store as an owner of kind ``worker`` and
   renews its heartbeat every third of ``WORKFLOW_APP_LEASE_SECONDS``. When it
   dies, a daemon takes it over once its lease ran out and records each of its
@@ -49,7 +50,6 @@ import os
 import socket
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -59,7 +59,7 @@ from ..cancellation import CancelToken
 from ..clock import Clock, SystemClock
 from ..engine.pipeline_cache import PipelineCache
 from ..errors import StoreError
-from ..loader import Loader, RawTemplate, template_version
+from ..loader import Loader
 from ..logs import RunLogRouter, run_log_path
 from ..masking import Masker
 from ..result import ErrorRecord, Status
@@ -72,6 +72,7 @@ from .base import log_extra
 from .celery_app import CANCEL_COMMAND, RUN_TASK, celery_app, safe_broker_url
 from .execute import execute_request
 from .records import RunRequest
+from .worker_templates import WorkerTemplates
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -80,10 +81,6 @@ __all__ = ["WorkerRuntime", "install", "serve_worker"]
 
 logger = logging.getLogger(__name__)
 
-KEPT_VERSIONS = 64
-"""Template versions a worker keeps besides the current ones (the last good ones)."""
-REFRESH_SECONDS = 2.0
-"""A worker re-checks the conf folder for changes at most this often."""
 LOG_KEPT = 1 << 20
 """Bytes of a run's log saved in the store (its end, when longer)."""
 RETRY_BASE = 2.0
@@ -104,92 +101,6 @@ class Outcome:
     ``failed`` (recorded FAILED before the start), ``retry``, ``dropped``."""
     again: Mapping[str, Any] | None = None
     """The message to send again (``retry``): sent once this one is done here."""
-
-
-class WorkerTemplates:
-    """The pipelines of the worker's conf folder, by name and version.
-
-    The folder is re-read when a file changed (checked at most every
-    :data:`REFRESH_SECONDS`, or at once when a message names a version not seen
-    yet); versions seen before are kept (:data:`KEPT_VERSIONS`).
-    """
-
-    def __init__(self, loader: Loader) -> None:
-        self._loader = loader
-        self._checked = time.monotonic()
-        self._kept: OrderedDict[tuple[str, str], RawTemplate] = OrderedDict()
-        self._versions: dict[str, tuple[RawTemplate, str]] = {}
-        self._lock = threading.Lock()
-
-    @property
-    def loader(self) -> Loader:
-        with self._lock:
-            return self._loader
-
-    def get(self, pipeline: str, version: str | None) -> RawTemplate:
-        """The template of ``pipeline`` in ``version`` (``None``: the current one).
-
-        Raises:
-            LookupError: this worker has no such pipeline, or not in that version
-                (the message says which version it has).
-        """
-        found = self._find(pipeline, version, refresh=False)
-        if found is None:
-            found = self._find(pipeline, version, refresh=True)
-        if found is not None:
-            return found
-        current = self._current(pipeline)
-        if current is None:
-            raise LookupError(
-                f"pipeline {pipeline!r} is not in this worker's conf folder "
-                f"({self.loader.conf_path}); deploy the same conf folder to every worker"
-            )
-        raise LookupError(
-            f"this worker has pipeline {pipeline!r} in version {template_version(current)}, "
-            f"the run was dispatched with version {version}; deploy the same conf folder "
-            "to the daemon and every worker"
-        )
-
-    def _find(self, pipeline: str, version: str | None, *, refresh: bool) -> RawTemplate | None:
-        self._refresh(force=refresh)
-        current = self._current(pipeline)
-        with self._lock:
-            if current is not None:
-                seen = self._versions.get(pipeline)
-                if seen is None or seen[0] is not current:  # digest once per template read
-                    seen = (current, template_version(current))
-                    self._versions[pipeline] = seen
-                    self._kept[(pipeline, seen[1])] = current
-                    while len(self._kept) > KEPT_VERSIONS:
-                        self._kept.popitem(last=False)
-                if version is None or version == seen[1]:
-                    return current
-            if version is None:
-                return None
-            found = self._kept.get((pipeline, version))
-            if found is not None:
-                self._kept.move_to_end((pipeline, version))
-            return found
-
-    def _current(self, pipeline: str) -> RawTemplate | None:
-        try:
-            return self.loader.get(pipeline)
-        except Exception:
-            return None
-
-    def _refresh(self, *, force: bool) -> None:
-        with self._lock:
-            if not force and time.monotonic() - self._checked < REFRESH_SECONDS:
-                return
-            self._checked = time.monotonic()
-            loader = self._loader
-        try:
-            fresh = loader.refreshed()
-        except Exception:
-            logger.exception("re-reading the conf folder failed; keeping the last one")
-            return
-        with self._lock:
-            self._loader = fresh
 
 
 class WorkerRuntime:
