@@ -508,7 +508,6 @@ def test_worker_sigterm_drains_then_cancels(rabbit: str, make_setup: Callable[..
         owners = {o.owner: o for o in setup.store.owners()}
         assert owners[record.owner or ""].state.value == "stopped"
         executor.submit(short)  # nobody consumes: stays PENDING, in the queue
-        time.sleep(0)  # the sender thread publishes; nothing waits on time here
         with setup.worker("w2"):
             assert setup.ended(short.run_id).status is Status.SUCCESS
     finally:

@@ -62,7 +62,7 @@ from ..errors import StoreError
 from ..loader import Loader
 from ..logs import RunLogRouter, run_log_path
 from ..masking import Masker
-from ..result import ErrorRecord, Status
+from ..result import Status
 from ..settings import Settings
 from ..store import open_store
 from ..store.base import RunStore
@@ -71,6 +71,7 @@ from ..store.fleet import new_owner_id
 from .base import log_extra
 from .celery_app import CANCEL_COMMAND, RUN_TASK, celery_app, safe_broker_url
 from .execute import execute_request
+from .orphans import record_end
 from .records import RunRequest
 from .worker_templates import WorkerTemplates
 
@@ -202,19 +203,15 @@ class WorkerRuntime:
         )
         message = f"cancelled: {why} (the run ignored the cancel)"
         for run_id in left:
-            try:
-                self.store.finish(
-                    run_id,
-                    status=Status.CANCELLED,
-                    now=self.clock.now(),
-                    errors=(ErrorRecord(message=message, kind="Cancelled"),),
-                    error=message,
-                    owner=self.owner,
-                )
-            except Exception as exc:
-                logger.error(
-                    "could not record the run CANCELLED: %s", exc, extra={"run_id": run_id}
-                )
+            record_end(
+                self.store,
+                run_id,
+                Status.CANCELLED,
+                message,
+                kind="Cancelled",
+                now=self.clock.now(),
+                owner=self.owner,
+            )
 
     def close(self) -> None:
         """Leave the run store (after :meth:`drain`) and release what the worker holds."""
@@ -394,17 +391,16 @@ class WorkerRuntime:
         message = self.masker.text(reason)
         if log:
             logger.error("run not started: %s", message, extra=log_extra(request))
-        try:
-            written = self.store.finish(
-                request.run_id,
-                status=Status.FAILED,
-                now=self.clock.now(),
-                errors=(ErrorRecord(message=message, kind=kind),),
-                error=message,
-                owner=request.owner,
-            )
-        except Exception as exc:
-            logger.error("could not record the run FAILED: %s", exc, extra=log_extra(request))
+        written = record_end(
+            self.store,
+            request.run_id,
+            Status.FAILED,
+            message,
+            kind=kind,
+            now=self.clock.now(),
+            owner=request.owner,
+        )
+        if written is None:  # the store failed (logged)
             return Outcome(request.run_id, "dropped")
         return Outcome(request.run_id, "failed" if written else "refused")
 

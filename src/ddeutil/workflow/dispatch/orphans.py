@@ -51,13 +51,15 @@ def record_end(
     kind: str,
     now: datetime,
     owner: str | None = None,
-) -> None:
+) -> bool | None:
     """Record ``run_id`` ended with ``status`` and one error; a store error is logged.
 
     ``owner`` fences the write: nothing is written once the run was taken over.
+    Returns whether it was written (``False``: the run was already closed, or
+    is another owner's), ``None`` when the store failed.
     """
     try:
-        store.finish(
+        return store.finish(
             run_id,
             status=status,
             now=now,
@@ -67,6 +69,7 @@ def record_end(
         )
     except Exception:
         logger.exception("could not record run %s %s", run_id, status.value)
+        return None
 
 
 def settle_orphan(
