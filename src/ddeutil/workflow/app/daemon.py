@@ -54,7 +54,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from types import FrameType
 from typing import Any
@@ -263,15 +263,20 @@ class Daemon:
 
     def _tick(self) -> None:
         self._prepared = False
+        self._guarded("tick", self._scheduler.tick, "the next tick retries (nothing is lost)")
+        reap_orphans()
+
+    def _guarded(self, what: str, call: Callable[[], object], then: str = "") -> None:
+        """``call()``; a store that does not answer is logged once per outage, any
+        other error with its traceback; an answer ends the outage."""
         try:
-            self._scheduler.tick()
+            call()
         except StoreError as exc:
-            self._store_failed("tick", exc)
+            self._store_failed(what, exc)
         except Exception:
-            logger.exception("tick failed; the next tick retries (nothing is lost)")
+            logger.exception("%s failed%s", what, f"; {then}" if then else "")
         else:
             self._store_back()
-        reap_orphans()
 
     def _store_failed(self, what: str, exc: StoreError) -> None:
         """Log a store outage once (then at DEBUG until it answers again)."""
@@ -307,14 +312,7 @@ class Daemon:
     def _keep_alive(self) -> None:
         """The lease thread: a heartbeat every third of the lease, whatever else waits."""
         while not self._stop_events.wait(self._beat_every):
-            try:
-                self._scheduler.keep_alive()
-            except StoreError as exc:
-                self._store_failed("heartbeat", exc)
-            except Exception:
-                logger.exception("heartbeat failed")
-            else:
-                self._store_back()
+            self._guarded("heartbeat", self._scheduler.keep_alive)
 
     def _pump(self) -> None:
         """The helper thread: executor events, waiting releases and the daemon's beat."""
@@ -334,14 +332,7 @@ class Daemon:
                 logger.exception("handling executor events failed")
             if time.monotonic() >= next_beat and not self._stop_events.is_set():
                 next_beat = time.monotonic() + self._beat_every
-                try:
-                    self._scheduler.beat()
-                except StoreError as exc:
-                    self._store_failed("heartbeat", exc)
-                except Exception:
-                    logger.exception("heartbeat failed")
-                else:
-                    self._store_back()
+                self._guarded("heartbeat", self._scheduler.beat)
 
 
 def _build_executor(
