@@ -93,6 +93,7 @@ from ..store.fleet import (
 from .catalog import CatalogEntry, PipelineCatalog
 from .decider import RoundDecider
 from .overlap import RunQueues, Waiting
+from .takeover import INTERRUPTED_REASON, interrupted_reason, started_elsewhere
 from .tick_report import TickLog, TickReport, log_tick
 from .validation import Validator
 
@@ -101,7 +102,6 @@ __all__ = ["INTERRUPTED_REASON", "Scheduler", "SchedulerState", "TickReport", "n
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-INTERRUPTED_REASON = "interrupted by a restart"
 _MINUTE = timedelta(minutes=1)
 _CLAIM_BATCH = 64
 """Pipelines are planned and claimed 64 at a time, one transaction each (a transaction
@@ -404,16 +404,10 @@ class Scheduler:
         self._queues = RunQueues()
 
     def _held_elsewhere(self, run_ids: Sequence[str], lost: str) -> set[str]:
-        """The runs of ``run_ids`` that a worker holds (started on it): not the lost owner's."""
         try:
-            states = self._store.run_states(run_ids)
+            return started_elsewhere(self._store.run_states(run_ids), lost)
         except StoreError:
             return set()  # cancel them all: the conservative side
-        return {
-            run_id
-            for run_id, state in states.items()
-            if state.status is Status.RUNNING and state.owner not in (None, lost)
-        }
 
     def _join(self, at: datetime) -> None:
         """Join the store under a new owner id: ``owner``, then ``owner/2``, ``owner/3``..."""
@@ -458,18 +452,7 @@ class Scheduler:
         self._pump(self._queues.with_waiting())
 
     def _interrupted(self, gone: OwnerRecord) -> str:
-        """Why a run of the daemon or worker ``gone`` is recorded FAILED when it is taken over."""
-        if gone.kind == "worker":
-            how = "it stopped" if gone.state is OwnerState.STOPPED else "no heartbeat"
-            return (
-                f"worker lost: worker {gone.owner} on {gone.host} ({how}; last heartbeat "
-                f"{gone.heartbeat.isoformat()})"
-            )
-        if self._exclusive or not gone.owner:
-            return INTERRUPTED_REASON
-        if gone.state is OwnerState.STOPPED:
-            return f"interrupted: owner {gone.owner} stopped"
-        return f"interrupted: owner {gone.owner} lost (last heartbeat {gone.heartbeat.isoformat()})"
+        return interrupted_reason(gone, exclusive=self._exclusive)
 
     def _recover_pending(self, run: RunRecord, now: datetime) -> None:
         loaded = self._catalog.get(run.pipeline)
