@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -315,11 +316,37 @@ def test_a_version_1_sqlite_store_is_migrated_and_its_runs_adopted(tmp_path: Pat
         store.close()
 
 
+def _back_to_version_3(conn: Any) -> None:
+    conn.execute("ALTER TABLE workflow_runs DROP COLUMN rerun_of")
+    conn.execute("ALTER TABLE workflow_runs DROP COLUMN cancel_requested")
+    conn.execute("DROP TABLE workflow_pauses")
+    conn.execute("UPDATE workflow_meta SET value = '3' WHERE key = 'schema_version'")
+
+
+def test_a_version_3_store_is_migrated_and_keeps_its_runs(shared_url: str) -> None:
+    v3 = open_store(shared_url)
+    assert isinstance(v3, SqlRunStore)
+    v3.create_run(run_id="r1", pipeline="p", trigger=TriggerKind.MANUAL, params={"a": 1}, now=T0)
+    with v3._transaction() as conn:
+        _back_to_version_3(conn)
+    v3.close()
+    store = open_store(shared_url)
+    try:
+        run = store.get_run("r1")
+        assert run is not None
+        assert (run.params, run.rerun_of, run.cancel_requested) == ({"a": 1}, None, None)
+        assert store.pause("p", now=T0)
+        assert store.paused() == {"p": T0}
+    finally:
+        store.close()
+
+
 def test_a_version_2_store_is_migrated_and_its_owners_are_schedulers(shared_url: str) -> None:
     v2 = open_store(shared_url)
     assert isinstance(v2, SqlRunStore)
     join(v2, "old")
     with v2._transaction() as conn:  # back to the version 2 schema
+        _back_to_version_3(conn)
         conn.execute("ALTER TABLE workflow_owners DROP COLUMN kind")
         conn.execute("UPDATE workflow_meta SET value = '2' WHERE key = 'schema_version'")
     v2.close()

@@ -41,7 +41,7 @@ def test_database_is_in_wal_mode_with_a_versioned_schema(store: SqliteRunStore, 
         ).fetchone()
         indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     raw.close()
-    assert version == ("3",)
+    assert version == ("4",)
     assert {"workflow_runs_pipeline_ix", "workflow_runs_status_ix"} <= indexes
 
 

@@ -30,6 +30,9 @@ class TriggerKind(str, enum.Enum):
     SCHEDULE = "schedule"
     MANUAL = "manual"
     API = "api"
+    BACKFILL = "backfill"
+    """A release of the pipeline's schedules run by ``workflow backfill`` (claimed
+    like a scheduled one: a release is run once, by the daemon or a backfill)."""
 
     def __str__(self) -> str:
         return self.value

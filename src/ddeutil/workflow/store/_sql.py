@@ -19,6 +19,9 @@ into the driver's style and says how timestamps and JSON travel. Tables:
   pipeline's lock while its releases are claimed or admitted.
 * ``workflow_run_logs`` (v3): the log of a run that executed on a Celery worker,
   saved when it ended, for readers on other machines.
+* v4: a run's ``rerun_of`` (the run it reruns) and ``cancel_requested`` (when a
+  cancel of the RUNNING run was asked; its executor polls for it), and
+  ``workflow_pauses``: the paused pipelines, with when each was paused.
 * ``workflow_meta``: ``schema_version``, for later migrations.
 """
 
@@ -37,7 +40,7 @@ from .base import NewRun, ReleaseKey, RunFilter, RunRecord, TriggerKind
 
 __all__ = ["SCHEMA_VERSION", "Dialect", "migrations"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema version this code writes; a newer store is refused."""
 
 COLUMNS = (
@@ -57,6 +60,8 @@ COLUMNS = (
     "error",
     "idempotency_key",
     "owner",
+    "rerun_of",
+    "cancel_requested",
 )
 _COLS = ", ".join(COLUMNS)
 
@@ -127,9 +132,19 @@ _V3 = (
 )
 
 
+_V4 = (
+    "ALTER TABLE workflow_runs ADD COLUMN rerun_of TEXT",
+    "ALTER TABLE workflow_runs ADD COLUMN cancel_requested {ts}",
+    """CREATE TABLE IF NOT EXISTS workflow_pauses (
+        pipeline TEXT PRIMARY KEY,
+        paused_at {ts} NOT NULL
+    )""",
+)
+
+
 def migrations(ts_type: str, json_type: str) -> list[list[str]]:
     """Return the DDL of each schema version (index ``n`` brings version ``n`` to ``n + 1``)."""
-    return [[stmt.format(ts=ts_type, json=json_type) for stmt in v] for v in (_V1, _V2, _V3)]
+    return [[stmt.format(ts=ts_type, json=json_type) for stmt in v] for v in (_V1, _V2, _V3, _V4)]
 
 
 INSERT_RUN = f"INSERT INTO workflow_runs ({_COLS}) VALUES ({', '.join('?' * len(COLUMNS))})"
@@ -163,6 +178,41 @@ SAVE_LOG = (
     "ON CONFLICT (run_id) DO UPDATE SET text = excluded.text"
 )
 RUN_LOG = "SELECT text FROM workflow_run_logs WHERE run_id = ?"
+# -- operations: cancel requests, pauses, retention --------------------------------
+RUN_STATUS = "SELECT status FROM workflow_runs WHERE run_id = ?"
+CANCEL_PENDING = (
+    "UPDATE workflow_runs SET status = 'CANCELLED', ended = ?, errors = ?, error = ? "
+    "WHERE run_id = ? AND status = 'PENDING'"
+)
+ASK_CANCEL = (
+    "UPDATE workflow_runs SET cancel_requested = COALESCE(cancel_requested, ?) "
+    "WHERE run_id = ? AND status = 'RUNNING'"
+)
+_ASKED = (
+    "SELECT run_id FROM workflow_runs WHERE status = 'RUNNING' AND cancel_requested IS NOT NULL"
+)
+CANCEL_ASKED_BY = _ASKED + " AND owner = ? ORDER BY run_id"
+CANCEL_ASKED_UNOWNED = _ASKED + " AND owner IS NULL ORDER BY run_id"
+PAUSE = (
+    "INSERT INTO workflow_pauses (pipeline, paused_at) VALUES (?, ?) "
+    "ON CONFLICT (pipeline) DO NOTHING"
+)
+PAUSED_AT = "SELECT paused_at FROM workflow_pauses WHERE pipeline = ?"
+UNPAUSE = "DELETE FROM workflow_pauses WHERE pipeline = ?"
+PAUSED = "SELECT pipeline, paused_at FROM workflow_pauses ORDER BY pipeline"
+# Each pipeline's newest run: the greatest (created, run_id) of its rows.
+NEWEST = (
+    "SELECT r.pipeline, MAX(r.run_id) FROM workflow_runs r JOIN "
+    "(SELECT pipeline, MAX(created) AS created FROM workflow_runs GROUP BY pipeline) n "
+    "ON r.pipeline = n.pipeline AND r.created = n.created GROUP BY r.pipeline"
+)
+_ENDED = "status IN ('SUCCESS', 'FAILED', 'SKIPPED', 'CANCELLED')"
+PRUNE_CANDIDATES = (
+    f"SELECT run_id FROM workflow_runs WHERE created < ? AND {_ENDED} "
+    "ORDER BY created, run_id LIMIT ?"
+)
+PRUNE_RUNS = f"DELETE FROM workflow_runs WHERE {_ENDED} AND run_id IN "
+PRUNE_LOGS = "DELETE FROM workflow_run_logs WHERE run_id IN "
 FINISH_OWNED = FINISH + " AND owner = ?"
 GET_STATE = "SELECT at, owner FROM workflow_state WHERE name = ?"
 SET_STATE = (
@@ -216,6 +266,16 @@ ADOPT = (
 FAIL_IDS = (
     "UPDATE workflow_runs SET status = 'FAILED', ended = ?, errors = ?, error = ? "
     "WHERE status = 'RUNNING' AND run_id IN "
+)
+# A gone owner's runs of other triggers that never started (a backfill's, a
+# client's): nobody else dispatches them, so they end with the owner.
+OWNED_UNSTARTED = (
+    "SELECT run_id FROM workflow_runs WHERE owner = ? AND status = 'PENDING' "
+    "AND trigger_kind <> 'schedule'"
+)
+FAIL_PENDING_IDS = (
+    "UPDATE workflow_runs SET status = 'FAILED', ended = ?, errors = ?, error = ? "
+    "WHERE status = 'PENDING' AND run_id IN "
 )
 ENSURE_MARK = (
     "INSERT INTO workflow_watermarks (pipeline, at) VALUES (?, ?) ON CONFLICT (pipeline) DO NOTHING"
@@ -317,6 +377,8 @@ class Dialect:
             None,
             run.idempotency_key,
             run.owner,
+            run.rerun_of,
+            None,
         )
 
     def record(self, row: Sequence[Any]) -> RunRecord:
@@ -338,6 +400,8 @@ class Dialect:
             error,
             key,
             owner,
+            rerun_of,
+            cancel_requested,
         ) = row
         release = None
         if release_at is not None:
@@ -358,6 +422,8 @@ class Dialect:
             error=error,
             idempotency_key=key,
             owner=owner,
+            rerun_of=rerun_of,
+            cancel_requested=self.opt_ts_out(cancel_requested),
         )
 
     def where(self, runs: RunFilter) -> tuple[str, list[Any]]:

@@ -23,6 +23,7 @@ from ..errors import StoreError
 from ..result import ErrorRecord, Status
 from . import _sql
 from ._codec import dump_errors, dumps_json, text_in
+from ._sqlops import SqlOperations
 from .base import (
     Ending,
     NewRun,
@@ -58,7 +59,7 @@ def _chunks(items: list[str]) -> Iterator[list[str]]:
         yield items[start : start + _CHUNK]
 
 
-class SqlRunStore(RunStoreBase):
+class SqlRunStore(SqlOperations, RunStoreBase):
     """A :class:`~.base.RunStore` over a SQL database; subclasses bring the driver.
 
     A subclass sets the class attributes, ``_pid`` (the opening process),
@@ -381,7 +382,8 @@ class SqlRunStore(RunStoreBase):
         """Move ``gone``'s PENDING scheduled runs to ``owner``, fail its RUNNING ones.
 
         A named owner's RUNNING runs of any trigger are failed (a worker holds
-        manual and API runs too); without one (``gone=None``: the runs nobody
+        manual and API runs too), and so are its PENDING runs of other triggers
+        (a client's that never started: nobody else would start them); without one (``gone=None``: the runs nobody
         holds) the scheduled ones only. Rows are locked in run id order, as
         admission locks them.
         """
@@ -403,6 +405,13 @@ class SqlRunStore(RunStoreBase):
         errors = dump_errors([ErrorRecord(message=reason, kind="Interrupted")])
         for chunk in _chunks(ids):
             conn.execute(sql(_sql.FAIL_IDS + _sql.marks(len(chunk))), (at, errors, reason, *chunk))
+        if gone is not None:
+            unstarted = [row[0] for row in conn.execute(sql(_sql.OWNED_UNSTARTED), args)]
+            more = self._lock_runs(conn, unstarted, which, (Status.PENDING.value, *args))
+            for chunk in _chunks(more):
+                statement = sql(_sql.FAIL_PENDING_IDS + _sql.marks(len(chunk)))
+                conn.execute(statement, (at, errors, reason, *chunk))
+            ids = sorted([*ids, *more])
         adopted = [replace(r, owner=owner) for r in records]
         return adopted, ids
 

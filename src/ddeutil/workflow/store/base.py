@@ -33,7 +33,7 @@ Policies every implementation follows:
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -105,8 +105,13 @@ class RunStore(Protocol):
         now: datetime,
         idempotency_key: str | None = None,
         logical_date: datetime | None = None,
+        owner: str | None = None,
+        rerun_of: str | None = None,
     ) -> RunRecord:
         """Record a PENDING run that has no release (manual or API trigger).
+
+        ``owner`` is the live client that executes it (see :meth:`join`), if
+        any; ``rerun_of`` the run it reruns.
 
         Raises:
             DuplicateRun: ``idempotency_key`` was used before; nothing is written.
@@ -189,6 +194,47 @@ class RunStore(Protocol):
         (:meth:`take_over`), never while it may still be executing them. PENDING
         runs are left alone too (they never started and may be dispatched).
         Returns the ids closed.
+        """
+        ...
+
+    def request_cancel(self, run_id: str, *, now: datetime, reason: str) -> Status | None:
+        """Ask that ``run_id`` be cancelled wherever it runs; return its status after.
+
+        A PENDING run is recorded CANCELLED with ``reason`` at once (nobody starts
+        it: the start handshake refuses it). A RUNNING run is marked
+        (``cancel_requested``): whoever executes it sees it in
+        :meth:`cancel_requests` and cancels it, and the run is then recorded
+        CANCELLED by its executor. A terminal run is left alone. ``None``: unknown id.
+        """
+        ...
+
+    def cancel_requests(self, owner: str | None) -> list[str]:
+        """The RUNNING runs held by ``owner`` (``None``: nobody) with a cancel asked."""
+        ...
+
+    def pause(self, pipeline: str, *, now: datetime) -> bool:
+        """Pause ``pipeline``'s schedules from ``now``; ``False`` when it already was."""
+        ...
+
+    def unpause(self, pipeline: str) -> datetime | None:
+        """Resume ``pipeline``'s schedules; return when it was paused (``None``: it was not)."""
+        ...
+
+    def paused(self) -> dict[str, datetime]:
+        """Every paused pipeline and when it was paused."""
+        ...
+
+    def newest_runs(self) -> dict[str, str]:
+        """Each pipeline's newest run id (by ``created``, then run id): never pruned."""
+        ...
+
+    def prune_runs(self, before: datetime, *, limit: int, keep: Collection[str] = ()) -> list[str]:
+        """Delete up to ``limit`` ended runs created before ``before``, oldest first.
+
+        Runs not ended (PENDING, RUNNING) and the ids in ``keep`` are never
+        deleted; a run's saved log goes with it (and with a scheduled run, its
+        release claim). One short transaction: call it again until it returns
+        fewer than ``limit`` ids. Returns the ids deleted.
         """
         ...
 
@@ -371,7 +417,7 @@ def terminal_status(status: Status) -> Status:
 def owner_kind(kind: OwnerKind) -> OwnerKind:
     """Return ``kind``, refusing a value that is not an :data:`~.fleet.OwnerKind`."""
     if kind not in get_args(OwnerKind):
-        raise ValueError(f"an owner is of kind 'scheduler' or 'worker', got {kind!r}")
+        raise ValueError(f"an owner is of kind 'scheduler', 'worker' or 'client', got {kind!r}")
     return kind
 
 
@@ -399,6 +445,7 @@ class NewRun:
     created: datetime
     idempotency_key: str | None = None
     owner: str | None = None
+    rerun_of: str | None = None
 
     @classmethod
     def claimed(cls, claim: Claim, created: datetime, owner: str | None = None) -> NewRun:
@@ -406,7 +453,7 @@ class NewRun:
         return cls(
             run_id=claim.run_id,
             pipeline=claim.release.pipeline,
-            trigger=TriggerKind.SCHEDULE,
+            trigger=TriggerKind(claim.trigger),
             release=claim.release,
             logical_date=None if claim.logical_date is None else utc(claim.logical_date),
             params=dumps_json(dict(claim.params)),
@@ -464,6 +511,8 @@ class RunStoreBase(abc.ABC):
         now: datetime,
         idempotency_key: str | None = None,
         logical_date: datetime | None = None,
+        owner: str | None = None,
+        rerun_of: str | None = None,
     ) -> RunRecord:
         run = NewRun(
             run_id=run_id,
@@ -474,8 +523,19 @@ class RunStoreBase(abc.ABC):
             params=dumps_json(dict(params)),
             created=utc(now),
             idempotency_key=idempotency_key,
+            owner=owner,
+            rerun_of=rerun_of,
         )
         return self._create(run)
+
+    def prune_runs(self, before: datetime, *, limit: int, keep: Collection[str] = ()) -> list[str]:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        return self._prune(utc(before), limit, frozenset(keep))
+
+    @abc.abstractmethod
+    def _prune(self, before: datetime, limit: int, keep: frozenset[str]) -> list[str]:
+        """:meth:`prune_runs` with its arguments checked."""
 
     def finish(
         self,

@@ -86,8 +86,10 @@ class OwnerLost(StoreError):  # noqa: N818 - names the situation, like KeyError
         return (type(self), (self.owner,))
 
 
-OwnerKind = Literal["scheduler", "worker"]
-"""What an owner is: a scheduler daemon, or a worker that executes the runs it starts."""
+OwnerKind = Literal["scheduler", "worker", "client"]
+"""What an owner is: a scheduler daemon, a worker that executes the runs it starts, or
+a client (``workflow run``, ``workflow backfill``) executing runs it recorded itself.
+Workers and clients are taken over only when their lease runs out or they left."""
 
 
 class OwnerState(str, enum.Enum):

@@ -99,6 +99,8 @@ class _Row:
     idempotency_key: str | None
     owner: str | None = None
     admitted: datetime | None = None
+    rerun_of: str | None = None
+    cancel_requested: datetime | None = None
 
     @classmethod
     def new(cls, run: NewRun) -> _Row:
@@ -118,6 +120,7 @@ class _Row:
             error=None,
             idempotency_key=run.idempotency_key,
             owner=run.owner,
+            rerun_of=run.rerun_of,
         )
 
     def record(self) -> RunRecord:
@@ -137,6 +140,8 @@ class _Row:
             error=self.error,
             idempotency_key=self.idempotency_key,
             owner=self.owner,
+            rerun_of=self.rerun_of,
+            cancel_requested=self.cancel_requested,
         )
 
 
@@ -159,6 +164,7 @@ class MemoryRunStore(RunStoreBase):
         self._state: dict[str, tuple[datetime, str]] = {}
         self._owners: dict[str, OwnerRecord] = {}
         self._marks: dict[str, datetime] = {}
+        self._pauses: dict[str, datetime] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -279,6 +285,82 @@ class MemoryRunStore(RunStoreBase):
         with self._mutex:
             self._check()
             return self._logs.get(run_id)
+
+    # -- operations: cancel requests, pauses, retention ------------------------------
+
+    def request_cancel(self, run_id: str, *, now: datetime, reason: str) -> Status | None:
+        at = utc(now)
+        with self._mutex:
+            self._check()
+            row = self._runs.get(run_id)
+            if row is None:
+                return None
+            if row.status is Status.PENDING:
+                errors = dump_errors([ErrorRecord(message=reason, kind="Cancelled")])
+                row = replace(row, status=Status.CANCELLED, ended=at, errors=errors, error=reason)
+            elif row.status is Status.RUNNING and row.cancel_requested is None:
+                row = replace(row, cancel_requested=at)
+            self._runs[run_id] = row
+            return row.status
+
+    def cancel_requests(self, owner: str | None) -> list[str]:
+        with self._mutex:
+            self._check()
+            return sorted(
+                r.run_id
+                for r in self._runs.values()
+                if r.status is Status.RUNNING
+                and r.cancel_requested is not None
+                and r.owner == owner
+            )
+
+    def pause(self, pipeline: str, *, now: datetime) -> bool:
+        with self._mutex:
+            self._check()
+            if pipeline in self._pauses:
+                return False
+            self._pauses[pipeline] = utc(now)
+            return True
+
+    def unpause(self, pipeline: str) -> datetime | None:
+        with self._mutex:
+            self._check()
+            return self._pauses.pop(pipeline, None)
+
+    def paused(self) -> dict[str, datetime]:
+        with self._mutex:
+            self._check()
+            return dict(sorted(self._pauses.items()))
+
+    def newest_runs(self) -> dict[str, str]:
+        newest: dict[str, tuple[datetime, str]] = {}
+        with self._mutex:
+            self._check()
+            for r in self._runs.values():
+                key = (r.created, r.run_id)
+                if r.pipeline not in newest or key > newest[r.pipeline]:
+                    newest[r.pipeline] = key
+        return {pipeline: key[1] for pipeline, key in newest.items()}
+
+    def _prune(self, before: datetime, limit: int, keep: frozenset[str]) -> list[str]:
+        with self._mutex:
+            self._check()
+            rows = sorted(
+                (
+                    r
+                    for r in self._runs.values()
+                    if r.created < before and r.status.is_terminal and r.run_id not in keep
+                ),
+                key=lambda r: (r.created, r.run_id),
+            )[:limit]
+            for row in rows:
+                del self._runs[row.run_id]
+                self._logs.pop(row.run_id, None)
+                if row.release is not None and self._claims.get(row.release) == row.run_id:
+                    del self._claims[row.release]
+                if row.idempotency_key is not None:
+                    self._keys.pop(row.idempotency_key, None)
+        return [r.run_id for r in rows]
 
     def _select(self, where: RunFilter) -> list[_Row]:
         # Locals, not attribute lookups or a method call per row: this loop is
@@ -447,6 +529,12 @@ class MemoryRunStore(RunStoreBase):
         # runs too); the unowned ones of the schedule only.
         trigger = TriggerKind.SCHEDULE if gone is None else None
         running = [r for r in self._rows_by_status(Status.RUNNING, trigger) if r.owner == gone]
+        if gone is not None:  # its runs of other triggers that never started end too
+            running += [
+                r
+                for r in self._rows_by_status(Status.PENDING, None)
+                if r.owner == gone and r.trigger is not TriggerKind.SCHEDULE
+            ]
         for row in sorted(running, key=lambda r: r.run_id):
             self._runs[row.run_id] = replace(
                 row, status=Status.FAILED, ended=at, errors=errors, error=reason

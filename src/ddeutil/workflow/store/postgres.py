@@ -104,9 +104,9 @@ _INSERT_RUN = _DIALECT.sql(
 _CLAIM_MANY = """
 INSERT INTO workflow_runs (run_id, pipeline, trigger_kind, status, release_schedule,
                            release_at, logical_date, params, errors, created, owner)
-SELECT r, p, 'schedule', 'PENDING', s, a, l, pa, '[]'::json, %s, %s
+SELECT r, p, k, 'PENDING', s, a, l, pa, '[]'::json, %s, %s
 FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[],
-            %s::json[]) WITH ORDINALITY AS t(r, p, s, a, l, pa, n)
+            %s::json[], %s::text[]) WITH ORDINALITY AS t(r, p, s, a, l, pa, k, n)
 ORDER BY n
 ON CONFLICT (pipeline, release_schedule, release_at) DO NOTHING
 RETURNING run_id
@@ -300,6 +300,7 @@ class PostgresRunStore(SqlRunStore):
             [c.release.at for c in claims],
             [None if c.logical_date is None else utc(c.logical_date) for c in claims],
             [dumps_json(dict(c.params)) for c in claims],
+            [TriggerKind(c.trigger).value for c in claims],
         )
         with self._write() as conn:
             won = {row[0] for row in conn.execute(_CLAIM_MANY, values).fetchall()}

@@ -27,6 +27,8 @@ class Claim:
     run_id: str
     params: Mapping[str, Any] = field(default_factory=dict)
     logical_date: datetime | None = None
+    trigger: TriggerKind = TriggerKind.SCHEDULE
+    """``SCHEDULE`` (the daemon) or ``BACKFILL``: the same release claim either way."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,12 @@ class RunRecord:
     idempotency_key: str | None
     owner: str | None = None
     """Who holds the run: the daemon that claimed (or adopted) a scheduled run, the
-    worker that started it; ``None`` for a run nobody holds."""
+    worker that started it, the client (``workflow run``, ``backfill``) that
+    executes it; ``None`` for a run nobody holds."""
+    rerun_of: str | None = None
+    """The run this one reruns (``workflow rerun``), if any."""
+    cancel_requested: datetime | None = None
+    """When a cancel of this RUNNING run was asked (:meth:`RunStore.request_cancel`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able view (datetimes as ISO 8601 text)."""
@@ -87,6 +94,8 @@ class RunRecord:
             "error": self.error,
             "idempotency_key": self.idempotency_key,
             "owner": self.owner,
+            "rerun_of": self.rerun_of,
+            "cancel_requested": iso(self.cancel_requested),
         }
 
 
