@@ -193,3 +193,29 @@ def test_a_client_is_taken_over_only_when_its_lease_ran_out(store: RunStore) -> 
         assert record is not None
         assert record.status is Status.FAILED
         assert record.error == "c1 lost"
+
+
+def test_forget_skipped_frees_the_releases_a_pause_skipped(store: RunStore) -> None:
+    from ddeutil.workflow.store.fleet import ClaimState, Decision, RoundClaim, RoundView
+
+    assert store.join("d1", now=T0, host="h", pid=1)
+    keys = [ReleaseKey("p", "* * * * *@UTC", T0 + timedelta(minutes=m)) for m in range(4)]
+
+    def decide(view: RoundView) -> Decision:
+        claims = [
+            RoundClaim(Claim(k, f"s{i}", {}, k.at), ClaimState.SKIPPED, "paused" if i else "other")
+            for i, k in enumerate(keys)
+        ]
+        return Decision(tuple(claims))
+
+    store.claim_round(["p"], owner="d1", at=T0 + LEASE, init=T0, now=T0, decide=decide)
+    until = T0 + timedelta(minutes=3)
+    got = store.forget_skipped("p", reason="paused", since=T0, until=until, limit=1)
+    assert got == [keys[1]]
+    got = store.forget_skipped("p", reason="paused", since=T0, until=until, limit=10)
+    assert got == [keys[2]]  # "other" is not a pause's, the 4th is past `until`
+    assert store.get_run("s0") is not None
+    assert store.get_run("s1") is None
+    assert store.get_run("s3") is not None
+    assert store.claim(keys[1], run_id="again", params={}, logical_date=T0, now=T0)
+    assert not store.claim(keys[3], run_id="no", params={}, logical_date=T0, now=T0)

@@ -7,7 +7,7 @@ it runs inside each batch's transaction, with the batch's pipelines locked.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from operator import attrgetter
 from typing import Any
@@ -20,7 +20,7 @@ from ..settings import Settings
 from ..store.base import Claim
 from ..store.fleet import ClaimState, Decision, PipelineLoad, RoundClaim, RoundView
 from .catalog import CatalogEntry, PipelineCatalog
-from .tick_report import SKIP_REASON
+from .tick_report import PAUSED_REASON, SKIP_REASON
 
 __all__ = ["RoundDecider"]
 
@@ -34,7 +34,8 @@ class RoundDecider:
     the pipeline's load fleet-wide as the store shows it: ``skip`` skips while
     anything of the pipeline is in flight or waiting; ``queue`` and ``allow``
     admit while fewer than the limit hold a slot and none is waiting (older
-    releases go first).
+    releases go first). A release of a paused pipeline at or after the instant
+    it was paused (``paused``) is recorded SKIPPED (:data:`PAUSED_REASON`).
     """
 
     def __init__(
@@ -46,6 +47,7 @@ class RoundDecider:
         limit: Callable[[CatalogEntry], int],
         at: datetime,
         stamp: Clock,
+        paused: Mapping[str, datetime] | None = None,
     ) -> None:
         self._catalog = catalog
         self._settings = settings
@@ -54,6 +56,7 @@ class RoundDecider:
         self._planned = catalog.planned_by_pipeline()
         self._at = at
         self._stamp = stamp
+        self._paused = paused or {}
         self._due: list[Release] = []
         self._skipped: list[Release] = []
         self._ranges: list[Any] = []
@@ -89,6 +92,9 @@ class RoundDecider:
             logical_date=release.logical_date,
         )
         self._by_run[claim.run_id] = release
+        since = self._paused.get(release.pipeline)
+        if since is not None and release.at >= since:
+            return RoundClaim(claim, ClaimState.SKIPPED, PAUSED_REASON)
         now = load.get(release.pipeline, PipelineLoad())
         if entry.concurrency == "skip" and (now.running or now.waiting):
             return RoundClaim(claim, ClaimState.SKIPPED, SKIP_REASON)

@@ -597,6 +597,7 @@ class Scheduler:
         """One claim round up to ``at``; dispatch what it admitted, hold what waits."""
         planned = self._catalog.planned_by_pipeline()
         start = init or self._watermark or at
+        paused = self._connected(self._store.paused) if planned else {}
         decider = RoundDecider(
             catalog=self._catalog,
             settings=self._settings,
@@ -604,6 +605,7 @@ class Scheduler:
             limit=self.limit,
             at=at,
             stamp=stamp,
+            paused=paused,
         )
 
         def claimed(batch: list[tuple[RoundClaim, bool]]) -> None:  # dispatch batch by batch

@@ -14,11 +14,14 @@ from datetime import datetime
 from ..dispatch.records import RunEvent
 from ..schedules.planner import Plan, Release
 
-__all__ = ["SKIP_REASON", "TickLog", "TickReport", "log_tick"]
+__all__ = ["PAUSED_REASON", "SKIP_REASON", "TickLog", "TickReport", "log_tick"]
 
 logger = logging.getLogger("ddeutil.workflow.scheduling.scheduler")  # the scheduler's lines
 
 SKIP_REASON = "skipped: a run of this pipeline is still in flight (concurrency: skip)"
+PAUSED_REASON = "skipped: the pipeline is paused"
+"""The error of a release recorded SKIPPED because it fell during a pause
+(``workflow unpause --catchup`` runs exactly these)."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,8 @@ class TickReport:
         dispatched: Run ids handed to the executor during this tick (including
             waiting runs released because a slot became free).
         held: Run ids claimed and waiting in a per-pipeline FIFO (queue / poking).
-        skipped: Run ids claimed and recorded SKIPPED (``concurrency: skip``).
+        skipped: Run ids claimed and recorded SKIPPED (``concurrency: skip``, or the
+            pipeline is paused).
         already_claimed: Due releases that were claimed before (not dispatched).
         reloaded: The conf folder was (re)loaded at the start of this tick.
         events: Executor events processed during this tick.

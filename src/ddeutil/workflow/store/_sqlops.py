@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from ..result import ErrorRecord, Status
+from ..runs import ReleaseKey
 from . import _sql
 from ._codec import dump_errors, text_in
 
@@ -77,6 +78,18 @@ class SqlOperations(abc.ABC):
         with self._read() as conn:
             rows = conn.execute(_sql.PAUSED).fetchall()
         return {name: self._dialect.ts_out(at) for name, at in rows}
+
+    def forget_skipped(
+        self, pipeline: str, *, reason: str, since: datetime, until: datetime, limit: int
+    ) -> list[ReleaseKey]:
+        sql, ts_in = self._dialect.sql, self._dialect.ts_in
+        values = (pipeline, reason, ts_in(since), ts_in(until), limit)
+        with self._transaction() as conn:
+            rows = conn.execute(sql(_sql.SKIPPED_FOR), values).fetchall()
+            if rows:
+                ids = [row[0] for row in rows]
+                conn.execute(sql(_sql.FORGET_RUNS + _sql.marks(len(ids))), ids)
+        return [ReleaseKey(pipeline, row[1], self._dialect.ts_out(row[2])) for row in rows]
 
     # -- retention ------------------------------------------------------------------
 

@@ -224,6 +224,17 @@ class RunStore(Protocol):
         """Every paused pipeline and when it was paused."""
         ...
 
+    def forget_skipped(
+        self, pipeline: str, *, reason: str, since: datetime, until: datetime, limit: int
+    ) -> list[ReleaseKey]:
+        """Delete up to ``limit`` of ``pipeline``'s SKIPPED scheduled runs recorded with ``reason``.
+
+        Only releases in ``[since, until)`` are taken, oldest first; their claims
+        go with them, so the releases can be claimed again (``unpause
+        --catchup`` runs the releases a pause skipped). Returns their keys.
+        """
+        ...
+
     def newest_runs(self) -> dict[str, str]:
         """Each pipeline's newest run id (by ``created``, then run id): never pruned."""
         ...

@@ -332,6 +332,32 @@ class MemoryRunStore(RunStoreBase):
             self._check()
             return dict(sorted(self._pauses.items()))
 
+    def forget_skipped(
+        self, pipeline: str, *, reason: str, since: datetime, until: datetime, limit: int
+    ) -> list[ReleaseKey]:
+        lo, hi = utc(since), utc(until)
+        with self._mutex:
+            self._check()
+            rows = sorted(
+                (
+                    r
+                    for r in self._runs.values()
+                    if r.pipeline == pipeline
+                    and r.status is Status.SKIPPED
+                    and r.error == reason
+                    and r.release is not None
+                    and lo <= r.release.at < hi
+                ),
+                key=lambda r: (r.release.at, r.release.schedule) if r.release else (lo, ""),
+            )[:limit]
+            keys = []
+            for row in rows:
+                assert row.release is not None
+                del self._runs[row.run_id]
+                self._claims.pop(row.release, None)
+                keys.append(row.release)
+        return keys
+
     def newest_runs(self) -> dict[str, str]:
         newest: dict[str, tuple[datetime, str]] = {}
         with self._mutex:
