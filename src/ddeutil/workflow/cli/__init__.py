@@ -80,6 +80,8 @@ VERB_MODULES: dict[str, str] = {
     "logs": "ops",
     "api": "api",
     "worker": "worker",
+    "pause": "pause",
+    "unpause": "pause",
 }
 _GLOBAL_OPTIONS_WITH_VALUE = frozenset({"--log-format", "--log-level"})
 

@@ -32,6 +32,7 @@ from ..clock import Clock, SystemClock, ensure_utc
 from ..errors import ConfigError, WorkflowError
 from ..loader import Loader, RawTemplate
 from . import positive_int
+from .pause import paused_pipelines
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -253,6 +254,7 @@ def _cmd_list(args: argparse.Namespace, ctx: CliContext) -> int:
     loader = Loader.from_settings(ctx.settings)
     built = build_all(loader, ctx.settings)
     now = ensure_utc(default_clock().now())
+    paused = paused_pipelines(ctx.settings)
     rows: list[dict[str, Any]] = []
     for b in built:
         row: dict[str, Any] = {
@@ -265,6 +267,10 @@ def _cmd_list(args: argparse.Namespace, ctx: CliContext) -> int:
         }
         if b.kind == "on" and b.obj is not None:
             row.update(_describe(b.obj))
+        if b.kind == "pipeline" and paused is not None:
+            since = paused.get(b.template.name)
+            row["paused"] = since is not None
+            row["paused_at"] = None if since is None else since.isoformat()
         if b.kind in {"pipeline", "on"} and b.obj is not None:
             upcoming = _next_of(b, now)
             row["next"] = None if upcoming is None else upcoming[0].isoformat()
@@ -305,6 +311,8 @@ def _list_detail(row: dict[str, Any]) -> str:
         parts.append(f"{row.get('cron') or '?'} ({row.get('timezone')})")
     elif row["kind"] == "other":
         parts.append(f"type {row['type']}")
+    if row.get("paused"):
+        parts.append(f"PAUSED since {_utc(datetime.fromisoformat(row['paused_at']))}")
     if row["kind"] in {"pipeline", "on"}:
         nxt = row.get("next")
         if nxt is None:
