@@ -26,6 +26,8 @@ def test_every_route_documents_its_response_model(client: TestClient) -> None:
         ("GET", "/health"): "HealthResponse",
         ("GET", "/api/v1/pipelines"): "PipelineList",
         ("GET", "/api/v1/pipelines/{name}"): "PipelineDetail",
+        ("POST", "/api/v1/pipelines/{name}/pause"): "PauseResponse",
+        ("POST", "/api/v1/pipelines/{name}/unpause"): "PauseResponse",
         ("POST", "/api/v1/pipelines/{name}/runs"): "TriggerResponse",
         ("GET", "/api/v1/runs"): "RunPage",
         ("GET", "/api/v1/runs/{run_id}"): "RunDetail",

@@ -123,6 +123,10 @@ class PipelineSummary(_Model):
     scheduled: bool = Field(
         description="the daemon releases it (it has schedules and every param a default)"
     )
+    paused: bool = Field(
+        default=False, description="paused: its releases are recorded skipped (paused)"
+    )
+    paused_at: datetime | None = Field(default=None, description="when it was paused")
 
 
 class PipelineDetail(PipelineSummary):
@@ -152,6 +156,25 @@ class PipelineList(_Model):
     items: list[PipelineSummary]
     total: int
     problems: list[TemplateProblem] = Field(default_factory=list)
+
+
+class PauseRequest(_Model):
+    """The body of an unpause."""
+
+    catchup: bool = Field(
+        default=False, description="also run the releases the pause skipped (a backfill)"
+    )
+
+
+class PauseResponse(_Model):
+    """A pipeline's pause state after a pause or an unpause."""
+
+    pipeline: str
+    paused: bool
+    paused_at: datetime | None = Field(
+        description="when it was paused (after an unpause: when the pause began, if any)"
+    )
+    changed: bool = Field(description="false when it already was in the asked state")
 
 
 # -------------------------------------------------------------------------- runs

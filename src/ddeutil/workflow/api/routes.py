@@ -20,6 +20,7 @@ from ..store.base import TriggerKind
 from .models import (
     ErrorResponse,
     HealthResponse,
+    PauseResponse,
     PipelineDetail,
     PipelineList,
     RunDetail,
@@ -101,6 +102,26 @@ def build_routers(auth: Callable[..., Awaitable[None]] | None) -> list[APIRouter
     )
     def show_pipeline(svc: Service, name: PipelineName, count: NextCount = 5) -> PipelineDetail:
         return svc.pipeline(name, count)
+
+    @v1.post(
+        "/pipelines/{name}/pause",
+        response_model=PauseResponse,
+        responses=_errors(404),
+        tags=["pipelines"],
+        summary="Pause a pipeline's schedules (every daemon, from its next tick)",
+    )
+    def pause_pipeline(svc: Service, name: PipelineName) -> PauseResponse:
+        return svc.pause(name)
+
+    @v1.post(
+        "/pipelines/{name}/unpause",
+        response_model=PauseResponse,
+        responses=_errors(404),
+        tags=["pipelines"],
+        summary="Resume a paused pipeline's schedules",
+    )
+    def unpause_pipeline(svc: Service, name: PipelineName) -> PauseResponse:
+        return svc.unpause(name)
 
     @v1.post(
         "/pipelines/{name}/runs",

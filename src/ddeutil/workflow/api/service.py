@@ -36,7 +36,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -60,8 +60,10 @@ from .errors import ApiError
 from .models import (
     ErrorDetail,
     HealthResponse,
+    PauseResponse,
     PipelineDetail,
     PipelineList,
+    PipelineSummary,
     RunDetail,
     RunLogs,
     RunPage,
@@ -342,14 +344,43 @@ class ApiService:
         """Every usable pipeline with ``count`` next fire times per schedule."""
         pipelines, problems = self.catalog.all()
         now = self.clock.now()
-        items = [pipeline_summary(p, now, count) for p in pipelines]
+        paused = self._paused()
+        items = [
+            _with_pause(pipeline_summary(p, now, count), paused.get(p.name)) for p in pipelines
+        ]
         return PipelineList(items=items, total=len(items), problems=problems)
 
     def pipeline(self, name: str, count: int) -> PipelineDetail:
         """One pipeline (404 unknown, 422 invalid)."""
         entry = self.catalog.get(name)
         assert entry.pipeline is not None
-        return pipeline_detail(entry.pipeline, self.clock.now(), count)
+        detail = pipeline_detail(entry.pipeline, self.clock.now(), count)
+        return _with_pause(detail, self._paused().get(name))
+
+    def _paused(self) -> dict[str, datetime]:
+        store = self._store
+        return {} if store is None or not self._started else store.paused()
+
+    def pause(self, name: str) -> PauseResponse:
+        """Pause ``name`` (404 unknown, 422 invalid): every daemon skips its releases."""
+        store, _ = self._ready()
+        self.catalog.get(name)
+        changed = store.pause(name, now=self.clock.now())
+        since = store.paused().get(name)
+        logger.info("pipeline %r paused through the API", name)
+        return PauseResponse(pipeline=name, paused=True, paused_at=since, changed=changed)
+
+    def unpause(self, name: str) -> PauseResponse:
+        """Resume ``name``; a pipeline neither paused nor in the conf folder is 404."""
+        store, _ = self._ready()
+        since = store.unpause(name)
+        if since is None:
+            self.catalog.get(name)
+        else:
+            logger.info("pipeline %r unpaused through the API", name)
+        return PauseResponse(
+            pipeline=name, paused=False, paused_at=since, changed=since is not None
+        )
 
     def trigger(
         self, name: str, params: Mapping[str, Any], idempotency_key: str | None
@@ -545,3 +576,13 @@ def _utc(value: datetime | None, name: str) -> datetime | None:
             code="validation_error",
             details=[ErrorDetail(location="query", name=name, message="date-time out of range")],
         ) from None
+
+
+_Shown = TypeVar("_Shown", PipelineSummary, PipelineDetail)
+
+
+def _with_pause(shown: _Shown, since: datetime | None) -> _Shown:
+    """``shown`` with its pause state."""
+    if since is None:
+        return shown
+    return shown.model_copy(update={"paused": True, "paused_at": since})
