@@ -17,6 +17,12 @@ runs); then jobs run in dependency order as soon as their needs succeeded, up to
 run at a time). A job whose need did not succeed is SKIPPED; independent jobs
 still run. The result is FAILED when any job failed, CANCELLED when the run was
 cancelled, SUCCESS otherwise: run failures never raise.
+
+The result's context is ``{"params", "jobs", "needs"}``: ``needs`` records the
+job graph the run had (job id -> the ids it needs, for every job), so a later
+rerun can tell whether the template changed under it (see
+:mod:`~ddeutil.workflow.engine.rerun`). A pipeline without jobs has no graph to
+record and its context stays ``{"params", "jobs": {}}``.
 """
 
 from __future__ import annotations
@@ -166,15 +172,18 @@ class ExecutionPlan:
             status.value,
             (end - start).total_seconds(),
         )
+        context: dict[str, Any] = {
+            "params": resolved,
+            "jobs": {j: jobs_ctx[j] for j in self.order if j in jobs_ctx},
+        }
+        if self.order:
+            context["needs"] = {j: list(self.jobs[j].needs) for j in self.order}
         return Result(
             status=status,
             run_id=run_id,
             start=start,
             end=end,
-            context={
-                "params": resolved,
-                "jobs": {j: jobs_ctx[j] for j in self.order if j in jobs_ctx},
-            },
+            context=context,
             errors=errors,
             parent_run_id=options.parent_run_id,
             pipeline=self.name,
