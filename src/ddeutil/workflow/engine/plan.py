@@ -28,7 +28,7 @@ A rerun (``RunOptions.resume``) does not execute the jobs it reuses: each is
 recorded with its earlier context and outcome SUCCESS, logged as reused and
 reported by a job event with ``reused_from`` set (duration 0, no stage events),
 once its needs are met, as if it had run. A matrix job with reused combinations
-runs only the others. Without a resume nothing of this costs anything.
+runs only the others. Without a resume this costs two empty-dict lookups per job.
 """
 
 from __future__ import annotations
