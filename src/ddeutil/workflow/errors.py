@@ -17,6 +17,7 @@ caller can report or route an error without parsing text::
     ├── StageError             a stage failed while running (stage, job)
     │   └── StageCancelled     a stage was stopped by cancellation or timeout
     ├── PipelineError          a pipeline cannot run as asked (pipeline)
+    │   └── RerunError         a run cannot be rerun as asked; lists every problem
     └── StoreError             the run store cannot be used (url)
         └── StoreLockedError   another daemon holds the store's scheduler lock
 
@@ -44,6 +45,7 @@ __all__ = [
     "ParamError",
     "ParamProblem",
     "PipelineError",
+    "RerunError",
     "ScheduleError",
     "SettingsError",
     "StageCancelled",
@@ -256,6 +258,34 @@ class PipelineError(WorkflowError):
     def __init__(self, message: str, *, pipeline: str | None = None) -> None:
         self.pipeline = pipeline
         super().__init__(message)
+
+
+class RerunError(PipelineError):
+    """A stored run cannot be rerun as asked. ``problems`` lists all of them.
+
+    ``unsafe`` tells the two kinds apart: ``True`` when the template changed since
+    the run in a way that makes reusing its outputs unsafe (a caller may rerun
+    anyway when asked to force it); ``False`` when the request itself cannot be
+    met (an unknown job to rerun from, nothing to rerun), which no force changes.
+    """
+
+    def __init__(
+        self,
+        problems: Sequence[str],
+        *,
+        run_id: str,
+        pipeline: str | None = None,
+        unsafe: bool = False,
+    ) -> None:
+        self.problems = tuple(problems)
+        self.run_id = run_id
+        self.unsafe = unsafe
+        if unsafe:
+            head = f"cannot reuse the outputs of run {run_id}: the template changed"
+            tail = "; force a rerun to run anyway"
+        else:
+            head, tail = f"cannot rerun run {run_id}", ""
+        super().__init__(f"{head}: " + "; ".join(self.problems) + tail, pipeline=pipeline)
 
 
 class StoreError(WorkflowError):

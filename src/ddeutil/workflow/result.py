@@ -51,8 +51,9 @@ class Result:
     """The outcome of one pipeline run.
 
     ``context`` is ``{"params": ..., "jobs": {job_id: {"matrix": ..., "stages":
-    {...}}}}``; a job that ran several matrix combinations keeps them under
-    ``strategies`` keyed by combination id. ``errors`` lists every failure with the
+    {...}}}, "needs": {job_id: [...]}}``; a job that ran several matrix
+    combinations keeps them under ``strategies`` keyed by combination id, and
+    ``needs`` is the run's job graph (absent for a pipeline without jobs). ``errors`` lists every failure with the
     job and stage it came from; a SUCCESS result has none (except stages that
     recorded errors under ``WORKFLOW_CORE_STAGE_RAISE_ERROR=false``).
     """

@@ -40,6 +40,7 @@ from ..cancellation import CancelToken, is_process_stop
 from ..clock import Clock
 from ..engine.pipeline import Pipeline
 from ..engine.pipeline_cache import PipelineCache
+from ..engine.rerun import Resume
 from ..loader import Loader, RawTemplate
 from ..logs import RunLogRouter
 from ..masking import Masker
@@ -222,6 +223,7 @@ def _build_and_run(request: RunRequest, env: _Env) -> Result:
                 settings=env.settings,
                 version=request.version,
             )
+        resume = None if request.resume is None else Resume.from_dict(request.resume)
     except Exception as exc:
         raise _BuildError(exc) from exc
     return pipeline.execute(
@@ -232,6 +234,7 @@ def _build_and_run(request: RunRequest, env: _Env) -> Result:
         clock=env.clock,
         settings=env.settings,
         masker=env.masker,
+        resume=resume,
     )
 
 

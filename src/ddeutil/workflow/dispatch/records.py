@@ -14,6 +14,9 @@ here assumes a shared machine. Policies:
 * **Params are JSON values.** ``date`` and ``datetime`` values travel as ISO text
   (the pipeline parses params again, as the run store does); anything else that
   JSON cannot carry makes :meth:`RunRequest.to_json` raise ``TypeError``.
+* **A rerun carries what it reuses** (``resume``): the JSON form of a
+  :class:`~ddeutil.workflow.engine.rerun.Resume` (the earlier run's contexts,
+  JSON already), read back by the executor; ``None`` for every other run.
 * Every run an executor took ends with exactly one ``finished`` event; its status
   is ``None`` when the start handshake refused the run (it was no longer
   PENDING), so the caller can stop tracking it. A run that failed outside the
@@ -60,6 +63,8 @@ class RunRequest:
         owner: The daemon that holds the run (scheduled runs); the start
             handshake and the run's end are refused once another daemon took
             it over (the fence). ``None`` for runs without an owner.
+        resume: For a rerun, what it takes over from the earlier run, as JSON
+            values (``Resume.to_dict()``); ``None`` otherwise.
     """
 
     run_id: str
@@ -71,6 +76,7 @@ class RunRequest:
     trigger: TriggerKind = TriggerKind.MANUAL
     attempt: int = 1
     owner: str | None = None
+    resume: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The request as JSON values (see :meth:`to_json`)."""
@@ -91,6 +97,7 @@ class RunRequest:
             "trigger": self.trigger.value,
             "attempt": self.attempt,
             "owner": self.owner,
+            "resume": None if self.resume is None else dict(self.resume),
         }
 
     def to_json(self) -> str:
@@ -122,6 +129,7 @@ class RunRequest:
             trigger=TriggerKind(data.get("trigger", TriggerKind.MANUAL.value)),
             attempt=int(data.get("attempt", 1)),
             owner=data.get("owner"),
+            resume=data.get("resume"),
         )
 
     @classmethod

@@ -11,7 +11,8 @@ Two things travel through a run:
   trigger chain.
 
 :class:`RunOptions` is what a caller chooses about one run (id, logical date,
-cancel token, clock, settings, masker, event callback, trigger chain): one
+cancel token, clock, settings, masker, event callback, trigger chain, what a
+rerun reuses): one
 frozen record handed from :meth:`Pipeline.execute
 <ddeutil.workflow.engine.pipeline.Pipeline.execute>` (and from a trigger stage)
 to :meth:`ExecutionPlan.run <ddeutil.workflow.engine.plan.ExecutionPlan.run>`.
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from ..registry import HookRegistry
     from ..result import Result
     from ..settings import Settings
+    from .rerun import Resume
 
 __all__ = [
     "PipelineSource",
@@ -80,6 +82,8 @@ class RunEvent:
         status: SUCCESS, FAILED, SKIPPED or CANCELLED.
         duration: Seconds the stage or job took.
         error: The (masked) error message of a failed stage or job.
+        reused_from: For a job a rerun did not execute but took over (SUCCESS,
+            duration 0): the run whose outputs it reused.
     """
 
     kind: Literal["stage", "job"]
@@ -93,6 +97,7 @@ class RunEvent:
     strategy: str | None = None
     matrix: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
+    reused_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,9 @@ class RunOptions:
         chain: Names of the pipelines that triggered this run, outermost first
             (a trigger stage passes its own run's chain); a pipeline already in
             it is a loop and is refused.
+        resume: For a rerun: the jobs and matrix combinations of an earlier run
+            it takes over instead of executing (see
+            :mod:`~ddeutil.workflow.engine.rerun`); ``None`` runs everything.
     """
 
     run_id: str | None = None
@@ -124,6 +132,7 @@ class RunOptions:
     masker: Masker | None = None
     on_event: Callable[[RunEvent], None] | None = None
     chain: tuple[str, ...] = ()
+    resume: Resume | None = None
 
 
 class Runnable(Protocol):
@@ -211,7 +220,14 @@ class RunContext:
             text = msg % args if args else msg
             log.log(level, self.masker.text(text), extra=self.log_extra(stage))
 
-    def job_finished(self, status: Status, duration: float, error: str | None = None) -> None:
+    def job_finished(
+        self,
+        status: Status,
+        duration: float,
+        error: str | None = None,
+        *,
+        reused_from: str | None = None,
+    ) -> None:
         """Emit the :class:`RunEvent` of this context's job ending (when someone listens)."""
         if self.on_event is not None:
             self.emit(
@@ -223,6 +239,7 @@ class RunContext:
                     status=status,
                     duration=duration,
                     error=error,
+                    reused_from=reused_from,
                 )
             )
 

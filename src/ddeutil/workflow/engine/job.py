@@ -19,6 +19,9 @@ Running a job (:meth:`JobPlan.execute`, compiled once by :meth:`Job.compile`):
   inline; several run on a thread pool of ``max-parallel`` workers (none when it
   is 1). With ``fail-fast`` the first failed combination cancels those not yet
   started; running ones finish.
+* In a rerun, combinations the earlier run completed may be reused (see
+  :mod:`~ddeutil.workflow.engine.rerun`): they do not run again, their earlier
+  context is kept and they count as SUCCESS; only the others run.
 * A failed stage stops its combination and fails it; with
   ``WORKFLOW_CORE_STAGE_RAISE_ERROR=false`` it records its error and the next
   stage runs. A failed combination fails the job; a cancelled run cancels the
@@ -318,17 +321,24 @@ class JobPlan:
     fail_fast: bool
     stages: tuple[StagePlan, ...]
 
-    def execute(self, base: Mapping[str, Any], rc: RunContext) -> JobOutcome:
+    def execute(
+        self,
+        base: Mapping[str, Any],
+        rc: RunContext,
+        reuse: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> JobOutcome:
         """Run the job for every combination; never raises.
 
         Args:
             base: The run's shared template context (``params``, ``jobs``,
                 ``release``, ``run_id``).
             rc: The run context.
+            reuse: In a rerun, combination id -> the earlier context of a
+                combination that is not run again (matrix jobs only).
         """
         started = time.perf_counter()
         rc = rc.evolve(job=self.id)
-        outcome = self._execute(base, rc)
+        outcome = self._execute(base, rc, reuse)
         duration = time.perf_counter() - started
         rc.log(logger, logging.INFO, "job %r %s in %.3fs", self.id, outcome.status.value, duration)
         if rc.on_event is not None:
@@ -338,7 +348,12 @@ class JobPlan:
             )
         return outcome
 
-    def _execute(self, base: Mapping[str, Any], rc: RunContext) -> JobOutcome:
+    def _execute(
+        self,
+        base: Mapping[str, Any],
+        rc: RunContext,
+        reuse: Mapping[str, Mapping[str, Any]] | None,
+    ) -> JobOutcome:
         if rc.cancel.cancelled:
             return JobOutcome(Status.CANCELLED)
         if self.cond is not None:
@@ -358,7 +373,7 @@ class JobPlan:
         if self.strategy_ids is None:
             combo = self._combination(self.combinations[0], base, rc, None)
             return JobOutcome(combo.status, (combo,), errors=combo.errors)
-        results = self._matrix(base, rc)
+        results = self._matrix(base, rc, reuse)
         return JobOutcome(
             _overall(r.status for r in results),
             results,
@@ -400,13 +415,22 @@ class JobPlan:
             errors = [replace(e, message=f"[{label}] {e.message}") for e in errors]
         return CombinationOutcome(status, matrix, ctx["stages"], tuple(errors))
 
-    def _matrix(self, base: Mapping[str, Any], rc: RunContext) -> tuple[CombinationOutcome, ...]:
+    def _matrix(
+        self,
+        base: Mapping[str, Any],
+        rc: RunContext,
+        reuse: Mapping[str, Mapping[str, Any]] | None,
+    ) -> tuple[CombinationOutcome, ...]:
         combos, ids = self.combinations, self.strategy_ids or ()
         fail_fast = self.fail_fast
-        workers = min(self.max_parallel, len(combos))
         results: list[CombinationOutcome | None] = [None] * len(combos)
-        if workers == 1:
-            for i, matrix in enumerate(combos):
+        todo: list[int] | range = range(len(combos))
+        if reuse:
+            todo = self._reused(reuse, results, rc)
+        workers = min(self.max_parallel, len(todo))
+        if workers <= 1:
+            for i in todo:
+                matrix = combos[i]
                 result = results[i] = self._combination(matrix, base, rc, ids[i])
                 if fail_fast and result.status is Status.FAILED:
                     break
@@ -416,8 +440,7 @@ class JobPlan:
 
             with ThreadPoolExecutor(workers, thread_name_prefix=f"job-{rc.job}") as pool:
                 futures: dict[Future[CombinationOutcome], int] = {
-                    pool.submit(self._combination, matrix, base, rc, ids[i]): i
-                    for i, matrix in enumerate(combos)
+                    pool.submit(self._combination, combos[i], base, rc, ids[i]): i for i in todo
                 }
                 try:
                     for future in as_completed(futures):
@@ -435,6 +458,32 @@ class JobPlan:
             r if r is not None else CombinationOutcome(Status.CANCELLED, combos[i], {})
             for i, r in enumerate(results)
         )
+
+    def _reused(
+        self,
+        reuse: Mapping[str, Mapping[str, Any]],
+        results: list[CombinationOutcome | None],
+        rc: RunContext,
+    ) -> list[int]:
+        """Fill ``results`` with the reused combinations; the positions left to run."""
+        todo = []
+        for i, cid in enumerate(self.strategy_ids or ()):
+            prior = reuse.get(cid)
+            if prior is None:
+                todo.append(i)
+            else:
+                stages = prior.get("stages")
+                stages = dict(stages) if isinstance(stages, Mapping) else {}
+                results[i] = CombinationOutcome(Status.SUCCESS, self.combinations[i], stages)
+        rc.log(
+            logger,
+            logging.INFO,
+            "job %r reuses %d of %d combinations",
+            rc.job,
+            len(results) - len(todo),
+            len(results),
+        )
+        return todo
 
 
 def _result_of(

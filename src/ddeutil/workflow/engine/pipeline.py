@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from ..loader import Loader, RawTemplate
     from ..schedules.on import On
     from ..settings import Settings
+    from .rerun import Resume
 
     _Schedules = tuple[On, ...]
 else:
@@ -361,6 +362,7 @@ class Pipeline(BaseModel):
         settings: Settings | None = None,
         masker: Masker | None = None,
         on_event: Callable[[RunEvent], None] | None = None,
+        resume: Resume | None = None,
     ) -> Result:
         """Run the pipeline once and return its result (its plan's :meth:`ExecutionPlan.run`).
 
@@ -378,6 +380,8 @@ class Pipeline(BaseModel):
                 ``Settings.from_env()``.
             masker: Hides secrets in errors, events, bash output and logs.
             on_event: Called as each stage and job finishes.
+            resume: For a rerun: what it takes over from the earlier run
+                (:func:`~ddeutil.workflow.engine.rerun.plan_rerun`).
 
         Raises:
             ParamError: bad or missing params (all listed), before anything runs.
@@ -398,6 +402,7 @@ class Pipeline(BaseModel):
             settings=settings,
             masker=masker,
             on_event=on_event,
+            resume=resume,
         )
         return plan.run(params, options)
 

@@ -17,6 +17,18 @@ runs); then jobs run in dependency order as soon as their needs succeeded, up to
 run at a time). A job whose need did not succeed is SKIPPED; independent jobs
 still run. The result is FAILED when any job failed, CANCELLED when the run was
 cancelled, SUCCESS otherwise: run failures never raise.
+
+The result's context is ``{"params", "jobs", "needs"}``: ``needs`` records the
+job graph the run had (job id -> the ids it needs, for every job), so a later
+rerun can tell whether the template changed under it (see
+:mod:`~ddeutil.workflow.engine.rerun`). A pipeline without jobs has no graph to
+record and its context stays ``{"params", "jobs": {}}``.
+
+A rerun (``RunOptions.resume``) does not execute the jobs it reuses: each is
+recorded with its earlier context and outcome SUCCESS, logged as reused and
+reported by a job event with ``reused_from`` set (duration 0, no stage events),
+once its needs are met, as if it had run. A matrix job with reused combinations
+runs only the others. Without a resume this costs two empty-dict lookups per job.
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ from ..result import ErrorRecord, Result, Status
 from .context import PipelineSource, RunContext, RunOptions, new_run_id, process_environ
 from .job import JobOutcome, JobPlan
 from .params import ParamSet
+from .rerun import Resume
 from .stages import hook_registry
 from .stages.trigger import loop_message
 
@@ -50,6 +63,7 @@ __all__ = ["ExecutionPlan"]
 logger = logging.getLogger(__name__)
 
 _DEFAULTS = RunOptions()
+_NOTHING_REUSED = Resume(run_id="")
 
 
 @dataclass(frozen=True)
@@ -146,7 +160,8 @@ class ExecutionPlan:
             "run_id": run_id,
         }
         rc.log(logger, logging.INFO, "pipeline %r started (run %s)", self.name, run_id)
-        outcomes = self._run_jobs(base, jobs_ctx, rc)
+        resume = options.resume if options.resume is not None else _NOTHING_REUSED
+        outcomes = self._run_jobs(base, jobs_ctx, rc, resume)
         statuses = {o.status for o in outcomes.values()}
         if Status.FAILED in statuses or deadline.expired:
             status = Status.FAILED
@@ -166,15 +181,18 @@ class ExecutionPlan:
             status.value,
             (end - start).total_seconds(),
         )
+        context: dict[str, Any] = {
+            "params": resolved,
+            "jobs": {j: jobs_ctx[j] for j in self.order if j in jobs_ctx},
+        }
+        if self.order:
+            context["needs"] = {j: list(self.jobs[j].needs) for j in self.order}
         return Result(
             status=status,
             run_id=run_id,
             start=start,
             end=end,
-            context={
-                "params": resolved,
-                "jobs": {j: jobs_ctx[j] for j in self.order if j in jobs_ctx},
-            },
+            context=context,
             errors=errors,
             parent_run_id=options.parent_run_id,
             pipeline=self.name,
@@ -183,9 +201,10 @@ class ExecutionPlan:
     # ----------------------------------------------------------- scheduling
 
     def _run_jobs(
-        self, base: Mapping[str, Any], jobs_ctx: dict[str, Any], rc: RunContext
+        self, base: Mapping[str, Any], jobs_ctx: dict[str, Any], rc: RunContext, resume: Resume
     ) -> dict[str, JobOutcome]:
         outcomes: dict[str, JobOutcome] = {}
+        reused, kept = resume.jobs, resume.combinations
 
         def blocked(job_id: str) -> JobOutcome | None:
             """The outcome of a job that must not start (run cancelled, a need not met)."""
@@ -208,11 +227,22 @@ class ExecutionPlan:
             outcomes[job_id] = outcome
             jobs_ctx[job_id] = outcome.context()
 
+        def reuse(job_id: str) -> None:
+            """Take over a job of the earlier run instead of executing it."""
+            outcomes[job_id] = JobOutcome(Status.SUCCESS)
+            jobs_ctx[job_id] = dict(reused[job_id])
+            job_rc = rc.evolve(job=job_id)
+            job_rc.log(logger, logging.INFO, "job %r reused from run %s", job_id, resume.run_id)
+            job_rc.job_finished(Status.SUCCESS, 0.0, reused_from=resume.run_id)
+
         workers = min(rc.settings.max_job_parallel, self.width)
         if workers <= 1:
             for job_id in self.order:
-                outcome = blocked(job_id) or self.jobs[job_id].execute(base, rc)
-                record(job_id, outcome)
+                outcome = blocked(job_id)
+                if outcome is None and job_id in reused:
+                    reuse(job_id)
+                    continue
+                record(job_id, outcome or self.jobs[job_id].execute(base, rc, kept.get(job_id)))
             return outcomes
 
         # imported here: pipelines that run one job at a time never pay for the import
@@ -227,10 +257,14 @@ class ExecutionPlan:
                 while todo:
                     job_id = todo.pop(0)
                     outcome = blocked(job_id)
-                    if outcome is None:
-                        running[pool.submit(self.jobs[job_id].execute, base, rc)] = job_id
+                    if outcome is None and job_id in reused:
+                        reuse(job_id)
+                    elif outcome is None:
+                        job = self.jobs[job_id]
+                        running[pool.submit(job.execute, base, rc, kept.get(job_id))] = job_id
                         continue
-                    record(job_id, outcome)
+                    else:
+                        record(job_id, outcome)
                     todo.extend(self._ready_after(job_id, waiting))
 
             try:
