@@ -31,6 +31,7 @@ def test_every_route_documents_its_response_model(client: TestClient) -> None:
         ("POST", "/api/v1/pipelines/{name}/runs"): "TriggerResponse",
         ("GET", "/api/v1/runs"): "RunPage",
         ("GET", "/api/v1/runs/{run_id}"): "RunDetail",
+        ("POST", "/api/v1/runs/{run_id}/rerun"): "TriggerResponse",
         ("GET", "/api/v1/runs/{run_id}/logs"): "RunLogs",
     }
 

@@ -214,6 +214,22 @@ class TriggerRequest(_Model):
         return value
 
 
+class RerunRequest(_Model):
+    """The body of a rerun (every field optional)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    from_job: str | None = Field(
+        default=None,
+        max_length=200,
+        description="rerun this job and its downstream too, even if it succeeded",
+    )
+    force: bool = Field(
+        default=False,
+        description="rerun even though the template changed (removed jobs, changed needs)",
+    )
+
+
 class TriggerResponse(_Model):
     """A run accepted for execution (202)."""
 
@@ -257,6 +273,7 @@ class RunSummary(_Model):
         description="the scheduler daemon that claimed or adopted the run (see `/health`); "
         "null for API and manual runs",
     )
+    rerun_of: str | None = Field(default=None, description="the run this one reruns, if any")
 
 
 class RunDetail(RunSummary):

@@ -23,6 +23,7 @@ from .models import (
     PauseResponse,
     PipelineDetail,
     PipelineList,
+    RerunRequest,
     RunDetail,
     RunLogs,
     RunPage,
@@ -201,6 +202,25 @@ def build_routers(auth: Callable[..., Awaitable[None]] | None) -> list[APIRouter
             await svc.wait_async(run_id, wait)
             detail = await run_in_threadpool(svc.run, run_id)
         return detail
+
+    @v1.post(
+        "/runs/{run_id}/rerun",
+        response_model=TriggerResponse,
+        status_code=202,
+        responses=_errors(404, 409),
+        tags=["runs"],
+        summary="Rerun from failure: a new run reusing the outputs of the jobs that succeeded",
+    )
+    def rerun(
+        svc: Service,
+        run_id: RunId,
+        response: Response,
+        body: Annotated[RerunRequest | None, Body()] = None,
+    ) -> TriggerResponse:
+        asked = body if body is not None else RerunRequest()
+        accepted = svc.rerun(run_id, asked.from_job, asked.force)
+        response.headers["Location"] = run_path(accepted.run_id)
+        return accepted
 
     @v1.get(
         "/runs/{run_id}/logs",

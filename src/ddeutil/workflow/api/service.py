@@ -44,9 +44,10 @@ from ..__about__ import __version__
 from ..clock import Clock, ensure_utc
 from ..dispatch.base import Executor
 from ..dispatch.records import RunEvent, RunRequest
+from ..dispatch.rerun import prepare_rerun
 from ..dispatch.threads import ThreadExecutor
 from ..engine.context import new_run_id
-from ..errors import ParamError, StoreError
+from ..errors import ParamError, RerunError, StoreError
 from ..loader import Loader, RawTemplate, template_version
 from ..logs import run_log_path
 from ..masking import Masker
@@ -403,17 +404,68 @@ class ApiService:
                 ],
             ) from None
         record = self._create(store, name, self.masker.data(resolved), idempotency_key)
-        version = template_version(entry.template)
         request = RunRequest(
             run_id=record.run_id,
             pipeline=name,
-            version=version,
+            version=template_version(entry.template),
             params=resolved,
             trigger=TriggerKind.API,
         )
+        return self._queue(store, executor, record, request, entry.template)
+
+    def rerun(self, run_id: str, from_job: str | None, force: bool) -> TriggerResponse:
+        """Record and queue a rerun of ``run_id`` (trigger ``api``, ``rerun_of`` it).
+
+        404: no such run, or its pipeline is gone; 422: ``from_job`` is not a job
+        of the pipeline; 409: the run cannot be rerun (not ended, nothing to
+        rerun, a masked param, or the template changed and ``force`` is off).
+        """
+        store, executor = self._ready()
+        source = store.get_run(run_id)
+        if source is None:
+            raise ApiError(404, f"no run with id {run_id!r}")
+        entry = self.catalog.get(source.pipeline)
+        pipeline = entry.pipeline
+        assert pipeline is not None
+        if from_job is not None and from_job not in pipeline.jobs:
+            known = ", ".join(sorted(pipeline.jobs)) or "none"
+            raise ApiError(
+                422,
+                f"pipeline {source.pipeline!r} has no job {from_job!r} (its jobs: {known})",
+                code="invalid_request",
+            )
+        try:
+            rerun = prepare_rerun(source, pipeline, self.settings, from_job=from_job, force=force)
+        except RerunError as exc:
+            raise ApiError(
+                409,
+                str(exc),
+                code="rerun_refused",
+                run_id=run_id,
+                details=[
+                    ErrorDetail(location="run", name=run_id, message=problem)
+                    for problem in exc.problems
+                ],
+            ) from None
+        record = self._create(store, source.pipeline, rerun.params, None, rerun_of=run_id)
+        version = template_version(entry.template)
+        request = rerun.request(record.run_id, version=version, trigger=TriggerKind.API)
+        logger.info("API rerun of run %s accepted", run_id, extra={"run_id": record.run_id})
+        return self._queue(store, executor, record, request, entry.template)
+
+    def _queue(
+        self,
+        store: RunStore,
+        executor: Executor,
+        record: RunRecord,
+        request: RunRequest,
+        template: RawTemplate,
+    ) -> TriggerResponse:
+        """Hand the recorded ``request`` to the run pool (its end is awaited by waiters)."""
+        name, version = request.pipeline, request.version or ""
         with self._lock:
             self._waiters[record.run_id] = _Waiter()
-            self._templates[(name, version)] = entry.template
+            self._templates[(name, version)] = template
             self._templates.move_to_end((name, version))
             while len(self._templates) > KEPT_TEMPLATES:
                 self._templates.popitem(last=False)
@@ -435,7 +487,13 @@ class ApiService:
         )
 
     def _create(
-        self, store: RunStore, name: str, params: Mapping[str, Any], key: str | None
+        self,
+        store: RunStore,
+        name: str,
+        params: Mapping[str, Any],
+        key: str | None,
+        *,
+        rerun_of: str | None = None,
     ) -> RunRecord:
         attempts = 3
         for attempt in range(attempts):
@@ -448,6 +506,7 @@ class ApiService:
                     params=params,
                     now=self.clock.now(),
                     idempotency_key=key,
+                    rerun_of=rerun_of,
                 )
             except DuplicateRun as exc:
                 raise ApiError(

@@ -124,6 +124,7 @@ def _summary_values(record: RunRecord) -> dict[str, Any]:
         "release": release,
         "error": record.error,
         "owner": record.owner,
+        "rerun_of": record.rerun_of,
     }
 
 
