@@ -33,6 +33,7 @@ def test_every_route_documents_its_response_model(client: TestClient) -> None:
         ("GET", "/api/v1/runs/{run_id}"): "RunDetail",
         ("POST", "/api/v1/runs/{run_id}/rerun"): "TriggerResponse",
         ("GET", "/api/v1/runs/{run_id}/logs"): "RunLogs",
+        ("POST", "/api/v1/prune"): "PruneResponse",
     }
 
 

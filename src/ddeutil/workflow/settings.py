@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .errors import SettingsError
 from .limits import DEFAULT_LIMITS, MAX_DEPTH_CEILING, ConfLimits
 
-__all__ = ["ENV_VARS", "QUEUE_NAME", "QUEUE_RULE", "ExecutorKind", "Settings"]
+__all__ = ["ENV_VARS", "MAX_RETENTION_DAYS", "QUEUE_NAME", "QUEUE_RULE", "ExecutorKind", "Settings"]
 
 T = TypeVar("T")
 ExecutorKind = Literal["local", "celery"]
@@ -77,6 +77,22 @@ def _parse_limit_seconds(raw: str) -> float | None:
         raise ValueError("expected a number of seconds (0: no limit)") from None
     if not value >= 0 or value == float("inf"):
         raise ValueError("expected a finite number of seconds, 0 or more (0: no limit)")
+    return value or None
+
+
+MAX_RETENTION_DAYS = 36_500
+"""Longest retention accepted, in days (100 years): a cutoff is always a real date."""
+
+
+def _parse_retention_days(raw: str) -> float | None:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("expected a number of days (0: keep forever)") from None
+    if not 0 <= value <= MAX_RETENTION_DAYS:
+        raise ValueError(
+            f"expected a number of days from 0 to {MAX_RETENTION_DAYS} (0: keep forever)"
+        )
     return value or None
 
 
@@ -325,6 +341,12 @@ class Settings:
         _parse_positive_float,
         "180",
         "seconds after the last heartbeat when `workflow health` reports the daemon as stale",
+    )
+    run_retention_days: float | None = _var(
+        "WORKFLOW_RUN_RETENTION_DAYS",
+        _parse_retention_days,
+        "30",
+        "days ended runs are kept (records, release claims, log files); the daemon prunes older ones once a day, `workflow prune` on demand; `0`: keep forever",
     )
     app_executor: ExecutorKind = _var(
         "WORKFLOW_APP_EXECUTOR",

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..result import Status
+from ..settings import MAX_RETENTION_DAYS
 from ..store.base import TriggerKind
 
 __all__ = [
@@ -33,6 +34,8 @@ __all__ = [
     "PipelineDetail",
     "PipelineList",
     "PipelineSummary",
+    "PruneRequest",
+    "PruneResponse",
     "ReleaseInfo",
     "RunDetail",
     "RunError",
@@ -386,3 +389,34 @@ class HealthResponse(_Model):
         "heartbeat first; a lost worker's running runs were recorded FAILED (worker lost)",
     )
     runs_in_flight: int = Field(description="API runs waiting or running in this process")
+
+
+# --------------------------------------------------------------------- retention
+
+
+class PruneRequest(_Model):
+    """The body of a prune: how old a run must be to go, and whether to only count."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    older_than_days: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_RETENTION_DAYS,
+        allow_inf_nan=False,
+        description="age in days (may be fractional); default WORKFLOW_RUN_RETENTION_DAYS",
+    )
+    dry_run: bool = Field(default=False, description="count what would go, delete nothing")
+
+
+class PruneResponse(_Model):
+    """What a prune did (200). Running and pending runs and each pipeline's newest run
+    are never pruned; a pruned release can be claimed again."""
+
+    before: datetime = Field(description="runs created before this instant were pruned")
+    dry_run: bool
+    runs: int = Field(description="ended runs deleted (on a dry run: that would be)")
+    log_files: int | None = Field(description="per-run log files removed; null on a dry run")
+    batches: int = Field(description="delete transactions")
+    elapsed_seconds: float
+    longest_batch_seconds: float = Field(description="the longest delete transaction")

@@ -23,6 +23,8 @@ from .models import (
     PauseResponse,
     PipelineDetail,
     PipelineList,
+    PruneRequest,
+    PruneResponse,
     RerunRequest,
     RunDetail,
     RunLogs,
@@ -236,5 +238,17 @@ def build_routers(auth: Callable[..., Awaitable[None]] | None) -> list[APIRouter
         limit: Annotated[int, Query(ge=1, le=MAX_LOG_LINES)] = 1000,
     ) -> RunLogs:
         return svc.logs(run_id, offset, limit)
+
+    @v1.post(
+        "/prune",
+        response_model=PruneResponse,
+        tags=["runs"],
+        summary="Delete ended runs (records, claims, log files) older than the retention",
+    )
+    def prune_runs(
+        svc: Service, body: Annotated[PruneRequest | None, Body()] = None
+    ) -> PruneResponse:
+        request = body if body is not None else PruneRequest()
+        return svc.prune(request.older_than_days, request.dry_run)
 
     return [open_router, v1]

@@ -56,6 +56,7 @@ from ..settings import Settings
 from ..store import open_store
 from ..store.base import DuplicateRun, RunFilter, RunRecord, RunStore, TriggerKind
 from ..store.ends import EndJournal, EndRecorder
+from ..store.retention import cutoff, prune
 from .catalog import Catalog
 from .errors import ApiError
 from .models import (
@@ -65,6 +66,7 @@ from .models import (
     PipelineDetail,
     PipelineList,
     PipelineSummary,
+    PruneResponse,
     RunDetail,
     RunLogs,
     RunPage,
@@ -620,6 +622,39 @@ class ApiService:
             schedulers=schedulers,
             workers=workers,
             runs_in_flight=self.in_flight(),
+        )
+
+    # ------------------------------------------------------------- retention
+
+    def prune(self, older_than_days: float | None, dry_run: bool) -> PruneResponse:
+        """Prune the ended runs older than ``older_than_days`` (default: the setting).
+
+        The same loop as ``workflow prune`` and the daemon (bounded batches, on a
+        pool thread); 422 when no age is given and the setting is ``0`` (keep forever).
+        """
+        store, _ = self._ready()
+        days = older_than_days if older_than_days is not None else self.settings.run_retention_days
+        if days is None:
+            raise ApiError(
+                422,
+                "older_than_days is required: WORKFLOW_RUN_RETENTION_DAYS is 0 (keep forever)",
+                code="validation_error",
+                details=[
+                    ErrorDetail(
+                        location="body", name="older_than_days", message="required (retention off)"
+                    )
+                ],
+            )
+        before = cutoff(self.clock.now(), days)
+        report = prune(store, before=before, log_dir=self.settings.log_path, dry_run=dry_run)
+        return PruneResponse(
+            before=report.before,
+            dry_run=report.dry_run,
+            runs=report.runs,
+            log_files=report.log_files,
+            batches=report.batches,
+            elapsed_seconds=report.elapsed,
+            longest_batch_seconds=report.longest_batch,
         )
 
 

@@ -26,7 +26,13 @@ Lifecycle of ``python -m ddeutil.workflow.app`` (and ``workflow scheduler``):
    renews the lease (:meth:`Scheduler.keep_alive`) on the same rhythm, so a
    tick or takeover waiting on the database never lets the lease run out. A store that does not
    answer is retried at the next beat or tick, with the error logged once per
-   outage, and the daemon goes on.
+   outage, and the daemon goes on. A **retention** thread prunes runs older
+   than ``WORKFLOW_RUN_RETENTION_DAYS`` (see
+   :mod:`ddeutil.workflow.store.retention`): first :data:`PRUNE_FIRST` after
+   start (start-up stays fast), then every :data:`PRUNE_EVERY`, in short batches
+   that never hold the store long; it stops between batches on shutdown and an
+   error is logged, never fatal. Every daemon on a shared store prunes: the
+   batches are idempotent.
 4. Signals: **SIGTERM / SIGINT** stop ticking, let running pipelines finish for
    ``WORKFLOW_APP_STOP_TIMEOUT`` seconds, cancel the rest (shell children
    included; recorded CANCELLED) and exit 0. A **second** SIGTERM / SIGINT exits
@@ -73,6 +79,7 @@ from ..settings import Settings
 from ..store import open_store
 from ..store.base import RunStore
 from ..store.ends import EndJournal
+from ..store.retention import PruneReport, Retention
 from .options import add_arguments
 from .reaper import become_subreaper, reap_orphans
 
@@ -93,6 +100,12 @@ PREPARE_LEAD = 0.05
 """Seconds before a boundary when the conf check and dispatch of the next tick are done."""
 FINAL_STEP = 0.005
 """Length of the last, short sleep before a deadline (see :func:`wait_readable`)."""
+PRUNE_FIRST = 600.0
+"""Seconds after start when the retention thread prunes for the first time."""
+PRUNE_EVERY = 86_400.0
+"""Seconds between two retention passes."""
+RETENTION_JOIN = 5.0
+"""Seconds a stopping daemon waits for the retention thread (it stops between batches)."""
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -178,10 +191,26 @@ class Daemon:
         settings: Frozen settings (stop timeout).
         scheduler: The scheduler to start, tick and stop.
         executor: The scheduler's executor (the event helper waits on it).
+        retention: Prunes old runs from a thread of its own (``None``: never).
+        prune_first: Seconds after start of the first retention pass.
+        prune_every: Seconds between retention passes.
     """
 
-    def __init__(self, *, settings: Settings, scheduler: Scheduler, executor: Executor) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        scheduler: Scheduler,
+        executor: Executor,
+        retention: Retention | None = None,
+        prune_first: float = PRUNE_FIRST,
+        prune_every: float = PRUNE_EVERY,
+    ) -> None:
         self._settings = settings
+        self._retention = retention
+        self._prune_first = prune_first
+        self._prune_every = prune_every
+        self._stop_pruning = threading.Event()
         self._scheduler = scheduler
         self._executor = executor
         self._beat_every = settings.app_lease_seconds / 3
@@ -212,6 +241,7 @@ class Daemon:
         self._signals.install()
         become_subreaper()
         helper: threading.Thread | None = None
+        pruner: threading.Thread | None = None
         try:
             self._scheduler.start()
             if once:
@@ -223,13 +253,21 @@ class Daemon:
                     target=self._keep_alive, name="scheduler-lease", daemon=True
                 )
                 lease.start()
+                if self._retention is not None:
+                    pruner = threading.Thread(
+                        target=self._retain, name="scheduler-retention", daemon=True
+                    )
+                    pruner.start()
                 self._loop()
         finally:
+            self._stop_pruning.set()  # before the drain: a prune stops at its next batch
             logger.info("scheduler stopping (stop timeout %gs)", self._settings.app_stop_timeout)
             self._scheduler.stop(self._settings.app_stop_timeout)
             self._stop_events.set()
             if helper is not None:
                 helper.join(timeout=1.0)
+            if pruner is not None:
+                pruner.join(timeout=RETENTION_JOIN)
             reap_orphans()
             self._signals.restore()
         return EXIT_OK
@@ -313,6 +351,29 @@ class Daemon:
         """The lease thread: a heartbeat every third of the lease, whatever else waits."""
         while not self._stop_events.wait(self._beat_every):
             self._guarded("heartbeat", self._scheduler.keep_alive)
+
+    def _retain(self) -> None:
+        """The retention thread: a pass after ``prune_first``, then every ``prune_every``."""
+        wait = self._prune_first
+        while not self._stop_pruning.wait(wait):
+            self._guarded("prune", self._prune_once, "the next pass retries")
+            wait = self._prune_every
+
+    def _prune_once(self) -> PruneReport:
+        assert self._retention is not None
+        report = self._retention.run(stop=self._stop_pruning)
+        logger.info(
+            "pruned %d runs created before %s and %d log files in %d batches, %.3fs "
+            "(longest batch %.1f ms)%s",
+            report.runs,
+            report.before.isoformat(),
+            report.log_files or 0,
+            report.batches,
+            report.elapsed,
+            report.longest_batch * 1000,
+            "; stopped by the shutdown" if report.stopped else "",
+        )
+        return report
 
     def _pump(self) -> None:
         """The helper thread: executor events, waiting releases and the daemon's beat."""
@@ -408,9 +469,16 @@ def serve(
                 validator=validator,
             )
             try:
-                return Daemon(settings=settings, scheduler=scheduler, executor=executor).run(
-                    once=once
+                days = settings.run_retention_days
+                retention = (
+                    None
+                    if days is None
+                    else Retention(store=store, days=days, log_dir=settings.log_path, clock=clock)
                 )
+                daemon = Daemon(
+                    settings=settings, scheduler=scheduler, executor=executor, retention=retention
+                )
+                return daemon.run(once=once)
             finally:
                 validator.close()
     except StoreLockedError as exc:

@@ -82,6 +82,7 @@ VERB_MODULES: dict[str, str] = {
     "worker": "worker",
     "pause": "pause",
     "unpause": "pause",
+    "prune": "prune",
 }
 _GLOBAL_OPTIONS_WITH_VALUE = frozenset({"--log-format", "--log-level"})
 
