@@ -26,7 +26,9 @@ Lifecycle of ``python -m ddeutil.workflow.app`` (and ``workflow scheduler``):
    renews the lease (:meth:`Scheduler.keep_alive`) on the same rhythm, so a
    tick or takeover waiting on the database never lets the lease run out. A store that does not
    answer is retried at the next beat or tick, with the error logged once per
-   outage, and the daemon goes on.
+   outage, and the daemon goes on. A third thread hands the cancel requests of
+   the daemon's runs (``workflow cancel``, the API) to the executor about once a
+   second (:class:`~ddeutil.workflow.dispatch.cancel_watch.CancelWatch`).
 4. Signals: **SIGTERM / SIGINT** stop ticking, let running pipelines finish for
    ``WORKFLOW_APP_STOP_TIMEOUT`` seconds, cancel the rest (shell children
    included; recorded CANCELLED) and exit 0. A **second** SIGTERM / SIGINT exits
@@ -63,6 +65,7 @@ import schedule
 
 from ..clock import Clock, SystemClock
 from ..dispatch.base import Executor, TemplateSource
+from ..dispatch.cancel_watch import CancelWatch
 from ..errors import SettingsError, StoreError, StoreLockedError, WorkflowError
 from ..loader import Loader, RawTemplate
 from ..logs import configure_logging
@@ -178,10 +181,21 @@ class Daemon:
         settings: Frozen settings (stop timeout).
         scheduler: The scheduler to start, tick and stop.
         executor: The scheduler's executor (the event helper waits on it).
+        cancels: Hands the cancel requests of the daemon's runs to the executor
+            (``workflow cancel``, the API), started with the scheduler and
+            stopped after it.
     """
 
-    def __init__(self, *, settings: Settings, scheduler: Scheduler, executor: Executor) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        scheduler: Scheduler,
+        executor: Executor,
+        cancels: CancelWatch | None = None,
+    ) -> None:
         self._settings = settings
+        self._cancels = cancels
         self._scheduler = scheduler
         self._executor = executor
         self._beat_every = settings.app_lease_seconds / 3
@@ -214,6 +228,8 @@ class Daemon:
         helper: threading.Thread | None = None
         try:
             self._scheduler.start()
+            if self._cancels is not None:
+                self._cancels.start()
             if once:
                 self._tick()
             else:
@@ -227,6 +243,8 @@ class Daemon:
         finally:
             logger.info("scheduler stopping (stop timeout %gs)", self._settings.app_stop_timeout)
             self._scheduler.stop(self._settings.app_stop_timeout)
+            if self._cancels is not None:
+                self._cancels.close()
             self._stop_events.set()
             if helper is not None:
                 helper.join(timeout=1.0)
@@ -408,9 +426,16 @@ def serve(
                 validator=validator,
             )
             try:
-                return Daemon(settings=settings, scheduler=scheduler, executor=executor).run(
-                    once=once
+                cancels = CancelWatch(
+                    store,
+                    owner=lambda: scheduler.owner,  # a daemon joining again gets a new id
+                    cancel=executor.cancel,
+                    name="scheduler-cancels",
                 )
+                daemon = Daemon(
+                    settings=settings, scheduler=scheduler, executor=executor, cancels=cancels
+                )
+                return daemon.run(once=once)
             finally:
                 validator.close()
     except StoreLockedError as exc:
