@@ -30,6 +30,7 @@ def test_every_route_documents_its_response_model(client: TestClient) -> None:
         ("GET", "/api/v1/runs"): "RunPage",
         ("GET", "/api/v1/runs/{run_id}"): "RunDetail",
         ("GET", "/api/v1/runs/{run_id}/logs"): "RunLogs",
+        ("POST", "/api/v1/runs/{run_id}/cancel"): "CancelResponse",
     }
 
 

@@ -80,6 +80,7 @@ VERB_MODULES: dict[str, str] = {
     "logs": "ops",
     "api": "api",
     "worker": "worker",
+    "cancel": "cancel",
 }
 _GLOBAL_OPTIONS_WITH_VALUE = frozenset({"--log-format", "--log-level"})
 
