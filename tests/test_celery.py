@@ -45,6 +45,7 @@ from ddeutil.workflow.scheduling.scheduler import Scheduler
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
 from ddeutil.workflow.store.base import RunStore
+from ddeutil.workflow.store.cancel import ask_cancel
 from ddeutil.workflow.store.records import RunRecord
 
 pytestmark = pytest.mark.timeout(120)
@@ -696,4 +697,24 @@ def test_runs_waiting_behind_a_queue_are_not_sent_again(
         for i in range(3):
             assert setup.marks_of(f"q{i}") == [f"q{i}"]
     finally:
+        executor.shutdown(0.0)
+
+
+def test_a_cancel_asked_through_the_store_reaches_a_run_on_a_worker(
+    rabbit: str, make_setup: Callable[..., Setup]
+) -> None:
+    """``workflow cancel`` writes to the store only: the worker's cancel watch acts on it."""
+    setup = make_setup(rabbit)
+    executor = setup.executor()
+    running = setup.request("wf-sleep", name="store-cancel", seconds="60")
+    with setup.worker("w1", "--concurrency", "1"):
+        executor.submit(running)
+        wait_for("the run to start", lambda: setup.run(running.run_id).status is Status.RUNNING)
+        outcome = ask_cancel(setup.store, running.run_id, now=datetime.now(timezone.utc))
+        assert outcome is not None
+        assert outcome.what == "asked"
+        assert outcome.owner == setup.run(running.run_id).owner  # the worker holds it
+        record = setup.ended(running.run_id)
+        assert record.status is Status.CANCELLED
+        assert "cancel requested through the run store" in (record.error or "")
         executor.shutdown(0.0)

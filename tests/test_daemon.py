@@ -426,6 +426,9 @@ class FakeExecutor:
     def in_flight(self) -> int:
         return 0
 
+    def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        return False
+
 
 @pytest.fixture(autouse=True)
 def _no_process_wide_reaping(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import time
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -273,7 +274,8 @@ def test_the_daemon_validates_with_the_helper_process_and_closes_it(
         return 0
 
     monkeypatch.setattr(validator_process, "ProcessValidator", Recording)
-    monkeypatch.setattr(daemon_mod, "_build_executor", lambda *args: object())
+    executor = types.SimpleNamespace(cancel=lambda run_id, reason: False)
+    monkeypatch.setattr(daemon_mod, "_build_executor", lambda *args: executor)
     monkeypatch.setattr(daemon_mod.Daemon, "run", run)
     assert daemon_mod.serve(settings, masker=Masker()) == 0
     assert isinstance(seen["validator"], Recording)

@@ -34,6 +34,7 @@ def test_every_route_documents_its_response_model(client: TestClient) -> None:
         ("POST", "/api/v1/runs/{run_id}/rerun"): "TriggerResponse",
         ("GET", "/api/v1/runs/{run_id}/logs"): "RunLogs",
         ("POST", "/api/v1/prune"): "PruneResponse",
+        ("POST", "/api/v1/runs/{run_id}/cancel"): "CancelResponse",
     }
 
 

@@ -25,6 +25,8 @@ from ..store.base import TriggerKind
 
 __all__ = [
     "MAX_PARAM_DEPTH",
+    "CancelRequest",
+    "CancelResponse",
     "ErrorDetail",
     "ErrorInfo",
     "ErrorResponse",
@@ -420,3 +422,30 @@ class PruneResponse(_Model):
     batches: int = Field(description="delete transactions")
     elapsed_seconds: float
     longest_batch_seconds: float = Field(description="the longest delete transaction")
+
+
+class CancelRequest(_Model):
+    """The optional body of a cancel: why (recorded with the run)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: str | None = Field(
+        default=None, max_length=1000, description="why; default `cancelled by request`"
+    )
+
+
+class CancelResponse(_Model):
+    """A cancel accepted (202): the run was PENDING and is now CANCELLED, or it is
+    RUNNING and whoever executes it was asked (``cancel_requested``)."""
+
+    run_id: str
+    status: Status = Field(description="CANCELLED (it was PENDING) or RUNNING (asked)")
+    cancel_requested: bool = Field(
+        description="true when the run is RUNNING and its executor was asked to cancel it; "
+        "it is recorded CANCELLED once that process notices (about a second)"
+    )
+    owner: str | None = Field(
+        default=None,
+        description="who executes the run (daemon, Celery worker, `workflow run` client); "
+        "null for an API run",
+    )

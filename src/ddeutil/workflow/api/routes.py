@@ -18,6 +18,8 @@ from starlette.concurrency import run_in_threadpool
 from ..result import Status
 from ..store.base import TriggerKind
 from .models import (
+    CancelRequest,
+    CancelResponse,
     ErrorResponse,
     HealthResponse,
     PauseResponse,
@@ -250,5 +252,20 @@ def build_routers(auth: Callable[..., Awaitable[None]] | None) -> list[APIRouter
     ) -> PruneResponse:
         request = body if body is not None else PruneRequest()
         return svc.prune(request.older_than_days, request.dry_run)
+
+    @v1.post(
+        "/runs/{run_id}/cancel",
+        response_model=CancelResponse,
+        status_code=202,
+        responses=_errors(404, 409),
+        tags=["runs"],
+        summary="Cancel a run wherever it executes (409 when it already ended)",
+    )
+    def cancel_run(
+        svc: Service,
+        run_id: RunId,
+        body: Annotated[CancelRequest | None, Body()] = None,
+    ) -> CancelResponse:
+        return svc.cancel(run_id, body.reason if body is not None else None)
 
     return [open_router, v1]

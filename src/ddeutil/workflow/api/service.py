@@ -20,6 +20,11 @@ store. Policies:
   accepted but never started are closed FAILED too (their real params were never
   stored, so they cannot be re-run faithfully). Run **one API process per run
   store**: a second one starting would close the first one's runs.
+* **Cancel reaches a run wherever it runs**: ``POST /runs/{id}/cancel`` writes
+  the request into the store (:mod:`~ddeutil.workflow.store.cancel`); this
+  process's own runs (held by nobody) are cancelled by its
+  :class:`~ddeutil.workflow.dispatch.cancel_watch.CancelWatch`, which asks the
+  store once a second, whichever process the request came from.
 * **Stopping** waits up to ``WORKFLOW_APP_STOP_TIMEOUT`` seconds for running
   runs, then cancels them (recorded CANCELLED); triggers still waiting for a
   slot are recorded CANCELLED ("not started").
@@ -43,6 +48,7 @@ import anyio
 from ..__about__ import __version__
 from ..clock import Clock, ensure_utc
 from ..dispatch.base import Executor
+from ..dispatch.cancel_watch import CancelWatch
 from ..dispatch.records import RunEvent, RunRequest
 from ..dispatch.rerun import prepare_rerun
 from ..dispatch.threads import ThreadExecutor
@@ -55,11 +61,13 @@ from ..result import Status
 from ..settings import Settings
 from ..store import open_store
 from ..store.base import DuplicateRun, RunFilter, RunRecord, RunStore, TriggerKind
+from ..store.cancel import ask_cancel
 from ..store.ends import EndJournal, EndRecorder
 from ..store.retention import cutoff, prune
 from .catalog import Catalog
 from .errors import ApiError
 from .models import (
+    CancelResponse,
     ErrorDetail,
     HealthResponse,
     PauseResponse,
@@ -155,6 +163,7 @@ class ApiService:
         self._started = False
         self._stop = threading.Event()
         self._pump: threading.Thread | None = None
+        self._cancels: CancelWatch | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -202,6 +211,9 @@ class ApiService:
             self._pump = threading.Thread(target=self._pump_events, name="api events", daemon=True)
             self._pump.start()
         self._executor.start()
+        self._cancels = CancelWatch(
+            self._store, owner=lambda: None, cancel=self._cancel_own, name="api-cancels"
+        ).start()
         self._started = True
         logger.info(
             "API started: run pool of %d, store %s", self.settings.api_run_workers, self._store
@@ -214,6 +226,9 @@ class ApiService:
         self._started = False
         self._stop.set()
         executor, store = self._executor, self._store
+        if self._cancels is not None:
+            self._cancels.close()
+            self._cancels = None
         if executor is not None and self._given_executor is None:
             executor.shutdown(self.settings.app_stop_timeout if timeout is None else timeout)
             if self.settings.app_executor == "local":  # sent runs start on the workers
@@ -281,6 +296,18 @@ class ApiService:
             if executor.wait_event(0.2):
                 for event in executor.drain_events():
                     self._on_event(event)
+
+    def _cancel_own(self, run_id: str, reason: str) -> bool:
+        """Cancel a run of this process's pool (the cancel watch's hand-over).
+
+        The runs nobody holds that a cancel was asked for are this process's
+        triggers (one API process per store); a run this process did not accept
+        is left alone.
+        """
+        with self._lock:
+            mine = run_id in self._waiters
+        executor = self._executor
+        return mine and executor is not None and executor.cancel(run_id, reason)
 
     def _ready(self) -> tuple[RunStore, Executor]:
         store, executor = self._store, self._executor
@@ -575,6 +602,38 @@ class ApiService:
             kept = store.run_log(run_id)  # a run a Celery worker ran elsewhere
             lines, total = read_log(iter(kept.splitlines() if kept else ()), offset, limit)
         return RunLogs(run_id=run_id, lines=lines, total=total, offset=offset, limit=limit)
+
+    def cancel(self, run_id: str, reason: str | None) -> CancelResponse:
+        """Cancel a run wherever it executes (404 unknown, 409 already ended).
+
+        See :mod:`ddeutil.workflow.store.cancel`: a PENDING run is recorded
+        CANCELLED at once; a RUNNING one is marked in the store and cancelled by
+        the process executing it (this one's cancel watch for an API run).
+        """
+        store, _ = self._ready()
+        outcome = ask_cancel(store, run_id, now=self.clock.now(), reason=reason)
+        if outcome is None:
+            raise ApiError(404, f"no run with id {run_id!r}")
+        if outcome.what == "ended":
+            status = outcome.status.value
+            raise ApiError(
+                409,
+                f"run {run_id} already ended: {status}",
+                code="run_ended",
+                details=[ErrorDetail(location="run", name="status", message=status)],
+                run_id=run_id,
+            )
+        logger.info(
+            "cancel %s",
+            "asked" if outcome.cancel_requested else "recorded",
+            extra={"run_id": run_id},
+        )
+        return CancelResponse(
+            run_id=run_id,
+            status=outcome.status,
+            cancel_requested=outcome.cancel_requested,
+            owner=outcome.owner,
+        )
 
     # ---------------------------------------------------------------- health
 

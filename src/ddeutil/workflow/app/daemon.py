@@ -32,7 +32,9 @@ Lifecycle of ``python -m ddeutil.workflow.app`` (and ``workflow scheduler``):
    start (start-up stays fast), then every :data:`PRUNE_EVERY`, in short batches
    that never hold the store long; it stops between batches on shutdown and an
    error is logged, never fatal. Every daemon on a shared store prunes: the
-   batches are idempotent.
+   batches are idempotent. A **cancel** thread hands the cancel requests of the
+   daemon's runs (``workflow cancel``, the API) to the executor about once a
+   second (:class:`~ddeutil.workflow.dispatch.cancel_watch.CancelWatch`).
 4. Signals: **SIGTERM / SIGINT** stop ticking, let running pipelines finish for
    ``WORKFLOW_APP_STOP_TIMEOUT`` seconds, cancel the rest (shell children
    included; recorded CANCELLED) and exit 0. A **second** SIGTERM / SIGINT exits
@@ -69,6 +71,7 @@ import schedule
 
 from ..clock import Clock, SystemClock
 from ..dispatch.base import Executor, TemplateSource
+from ..dispatch.cancel_watch import CancelWatch
 from ..errors import SettingsError, StoreError, StoreLockedError, WorkflowError
 from ..loader import Loader, RawTemplate
 from ..logs import configure_logging
@@ -194,6 +197,9 @@ class Daemon:
         retention: Prunes old runs from a thread of its own (``None``: never).
         prune_first: Seconds after start of the first retention pass.
         prune_every: Seconds between retention passes.
+        cancels: Hands the cancel requests of the daemon's runs to the executor
+            (``workflow cancel``, the API), started with the scheduler and
+            stopped after it.
     """
 
     def __init__(
@@ -205,12 +211,14 @@ class Daemon:
         retention: Retention | None = None,
         prune_first: float = PRUNE_FIRST,
         prune_every: float = PRUNE_EVERY,
+        cancels: CancelWatch | None = None,
     ) -> None:
         self._settings = settings
         self._retention = retention
         self._prune_first = prune_first
         self._prune_every = prune_every
         self._stop_pruning = threading.Event()
+        self._cancels = cancels
         self._scheduler = scheduler
         self._executor = executor
         self._beat_every = settings.app_lease_seconds / 3
@@ -244,6 +252,8 @@ class Daemon:
         pruner: threading.Thread | None = None
         try:
             self._scheduler.start()
+            if self._cancels is not None:
+                self._cancels.start()
             if once:
                 self._tick()
             else:
@@ -263,6 +273,8 @@ class Daemon:
             self._stop_pruning.set()  # before the drain: a prune stops at its next batch
             logger.info("scheduler stopping (stop timeout %gs)", self._settings.app_stop_timeout)
             self._scheduler.stop(self._settings.app_stop_timeout)
+            if self._cancels is not None:
+                self._cancels.close()
             self._stop_events.set()
             if helper is not None:
                 helper.join(timeout=1.0)
@@ -475,8 +487,18 @@ def serve(
                     if days is None
                     else Retention(store=store, days=days, log_dir=settings.log_path, clock=clock)
                 )
+                cancels = CancelWatch(
+                    store,
+                    owner=lambda: scheduler.owner,  # a daemon joining again gets a new id
+                    cancel=executor.cancel,
+                    name="scheduler-cancels",
+                )
                 daemon = Daemon(
-                    settings=settings, scheduler=scheduler, executor=executor, retention=retention
+                    settings=settings,
+                    scheduler=scheduler,
+                    executor=executor,
+                    retention=retention,
+                    cancels=cancels,
                 )
                 return daemon.run(once=once)
             finally:

@@ -83,6 +83,7 @@ VERB_MODULES: dict[str, str] = {
     "pause": "pause",
     "unpause": "pause",
     "prune": "prune",
+    "cancel": "cancel",
 }
 _GLOBAL_OPTIONS_WITH_VALUE = frozenset({"--log-format", "--log-level"})
 

@@ -7,8 +7,18 @@ line per stage and per job as each finishes, then the run's status and errors.
 Ctrl-C (or SIGTERM) cancels the run cooperatively: bash stages are killed with
 their process groups and the run ends CANCELLED.
 
+**Recorded when a run store is configured** (:func:`recording_url`): when
+``WORKFLOW_API_DB_URL`` is set in the environment, or the default SQLite store
+(``<root>/.workflow/runs.db``) already exists (a daemon or the API ran here),
+the run is written to that store (trigger ``manual``) and shows in ``workflow
+runs``, and ``workflow cancel RUN_ID`` from another shell cancels it (see
+:mod:`.run_record`). Otherwise nothing is written and no store module is
+imported, so a first ``workflow run`` on a machine creates nothing.
+``--no-record`` never records. A store that does not answer before the run
+starts: exit 2, nothing ran.
+
 Exit codes: 0 SUCCESS; 1 FAILED or CANCELLED; 2 bad input (unknown pipeline,
-invalid template, bad params).
+invalid template, bad params) or a run store that does not answer.
 
 ``schema`` prints the JSON Schema of the YAML format (see
 :mod:`ddeutil.workflow.engine.schema`) for editors.
@@ -19,10 +29,11 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -35,6 +46,7 @@ if TYPE_CHECKING:
     from ..engine.context import RunEvent
     from ..masking import Masker
     from ..result import Result
+    from ..settings import Settings
     from . import CliContext
 
 __all__ = ["register"]
@@ -61,6 +73,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="a param value (repeatable); coerced by the param's type, JSON for list/map",
     )
     run.add_argument("--json", action="store_true", help="print the full result as JSON")
+    run.add_argument(
+        "--no-record",
+        action="store_true",
+        help="do not write the run to the run store (by default it is recorded when a store "
+        "is configured: WORKFLOW_API_DB_URL set, or the default SQLite store exists)",
+    )
     run.set_defaults(handler=_cmd_run)
 
     schema = sub.add_parser(
@@ -70,6 +88,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     schema.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
     schema.set_defaults(handler=_cmd_schema)
+
+
+def recording_url(settings: Settings, environ: Mapping[str, str]) -> str | None:
+    """The run store ``workflow run`` records its run in, or ``None`` (not recorded).
+
+    A store is configured when ``WORKFLOW_API_DB_URL`` is set (not empty) in
+    ``environ``, or when the default SQLite file (``<root>/.workflow/runs.db``)
+    already exists: a daemon or the API ran here. The default is never
+    created by ``workflow run`` alone.
+    """
+    if environ.get("WORKFLOW_API_DB_URL", "").strip():
+        return settings.api_db_url
+    default = settings.root_path / ".workflow" / "runs.db"
+    return settings.api_db_url if default.is_file() else None
 
 
 def _parse_params(pairs: list[str]) -> dict[str, str]:
@@ -163,17 +195,35 @@ def _cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
         loader = Loader.from_settings(ctx.settings)
         pipeline = Pipeline.from_loader(args.name, settings=ctx.settings, loader=loader)
     printer = None if args.json else _Printer(ctx.out, ctx.masker, pipeline.name)
+    on_event = printer.event if printer is not None else None
     token = CancelToken()
+    url = None if args.no_record else recording_url(ctx.settings, os.environ)
     try:
         params = _parse_params(args.param)
         with _cancel_on_signals(token):
-            result = pipeline.execute(
-                params,
-                cancel=token,
-                settings=ctx.settings,
-                masker=ctx.masker,
-                on_event=printer.event if printer is not None else None,
-            )
+            if url is None:
+                result = pipeline.execute(
+                    params,
+                    cancel=token,
+                    settings=ctx.settings,
+                    masker=ctx.masker,
+                    on_event=on_event,
+                )
+            else:
+                from .run_record import RecordingUnavailableError, execute_recorded
+
+                try:
+                    run_id, recorded = execute_recorded(
+                        url, pipeline, loader, params, ctx=ctx, token=token, on_event=on_event
+                    )
+                except RecordingUnavailableError as exc:
+                    print(f"workflow run: {ctx.masker.text(str(exc))}", file=sys.stderr)
+                    return EXIT_USAGE
+                if recorded is None:
+                    line = f"pipeline {pipeline.name}: CANCELLED before it started (run {run_id})"
+                    print(ctx.masker.text(line), file=sys.stderr if args.json else ctx.out)
+                    return EXIT_FAILED
+                result = recorded
     except ParamError as exc:
         head = f"invalid params for pipeline {pipeline.name!r}:"
         lines = [head, *(f"  {p.name}: {p.message}" for p in exc.problems)]

@@ -35,7 +35,10 @@ pipelines, per-run log files and this worker's **lease** in the store. Policies:
   the worker stops taking messages, gives its runs ``WORKFLOW_APP_STOP_TIMEOUT``
   seconds, cancels the rest and exits; messages it reserved but did not start
   go back to the queue, and a scheduled run it held for its release instant is
-  handed back (requeued) untouched.
+  handed back (requeued) untouched. A cancel asked through the run store
+  (``workflow cancel``, the API) reaches the worker's running runs too: a
+  :class:`~.cancel_watch.CancelWatch` asks the store about once a second for
+  the runs it holds whose cancel was asked, and cancels their tokens.
 * **Logs.** The worker logs like the daemon (JSON lines), and writes per-run log
   files under ``WORKFLOW_LOG_PATH`` like a daemon worker process does. When a run
   ends, its log (the last :data:`LOG_KEPT` bytes) is saved in the run store too,
@@ -69,6 +72,7 @@ from ..store.base import RunStore
 from ..store.ends import EndJournal, EndRecorder
 from ..store.fleet import new_owner_id
 from .base import log_extra
+from .cancel_watch import CancelWatch
 from .celery_app import CANCEL_COMMAND, RUN_TASK, celery_app, safe_broker_url
 from .execute import execute_request
 from .orphans import record_end
@@ -151,6 +155,9 @@ class WorkerRuntime:
         self._stopped = threading.Event()
         self._store_down = False
         self._lease: threading.Thread | None = None
+        self._cancels = CancelWatch(
+            self.store, owner=lambda: self.owner, cancel=self.cancel, name="worker-cancels"
+        )
 
     # ------------------------------------------------------------ lifecycle
 
@@ -162,6 +169,7 @@ class WorkerRuntime:
             logging.getLogger("ddeutil.workflow").addHandler(self._router)
         self._lease = threading.Thread(target=self._keep_alive, name="worker-lease", daemon=True)
         self._lease.start()
+        self._cancels.start()
         logger.info("worker joined the run store as %s", self.owner, extra={"owner": self.owner})
 
     def drain(self, timeout: float | None = None) -> None:
@@ -218,6 +226,7 @@ class WorkerRuntime:
         if self._closed.is_set():
             return
         self._closed.set()
+        self._cancels.close()
         if self._lease is not None:
             self._lease.join(timeout=2.0)
         try:

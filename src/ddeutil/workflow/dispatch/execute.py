@@ -38,6 +38,7 @@ from typing import Any
 
 from ..cancellation import CancelToken, is_process_stop
 from ..clock import Clock
+from ..engine.context import RunEvent as EngineEvent
 from ..engine.pipeline import Pipeline
 from ..engine.pipeline_cache import PipelineCache
 from ..engine.rerun import Resume
@@ -84,6 +85,8 @@ def execute_request(
     ends: EndRecorder | None = None,
     runner: str | None = None,
     retry_start: bool = False,
+    pipeline: Pipeline | None = None,
+    on_event: Callable[[EngineEvent], None] | None = None,
 ) -> Result | None:
     """Run one stored request to its end and record the outcome.
 
@@ -118,6 +121,10 @@ def execute_request(
         retry_start: A start handshake that raises (the store does not answer)
             re-raises, so the caller can deliver the request again later; by
             default the run is recorded FAILED.
+        pipeline: The pipeline ``template`` describes, already built by the
+            caller (``workflow run`` builds it to check the params first).
+        on_event: Called with each stage and job event of the run (the
+            foreground summary of ``workflow run``).
 
     Returns:
         The run's result (also for a run that failed to build, which gets a
@@ -136,6 +143,8 @@ def execute_request(
         pipelines,
         ends or EndRecorder(store),
         runner or request.owner,
+        pipeline,
+        on_event,
     )
     if cancel.cancelled:
         logger.info("run not started: cancelled before it began (%s)", cancel.reason, extra=extra)
@@ -212,7 +221,9 @@ def _execute(request: RunRequest, env: _Env, start: datetime) -> Result:
 
 def _build_and_run(request: RunRequest, env: _Env) -> Result:
     try:
-        if env.pipelines is None:
+        if env.pipeline is not None:
+            pipeline = env.pipeline
+        elif env.pipelines is None:
             pipeline = Pipeline.from_template(
                 env.template, loader=env.loader, settings=env.settings
             )
@@ -235,6 +246,7 @@ def _build_and_run(request: RunRequest, env: _Env) -> Result:
         settings=env.settings,
         masker=env.masker,
         resume=resume,
+        on_event=env.on_event,
     )
 
 
@@ -253,6 +265,9 @@ class _Env:
     ends: EndRecorder
     owner: str | None
     """Whose run it is once started: the fence of its end."""
+    pipeline: Pipeline | None = None
+    """Built by the caller already (else built from ``template``)."""
+    on_event: Callable[[EngineEvent], None] | None = None
 
 
 class _BuildError(Exception):
