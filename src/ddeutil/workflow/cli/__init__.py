@@ -84,6 +84,7 @@ VERB_MODULES: dict[str, str] = {
     "unpause": "pause",
     "prune": "prune",
     "cancel": "cancel",
+    "rerun": "rerun",
 }
 _GLOBAL_OPTIONS_WITH_VALUE = frozenset({"--log-format", "--log-level"})
 

@@ -49,7 +49,15 @@ if TYPE_CHECKING:
     from ..settings import Settings
     from . import CliContext
 
-__all__ = ["register"]
+__all__ = [
+    "Printer",
+    "cancel_on_signals",
+    "dumps",
+    "logs_to_stderr",
+    "print_summary",
+    "recording_url",
+    "register",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -115,7 +123,7 @@ def _parse_params(pairs: list[str]) -> dict[str, str]:
 
 
 @contextmanager
-def _cancel_on_signals(token: CancelToken) -> Iterator[None]:
+def cancel_on_signals(token: CancelToken) -> Iterator[None]:
     """SIGINT / SIGTERM cancel the run (main thread only); handlers restored after."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -132,7 +140,7 @@ def _cancel_on_signals(token: CancelToken) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-class _Printer:
+class Printer:
     """Prints one line per finished stage and job; safe to call from worker threads."""
 
     def __init__(self, out: TextIO, masker: Masker, pipeline: str) -> None:
@@ -149,7 +157,9 @@ class _Printer:
     def event(self, event: RunEvent) -> None:
         where = "" if event.pipeline == self._pipeline else f"{event.pipeline}: "
         head = f"{event.status.value:<9} {event.duration:8.3f}s  "
-        if event.kind == "job":
+        if event.kind == "job" and event.reused_from is not None:
+            line = f"{'REUSED':<9} {'':>8}   {where}job {event.job} (from run {event.reused_from})"
+        elif event.kind == "job":
             line = f"{head}{where}job {event.job}"
         else:
             line = f"{head}{where}{event.job} / {event.stage}"
@@ -191,16 +201,16 @@ def _cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
         from ..loader import Loader
 
         if args.json:
-            _logs_to_stderr(args, ctx)
+            logs_to_stderr(args, ctx)
         loader = Loader.from_settings(ctx.settings)
         pipeline = Pipeline.from_loader(args.name, settings=ctx.settings, loader=loader)
-    printer = None if args.json else _Printer(ctx.out, ctx.masker, pipeline.name)
+    printer = None if args.json else Printer(ctx.out, ctx.masker, pipeline.name)
     on_event = printer.event if printer is not None else None
     token = CancelToken()
     url = None if args.no_record else recording_url(ctx.settings, os.environ)
     try:
         params = _parse_params(args.param)
-        with _cancel_on_signals(token):
+        with cancel_on_signals(token):
             if url is None:
                 result = pipeline.execute(
                     params,
@@ -230,13 +240,13 @@ def _cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
         print(ctx.masker.text("\n".join(lines)), file=sys.stderr)
         return EXIT_USAGE
     if printer is None:
-        ctx.out.write(_dumps(ctx.masker.data(result.to_dict())) + "\n")
+        ctx.out.write(dumps(ctx.masker.data(result.to_dict())) + "\n")
     else:
-        _summary(printer, result)
+        print_summary(printer, result)
     return EXIT_OK if result.status.value == "SUCCESS" else EXIT_FAILED
 
 
-def _logs_to_stderr(args: argparse.Namespace, ctx: CliContext) -> None:
+def logs_to_stderr(args: argparse.Namespace, ctx: CliContext) -> None:
     """Keep stdout for the JSON result: move the console log handler to stderr."""
     from ..logs import configure_logging
 
@@ -251,7 +261,7 @@ def _logs_to_stderr(args: argparse.Namespace, ctx: CliContext) -> None:
     )
 
 
-def _summary(printer: _Printer, result: Result) -> None:
+def print_summary(printer: Printer, result: Result) -> None:
     printer.write(
         f"pipeline {result.pipeline}: {result.status.value} in {result.duration:.3f}s "
         f"(run {result.run_id})"
@@ -261,14 +271,14 @@ def _summary(printer: _Printer, result: Result) -> None:
         printer.write(f"  error {where}: {error.message}")
 
 
-def _dumps(data: Any) -> str:
+def dumps(data: Any) -> str:
     return json.dumps(data, indent=2, default=str, ensure_ascii=False)
 
 
 def _cmd_schema(args: argparse.Namespace, ctx: CliContext) -> int:
     from ..engine.conf_schema import yaml_schema
 
-    text = _dumps(yaml_schema())
+    text = dumps(yaml_schema())
     if args.output is not None:
         args.output.write_text(text + "\n", encoding="utf-8")
     else:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock, SystemClock
@@ -34,6 +35,7 @@ from ..dispatch.cancel_watch import CANCEL_REASON
 from ..dispatch.client import ClientLease
 from ..dispatch.execute import execute_request
 from ..dispatch.records import RunRequest
+from ..dispatch.rerun import Rerun
 from ..engine.context import RunEvent, new_run_id
 from ..errors import StoreError
 from ..loader import Loader, RawTemplate, template_version
@@ -78,11 +80,14 @@ def execute_recorded(
     token: CancelToken,
     on_event: Callable[[RunEvent], None] | None = None,
     clock: Clock | None = None,
+    rerun: Rerun | None = None,
 ) -> tuple[str, Result | None]:
     """Record and run ``pipeline`` with ``params`` (see the module); return its run id and result.
 
     The result is ``None`` when the run never started (cancelled while PENDING,
-    by Ctrl-C or ``workflow cancel``); it is then recorded CANCELLED.
+    by Ctrl-C or ``workflow cancel``); it is then recorded CANCELLED. With
+    ``rerun`` (``workflow rerun``) the run is that rerun: recorded with
+    ``rerun_of``, its logical date and the outputs it reuses taken over.
 
     Raises:
         ParamError: a param value is invalid (nothing is recorded).
@@ -116,17 +121,27 @@ def execute_recorded(
                     owner=lease.owner,
                     ctx=ctx,
                     clock=clock,
+                    rerun_of=None if rerun is None else rerun.source.run_id,
                 )
             except StoreError as exc:
                 raise RecordingUnavailableError(_unavailable(url, exc)) from None
-            request = RunRequest(
-                run_id=run_id,
-                pipeline=pipeline.name,
-                version=template_version(template),
-                params=resolved,
-                trigger=TriggerKind.MANUAL,
-                owner=lease.owner,
-            )
+            version = template_version(template)
+            if rerun is None:
+                request = RunRequest(
+                    run_id=run_id,
+                    pipeline=pipeline.name,
+                    version=version,
+                    params=resolved,
+                    trigger=TriggerKind.MANUAL,
+                    owner=lease.owner,
+                )
+            else:
+                request = replace(
+                    rerun.request(
+                        run_id, version=version, trigger=TriggerKind.MANUAL, owner=lease.owner
+                    ),
+                    params=resolved,
+                )
             result = _execute(
                 request,
                 template,
@@ -195,6 +210,7 @@ def _create(
     owner: str,
     ctx: CliContext,
     clock: Clock,
+    rerun_of: str | None = None,
 ) -> str:
     """Record the PENDING run; a run id drawn twice in one second is drawn again."""
     for attempt in range(3):
@@ -207,6 +223,7 @@ def _create(
                 params=params,
                 now=clock.now(),
                 owner=owner,
+                rerun_of=rerun_of,
             )
         except StoreError:
             if attempt < 2 and store.get_run(run_id) is not None:

@@ -183,7 +183,7 @@ def _execute(request: RunRequest, env: _Env, start: datetime) -> Result:
     """Build and run a started request, then record its outcome."""
     extra = log_extra(request)
     try:
-        result = _build_and_run(request, env)
+        result = _build_and_run(request, env, start)
     except Exception as exc:
         if not isinstance(exc, _BuildError):
             logger.exception("pipeline raised instead of returning a result", extra=extra)
@@ -219,7 +219,7 @@ def _execute(request: RunRequest, env: _Env, start: datetime) -> Result:
     return result
 
 
-def _build_and_run(request: RunRequest, env: _Env) -> Result:
+def _build_and_run(request: RunRequest, env: _Env, start: datetime) -> Result:
     try:
         if env.pipeline is not None:
             pipeline = env.pipeline
@@ -240,7 +240,9 @@ def _build_and_run(request: RunRequest, env: _Env) -> Result:
     return pipeline.execute(
         dict(request.params),
         run_id=request.run_id,
-        logical_date=request.logical_date,
+        # A run without a release has its recorded start as its logical date, so
+        # a rerun of it (which takes the start over) sees the same date.
+        logical_date=request.logical_date or start.astimezone(env.settings.timezone),
         cancel=env.cancel,
         clock=env.clock,
         settings=env.settings,
