@@ -80,6 +80,7 @@ VERB_MODULES: dict[str, str] = {
     "logs": "ops",
     "api": "api",
     "worker": "worker",
+    "backfill": "backfill",
 }
 _GLOBAL_OPTIONS_WITH_VALUE = frozenset({"--log-format", "--log-level"})
 
