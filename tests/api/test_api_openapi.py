@@ -27,6 +27,7 @@ def test_every_route_documents_its_response_model(client: TestClient) -> None:
         ("GET", "/api/v1/pipelines"): "PipelineList",
         ("GET", "/api/v1/pipelines/{name}"): "PipelineDetail",
         ("POST", "/api/v1/pipelines/{name}/runs"): "TriggerResponse",
+        ("POST", "/api/v1/pipelines/{name}/backfill"): "BackfillAccepted",
         ("GET", "/api/v1/runs"): "RunPage",
         ("GET", "/api/v1/runs/{run_id}"): "RunDetail",
         ("GET", "/api/v1/runs/{run_id}/logs"): "RunLogs",
