@@ -55,7 +55,7 @@ bf-{n}:
           echo: done
 """
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
-MAX_BACKFILLS = 20
+MAX_BACKFILLS = 60
 
 
 def write_conf(conf: Path) -> None:
@@ -156,19 +156,25 @@ def main() -> int:
             summary = json.loads(lines[-1]) if lines else {}
             if code != 0 or summary.get("ran") != args.releases:
                 raise AssertionError(f"backfill {n} exited {code}: {summary}")
-            during += [b for b in range(int(began // 60 + 1) * 60, int(ended), 60) if b + 5 < ended]
+            during += [b for b in range(int(began // 60 + 1) * 60, int(ended), 60) if b + 1 < ended]
             if n == 0:
                 first = {"seconds": round(ended - began, 2), "summary": summary}
                 rate = args.releases / (ended - began)
                 bd.say(f"  first backfill: {ended - began:.1f} s ({rate:.0f} releases/s)")
             n += 1
         during = [float(b) for b in during[: args.during]]
+        if not during:
+            raise AssertionError(f"no boundary fell during {n} backfills")
         bd.sleep_until(max(during) + 1.0, daemon, log)
         during_lat = latencies(root, during)
     finally:
         for proc in backfills:
             bd.stop(proc, "backfill", 30)
         bd.stop(daemon, "daemon", 60)
+        if args.keep:
+            bd.say(f"kept: {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
     idle_stats = stats(list(idle_lat.values()))
     during_stats = stats(list(during_lat.values()))
     ratio = {
@@ -188,10 +194,6 @@ def main() -> int:
     bd.say(f"  tick latency during {during_stats}")
     bd.say(f"  ratio during / idle {ratio} (goal: at most 2x)")
     bd.say(json.dumps(report))
-    if args.keep:
-        bd.say(f"kept: {root}")
-    else:
-        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
