@@ -16,8 +16,9 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from ddeutil.workflow.scheduling.backfill import (
 )
 from ddeutil.workflow.scheduling.scheduler import Scheduler
 from ddeutil.workflow.settings import Settings
-from ddeutil.workflow.store import open_store
+from ddeutil.workflow.store import MemoryRunStore, open_store
 from ddeutil.workflow.store.base import Claim, ReleaseKey, RunFilter, RunRecord, RunStore
 
 UTC = timezone.utc
@@ -163,6 +164,7 @@ def _backfill(
     clock: FakeClock,
     outcomes: list[Outcome] | None = None,
     claimed: list[str] | None = None,
+    held: list[int] | None = None,
 ) -> Backfill:
     loader = Loader.from_settings(settings)
     checked = prepare(
@@ -173,7 +175,14 @@ def _backfill(
         now=clock.now(),
         settings=settings,
     )
-    return Backfill(
+
+    def on_claimed(run_ids: Sequence[str]) -> None:
+        if claimed is not None:
+            claimed.extend(run_ids)
+        if held is not None:  # claimed and not ended, right after a claim
+            held.append(backfill.in_flight())
+
+    backfill = Backfill(
         store=store,
         settings=settings,
         entry=checked.entry,
@@ -183,10 +192,11 @@ def _backfill(
         masker=Masker(),
         loader=loader,
         on_outcome=None if outcomes is None else outcomes.append,
-        on_claimed=None if claimed is None else claimed.extend,
+        on_claimed=on_claimed,
         log_files=False,
         lease_poll=0.05,
     )
+    return backfill
 
 
 def _runs(store: RunStore, name: str) -> list[RunRecord]:
@@ -255,6 +265,7 @@ def test_backfill_runs_each_release_once_oldest_first_at_most_n_at_once(
     gauge.reset(2)
     outcomes: list[Outcome] = []
     claimed: list[str] = []
+    held: list[int] = []
     # naive bounds are read in the schedules' zone (Asia/Bangkok, UTC+7)
     backfill = _backfill(
         store,
@@ -266,10 +277,12 @@ def test_backfill_runs_each_release_once_oldest_first_at_most_n_at_once(
         clock=FakeClock(NOW),
         outcomes=outcomes,
         claimed=claimed,
+        held=held,
     )
     summary = backfill.run()
     assert (summary.total, summary.succeeded, summary.failed) == (8, 8, 0)
-    assert gauge.highest == 2
+    assert gauge.highest == 2  # executed at once
+    assert max(held) == 2  # claimed just in time: never more than the free slots
     runs = _runs(store, "gauged")
     assert len(runs) == 8
     ats = [r.release.at for r in runs if r.release is not None]
@@ -688,3 +701,71 @@ def test_a_second_sigint_cancels_the_runs_in_flight(
         store.close()
     assert len(runs) == 2  # nothing else was claimed, nothing left PENDING
     assert {r.status for r in runs} == {Status.CANCELLED}
+
+
+WAITING = """
+waiting:
+  type: Pipeline
+  on:
+    - cron: "0 * * * *"
+      timezone: UTC
+  jobs:
+    j:
+      stages:
+        - name: wait for a cancel
+          run: |
+            if cancel_token.wait(30):
+                raise RuntimeError(cancel_token.reason)
+"""
+
+
+def test_a_cancel_asked_through_the_store_reaches_a_backfill_run(
+    settings: Settings, write_conf: Callable[[str, str], Path]
+) -> None:
+    write_conf("p.yml", WAITING)
+    store = MemoryRunStore()
+    backfill = _backfill(
+        store,
+        settings,
+        "waiting",
+        start="2024-01-01T00:00",
+        end="2024-01-01T01:00",
+        parallel=1,
+        clock=FakeClock(NOW),
+    )
+    done: list[Any] = []
+    thread = threading.Thread(target=lambda: done.append(backfill.run()))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not (running := store.list_runs(RunFilter(status=Status.RUNNING))):
+            assert time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.01)
+        assert store.request_cancel(running[0].run_id, now=NOW, reason="asked") is Status.RUNNING
+    finally:
+        thread.join(20)
+        if thread.is_alive():
+            backfill.cancel()
+            thread.join(20)
+    [summary] = done
+    assert (summary.cancelled, summary.interrupted) == (1, False)
+    assert store.get_run(running[0].run_id).status is Status.CANCELLED  # type: ignore[union-attr]
+
+
+def test_the_terminal_progress_line_is_redrawn_in_place() -> None:
+    out = io.StringIO()
+    bar = cli_backfill._Bar(out, 4)
+    release = next(
+        releases_between(
+            [PlannedSchedule("p", CronSchedule.parse("0 * * * *", "UTC"))],
+            start=NOW - timedelta(hours=1),
+            end=NOW,
+        )
+    )
+    bar.outcome(Outcome(release, "r1", Status.SUCCESS))
+    bar.outcome(Outcome(release, "r2", Status.FAILED, "boom"))
+    text = out.getvalue()
+    assert "\n" not in text
+    last = text.rsplit("\r", 1)[-1]
+    assert last.startswith("[" + "#" * 15 + "-" * 15 + "] 2/4 failed 1 skipped 0 ")
+    assert "ETA" in last
