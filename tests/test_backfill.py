@@ -450,6 +450,9 @@ def test_prepare_refuses_bad_input(
     assert "not after start" in refused("hourly", "2024-01-02", "2024-01-01").message
     assert "in the future" in refused("hourly", "2024-01-01", "2024-01-03").message
     assert "ISO 8601" in refused("hourly", "yesterday", "2024-01-01").message
+    assert "out of range" in refused("hourly", "0001-01-01", "2024-01-01", 1).message
+    huge = refused("every_minute", "2020-01-01", "2024-01-01", 8)
+    assert (huge.field, "more than 1000000 releases" in huge.message) == ("end", True)
     big = refused("every_minute", "2024-01-01", "2024-01-02")
     assert (big.field, "1440 releases" in big.message) == ("parallel", True)
     assert "between 1 and 256" in refused("hourly", "2024-01-01", "2024-01-02", 257).message

@@ -24,7 +24,9 @@ Policies:
   the release instant in the schedule's zone, the template version is the one
   the catalog validated, and the run is fenced by the lease's owner id.
 * **Bounded.** Releases are taken from the iterable one slot at a time
-  (constant memory whatever the range); at most :data:`MAX_PARALLEL` slots.
+  (constant memory whatever the range); at most :data:`MAX_PARALLEL` slots;
+  :func:`prepare` refuses more than :data:`MAX_RELEASES` releases (counting
+  them is the one cost that grows with the range).
 * **Stop, then cancel.** :meth:`Backfill.stop` stops claiming and lets the
   runs in flight finish; :meth:`Backfill.cancel` also cancels them (recorded
   CANCELLED, bash process groups killed). Both are safe from a signal handler:
@@ -63,6 +65,7 @@ from .validation import PipelineFacts, pipeline_facts
 __all__ = [
     "LARGE_RANGE",
     "MAX_PARALLEL",
+    "MAX_RELEASES",
     "Backfill",
     "BackfillInputError",
     "BackfillRange",
@@ -80,6 +83,8 @@ logger = logging.getLogger(__name__)
 
 MAX_PARALLEL = 256
 """Most runs one backfill executes at once (``--parallel``)."""
+MAX_RELEASES = 1_000_000
+"""Most releases one backfill takes (counting them costs about 3 us each): split a larger range."""
 LARGE_RANGE = 1000
 """More releases than this need an explicit ``parallel`` (1 is fine): a typo in a date
 should not start a year of runs."""
@@ -297,8 +302,9 @@ def prepare(
     Raises:
         BackfillInputError: no schedules (or a required param without a default),
             a bad date, an end not after the start, an end in the future, a
-            ``parallel`` out of ``1..MAX_PARALLEL``, or more than
-            :data:`LARGE_RANGE` releases without an explicit ``parallel``.
+            ``parallel`` out of ``1..MAX_PARALLEL``, more than
+            :data:`LARGE_RANGE` releases without an explicit ``parallel``, or
+            more than :data:`MAX_RELEASES` releases.
     """
     name = entry.name
     if not entry.schedules:
@@ -328,7 +334,18 @@ def prepare(
             "give an end up to now (`--end now`)",
             field="end",
         )
-    total = count_releases(releases_in(entry, low, high))
+    try:
+        total = count_releases(islice(releases_in(entry, low, high), MAX_RELEASES + 1))
+    except (OverflowError, ValueError):  # a bound at the edge of what datetime holds
+        raise BackfillInputError(
+            f"the range [{start}, {end}) is out of range for the schedules", field="start"
+        ) from None
+    if total > MAX_RELEASES:
+        raise BackfillInputError(
+            f"more than {MAX_RELEASES} releases of {name!r} in [{start}, {end}): "
+            "split the range into several backfills",
+            field="end",
+        )
     if total > LARGE_RANGE and parallel is None:
         raise BackfillInputError(
             f"{total} releases of {name!r} in [{start}, {end}): more than {LARGE_RANGE} need an "
