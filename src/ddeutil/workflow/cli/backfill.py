@@ -300,9 +300,10 @@ def _logs_to_stderr(args: argparse.Namespace, ctx: CliContext, *, quiet: bool) -
     """
     from ..logs import configure_logging
 
-    fmt = "json" if args.log_format == "json" or not sys.stderr.isatty() else "text"
+    chosen = args.log_format
+    text = chosen == "text" or (chosen == "auto" and sys.stderr.isatty())
     handler = configure_logging(
-        fmt="json" if fmt == "json" else "text",
+        fmt="text" if text else "json",
         level=args.log_level or ctx.settings.log_level,
         masker=ctx.masker,
         stream=sys.stderr,
