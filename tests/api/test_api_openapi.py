@@ -29,6 +29,7 @@ def test_every_route_documents_its_response_model(client: TestClient) -> None:
         ("POST", "/api/v1/pipelines/{name}/pause"): "PauseResponse",
         ("POST", "/api/v1/pipelines/{name}/unpause"): "PauseResponse",
         ("POST", "/api/v1/pipelines/{name}/runs"): "TriggerResponse",
+        ("POST", "/api/v1/pipelines/{name}/backfill"): "BackfillAccepted",
         ("GET", "/api/v1/runs"): "RunPage",
         ("GET", "/api/v1/runs/{run_id}"): "RunDetail",
         ("POST", "/api/v1/runs/{run_id}/rerun"): "TriggerResponse",

@@ -25,6 +25,10 @@ from ..store.base import TriggerKind
 
 __all__ = [
     "MAX_PARAM_DEPTH",
+    "BackfillAccepted",
+    "BackfillPlan",
+    "BackfillRelease",
+    "BackfillRequest",
     "CancelRequest",
     "CancelResponse",
     "ErrorDetail",
@@ -449,3 +453,63 @@ class CancelResponse(_Model):
         description="who executes the run (daemon, Celery worker, `workflow run` client); "
         "null for an API run",
     )
+
+
+# ---------------------------------------------------------------------- backfill
+
+
+class BackfillRequest(_Model):
+    """The body of a backfill: the range ``[start, end)`` and how many runs at once."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: str = Field(
+        max_length=64, description="first instant, inclusive (ISO 8601; naive: the schedules' zone)"
+    )
+    end: str = Field(max_length=64, description="last instant, exclusive (ISO 8601, or `now`)")
+    parallel: int | None = Field(
+        default=None,
+        description="runs at once (default 1; required above 1000 releases; at most 256)",
+    )
+    dry_run: bool = Field(default=False, description="list the releases, claim nothing")
+
+
+class BackfillRelease(_Model):
+    """One release of a backfill's range and the run that claimed it, if any."""
+
+    release: datetime = Field(description="the release instant in its schedule's zone")
+    schedule: str
+    claimed: bool
+    run_id: str | None = None
+    status: Status | None = None
+    claimed_by: TriggerKind | None = Field(
+        default=None, description="`schedule` (the daemon) or `backfill`"
+    )
+
+
+class BackfillPlan(_Model):
+    """A dry run (200): what a backfill would run and what is already claimed."""
+
+    pipeline: str
+    start: datetime
+    end: datetime
+    zone: str
+    total: int
+    would_run: int
+    claimed: int
+    releases: list[BackfillRelease] = Field(description="oldest first, at most 1000")
+    truncated: bool = Field(description="more releases than listed")
+
+
+class BackfillAccepted(_Model):
+    """A backfill started in the API process (202)."""
+
+    pipeline: str
+    start: datetime
+    end: datetime
+    zone: str
+    parallel: int
+    total: int
+    claimed: int = Field(description="releases already claimed (skipped)")
+    to_run: int
+    follow: str = Field(description="where its runs are listed")

@@ -13,11 +13,15 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..result import Status
 from ..store.base import TriggerKind
 from .models import (
+    BackfillAccepted,
+    BackfillPlan,
+    BackfillRequest,
     CancelRequest,
     CancelResponse,
     ErrorResponse,
@@ -267,5 +271,24 @@ def build_routers(auth: Callable[..., Awaitable[None]] | None) -> list[APIRouter
         body: Annotated[CancelRequest | None, Body()] = None,
     ) -> CancelResponse:
         return svc.cancel(run_id, body.reason if body is not None else None)
+
+    @v1.post(
+        "/pipelines/{name}/backfill",
+        response_model=BackfillAccepted,
+        status_code=202,
+        responses={200: {"model": BackfillPlan}, **_errors(404, 409, 413)},
+        tags=["runs"],
+        summary="Run a pipeline's past releases in [start, end) (202; dry_run lists them: 200)",
+    )
+    def backfill(
+        svc: Service, name: PipelineName, body: BackfillRequest, response: Response
+    ) -> Any:
+        result = svc.backfill(
+            name, start=body.start, end=body.end, parallel=body.parallel, dry_run=body.dry_run
+        )
+        if isinstance(result, BackfillPlan):
+            return JSONResponse(result.model_dump(mode="json"), status_code=200)
+        response.headers["Location"] = result.follow
+        return result
 
     return [open_router, v1]

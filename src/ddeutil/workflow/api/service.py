@@ -58,6 +58,14 @@ from ..loader import Loader, RawTemplate, template_version
 from ..logs import run_log_path
 from ..masking import Masker
 from ..result import Status
+from ..scheduling.backfill import (
+    Backfill,
+    BackfillInputError,
+    BackfillRange,
+    entry_of,
+    prepare,
+    with_claims,
+)
 from ..settings import Settings
 from ..store import open_store
 from ..store.base import DuplicateRun, RunFilter, RunRecord, RunStore, TriggerKind
@@ -67,6 +75,9 @@ from ..store.retention import cutoff, prune
 from .catalog import Catalog
 from .errors import ApiError
 from .models import (
+    BackfillAccepted,
+    BackfillPlan,
+    BackfillRelease,
     CancelResponse,
     ErrorDetail,
     HealthResponse,
@@ -101,9 +112,21 @@ INTERRUPTED_REASON = "interrupted by an API restart"
 NOT_STARTED_REASON = "not started: the API process that accepted it stopped (API restart)"
 SHUTDOWN_REASON = "not started: the API stopped before the run began"
 POLL_SECONDS = 0.1
+BACKFILL_LISTED = 1000
+"""Most releases a backfill dry run lists (it counts them all)."""
+BACKFILL_CANCEL_GRACE = 10.0
+"""Seconds a stopping API waits for a cancelled backfill's runs to end."""
 KEPT_TEMPLATES = 256
 """Template versions the run pool can look up (the triggers' own, newest kept)."""
 """How often a long-poll re-reads a run that another process executes."""
+
+
+@dataclass
+class _Running:
+    """A backfill running in this process, on its own thread."""
+
+    backfill: Backfill
+    thread: threading.Thread
 
 
 @dataclass
@@ -164,6 +187,7 @@ class ApiService:
         self._stop = threading.Event()
         self._pump: threading.Thread | None = None
         self._cancels: CancelWatch | None = None
+        self._backfills: dict[str, _Running] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -225,6 +249,7 @@ class ApiService:
             return
         self._started = False
         self._stop.set()
+        self._stop_backfills(self.settings.app_stop_timeout if timeout is None else timeout)
         executor, store = self._executor, self._store
         if self._cancels is not None:
             self._cancels.close()
@@ -715,6 +740,155 @@ class ApiService:
             elapsed_seconds=report.elapsed,
             longest_batch_seconds=report.longest_batch,
         )
+
+    # -------------------------------------------------------------- backfill
+
+    def backfill(
+        self, name: str, *, start: str, end: str, parallel: int | None, dry_run: bool
+    ) -> BackfillPlan | BackfillAccepted:
+        """Plan (``dry_run``) or start a backfill of ``name`` in this process.
+
+        The same core as ``workflow backfill``
+        (:mod:`~ddeutil.workflow.scheduling.backfill`): releases in ``[start,
+        end)`` claimed just in time under a client lease of this process, at most
+        ``parallel`` at once, on a thread pool of its own. 404 unknown pipeline,
+        422 bad input, 409 while a backfill of ``name`` runs in this process. A
+        dry run lists at most :data:`BACKFILL_LISTED` releases (and counts all).
+        """
+        store, _ = self._ready()
+        found = self.catalog.get(name)
+        try:
+            entry = entry_of(found.template, self.catalog.loader(), self.settings)
+            checked = prepare(
+                entry,
+                start=start,
+                end=end,
+                parallel=parallel,
+                now=self.clock.now(),
+                settings=self.settings,
+            )
+        except BackfillInputError as exc:
+            where = "path" if exc.field == "name" else "body"
+            raise ApiError(
+                exc.status,
+                exc.message,
+                details=[ErrorDetail(location=where, name=exc.field, message=exc.message)],
+            ) from None
+        if dry_run:
+            return _plan(store, checked)
+        self._refuse_second_backfill(name)
+        claimed = sum(1 for _, holder in with_claims(store, checked.releases()) if holder)
+        with self._lock:
+            self._refuse_second_backfill(name, locked=True)
+            backfill = Backfill(
+                store=store,
+                settings=self.settings,
+                entry=checked.entry,
+                releases=checked.releases(),
+                parallel=parallel or 1,
+                clock=self.clock,
+                masker=self.masker,
+                loader=self.catalog.loader(),
+            )
+            thread = threading.Thread(
+                target=self._run_backfill, args=(backfill,), name=f"backfill {name}", daemon=True
+            )
+            self._backfills[name] = _Running(backfill, thread)
+            thread.start()
+        return BackfillAccepted(
+            pipeline=name,
+            start=checked.start,
+            end=checked.end,
+            zone=str(checked.zone),
+            parallel=parallel or 1,
+            total=checked.total,
+            claimed=claimed,
+            to_run=checked.total - claimed,
+            follow=f"{API_PREFIX}/runs?pipeline={name}&trigger=backfill",
+        )
+
+    def _refuse_second_backfill(self, name: str, *, locked: bool = False) -> None:
+        """409 while a backfill of ``name`` runs in this process."""
+        with contextlib.nullcontext() if locked else self._lock:
+            running = self._backfills.get(name)
+            if running is None or not running.thread.is_alive():
+                return
+        raise ApiError(
+            409,
+            f"a backfill of {name!r} is running in this API process; "
+            "follow it or wait for it to end",
+            code="backfill_running",
+        )
+
+    def _run_backfill(self, backfill: Backfill) -> None:
+        try:
+            summary = backfill.run()
+        except Exception:
+            logger.exception("backfill of %s failed", backfill.pipeline)
+            return
+        finally:
+            with self._lock:
+                running = self._backfills.get(backfill.pipeline)
+                if running is not None and running.backfill is backfill:
+                    del self._backfills[backfill.pipeline]
+        logger.info(
+            "backfill of %s ended: %d ran (%d failed), %d skipped as already claimed",
+            summary.pipeline,
+            summary.ran,
+            summary.failed + summary.cancelled,
+            summary.skipped_schedule + summary.skipped_backfill,
+            extra={"pipeline": summary.pipeline},
+        )
+
+    def backfills(self) -> list[str]:
+        """The pipelines with a backfill running in this process."""
+        with self._lock:
+            return sorted(n for n, r in self._backfills.items() if r.thread.is_alive())
+
+    def _stop_backfills(self, timeout: float) -> None:
+        """Stop claiming; give the runs in flight ``timeout`` seconds, then cancel them."""
+        with self._lock:
+            running = list(self._backfills.values())
+        for item in running:
+            item.backfill.stop()
+        deadline = time.monotonic() + max(timeout, 0.0)
+        for item in running:
+            item.thread.join(max(deadline - time.monotonic(), 0.0))
+        for item in running:
+            if item.thread.is_alive():
+                item.backfill.cancel("the API stopped")
+        for item in running:
+            item.thread.join(BACKFILL_CANCEL_GRACE)
+
+
+def _plan(store: RunStore, checked: BackfillRange) -> BackfillPlan:
+    listed: list[BackfillRelease] = []
+    free = 0
+    for release, holder in with_claims(store, checked.releases()):
+        free += holder is None
+        if len(listed) >= BACKFILL_LISTED:
+            continue
+        listed.append(
+            BackfillRelease(
+                release=release.logical_date,
+                schedule=release.schedule,
+                claimed=holder is not None,
+                run_id=None if holder is None else holder.run_id,
+                status=None if holder is None else holder.status,
+                claimed_by=None if holder is None else holder.trigger,
+            )
+        )
+    return BackfillPlan(
+        pipeline=checked.entry.name,
+        start=checked.start,
+        end=checked.end,
+        zone=str(checked.zone),
+        total=checked.total,
+        would_run=free,
+        claimed=checked.total - free,
+        releases=listed,
+        truncated=checked.total > len(listed),
+    )
 
 
 def _utc(value: datetime | None, name: str) -> datetime | None:

@@ -85,6 +85,7 @@ VERB_MODULES: dict[str, str] = {
     "prune": "prune",
     "cancel": "cancel",
     "rerun": "rerun",
+    "backfill": "backfill",
 }
 _GLOBAL_OPTIONS_WITH_VALUE = frozenset({"--log-format", "--log-level"})
 

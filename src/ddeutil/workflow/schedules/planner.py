@@ -48,6 +48,7 @@ right ``fold`` on a DST fall-back hour.
 from __future__ import annotations
 
 import enum
+import heapq
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -66,6 +67,7 @@ __all__ = [
     "SkippedRange",
     "advance_watermark",
     "plan",
+    "releases_between",
 ]
 
 _UTC = timezone.utc
@@ -369,3 +371,40 @@ def _forward(schedule: Schedule, after: datetime, until: datetime) -> Iterator[d
 
 def _zoned(times: Sequence[datetime], zone: tzinfo) -> _Times:
     return [(at, at.astimezone(zone)) for at in times] if times else []
+
+
+def releases_between(
+    schedules: Iterable[PlannedSchedule], *, start: datetime, end: datetime
+) -> Iterator[Release]:
+    """Every release of ``schedules`` with ``start <= at < end``, oldest first, lazily.
+
+    The range is half-open, so two ranges that meet (``[a, b)``, ``[b, c)``) share
+    no release. Releases are made exactly as :func:`plan` makes on-time ones (the
+    same identity and ``logical_date`` in the schedule's zone) and ordered by
+    ``(at, pipeline, schedule)``; a pipeline listing a schedule twice gets one
+    release per slot. Fire times are computed as they are consumed: a range of
+    millions of slots costs constant memory (one pending fire time per schedule).
+    Naive bounds are taken as UTC; the catch-up policy does not apply.
+    """
+    low = ensure_utc(start)
+    high = ensure_utc(end)
+    if high <= low:
+        return iter(())
+    seen: set[tuple[str, str]] = set()
+    streams: list[Iterator[Release]] = []
+    for item in schedules:
+        ident = (item.pipeline, item.schedule.key)
+        if ident in seen:
+            continue
+        seen.add(ident)
+        streams.append(_between(item, low, high))
+    return heapq.merge(*streams, key=_ORDER)
+
+
+def _between(item: PlannedSchedule, low: datetime, high: datetime) -> Iterator[Release]:
+    schedule, pipeline, key = item.schedule, item.pipeline, item.schedule.key
+    zone = schedule.timezone
+    before = low - timedelta(microseconds=1)  # fire_times is (after, until]: take ``low`` in
+    for at in _forward(schedule, before, high):
+        if at < high:
+            yield Release(pipeline, key, at, at.astimezone(zone))

@@ -172,6 +172,10 @@ FAIL_RUNNING = (
 )
 RUNNING_UNOWNED = f"SELECT run_id FROM workflow_runs WHERE {_INTERRUPTED}"
 OWNED_BY = " AND owner = ?"
+RELEASE_RUNS = (
+    "SELECT run_id, trigger_kind, status, owner, release_at FROM workflow_runs "
+    "WHERE pipeline = ? AND release_schedule = ? AND release_at IN "
+)
 RUN_STATES = "SELECT run_id, status, error, owner, started FROM workflow_runs WHERE run_id IN "
 SAVE_LOG = (
     "INSERT INTO workflow_run_logs (run_id, text) VALUES (?, ?) "

@@ -27,6 +27,8 @@ from ._sqlops import SqlOperations
 from .base import (
     Ending,
     NewRun,
+    ReleaseKey,
+    ReleaseRun,
     RunFilter,
     RunRecord,
     RunState,
@@ -239,6 +241,26 @@ class SqlRunStore(SqlOperations, RunStoreBase):
                 for run_id, status, error, owner, started in rows.fetchall():
                     states[run_id] = RunState(Status(status), error, owner, ts_out(started))
         return states
+
+    def release_runs(self, releases: Sequence[ReleaseKey]) -> dict[ReleaseKey, ReleaseRun]:
+        dialect = self._dialect
+        by_schedule: dict[tuple[str, str], dict[datetime, ReleaseKey]] = {}
+        for key in releases:
+            by_schedule.setdefault((key.pipeline, key.schedule), {})[key.at] = key
+        found: dict[ReleaseKey, ReleaseRun] = {}
+        with self._read() as conn:
+            for (pipeline, schedule), keys in by_schedule.items():
+                instants = list(keys)
+                for start in range(0, len(instants), _CHUNK):
+                    chunk = instants[start : start + _CHUNK]
+                    rows = conn.execute(
+                        dialect.sql(_sql.RELEASE_RUNS + _sql.marks(len(chunk))),
+                        (pipeline, schedule, *map(dialect.ts_in, chunk)),
+                    ).fetchall()
+                    for run_id, trigger, status, owner, at in rows:
+                        key = keys[dialect.ts_out(at)]
+                        found[key] = ReleaseRun(run_id, TriggerKind(trigger), Status(status), owner)
+        return found
 
     def save_log(self, run_id: str, text: str) -> None:
         with self._write() as conn:

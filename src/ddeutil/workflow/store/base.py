@@ -43,12 +43,21 @@ from ..result import ErrorRecord, Status
 from ..runs import ReleaseKey, TriggerKind
 from ._codec import dump_errors, dumps_json, text_in, utc
 from .fleet import Decide, OwnerKind, OwnerRecord, PipelineLoad, RoundClaim, Takeover
-from .records import Claim, DuplicateRun, RunFilter, RunRecord, RunState, StatusFilter
+from .records import (
+    Claim,
+    DuplicateRun,
+    ReleaseRun,
+    RunFilter,
+    RunRecord,
+    RunState,
+    StatusFilter,
+)
 
 __all__ = [
     "Claim",
     "DuplicateRun",
     "ReleaseKey",
+    "ReleaseRun",
     "RunFilter",
     "RunRecord",
     "RunState",
@@ -254,6 +263,14 @@ class RunStore(Protocol):
 
         Cheap enough to poll for thousands of runs in flight: a few queries (one
         per chunk of ids) that leave params and context unread.
+        """
+        ...
+
+    def release_runs(self, releases: Sequence[ReleaseKey]) -> dict[ReleaseKey, ReleaseRun]:
+        """The run holding the claim of each of ``releases`` that was claimed; others absent.
+
+        Reads without locking (a claim made a moment later is not seen). Meant for
+        a few hundred keys of one pipeline at a time (``workflow backfill``).
         """
         ...
 

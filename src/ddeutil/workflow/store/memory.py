@@ -24,6 +24,7 @@ from .base import (
     Ending,
     NewRun,
     ReleaseKey,
+    ReleaseRun,
     RunFilter,
     RunRecord,
     RunState,
@@ -275,6 +276,16 @@ class MemoryRunStore(RunStoreBase):
             self._check()
             rows = [row for run_id in run_ids if (row := self._runs.get(run_id)) is not None]
         return {r.run_id: RunState(r.status, r.error, r.owner, r.started) for r in rows}
+
+    def release_runs(self, releases: Sequence[ReleaseKey]) -> dict[ReleaseKey, ReleaseRun]:
+        found: dict[ReleaseKey, ReleaseRun] = {}
+        with self._mutex:
+            self._check()
+            for key in releases:
+                row = self._runs.get(self._claims.get(key, ""))
+                if row is not None:
+                    found[key] = ReleaseRun(row.run_id, row.trigger, row.status, row.owner)
+        return found
 
     def save_log(self, run_id: str, text: str) -> None:
         with self._mutex:

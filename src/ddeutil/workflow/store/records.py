@@ -16,7 +16,15 @@ from ..result import ErrorRecord, Status
 from ..runs import ReleaseKey, TriggerKind
 from ._codec import utc
 
-__all__ = ["Claim", "DuplicateRun", "RunFilter", "RunRecord", "RunState", "StatusFilter"]
+__all__ = [
+    "Claim",
+    "DuplicateRun",
+    "ReleaseRun",
+    "RunFilter",
+    "RunRecord",
+    "RunState",
+    "StatusFilter",
+]
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,19 @@ class RunState:
     error: str | None
     owner: str | None
     started: datetime | None
+
+
+@dataclass(frozen=True)
+class ReleaseRun:
+    """The run that holds one release's claim (see :meth:`RunStore.release_runs`).
+
+    ``trigger`` says who claimed it: ``SCHEDULE`` a daemon, ``BACKFILL`` a backfill.
+    """
+
+    run_id: str
+    trigger: TriggerKind
+    status: Status
+    owner: str | None
 
 
 class DuplicateRun(StoreError):  # noqa: N818 - names the situation, like KeyError
