@@ -757,7 +757,7 @@ def test_a_cancel_asked_through_the_store_reaches_a_backfill_run(
 
 def test_the_terminal_progress_line_is_redrawn_in_place() -> None:
     out = io.StringIO()
-    bar = cli_backfill._Bar(out, 4)
+    bar = cli_backfill._Bar(out, 4, "run the same command again to continue")
     release = next(
         releases_between(
             [PlannedSchedule("p", CronSchedule.parse("0 * * * *", "UTC"))],

@@ -9,17 +9,22 @@ import os
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ddeutil.workflow.cli import main
 from ddeutil.workflow.cli import pause as cli_pause
 from ddeutil.workflow.clock import FakeClock
+from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
-from ddeutil.workflow.store import open_store
+from ddeutil.workflow.store import RunFilter, TriggerKind, open_store
+from test_scheduler import make_scheduler
 
 T0 = datetime(2024, 1, 1, 10, 0, 30, tzinfo=timezone.utc)
 Run = Callable[..., tuple[int, str]]
+
+__all__ = ["make_scheduler"]  # a fixture, imported for the catch-up test
 
 PIPELINE = """
 nightly:
@@ -124,3 +129,69 @@ def test_pausing_an_unknown_pipeline_is_bad_input(
     code, _ = run_cli(verb, name)
     assert code == 2
     assert f"no pipeline called {name!r}" in capsys.readouterr().err
+
+
+CATCHUP = """
+minutely:
+  type: Pipeline
+  on:
+    - cronjob: "* * * * *"
+      timezone: Asia/Bangkok
+  jobs:
+    only:
+      stages:
+        - name: note
+          bash: echo "${{ release.logical_date }}" >> "$CATCHUP_LOG"
+"""
+
+
+def test_unpause_catchup_runs_each_release_the_pause_skipped_once(
+    *,
+    run_cli: Run,
+    env: Settings,
+    write_conf: Callable[..., Path],
+    make_scheduler: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "catchup.log"
+    monkeypatch.setenv("CATCHUP_LOG", str(log))
+    write_conf("minutely.yml", CATCHUP)
+    store = open_store(env.api_db_url)
+    try:
+        scheduler, _ = make_scheduler(store, now=T0)
+        assert run_cli("pause", "minutely")[0] == 0  # at 10:00:30
+        for minute in (1, 2, 3):
+            report = scheduler.tick(T0.replace(minute=minute, second=0))
+            assert len(report.skipped) == 1
+        scheduler.stop()
+        monkeypatch.setattr(cli_pause, "default_clock", lambda: FakeClock(T0.replace(minute=3)))
+        code, out = run_cli("unpause", "minutely", "--catchup", "--json")
+        assert code == 0, out
+        lines = [json.loads(line) for line in out.splitlines()]
+        assert lines[-1]["summary"] is True
+        assert (lines[-1]["succeeded"], lines[-1]["failed"]) == (3, 0)
+        assert store.paused() == {}
+        runs = store.list_runs(RunFilter(pipeline="minutely"), limit=100)
+        by_release = sorted((r.release.at.minute, r.trigger, r.status) for r in runs if r.release)
+        assert by_release == [
+            (m, TriggerKind.BACKFILL, Status.SUCCESS) for m in (1, 2, 3)
+        ]  # the skipped records made way for the runs
+        assert log.read_text().split("\n")[:3] == [
+            f"2024-01-01 17:0{m}:00+07:00" for m in (1, 2, 3)
+        ]  # each release's logical date, in its schedule's zone
+        code, out = run_cli("unpause", "minutely", "--catchup", "--json")
+        assert code == 0
+        assert json.loads(out.splitlines()[-1])["total"] == 0  # nothing left: never twice
+    finally:
+        store.close()
+
+
+def test_a_refused_catchup_leaves_the_pipeline_paused(
+    run_cli: Run, env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli("pause", "nightly")[0] == 0
+    assert run_cli("unpause", "nightly", "--catchup", "--since", "yesterday-ish")[0] == 2
+    assert "since 'yesterday-ish' is not an ISO 8601" in capsys.readouterr().err
+    assert list(_paused(env)) == ["nightly"]
+    assert run_cli("unpause", "missing", "--catchup")[0] == 2

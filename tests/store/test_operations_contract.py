@@ -195,7 +195,7 @@ def test_a_client_is_taken_over_only_when_its_lease_ran_out(store: RunStore) -> 
         assert record.error == "c1 lost"
 
 
-def test_forget_skipped_frees_the_releases_a_pause_skipped(store: RunStore) -> None:
+def test_skipped_releases_are_reclaimed_once_and_atomically(store: RunStore) -> None:
     from ddeutil.workflow.store.fleet import ClaimState, Decision, RoundClaim, RoundView
 
     assert store.join("d1", now=T0, host="h", pid=1)
@@ -210,12 +210,23 @@ def test_forget_skipped_frees_the_releases_a_pause_skipped(store: RunStore) -> N
 
     store.claim_round(["p"], owner="d1", at=T0 + LEASE, init=T0, now=T0, decide=decide)
     until = T0 + timedelta(minutes=3)
-    got = store.forget_skipped("p", reason="paused", since=T0, until=until, limit=1)
-    assert got == [keys[1]]
-    got = store.forget_skipped("p", reason="paused", since=T0, until=until, limit=10)
-    assert got == [keys[2]]  # "other" is not a pause's, the 4th is past `until`
-    assert store.get_run("s0") is not None
+    found = store.skipped_releases("p", reason="paused", since=T0, until=until, limit=10)
+    assert found == keys[1:3]  # "other" is not a pause's, the 4th is past `until`
+    assert store.skipped_releases("p", reason="paused", since=T0, until=until, limit=1) == [keys[1]]
+    claims = [Claim(k, f"b{i}", {}, k.at, TriggerKind.BACKFILL) for i, k in enumerate(keys)]
+    won = store.reclaim_skipped(claims, reason="paused", now=T0, owner=None)
+    assert won == [False, True, True, True]
     assert store.get_run("s1") is None
-    assert store.get_run("s3") is not None
-    assert store.claim(keys[1], run_id="again", params={}, logical_date=T0, now=T0)
-    assert not store.claim(keys[3], run_id="no", params={}, logical_date=T0, now=T0)
+    again = store.reclaim_skipped(claims[1:2], reason="paused", now=T0)
+    assert again == [False]  # reclaimed once, never twice
+    record = store.get_run("b1")
+    assert record is not None
+    assert (record.status, record.trigger, record.release) == (
+        Status.PENDING,
+        TriggerKind.BACKFILL,
+        keys[1],
+    )
+    other = store.get_run("s0")
+    assert other is not None
+    assert other.status is Status.SKIPPED
+    assert store.skipped_releases("p", reason="paused", since=T0, until=until, limit=10) == []

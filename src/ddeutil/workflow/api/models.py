@@ -167,11 +167,26 @@ class PipelineList(_Model):
     problems: list[TemplateProblem] = Field(default_factory=list)
 
 
-class PauseRequest(_Model):
-    """The body of an unpause."""
+class UnpauseRequest(_Model):
+    """The optional body of an unpause."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     catchup: bool = Field(
-        default=False, description="also run the releases the pause skipped (a backfill)"
+        default=False,
+        description="also run the releases the pause skipped, in the API process (202)",
+    )
+    since: str | None = Field(
+        default=None,
+        max_length=64,
+        description="with catchup: the releases skipped (paused) since this instant (ISO 8601); "
+        "default since the pause began, or ever when the pipeline is no longer paused",
+    )
+    parallel: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="with catchup: runs at once (default 1; required above 1000 releases)",
     )
 
 
@@ -184,6 +199,10 @@ class PauseResponse(_Model):
         description="when it was paused (after an unpause: when the pause began, if any)"
     )
     changed: bool = Field(description="false when it already was in the asked state")
+    catchup: int | None = Field(
+        default=None, description="releases the pause skipped, now being run (202)"
+    )
+    follow: str | None = Field(default=None, description="where the catch-up's runs are listed")
 
 
 # -------------------------------------------------------------------------- runs

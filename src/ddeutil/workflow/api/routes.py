@@ -37,6 +37,7 @@ from .models import (
     RunPage,
     TriggerRequest,
     TriggerResponse,
+    UnpauseRequest,
 )
 from .security import IDEMPOTENCY_KEY_PATTERN, MAX_NAME_LENGTH, NAME_PATTERN, RUN_ID_PATTERN
 from .service import API_PREFIX, ApiService, run_path
@@ -125,12 +126,22 @@ def build_routers(auth: Callable[..., Awaitable[None]] | None) -> list[APIRouter
     @v1.post(
         "/pipelines/{name}/unpause",
         response_model=PauseResponse,
-        responses=_errors(404),
+        responses={202: {"model": PauseResponse}, **_errors(404, 409)},
         tags=["pipelines"],
-        summary="Resume a paused pipeline's schedules",
+        summary="Resume a paused pipeline's schedules (202 when catching up what it skipped)",
     )
-    def unpause_pipeline(svc: Service, name: PipelineName) -> PauseResponse:
-        return svc.unpause(name)
+    def unpause_pipeline(
+        svc: Service,
+        name: PipelineName,
+        response: Response,
+        body: Annotated[UnpauseRequest | None, Body()] = None,
+    ) -> PauseResponse:
+        asked = body if body is not None else UnpauseRequest()
+        done = svc.unpause(name, catchup=asked.catchup, since=asked.since, parallel=asked.parallel)
+        if done.follow is not None:
+            response.status_code = 202
+            response.headers["Location"] = done.follow
+        return done
 
     @v1.post(
         "/pipelines/{name}/runs",

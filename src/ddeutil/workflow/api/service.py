@@ -58,26 +58,18 @@ from ..loader import Loader, RawTemplate, template_version
 from ..logs import run_log_path
 from ..masking import Masker
 from ..result import Status
-from ..scheduling.backfill import (
-    Backfill,
-    BackfillInputError,
-    BackfillRange,
-    entry_of,
-    prepare,
-    with_claims,
-)
 from ..settings import Settings
 from ..store import open_store
 from ..store.base import DuplicateRun, RunFilter, RunRecord, RunStore, TriggerKind
 from ..store.cancel import ask_cancel
 from ..store.ends import EndJournal, EndRecorder
 from ..store.retention import cutoff, prune
+from .backfills import ApiBackfills
 from .catalog import Catalog
 from .errors import ApiError
 from .models import (
     BackfillAccepted,
     BackfillPlan,
-    BackfillRelease,
     CancelResponse,
     ErrorDetail,
     HealthResponse,
@@ -112,21 +104,9 @@ INTERRUPTED_REASON = "interrupted by an API restart"
 NOT_STARTED_REASON = "not started: the API process that accepted it stopped (API restart)"
 SHUTDOWN_REASON = "not started: the API stopped before the run began"
 POLL_SECONDS = 0.1
-BACKFILL_LISTED = 1000
-"""Most releases a backfill dry run lists (it counts them all)."""
-BACKFILL_CANCEL_GRACE = 10.0
-"""Seconds a stopping API waits for a cancelled backfill's runs to end."""
 KEPT_TEMPLATES = 256
 """Template versions the run pool can look up (the triggers' own, newest kept)."""
 """How often a long-poll re-reads a run that another process executes."""
-
-
-@dataclass
-class _Running:
-    """A backfill running in this process, on its own thread."""
-
-    backfill: Backfill
-    thread: threading.Thread
 
 
 @dataclass
@@ -187,7 +167,13 @@ class ApiService:
         self._stop = threading.Event()
         self._pump: threading.Thread | None = None
         self._cancels: CancelWatch | None = None
-        self._backfills: dict[str, _Running] = {}
+        self._backfills = ApiBackfills(
+            settings=settings,
+            masker=masker,
+            clock=clock,
+            catalog=lambda: self.catalog,
+            follow=lambda name: f"{API_PREFIX}/runs?pipeline={name}&trigger=backfill",
+        )
 
     # ------------------------------------------------------------ lifecycle
 
@@ -249,7 +235,7 @@ class ApiService:
             return
         self._started = False
         self._stop.set()
-        self._stop_backfills(self.settings.app_stop_timeout if timeout is None else timeout)
+        self._backfills.stop(self.settings.app_stop_timeout if timeout is None else timeout)
         executor, store = self._executor, self._store
         if self._cancels is not None:
             self._cancels.close()
@@ -425,16 +411,31 @@ class ApiService:
         logger.info("pipeline %r paused through the API", name)
         return PauseResponse(pipeline=name, paused=True, paused_at=since, changed=changed)
 
-    def unpause(self, name: str) -> PauseResponse:
-        """Resume ``name``; a pipeline neither paused nor in the conf folder is 404."""
+    def unpause(
+        self,
+        name: str,
+        *,
+        catchup: bool = False,
+        since: str | None = None,
+        parallel: int | None = None,
+    ) -> PauseResponse:
+        """Resume ``name``; a pipeline neither paused nor in the conf folder is 404.
+
+        With ``catchup`` the releases the pause skipped (since ``since``, default
+        since it began, or ever when it is not paused) run in this process like a
+        backfill (:mod:`~ddeutil.workflow.scheduling.catchup`); everything is
+        checked first, so a refused catch-up (422, 409) leaves the pause as it was.
+        """
         store, _ = self._ready()
-        since = store.unpause(name)
-        if since is None:
+        if catchup:
+            return self._backfills.catch_up(store, name, since=since, parallel=parallel)
+        paused_at = store.unpause(name)
+        if paused_at is None:
             self.catalog.get(name)
         else:
             logger.info("pipeline %r unpaused through the API", name)
         return PauseResponse(
-            pipeline=name, paused=False, paused_at=since, changed=since is not None
+            pipeline=name, paused=False, paused_at=paused_at, changed=paused_at is not None
         )
 
     def trigger(
@@ -708,6 +709,22 @@ class ApiService:
             runs_in_flight=self.in_flight(),
         )
 
+    # -------------------------------------------------------------- backfill
+
+    def backfill(
+        self, name: str, *, start: str, end: str, parallel: int | None, dry_run: bool
+    ) -> BackfillPlan | BackfillAccepted:
+        """Plan (``dry_run``) or start a backfill of ``name`` in this process (see
+        :class:`~.backfills.ApiBackfills`)."""
+        store, _ = self._ready()
+        return self._backfills.backfill(
+            store, name, start=start, end=end, parallel=parallel, dry_run=dry_run
+        )
+
+    def backfills(self) -> list[str]:
+        """The pipelines with a backfill (or catch-up) running in this process."""
+        return self._backfills.running()
+
     # ------------------------------------------------------------- retention
 
     def prune(self, older_than_days: float | None, dry_run: bool) -> PruneResponse:
@@ -740,155 +757,6 @@ class ApiService:
             elapsed_seconds=report.elapsed,
             longest_batch_seconds=report.longest_batch,
         )
-
-    # -------------------------------------------------------------- backfill
-
-    def backfill(
-        self, name: str, *, start: str, end: str, parallel: int | None, dry_run: bool
-    ) -> BackfillPlan | BackfillAccepted:
-        """Plan (``dry_run``) or start a backfill of ``name`` in this process.
-
-        The same core as ``workflow backfill``
-        (:mod:`~ddeutil.workflow.scheduling.backfill`): releases in ``[start,
-        end)`` claimed just in time under a client lease of this process, at most
-        ``parallel`` at once, on a thread pool of its own. 404 unknown pipeline,
-        422 bad input, 409 while a backfill of ``name`` runs in this process. A
-        dry run lists at most :data:`BACKFILL_LISTED` releases (and counts all).
-        """
-        store, _ = self._ready()
-        found = self.catalog.get(name)
-        try:
-            entry = entry_of(found.template, self.catalog.loader(), self.settings)
-            checked = prepare(
-                entry,
-                start=start,
-                end=end,
-                parallel=parallel,
-                now=self.clock.now(),
-                settings=self.settings,
-            )
-        except BackfillInputError as exc:
-            where = "path" if exc.field == "name" else "body"
-            raise ApiError(
-                exc.status,
-                exc.message,
-                details=[ErrorDetail(location=where, name=exc.field, message=exc.message)],
-            ) from None
-        if dry_run:
-            return _plan(store, checked)
-        self._refuse_second_backfill(name)
-        claimed = sum(1 for _, holder in with_claims(store, checked.releases()) if holder)
-        with self._lock:
-            self._refuse_second_backfill(name, locked=True)
-            backfill = Backfill(
-                store=store,
-                settings=self.settings,
-                entry=checked.entry,
-                releases=checked.releases(),
-                parallel=parallel or 1,
-                clock=self.clock,
-                masker=self.masker,
-                loader=self.catalog.loader(),
-            )
-            thread = threading.Thread(
-                target=self._run_backfill, args=(backfill,), name=f"backfill {name}", daemon=True
-            )
-            self._backfills[name] = _Running(backfill, thread)
-            thread.start()
-        return BackfillAccepted(
-            pipeline=name,
-            start=checked.start,
-            end=checked.end,
-            zone=str(checked.zone),
-            parallel=parallel or 1,
-            total=checked.total,
-            claimed=claimed,
-            to_run=checked.total - claimed,
-            follow=f"{API_PREFIX}/runs?pipeline={name}&trigger=backfill",
-        )
-
-    def _refuse_second_backfill(self, name: str, *, locked: bool = False) -> None:
-        """409 while a backfill of ``name`` runs in this process."""
-        with contextlib.nullcontext() if locked else self._lock:
-            running = self._backfills.get(name)
-            if running is None or not running.thread.is_alive():
-                return
-        raise ApiError(
-            409,
-            f"a backfill of {name!r} is running in this API process; "
-            "follow it or wait for it to end",
-            code="backfill_running",
-        )
-
-    def _run_backfill(self, backfill: Backfill) -> None:
-        try:
-            summary = backfill.run()
-        except Exception:
-            logger.exception("backfill of %s failed", backfill.pipeline)
-            return
-        finally:
-            with self._lock:
-                running = self._backfills.get(backfill.pipeline)
-                if running is not None and running.backfill is backfill:
-                    del self._backfills[backfill.pipeline]
-        logger.info(
-            "backfill of %s ended: %d ran (%d failed), %d skipped as already claimed",
-            summary.pipeline,
-            summary.ran,
-            summary.failed + summary.cancelled,
-            summary.skipped_schedule + summary.skipped_backfill,
-            extra={"pipeline": summary.pipeline},
-        )
-
-    def backfills(self) -> list[str]:
-        """The pipelines with a backfill running in this process."""
-        with self._lock:
-            return sorted(n for n, r in self._backfills.items() if r.thread.is_alive())
-
-    def _stop_backfills(self, timeout: float) -> None:
-        """Stop claiming; give the runs in flight ``timeout`` seconds, then cancel them."""
-        with self._lock:
-            running = list(self._backfills.values())
-        for item in running:
-            item.backfill.stop()
-        deadline = time.monotonic() + max(timeout, 0.0)
-        for item in running:
-            item.thread.join(max(deadline - time.monotonic(), 0.0))
-        for item in running:
-            if item.thread.is_alive():
-                item.backfill.cancel("the API stopped")
-        for item in running:
-            item.thread.join(BACKFILL_CANCEL_GRACE)
-
-
-def _plan(store: RunStore, checked: BackfillRange) -> BackfillPlan:
-    listed: list[BackfillRelease] = []
-    free = 0
-    for release, holder in with_claims(store, checked.releases()):
-        free += holder is None
-        if len(listed) >= BACKFILL_LISTED:
-            continue
-        listed.append(
-            BackfillRelease(
-                release=release.logical_date,
-                schedule=release.schedule,
-                claimed=holder is not None,
-                run_id=None if holder is None else holder.run_id,
-                status=None if holder is None else holder.status,
-                claimed_by=None if holder is None else holder.trigger,
-            )
-        )
-    return BackfillPlan(
-        pipeline=checked.entry.name,
-        start=checked.start,
-        end=checked.end,
-        zone=str(checked.zone),
-        total=checked.total,
-        would_run=free,
-        claimed=checked.total - free,
-        releases=listed,
-        truncated=checked.total > len(listed),
-    )
 
 
 def _utc(value: datetime | None, name: str) -> datetime | None:

@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ..scheduling.backfill import Backfill, BackfillRange, BackfillSummary, Outcome
     from ..store.base import RunStore
 
-__all__ = ["default_clock", "register"]
+__all__ = ["default_clock", "drive", "register", "send_logs_to_stderr"]
 
 EXIT_INTERRUPTED = 130
 
@@ -78,7 +78,7 @@ def _cmd_backfill(args: argparse.Namespace, ctx: CliContext) -> int:
     from ..store import open_store
 
     terminal = ctx.out.isatty() and not args.json
-    _logs_to_stderr(args, ctx, quiet=terminal)
+    send_logs_to_stderr(args, ctx, quiet=terminal)
     clock = default_clock()
     loader = Loader.from_settings(ctx.settings)
     try:
@@ -170,18 +170,38 @@ def _run(
 ) -> int:
     from ..scheduling.backfill import Backfill
 
-    view: _Bar | _Lines = _Bar(ctx.out, checked.total) if terminal else _Lines(ctx.out)
-    backfill = Backfill(
-        store=store,
-        settings=ctx.settings,
-        entry=checked.entry,
-        releases=checked.releases(),
-        parallel=args.parallel or 1,
-        clock=clock,
-        masker=ctx.masker,
-        loader=loader,
-        on_outcome=view.outcome,
-    )
+    def make(on_outcome: Callable[[Outcome], None]) -> Backfill:
+        return Backfill(
+            store=store,
+            settings=ctx.settings,
+            entry=checked.entry,
+            releases=checked.releases(),
+            parallel=args.parallel or 1,
+            clock=clock,
+            masker=ctx.masker,
+            loader=loader,
+            on_outcome=on_outcome,
+        )
+
+    return drive(ctx, make, total=checked.total, terminal=terminal)
+
+
+def drive(
+    ctx: CliContext,
+    make: Callable[[Callable[[Outcome], None]], Backfill],
+    *,
+    total: int,
+    terminal: bool,
+    again: str = "run the same command again to continue",
+) -> int:
+    """Run the backfill ``make`` builds (given the outcome callback) with progress and signals.
+
+    On a terminal a progress bar over ``total`` releases, otherwise JSON lines;
+    the first SIGINT/SIGTERM stops claiming, the second cancels. ``again`` tells
+    an interrupted user how to continue. Returns the exit code.
+    """
+    view: _Bar | _Lines = _Bar(ctx.out, total, again) if terminal else _Lines(ctx.out)
+    backfill = make(view.outcome)
     with _stop_on_signals(backfill):
         summary = backfill.run()
     view.done(summary)
@@ -236,9 +256,10 @@ class _Bar:
 
     WIDTH = 30
 
-    def __init__(self, out: TextIO, total: int) -> None:
+    def __init__(self, out: TextIO, total: int, again: str) -> None:
         self._out = out
         self._total = total
+        self._again = again
         self._done = 0
         self._failed = 0
         self._skipped = 0
@@ -274,11 +295,11 @@ class _Bar:
         with self._lock:
             self._draw()
             self._out.write("\n")
-            self._out.write(_summary_text(summary) + "\n")
+            self._out.write(_summary_text(summary, self._again) + "\n")
             self._out.flush()
 
 
-def _summary_text(summary: BackfillSummary) -> str:
+def _summary_text(summary: BackfillSummary, again: str) -> str:
     text = (
         f"backfill of {summary.pipeline}: {summary.ran} ran ({summary.succeeded} succeeded, "
         f"{summary.failed} failed, {summary.cancelled} cancelled); skipped as already claimed: "
@@ -286,14 +307,11 @@ def _summary_text(summary: BackfillSummary) -> str:
         f"{summary.skipped_backfill} by earlier backfills"
     )
     if summary.interrupted:
-        text += (
-            f"; interrupted: {summary.not_reached} release(s) not reached "
-            "(run the same command again to continue)"
-        )
+        text += f"; interrupted: {summary.not_reached} release(s) not reached ({again})"
     return text
 
 
-def _logs_to_stderr(args: argparse.Namespace, ctx: CliContext, *, quiet: bool) -> None:
+def send_logs_to_stderr(args: argparse.Namespace, ctx: CliContext, *, quiet: bool) -> None:
     """Keep stdout for the output; on a terminal show only warnings (the bar stays readable).
 
     The root logger keeps its level, so per-run log files still get every line.

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -25,8 +26,10 @@ from urllib.parse import unquote
 
 from ..clock import Clock, SystemClock
 from ..errors import StoreError, TemplateNotFound
+from . import positive_int
 
 if TYPE_CHECKING:
+    from ..scheduling.backfill import Backfill, Outcome
     from ..settings import Settings
     from ..store.base import RunStore
     from . import CliContext
@@ -65,6 +68,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--catchup",
         action="store_true",
         help="run the releases the pause skipped, in the foreground (like workflow backfill)",
+    )
+    p.add_argument(
+        "--since",
+        metavar="T",
+        help="with --catchup: catch up the releases skipped (paused) since T (ISO 8601); "
+        "default: since the pause began, or ever when the pipeline is no longer paused",
+    )
+    p.add_argument(
+        "--parallel",
+        type=positive_int,
+        default=None,
+        help="with --catchup: runs at once (default 1; required above 1000 releases)",
     )
     p.add_argument("--json", dest="as_json", action="store_true", help="print JSON")
     p.set_defaults(handler=_cmd_unpause)
@@ -117,6 +132,8 @@ def _cmd_pause(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def _cmd_unpause(args: argparse.Namespace, ctx: CliContext) -> int:
+    if args.catchup:
+        return _unpause_and_catch_up(args, ctx)
     with _store(ctx) as store:
         since = store.unpause(args.name)
     if since is None:
@@ -126,16 +143,92 @@ def _cmd_unpause(args: argparse.Namespace, ctx: CliContext) -> int:
         _print(ctx, args.as_json, data, f"pipeline {args.name!r} was not paused")
         return EXIT_OK
     data = {"pipeline": args.name, "paused": False, "paused_at": since.isoformat()}
-    line = f"pipeline {args.name!r} unpaused (paused since {since.isoformat()})"
-    if not args.catchup:
-        line += "; the releases skipped during the pause stay skipped (--catchup runs them)"
+    line = (
+        f"pipeline {args.name!r} unpaused (paused since {since.isoformat()}); the releases "
+        "skipped during the pause stay skipped (--catchup runs them)"
+    )
     _print(ctx, args.as_json, data, line)
     return EXIT_OK
 
 
-def _unknown(ctx: CliContext, name: str) -> int:
-    import sys
+def _unpause_and_catch_up(args: argparse.Namespace, ctx: CliContext) -> int:
+    """Unpause, then run the releases the pause skipped (like a backfill, in the foreground).
 
+    Everything is checked before the pause is lifted: a refused catch-up leaves
+    the pipeline paused.
+    """
+    from ..loader import Loader
+    from ..scheduling.backfill import (
+        LARGE_RANGE,
+        Backfill,
+        BackfillInputError,
+        load_entry,
+        parse_instant,
+        zone_of,
+    )
+    from ..scheduling.catchup import BEGINNING, count_paused, paused_releases
+    from ..scheduling.tick_report import PAUSED_REASON
+    from .backfill import drive, send_logs_to_stderr
+
+    terminal = ctx.out.isatty() and not args.as_json
+    send_logs_to_stderr(args, ctx, quiet=terminal)
+    clock = default_clock()
+    now = clock.now()
+    loader = Loader.from_settings(ctx.settings)
+    try:
+        entry = load_entry(args.name, loader, ctx.settings)
+        given = (
+            None
+            if args.since is None
+            else parse_instant(
+                args.since, field="since", zone=zone_of(entry, ctx.settings.timezone), now=now
+            )
+        )
+    except BackfillInputError as exc:
+        print(f"workflow unpause: {ctx.masker.text(exc.message)}", file=sys.stderr)
+        return EXIT_USAGE
+    with _store(ctx) as store:
+        paused_at = store.paused().get(args.name)
+        start = given or paused_at or BEGINNING
+        total = count_paused(store, entry, since=start, until=now)
+        if total > LARGE_RANGE and args.parallel is None:
+            print(
+                f"workflow unpause: the pause skipped {total:,} releases of {args.name!r}; pass "
+                "--parallel N to run them (the pipeline stays paused)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        if paused_at is not None:
+            store.unpause(args.name)
+        head = (
+            f"pipeline {args.name!r} unpaused (paused since {paused_at.isoformat()})"
+            if paused_at is not None
+            else f"pipeline {args.name!r} was not paused"
+        )
+        print(
+            f"{head}; catching up {total} release(s) skipped (paused) since {start.isoformat()}",
+            file=sys.stderr,
+        )
+
+        def make(on_outcome: Callable[[Outcome], None]) -> Backfill:
+            return Backfill(
+                store=store,
+                settings=ctx.settings,
+                entry=entry,
+                releases=paused_releases(store, entry, since=start, until=now),
+                parallel=args.parallel or 1,
+                clock=clock,
+                masker=ctx.masker,
+                loader=loader,
+                on_outcome=on_outcome,
+                reclaim=PAUSED_REASON,
+            )
+
+        again = f"run `workflow unpause {args.name} --catchup --since {start.isoformat()}` to go on"
+        return drive(ctx, make, total=total, terminal=terminal, again=again)
+
+
+def _unknown(ctx: CliContext, name: str) -> int:
     print(
         ctx.masker.text(
             f"workflow: error: no pipeline called {name!r} in the conf folder "

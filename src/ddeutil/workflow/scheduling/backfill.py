@@ -386,6 +386,9 @@ class Backfill:
         on_claimed: Called with the run ids of each claim batch won (tests, gauges).
         log_files: Write a log file per run (default ``WORKFLOW_LOG_ENABLE_WRITE``).
         lease_poll: Seconds between the lease thread's looks for cancel requests.
+        reclaim: Run releases recorded SKIPPED with this reason instead of fresh
+            ones (``unpause --catchup``): each claim replaces the skipped record
+            in one transaction (:meth:`RunStore.reclaim_skipped`).
     """
 
     def __init__(
@@ -403,6 +406,7 @@ class Backfill:
         on_claimed: Callable[[Sequence[str]], None] | None = None,
         log_files: bool | None = None,
         lease_poll: float = 1.0,
+        reclaim: str | None = None,
     ) -> None:
         if not 1 <= parallel <= MAX_PARALLEL:
             raise ValueError(f"parallel must be between 1 and {MAX_PARALLEL}, got {parallel}")
@@ -418,6 +422,7 @@ class Backfill:
         self._on_claimed = on_claimed
         self._log_files = log_files
         self._lease_poll = lease_poll
+        self._reclaim = reclaim
         self._cond = threading.Condition()
         self._in_flight: dict[str, Release] = {}
         self._stopping = threading.Event()
@@ -539,7 +544,12 @@ class Backfill:
                 )
                 for r in batch
             ]
-            won = self._store.claim_many(claims, now=self._clock.now(), owner=owner)
+            if self._reclaim is None:
+                won = self._store.claim_many(claims, now=self._clock.now(), owner=owner)
+            else:  # a catch-up: the release's skipped record makes way for its run
+                won = self._store.reclaim_skipped(
+                    claims, reason=self._reclaim, now=self._clock.now(), owner=owner
+                )
             taken: list[Claim] = []
             lost: list[tuple[Release, Claim]] = []
             with self._cond:

@@ -205,11 +205,14 @@ PAUSED_AT = "SELECT paused_at FROM workflow_pauses WHERE pipeline = ?"
 UNPAUSE = "DELETE FROM workflow_pauses WHERE pipeline = ?"
 PAUSED = "SELECT pipeline, paused_at FROM workflow_pauses ORDER BY pipeline"
 SKIPPED_FOR = (
-    "SELECT run_id, release_schedule, release_at FROM workflow_runs WHERE pipeline = ? "
+    "SELECT release_schedule, release_at FROM workflow_runs WHERE pipeline = ? "
     "AND status = 'SKIPPED' AND error = ? AND release_at >= ? AND release_at < ? "
     "ORDER BY release_at, release_schedule LIMIT ?"
 )
-FORGET_RUNS = "DELETE FROM workflow_runs WHERE status = 'SKIPPED' AND run_id IN "
+DROP_SKIPPED = (
+    "DELETE FROM workflow_runs WHERE pipeline = ? AND release_schedule = ? AND release_at = ? "
+    "AND status = 'SKIPPED' AND error = ?"
+)
 # Each pipeline's newest run: the greatest (created, run_id) of its rows.
 NEWEST = (
     "SELECT r.pipeline, MAX(r.run_id) FROM workflow_runs r JOIN "

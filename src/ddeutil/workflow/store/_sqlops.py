@@ -11,6 +11,7 @@ batches, the caller looping).
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, ClassVar
@@ -18,7 +19,8 @@ from typing import Any, ClassVar
 from ..result import ErrorRecord, Status
 from ..runs import ReleaseKey
 from . import _sql
-from ._codec import dump_errors, text_in
+from ._codec import dump_errors, text_in, utc
+from .base import Claim, NewRun
 
 __all__ = ["SqlOperations"]
 
@@ -79,17 +81,34 @@ class SqlOperations(abc.ABC):
             rows = conn.execute(_sql.PAUSED).fetchall()
         return {name: self._dialect.ts_out(at) for name, at in rows}
 
-    def forget_skipped(
+    def skipped_releases(
         self, pipeline: str, *, reason: str, since: datetime, until: datetime, limit: int
     ) -> list[ReleaseKey]:
         sql, ts_in = self._dialect.sql, self._dialect.ts_in
         values = (pipeline, reason, ts_in(since), ts_in(until), limit)
-        with self._transaction() as conn:
+        with self._read() as conn:
             rows = conn.execute(sql(_sql.SKIPPED_FOR), values).fetchall()
-            if rows:
-                ids = [row[0] for row in rows]
-                conn.execute(sql(_sql.FORGET_RUNS + _sql.marks(len(ids))), ids)
-        return [ReleaseKey(pipeline, row[1], self._dialect.ts_out(row[2])) for row in rows]
+        return [ReleaseKey(pipeline, row[0], self._dialect.ts_out(row[1])) for row in rows]
+
+    def reclaim_skipped(
+        self, claims: Sequence[Claim], *, reason: str, now: datetime, owner: str | None = None
+    ) -> list[bool]:
+        sql, dialect = self._dialect.sql, self._dialect
+        created = utc(now)
+        won: list[bool] = []
+        with self._transaction() as conn:
+            for claim in claims:
+                key = claim.release
+                dropped = conn.execute(
+                    sql(_sql.DROP_SKIPPED),
+                    (key.pipeline, key.schedule, dialect.ts_in(key.at), reason),
+                ).rowcount
+                if dropped != 1:
+                    won.append(False)
+                    continue
+                row = dialect.run_values(NewRun.claimed(claim, created, owner))
+                won.append(conn.execute(sql(_sql.CLAIM), row).rowcount == 1)
+        return won
 
     # -- retention ------------------------------------------------------------------
 

@@ -233,14 +233,26 @@ class RunStore(Protocol):
         """Every paused pipeline and when it was paused."""
         ...
 
-    def forget_skipped(
+    def skipped_releases(
         self, pipeline: str, *, reason: str, since: datetime, until: datetime, limit: int
     ) -> list[ReleaseKey]:
-        """Delete up to ``limit`` of ``pipeline``'s SKIPPED scheduled runs recorded with ``reason``.
+        """Up to ``limit`` of ``pipeline``'s releases recorded SKIPPED with ``reason``.
 
-        Only releases in ``[since, until)`` are taken, oldest first; their claims
-        go with them, so the releases can be claimed again (``unpause
-        --catchup`` runs the releases a pause skipped). Returns their keys.
+        Only releases in ``[since, until)``, oldest first (``unpause --catchup``
+        pages through the releases a pause skipped with it).
+        """
+        ...
+
+    def reclaim_skipped(
+        self, claims: Sequence[Claim], *, reason: str, now: datetime, owner: str | None = None
+    ) -> list[bool]:
+        """Claim releases recorded SKIPPED with ``reason`` again; one flag per claim, in order.
+
+        In one transaction, each release's SKIPPED run with that exact ``reason``
+        is deleted and the claim recorded in its place (PENDING, as
+        :meth:`claim_many` would), so a skipped release runs once, never twice,
+        and is never lost between the two. A release whose record is anything
+        else (it ran, or another caller reclaimed it first) is ``False``.
         """
         ...
 

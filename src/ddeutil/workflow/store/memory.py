@@ -343,31 +343,45 @@ class MemoryRunStore(RunStoreBase):
             self._check()
             return dict(sorted(self._pauses.items()))
 
-    def forget_skipped(
+    def _skipped(self, pipeline: str, reason: str) -> list[_Row]:
+        return [
+            r
+            for r in self._runs.values()
+            if r.pipeline == pipeline
+            and r.status is Status.SKIPPED
+            and r.error == reason
+            and r.release is not None
+        ]
+
+    def skipped_releases(
         self, pipeline: str, *, reason: str, since: datetime, until: datetime, limit: int
     ) -> list[ReleaseKey]:
         lo, hi = utc(since), utc(until)
         with self._mutex:
             self._check()
-            rows = sorted(
-                (
-                    r
-                    for r in self._runs.values()
-                    if r.pipeline == pipeline
-                    and r.status is Status.SKIPPED
-                    and r.error == reason
-                    and r.release is not None
-                    and lo <= r.release.at < hi
-                ),
-                key=lambda r: (r.release.at, r.release.schedule) if r.release else (lo, ""),
-            )[:limit]
-            keys = []
-            for row in rows:
-                assert row.release is not None
-                del self._runs[row.run_id]
-                self._claims.pop(row.release, None)
-                keys.append(row.release)
-        return keys
+            keys = [r.release for r in self._skipped(pipeline, reason) if r.release is not None]
+        chosen = sorted((k for k in keys if lo <= k.at < hi), key=lambda k: (k.at, k.schedule))
+        return chosen[:limit]
+
+    def reclaim_skipped(
+        self, claims: Sequence[Claim], *, reason: str, now: datetime, owner: str | None = None
+    ) -> list[bool]:
+        at = utc(now)
+        won: list[bool] = []
+        with self._mutex:
+            self._check()
+            for claim in claims:
+                held = self._runs.get(self._claims.get(claim.release, ""))
+                if held is None or held.status is not Status.SKIPPED or held.error != reason:
+                    won.append(False)
+                    continue
+                if claim.run_id in self._runs:
+                    raise StoreError(f"run id {claim.run_id!r} already exists in the run store")
+                del self._runs[held.run_id]
+                self._insert(_Row.new(NewRun.claimed(claim, at, owner)))
+                self._claims[claim.release] = claim.run_id
+                won.append(True)
+        return won
 
     def newest_runs(self) -> dict[str, str]:
         newest: dict[str, tuple[datetime, str]] = {}
