@@ -17,10 +17,14 @@ import gc
 import importlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TextIO
+from types import FrameType
+from typing import TYPE_CHECKING, TextIO
 
 from ..__about__ import __version__
 from ..errors import SettingsError, WorkflowError
@@ -28,7 +32,10 @@ from ..logs import configure_logging
 from ..masking import Masker
 from ..settings import Settings
 
-__all__ = ["CliContext", "main", "positive_int"]
+if TYPE_CHECKING:
+    from ..store.base import RunStore
+
+__all__ = ["CliContext", "main", "on_stop_signals", "positive_int", "run_store"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -63,6 +70,40 @@ def positive_int(raw: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
     return value
+
+
+@contextmanager
+def on_stop_signals(handle: Callable[[str], None]) -> Iterator[None]:
+    """Call ``handle(signal name)`` on SIGINT / SIGTERM during the block (main thread only).
+
+    The previous handlers are restored after it; elsewhere than the main thread
+    (signals cannot be handled there) the block runs without.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        handle(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def run_store(ctx: CliContext) -> Iterator[RunStore]:
+    """The run store of the settings, open for the block (imported only when a verb needs it)."""
+    from ..store import open_store
+
+    store = open_store(ctx.settings.api_db_url)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 # verb -> module of this package that registers it. Only the module of the verb

@@ -21,17 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from types import FrameType
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..clock import Clock, SystemClock
-from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliContext, positive_int
+from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliContext, on_stop_signals, positive_int
 
 if TYPE_CHECKING:
     from ..loader import Loader
@@ -210,26 +208,16 @@ def drive(
     return EXIT_OK if summary.failed == 0 and summary.cancelled == 0 else EXIT_FAILED
 
 
-@contextmanager
-def _stop_on_signals(backfill: Backfill) -> Iterator[None]:
+def _stop_on_signals(backfill: Backfill) -> AbstractContextManager[None]:
     """First SIGINT/SIGTERM stops claiming, the second cancels (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
-    def handle(signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
+    def handle(name: str) -> None:
         if backfill.stopping:
             backfill.cancel(f"{name} received twice")
         else:
             backfill.stop()
 
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    return on_stop_signals(handle)
 
 
 class _Lines:

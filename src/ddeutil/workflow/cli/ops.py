@@ -21,8 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,10 +30,9 @@ from ..clock import Clock, SystemClock
 from ..errors import StoreError
 from ..logs import run_log_path
 from ..result import Status
-from ..store import open_store
-from ..store.base import RunFilter, RunRecord, RunStore
+from ..store.base import RunFilter, RunRecord
 from ..store.fleet import DaemonView, daemon_views
-from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliContext, positive_int
+from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliContext, positive_int, run_store
 
 __all__ = ["default_clock", "register"]
 
@@ -83,15 +81,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=_cmd_logs)
 
 
-@contextmanager
-def _store(ctx: CliContext) -> Iterator[RunStore]:
-    store = open_store(ctx.settings.api_db_url)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
 def _cmd_scheduler(args: argparse.Namespace, ctx: CliContext) -> int:
     from ..app.daemon import serve
 
@@ -102,7 +91,7 @@ def _cmd_health(args: argparse.Namespace, ctx: CliContext) -> int:
     settings = ctx.settings
     stale = settings.app_health_stale
     try:
-        with _store(ctx) as store:
+        with run_store(ctx) as store:
             owners = store.owners()
     except StoreError as exc:
         reason = f"cannot read the run store: {ctx.masker.text(str(exc))}"
@@ -203,7 +192,7 @@ def _daemon_row(view: DaemonView) -> tuple[str, ...]:
 
 
 def _cmd_runs(args: argparse.Namespace, ctx: CliContext) -> int:
-    with _store(ctx) as store:
+    with run_store(ctx) as store:
         status = Status(args.status) if args.status else None
         where = RunFilter(pipeline=args.pipeline, status=status)
         runs = store.list_runs(where, limit=args.limit)
@@ -251,7 +240,7 @@ def _cmd_logs(args: argparse.Namespace, ctx: CliContext) -> int:
         with path.open(encoding="utf-8") as fh:
             _print_log(args, ctx, fh)
         return EXIT_OK
-    with _store(ctx) as store:  # a run a Celery worker ran elsewhere: its log is kept here
+    with run_store(ctx) as store:  # a run a Celery worker ran elsewhere: its log is kept here
         known = store.get_run(args.run_id)
         kept = store.run_log(args.run_id) if known is not None else None
     if known is None:

@@ -17,8 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,12 +25,11 @@ from urllib.parse import unquote
 
 from ..clock import Clock, SystemClock
 from ..errors import StoreError, TemplateNotFound
-from . import positive_int
+from . import positive_int, run_store
 
 if TYPE_CHECKING:
     from ..scheduling.backfill import Backfill, Outcome
     from ..settings import Settings
-    from ..store.base import RunStore
     from . import CliContext
 
 __all__ = ["default_clock", "paused_pipelines", "register"]
@@ -85,17 +83,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=_cmd_unpause)
 
 
-@contextmanager
-def _store(ctx: CliContext) -> Iterator[RunStore]:
-    from ..store import open_store
-
-    store = open_store(ctx.settings.api_db_url)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
 def _is_pipeline(ctx: CliContext, name: str) -> bool:
     """Whether the conf folder has a pipeline called ``name`` (a broken one counts)."""
     from ..loader import Loader
@@ -116,7 +103,7 @@ def _cmd_pause(args: argparse.Namespace, ctx: CliContext) -> int:
     if not _is_pipeline(ctx, args.name):
         return _unknown(ctx, args.name)
     now = default_clock().now()
-    with _store(ctx) as store:
+    with run_store(ctx) as store:
         fresh = store.pause(args.name, now=now)
         since = store.paused().get(args.name, now)
     data = {"pipeline": args.name, "paused": True, "paused_at": since.isoformat(), "new": fresh}
@@ -134,7 +121,7 @@ def _cmd_pause(args: argparse.Namespace, ctx: CliContext) -> int:
 def _cmd_unpause(args: argparse.Namespace, ctx: CliContext) -> int:
     if args.catchup:
         return _unpause_and_catch_up(args, ctx)
-    with _store(ctx) as store:
+    with run_store(ctx) as store:
         since = store.unpause(args.name)
     if since is None:
         if not _is_pipeline(ctx, args.name):
@@ -187,7 +174,7 @@ def _unpause_and_catch_up(args: argparse.Namespace, ctx: CliContext) -> int:
     except BackfillInputError as exc:
         print(f"workflow unpause: {ctx.masker.text(exc.message)}", file=sys.stderr)
         return EXIT_USAGE
-    with _store(ctx) as store:
+    with run_store(ctx) as store:
         paused_at = store.paused().get(args.name)
         start = given or paused_at or BEGINNING
         total = count_paused(store, entry, since=start, until=now)

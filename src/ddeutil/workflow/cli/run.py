@@ -30,16 +30,15 @@ import argparse
 import gc
 import json
 import os
-import signal
 import sys
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from ..errors import ParamError, ParamProblem
+from . import on_stop_signals
 
 if TYPE_CHECKING:
     from ..cancellation import CancelToken
@@ -122,22 +121,9 @@ def _parse_params(pairs: list[str]) -> dict[str, str]:
     return params
 
 
-@contextmanager
-def cancel_on_signals(token: CancelToken) -> Iterator[None]:
+def cancel_on_signals(token: CancelToken) -> AbstractContextManager[None]:
     """SIGINT / SIGTERM cancel the run (main thread only); handlers restored after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        token.cancel(f"{signal.Signals(signum).name} received")
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    return on_stop_signals(lambda name: token.cancel(f"{name} received"))
 
 
 class Printer:

@@ -52,7 +52,7 @@ from ..dispatch.client import ClientLease
 from ..dispatch.records import RunEvent, RunRequest
 from ..dispatch.threads import ThreadExecutor
 from ..errors import ConfigError, TemplateNotFound, WorkflowError
-from ..loader import Loader, RawTemplate, template_version
+from ..loader import Loader, RawTemplate
 from ..masking import Masker
 from ..result import Status
 from ..runs import ReleaseKey, TriggerKind, new_run_id
@@ -231,15 +231,7 @@ def entry_of(template: RawTemplate, loader: Loader, settings: Settings) -> Catal
     facts = pipeline_facts(template, loader, settings)
     if not isinstance(facts, PipelineFacts):
         raise BackfillInputError(f"pipeline {name!r} does not load: {facts}", field="name")
-    return CatalogEntry(
-        template=template,
-        schedules=facts.schedules,
-        concurrency=facts.concurrency,
-        catchup=facts.catchup,
-        defaults=facts.defaults,
-        unschedulable=facts.unschedulable,
-        version=template_version(template),
-    )
+    return CatalogEntry.of(template, facts)
 
 
 def parse_instant(text: str, *, field: str, zone: tzinfo, now: datetime) -> datetime:

@@ -69,6 +69,19 @@ class CatalogEntry:
     unschedulable: str | None
     version: str
 
+    @classmethod
+    def of(cls, template: RawTemplate, facts: PipelineFacts) -> CatalogEntry:
+        """The entry of ``template``, whose validation found ``facts``."""
+        return cls(
+            template=template,
+            schedules=facts.schedules,
+            concurrency=facts.concurrency,
+            catchup=facts.catchup,
+            defaults=facts.defaults,
+            unschedulable=facts.unschedulable,
+            version=template_version(template),
+        )
+
     @property
     def name(self) -> str:
         return self.template.name
@@ -211,15 +224,7 @@ class PipelineCatalog:
     ) -> CatalogEntry | None:
         name = template.name
         if isinstance(outcome, PipelineFacts):
-            return CatalogEntry(
-                template=template,
-                schedules=outcome.schedules,
-                concurrency=outcome.concurrency,
-                catchup=outcome.catchup,
-                defaults=outcome.defaults,
-                unschedulable=outcome.unschedulable,
-                version=template_version(template),
-            )
+            return CatalogEntry.of(template, outcome)
         error = outcome
         old = self._entries.get(name)
         if old is not None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..schedules.planner import Release
 from ..store.base import RunStore
@@ -35,9 +34,8 @@ def paused_releases(
     """The releases of ``entry`` recorded SKIPPED (paused) in ``[since, until)``, oldest first.
 
     Each release's ``logical_date`` is its instant in its schedule's zone (UTC
-    for a schedule the conf folder no longer has, unless its key names a zone).
+    for a schedule the conf folder no longer has).
     """
-    zones = {on.key: on.timezone for on in entry.schedules}
     cursor = since
     seen: set[tuple[str, datetime]] = set()
     while True:
@@ -46,8 +44,7 @@ def paused_releases(
         )
         fresh = [k for k in keys if (k.schedule, k.at) not in seen]
         for key in fresh:
-            zone = zones.get(key.schedule) or _zone_of_key(key.schedule)
-            yield Release(key.pipeline, key.schedule, key.at, key.at.astimezone(zone))
+            yield Release(key.pipeline, key.schedule, key.at, entry.in_zone(key.schedule, key.at))
         if len(keys) < page or not fresh:
             return
         # The next page starts at the last instant read (several schedules may
@@ -59,11 +56,3 @@ def paused_releases(
 def count_paused(store: RunStore, entry: CatalogEntry, *, since: datetime, until: datetime) -> int:
     """How many releases :func:`paused_releases` yields now (read a page at a time)."""
     return sum(1 for _ in paused_releases(store, entry, since=since, until=until))
-
-
-def _zone_of_key(schedule: str) -> ZoneInfo | timezone:
-    _, _, name = schedule.rpartition("@")
-    try:
-        return ZoneInfo(name) if name else timezone.utc
-    except (ZoneInfoNotFoundError, ValueError):
-        return timezone.utc
