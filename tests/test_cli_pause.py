@@ -52,11 +52,19 @@ def _restore_root_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-@pytest.fixture
-def env(root: Path, monkeypatch: pytest.MonkeyPatch, write_conf: Callable[..., Path]) -> Settings:
+@pytest.fixture(params=["sqlite", "postgres"])
+def env(
+    request: pytest.FixtureRequest,
+    root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    write_conf: Callable[..., Path],
+) -> Settings:
+    """The CLI's environment: the default SQLite store, or a PostgreSQL one."""
     for name in list(os.environ):
         if name.startswith("WORKFLOW_"):
             monkeypatch.delenv(name)
+    if request.param == "postgres":
+        monkeypatch.setenv("WORKFLOW_API_DB_URL", str(request.getfixturevalue("postgres_url")))
     monkeypatch.setenv("WORKFLOW_ROOT_PATH", str(root))
     monkeypatch.setenv("WORKFLOW_CORE_TIMEZONE", "UTC")
     monkeypatch.setattr(cli_pause, "default_clock", lambda: FakeClock(T0))
