@@ -48,7 +48,7 @@ import anyio
 from ..__about__ import __version__
 from ..clock import Clock, ensure_utc
 from ..dispatch.base import Executor
-from ..dispatch.cancel_watch import CancelWatch
+from ..dispatch.cancel_watch import CANCEL_REASON, CancelWatch
 from ..dispatch.records import RunEvent, RunRequest
 from ..dispatch.rerun import prepare_rerun
 from ..dispatch.threads import ThreadExecutor
@@ -634,7 +634,8 @@ class ApiService:
 
         See :mod:`ddeutil.workflow.store.cancel`: a PENDING run is recorded
         CANCELLED at once; a RUNNING one is marked in the store and cancelled by
-        the process executing it (this one's cancel watch for an API run).
+        the process executing it (at once when it is this process's own run,
+        else by that process's cancel watch).
         """
         store, _ = self._ready()
         outcome = ask_cancel(store, run_id, now=self.clock.now(), reason=reason)
@@ -649,6 +650,9 @@ class ApiService:
                 details=[ErrorDetail(location="run", name="status", message=status)],
                 run_id=run_id,
             )
+        if outcome.cancel_requested and outcome.owner is None:
+            # A run of this process's pool stops now, not at the watch's next look.
+            self._cancel_own(run_id, CANCEL_REASON)
         logger.info(
             "cancel %s",
             "asked" if outcome.cancel_requested else "recorded",
