@@ -40,6 +40,8 @@ __all__ = ["CliContext", "main", "on_stop_signals", "positive_int", "run_store"]
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141
+"""The reader of stdout went away (128 + SIGPIPE, as the shell reports ``yes | head``)."""
 
 logger = logging.getLogger(__name__)
 
@@ -157,20 +159,29 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         description="Run, validate and schedule YAML-defined data pipelines.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "--log-format",
-        choices=("auto", "text", "json"),
-        default="auto",
-        help="log line format: text on a terminal and JSON otherwise by default",
-    )
-    parser.add_argument("--log-level", default=None, help="log level (default WORKFLOW_LOG_LEVEL)")
+    _add_log_options(parser, default=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     verb = _requested_verb(argv) if argv is not None else None
     for name in _modules_for(verb):
         module = importlib.import_module(f"{__name__}.{name}")
         module.register(sub)
+    for verb_parser in sub.choices.values():  # the global options after the verb too
+        _add_log_options(verb_parser, default=argparse.SUPPRESS)
     return parser
+
+
+def _add_log_options(parser: argparse.ArgumentParser, *, default: object) -> None:
+    """``--log-format`` and ``--log-level``; a verb's copy keeps the global value when absent."""
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "text", "json"),
+        default="auto" if default is None else default,
+        help="log line format: text on a terminal and JSON otherwise by default",
+    )
+    parser.add_argument(
+        "--log-level", default=default, help="log level (default WORKFLOW_LOG_LEVEL)"
+    )
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
@@ -198,12 +209,22 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     handler: Handler = args.handler
     try:
         ctx = CliContext(settings=settings, masker=masker, out=stream, owns_process=argv is None)
-        return handler(args, ctx)
+        code = handler(args, ctx)
+        stream.flush()  # a closed pipe shows here, not at exit
+        return code
     except WorkflowError as exc:
         print(f"workflow: error: {masker.text(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`workflow runs | head`): stop quietly, as `yes | head`
+        # does. Later writes to the closed stdout go to /dev/null, so the
+        # interpreter's last flush cannot print a traceback either.
+        if argv is None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def _freeze_at_exit() -> None:
