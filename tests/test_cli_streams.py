@@ -65,3 +65,34 @@ def test_log_options_go_before_or_after_the_verb(
 ) -> None:
     args = build_parser(argv).parse_args(argv)
     assert (args.log_format, args.log_level) == (fmt, level)
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["runs"], 2),
+        (["logs", "20240101T000000-00000000"], 2),
+        (["health"], 1),
+        (["cancel", "20240101T000000-00000000"], 2),
+        (["prune", "--older-than", "1"], 1),
+    ],
+)
+def test_verbs_that_read_runs_never_create_a_store(
+    app_root: Path, argv: list[str], code: int
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_")}
+    env |= {"WORKFLOW_ROOT_PATH": str(app_root), "WORKFLOW_CORE_TIMEZONE": "UTC"}
+    done = subprocess.run(
+        [sys.executable, "-m", "ddeutil.workflow", *argv],
+        env=env,
+        cwd=app_root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    store = app_root / ".workflow" / "runs.db"
+    assert done.returncode == code, done.stderr
+    assert f"no run store at {store}" in done.stdout + done.stderr  # where it looked
+    assert not store.exists()
+    assert not (app_root / ".workflow").exists()

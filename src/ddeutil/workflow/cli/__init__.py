@@ -23,11 +23,13 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
+from urllib.parse import unquote
 
 from ..__about__ import __version__
-from ..errors import SettingsError, WorkflowError
+from ..errors import SettingsError, StoreError, WorkflowError
 from ..logs import configure_logging
 from ..masking import Masker
 from ..settings import Settings
@@ -35,7 +37,16 @@ from ..settings import Settings
 if TYPE_CHECKING:
     from ..store.base import RunStore
 
-__all__ = ["CliContext", "main", "on_stop_signals", "positive_int", "run_store"]
+__all__ = [
+    "CliContext",
+    "NoRunStore",
+    "existing_store",
+    "main",
+    "on_stop_signals",
+    "positive_int",
+    "run_store",
+    "sqlite_file",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -96,12 +107,50 @@ def on_stop_signals(handle: Callable[[str], None]) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+class NoRunStore(StoreError):  # noqa: N818 - names the situation, like FileNotFoundError
+    """A verb that reads runs found no run store where the settings point (it creates none)."""
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite store URL (``None`` for another store, or SQLite in memory)."""
+    scheme, _, rest = url.strip().partition("://")
+    if scheme.lower() != "sqlite":
+        return None
+    location = unquote(rest.partition("?")[0])
+    if ":memory:" in location:
+        return None
+    return Path("/" + location.lstrip("/"))
+
+
+def existing_store(settings: Settings) -> str:
+    """The run store URL of ``settings``, refusing a SQLite file that does not exist yet.
+
+    Verbs that read or change recorded runs use it: they never create a store
+    (which would then say "no run"), they say where they looked.
+
+    Raises:
+        NoRunStore: the SQLite file is not there.
+    """
+    url = settings.api_db_url
+    path = sqlite_file(url)
+    if path is not None and not path.is_file():
+        raise NoRunStore(
+            f"no run store at {path}: nothing has run with this root yet "
+            f"(WORKFLOW_ROOT_PATH is {settings.root_path}; WORKFLOW_API_DB_URL names another store)"
+        )
+    return url
+
+
 @contextmanager
-def run_store(ctx: CliContext) -> Iterator[RunStore]:
-    """The run store of the settings, open for the block (imported only when a verb needs it)."""
+def run_store(ctx: CliContext, *, create: bool = True) -> Iterator[RunStore]:
+    """The run store of the settings, open for the block (imported only when a verb needs it).
+
+    With ``create=False`` a SQLite store that does not exist is not created:
+    :class:`NoRunStore` says where it was looked for.
+    """
     from ..store import open_store
 
-    store = open_store(ctx.settings.api_db_url)
+    store = open_store(ctx.settings.api_db_url if create else existing_store(ctx.settings))
     try:
         yield store
     finally:
