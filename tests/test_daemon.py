@@ -620,7 +620,7 @@ def test_serve_stops_with_exit_1_when_the_store_fails_at_start(
         raise StoreError("disk I/O error")
 
     monkeypatch.setattr(daemon_mod.Scheduler, "start", broken_start)  # type: ignore[attr-defined]
-    monkeypatch.setattr(daemon_mod, "_build_executor", lambda *a: FakeExecutor())
+    monkeypatch.setattr(daemon_mod, "_build_executor", lambda *a, **k: FakeExecutor())
     monkeypatch.setattr(daemon_mod.Scheduler, "stop", lambda self, timeout=None: None)  # type: ignore[attr-defined]
     assert serve(settings, masker=Masker()) == 1
     assert "run store error" in capsys.readouterr().err

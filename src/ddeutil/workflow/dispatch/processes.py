@@ -67,6 +67,7 @@ from typing import Any, Literal
 from ..clock import Clock, SystemClock
 from ..errors import StoreError
 from ..masking import Masker
+from ..metrics import NULL_METER, Meter
 from ..result import Status
 from ..settings import Settings
 from ..store import open_store
@@ -119,6 +120,7 @@ class ProcessExecutor:
         log_format: Worker logging; default: as the daemon's (see module doc),
             nothing when the daemon configured no logging.
         log_level: Worker log level (default: the daemon's root level).
+        meter: Counts the worker processes that died and were replaced.
 
     Raises:
         StoreError: ``store_url`` is an in-memory store.
@@ -138,6 +140,7 @@ class ProcessExecutor:
         cancel_grace: float = 5.0,
         log_format: Literal["json", "text"] | None = None,
         log_level: str | None = None,
+        meter: Meter | None = None,
     ) -> None:
         url = store_url or settings.api_db_url
         if url.split("://", 1)[0].lower() == "memory" or ":memory:" in url:
@@ -152,6 +155,7 @@ class ProcessExecutor:
         self._url = url
         self._masker = masker or Masker()
         self._clock = clock or SystemClock()
+        self._meter = meter or NULL_METER
         self._count = settings.app_process_worker if workers is None else workers
         self._threads = settings.app_pipeline_per_process if threads is None else threads
         if self._count < 1 or self._threads < 1:
@@ -467,6 +471,7 @@ class ProcessExecutor:
             if requeue and not closing:
                 self._pending.extendleft(reversed(requeue))
             if not closing:
+                self._meter.worker_restarted()
                 self._schedule_restart(worker.index, ready=worker.ready)
             self._dispatch_locked()
             self._changed.notify_all()
