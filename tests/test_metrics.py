@@ -185,6 +185,8 @@ def test_heartbeat_age_is_computed_at_scrape_time(
     fresh = PrometheusMeter(clock=clock)
     assert math.isnan(value(scrape(fresh), "workflow_daemon_heartbeat_age_seconds"))
     r = rig(at(10, 0, 30))
+    clock.set(at(10, 0, 40))  # joining the store wrote the first heartbeat
+    assert value(scrape(r.meter), "workflow_daemon_heartbeat_age_seconds") == 10.0
     clock.set(at(10, 1))
     r.scheduler.tick(at(10, 1))
     clock.set(at(10, 1, 7))

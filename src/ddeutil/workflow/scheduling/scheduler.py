@@ -433,6 +433,7 @@ class Scheduler:
         while not self._store.join(self.owner, now=at, host=host, pid=pid):
             self._joins += 1
             self.owner = f"{self._base_owner}/{self._joins + 1}"
+        self._meter.heartbeat(at)  # joining writes the first heartbeat
 
     def _take_over(self, at: datetime, *, everyone: bool, unowned: bool) -> None:
         try:
