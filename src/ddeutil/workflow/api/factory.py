@@ -136,6 +136,7 @@ def create_app(
         default_response_class=response_class,
     )
     app.state.service = service
+    app.state.meter = meter
     app.state.settings = settings
     for router in build_routers(bearer_auth(token) if token else None):
         app.include_router(router)
