@@ -419,6 +419,7 @@ def test_the_metrics_port_counts_runs_and_a_worker_restart(
     assert samples["workflow_worker_restarts_total", frozenset()] == 1
     assert samples["workflow_runs_started_total", frozenset()] == 2
     assert samples["workflow_release_start_lag_seconds_count", frozenset()] == 2
+    assert samples["workflow_stage_duration_seconds_count", frozenset()] == 1  # run-next's
     assert samples["workflow_runs_in_flight", frozenset()] == 0
     assert 0 <= samples["workflow_daemon_heartbeat_age_seconds", frozenset()] < 60
     assert "Prometheus metrics served on http://127.0.0.1:" in daemon.text()

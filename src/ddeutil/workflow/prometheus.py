@@ -108,7 +108,7 @@ class PrometheusMeter:
         r.register(self._by_pipeline)
         self._stage = Histogram(
             "workflow_stage_duration_seconds",
-            "Stage duration, stages of runs executed in this process.",
+            "Stage duration: stages run by this daemon's worker processes or this API's run pool.",
             buckets=STAGE_BUCKETS,
             registry=r,
         )

@@ -83,7 +83,18 @@ from .base import (
 from .handle import Assigned, WorkerHandle, describe_exit
 from .orphans import record_end, settle_orphan
 from .records import RunEvent, RunRequest
-from .wire import Batch, Cancel, DropHeld, Ready, Run, Stop, WorkerConfig, dumps, parent_log_config
+from .wire import (
+    Batch,
+    Cancel,
+    DropHeld,
+    Ready,
+    Run,
+    StageTime,
+    Stop,
+    WorkerConfig,
+    dumps,
+    parent_log_config,
+)
 
 __all__ = ["PRELOAD", "ProcessExecutor", "describe_exit"]
 
@@ -120,7 +131,8 @@ class ProcessExecutor:
         log_format: Worker logging; default: as the daemon's (see module doc),
             nothing when the daemon configured no logging.
         log_level: Worker log level (default: the daemon's root level).
-        meter: Counts the worker processes that died and were replaced.
+        meter: Counts the worker processes that died and were replaced, and
+            receives the duration of every stage the workers run.
 
     Raises:
         StoreError: ``store_url`` is an in-memory store.
@@ -172,6 +184,7 @@ class ProcessExecutor:
             cancel_grace=cancel_grace,
             log_format=None,
             log_level=settings.log_level,
+            stage_times=meter is not None,
         )
         self._ctx = multiprocessing.get_context("forkserver")
         self._events = EventBuffer()
@@ -427,6 +440,8 @@ class ProcessExecutor:
                         worker.runs.pop(item.run_id, None)
                     case RunEvent():
                         events.append(item)
+                    case StageTime():
+                        self._meter.stage_finished(item.seconds)
             if finished:
                 self._dispatch_locked()
             self._changed.notify_all()
