@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.util
 import math
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -295,3 +297,17 @@ def test_a_metrics_port_in_use_exits_1(
         settings = make_settings(WORKFLOW_APP_METRICS_PORT=str(port))
         assert serve(settings, masker=Masker()) == 1
     assert "cannot serve metrics on 127.0.0.1" in capsys.readouterr().err
+
+
+def test_the_daemon_scheduler_and_executors_import_no_prometheus_client_when_off() -> None:
+    modules = (
+        "ddeutil.workflow.app.daemon",
+        "ddeutil.workflow.scheduling.scheduler",
+        "ddeutil.workflow.dispatch.processes",
+        "ddeutil.workflow.dispatch.worker",
+    )
+    code = f"import sys, {', '.join(modules)}\nprint('prometheus_client' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert out.strip() == "False"
