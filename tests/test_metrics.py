@@ -12,6 +12,8 @@ import math
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -28,7 +30,7 @@ from ddeutil.workflow.errors import SettingsError, StoreError
 from ddeutil.workflow.loader import Loader
 from ddeutil.workflow.masking import Masker
 from ddeutil.workflow.metrics import NULL_METER
-from ddeutil.workflow.prometheus import OTHER_PIPELINE, PrometheusMeter
+from ddeutil.workflow.prometheus import OTHER_PIPELINE, PrometheusMeter, serve_metrics
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.scheduling.scheduler import Scheduler
 from ddeutil.workflow.settings import Settings
@@ -311,3 +313,18 @@ def test_the_daemon_scheduler_and_executors_import_no_prometheus_client_when_off
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert out.strip() == "False"
+
+
+def test_the_metrics_server_serves_the_registry_over_http_until_closed() -> None:
+    meter = PrometheusMeter(clock=FakeClock(at(10)))
+    meter.worker_restarted()
+    server = serve_metrics(meter, host="127.0.0.1", port=0)
+    url = f"http://127.0.0.1:{server.port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            text = reply.read().decode()
+    finally:
+        server.close()
+    assert "workflow_worker_restarts_total 1.0" in text
+    with pytest.raises(urllib.error.URLError, match="Connection refused"):
+        urllib.request.urlopen(url, timeout=5)
