@@ -4,6 +4,9 @@
 #   docker run -d --name workflow --init --stop-timeout 90 \
 #       -v "$PWD/conf:/app/conf:ro" -v workflow-data:/app/.workflow ddeutil-workflow
 #
+# Prometheus metrics of the daemon: build with --build-arg EXTRAS=metrics and run with
+# -e WORKFLOW_APP_METRICS_PORT=9108 -e WORKFLOW_APP_METRICS_HOST=0.0.0.0 -p 9108:9108.
+#
 # A Celery worker (README, "Scaling out"): build with --build-arg EXTRAS=celery,postgres and
 # run the image with the command `workflow worker --concurrency 50`; SIGTERM drains it the
 # same way (WORKFLOW_APP_STOP_TIMEOUT, then cancel).

@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ddeutil.workflow.app import daemon as daemon_mod
 from ddeutil.workflow.app.daemon import Daemon, main, serve
@@ -361,6 +364,69 @@ def test_killed_worker_leaves_no_zombie_and_the_next_release_still_runs(
     assert daemon.wait(30) == 0
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """One scrape of the daemon's metrics port, parsed; empty while it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
+            text = reply.read().decode()
+    except OSError:
+        return {}
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_the_metrics_port_counts_runs_and_a_worker_restart(
+    spawn: Callable[..., DaemonProcess],
+    store: RunStore,
+    daemon_env: dict[str, str],
+    write_conf: Callable[..., Path],
+    root: Path,
+) -> None:
+    pidfile = root / "bash.pid"
+    write_conf(
+        "p.yml",
+        bash_pipeline(
+            "victim",
+            f"[ -e {pidfile} ] && exit 0\necho $$ > {pidfile}\nsleep 60",
+            extra="  concurrency: queue\n",
+        ),
+    )
+    claim(store, daemon_env, "victim", "run-victim")
+    claim(store, daemon_env, "victim", "run-next", RELEASE + timedelta(minutes=1))
+    port = _free_port()
+    daemon = spawn(WORKFLOW_APP_METRICS_PORT=str(port))
+    wait_until(pidfile.exists, 30, "the bash stage to start")
+    bash_pid = int(wait_until(lambda: pidfile.read_text().strip(), 5, "the pid"))
+    worker = int(Path(f"/proc/{bash_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    os.kill(worker, signal.SIGKILL)
+    wait_until(status_is(store, "run-next", Status.SUCCESS), 30, "the next release to run")
+    finished = "workflow_runs_finished_total"
+    ok = frozenset({("status", "SUCCESS"), ("trigger", "schedule")})
+    samples = wait_until(
+        lambda: (s := _scrape(port)).get((finished, ok)) == 1 and s, 10, "the scrape to count"
+    )
+    failed = frozenset({("status", "FAILED"), ("trigger", "schedule")})
+    assert samples[finished, failed] == 1  # the run its worker took with it
+    assert samples["workflow_worker_restarts_total", frozenset()] == 1
+    assert samples["workflow_runs_started_total", frozenset()] == 2
+    assert samples["workflow_release_start_lag_seconds_count", frozenset()] == 2
+    assert samples["workflow_stage_duration_seconds_count", frozenset()] == 1  # run-next's
+    assert samples["workflow_runs_in_flight", frozenset()] == 0
+    assert 0 <= samples["workflow_daemon_heartbeat_age_seconds", frozenset()] < 60
+    assert "Prometheus metrics served on http://127.0.0.1:" in daemon.text()
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0
+
+
 # -- in-process: the loop with doubles ------------------------------------------------
 
 
@@ -620,7 +686,7 @@ def test_serve_stops_with_exit_1_when_the_store_fails_at_start(
         raise StoreError("disk I/O error")
 
     monkeypatch.setattr(daemon_mod.Scheduler, "start", broken_start)  # type: ignore[attr-defined]
-    monkeypatch.setattr(daemon_mod, "_build_executor", lambda *a: FakeExecutor())
+    monkeypatch.setattr(daemon_mod, "_build_executor", lambda *a, **k: FakeExecutor())
     monkeypatch.setattr(daemon_mod.Scheduler, "stop", lambda self, timeout=None: None)  # type: ignore[attr-defined]
     assert serve(settings, masker=Masker()) == 1
     assert "run store error" in capsys.readouterr().err

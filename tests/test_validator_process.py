@@ -275,7 +275,7 @@ def test_the_daemon_validates_with_the_helper_process_and_closes_it(
 
     monkeypatch.setattr(validator_process, "ProcessValidator", Recording)
     executor = types.SimpleNamespace(cancel=lambda run_id, reason: False)
-    monkeypatch.setattr(daemon_mod, "_build_executor", lambda *args: executor)
+    monkeypatch.setattr(daemon_mod, "_build_executor", lambda *args, **kwargs: executor)
     monkeypatch.setattr(daemon_mod.Daemon, "run", run)
     assert daemon_mod.serve(settings, masker=Masker()) == 0
     assert isinstance(seen["validator"], Recording)

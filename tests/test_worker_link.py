@@ -17,10 +17,12 @@ from ddeutil.workflow.dispatch.wire import (
     Batch,
     EventSender,
     FrameReader,
+    FromWorker,
     KeptTemplates,
     Ready,
     Run,
     SentVersions,
+    StageTime,
     Stop,
     dumps,
 )
@@ -106,12 +108,12 @@ def test_the_reader_reports_eof_when_the_daemon_closes_its_end(
 def test_events_are_sent_in_batches_in_order_and_flushed_on_close() -> None:
     events_r, events_w = multiprocessing.Pipe(duplex=False)
     sender = EventSender(events_w, name="test-events")
-    messages: list[Ready | RunEvent] = [Ready(1)]
+    messages: list[FromWorker] = [Ready(1), StageTime(0.25)]
     messages += [RunEvent("finished", f"r{n}") for n in range(200)]  # fits the pipe
     for message in messages:
         sender.put(message)
     sender.close()
-    received: list[Ready | RunEvent] = []
+    received: list[FromWorker] = []
     deadline = time.monotonic() + 10
     while len(received) < len(messages) and time.monotonic() < deadline:
         assert events_r.poll(10)

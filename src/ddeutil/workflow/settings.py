@@ -117,6 +117,23 @@ def _parse_level(raw: str) -> str:
     return level
 
 
+def _parse_port(raw: str) -> int | None:
+    try:
+        value = int(raw.strip() or "0")
+    except ValueError:
+        raise ValueError("expected a TCP port number (0 or empty: off)") from None
+    if not 0 <= value <= 65535:
+        raise ValueError("expected a TCP port number from 1 to 65535 (0 or empty: off)")
+    return value or None
+
+
+def _parse_host(raw: str) -> str:
+    host = raw.strip()
+    if not host or any(c.isspace() for c in host) or "/" in host:
+        raise ValueError("expected a host name or IP address to listen on")
+    return host
+
+
 def _parse_optional_str(raw: str) -> str | None:
     return raw or None
 
@@ -341,6 +358,18 @@ class Settings:
         _parse_positive_float,
         "180",
         "seconds after the last heartbeat when `workflow health` reports the daemon as stale",
+    )
+    app_metrics_port: int | None = _var(
+        "WORKFLOW_APP_METRICS_PORT",
+        _parse_port,
+        "0",
+        "TCP port on which the daemon serves Prometheus metrics (extra `metrics`); `0` or empty: off",
+    )
+    app_metrics_host: str = _var(
+        "WORKFLOW_APP_METRICS_HOST",
+        _parse_host,
+        "127.0.0.1",
+        "address the daemon's metrics port listens on (`0.0.0.0`: every interface)",
     )
     run_retention_days: float | None = _var(
         "WORKFLOW_RUN_RETENTION_DAYS",

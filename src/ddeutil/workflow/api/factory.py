@@ -13,6 +13,8 @@ Policies:
 * **One error shape**: FastAPI's validation errors, unknown routes, wrong
   methods, oversized bodies, store outages (503) and unexpected errors (500) are
   all answered as :class:`~.models.ErrorResponse`.
+* **Metrics**: ``GET /metrics`` is open like ``/health`` (see :mod:`.metrics`);
+  its meter is this app's own registry.
 * The run pool starts with the app's lifespan (uvicorn start-up, or entering a
   ``TestClient``) and stops with it.
 * **The dashboard** (:mod:`~ddeutil.workflow.api.ui`) is served under ``/ui/`` by
@@ -39,9 +41,12 @@ from ..dispatch.base import Executor
 from ..errors import SettingsError, StoreError
 from ..loader import Loader
 from ..masking import Masker
+from ..metrics import Meter
+from ..prometheus import PrometheusMeter
 from ..settings import Settings
 from ..store.base import RunStore
 from .errors import ApiError, error_body
+from .metrics import build_metrics_router
 from .models import ErrorDetail
 from .routes import build_routers
 from .security import MAX_BODY_BYTES, BodyLimitMiddleware, bearer_auth
@@ -101,14 +106,19 @@ def create_app(
             "value, or WORKFLOW_API_INSECURE=true to run without authentication "
             "(local use only)",
         )
+    clock = clock or SystemClock()
+    meter = PrometheusMeter(clock=clock)
     service = ApiService(
         settings=settings,
         masker=masker,
-        clock=clock or SystemClock(),
+        clock=clock,
         store=store,
         executor=executor,
         loader=loader,
+        meter=meter,
     )
+    meter.track_in_flight(service.in_flight)
+    meter.track_heartbeat_age(service.heartbeat_age)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -128,6 +138,7 @@ def create_app(
         default_response_class=response_class,
     )
     app.state.service = service
+    app.state.meter = meter
     app.state.settings = settings
     for router in build_routers(bearer_auth(token) if token else None):
         app.include_router(router)
@@ -135,7 +146,8 @@ def create_app(
         from .ui import mount_ui
 
         mount_ui(app, token=token or None, masker=masker)
-    _install_handlers(app, response_class)
+    app.include_router(build_metrics_router(meter))
+    _install_handlers(app, response_class, meter)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     return app
 
@@ -150,7 +162,7 @@ def _masked_response(masker: Masker) -> type[JSONResponse]:
     return MaskedJSONResponse
 
 
-def _install_handlers(app: FastAPI, response_class: type[JSONResponse]) -> None:
+def _install_handlers(app: FastAPI, response_class: type[JSONResponse], meter: Meter) -> None:
     def reply(
         status: int,
         message: str,
@@ -187,6 +199,7 @@ def _install_handlers(app: FastAPI, response_class: type[JSONResponse]) -> None:
         return reply(422, "the request is not valid", details=details)
 
     async def on_store_error(request: Request, exc: Exception) -> JSONResponse:
+        meter.store_error()
         logger.error("run store error: %s", exc)
         return reply(503, f"run store unavailable: {exc}", code="store_unavailable")
 

@@ -51,12 +51,14 @@ from ..dispatch.base import Executor
 from ..dispatch.cancel_watch import CANCEL_REASON, CancelWatch
 from ..dispatch.records import RunEvent, RunRequest
 from ..dispatch.rerun import prepare_rerun
+from ..dispatch.run_meter import RunMeter
 from ..dispatch.threads import ThreadExecutor
 from ..engine.context import new_run_id
 from ..errors import ParamError, RerunError, StoreError
 from ..loader import Loader, RawTemplate, template_version
 from ..logs import run_log_path
 from ..masking import Masker
+from ..metrics import NULL_METER, Meter
 from ..result import Status
 from ..settings import Settings
 from ..store import open_store
@@ -141,6 +143,9 @@ class ApiService:
         executor: Run pool to use instead of the API's own ``ThreadExecutor``;
             it is started here but stopped by its owner.
         loader: Initial template loader (default: read the conf folder).
+        meter: Receives the ends (status, duration) and starts of the runs this
+            process accepts, the durations of the stages its own pool runs, and
+            run store errors (see :mod:`ddeutil.workflow.metrics`).
     """
 
     def __init__(
@@ -152,8 +157,11 @@ class ApiService:
         store: RunStore | None = None,
         executor: Executor | None = None,
         loader: Loader | None = None,
+        meter: Meter | None = None,
     ) -> None:
         self.settings = settings
+        self.meter = meter or NULL_METER
+        self._runs = RunMeter(self.meter, clock)
         self.masker = masker
         self.clock = clock
         self.catalog = Catalog(settings, loader)
@@ -216,6 +224,7 @@ class ApiService:
                 size=self.settings.api_run_workers,
                 on_event=self._on_event,
                 name="api run pool",
+                meter=self.meter,
             )
         else:
             self._executor = self._given_executor
@@ -294,6 +303,7 @@ class ApiService:
             return self._templates.get((pipeline, version or ""))
 
     def _on_event(self, event: RunEvent) -> None:
+        self._runs.observe((event,))
         if event.kind != "finished":
             return
         with self._lock:
@@ -525,6 +535,7 @@ class ApiService:
             self._templates.move_to_end((name, version))
             while len(self._templates) > KEPT_TEMPLATES:
                 self._templates.popitem(last=False)
+        self._runs.submitted(record.run_id, name, trigger=request.trigger.value)
         try:
             executor.submit(request)
         except Exception as exc:
@@ -723,6 +734,25 @@ class ApiService:
             workers=workers,
             runs_in_flight=self.in_flight(),
         )
+
+    def heartbeat_age(self) -> float | None:
+        """Seconds since the newest heartbeat of any scheduler daemon; ``None``: none known.
+
+        One read of the store's owners (a row per daemon and worker); a store
+        that does not answer counts as a store error and gives ``None``.
+        """
+        store = self._store
+        if not self._started or store is None:
+            return None
+        try:
+            owners = store.owners()
+        except StoreError:
+            self.meter.store_error()
+            return None
+        beats = [o.heartbeat for o in owners if o.kind == "scheduler"]
+        if not beats:
+            return None
+        return max((self.clock.now() - max(beats)).total_seconds(), 0.0)
 
     # -------------------------------------------------------------- backfill
 

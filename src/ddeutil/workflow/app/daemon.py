@@ -76,6 +76,7 @@ from ..errors import SettingsError, StoreError, StoreLockedError, WorkflowError
 from ..loader import Loader, RawTemplate
 from ..logs import configure_logging
 from ..masking import Masker
+from ..metrics import NULL_METER, Meter
 from ..scheduling.scheduler import Scheduler, new_owner_id
 from ..scheduling.validation import Validator
 from ..settings import Settings
@@ -83,6 +84,7 @@ from ..store import open_store
 from ..store.base import RunStore
 from ..store.ends import EndJournal
 from ..store.retention import PruneReport, Retention
+from .metrics import DaemonMetrics, MetricsUnavailable, start_metrics
 from .options import add_arguments
 from .reaper import become_subreaper, reap_orphans
 
@@ -414,6 +416,8 @@ def _build_executor(
     masker: Masker,
     clock: Clock,
     templates: TemplateSource,
+    *,
+    meter: Meter = NULL_METER,
 ) -> Executor:
     if settings.app_executor == "celery":
         from ..dispatch.celery_executor import CeleryExecutor
@@ -424,7 +428,12 @@ def _build_executor(
     from ..dispatch.processes import ProcessExecutor
 
     return ProcessExecutor(
-        settings=settings, templates=templates, store=store, masker=masker, clock=clock
+        settings=settings,
+        templates=templates,
+        store=store,
+        masker=masker,
+        clock=clock,
+        meter=meter,
     )
 
 
@@ -439,10 +448,34 @@ def serve(
 ) -> int:
     """Run the daemon in the foreground until it is stopped; return the exit code.
 
-    Exit codes: 0 after a clean stop, 1 when the store cannot be opened or another
-    daemon holds its lock, ``128 + signal`` on a second stop signal.
+    Exit codes: 0 after a clean stop, 1 when the store cannot be opened, another
+    daemon holds its lock or the metrics port cannot be bound, 2 when the
+    metrics port is asked for without the ``metrics`` extra, ``128 + signal``
+    on a second stop signal.
     """
     clock = clock or SystemClock()
+    try:
+        metrics = start_metrics(settings, clock)
+    except MetricsUnavailable as exc:
+        logger.error("%s", exc)
+        print(f"workflow scheduler: {exc}", file=sys.stderr)
+        return EXIT_USAGE if exc.usage else EXIT_FAILED
+    try:
+        return _serve(settings, masker=masker, once=once, clock=clock, metrics=metrics)
+    finally:
+        if metrics is not None:
+            metrics.close()
+
+
+def _serve(
+    settings: Settings,
+    *,
+    masker: Masker,
+    once: bool,
+    clock: Clock,
+    metrics: DaemonMetrics | None,
+) -> int:
+    meter: Meter = NULL_METER if metrics is None else metrics.meter
     owner = new_owner_id()
     try:
         store = open_store(settings.api_db_url)
@@ -463,7 +496,7 @@ def serve(
                 return scheduler.template(pipeline, version)  # the catalog's versions
 
             try:
-                executor = _build_executor(settings, store, masker, clock, templates)
+                executor = _build_executor(settings, store, masker, clock, templates, meter=meter)
             except WorkflowError as exc:
                 logger.error("cannot start the executor: %s", exc)
                 print(masker.text(f"workflow scheduler: {exc}"), file=sys.stderr)
@@ -479,6 +512,7 @@ def serve(
                 owner=owner,
                 journal=EndJournal.for_store(settings, settings.api_db_url),
                 validator=validator,
+                meter=meter,
             )
             try:
                 days = settings.run_retention_days

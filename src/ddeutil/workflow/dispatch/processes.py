@@ -67,6 +67,7 @@ from typing import Any, Literal
 from ..clock import Clock, SystemClock
 from ..errors import StoreError
 from ..masking import Masker
+from ..metrics import NULL_METER, Meter
 from ..result import Status
 from ..settings import Settings
 from ..store import open_store
@@ -82,7 +83,18 @@ from .base import (
 from .handle import Assigned, WorkerHandle, describe_exit
 from .orphans import record_end, settle_orphan
 from .records import RunEvent, RunRequest
-from .wire import Batch, Cancel, DropHeld, Ready, Run, Stop, WorkerConfig, dumps, parent_log_config
+from .wire import (
+    Batch,
+    Cancel,
+    DropHeld,
+    Ready,
+    Run,
+    StageTime,
+    Stop,
+    WorkerConfig,
+    dumps,
+    parent_log_config,
+)
 
 __all__ = ["PRELOAD", "ProcessExecutor", "describe_exit"]
 
@@ -119,6 +131,8 @@ class ProcessExecutor:
         log_format: Worker logging; default: as the daemon's (see module doc),
             nothing when the daemon configured no logging.
         log_level: Worker log level (default: the daemon's root level).
+        meter: Counts the worker processes that died and were replaced, and
+            receives the duration of every stage the workers run.
 
     Raises:
         StoreError: ``store_url`` is an in-memory store.
@@ -138,6 +152,7 @@ class ProcessExecutor:
         cancel_grace: float = 5.0,
         log_format: Literal["json", "text"] | None = None,
         log_level: str | None = None,
+        meter: Meter | None = None,
     ) -> None:
         url = store_url or settings.api_db_url
         if url.split("://", 1)[0].lower() == "memory" or ":memory:" in url:
@@ -152,6 +167,7 @@ class ProcessExecutor:
         self._url = url
         self._masker = masker or Masker()
         self._clock = clock or SystemClock()
+        self._meter = meter or NULL_METER
         self._count = settings.app_process_worker if workers is None else workers
         self._threads = settings.app_pipeline_per_process if threads is None else threads
         if self._count < 1 or self._threads < 1:
@@ -168,6 +184,7 @@ class ProcessExecutor:
             cancel_grace=cancel_grace,
             log_format=None,
             log_level=settings.log_level,
+            stage_times=meter is not None,
         )
         self._ctx = multiprocessing.get_context("forkserver")
         self._events = EventBuffer()
@@ -423,6 +440,8 @@ class ProcessExecutor:
                         worker.runs.pop(item.run_id, None)
                     case RunEvent():
                         events.append(item)
+                    case StageTime():
+                        self._meter.stage_finished(item.seconds)
             if finished:
                 self._dispatch_locked()
             self._changed.notify_all()
@@ -467,6 +486,7 @@ class ProcessExecutor:
             if requeue and not closing:
                 self._pending.extendleft(reversed(requeue))
             if not closing:
+                self._meter.worker_restarted()
                 self._schedule_restart(worker.index, ready=worker.ready)
             self._dispatch_locked()
             self._changed.notify_all()

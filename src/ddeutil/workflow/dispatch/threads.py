@@ -27,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..cancellation import CancelToken, is_process_stop
 from ..clock import Clock, SystemClock
@@ -34,6 +35,7 @@ from ..engine.pipeline_cache import DEFAULT_SIZE, PipelineCache
 from ..loader import Loader, RawTemplate
 from ..logs import RunLogRouter
 from ..masking import Masker
+from ..metrics import Meter
 from ..result import ErrorRecord, Status
 from ..settings import Settings
 from ..store.base import RunStore
@@ -48,6 +50,9 @@ from .base import (
 )
 from .execute import error_summary, execute_request
 from .records import RunEvent, RunRequest
+
+if TYPE_CHECKING:
+    from ..engine.context import RunEvent as EngineEvent
 
 __all__ = ["ThreadExecutor"]
 
@@ -99,6 +104,8 @@ class ThreadExecutor:
         ends: Records the runs' ends, keeping those the store refuses (see
             :mod:`~ddeutil.workflow.store.ends`); default: one over ``store``
             without a journal. The executor closes it in :meth:`shutdown`.
+        meter: Receives the duration of every stage the executor's runs end
+            (the API's ``workflow_stage_duration_seconds``).
     """
 
     def __init__(
@@ -117,8 +124,10 @@ class ThreadExecutor:
         name: str = "thread executor",
         pipeline_cache: int = DEFAULT_SIZE,
         ends: EndRecorder | None = None,
+        meter: Meter | None = None,
     ) -> None:
         self._store = store
+        self._stage_events = None if meter is None else _StageMeter(meter)
         self._ends = ends or EndRecorder(store)
         self._settings = settings
         self._templates = templates
@@ -374,6 +383,7 @@ class ThreadExecutor:
                 on_start=lambda: self._emit(RunEvent("started", run_id)),
                 pipelines=self._pipelines,
                 ends=self._ends,
+                on_event=self._stage_events,
             )
         except BaseException as exc:  # execute_request records its own failures; be safe
             if is_process_stop(exc):
@@ -493,3 +503,14 @@ class ThreadExecutor:
             self._on_event(event)
         except Exception:
             logger.exception("event callback failed for %s", event)
+
+
+class _StageMeter:
+    """The engine-event callback that reports stage durations to a meter."""
+
+    def __init__(self, meter: Meter) -> None:
+        self._meter = meter
+
+    def __call__(self, event: EngineEvent) -> None:
+        if event.kind == "stage" and event.reused_from is None:  # a rerun's reuse took no time
+            self._meter.stage_finished(event.duration)

@@ -4,8 +4,9 @@
   Daemon -> worker: :class:`Run` (a request, plus its template the first time
   this worker needs that version), :class:`Cancel` (one run, or every run),
   :class:`DropHeld` (let runs held for their release time go: they stay
-  PENDING) and :class:`Stop`. Worker -> daemon: :class:`Batch` of :class:`Ready` and
-  :class:`~ddeutil.workflow.dispatch.records.RunEvent` records.
+  PENDING) and :class:`Stop`. Worker -> daemon: :class:`Batch` of :class:`Ready`,
+  :class:`~ddeutil.workflow.dispatch.records.RunEvent` and (when the daemon serves
+  metrics) :class:`StageTime` records.
 * **Templates travel once per worker and version.** The daemon remembers, per
   worker, the versions it sent (:class:`SentVersions`) and the worker keeps the
   templates it received (:class:`KeptTemplates`); both forget the oldest first
@@ -54,10 +55,12 @@ __all__ = [
     "DropHeld",
     "EventSender",
     "FrameReader",
+    "FromWorker",
     "KeptTemplates",
     "Ready",
     "Run",
     "SentVersions",
+    "StageTime",
     "Stop",
     "WorkerConfig",
     "dumps",
@@ -113,10 +116,20 @@ class Ready:
 
 
 @dataclass(frozen=True)
+class StageTime:
+    """A stage of a run ended after ``seconds`` (sent only when the daemon serves metrics)."""
+
+    seconds: float
+
+
+FromWorker = Ready | RunEvent | StageTime
+
+
+@dataclass(frozen=True)
 class Batch:
     """Worker messages sent with one pipe write, oldest first."""
 
-    messages: tuple[Ready | RunEvent, ...]
+    messages: tuple[FromWorker, ...]
 
 
 ToWorker = Run | Cancel | DropHeld | Stop
@@ -135,6 +148,8 @@ class WorkerConfig:
         cancel_grace: Seconds a cancelled run gets before it is recorded CANCELLED.
         log_format: Console logging like the daemon's; ``None``: configure none.
         log_level: Console log level.
+        stage_times: Send a :class:`StageTime` for every stage that ends (the
+            daemon serves metrics).
     """
 
     index: int
@@ -145,6 +160,7 @@ class WorkerConfig:
     cancel_grace: float
     log_format: Literal["json", "text"] | None
     log_level: str
+    stage_times: bool = False
 
 
 def parent_log_config() -> tuple[Literal["json", "text"] | None, str | None]:
@@ -311,11 +327,11 @@ class EventSender:
 
     def __init__(self, conn: Connection, name: str) -> None:
         self._conn = conn
-        self._queue: queue.SimpleQueue[Ready | RunEvent | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[FromWorker | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def put(self, message: Ready | RunEvent) -> None:
+    def put(self, message: FromWorker) -> None:
         """Queue ``message`` (thread-safe, never blocks)."""
         self._queue.put(message)
 

@@ -35,6 +35,7 @@ from types import FrameType
 from ..cancellation import ProcessStopping
 from ..clock import SystemClock
 from ..logs import configure_logging
+from ..metrics import NullMeter
 from ..store import open_store
 from ..store.ends import EndJournal, EndRecorder
 from .threads import ThreadExecutor
@@ -46,6 +47,7 @@ from .wire import (
     KeptTemplates,
     Ready,
     Run,
+    StageTime,
     Stop,
     WorkerConfig,
 )
@@ -62,6 +64,16 @@ class _Terminated(ProcessStopping):
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
     raise _Terminated
+
+
+class _StageTimes(NullMeter):
+    """The worker's meter: each stage's duration goes to the daemon in the event batches."""
+
+    def __init__(self, sender: EventSender) -> None:
+        self._sender = sender
+
+    def stage_finished(self, seconds: float) -> None:
+        self._sender.put(StageTime(seconds))
 
 
 def worker_main(requests: Connection, events: Connection, config: WorkerConfig) -> None:
@@ -88,6 +100,7 @@ def worker_main(requests: Connection, events: Connection, config: WorkerConfig) 
         on_event=sender.put,
         name=f"worker {config.index}",
         ends=EndRecorder(store, journal=EndJournal.for_store(config.settings, config.store_url)),
+        meter=_StageTimes(sender) if config.stage_times else None,
     )
     reason = "the daemon process exited"
     try:

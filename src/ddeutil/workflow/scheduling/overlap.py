@@ -85,6 +85,10 @@ class RunQueues:
                 self._waiting.pop(name, None)
         return taken
 
+    def in_flight_count(self) -> int:
+        """Runs started and not finished."""
+        return len(self._pipeline_of)
+
     def in_flight_ids(self) -> list[str]:
         """Every run in flight."""
         return list(self._pipeline_of)

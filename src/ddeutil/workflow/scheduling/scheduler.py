@@ -73,9 +73,11 @@ from typing import Any, TypeVar
 from ..clock import Clock, ensure_utc
 from ..dispatch.base import Executor
 from ..dispatch.records import RunEvent, RunRequest
+from ..dispatch.run_meter import RunMeter
 from ..errors import StoreError, WorkflowError
 from ..loader import Loader, RawTemplate
 from ..masking import Masker
+from ..metrics import NULL_METER, Meter
 from ..result import Status
 from ..runs import TriggerKind
 from ..schedules.planner import Plan, advance_watermark
@@ -94,7 +96,7 @@ from .catalog import CatalogEntry, PipelineCatalog
 from .decider import RoundDecider
 from .overlap import RunQueues, Waiting
 from .takeover import INTERRUPTED_REASON, interrupted_reason, started_elsewhere
-from .tick_report import TickLog, TickReport, log_tick
+from .tick_report import PAUSED_REASON, TickLog, TickReport, log_tick
 from .validation import Validator
 
 __all__ = ["INTERRUPTED_REASON", "Scheduler", "SchedulerState", "TickReport", "new_owner_id"]
@@ -144,6 +146,14 @@ class Scheduler:
         exclusive: This scheduler holds the store alone (its scheduler lock),
             so every other owner is gone at start. Default: the store is not
             shared.
+        meter: Receives what happens (see :mod:`ddeutil.workflow.metrics`):
+            every claimed release (on time or late), every release that did not
+            run and why (``concurrency``, ``paused``, ``catchup``: missed
+            releases the catch-up policy skipped, a long run of them once),
+            runs started (lag from the release instant) and finished (status,
+            duration), run store errors, heartbeats, and the runs in flight
+            and waiting after each tick, beat and batch of events. Default:
+            nothing is recorded.
     """
 
     def __init__(
@@ -159,8 +169,11 @@ class Scheduler:
         journal: EndJournal | None = None,
         validator: Validator | None = None,
         exclusive: bool | None = None,
+        meter: Meter | None = None,
     ) -> None:
         self._settings = settings
+        self._meter = meter or NULL_METER
+        self._runs = RunMeter(self._meter, clock)
         self._journal = journal
         self._store = store
         self._executor = executor
@@ -254,6 +267,7 @@ class Scheduler:
         with self._lock:
             self._forget(self._executor.drain_events())
             left = self._queues.waiting_count()
+            self._report_load()
             if left:
                 logger.info("%d claimed release(s) stay PENDING for another daemon", left)
             try:
@@ -327,6 +341,7 @@ class Scheduler:
                 # Daemons on a shared store, and workers on any store (SQLite included).
                 self._take_over(at, everyone=False, unowned=False)
             self._pump(self._queues.with_waiting())
+            self._report_load()
             target = self._due_at
             behind = self._watermark is None or (target is not None and self._watermark < target)
             if target is not None and (behind or not self._exclusive):
@@ -360,6 +375,8 @@ class Scheduler:
         """Write the heartbeat; ``False`` when this owner was taken over."""
         owner = self.owner
         beaten = self._connected(lambda: self._store.heartbeat(now=at, owner=owner))
+        if beaten:
+            self._meter.heartbeat(at)
         if self._connected_since is None:
             self._connected_since = at
         return beaten
@@ -376,6 +393,7 @@ class Scheduler:
             raise  # the store answered: this owner was taken over
         except StoreError:
             self._connected_since = None
+            self._meter.store_error()
             raise
 
     def _rejoin(self, at: datetime) -> None:
@@ -415,6 +433,7 @@ class Scheduler:
         while not self._store.join(self.owner, now=at, host=host, pid=pid):
             self._joins += 1
             self.owner = f"{self._base_owner}/{self._joins + 1}"
+        self._meter.heartbeat(at)  # joining writes the first heartbeat
 
     def _take_over(self, at: datetime, *, everyone: bool, unowned: bool) -> None:
         try:
@@ -430,6 +449,7 @@ class Scheduler:
             self._rejoin(at)
             return
         except StoreError as exc:  # e.g. a lock held too long: the next beat retries
+            self._meter.store_error()
             logger.warning("takeover of daemons that are gone deferred: %s", exc)
             return
         for gone in taken.owners:
@@ -564,6 +584,7 @@ class Scheduler:
         log.dispatched.extend(self._reconcile())
         watermark = self._watermark
         if after is not None and init is None and at < after.now + _MINUTE:
+            self._report_load()
             return TickReport(
                 now=at,
                 watermark=watermark,
@@ -578,6 +599,7 @@ class Scheduler:
         new_mark = advance_watermark(watermark, at)
         self._watermark = new_mark
         log_tick(result, log)
+        self._report_load()
         return TickReport(
             now=at,
             watermark=new_mark,
@@ -627,7 +649,12 @@ class Scheduler:
             )
         except OwnerLost:
             self._rejoin(at)
-        return decider.plan()
+            return decider.plan()
+        result = decider.plan()
+        missed = len(result.skipped) + len(result.skipped_ranges)
+        if missed:
+            self._meter.release_skipped("catchup", missed)
+        return result
 
     def _apply(self, item: RoundClaim, won: bool, log: TickLog, decider: RoundDecider) -> None:
         claim = item.claim
@@ -637,7 +664,9 @@ class Scheduler:
             return
         if item.state is ClaimState.SKIPPED:
             log.skipped.append(claim.run_id)
+            self._meter.release_skipped("paused" if item.reason == PAUSED_REASON else "concurrency")
             return
+        self._meter.release_claimed(late=release.late)
         waiting = Waiting(claim.run_id, claim.release, release.logical_date)
         if item.state is ClaimState.ADMITTED:
             self._submit(release.pipeline, waiting)
@@ -667,6 +696,7 @@ class Scheduler:
                 self._handle_events(events)
             else:
                 self._forget(events)
+            self._report_load()
             return events
 
     def admit_waiting(self) -> list[str]:
@@ -678,7 +708,9 @@ class Scheduler:
         with self._lock:
             if self._state is not SchedulerState.RUNNING:
                 return []
-            return self._pump(self._queues.with_waiting())
+            started = self._pump(self._queues.with_waiting())
+            self._report_load()
+            return started
 
     def limit(self, entry: CatalogEntry) -> int:
         """How many runs of ``entry``'s pipeline hold a slot at once, fleet-wide."""
@@ -698,6 +730,12 @@ class Scheduler:
             logical_date=item.logical_date,
             trigger=TriggerKind.SCHEDULE,
             owner=self.owner,
+        )
+        self._runs.submitted(
+            item.run_id,
+            name,
+            trigger=TriggerKind.SCHEDULE.value,
+            release=None if item.release is None else item.release.at,
         )
         self._executor.submit(request)
         self._queues.started(name, item.run_id)
@@ -722,6 +760,7 @@ class Scheduler:
         try:
             admitted = set(self._store.admit(limits, owner=self.owner, now=now))
         except StoreError as exc:  # the next poll, event or tick asks again
+            self._meter.store_error()
             logger.warning("waiting releases not admitted now: %s", exc)
             return []
         started: list[str] = []
@@ -731,11 +770,12 @@ class Scheduler:
                 started.append(item.run_id)
         return started
 
-    def _handle_events(self, events: Iterable[RunEvent]) -> list[str]:
+    def _handle_events(self, events: Sequence[RunEvent]) -> list[str]:
         touched = self._forget(events)
         return self._pump(touched & set(self._queues.with_waiting()))
 
-    def _forget(self, events: Iterable[RunEvent]) -> set[str]:
+    def _forget(self, events: Sequence[RunEvent]) -> set[str]:
+        self._runs.observe(events)
         touched: set[str] = set()
         for event in events:
             if event.kind != "finished":
@@ -753,6 +793,11 @@ class Scheduler:
             if name is not None:
                 touched.add(name)
         return touched
+
+    def _report_load(self) -> None:
+        self._meter.load(
+            in_flight=self._queues.in_flight_count(), waiting=self._queues.waiting_count()
+        )
 
     def _reconcile(self) -> list[str]:
         """Drop in-flight runs the store says are over; ask for slots for waiting ones.
