@@ -199,3 +199,14 @@ def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
     }
     assert sources == {"pyproject.toml", "README.md", "src", "conf"}
     assert not (sources & ignored)
+
+
+def test_install_lines_install_this_code_not_the_index_package_of_the_same_name() -> None:
+    # The public package index's ddeutil-workflow is the upstream project, not this code.
+    by_name = re.compile(r"pip install +['\"]?ddeutil-workflow\b")
+    texts = {
+        p: p.read_text(encoding="utf-8") for p in [REPO / "README.md", *REPO.glob("systemd/*")]
+    }
+    offenders = [str(p.relative_to(REPO)) for p, text in texts.items() if by_name.search(text)]
+    assert offenders == []
+    assert "pip wheel --no-deps -w dist ." in texts[REPO / "README.md"]
