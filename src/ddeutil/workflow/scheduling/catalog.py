@@ -30,7 +30,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..clock import ensure_utc
@@ -45,6 +45,10 @@ from .validation import Concurrency, InProcessValidator, PipelineFacts, Validato
 __all__ = ["CatalogEntry", "Concurrency", "PipelineCatalog"]
 
 logger = logging.getLogger(__name__)
+
+
+_LOOK_AHEAD = timedelta(days=5 * 366)
+"""How far :meth:`PipelineCatalog.next_releases` looks (a 29 February cron fires in it)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,19 @@ class PipelineCatalog:
                 )
             self._planned = planned
         return self._planned
+
+    def next_releases(self, after: datetime) -> list[tuple[datetime, str, str]]:
+        """Each scheduled pipeline's next release after ``after``: ``(instant UTC,
+        pipeline, schedule key)``, soonest first (what the daemon logs at start)."""
+        soonest: dict[str, tuple[datetime, str, str]] = {}
+        for item in self.planned():
+            fire = next(iter(item.schedule.fire_times(after, after + _LOOK_AHEAD)), None)
+            if fire is None:
+                continue
+            found = (fire, item.pipeline, item.schedule.key)
+            if item.pipeline not in soonest or found < soonest[item.pipeline]:
+                soonest[item.pipeline] = found
+        return sorted(soonest.values())
 
     def planned_by_pipeline(self) -> dict[str, list[PlannedSchedule]]:
         """:meth:`planned`, grouped by pipeline (pipelines with schedules only)."""

@@ -96,7 +96,7 @@ from .catalog import CatalogEntry, PipelineCatalog
 from .decider import RoundDecider
 from .overlap import RunQueues, Waiting
 from .takeover import INTERRUPTED_REASON, interrupted_reason, started_elsewhere
-from .tick_report import PAUSED_REASON, TickLog, TickReport, log_tick
+from .tick_report import PAUSED_REASON, TickLog, TickReport, log_next_releases, log_tick
 from .validation import Validator
 
 __all__ = ["INTERRUPTED_REASON", "Scheduler", "SchedulerState", "TickReport", "new_owner_id"]
@@ -245,6 +245,7 @@ class Scheduler:
                 self._watermark = now
             self._state = SchedulerState.RUNNING
             logger.info("scheduler running with %d pipeline(s) loaded", len(self._catalog))
+            log_next_releases(self._catalog.next_releases(now), now)
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop dispatching; let running pipelines finish, then cancel the rest. Idempotent.

@@ -14,7 +14,17 @@ from datetime import datetime
 from ..dispatch.records import RunEvent
 from ..schedules.planner import Plan, Release
 
-__all__ = ["PAUSED_REASON", "SKIP_REASON", "TickLog", "TickReport", "log_tick"]
+__all__ = [
+    "PAUSED_REASON",
+    "SKIP_REASON",
+    "TickLog",
+    "TickReport",
+    "log_next_releases",
+    "log_tick",
+]
+
+NEXT_LOGGED = 10
+"""How many pipelines' next releases :func:`log_next_releases` names."""
 
 logger = logging.getLogger("ddeutil.workflow.scheduling.scheduler")  # the scheduler's lines
 
@@ -106,3 +116,24 @@ def log_tick(result: Plan, log: TickLog) -> None:
         logger.info("release recorded SKIPPED: %s", SKIP_REASON, extra={"run_id": run_id})
     if log.held:
         logger.info("%d claimed release(s) wait for a free slot of their pipeline", len(log.held))
+
+
+def log_next_releases(upcoming: list[tuple[datetime, str, str]], now: datetime) -> None:
+    """Log when the first :data:`NEXT_LOGGED` pipelines run next (``(at, pipeline,
+    schedule)``, soonest first), so whoever starts the daemon knows what to expect."""
+    for at, pipeline, schedule in upcoming[:NEXT_LOGGED]:
+        logger.info(
+            "next release of %s: %s (in %.0fs, schedule %s)",
+            pipeline,
+            at.isoformat(),
+            (at - now).total_seconds(),
+            schedule,
+            extra={"pipeline": pipeline, "release": at.isoformat()},
+        )
+    if len(upcoming) > NEXT_LOGGED:
+        logger.info(
+            "... and %d more pipeline(s): `workflow list` shows every next release",
+            len(upcoming) - NEXT_LOGGED,
+        )
+    if not upcoming:
+        logger.info("no pipeline has a release to come: nothing is scheduled")
