@@ -189,9 +189,10 @@ def test_without_a_store_nothing_is_created_nor_imported(env: dict[str, str], ro
         timeout=60,
         check=False,
     )
-    assert done.returncode == 0, done.stderr
-    assert "STORE False" in done.stdout
-    assert not (root / ".workflow" / "runs.db").exists()
+    said = f"exit {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
+    assert done.returncode == 0, said
+    assert "STORE False" in done.stdout, said
+    assert not (root / ".workflow" / "runs.db").exists(), said
 
 
 def test_a_store_that_does_not_answer_exits_2_and_runs_nothing(
