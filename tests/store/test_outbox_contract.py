@@ -6,6 +6,7 @@ disk, PostgreSQL; see conftest.py).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -25,7 +26,7 @@ def _notice(key: str, *, run_id: str | None = None, after_failure: bool = False)
         event="recovered" if after_failure else "failure",
         channel="webhook",
         target="http://127.0.0.1:1/hook",
-        payload='{"id": "%s"}' % key,
+        payload=json.dumps({"id": key}),
         run_id=run_id,
         after_failure=after_failure,
     )
@@ -42,9 +43,7 @@ def _run(store: RunStore, run_id: str, minutes: int = 0) -> None:
 
 
 def _end(store: RunStore, run_id: str, status: Status, minutes: int, *notices: Notice) -> bool:
-    return store.finish(
-        run_id, status=status, now=T0 + timedelta(minutes=minutes), notices=notices
-    )
+    return store.finish(run_id, status=status, now=T0 + timedelta(minutes=minutes), notices=notices)
 
 
 def test_finish_writes_its_notices_once_and_a_replayed_finish_writes_nothing(

@@ -12,6 +12,7 @@ import pytest
 
 from ddeutil.workflow.errors import StoreError, StoreLockedError
 from ddeutil.workflow.store import ReleaseKey, RunStore, SqliteRunStore, open_store
+from ddeutil.workflow.store._sql import SCHEMA_VERSION
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
@@ -41,7 +42,7 @@ def test_database_is_in_wal_mode_with_a_versioned_schema(store: SqliteRunStore, 
         ).fetchone()
         indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     raw.close()
-    assert version == ("4",)
+    assert version == (str(SCHEMA_VERSION),) == ("5",)
     assert {"workflow_runs_pipeline_ix", "workflow_runs_status_ix"} <= indexes
 
 

@@ -34,9 +34,7 @@ class SqlOutbox(abc.ABC):
     @abc.abstractmethod
     def _transaction(self) -> AbstractContextManager[Any]: ...
 
-    def _insert_notices(
-        self, conn: Any, notices: Sequence[Notice], now: datetime
-    ) -> list[bool]:
+    def _insert_notices(self, conn: Any, notices: Sequence[Notice], now: datetime) -> list[bool]:
         at = self._dialect.ts_in(now)
         sql = self._dialect.sql(_sql.ADD_NOTICE)
         return [

@@ -32,7 +32,6 @@ from .base import (
     TriggerKind,
     owner_kind,
 )
-from .outbox import Notice, NoticeState, OutboxItem
 from .fleet import (
     ClaimState,
     Decide,
@@ -45,6 +44,7 @@ from .fleet import (
     RoundView,
     Takeover,
 )
+from .outbox import Notice, NoticeState, OutboxItem
 
 __all__ = ["LocalLocks", "MemoryRunStore"]
 
