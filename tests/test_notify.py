@@ -583,3 +583,42 @@ def test_a_failure_is_mailed_through_the_smtp_server(
     assert isinstance(text, bytes)
     body = json.loads(text)
     assert (body["id"], body["error"]) == ("r1:failure:email", "boom")
+
+
+# -- failures recorded by others --------------------------------------------------------------
+
+
+def test_a_run_failed_by_a_restart_is_told_once_and_a_noticed_end_is_not_told_again(
+    store: RunStore, notify_settings: Settings, clock: FakeClock, sink: HookSink
+) -> None:
+    notifier = Notifier(notify_settings, Masker(frozenset({"hunter2"})))
+    for run_id in ("lost", "ended"):
+        store.create_run(
+            run_id=run_id, pipeline="p", trigger=TriggerKind.MANUAL, params={}, now=clock.now()
+        )
+        assert store.mark_running(run_id, now=clock.now())
+    notices = notifier.run_end(
+        None, run_id="ended", pipeline="p", status=Status.FAILED, error="x", release=None,
+        ended=clock.now(),
+    )  # fmt: skip
+    assert store.finish("ended", status=Status.FAILED, now=clock.now(), notices=notices)
+    # A start-up closes the run its crashed executor left RUNNING: no notice written with it.
+    reason = "interrupted: the process died (hunter2)"
+    assert store.fail_interrupted(now=clock.now(), reason=reason) == ["lost"]
+    service = NotifyService(
+        store,
+        _sender(store, notify_settings, clock),
+        clock=clock,
+        notifier=notifier,
+        targets_of=lambda pipeline: notifier.targets(None),
+        sweep_window=timedelta(days=1),
+    )
+    service.beat()
+    service.beat()  # the next sweep is SWEEP_EVERY later
+    clock.advance(timedelta(minutes=5))
+    service.beat()  # swept again: the keys exist, nothing new
+    hits = sink.wait_for(2)
+    assert sorted(h.body["id"] for h in hits) == ["ended:failure:webhook", "lost:failure:webhook"]
+    lost = next(h.body for h in hits if h.body["run_id"] == "lost")
+    assert lost["error"] == "interrupted: the process died (***)"
+    assert len(store.notices()) == 2

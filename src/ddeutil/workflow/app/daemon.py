@@ -66,7 +66,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import FrameType
 from typing import Any
 
@@ -81,7 +81,7 @@ from ..logs import configure_logging
 from ..masking import Masker
 from ..notify.notices import Notifier
 from ..notify.sender import Sender
-from ..notify.service import NotifyService
+from ..notify.service import SWEEP_WINDOW, NotifyService
 from ..notify_rule import NotifyRule, Targets
 from ..scheduling.scheduler import Scheduler, new_owner_id
 from ..scheduling.validation import Validator
@@ -563,12 +563,16 @@ def _notify_service(
         return notifier.targets(None if template is None else NotifyRule.of_template(template.data))
 
     sender = Sender(store, settings, owner=owner, clock=clock)
+    window = SWEEP_WINDOW
+    if settings.run_retention_days is not None:  # never further back than notices are kept
+        window = min(window, timedelta(days=settings.run_retention_days))
     return NotifyService(
         store,
         sender,
         clock=clock,
         notifier=notifier,
         targets_of=targets_of,
+        sweep_window=window,
         name="scheduler-notify",
     )
 

@@ -110,7 +110,7 @@ class Notifier:
         else:
             return ()
         fact = Fact(event, pipeline, run_id, release, ended, status.value, error)
-        return self._notices(self.targets(rule), fact)
+        return self.notices(self.targets(rule), fact)
 
     def missed(
         self,
@@ -127,9 +127,10 @@ class Notifier:
             f"not started {late:.0f}s after its release time (late after {targets.late_after:g}s)"
         )
         fact = Fact("missed", pipeline, run_id, release, now, Status.PENDING.value, error)
-        return self._notices(targets, fact)
+        return self.notices(targets, fact)
 
-    def _notices(self, targets: Targets, fact: Fact) -> tuple[Notice, ...]:
+    def notices(self, targets: Targets, fact: Fact) -> tuple[Notice, ...]:
+        """The notices of ``fact`` for ``targets``: one per channel, none if its event is not told."""
         if not targets.wants(fact.event):
             return ()
         channels: list[tuple[Channel, str]] = []

@@ -2,8 +2,10 @@
 
 :class:`NotifyService` runs on a thread of its own every :data:`EVERY`
 seconds (woken earlier by :meth:`NotifyService.wake`): it records the
-``missed`` notices of late releases (the daemon only: it knows the pipelines'
-``notify:`` keys) and sends what the outbox holds (:class:`.sender.Sender`).
+``missed`` notices of late releases and, every :data:`SWEEP_EVERY` seconds,
+the ``failure`` notices of runs closed FAILED by a takeover or a restart
+(:mod:`.sweep`) (the daemon only: it knows the pipelines' ``notify:`` keys),
+and sends what the outbox holds (:class:`.sender.Sender`).
 Any failure is logged and the next pass tries again; stopping waits for the
 pass under way at most :data:`JOIN` seconds.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from ..clock import Clock
 from ..errors import StoreError
@@ -21,8 +24,9 @@ from ..store.base import RunStore
 from .late import record_missed
 from .notices import Notifier
 from .sender import Sender
+from .sweep import record_unnoticed_failures
 
-__all__ = ["EVERY", "JOIN", "NotifyService"]
+__all__ = ["EVERY", "JOIN", "SWEEP_EVERY", "SWEEP_WINDOW", "NotifyService"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +34,10 @@ EVERY = 5.0
 """Seconds between two passes."""
 JOIN = 15.0
 """Seconds :meth:`NotifyService.stop` waits for the pass under way."""
+SWEEP_EVERY = 60.0
+"""Seconds between two sweeps for failures recorded without a notice."""
+SWEEP_WINDOW = timedelta(days=1)
+"""How far back (by creation) a sweep looks, at most (see :mod:`.sweep`)."""
 
 
 class NotifyService:
@@ -42,6 +50,8 @@ class NotifyService:
         notifier: Makes ``missed`` notices; with ``targets_of`` (a pipeline's
             targets), the pass looks for late releases. ``None``: it only sends.
         every: Seconds between passes.
+        sweep_window: How far back the sweep for failures without a notice
+            looks (at most the retention); ``None``: no sweep.
     """
 
     def __init__(
@@ -53,6 +63,7 @@ class NotifyService:
         notifier: Notifier | None = None,
         targets_of: Callable[[str], Targets] | None = None,
         every: float = EVERY,
+        sweep_window: timedelta | None = SWEEP_WINDOW,
         name: str = "notify",
     ) -> None:
         self._store = store
@@ -61,6 +72,8 @@ class NotifyService:
         self._notifier = notifier
         self._targets_of = targets_of
         self._every = every
+        self._sweep_window = sweep_window
+        self._swept: datetime | None = None
         self._name = name
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -80,8 +93,29 @@ class NotifyService:
             else:
                 if new:
                     logger.warning("%d missed-release notice(s) recorded", new)
+            self._sweep()
         while not self._stop.is_set() and self.sender.send_due():
             pass  # a full batch went out: more may be due
+
+    def _sweep(self) -> None:
+        assert self._notifier is not None
+        assert self._targets_of is not None
+        now = self._clock.now()
+        window, last = self._sweep_window, self._swept
+        if window is None or (last is not None and (now - last).total_seconds() < SWEEP_EVERY):
+            return
+        self._swept = now
+        try:
+            new = record_unnoticed_failures(
+                self._store, self._notifier, self._targets_of, now=now, window=window
+            )
+        except StoreError as exc:
+            logger.warning("failures without a notice not looked for now (run store: %s)", exc)
+        except Exception:
+            logger.exception("looking for failures without a notice failed")
+        else:
+            if new:
+                logger.info("%d failure notice(s) recorded for runs closed by others", new)
 
     def start(self) -> None:
         """Start the thread (once)."""
