@@ -535,6 +535,12 @@ class Settings:
         "300",
         "seconds past its time after which a scheduled release not started is notified as `missed` (pipeline key `notify.late_after`)",
     )
+    notify_api_sender: bool = _var(
+        "WORKFLOW_NOTIFY_API_SENDER",
+        _parse_bool,
+        "false",
+        "`true`: the API process sends the notification outbox too (as the daemon does), for a store without a daemon",
+    )
     notify_max_attempts: int = _var(
         "WORKFLOW_NOTIFY_MAX_ATTEMPTS",
         _parse_positive_int,
