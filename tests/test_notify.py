@@ -453,6 +453,15 @@ def test_a_bad_notify_setting_names_the_variable(
         make_settings(**{variable: value})
 
 
+def test_a_bad_secret_setting_is_named_without_its_value(
+    make_settings: Callable[..., Settings],
+) -> None:
+    with pytest.raises(SettingsError, match="WORKFLOW_NOTIFY_WEBHOOK_URL") as caught:
+        make_settings(WORKFLOW_NOTIFY_WEBHOOK_URL="ftp://user:t0ken@example.com/x")
+    assert "t0ken" not in str(caught.value)
+    assert caught.value.value == "ftp://***"
+
+
 def test_notify_settings_parse(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(
         WORKFLOW_NOTIFY_ON="Missed, failure",
@@ -534,13 +543,11 @@ def test_retention_prunes_sent_notices_with_the_runs(
 # -- email -----------------------------------------------------------------------------------
 
 
-def test_a_failure_is_mailed_through_the_smtp_server(
-    store: RunStore, make_settings: Callable[..., Settings], clock: FakeClock
-) -> None:
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[int, list[bytes]]]:
+    """A local SMTP server (aiosmtpd) keeping each mail's bytes: (port, mails)."""
     controller_mod = pytest.importorskip("aiosmtpd.controller")
     handlers = pytest.importorskip("aiosmtpd.handlers")
-    from email import message_from_bytes
-
     got: list[bytes] = []
 
     class Keep(handlers.Sink):  # type: ignore[misc, name-defined]
@@ -554,26 +561,39 @@ def test_a_failure_is_mailed_through_the_smtp_server(
     controller = controller_mod.Controller(Keep(), hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        settings = make_settings(
-            WORKFLOW_NOTIFY_EMAIL_TO="ops@example.com,dev@example.com",
-            WORKFLOW_NOTIFY_SMTP_URL=f"smtp://127.0.0.1:{port}",
-            WORKFLOW_NOTIFY_EMAIL_FROM="wf@example.com",
-        )
-        store.create_run(run_id="r1", pipeline="p", trigger=TriggerKind.MANUAL, params={}, now=T0)
-        notices = Notifier(settings, Masker()).run_end(
-            None,
-            run_id="r1",
-            pipeline="p",
-            status=Status.FAILED,
-            error="boom",
-            release=None,
-            ended=T0,
-        )
-        assert [n.channel for n in notices] == ["email"]  # no webhook set
-        assert store.finish("r1", status=Status.FAILED, now=T0, notices=notices)
-        assert _sender(store, settings, clock).send_due() == 1
+        yield port, got
     finally:
         controller.stop()
+
+
+def _mail_failure(store: RunStore, settings: Settings, clock: FakeClock) -> Sender:
+    store.create_run(run_id="r1", pipeline="p", trigger=TriggerKind.MANUAL, params={}, now=T0)
+    notices = Notifier(settings, Masker()).run_end(
+        None, run_id="r1", pipeline="p", status=Status.FAILED, error="boom", release=None,
+        ended=T0,
+    )  # fmt: skip
+    assert [n.channel for n in notices] == ["email"]  # no webhook set
+    assert store.finish("r1", status=Status.FAILED, now=T0, notices=notices)
+    sender = _sender(store, settings, clock)
+    sender.send_due()
+    return sender
+
+
+def test_a_failure_is_mailed_through_the_smtp_server(
+    store: RunStore,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    smtp_server: tuple[int, list[bytes]],
+) -> None:
+    from email import message_from_bytes
+
+    port, got = smtp_server
+    settings = make_settings(
+        WORKFLOW_NOTIFY_EMAIL_TO="ops@example.com,dev@example.com",
+        WORKFLOW_NOTIFY_SMTP_URL=f"smtp://127.0.0.1:{port}",
+        WORKFLOW_NOTIFY_EMAIL_FROM="wf@example.com",
+    )
+    assert _mail_failure(store, settings, clock).stats.sent == 1
     (raw,) = got
     mail = message_from_bytes(raw)
     assert mail["Subject"] == "[workflow] p: failure"
@@ -583,6 +603,25 @@ def test_a_failure_is_mailed_through_the_smtp_server(
     assert isinstance(text, bytes)
     body = json.loads(text)
     assert (body["id"], body["error"]) == ("r1:failure:email", "boom")
+
+
+def test_a_password_is_never_sent_to_a_mail_server_without_tls(
+    store: RunStore,
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    smtp_server: tuple[int, list[bytes]],
+) -> None:
+    port, got = smtp_server
+    settings = make_settings(
+        WORKFLOW_NOTIFY_EMAIL_TO="ops@example.com",
+        WORKFLOW_NOTIFY_SMTP_URL=f"smtp://user:pw@127.0.0.1:{port}",
+    )
+    assert _mail_failure(store, settings, clock).stats.given_up == 1
+    (row,) = store.notices()
+    assert row.state is NoticeState.DEAD
+    assert row.last_error is not None
+    assert "no TLS" in row.last_error
+    assert got == []
 
 
 # -- failures recorded by others --------------------------------------------------------------

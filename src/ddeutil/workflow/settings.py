@@ -184,6 +184,12 @@ def _parse_smtp_url(raw: str) -> str:
     return url
 
 
+def _redacted(raw: str) -> str:
+    """A secret setting's value for messages: its URL scheme at most."""
+    scheme, sep, _ = raw.strip().partition("://")
+    return f"{scheme}://***" if sep and scheme.isalnum() else "***"
+
+
 def _parse_zone(raw: str) -> ZoneInfo:
     try:
         return ZoneInfo(raw.strip())
@@ -569,7 +575,8 @@ class Settings:
             try:
                 values[f.name] = var.parse(raw)
             except ValueError as exc:
-                raise SettingsError(var.name, raw, str(exc)) from None
+                shown = raw if f.repr else _redacted(raw)  # a secret's value never shown
+                raise SettingsError(var.name, shown, str(exc)) from None
         return cls._resolved(values)
 
     @classmethod

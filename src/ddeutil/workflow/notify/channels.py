@@ -86,6 +86,8 @@ def send_email(
 ) -> None:
     """Mail ``text`` to ``to`` through ``smtp_url`` (``smtp://`` with STARTTLS if offered, ``smtps://``).
 
+    A login (a user in the URL) is only ever sent over TLS.
+
     Raises:
         DeliveryError: the server refused the mail or could not be reached.
     """
@@ -109,7 +111,13 @@ def send_email(
             smtp.ehlo_or_helo_if_needed()
             if not secure and smtp.has_extn("starttls"):
                 smtp.starttls(context=context)
+                secure = True
             if parts.username:
+                if not secure:
+                    raise DeliveryError(
+                        "mail server offers no TLS: the password is not sent in the clear",
+                        permanent=True,
+                    )
                 smtp.login(unquote(parts.username), unquote(parts.password or ""))
             smtp.send_message(message)
     except smtplib.SMTPRecipientsRefused as exc:
