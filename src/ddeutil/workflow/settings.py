@@ -165,6 +165,18 @@ def _parse_webhook_url(raw: str) -> str:
     return check_webhook_url(raw.strip())
 
 
+def _parse_public_url(raw: str) -> str:
+    url = raw.strip()
+    try:
+        parts = urlsplit(url)
+        fits = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        fits = False
+    if not fits or len(url) > MAX_WEBHOOK_URL:
+        raise ValueError("expected the http:// or https:// URL users reach the API at")
+    return url
+
+
 def _parse_addresses(raw: str) -> tuple[str, ...]:
     addresses = tuple(check_address(item) for item in _parse_csv(raw))
     if len(addresses) > MAX_NOTIFY_ADDRESSES:
@@ -499,7 +511,7 @@ class Settings:
     )
     api_public_url: str | None = _var(
         "WORKFLOW_API_PUBLIC_URL",
-        _parse_webhook_url,
+        _parse_public_url,
         "",
         "the URL users reach the API at (`https://workflow.example.com`); notifications link to `<url>/ui/runs/<run id>`",
     )

@@ -94,8 +94,8 @@ class NotifyService:
                 if new:
                     logger.warning("%d missed-release notice(s) recorded", new)
             self._sweep()
-        while not self._stop.is_set() and self.sender.send_due():
-            pass  # a full batch went out: more may be due
+        while self.sender.send_due() and not self._stop.is_set():
+            pass  # a batch went out: more may be due (a stopping service sends one batch)
 
     def _sweep(self) -> None:
         assert self._notifier is not None
