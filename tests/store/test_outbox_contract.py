@@ -145,3 +145,26 @@ def test_prune_notices_deletes_done_rows_only(store: RunStore) -> None:
         store.prune_notices(T0, limit=0)
     with pytest.raises(ValueError, match="lease"):
         store.claim_notices("s", now=T0, lease=timedelta(0), limit=1)
+
+
+def test_concurrent_senders_on_their_own_store_objects_split_the_rows(shared_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ddeutil.workflow.store import open_store
+
+    stores = [open_store(shared_url) for _ in range(3)]
+    try:
+        stores[0].add_notices([_notice(f"k{i:02d}") for i in range(60)], now=T0)
+
+        def drain(index: int) -> list[str]:
+            got: list[str] = []
+            while items := stores[index].claim_notices(f"s{index}", now=T0, lease=LEASE, limit=4):
+                got.extend(item.key for item in items)
+            return got
+
+        with ThreadPoolExecutor(3) as pool:
+            claimed = [key for keys in pool.map(drain, range(3)) for key in keys]
+        assert sorted(claimed) == [f"k{i:02d}" for i in range(60)]  # each row once
+    finally:
+        for opened in stores:
+            opened.close()
