@@ -24,6 +24,7 @@ from typing import TypeVar
 
 import pytest
 
+from _procs import wait_group_gone
 from ddeutil.workflow.cli import main
 from ddeutil.workflow.cli.cancel import WAIT_POLL, wait_ended
 from ddeutil.workflow.dispatch.cancel_watch import CANCEL_REASON, CancelWatch
@@ -48,14 +49,6 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = WAIT) ->
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(0.05)
-
-
-def group_gone(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -352,7 +345,7 @@ def test_cancel_reaches_a_run_in_a_daemon_worker_process(
             assert main(["cancel", run_id, "--wait", str(WAIT)], out=out) == 0
             assert "cancel asked of owner" in out.getvalue()
             assert f"run {run_id} ended CANCELLED" in out.getvalue()
-            wait_for("the bash process group to be gone", lambda: group_gone(pgid))
+            wait_group_gone(pgid, WAIT)
             # --once waits for its runs up to the stop timeout: it ends at once now.
             _, err = daemon.communicate(timeout=WAIT)
             assert daemon.returncode == 0, err

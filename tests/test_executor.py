@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from _procs import group_alive, wait_group_gone
 from ddeutil.workflow.clock import FakeClock
 from ddeutil.workflow.dispatch.base import EventBuffer
 from ddeutil.workflow.dispatch.records import RunEvent, RunRequest
@@ -166,21 +167,6 @@ def read_fifo_line(fd: int, timeout: float) -> str:
             assert chunk, "the writer closed the fifo without writing"
             data += chunk
     return data.decode().strip()
-
-
-def group_alive(pgid: int) -> bool:
-    """True while a non-zombie process of group ``pgid`` exists."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
 
 
 # ---------------------------------------------------------------- tests
@@ -335,7 +321,7 @@ def test_shutdown_kills_the_bash_process_group(h: Harness, tmp_path: Path) -> No
         record = h.store.get_run("r1")
         assert record is not None
         assert record.status is Status.CANCELLED
-        assert not group_alive(pgid)
+        wait_group_gone(pgid)
     finally:
         os.close(fd)
 

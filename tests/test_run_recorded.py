@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from _procs import wait_group_gone
 from ddeutil.workflow.cli import main
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.store import RunStore, TriggerKind, open_store
@@ -106,14 +107,6 @@ def _pid(path: Path) -> int | None:
     except FileNotFoundError:
         return None
     return int(text) if text else None
-
-
-def _gone(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def test_a_recorded_run_is_in_the_history_as_a_manual_run(
@@ -267,7 +260,7 @@ def test_workflow_cancel_from_another_shell_cancels_a_recorded_run(
             proc.wait(10)
     assert proc.returncode == 1, output
     assert "CANCELLED" in output
-    _wait_for("the bash process group to be gone", lambda: _gone(pgid))
+    wait_group_gone(pgid, WAIT)
     ended = store.get_run(record.run_id)
     assert ended is not None
     assert ended.status is Status.CANCELLED
@@ -287,7 +280,7 @@ def test_ctrl_c_records_the_run_cancelled(
             proc.kill()
             proc.wait(10)
     assert proc.returncode == 1, output
-    _wait_for("the bash process group to be gone", lambda: _gone(pgid))
+    wait_group_gone(pgid, WAIT)
     [record] = store.list_runs()
     assert record.status is Status.CANCELLED
     assert record.trigger is TriggerKind.MANUAL

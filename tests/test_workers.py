@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import pytest
 
+from _procs import wait_group_gone
 from ddeutil.workflow.clock import SystemClock
 from ddeutil.workflow.dispatch import processes, wire
 from ddeutil.workflow.dispatch.processes import ProcessExecutor, describe_exit
@@ -226,20 +227,6 @@ def parent_of(pid: int) -> int:
     return int(stat.rsplit(")", 1)[1].split()[1])
 
 
-def group_alive(pgid: int) -> bool:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
-
-
 def kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
@@ -403,7 +390,7 @@ def test_shutdown_cancels_long_bash_within_timeout(h: Harness, fifo: tuple[Path,
         record = h.store.get_run("long")
         assert record is not None
         assert record.status is Status.CANCELLED
-        assert not group_alive(pgid)
+        wait_group_gone(pgid)
         assert all(wait_exit(pid, 5) for pid in pids)
         assert executor.in_flight() == 0
         executor.shutdown(0.5)  # idempotent

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from _apitest import AUTH, TOKEN, TestClient, trigger, wait_terminal
+from _procs import wait_group_gone
 from ddeutil.workflow.api.models import CancelResponse, ErrorResponse
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
@@ -80,14 +81,6 @@ def _pid(path: Path) -> int | None:
     return int(text) if text else None
 
 
-def _gone(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 def test_a_running_api_run_is_cancelled_by_the_api_process(
     make_client: Callable[..., TestClient],
     settings_for: Settings,
@@ -108,7 +101,7 @@ def test_a_running_api_run_is_cancelled_by_the_api_process(
     )
     ended = wait_terminal(client, run_id, WAIT)
     assert ended["status"] == "CANCELLED"
-    _wait_for("the bash process group to be gone", lambda: _gone(pgid))
+    wait_group_gone(pgid, WAIT)
     again = cancel(client, run_id)
     assert again.status_code == 409
     error = ErrorResponse.model_validate(again.json()).error

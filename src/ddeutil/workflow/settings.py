@@ -503,6 +503,12 @@ class Settings:
         "false",
         "`true` lets the API start without a token (local use only; logged loudly)",
     )
+    api_ui: bool = _var(
+        "WORKFLOW_API_UI",
+        _parse_bool,
+        "true",
+        "`false` turns the web dashboard under `/ui/` off (the REST API stays)",
+    )
     api_run_workers: int = _var(
         "WORKFLOW_API_RUN_WORKERS",
         _parse_positive_int,

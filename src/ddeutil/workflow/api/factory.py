@@ -15,6 +15,8 @@ Policies:
   all answered as :class:`~.models.ErrorResponse`.
 * The run pool starts with the app's lifespan (uvicorn start-up, or entering a
   ``TestClient``) and stops with it.
+* **The dashboard** (:mod:`~ddeutil.workflow.api.ui`) is served under ``/ui/`` by
+  the same app, behind the same token, unless ``WORKFLOW_API_UI=false``.
 """
 
 from __future__ import annotations
@@ -129,6 +131,10 @@ def create_app(
     app.state.settings = settings
     for router in build_routers(bearer_auth(token) if token else None):
         app.include_router(router)
+    if settings.api_ui:
+        from .ui import mount_ui
+
+        mount_ui(app, token=token or None, masker=masker)
     _install_handlers(app, response_class)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     return app

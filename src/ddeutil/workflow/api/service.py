@@ -85,6 +85,7 @@ from .models import (
     RunDetail,
     RunLogs,
     RunPage,
+    RunSummary,
     SchedulerHealth,
     SchedulerInfo,
     StoreHealth,
@@ -626,6 +627,16 @@ class ApiService:
         return RunPage(
             items=[run_summary(r) for r in records], total=total, limit=limit, offset=offset
         )
+
+    def last_runs(self, names: Sequence[str]) -> dict[str, RunSummary]:
+        """The newest run of each of ``names`` that has one (one indexed query each)."""
+        store, _ = self._ready()
+        found: dict[str, RunSummary] = {}
+        for name in names:
+            newest = store.list_runs(RunFilter(pipeline=name), limit=1)
+            if newest:
+                found[name] = run_summary(newest[0])
+        return found
 
     def logs(self, run_id: str, offset: int, limit: int) -> RunLogs:
         """Lines of a run's log file, else of the log a Celery worker kept in the store

@@ -23,11 +23,13 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
+from urllib.parse import unquote
 
 from ..__about__ import __version__
-from ..errors import SettingsError, WorkflowError
+from ..errors import SettingsError, StoreError, WorkflowError
 from ..logs import configure_logging
 from ..masking import Masker
 from ..settings import Settings
@@ -35,11 +37,22 @@ from ..settings import Settings
 if TYPE_CHECKING:
     from ..store.base import RunStore
 
-__all__ = ["CliContext", "main", "on_stop_signals", "positive_int", "run_store"]
+__all__ = [
+    "CliContext",
+    "NoRunStore",
+    "existing_store",
+    "main",
+    "on_stop_signals",
+    "positive_int",
+    "run_store",
+    "sqlite_file",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141
+"""The reader of stdout went away (128 + SIGPIPE, as the shell reports ``yes | head``)."""
 
 logger = logging.getLogger(__name__)
 
@@ -94,12 +107,50 @@ def on_stop_signals(handle: Callable[[str], None]) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+class NoRunStore(StoreError):  # noqa: N818 - names the situation, like FileNotFoundError
+    """A verb that reads runs found no run store where the settings point (it creates none)."""
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite store URL (``None`` for another store, or SQLite in memory)."""
+    scheme, _, rest = url.strip().partition("://")
+    if scheme.lower() != "sqlite":
+        return None
+    location = unquote(rest.partition("?")[0])
+    if ":memory:" in location:
+        return None
+    return Path("/" + location.lstrip("/"))
+
+
+def existing_store(settings: Settings) -> str:
+    """The run store URL of ``settings``, refusing a SQLite file that does not exist yet.
+
+    Verbs that read or change recorded runs use it: they never create a store
+    (which would then say "no run"), they say where they looked.
+
+    Raises:
+        NoRunStore: the SQLite file is not there.
+    """
+    url = settings.api_db_url
+    path = sqlite_file(url)
+    if path is not None and not path.is_file():
+        raise NoRunStore(
+            f"no run store at {path}: nothing has run with this root yet "
+            f"(WORKFLOW_ROOT_PATH is {settings.root_path}; WORKFLOW_API_DB_URL names another store)"
+        )
+    return url
+
+
 @contextmanager
-def run_store(ctx: CliContext) -> Iterator[RunStore]:
-    """The run store of the settings, open for the block (imported only when a verb needs it)."""
+def run_store(ctx: CliContext, *, create: bool = True) -> Iterator[RunStore]:
+    """The run store of the settings, open for the block (imported only when a verb needs it).
+
+    With ``create=False`` a SQLite store that does not exist is not created:
+    :class:`NoRunStore` says where it was looked for.
+    """
     from ..store import open_store
 
-    store = open_store(ctx.settings.api_db_url)
+    store = open_store(ctx.settings.api_db_url if create else existing_store(ctx.settings))
     try:
         yield store
     finally:
@@ -157,20 +208,29 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         description="Run, validate and schedule YAML-defined data pipelines.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "--log-format",
-        choices=("auto", "text", "json"),
-        default="auto",
-        help="log line format: text on a terminal and JSON otherwise by default",
-    )
-    parser.add_argument("--log-level", default=None, help="log level (default WORKFLOW_LOG_LEVEL)")
+    _add_log_options(parser, default=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     verb = _requested_verb(argv) if argv is not None else None
     for name in _modules_for(verb):
         module = importlib.import_module(f"{__name__}.{name}")
         module.register(sub)
+    for verb_parser in sub.choices.values():  # the global options after the verb too
+        _add_log_options(verb_parser, default=argparse.SUPPRESS)
     return parser
+
+
+def _add_log_options(parser: argparse.ArgumentParser, *, default: object) -> None:
+    """``--log-format`` and ``--log-level``; a verb's copy keeps the global value when absent."""
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "text", "json"),
+        default="auto" if default is None else default,
+        help="log line format: text on a terminal and JSON otherwise by default",
+    )
+    parser.add_argument(
+        "--log-level", default=default, help="log level (default WORKFLOW_LOG_LEVEL)"
+    )
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
@@ -198,12 +258,22 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     handler: Handler = args.handler
     try:
         ctx = CliContext(settings=settings, masker=masker, out=stream, owns_process=argv is None)
-        return handler(args, ctx)
+        code = handler(args, ctx)
+        stream.flush()  # a closed pipe shows here, not at exit
+        return code
     except WorkflowError as exc:
         print(f"workflow: error: {masker.text(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`workflow runs | head`): stop quietly, as `yes | head`
+        # does. Later writes to the closed stdout go to /dev/null, so the
+        # interpreter's last flush cannot print a traceback either.
+        if argv is None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def _freeze_at_exit() -> None:

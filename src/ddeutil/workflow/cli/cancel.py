@@ -28,7 +28,7 @@ from ..result import Status
 from ..store import open_store
 from ..store.base import RunRecord, RunStore
 from ..store.cancel import DEFAULT_REASON, CancelOutcome, ask_cancel
-from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliContext
+from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliContext, existing_store
 
 __all__ = ["MAX_WAIT", "WAIT_POLL", "default_clock", "register"]
 
@@ -88,7 +88,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _cmd_cancel(args: argparse.Namespace, ctx: CliContext) -> int:
     text = ctx.masker.text
     try:
-        store = open_store(ctx.settings.api_db_url)
+        store = open_store(existing_store(ctx.settings))
     except StoreError as exc:
         print(text(f"workflow cancel: cannot open the run store: {exc}"), file=sys.stderr)
         return EXIT_USAGE

@@ -91,7 +91,7 @@ def _cmd_health(args: argparse.Namespace, ctx: CliContext) -> int:
     settings = ctx.settings
     stale = settings.app_health_stale
     try:
-        with run_store(ctx) as store:
+        with run_store(ctx, create=False) as store:
             owners = store.owners()
     except StoreError as exc:
         reason = f"cannot read the run store: {ctx.masker.text(str(exc))}"
@@ -192,7 +192,7 @@ def _daemon_row(view: DaemonView) -> tuple[str, ...]:
 
 
 def _cmd_runs(args: argparse.Namespace, ctx: CliContext) -> int:
-    with run_store(ctx) as store:
+    with run_store(ctx, create=False) as store:
         status = Status(args.status) if args.status else None
         where = RunFilter(pipeline=args.pipeline, status=status)
         runs = store.list_runs(where, limit=args.limit)
@@ -240,7 +240,7 @@ def _cmd_logs(args: argparse.Namespace, ctx: CliContext) -> int:
         with path.open(encoding="utf-8") as fh:
             _print_log(args, ctx, fh)
         return EXIT_OK
-    with run_store(ctx) as store:  # a run a Celery worker ran elsewhere: its log is kept here
+    with run_store(ctx, create=False) as store:  # a Celery run's log is kept here
         known = store.get_run(args.run_id)
         kept = store.run_log(args.run_id) if known is not None else None
     if known is None:

@@ -19,13 +19,11 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 from ..clock import Clock, SystemClock
 from ..errors import StoreError, TemplateNotFound
-from . import positive_int, run_store
+from . import positive_int, run_store, sqlite_file
 
 if TYPE_CHECKING:
     from ..scheduling.backfill import Backfill, Outcome
@@ -234,11 +232,9 @@ def paused_pipelines(settings: Settings) -> dict[str, datetime] | None:
     ``None`` too: ``workflow list`` still lists the conf folder.
     """
     url = settings.api_db_url
-    scheme, _, rest = url.strip().partition("://")
-    if scheme.lower() == "sqlite":
-        location = unquote(rest.partition("?")[0])
-        if ":memory:" in location or not Path("/" + location.lstrip("/")).is_file():
-            return None
+    path = sqlite_file(url)
+    if path is not None and not path.is_file():
+        return None
     from ..store import open_store
 
     try:

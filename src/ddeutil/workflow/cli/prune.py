@@ -23,7 +23,7 @@ from ..errors import StoreError
 from ..settings import MAX_RETENTION_DAYS
 from ..store import open_store
 from ..store.retention import PruneReport, cutoff, prune
-from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliContext
+from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliContext, existing_store
 
 __all__ = ["days", "default_clock", "register"]
 
@@ -80,7 +80,7 @@ def _cmd_prune(args: argparse.Namespace, ctx: CliContext) -> int:
         return EXIT_USAGE
     before = cutoff(default_clock().now(), age)
     try:
-        store = open_store(ctx.settings.api_db_url)
+        store = open_store(existing_store(ctx.settings))
         try:
             report = prune(
                 store, before=before, log_dir=ctx.settings.log_path, dry_run=args.dry_run

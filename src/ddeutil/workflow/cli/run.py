@@ -34,6 +34,7 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
@@ -86,6 +87,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="do not write the run to the run store (by default it is recorded when a store "
         "is configured: WORKFLOW_API_DB_URL set, or the default SQLite store exists)",
     )
+    run.add_argument(
+        "--logical-date",
+        metavar="T",
+        type=_instant,
+        default=None,
+        help="run it for this date or instant: ${{ release.logical_date }} (ISO 8601; "
+        "without an offset it is read in WORKFLOW_CORE_TIMEZONE; default: now)",
+    )
     run.set_defaults(handler=_cmd_run)
 
     schema = sub.add_parser(
@@ -109,6 +118,27 @@ def recording_url(settings: Settings, environ: Mapping[str, str]) -> str | None:
         return settings.api_db_url
     default = settings.root_path / ".workflow" / "runs.db"
     return settings.api_db_url if default.is_file() else None
+
+
+def _instant(raw: str) -> datetime:
+    """An argparse ``type=``: an ISO 8601 date or date-time (the zone is applied later)."""
+    text = raw.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 date or date-time (2024-01-31, 2024-01-31T01:30+07:00), "
+            f"got {raw!r}"
+        ) from None
+
+
+def _logical_date(value: datetime | None, ctx: CliContext) -> datetime | None:
+    """``--logical-date`` in the configured zone when it names no offset."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=ctx.settings.timezone)
 
 
 def _parse_params(pairs: list[str]) -> dict[str, str]:
@@ -197,6 +227,7 @@ def _cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
     try:
         params = _parse_params(args.param)
         with cancel_on_signals(token):
+            logical_date = _logical_date(args.logical_date, ctx)
             if url is None:
                 result = pipeline.execute(
                     params,
@@ -204,13 +235,21 @@ def _cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
                     settings=ctx.settings,
                     masker=ctx.masker,
                     on_event=on_event,
+                    logical_date=logical_date,
                 )
             else:
                 from .run_record import RecordingUnavailableError, execute_recorded
 
                 try:
                     run_id, recorded = execute_recorded(
-                        url, pipeline, loader, params, ctx=ctx, token=token, on_event=on_event
+                        url,
+                        pipeline,
+                        loader,
+                        params,
+                        ctx=ctx,
+                        token=token,
+                        on_event=on_event,
+                        logical_date=logical_date,
                     )
                 except RecordingUnavailableError as exc:
                     print(f"workflow run: {ctx.masker.text(str(exc))}", file=sys.stderr)

@@ -28,6 +28,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock, SystemClock
@@ -81,6 +82,7 @@ def execute_recorded(
     on_event: Callable[[RunEvent], None] | None = None,
     clock: Clock | None = None,
     rerun: Rerun | None = None,
+    logical_date: datetime | None = None,
 ) -> tuple[str, Result | None]:
     """Record and run ``pipeline`` with ``params`` (see the module); return its run id and result.
 
@@ -122,6 +124,7 @@ def execute_recorded(
                     ctx=ctx,
                     clock=clock,
                     rerun_of=None if rerun is None else rerun.source.run_id,
+                    logical_date=logical_date,
                 )
             except StoreError as exc:
                 raise RecordingUnavailableError(_unavailable(url, exc)) from None
@@ -132,6 +135,7 @@ def execute_recorded(
                     pipeline=pipeline.name,
                     version=version,
                     params=resolved,
+                    logical_date=logical_date,
                     trigger=TriggerKind.MANUAL,
                     owner=lease.owner,
                 )
@@ -211,6 +215,7 @@ def _create(
     ctx: CliContext,
     clock: Clock,
     rerun_of: str | None = None,
+    logical_date: datetime | None = None,
 ) -> str:
     """Record the PENDING run; a run id drawn twice in one second is drawn again."""
     for attempt in range(3):
@@ -224,6 +229,7 @@ def _create(
                 now=clock.now(),
                 owner=owner,
                 rerun_of=rerun_of,
+                logical_date=logical_date,
             )
         except StoreError:
             if attempt < 2 and store.get_run(run_id) is not None:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from ..result import Result
     from ..settings import Settings
     from .rerun import Resume
+    from .timeline import Timeline
 
 __all__ = [
     "PipelineSource",
@@ -177,6 +178,8 @@ class RunContext:
         strategy: The matrix combination id (in per-combination copies of a
             job with several combinations).
         matrix: The combination's values (in per-combination copies).
+        timeline: Collects when each job and stage started and ended (see
+            :mod:`~ddeutil.workflow.engine.timeline`); ``None`` records nothing.
     """
 
     run_id: str
@@ -194,6 +197,7 @@ class RunContext:
     job: str = ""
     strategy: str | None = None
     matrix: Mapping[str, Any] = field(default_factory=dict)
+    timeline: Timeline | None = None
 
     def evolve(self, **changes: Any) -> RunContext:
         """A copy with ``changes`` (a job's or a combination's view of the run)."""

@@ -340,6 +340,16 @@ class JobPlan:
         rc = rc.evolve(job=self.id)
         outcome = self._execute(base, rc, reuse)
         duration = time.perf_counter() - started
+        if rc.timeline is not None:
+            rc.timeline.add(
+                job=self.id,
+                stage=None,
+                strategy=None,
+                name=self.id,
+                status=outcome.status,
+                end=rc.clock.now(),
+                duration=duration,
+            )
         rc.log(logger, logging.INFO, "job %r %s in %.3fs", self.id, outcome.status.value, duration)
         if rc.on_event is not None:
             first = next((e.message for e in outcome.errors), None)

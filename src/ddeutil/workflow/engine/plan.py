@@ -18,11 +18,12 @@ run at a time). A job whose need did not succeed is SKIPPED; independent jobs
 still run. The result is FAILED when any job failed, CANCELLED when the run was
 cancelled, SUCCESS otherwise: run failures never raise.
 
-The result's context is ``{"params", "jobs", "needs"}``: ``needs`` records the
+The result's context is ``{"params", "jobs", "needs", "timeline"}``: ``needs`` records the
 job graph the run had (job id -> the ids it needs, for every job), so a later
 rerun can tell whether the template changed under it (see
-:mod:`~ddeutil.workflow.engine.rerun`). A pipeline without jobs has no graph to
-record and its context stays ``{"params", "jobs": {}}``.
+:mod:`~ddeutil.workflow.engine.rerun`); ``timeline`` holds when each job and stage
+started and ended (see :mod:`~ddeutil.workflow.engine.timeline`). A pipeline without
+jobs has neither and its context stays ``{"params", "jobs": {}}``.
 
 A rerun (``RunOptions.resume``) does not execute the jobs it reuses: each is
 recorded with its earlier context and outcome SUCCESS, logged as reused and
@@ -52,6 +53,7 @@ from .params import ParamSet
 from .rerun import Resume
 from .stages import hook_registry
 from .stages.trigger import loop_message
+from .timeline import Timeline
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -150,6 +152,7 @@ class ExecutionPlan:
             pipelines=self.pipelines,
             on_event=options.on_event,
             chain=(*options.chain, self.name),
+            timeline=Timeline() if self.order else None,
         )
         jobs_ctx: dict[str, Any] = {}
         logical_date = options.logical_date or start.astimezone(settings.timezone)
@@ -187,6 +190,8 @@ class ExecutionPlan:
         }
         if self.order:
             context["needs"] = {j: list(self.jobs[j].needs) for j in self.order}
+        if rc.timeline is not None:
+            context["timeline"] = rc.timeline.to_context()
         return Result(
             status=status,
             run_id=run_id,

@@ -445,6 +445,16 @@ class StagePlan:
         record: ErrorRecord | None = None,
     ) -> StageOutcome:
         duration = time.perf_counter() - started
+        if rc.timeline is not None:
+            rc.timeline.add(
+                job=rc.job,
+                stage=label,
+                strategy=rc.strategy,
+                name=rc.masker.text(name),
+                status=status,
+                end=rc.clock.now(),
+                duration=duration,
+            )
         if status is Status.CANCELLED and record is None:
             text = rc.masker.text(message or "cancelled")
             record = ErrorRecord(message=text, kind="StageCancelled", job=rc.job, stage=label)
