@@ -16,7 +16,7 @@ store follows:
   ``after_failure`` is inserted only when the pipeline's previous run that ended
   SUCCESS or FAILED (other than this one, by end time) was FAILED; runs that
   were skipped or cancelled do not count.
-* **A row is leased while it is sent.** :meth:`~OutboxStore.claim_notices`
+* **A row is leased while it is sent.** :meth:`~ddeutil.workflow.store.base.RunStore.claim_notices`
   hands a due pending row to one sender until its lease runs out, counting an
   attempt; the sender then marks it sent, or failed with the time of its next
   attempt (or given up). A sender that dies while holding a lease leaves the
@@ -25,18 +25,17 @@ store follows:
   before the row was marked sent sends it again, with the same dedupe key.
 * **Bounded.** Payloads are capped by the caller (see
   :mod:`ddeutil.workflow.notify.notices`); rows that are done (sent or given
-  up) are deleted by :meth:`~OutboxStore.prune_notices` with the runs.
+  up) are deleted by :meth:`~ddeutil.workflow.store.base.RunStore.prune_notices` with the runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Literal, Protocol
+from typing import Literal
 
-__all__ = ["Channel", "Notice", "NoticeState", "OutboxItem", "OutboxStore"]
+__all__ = ["Channel", "Notice", "NoticeState", "OutboxItem", "lease_until"]
 
 Channel = Literal["webhook", "email"]
 
@@ -93,46 +92,6 @@ class OutboxItem:
     due: datetime
     done: datetime | None = None
     last_error: str | None = None
-
-
-class OutboxStore(Protocol):
-    """The outbox methods of a run store (every bundled store has them)."""
-
-    def add_notices(self, notices: Sequence[Notice], *, now: datetime) -> list[bool]:
-        """Insert ``notices`` due at ``now`` in one transaction; one flag per notice.
-
-        ``False``: a row with that key exists already (nothing written for it).
-        ``after_failure`` is not looked at here (it belongs to a run's finish).
-        """
-        ...
-
-    def claim_notices(
-        self, owner: str, *, now: datetime, lease: timedelta, limit: int
-    ) -> list[OutboxItem]:
-        """Lease up to ``limit`` pending rows due by ``now`` to ``owner`` until ``now + lease``.
-
-        Rows leased to another sender whose lease has not run out are passed
-        over. Each claimed row counts one more attempt. Oldest due first.
-        """
-        ...
-
-    def notice_sent(self, key: str, *, now: datetime) -> bool:
-        """Mark the row ``key`` sent; ``False`` when it is not pending (already done)."""
-        ...
-
-    def notice_failed(
-        self, key: str, *, now: datetime, retry_at: datetime | None, error: str
-    ) -> bool:
-        """Record a failed attempt: due again at ``retry_at``, or given up when ``None``."""
-        ...
-
-    def notices(self, *, limit: int = 100) -> list[OutboxItem]:
-        """Outbox rows, newest first (inspection and tests)."""
-        ...
-
-    def prune_notices(self, before: datetime, *, limit: int) -> int:
-        """Delete up to ``limit`` done rows created before ``before``; how many were deleted."""
-        ...
 
 
 def lease_until(now: datetime, lease: timedelta) -> datetime:
