@@ -661,3 +661,29 @@ def test_a_run_failed_by_a_restart_is_told_once_and_a_noticed_end_is_not_told_ag
     lost = next(h.body for h in hits if h.body["run_id"] == "lost")
     assert lost["error"] == "interrupted: the process died (***)"
     assert len(store.notices()) == 2
+
+
+def test_a_receiver_that_hangs_up_is_a_failure_to_retry() -> None:
+    import threading
+
+    from ddeutil.workflow.notify.channels import DeliveryError, post_webhook
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def hang_up() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.close()
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+        with pytest.raises(DeliveryError, match="webhook unreachable") as caught:
+            post_webhook(url, b"{}", key="k", timeout=5)
+        assert not caught.value.permanent
+    finally:
+        thread.join(timeout=5)
+        server.close()

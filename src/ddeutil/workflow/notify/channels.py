@@ -9,6 +9,7 @@ another host) is permanent. Messages never hold the URL or the SMTP password.
 
 from __future__ import annotations
 
+import http.client
 import smtplib
 import ssl
 import urllib.error
@@ -65,7 +66,7 @@ def post_webhook(url: str, body: bytes, *, key: str, timeout: float = TIMEOUT) -
     except urllib.error.HTTPError as exc:
         status = int(exc.code)
         exc.close()
-    except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # refused, timeouts, cut
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         raise DeliveryError(f"webhook unreachable: {type(exc).__name__}: {reason}") from None
     if 200 <= status < 300:

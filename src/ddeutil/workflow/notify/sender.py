@@ -107,7 +107,7 @@ class Sender:
     def deliver(self, item: OutboxItem) -> None:
         """Deliver ``item`` by its channel (webhook POST or email)."""
         if item.channel == "webhook":
-            post_webhook(item.target, item.payload.encode("ascii"), key=item.key)
+            post_webhook(item.target, item.payload.encode("utf-8"), key=item.key)
             return
         smtp = self._settings.notify_smtp_url
         if not smtp:
