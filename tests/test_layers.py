@@ -3,7 +3,7 @@
 Each layer may import its own layer and the layers below it, never one above;
 no module may take part in an import cycle. The layers, lowest first, are drawn
 by the folders: the foundation modules at the package root, ``schedules/``,
-``engine/``, ``store/``, ``dispatch/``, ``scheduling/``, then the entry points
+``engine/``, ``store/``, ``notify/``, ``dispatch/``, ``scheduling/``, then the entry points
 ``app/``, ``api/`` and ``cli/``. The root's public re-export modules
 (``pipeline``, ``on``, ``templating``, the package ``__init__`` and
 ``__main__``) sit above everything. See the README's "Architecture" section.
@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("schedules",),
     ("engine",),
     ("store",),
+    ("notify",),
     ("dispatch",),
     ("scheduling",),
     ("app", "api", "cli"),

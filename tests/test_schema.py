@@ -25,6 +25,7 @@ ingest:
   on: [on_every_5_min, {cron: "0 1 * * *"}]
   concurrency: skip
   catchup: all
+  notify: {on: [failure, missed], webhook: "https://hooks.example.com/x", late_after: 60}
   params:
     author-run: str
     run-date: {type: datetime, default: "2024-01-01"}
@@ -82,6 +83,7 @@ def test_the_schema_describes_pipelines_stages_params_and_schedules(schema: dict
         "catchup",
         "queue",
         "timeout",
+        "notify",
     }
     assert pipeline["required"] == ["type"]
     queue_name = re.compile(pipeline["properties"]["queue"]["pattern"])

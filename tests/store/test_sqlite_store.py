@@ -12,6 +12,8 @@ import pytest
 
 from ddeutil.workflow.errors import StoreError, StoreLockedError
 from ddeutil.workflow.store import ReleaseKey, RunStore, SqliteRunStore, open_store
+from ddeutil.workflow.store._sql import SCHEMA_VERSION
+from ddeutil.workflow.store.outbox import Notice
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
@@ -41,7 +43,7 @@ def test_database_is_in_wal_mode_with_a_versioned_schema(store: SqliteRunStore, 
         ).fetchone()
         indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     raw.close()
-    assert version == ("4",)
+    assert version == (str(SCHEMA_VERSION),) == ("5",)
     assert {"workflow_runs_pipeline_ix", "workflow_runs_status_ix"} <= indexes
 
 
@@ -53,6 +55,34 @@ def test_reopening_keeps_the_schema_and_rows(store: SqliteRunStore, db: Path) ->
         assert again.get_run("r1") is not None
     finally:
         again.close()
+
+
+def test_a_version_4_store_gains_the_outbox_and_keeps_its_runs(
+    store: SqliteRunStore, db: Path
+) -> None:
+    assert claim(store, 0, "r1")
+    store.close()
+    with sqlite3.connect(db) as raw:  # the store as version 4 left it
+        raw.execute("DROP TABLE workflow_outbox")
+        raw.execute("UPDATE workflow_meta SET value = '4' WHERE key = 'schema_version'")
+    raw.close()
+    reopened = SqliteRunStore(db)
+    try:
+        assert reopened.get_run("r1") is not None
+        assert reopened.add_notices([_notice("k")], now=T0) == [True]
+        assert [n.key for n in reopened.notices()] == ["k"]
+    finally:
+        reopened.close()
+    with sqlite3.connect(db) as raw:
+        version = raw.execute(
+            "SELECT value FROM workflow_meta WHERE key = 'schema_version'"
+        ).fetchone()
+    raw.close()
+    assert version == ("5",)
+
+
+def _notice(key: str) -> Notice:
+    return Notice(key, "p", "missed", "webhook", "http://127.0.0.1:1/", "{}")
 
 
 def test_a_newer_schema_is_refused(store: SqliteRunStore, db: Path) -> None:

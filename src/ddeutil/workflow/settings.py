@@ -13,13 +13,25 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import SettingsError
 from .limits import DEFAULT_LIMITS, MAX_DEPTH_CEILING, ConfLimits
 
-__all__ = ["ENV_VARS", "MAX_RETENTION_DAYS", "QUEUE_NAME", "QUEUE_RULE", "ExecutorKind", "Settings"]
+__all__ = [
+    "ENV_VARS",
+    "MAX_RETENTION_DAYS",
+    "NOTIFY_EVENTS",
+    "QUEUE_NAME",
+    "QUEUE_RULE",
+    "ExecutorKind",
+    "NotifyEvent",
+    "Settings",
+    "check_address",
+    "check_webhook_url",
+]
 
 T = TypeVar("T")
 ExecutorKind = Literal["local", "celery"]
@@ -29,6 +41,40 @@ QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 QUEUE_RULE = (
     "expected a queue name: letters, digits, '_', '.', '-', at most 64, not starting with a symbol"
 )
+
+NotifyEvent = Literal["failure", "recovered", "missed"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
+"""The events a notification tells (setting and the pipeline's ``notify.on``)."""
+MAX_WEBHOOK_URL = 2048
+"""Longest webhook URL accepted."""
+MAX_NOTIFY_ADDRESSES = 20
+"""Most email recipients of one notification."""
+_ADDRESS = re.compile(r"[^@\s,<>]{1,64}@[A-Za-z0-9.-]{1,253}")
+
+
+def check_webhook_url(url: str) -> str:
+    """Return ``url`` if it is an ``http(s)`` URL with a host; raise ``ValueError`` otherwise.
+
+    The message never repeats the URL (it may hold a token).
+    """
+    if len(url) > MAX_WEBHOOK_URL:
+        raise ValueError(f"a webhook URL is at most {MAX_WEBHOOK_URL} characters")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        raise ValueError("a webhook URL must be an http:// or https:// URL") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValueError("a webhook URL must be an http:// or https:// URL with a host")
+    return url
+
+
+def check_address(address: str) -> str:
+    """Return ``address`` if it looks like ``name@domain``; raise ``ValueError`` otherwise."""
+    if not _ADDRESS.fullmatch(address):
+        raise ValueError(f"{address[:80]!r} is not an email address (name@domain)")
+    return address
+
 
 _TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
 _FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
@@ -101,6 +147,59 @@ def _parse_csv(raw: str) -> tuple[str, ...]:
     if not items:
         raise ValueError("expected a comma-separated list with at least one item")
     return items
+
+
+def _parse_events(raw: str) -> tuple[NotifyEvent, ...]:
+    if raw.strip().lower() == "none":
+        return ()
+    events: list[NotifyEvent] = []
+    for item in _parse_csv(raw):
+        name = item.lower()
+        if name not in NOTIFY_EVENTS:
+            raise ValueError(f"expected events among {', '.join(NOTIFY_EVENTS)} (or none)")
+        events.append(name)  # checked against NOTIFY_EVENTS
+    return tuple(dict.fromkeys(events))
+
+
+def _parse_webhook_url(raw: str) -> str:
+    return check_webhook_url(raw.strip())
+
+
+def _parse_public_url(raw: str) -> str:
+    url = raw.strip()
+    try:
+        parts = urlsplit(url)
+        fits = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        fits = False
+    if not fits or len(url) > MAX_WEBHOOK_URL:
+        raise ValueError("expected the http:// or https:// URL users reach the API at")
+    return url
+
+
+def _parse_addresses(raw: str) -> tuple[str, ...]:
+    addresses = tuple(check_address(item) for item in _parse_csv(raw))
+    if len(addresses) > MAX_NOTIFY_ADDRESSES:
+        raise ValueError(f"expected at most {MAX_NOTIFY_ADDRESSES} addresses")
+    return addresses
+
+
+def _parse_smtp_url(raw: str) -> str:
+    url = raw.strip()
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port
+    except ValueError:
+        raise ValueError("expected smtp://[user:password@]host[:port] or smtps://...") from None
+    if parts.scheme not in ("smtp", "smtps") or not host:
+        raise ValueError("expected smtp://[user:password@]host[:port] or smtps://...")
+    return url
+
+
+def _redacted(raw: str) -> str:
+    """A secret setting's value for messages: its URL scheme at most."""
+    scheme, sep, _ = raw.strip().partition("://")
+    return f"{scheme}://***" if sep and scheme.isalnum() else "***"
 
 
 def _parse_zone(raw: str) -> ZoneInfo:
@@ -445,6 +544,62 @@ class Settings:
         "4",
         "pipelines the API process runs at once for manual triggers",
     )
+    api_public_url: str | None = _var(
+        "WORKFLOW_API_PUBLIC_URL",
+        _parse_public_url,
+        "",
+        "the URL users reach the API at (`https://workflow.example.com`); notifications link to `<url>/ui/runs/<run id>`",
+    )
+    notify_on: tuple[NotifyEvent, ...] = _var(
+        "WORKFLOW_NOTIFY_ON",
+        _parse_events,
+        "failure,recovered,missed",
+        "events notified for a pipeline without `notify.on`: `failure`, `recovered`, `missed` (comma-separated), or `none`",
+    )
+    notify_webhook_url: str | None = _var(
+        "WORKFLOW_NOTIFY_WEBHOOK_URL",
+        _parse_webhook_url,
+        "",
+        "http(s) URL notices are POSTed to (JSON, header `Idempotency-Key`) for a pipeline without `notify.webhook`",
+        secret=True,
+    )
+    notify_email_to: tuple[str, ...] | None = _var(
+        "WORKFLOW_NOTIFY_EMAIL_TO",
+        _parse_addresses,
+        "",
+        "addresses (comma-separated) notices are mailed to for a pipeline without `notify.email`",
+    )
+    notify_email_from: str = _var(
+        "WORKFLOW_NOTIFY_EMAIL_FROM",
+        check_address,
+        "workflow@localhost",
+        "sender address of notification emails",
+    )
+    notify_smtp_url: str | None = _var(
+        "WORKFLOW_NOTIFY_SMTP_URL",
+        _parse_smtp_url,
+        "",
+        "mail server of notification emails: `smtp://[user:password@]host[:port]` (STARTTLS when offered) or `smtps://...` (TLS)",
+        secret=True,
+    )
+    notify_late_after: float = _var(
+        "WORKFLOW_NOTIFY_LATE_AFTER",
+        _parse_positive_float,
+        "300",
+        "seconds past its time after which a scheduled release not started is notified as `missed` (pipeline key `notify.late_after`)",
+    )
+    notify_api_sender: bool = _var(
+        "WORKFLOW_NOTIFY_API_SENDER",
+        _parse_bool,
+        "false",
+        "`true`: the API process sends the notification outbox too (as the daemon does), for a store without a daemon",
+    )
+    notify_max_attempts: int = _var(
+        "WORKFLOW_NOTIFY_MAX_ATTEMPTS",
+        _parse_positive_int,
+        "8",
+        "attempts to deliver one notice (backoff 5 s doubling, at most 15 min apart) before it is given up and logged",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -467,7 +622,8 @@ class Settings:
             try:
                 values[f.name] = var.parse(raw)
             except ValueError as exc:
-                raise SettingsError(var.name, raw, str(exc)) from None
+                shown = raw if f.repr else _redacted(raw)  # a secret's value never shown
+                raise SettingsError(var.name, shown, str(exc)) from None
         return cls._resolved(values)
 
     @classmethod

@@ -35,8 +35,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +61,8 @@ from ..loader import Loader, RawTemplate, template_version
 from ..logs import run_log_path
 from ..masking import Masker
 from ..metrics import NULL_METER, Meter
+from ..notify.sender import Sender
+from ..notify.service import NotifyService
 from ..result import Status
 from ..settings import Settings
 from ..store import open_store
@@ -176,6 +180,7 @@ class ApiService:
         self._stop = threading.Event()
         self._pump: threading.Thread | None = None
         self._cancels: CancelWatch | None = None
+        self._notify: NotifyService | None = None
         self._backfills = ApiBackfills(
             settings=settings,
             masker=masker,
@@ -234,6 +239,11 @@ class ApiService:
         self._cancels = CancelWatch(
             self._store, owner=lambda: None, cancel=self._cancel_own, name="api-cancels"
         ).start()
+        if self.settings.notify_api_sender:
+            owner = f"api-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            sender = Sender(self._store, self.settings, owner=owner, clock=self.clock)
+            self._notify = NotifyService(self._store, sender, clock=self.clock, name="api-notify")
+            self._notify.start()
         self._started = True
         logger.info(
             "API started: run pool of %d, store %s", self.settings.api_run_workers, self._store
@@ -250,6 +260,9 @@ class ApiService:
         if self._cancels is not None:
             self._cancels.close()
             self._cancels = None
+        if self._notify is not None:
+            self._notify.stop()
+            self._notify = None
         if executor is not None and self._given_executor is None:
             executor.shutdown(self.settings.app_stop_timeout if timeout is None else timeout)
             if self.settings.app_executor == "local":  # sent runs start on the workers

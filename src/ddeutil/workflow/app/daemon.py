@@ -34,7 +34,10 @@ Lifecycle of ``python -m ddeutil.workflow.app`` (and ``workflow scheduler``):
    error is logged, never fatal. Every daemon on a shared store prunes: the
    batches are idempotent. A **cancel** thread hands the cancel requests of the
    daemon's runs (``workflow cancel``, the API) to the executor about once a
-   second (:class:`~ddeutil.workflow.dispatch.cancel_watch.CancelWatch`).
+   second (:class:`~ddeutil.workflow.dispatch.cancel_watch.CancelWatch`). A
+   **notify** thread (:class:`~ddeutil.workflow.notify.service.NotifyService`)
+   records the ``missed`` notices of late releases and sends the notification
+   outbox every few seconds.
 4. Signals: **SIGTERM / SIGINT** stop ticking, let running pipelines finish for
    ``WORKFLOW_APP_STOP_TIMEOUT`` seconds, cancel the rest (shell children
    included; recorded CANCELLED) and exit 0. A **second** SIGTERM / SIGINT exits
@@ -63,7 +66,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import FrameType
 from typing import Any
 
@@ -77,6 +80,10 @@ from ..loader import Loader, RawTemplate
 from ..logs import configure_logging
 from ..masking import Masker
 from ..metrics import NULL_METER, Meter
+from ..notify.notices import Notifier
+from ..notify.sender import Sender
+from ..notify.service import SWEEP_WINDOW, NotifyService
+from ..notify_rule import NotifyRule, Targets
 from ..scheduling.scheduler import Scheduler, new_owner_id
 from ..scheduling.validation import Validator
 from ..settings import Settings
@@ -202,6 +209,9 @@ class Daemon:
         cancels: Hands the cancel requests of the daemon's runs to the executor
             (``workflow cancel``, the API), started with the scheduler and
             stopped after it.
+        notify: Finds missed releases and sends the outbox on a thread, started
+            with the scheduler and stopped after it (with ``once``: one pass
+            at the end instead).
     """
 
     def __init__(
@@ -214,8 +224,10 @@ class Daemon:
         prune_first: float = PRUNE_FIRST,
         prune_every: float = PRUNE_EVERY,
         cancels: CancelWatch | None = None,
+        notify: NotifyService | None = None,
     ) -> None:
         self._settings = settings
+        self._notify = notify
         self._retention = retention
         self._prune_first = prune_first
         self._prune_every = prune_every
@@ -259,6 +271,8 @@ class Daemon:
             if once:
                 self._tick()
             else:
+                if self._notify is not None:
+                    self._notify.start()
                 helper = threading.Thread(target=self._pump, name="scheduler-events", daemon=True)
                 helper.start()
                 lease = threading.Thread(
@@ -277,6 +291,10 @@ class Daemon:
             self._scheduler.stop(self._settings.app_stop_timeout)
             if self._cancels is not None:
                 self._cancels.close()
+            if self._notify is not None:
+                self._notify.stop()
+                if once:
+                    self._guarded("notify", self._notify.beat)
             self._stop_events.set()
             if helper is not None:
                 helper.join(timeout=1.0)
@@ -377,11 +395,12 @@ class Daemon:
         assert self._retention is not None
         report = self._retention.run(stop=self._stop_pruning)
         logger.info(
-            "pruned %d runs created before %s and %d log files in %d batches, %.3fs "
-            "(longest batch %.1f ms)%s",
+            "pruned %d runs created before %s, %d log files and %d sent notifications "
+            "in %d batches, %.3fs (longest batch %.1f ms)%s",
             report.runs,
             report.before.isoformat(),
             report.log_files or 0,
+            report.notices,
             report.batches,
             report.elapsed,
             report.longest_batch * 1000,
@@ -533,6 +552,14 @@ def _serve(
                     executor=executor,
                     retention=retention,
                     cancels=cancels,
+                    notify=_notify_service(
+                        settings,
+                        store,
+                        scheduler=scheduler,
+                        masker=masker,
+                        clock=clock,
+                        owner=owner,
+                    ),
                 )
                 return daemon.run(once=once)
             finally:
@@ -551,6 +578,37 @@ def _serve(
         return EXIT_FAILED
     finally:
         store.close()
+
+
+def _notify_service(
+    settings: Settings,
+    store: RunStore,
+    *,
+    scheduler: Scheduler,
+    masker: Masker,
+    clock: Clock,
+    owner: str,
+) -> NotifyService:
+    """The daemon's notify thread: a pipeline's targets from its catalog template."""
+    notifier = Notifier(settings, masker)
+
+    def targets_of(pipeline: str) -> Targets:
+        template = scheduler.template(pipeline, None)
+        return notifier.targets(None if template is None else NotifyRule.of_template(template.data))
+
+    sender = Sender(store, settings, owner=owner, clock=clock)
+    window = SWEEP_WINDOW
+    if settings.run_retention_days is not None:  # never further back than notices are kept
+        window = min(window, timedelta(days=settings.run_retention_days))
+    return NotifyService(
+        store,
+        sender,
+        clock=clock,
+        notifier=notifier,
+        targets_of=targets_of,
+        sweep_window=window,
+        name="scheduler-notify",
+    )
 
 
 def _safe_url(settings: Settings) -> str:

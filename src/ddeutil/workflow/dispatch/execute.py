@@ -45,6 +45,8 @@ from ..engine.rerun import Resume
 from ..loader import Loader, RawTemplate
 from ..logs import RunLogRouter
 from ..masking import Masker
+from ..notify.notices import Notifier
+from ..notify_rule import NotifyRule
 from ..result import ErrorRecord, Result, Status
 from ..settings import Settings
 from ..store.base import RunStore
@@ -319,7 +321,17 @@ def _finish(
     error: str | None,
 ) -> None:
     extra = log_extra(request)
-    end = RunEnd(request.run_id, status, env.clock.now(), context, errors, error, env.owner)
+    ended = env.clock.now()
+    notices = Notifier(env.settings, env.masker).run_end(
+        NotifyRule.of_template(env.template.data),
+        run_id=request.run_id,
+        pipeline=request.pipeline,
+        status=status,
+        error=error,
+        release=request.release,
+        ended=ended,
+    )
+    end = RunEnd(request.run_id, status, ended, context, errors, error, env.owner, notices)
     try:
         written = env.ends.record(end)
     except Exception:

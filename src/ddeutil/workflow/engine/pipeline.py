@@ -10,6 +10,7 @@ run_py_local:
   catchup: latest               # none | latest | all   (the daemon's catch-up policy)
   queue: etl                    # optional; the Celery queue its runs go to (executor celery)
   timeout: 3600                 # optional; seconds, then the run is cancelled: FAILED (timeout)
+  notify: {on: [failure]}       # optional; who is told of failures (see notify_rule)
   jobs: {...}                   # optional; a pipeline without jobs runs and succeeds
 ```
 
@@ -52,6 +53,7 @@ from ..clock import Clock
 from ..errors import ConfigError, TemplateNotFound, WorkflowError, brief
 from ..limits import CONTEXT_KEY
 from ..masking import Masker
+from ..notify_rule import NotifyRule
 from ..registry import load_filters
 from ..result import Result
 from ..settings import QUEUE_NAME, QUEUE_RULE
@@ -111,6 +113,11 @@ class Pipeline(BaseModel):
         default=None,
         description="the Celery queue its runs are sent to (default WORKFLOW_CELERY_QUEUE)",
         json_schema_extra={"pattern": f"^{QUEUE_NAME.pattern}$"},
+    )
+    notify: NotifyRule | None = Field(
+        default=None,
+        description="who is told of failures, recoveries and missed releases "
+        "(defaults WORKFLOW_NOTIFY_*)",
     )
 
     compiled: SkipJsonSchema[Any] = Field(

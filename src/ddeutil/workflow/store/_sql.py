@@ -22,6 +22,9 @@ into the driver's style and says how timestamps and JSON travel. Tables:
 * v4: a run's ``rerun_of`` (the run it reruns) and ``cancel_requested`` (when a
   cancel of the RUNNING run was asked; its executor polls for it), and
   ``workflow_pauses``: the paused pipelines, with when each was paused.
+* ``workflow_outbox`` (v5): the notification outbox (see :mod:`.outbox`): one
+  row per dedupe ``key``, its state (pending, sent, dead), attempts, when it is
+  due, and the sender's lease (``lease_owner``, ``lease_until``).
 * ``workflow_meta``: ``schema_version``, for later migrations.
 """
 
@@ -40,7 +43,7 @@ from .base import NewRun, ReleaseKey, RunFilter, RunRecord, TriggerKind
 
 __all__ = ["SCHEMA_VERSION", "Dialect", "migrations"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The schema version this code writes; a newer store is refused."""
 
 COLUMNS = (
@@ -142,9 +145,32 @@ _V4 = (
 )
 
 
+_V5 = (
+    """CREATE TABLE IF NOT EXISTS workflow_outbox (
+        key TEXT PRIMARY KEY,
+        pipeline TEXT NOT NULL,
+        event TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        target TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        run_id TEXT,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        created {ts} NOT NULL,
+        due {ts} NOT NULL,
+        done {ts},
+        last_error TEXT,
+        lease_owner TEXT,
+        lease_until {ts}
+    )""",
+    "CREATE INDEX IF NOT EXISTS workflow_outbox_due_ix ON workflow_outbox (state, due, key)",
+)
+
+
 def migrations(ts_type: str, json_type: str) -> list[list[str]]:
     """Return the DDL of each schema version (index ``n`` brings version ``n`` to ``n + 1``)."""
-    return [[stmt.format(ts=ts_type, json=json_type) for stmt in v] for v in (_V1, _V2, _V3, _V4)]
+    versions = (_V1, _V2, _V3, _V4, _V5)
+    return [[stmt.format(ts=ts_type, json=json_type) for stmt in v] for v in versions]
 
 
 INSERT_RUN = f"INSERT INTO workflow_runs ({_COLS}) VALUES ({', '.join('?' * len(COLUMNS))})"
@@ -227,6 +253,50 @@ PRUNE_CANDIDATES = (
 PRUNE_RUNS = f"DELETE FROM workflow_runs WHERE {_ENDED} AND run_id IN "
 PRUNE_LOGS = "DELETE FROM workflow_run_logs WHERE run_id IN "
 FINISH_OWNED = FINISH + " AND owner = ?"
+# -- the notification outbox (see .outbox) ---------------------------------------
+OUTBOX_COLS = (
+    "key, pipeline, event, channel, target, payload, run_id, state, attempts, created, due, "
+    "done, last_error"
+)
+ADD_NOTICE = (
+    "INSERT INTO workflow_outbox (key, pipeline, event, channel, target, payload, run_id, "
+    "state, attempts, created, due) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?) "
+    "ON CONFLICT (key) DO NOTHING"
+)
+PIPELINE_OF = "SELECT pipeline FROM workflow_runs WHERE run_id = ?"
+# The pipeline's previous run that ended SUCCESS or FAILED, by end time.
+PREVIOUS_END = (
+    "SELECT status FROM workflow_runs WHERE pipeline = ? AND run_id <> ? "
+    "AND status IN ('SUCCESS', 'FAILED') AND ended IS NOT NULL "
+    "ORDER BY ended DESC, run_id DESC LIMIT 1"
+)
+DUE_NOTICES = (
+    "SELECT key FROM workflow_outbox WHERE state = 'pending' AND due <= ? "
+    "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY due, key LIMIT ?"
+)
+LEASE_NOTICES = (
+    "UPDATE workflow_outbox SET lease_owner = ?, lease_until = ?, attempts = attempts + 1 "
+    "WHERE state = 'pending' AND key IN "
+)
+NOTICES_IN = f"SELECT {OUTBOX_COLS} FROM workflow_outbox WHERE key IN "
+NOTICE_SENT = (
+    "UPDATE workflow_outbox SET state = 'sent', done = ?, lease_owner = NULL, "
+    "lease_until = NULL WHERE key = ? AND state = 'pending'"
+)
+NOTICE_RETRY = (
+    "UPDATE workflow_outbox SET due = ?, last_error = ?, lease_owner = NULL, "
+    "lease_until = NULL WHERE key = ? AND state = 'pending'"
+)
+NOTICE_DEAD = (
+    "UPDATE workflow_outbox SET state = 'dead', done = ?, last_error = ?, lease_owner = NULL, "
+    "lease_until = NULL WHERE key = ? AND state = 'pending'"
+)
+LIST_NOTICES = f"SELECT {OUTBOX_COLS} FROM workflow_outbox ORDER BY created DESC, key DESC LIMIT ?"
+PRUNE_NOTICE_KEYS = (
+    "SELECT key FROM workflow_outbox WHERE state <> 'pending' AND created < ? "
+    "ORDER BY created, key LIMIT ?"
+)
+PRUNE_NOTICES = "DELETE FROM workflow_outbox WHERE state <> 'pending' AND key IN "
 GET_STATE = "SELECT at, owner FROM workflow_state WHERE name = ?"
 SET_STATE = (
     "INSERT INTO workflow_state (name, at, owner) VALUES (?, ?, ?) "

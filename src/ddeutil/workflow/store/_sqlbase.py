@@ -24,6 +24,7 @@ from ..result import ErrorRecord, Status
 from . import _sql
 from ._codec import dump_errors, dumps_json, text_in
 from ._sqlops import SqlOperations
+from ._sqloutbox import SqlOutbox
 from .base import (
     Ending,
     NewRun,
@@ -61,7 +62,7 @@ def _chunks(items: list[str]) -> Iterator[list[str]]:
         yield items[start : start + _CHUNK]
 
 
-class SqlRunStore(SqlOperations, RunStoreBase):
+class SqlRunStore(SqlOperations, SqlOutbox, RunStoreBase):
     """A :class:`~.base.RunStore` over a SQL database; subclasses bring the driver.
 
     A subclass sets the class attributes, ``_pid`` (the opening process),
@@ -201,10 +202,16 @@ class SqlRunStore(SqlOperations, RunStoreBase):
             ending.error,
             run_id,
         )
-        if ending.owner is None:
-            return self._update_one(self._finish_sql, values)
-        owned = self._finish_sql + " AND owner = " + self._dialect.placeholder
-        return self._update_one(owned, (*values, ending.owner))
+        sql = self._finish_sql
+        if ending.owner is not None:
+            sql, values = sql + " AND owner = " + self._dialect.placeholder, (*values, ending.owner)
+        if not ending.notices:
+            return self._update_one(sql, values)
+        with self._transaction() as conn:
+            if conn.execute(sql, values).rowcount != 1:
+                return False
+            self._notices_after_finish(conn, run_id, ending.notices, ending.ended)
+        return True
 
     @abc.abstractmethod
     def _fail_running(

@@ -43,6 +43,7 @@ from ..result import ErrorRecord, Status
 from ..runs import ReleaseKey, TriggerKind
 from ._codec import dump_errors, dumps_json, text_in, utc
 from .fleet import Decide, OwnerKind, OwnerRecord, PipelineLoad, RoundClaim, Takeover
+from .outbox import Notice, OutboxItem, lease_until
 from .records import (
     Claim,
     DuplicateRun,
@@ -160,6 +161,7 @@ class RunStore(Protocol):
         errors: Sequence[ErrorRecord] = (),
         error: str | None = None,
         owner: str | None = None,
+        notices: Sequence[Notice] = (),
     ) -> bool:
         """Close a PENDING or RUNNING run with the terminal ``status``.
 
@@ -167,11 +169,45 @@ class RunStore(Protocol):
         unknown: the first terminal writer wins; likewise when ``owner`` is given
         and the run is no longer that owner's. ``context=None`` keeps what the
         record had. Raises ``ValueError`` for a non-terminal ``status``.
+
+        ``notices`` go into the outbox (:mod:`.outbox`) in the same transaction,
+        only if this call closes the run (a notice whose key exists is skipped;
+        one with ``after_failure`` only if the pipeline's previous ended run failed).
         """
         ...
 
     def get_run(self, run_id: str) -> RunRecord | None:
         """Return one run, or ``None`` when the id is unknown."""
+        ...
+
+    # -- the notification outbox (see :mod:`.outbox`) ----------------------------
+
+    def add_notices(self, notices: Sequence[Notice], *, now: datetime) -> list[bool]:
+        """Insert ``notices`` due at ``now`` in one transaction; ``False`` for a key already there."""
+        ...
+
+    def claim_notices(
+        self, owner: str, *, now: datetime, lease: timedelta, limit: int
+    ) -> list[OutboxItem]:
+        """Lease up to ``limit`` due pending outbox rows to ``owner`` (one more attempt each)."""
+        ...
+
+    def notice_sent(self, key: str, *, now: datetime) -> bool:
+        """Mark the outbox row ``key`` sent; ``False`` when it is not pending."""
+        ...
+
+    def notice_failed(
+        self, key: str, *, now: datetime, retry_at: datetime | None, error: str
+    ) -> bool:
+        """Record a failed attempt of ``key``: due again at ``retry_at``, given up when ``None``."""
+        ...
+
+    def notices(self, *, limit: int = 100) -> list[OutboxItem]:
+        """Outbox rows, newest first."""
+        ...
+
+    def prune_notices(self, before: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` sent or given-up outbox rows created before ``before``."""
         ...
 
     def list_runs(
@@ -516,6 +552,7 @@ class Ending:
     errors: str
     error: str | None
     owner: str | None = None
+    notices: tuple[Notice, ...] = ()
 
 
 class RunStoreBase(abc.ABC):
@@ -587,6 +624,7 @@ class RunStoreBase(abc.ABC):
         errors: Sequence[ErrorRecord] = (),
         error: str | None = None,
         owner: str | None = None,
+        notices: Sequence[Notice] = (),
     ) -> bool:
         ending = Ending(
             status=terminal_status(status),
@@ -595,8 +633,32 @@ class RunStoreBase(abc.ABC):
             errors=dump_errors(errors),
             error=text_in(error),
             owner=owner,
+            notices=tuple(notices),
         )
         return self._finish(run_id, ending)
+
+    def claim_notices(
+        self, owner: str, *, now: datetime, lease: timedelta, limit: int
+    ) -> list[OutboxItem]:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        at = utc(now)
+        return self._claim_notices(owner, at, lease_until(at, lease), limit)
+
+    @abc.abstractmethod
+    def _claim_notices(
+        self, owner: str, now: datetime, until: datetime, limit: int
+    ) -> list[OutboxItem]:
+        """:meth:`claim_notices` with its arguments checked (``until``: the lease's end)."""
+
+    def prune_notices(self, before: datetime, *, limit: int) -> int:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        return self._prune_notices(utc(before), limit)
+
+    @abc.abstractmethod
+    def _prune_notices(self, before: datetime, limit: int) -> int:
+        """:meth:`prune_notices` with its arguments checked."""
 
     def list_runs(
         self, where: RunFilter | None = None, *, limit: int = 50, offset: int = 0

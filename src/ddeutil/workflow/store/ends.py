@@ -36,7 +36,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from ..result import ErrorRecord, Status
 from ..settings import Settings
 from ._codec import dumps_json, load_errors
 from .base import RunStore
+from .outbox import Notice
 
 __all__ = [
     "JOURNAL_VERSION",
@@ -89,6 +90,8 @@ class RunEnd:
     error: str | None = None
     owner: str | None = None
     """The daemon the run belonged to; the end is refused once the run was taken over."""
+    notices: tuple[Notice, ...] = ()
+    """Outbox rows written with the end, in its transaction (journaled with it too)."""
 
     def write_to(self, store: RunStore) -> bool:
         """Record this end in ``store``; False when the run was already closed (or taken over)."""
@@ -100,6 +103,7 @@ class RunEnd:
             errors=self.errors,
             error=self.error,
             owner=self.owner,
+            notices=self.notices,
         )
 
     def to_line(self, store: str) -> str:
@@ -116,6 +120,7 @@ class RunEnd:
                     "errors": [e.to_dict() for e in self.errors],
                     "error": self.error,
                     "owner": self.owner,
+                    "notices": [asdict(notice) for notice in self.notices],
                 }
             )
             + "\n"
@@ -136,6 +141,7 @@ class RunEnd:
             errors=load_errors(data.get("errors") or []),
             error=data.get("error"),
             owner=data.get("owner"),
+            notices=tuple(Notice(**notice) for notice in data.get("notices") or ()),
         )
 
 

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from ..errors import StoreError, StoreLockedError
 from ..result import ErrorRecord, Status
-from ._codec import dump_errors, load_errors, loads_json, utc
+from ._codec import dump_errors, load_errors, loads_json, text_in, utc
 from .base import (
     Claim,
     DuplicateRun,
@@ -44,6 +44,7 @@ from .fleet import (
     RoundView,
     Takeover,
 )
+from .outbox import Notice, NoticeState, OutboxItem
 
 __all__ = ["LocalLocks", "MemoryRunStore"]
 
@@ -166,6 +167,8 @@ class MemoryRunStore(RunStoreBase):
         self._owners: dict[str, OwnerRecord] = {}
         self._marks: dict[str, datetime] = {}
         self._pauses: dict[str, datetime] = {}
+        self._outbox: dict[str, OutboxItem] = {}
+        self._leases: dict[str, tuple[datetime, str]] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -261,7 +264,128 @@ class MemoryRunStore(RunStoreBase):
                 errors=ending.errors,
                 error=ending.error,
             )
+            if ending.notices:
+                failed_before = self._previous_failed(row.pipeline, run_id)
+                for notice in ending.notices:
+                    if failed_before or not notice.after_failure:
+                        self._add_notice(notice, ending.ended)
             return True
+
+    def _previous_failed(self, pipeline: str, run_id: str) -> bool:
+        """Whether ``pipeline``'s previous run ended SUCCESS or FAILED (by end) failed."""
+        ended = [
+            (r.ended, r.run_id, r.status)
+            for r in self._runs.values()
+            if r.pipeline == pipeline
+            and r.run_id != run_id
+            and r.ended is not None
+            and r.status in (Status.SUCCESS, Status.FAILED)
+        ]
+        return bool(ended) and max(ended)[2] is Status.FAILED
+
+    # -- the notification outbox ------------------------------------------------
+
+    def _add_notice(self, notice: Notice, now: datetime) -> bool:
+        if notice.key in self._outbox:
+            return False
+        self._outbox[notice.key] = OutboxItem(
+            key=notice.key,
+            pipeline=notice.pipeline,
+            event=notice.event,
+            channel=notice.channel,
+            target=notice.target,
+            payload=notice.payload,
+            run_id=notice.run_id,
+            state=NoticeState.PENDING,
+            attempts=0,
+            created=now,
+            due=now,
+        )
+        return True
+
+    def add_notices(self, notices: Sequence[Notice], *, now: datetime) -> list[bool]:
+        at = utc(now)
+        with self._mutex:
+            self._check()
+            return [self._add_notice(notice, at) for notice in notices]
+
+    def _claim_notices(
+        self, owner: str, now: datetime, until: datetime, limit: int
+    ) -> list[OutboxItem]:
+        with self._mutex:
+            self._check()
+            due = sorted(
+                (
+                    item
+                    for item in self._outbox.values()
+                    if item.state is NoticeState.PENDING
+                    and item.due <= now
+                    and self._leases.get(item.key, (now, ""))[0] <= now
+                ),
+                key=lambda item: (item.due, item.key),
+            )[:limit]
+            claimed = []
+            for item in due:
+                taken = replace(item, attempts=item.attempts + 1)
+                self._outbox[item.key] = taken
+                self._leases[item.key] = (until, owner)
+                claimed.append(taken)
+            return claimed
+
+    def notice_sent(self, key: str, *, now: datetime) -> bool:
+        return self._settle(key, state=NoticeState.SENT, done=utc(now))
+
+    def notice_failed(
+        self, key: str, *, now: datetime, retry_at: datetime | None, error: str
+    ) -> bool:
+        if retry_at is None:
+            return self._settle(key, state=NoticeState.DEAD, done=utc(now), error=error)
+        return self._settle(key, state=NoticeState.PENDING, due=utc(retry_at), error=error)
+
+    def _settle(
+        self,
+        key: str,
+        *,
+        state: NoticeState,
+        done: datetime | None = None,
+        due: datetime | None = None,
+        error: str | None = None,
+    ) -> bool:
+        with self._mutex:
+            self._check()
+            item = self._outbox.get(key)
+            if item is None or item.state is not NoticeState.PENDING:
+                return False
+            self._leases.pop(key, None)
+            self._outbox[key] = replace(
+                item,
+                state=state,
+                done=done,
+                due=item.due if due is None else due,
+                last_error=item.last_error if error is None else text_in(error),
+            )
+            return True
+
+    def notices(self, *, limit: int = 100) -> list[OutboxItem]:
+        with self._mutex:
+            self._check()
+            items = sorted(self._outbox.values(), key=lambda i: (i.created, i.key), reverse=True)
+        return items[:limit]
+
+    def _prune_notices(self, before: datetime, limit: int) -> int:
+        with self._mutex:
+            self._check()
+            done = sorted(
+                (
+                    item
+                    for item in self._outbox.values()
+                    if item.state is not NoticeState.PENDING and item.created < before
+                ),
+                key=lambda item: (item.created, item.key),
+            )[:limit]
+            for item in done:
+                del self._outbox[item.key]
+        return len(done)
 
     # -- queries ----------------------------------------------------------------
 

@@ -23,6 +23,9 @@ and the daemon's daily pass (:class:`Retention`). Its policies:
 * **Idempotent.** Several processes may prune one store at once (each daemon on
   a shared PostgreSQL store does, once a day): a run is deleted once, by
   whichever batch reaches it first; the others find fewer.
+* **Notifications.** Outbox rows that are done (sent or given up) created
+  before the cutoff go too, in batches after the runs' (pending rows stay:
+  they are still to be sent).
 * **Dry run.** Counts the runs that would go (one count query and one read per
   kept run); deletes nothing and does not look at log files.
 """
@@ -73,6 +76,8 @@ class PruneReport:
     elapsed: float
     longest_batch: float
     stopped: bool = False
+    notices: int = 0
+    """Done outbox rows deleted (0 on a dry run)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (``before`` as ISO 8601)."""
@@ -85,6 +90,7 @@ class PruneReport:
             "elapsed_seconds": round(self.elapsed, 6),
             "longest_batch_seconds": round(self.longest_batch, 6),
             "stopped": self.stopped,
+            "notices": self.notices,
         }
 
 
@@ -143,7 +149,19 @@ def prune(
                 files += _remove_logs(log_dir, ids)
         if len(ids) < batch:
             break
-    return PruneReport(before, False, runs, files, batches, timer() - started, longest, stopped)
+    notices = 0
+    while not stopped:
+        if stop is not None and stop.is_set():
+            stopped = True
+            break
+        began = timer()
+        deleted = store.prune_notices(before, limit=batch)
+        longest = max(longest, timer() - began)
+        notices += deleted
+        if deleted < batch:
+            break
+    elapsed = timer() - started
+    return PruneReport(before, False, runs, files, batches, elapsed, longest, stopped, notices)
 
 
 def _count(store: RunStore, before: datetime, keep: frozenset[str]) -> int:
