@@ -77,7 +77,7 @@ def test_a_run_id_drawn_twice_is_drawn_again(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = iter(["20240101T000230-00000001", "20240101T000230-00000001", "20240101T000230-00000002"])
-    monkeypatch.setattr(service, "new_run_id", lambda clock, zone: next(ids))
+    monkeypatch.setattr(service, "new_run_id", lambda clock: next(ids))
     first = trigger(client, "quick").json()["run_id"]
     second = trigger(client, "quick").json()["run_id"]
     assert (first, second) == ("20240101T000230-00000001", "20240101T000230-00000002")

@@ -11,14 +11,12 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from .clock import ensure_utc
 
 if TYPE_CHECKING:
-    from zoneinfo import ZoneInfo
-
     from .clock import Clock
 
 __all__ = ["ReleaseKey", "TriggerKind", "new_run_id"]
@@ -55,10 +53,11 @@ class ReleaseKey:
         object.__setattr__(self, "at", ensure_utc(self.at))
 
 
-def new_run_id(clock: Clock, zone: ZoneInfo) -> str:
-    """A run id: the start time in ``zone`` and 8 random hex digits.
+def new_run_id(clock: Clock) -> str:
+    """A run id: the start time in UTC and 8 random hex digits.
 
-    Example: ``20240101T000000-1a2b3c4d``. Sorting ids sorts runs by start
+    Example: ``20240101T000000-1a2b3c4d`` for a run at midnight UTC, whatever the
+    configured zone (schedules keep theirs). Sorting ids sorts runs by start
     second; the random part keeps ids of one second apart.
     """
-    return f"{clock.now().astimezone(zone):%Y%m%dT%H%M%S}-{os.urandom(4).hex()}"
+    return f"{clock.now().astimezone(timezone.utc):%Y%m%dT%H%M%S}-{os.urandom(4).hex()}"

@@ -333,7 +333,7 @@ class Settings:
         "WORKFLOW_CORE_TIMEZONE",
         _parse_zone,
         "Asia/Bangkok",
-        "IANA zone for schedules that name none, and for run ids",
+        "IANA zone for schedules that name none (run ids are always UTC)",
     )
     stage_default_id: bool = _var(
         "WORKFLOW_CORE_STAGE_DEFAULT_ID",

@@ -577,7 +577,7 @@ class ApiService:
     ) -> RunRecord:
         attempts = 3
         for attempt in range(attempts):
-            run_id = new_run_id(self.clock, self.settings.timezone)
+            run_id = new_run_id(self.clock)
             try:
                 return store.create_run(
                     run_id=run_id,

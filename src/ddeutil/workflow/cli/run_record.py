@@ -219,7 +219,7 @@ def _create(
 ) -> str:
     """Record the PENDING run; a run id drawn twice in one second is drawn again."""
     for attempt in range(3):
-        run_id = new_run_id(clock, ctx.settings.timezone)
+        run_id = new_run_id(clock)
         try:
             store.create_run(
                 run_id=run_id,

@@ -121,7 +121,7 @@ class ExecutionPlan:
                 pipeline=self.name,
             )
         clock = options.clock if options.clock is not None else SystemClock()
-        run_id = options.run_id or new_run_id(clock, settings.timezone)
+        run_id = options.run_id or new_run_id(clock)
         start = clock.now()
         limit = self.timeout if self.timeout is not None else settings.pipeline_timeout
         cancel = options.cancel if options.cancel is not None else CancelToken()

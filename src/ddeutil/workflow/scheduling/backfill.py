@@ -529,7 +529,7 @@ class Backfill:
             claims = [
                 Claim(
                     release=ReleaseKey(r.pipeline, r.schedule, r.at),
-                    run_id=new_run_id(self._clock, self._settings.timezone),
+                    run_id=new_run_id(self._clock),
                     params=stored_params,
                     logical_date=r.logical_date,
                     trigger=TriggerKind.BACKFILL,

@@ -87,7 +87,7 @@ class RoundDecider:
         assert entry is not None  # planned from the catalog under the scheduler's lock
         claim = Claim(
             release=ReleaseKey(release.pipeline, release.schedule, release.at),
-            run_id=new_run_id(self._stamp, self._settings.timezone),
+            run_id=new_run_id(self._stamp),
             params=self._masker.data(dict(entry.defaults)),
             logical_date=release.logical_date,
         )
