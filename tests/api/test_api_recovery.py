@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from _apitest import AUTH, Gate, TestClient, trigger, wait_terminal
+from _apitest import AUTH, TOKEN, Gate, TestClient, trigger, wait_terminal
 from ddeutil.workflow.api.models import HealthResponse
 from ddeutil.workflow.api.service import INTERRUPTED_REASON, NOT_STARTED_REASON, SHUTDOWN_REASON
 from ddeutil.workflow.clock import FakeClock
@@ -248,3 +249,21 @@ def test_health_is_503_when_the_store_is_gone(
     runs = client.get("/api/v1/runs", headers=AUTH)
     assert runs.status_code == 503
     assert runs.json()["error"]["code"] == "store_unavailable"
+
+
+def test_a_stopping_api_says_which_runs_it_waits_for(
+    gate: Gate,
+    make_client: Callable[..., TestClient],
+    make_settings: Callable[..., Settings],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = make_client(make_settings(WORKFLOW_API_TOKEN=TOKEN, WORKFLOW_APP_STOP_TIMEOUT="0.2"))
+    run_id = trigger(client, "gated").json()["run_id"]
+    assert gate.entered.wait(10), "the gated run never started"
+    with caplog.at_level(logging.INFO, logger="ddeutil.workflow.api.service"):
+        client.__exit__(None, None, None)
+    gate.release.set()
+    said = [r.getMessage() for r in caplog.records if "API stopping" in r.getMessage()]
+    assert said == [
+        f"API stopping: waiting up to 0.2s for 1 run(s) in flight ({run_id}), then cancelling them"
+    ]

@@ -264,7 +264,18 @@ class ApiService:
             self._notify.stop()
             self._notify = None
         if executor is not None and self._given_executor is None:
-            executor.shutdown(self.settings.app_stop_timeout if timeout is None else timeout)
+            wait = self.settings.app_stop_timeout if timeout is None else timeout
+            with self._lock:
+                waiting = sorted(self._waiters)
+            if waiting:  # say what the stop waits for, not a silent pause
+                logger.info(
+                    "API stopping: waiting up to %gs for %d run(s) in flight (%s), then "
+                    "cancelling them",
+                    wait,
+                    len(waiting),
+                    ", ".join(waiting[:10]) + (", ..." if len(waiting) > 10 else ""),
+                )
+            executor.shutdown(wait)
             if self.settings.app_executor == "local":  # sent runs start on the workers
                 self._cancel_unstarted()
         if self._pump is not None:
