@@ -79,6 +79,7 @@ def bench_api(pipelines: int, scrapes: int) -> tuple[list[float], int]:
         from fastapi.testclient import TestClient
 
     from ddeutil.workflow.api import create_app
+    from ddeutil.workflow.api.factory import freeze_long_lived
     from ddeutil.workflow.settings import Settings
     from ddeutil.workflow.store import open_store
 
@@ -93,6 +94,7 @@ def bench_api(pipelines: int, scrapes: int) -> tuple[list[float], int]:
         store.close()
         app = create_app(settings)
         fill(app.state.meter, pipelines)
+        freeze_long_lived()  # as `workflow api` and `uvicorn ddeutil.workflow.api:app` do
         with TestClient(app) as client:
 
             def scrape() -> int:

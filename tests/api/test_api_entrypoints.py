@@ -99,3 +99,16 @@ def test_workflow_api_rejects_bad_ports(port: str, capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit):
         parse("--port", port)
     assert "port" in capsys.readouterr().err
+
+
+def test_the_entry_points_hide_the_built_app_from_the_cyclic_gc() -> None:
+    import gc
+
+    from ddeutil.workflow.api.factory import freeze_long_lived
+
+    before = gc.get_freeze_count()
+    try:
+        freeze_long_lived()
+        assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()

@@ -33,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         f"the REST API needs the `api` extra: pip install 'ddeutil-workflow[api]' ({exc})"
     ) from exc
 
-from .factory import create_app
+from .factory import create_app, freeze_long_lived
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -52,7 +52,9 @@ def _default_app() -> FastAPI:
     settings = Settings.from_env()
     masker = Masker.from_env(os.environ)
     configure_logging(fmt="auto", level=settings.log_level, masker=masker)
-    return create_app(settings, masker=masker)
+    app = create_app(settings, masker=masker)
+    freeze_long_lived()
+    return app
 
 
 def __getattr__(name: str) -> Any:

@@ -53,6 +53,7 @@ def _cmd_api(args: argparse.Namespace, ctx: CliContext) -> int:
         import uvicorn
 
         from ..api import create_app
+        from ..api.factory import freeze_long_lived
     except ImportError as exc:
         root: ImportError = exc
         while isinstance(root.__cause__, ImportError):
@@ -65,6 +66,7 @@ def _cmd_api(args: argparse.Namespace, ctx: CliContext) -> int:
         )
         return EXIT_USAGE
     app = create_app(ctx.settings, masker=ctx.masker)
+    freeze_long_lived()
     if ctx.settings.api_insecure and not ctx.settings.api_token and args.host not in _LOOPBACK:
         logger.warning(
             "the API runs WITHOUT AUTHENTICATION and listens on %s, not only on loopback",
