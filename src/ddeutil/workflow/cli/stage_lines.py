@@ -17,16 +17,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..engine.stage_output import OUTPUT_LOGGER
-
-if TYPE_CHECKING:
-    from .run import Printer
 
 __all__ = ["printed_by"]
 
 _ENGINE = "ddeutil.workflow.engine"
+
+
+class Printer(Protocol):
+    """What :func:`printed_by` needs of ``workflow run``'s Printer."""
+
+    def output(self, job: str, stage: str, text: str, *, stream: str = "stdout") -> None: ...
 
 
 class _PrintedFilter(logging.Filter):
