@@ -99,6 +99,16 @@ def _parse_positive_int(raw: str) -> int:
     return value
 
 
+def _parse_count(raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+    if value < 0:
+        raise ValueError("expected a whole number of at least 0")
+    return value
+
+
 def _parse_depth(raw: str) -> int:
     value = _parse_positive_int(raw)
     if value > MAX_DEPTH_CEILING:
@@ -352,6 +362,12 @@ class Settings:
         _parse_positive_int,
         "1048576",
         "bytes a bash stage keeps of each of `stdout` and `stderr` (its start and end; the middle is dropped and marked)",
+    )
+    stage_log_lines: int = _var(
+        "WORKFLOW_CORE_STAGE_LOG_LINES",
+        _parse_count,
+        "1000",
+        "output lines of one stage try logged at INFO (the run's log, the console); the rest are counted in one `... N more lines not logged` line; `0`: none",
     )
     max_pipeline_poking: int = _var(
         "WORKFLOW_CORE_MAX_PIPELINE_POKING",
