@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from ddeutil.workflow.errors import SettingsError
+from ddeutil.workflow.result import Status
 from ddeutil.workflow.settings import Settings
+from ddeutil.workflow.store import open_store
+from ddeutil.workflow.store.base import RunFilter
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
@@ -76,6 +81,38 @@ def test_the_readme_steps_run_the_hook_with_workflow_run(tmp_path: Path) -> None
     assert '"greeting": "hello world"' in done.stdout
     listed = _workflow(["list"], env, tmp_path)
     assert "greet-every-minute" in listed.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_the_readme_steps_run_the_hook_every_minute_under_the_daemon(tmp_path: Path) -> None:
+    env = _env(tmp_path, _follow_the_readme(tmp_path))
+    out = tmp_path / "daemon.out"
+    with out.open("w", encoding="utf-8") as sink:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "ddeutil.workflow", "--log-format", "text", "scheduler"],
+            env=env,
+            cwd=tmp_path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 100  # the next minute boundary, and start-up
+            while "run finished: SUCCESS" not in out.read_text(encoding="utf-8"):
+                assert daemon.poll() is None, out.read_text(encoding="utf-8")
+                assert time.monotonic() < deadline, out.read_text(encoding="utf-8")
+                time.sleep(0.2)
+        finally:
+            daemon.send_signal(signal.SIGINT)
+            assert daemon.wait(timeout=60) == 0
+    assert "hello world" in out.read_text(encoding="utf-8")
+    settings = Settings.from_env({"WORKFLOW_ROOT_PATH": str(tmp_path)})
+    store = open_store(settings.api_db_url)
+    try:
+        runs = store.list_runs(RunFilter(pipeline="greet-every-minute"))
+    finally:
+        store.close()
+    assert [r.status for r in runs][:1] == [Status.SUCCESS]
 
 
 def test_without_the_hooks_folder_the_error_names_the_import_and_where_it_looked(
