@@ -48,10 +48,12 @@ def _default_app() -> FastAPI:
     from ..logs import configure_logging
     from ..masking import Masker
     from ..settings import Settings
+    from ..startup import warn_unknown_variables
 
     settings = Settings.from_env()
     masker = Masker.from_env(os.environ)
     configure_logging(fmt="auto", level=settings.log_level, masker=masker)
+    warn_unknown_variables(os.environ)
     app = create_app(settings, masker=masker)
     freeze_long_lived()
     return app
