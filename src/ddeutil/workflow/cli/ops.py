@@ -5,7 +5,9 @@
 * ``workflow health [--json]`` prints the age of the newest heartbeat of a live
   scheduler daemon and exits 0 when it is fresher than
   ``WORKFLOW_APP_HEALTH_STALE`` seconds, 1 when it is stale, when no daemon is
-  live or the store cannot be read (Docker ``HEALTHCHECK``, systemd). Below
+  live or the store cannot be read (Docker ``HEALTHCHECK``, systemd); the status
+  is ``stopped`` (still exit 1) when no daemon is live and the newest one left
+  cleanly (SIGTERM, ``--once``), whatever its heartbeat's age. Below
   that line it lists every daemon the store knows (see :func:`~ddeutil.workflow.store.fleet.daemon_views`).
 * ``workflow runs [--pipeline NAME] [--status S] [--limit N] [--json]`` lists
   run records from the run store, newest first, with the daemon that owns each
@@ -58,7 +60,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="exit 0 when a scheduler heartbeat is fresh, 1 otherwise",
         description="Report the age of the newest heartbeat of a live scheduler daemon and "
         "list every daemon the run store knows. Exit 0 when that heartbeat is fresher than "
-        "WORKFLOW_APP_HEALTH_STALE seconds, 1 when stale, missing or no daemon is live.",
+        "WORKFLOW_APP_HEALTH_STALE seconds, 1 when stale, missing or no daemon is live "
+        "(status `stopped` when the newest daemon left cleanly).",
     )
     p.add_argument("--json", action="store_true", help="print the report as a JSON object")
     p.set_defaults(handler=_cmd_health)
@@ -115,7 +118,14 @@ def _cmd_health(args: argparse.Namespace, ctx: CliContext) -> int:
         f"last heartbeat {newest.age:.1f}s ago at {newest.record.heartbeat.isoformat()} "
         f"by {newest.record.owner}"
     )
-    if not live:
+    if not live and newest.state == "stopped":
+        status = "stopped"
+        ended = newest.record.ended or newest.record.heartbeat
+        headline = (
+            f"the scheduler {newest.record.owner} stopped cleanly at "
+            f"{ended.isoformat(timespec='seconds')}; no daemon is live"
+        )
+    elif not live:
         status = "unhealthy"
         headline = f"no live scheduler; the {beat} ({newest.state})"
     else:
