@@ -62,7 +62,7 @@ def test_module_app_refuses_without_a_token_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "BUILT_ON_IMPORT 0" in done.stdout
     assert "Traceback" not in done.stderr
-    assert done.stderr.startswith("workflow api: configuration error: WORKFLOW_API_TOKEN")
+    assert done.stderr.startswith("workflow: error: WORKFLOW_API_TOKEN")
     assert len(done.stderr.strip().splitlines()) == 1
 
 
@@ -80,7 +80,17 @@ def test_uvicorn_without_a_token_prints_the_clean_message_and_exits_2(tmp_path: 
     )
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
-    assert "workflow api: configuration error: WORKFLOW_API_TOKEN" in done.stderr
+    assert "workflow: error: WORKFLOW_API_TOKEN" in done.stderr
+    verb = subprocess.run(
+        [sys.executable, "-m", "ddeutil.workflow", "--log-format", "text", "api"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ,
+        check=False,
+    )
+    assert verb.returncode == 2
+    assert verb.stderr.strip() in done.stderr.splitlines()  # the very same line
 
 
 def parse(*argv: str) -> argparse.Namespace:

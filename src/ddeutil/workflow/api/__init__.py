@@ -46,8 +46,8 @@ def _default_app() -> FastAPI:
     """Build the module-level ``app`` from the environment.
 
     A bad setting (no ``WORKFLOW_API_TOKEN`` among them) prints one line,
-    ``workflow api: configuration error: ...``, to stderr and exits 2, like
-    ``workflow api`` does, instead of a traceback out of uvicorn's importer.
+    ``workflow: error: ...``, to stderr and exits 2, exactly as ``workflow api``
+    does, instead of a traceback out of uvicorn's importer.
     """
     import os
     import sys
@@ -63,7 +63,7 @@ def _default_app() -> FastAPI:
         configure_logging(fmt="auto", level=settings.log_level, masker=masker)
         app = create_app(settings, masker=masker)
     except SettingsError as exc:
-        print(f"workflow api: configuration error: {exc}", file=sys.stderr)
+        print(f"workflow: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     freeze_long_lived()
     return app
