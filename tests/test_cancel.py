@@ -352,7 +352,7 @@ def test_cancel_reaches_a_run_in_a_daemon_worker_process(
         finally:
             if daemon.poll() is None:
                 daemon.kill()
-                daemon.wait(10)
+            daemon.communicate(timeout=10)  # reaps it and closes its stderr pipe
         record = store.get_run(run_id)
         assert record is not None
         assert record.status is Status.CANCELLED

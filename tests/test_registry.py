@@ -180,8 +180,51 @@ def test_unknown_group_names_the_group_and_the_modules_tried() -> None:
         reg.find("nogroup/x@y")
     message = str(info.value)
     assert "unknown hook group 'nogroup'" in message
-    assert "fixtures_pkg.nogroup, other_prefix.nogroup" in message
+    assert "cannot import fixtures_pkg.nogroup: ModuleNotFoundError: No module named " in message
+    assert "cannot import other_prefix.nogroup: ModuleNotFoundError: No module named " in message
+    assert "'other_prefix'" in message
+    assert "define no" not in message
     assert info.value.key == "uses"
+
+
+def test_group_that_cannot_be_imported_names_the_import_error_and_the_folders(
+    tmp_path: Path,
+) -> None:
+    absent = tmp_path / "absent"
+    reg = HookRegistry(["my_hooks_p16"], [tmp_path, absent])
+    with pytest.raises(ConfigError) as info:
+        reg.find("tasks/say@v1")
+    message = str(info.value)
+    assert (
+        "cannot import my_hooks_p16.tasks: ModuleNotFoundError: No module named 'my_hooks_p16'"
+    ) in message
+    assert f"searched: {tmp_path}, {absent} (absent), sys.path" in message
+
+
+def test_hook_folder_is_put_on_the_import_path_before_the_lookup(tmp_path: Path) -> None:
+    package = tmp_path / "hooks" / "my_hooks_p16b"
+    package.mkdir(parents=True)
+    (package / "tasks.py").write_text(
+        "from ddeutil.workflow import tag\n\n"
+        "@tag('v1')\ndef say(text: str) -> dict:\n    return {'said': text}\n",
+        encoding="utf-8",
+    )
+    folder = str(tmp_path / "hooks")
+    try:
+        hook = HookRegistry(["my_hooks_p16b"], [tmp_path / "hooks"]).find("tasks/say@v1")
+        assert hook.func(text="hi") == {"said": "hi"}
+        assert sys.path[0] == folder
+        registry.add_import_paths([tmp_path / "hooks"])  # already there: not added twice
+        assert sys.path.count(folder) == 1
+    finally:
+        sys.path.remove(folder)
+        for name in [m for m in sys.modules if m.startswith("my_hooks_p16b")]:
+            del sys.modules[name]
+
+
+def test_group_module_that_defines_no_tags_says_so() -> None:
+    with pytest.raises(ConfigError, match=r"fixtures_pkg\.empty_group define no @tag functions"):
+        HookRegistry(["fixtures_pkg"]).find("empty_group/helper@v1")
 
 
 def test_group_module_without_hooks_is_an_unknown_group() -> None:

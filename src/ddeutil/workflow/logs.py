@@ -30,6 +30,7 @@ from .masking import Masker
 
 __all__ = [
     "CONTEXT_FIELDS",
+    "OUTPUT_FIELDS",
     "MaskingFilter",
     "RunLogRouter",
     "configure_logging",
@@ -37,6 +38,9 @@ __all__ = [
 ]
 
 CONTEXT_FIELDS = ("run_id", "pipeline", "release", "job", "stage")
+OUTPUT_FIELDS = ("stream", "matrix")
+"""Fields of a stage's output line (:mod:`~ddeutil.workflow.engine.stage_output`)
+a run's log file keeps too."""
 LogFormat = Literal["json", "text", "auto"]
 PACKAGE_LOGGER = "ddeutil.workflow"
 
@@ -375,6 +379,10 @@ class RunLogRouter(logging.Handler):
             value = getattr(record, name, None)
             if value is not None:
                 line[name] = self._masker.text(str(value))
+        for name in OUTPUT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = self._masker.data(value)
         self._queue.put((target, json.dumps(line, default=str) + "\n"))
 
     def flush(self) -> None:

@@ -36,6 +36,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -50,6 +51,7 @@ __all__ = [
     "SCHEDULE",
     "Hook",
     "HookRegistry",
+    "add_import_paths",
     "custom_filter",
     "kind_of_class",
     "load_filters",
@@ -92,11 +94,17 @@ def _is_missing(exc: ModuleNotFoundError, module: str) -> bool:
 
 def _import_optional(module: str) -> ModuleType | None:
     """Import ``module``; ``None`` if it does not exist, ConfigError if it is broken."""
+    found = _import_or_missing(module)
+    return None if isinstance(found, ModuleNotFoundError) else found
+
+
+def _import_or_missing(module: str) -> ModuleType | ModuleNotFoundError:
+    """Import ``module``; the error saying it does not exist, ConfigError if it is broken."""
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         if _is_missing(exc, module):
-            return None
+            return exc
         raise ConfigError(f"module {module!r} exists but failed to import: {exc}") from exc
     except Exception as exc:
         raise ConfigError(
@@ -332,18 +340,20 @@ class HookRegistry:
     Thread-safe: lookups may come from many worker threads.
     """
 
-    def __init__(self, prefixes: Sequence[str]) -> None:
+    def __init__(self, prefixes: Sequence[str], paths: Sequence[Path] = ()) -> None:
         self.prefixes: tuple[str, ...] = tuple(prefixes)
+        self.paths: tuple[Path, ...] = tuple(paths)
         self._groups: dict[str, _GroupIndex] = {}
+        self._missing: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HookRegistry:
-        """A registry over ``settings.registry`` (``WORKFLOW_CORE_REGISTRY``)."""
-        return cls(settings.registry)
+        """A registry over ``settings.registry`` and ``settings.hook_paths``."""
+        return cls(settings.registry, settings.hook_paths)
 
     def __repr__(self) -> str:
-        return f"HookRegistry(prefixes={self.prefixes!r})"
+        return f"HookRegistry(prefixes={self.prefixes!r}, paths={self.paths!r})"
 
     def find(self, uses: str) -> Hook:
         """Return the hook ``uses`` names.
@@ -357,12 +367,7 @@ class HookRegistry:
         group, name, wanted = parse_uses(uses)
         index = self._group(group)
         if not index:
-            tried = ", ".join(f"{p}.{group}" for p in self.prefixes)
-            raise ConfigError(
-                f"unknown hook group {group!r} in uses {uses!r}: no module {tried} "
-                f"defines @tag functions (registry prefixes: {', '.join(self.prefixes)})",
-                key="uses",
-            )
+            raise ConfigError(self._no_group(group, uses), key="uses")
         key = _norm(name)
         hook = index.get((key, wanted))
         if hook is not None:
@@ -385,19 +390,40 @@ class HookRegistry:
         """Every hook of ``group`` across the prefixes, sorted by name then tag."""
         return sorted(self._group(group).values(), key=lambda h: (h.name, h.tag))
 
+    def _no_group(self, group: str, uses: str) -> str:
+        """Why ``group`` has no hooks: the imports that failed, or the modules without tags."""
+        missing = self._missing.get(group, {})
+        empty = [f"{p}.{group}" for p in self.prefixes if f"{p}.{group}" not in missing]
+        parts = [f"cannot import {m}: ModuleNotFoundError: {why}" for m, why in missing.items()]
+        if empty:
+            parts.append(f"module(s) {', '.join(empty)} define no @tag functions")
+        return (
+            f"unknown hook group {group!r} in uses {uses!r}: {'; '.join(parts)} "
+            f"(searched: {self._searched()}; registry prefixes: {', '.join(self.prefixes)})"
+        )
+
+    def _searched(self) -> str:
+        """The hook folders as they stand, then the rest of the import path."""
+        shown = [str(p) if p.is_dir() else f"{p} (absent)" for p in self.paths]
+        return ", ".join([*shown, "sys.path"]) if shown else "sys.path (no hook folder)"
+
     def _group(self, group: str) -> _GroupIndex:
         with self._lock:
             cached = self._groups.get(group)
             if cached is None:
+                add_import_paths(self.paths)
                 cached = self._groups[group] = self._load_group(group)
             return cached
 
     def _load_group(self, group: str) -> _GroupIndex:
         index: _GroupIndex = {}
+        missing: dict[str, str] = {}
+        self._missing[group] = missing
         for prefix in self.prefixes:
             module_name = f"{prefix}.{group}"
-            module = _import_optional(module_name)
-            if module is None:
+            module = _import_or_missing(module_name)
+            if isinstance(module, ModuleNotFoundError):
+                missing[module_name] = str(module)
                 continue
             found: _GroupIndex = {}
             for func in _marked(module, TAG_ATTR):
@@ -415,6 +441,24 @@ class HookRegistry:
                 index.setdefault(key, hook)
             logger.debug("hook group %s: %d hooks in %s", group, len(found), module_name)
         return index
+
+
+_PATH_LOCK = threading.Lock()
+
+
+def add_import_paths(paths: Sequence[Path]) -> None:
+    """Put the existing folders of ``paths`` first on ``sys.path``, in order, each once.
+
+    Called before hook modules are imported (``WORKFLOW_CORE_PATH_HOOKS``). A folder
+    already on the path is moved nowhere; an absent folder is skipped (settings refuse
+    an absent folder the user named, so only the default ``hooks`` can be absent).
+    """
+    with _PATH_LOCK:
+        wanted = [str(p) for p in paths if p.is_dir() and str(p) not in sys.path]
+        if wanted:
+            sys.path[0:0] = wanted
+            importlib.invalidate_caches()
+            logger.debug("hook folders put on the import path: %s", ", ".join(wanted))
 
 
 def _norm(name: str) -> str:

@@ -22,6 +22,7 @@ from .limits import DEFAULT_LIMITS, MAX_DEPTH_CEILING, ConfLimits
 
 __all__ = [
     "ENV_VARS",
+    "HOOKS_VAR",
     "MAX_RETENTION_DAYS",
     "NOTIFY_EVENTS",
     "QUEUE_NAME",
@@ -96,6 +97,16 @@ def _parse_positive_int(raw: str) -> int:
         raise ValueError("expected a whole number") from None
     if value < 1:
         raise ValueError("expected a whole number of at least 1")
+    return value
+
+
+def _parse_count(raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+    if value < 0:
+        raise ValueError("expected a whole number of at least 0")
     return value
 
 
@@ -243,6 +254,10 @@ def _parse_path(raw: str) -> Path:
     return Path(raw.strip())
 
 
+def _parse_paths(raw: str) -> tuple[Path, ...]:
+    return tuple(Path(item) for item in _parse_csv(raw))
+
+
 def _parse_db_url(raw: str) -> str:
     url = raw.strip()
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
@@ -281,6 +296,9 @@ def _parse_queue(raw: str) -> str:
     if not QUEUE_NAME.fullmatch(name):
         raise ValueError(QUEUE_RULE)
     return name
+
+
+HOOKS_VAR = "WORKFLOW_CORE_PATH_HOOKS"
 
 
 @dataclass(frozen=True)
@@ -323,6 +341,12 @@ class Settings:
         "ddeutil.workflow",
         "comma-separated import prefixes searched for hooks (`<prefix>.<group>`) and short `type` names",
     )
+    hook_paths: tuple[Path, ...] = _var(
+        "WORKFLOW_CORE_PATH_HOOKS",
+        _parse_paths,
+        "hooks",
+        "comma-separated folders put first on the import path where hooks are looked up (`<folder>/<package>/<group>.py`); relative to the root, absolute allowed; a folder you set must exist, the default `hooks` is skipped when absent",
+    )
     registry_filter: tuple[str, ...] = _var(
         "WORKFLOW_CORE_REGISTRY_FILTER",
         _parse_csv,
@@ -352,6 +376,12 @@ class Settings:
         _parse_positive_int,
         "1048576",
         "bytes a bash stage keeps of each of `stdout` and `stderr` (its start and end; the middle is dropped and marked)",
+    )
+    stage_log_lines: int = _var(
+        "WORKFLOW_CORE_STAGE_LOG_LINES",
+        _parse_count,
+        "1000",
+        "output lines of one stage try logged at INFO (the run's log, the console); the rest are counted in one `... N more lines not logged` line; `0`: none",
     )
     max_pipeline_poking: int = _var(
         "WORKFLOW_CORE_MAX_PIPELINE_POKING",
@@ -624,7 +654,14 @@ class Settings:
             except ValueError as exc:
                 shown = raw if f.repr else _redacted(raw)  # a secret's value never shown
                 raise SettingsError(var.name, shown, str(exc)) from None
-        return cls._resolved(values)
+        settings = cls._resolved(values)
+        if env.get(HOOKS_VAR, "").strip():  # folders the user named must be there
+            for folder in settings.hook_paths:
+                if not folder.is_dir():
+                    raise SettingsError(
+                        HOOKS_VAR, env[HOOKS_VAR], f"folder {str(folder)!r} does not exist"
+                    )
+        return settings
 
     @classmethod
     def _resolved(cls, values: dict[str, Any]) -> Settings:
@@ -632,6 +669,9 @@ class Settings:
         values["root_path"] = root
         for name in ("conf_path", "log_path", "app_end_journal"):
             values[name] = (root / values[name]).resolve()
+        values["hook_paths"] = tuple(
+            dict.fromkeys((root / p.expanduser()).resolve() for p in values["hook_paths"])
+        )
         if not values["api_db_url"]:
             values["api_db_url"] = f"sqlite:///{root / '.workflow' / 'runs.db'}"
         if values["app_executor"] == "celery" and not values["celery_broker_url"]:

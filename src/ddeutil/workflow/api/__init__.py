@@ -56,11 +56,13 @@ def _default_app() -> FastAPI:
     from ..logs import configure_logging
     from ..masking import Masker
     from ..settings import Settings
+    from ..startup import warn_unknown_variables
 
     try:
         settings = Settings.from_env()
         masker = Masker.from_env(os.environ)
         configure_logging(fmt="auto", level=settings.log_level, masker=masker)
+        warn_unknown_variables(os.environ)
         app = create_app(settings, masker=masker)
     except SettingsError as exc:
         print(f"workflow: error: {exc}", file=sys.stderr)

@@ -87,6 +87,7 @@ from ..notify_rule import NotifyRule, Targets
 from ..scheduling.scheduler import Scheduler, new_owner_id
 from ..scheduling.validation import Validator
 from ..settings import Settings
+from ..startup import conf_path_problem, warn_unknown_variables
 from ..store import open_store
 from ..store.base import RunStore
 from ..store.ends import EndJournal
@@ -468,10 +469,16 @@ def serve(
     """Run the daemon in the foreground until it is stopped; return the exit code.
 
     Exit codes: 0 after a clean stop, 1 when the store cannot be opened, another
-    daemon holds its lock or the metrics port cannot be bound, 2 when the
-    metrics port is asked for without the ``metrics`` extra, ``128 + signal``
-    on a second stop signal.
+    daemon holds its lock or the metrics port cannot be bound, 2 when the conf
+    folder is missing (a daemon with no pipelines is a misconfiguration, not a
+    quiet success) or the metrics port is asked for without the ``metrics``
+    extra, ``128 + signal`` on a second stop signal.
     """
+    problem = conf_path_problem(settings)
+    if problem is not None:
+        logger.error("%s", problem)
+        print(f"workflow scheduler: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     clock = clock or SystemClock()
     try:
         metrics = start_metrics(settings, clock)
@@ -648,4 +655,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if fmt == "auto":
         fmt = "text" if sys.stdout.isatty() else "json"
     configure_logging(fmt=fmt, level=args.log_level or settings.log_level, masker=masker)
+    warn_unknown_variables(os.environ)
     return serve(settings, masker=masker, once=args.once)

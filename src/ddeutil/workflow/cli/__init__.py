@@ -33,6 +33,7 @@ from ..errors import SettingsError, StoreError, WorkflowError
 from ..logs import configure_logging
 from ..masking import Masker
 from ..settings import Settings
+from ..startup import warn_unknown_variables
 
 if TYPE_CHECKING:
     from ..store.base import RunStore
@@ -255,6 +256,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     configure_logging(
         fmt=args.log_format, level=args.log_level or settings.log_level, masker=masker
     )
+    warn_unknown_variables(os.environ)
     handler: Handler = args.handler
     try:
         ctx = CliContext(settings=settings, masker=masker, out=stream, owns_process=argv is None)

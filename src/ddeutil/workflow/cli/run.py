@@ -2,7 +2,10 @@
 
 ``run`` loads the pipeline, coerces each ``-p`` value with its param's type
 (a list or map param takes JSON text), runs it in the foreground and prints one
-line per stage and per job as each finishes, then the run's status and errors.
+line per stage and per job as each finishes, then the run's status and errors;
+what a stage prints is shown under a ``RUNNING`` line of it, indented and masked,
+and the console log leaves out the engine's lines the Printer already shows
+(:mod:`.stage_lines`).
 ``--json`` prints only the full result as JSON instead (secrets masked).
 Ctrl-C (or SIGTERM) cancels the run cooperatively: bash stages are killed with
 their process groups and the run ends CANCELLED.
@@ -33,7 +36,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
@@ -164,6 +167,17 @@ class Printer:
         self._masker = masker
         self._pipeline = pipeline
         self._lock = threading.Lock()
+        self._headed: set[tuple[str, str]] = set()
+
+    def output(self, job: str, stage: str, text: str, *, stream: str = "stdout") -> None:
+        """One output line of a running stage, indented under a ``RUNNING`` line of it."""
+        lines = []
+        if (job, stage) not in self._headed:
+            self._headed.add((job, stage))
+            lines.append(f"{'RUNNING':<9} {'':>8}   {job} / {stage}")
+        mark = "!" if stream == "stderr" else "|"
+        lines.append(f"{'':<9} {'':>8}   {mark} {text}")
+        self.write("\n".join(lines))
 
     def write(self, line: str) -> None:
         with self._lock:
@@ -178,6 +192,7 @@ class Printer:
         elif event.kind == "job":
             line = f"{head}{where}job {event.job}"
         else:
+            self._headed.discard((event.job, event.stage or ""))
             line = f"{head}{where}{event.job} / {event.stage}"
             if event.name and event.name != event.stage:
                 line += f" ({event.name})"
@@ -226,7 +241,7 @@ def _cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
     url = None if args.no_record else recording_url(ctx.settings, os.environ)
     try:
         params = _parse_params(args.param)
-        with cancel_on_signals(token):
+        with cancel_on_signals(token), _shown(printer):
             logical_date = _logical_date(args.logical_date, ctx)
             if url is None:
                 result = pipeline.execute(
@@ -269,6 +284,15 @@ def _cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
     else:
         print_summary(printer, result)
     return EXIT_OK if result.status.value == "SUCCESS" else EXIT_FAILED
+
+
+def _shown(printer: Printer | None) -> AbstractContextManager[None]:
+    """Stage output lines printed by ``printer``, each stage once (see :mod:`.stage_lines`)."""
+    if printer is None:
+        return nullcontext()
+    from .stage_lines import printed_by
+
+    return printed_by(printer)
 
 
 def logs_to_stderr(args: argparse.Namespace, ctx: CliContext) -> None:

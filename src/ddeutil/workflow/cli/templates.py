@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..clock import Clock, SystemClock, ensure_utc
 from ..errors import ConfigError, WorkflowError
 from ..loader import Loader, RawTemplate
+from ..startup import conf_path_problem
 from . import positive_int
 from .pause import paused_pipelines
 
@@ -200,6 +201,9 @@ def _usage_error(message: str) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace, ctx: CliContext) -> int:
+    problem = conf_path_problem(ctx.settings)
+    if problem is not None:
+        return _usage_error(problem)
     loader = Loader.from_settings(ctx.settings)
     built = build_all(loader, ctx.settings)
     errors = [*loader.errors, *(b.error for b in built if b.error is not None)]
@@ -251,6 +255,9 @@ def _next_of(built: Built, now: datetime) -> tuple[datetime, Any] | None:
 
 
 def _cmd_list(args: argparse.Namespace, ctx: CliContext) -> int:
+    problem = conf_path_problem(ctx.settings)
+    if problem is not None:
+        return _usage_error(problem)
     loader = Loader.from_settings(ctx.settings)
     built = build_all(loader, ctx.settings)
     now = ensure_utc(default_clock().now())

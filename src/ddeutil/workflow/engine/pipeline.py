@@ -279,7 +279,7 @@ class Pipeline(BaseModel):
             ConfigError: keyed ``jobs.<id>.stages[<n>]....`` (not located at a file).
         """
         order, dependents, width = plan_jobs(self.jobs)
-        hooks = hook_registry(settings.registry)
+        hooks = hook_registry(settings.registry, settings.hook_paths)
         filters = load_filters(settings.registry_filter)
         refs: dict[str, str] = {}
         jobs = {}

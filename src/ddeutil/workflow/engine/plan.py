@@ -148,7 +148,7 @@ class ExecutionPlan:
             cancel=deadline.token,
             filters=load_filters(settings.registry_filter),
             environ=process_environ(),
-            hooks=hook_registry(settings.registry),
+            hooks=hook_registry(settings.registry, settings.hook_paths),
             pipelines=self.pipelines,
             on_event=options.on_event,
             chain=(*options.chain, self.name),

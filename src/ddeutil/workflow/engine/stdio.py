@@ -12,6 +12,10 @@ Policy:
   that stage's masker, then written. A line is cut early only when it grows past
   :data:`PENDING_LIMIT` characters, never inside a secret or a possible start
   of one; what is still held when the stage ends is written then.
+* **Into the run's log**: a block given a ``sink`` (the stage's
+  :class:`~ddeutil.workflow.engine.stage_output.StageOutputLog`, when logging
+  listens) hands its thread's writes to the sink instead, which logs them as
+  masked lines; they are not written to the process output as well.
 * **Writes of any other thread** (e.g. a thread started by stage code) while
   stages run are masked, write by write, with every running stage's masker.
 * Without a running stage the proxies pass writes through unchanged (log
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -39,11 +43,12 @@ PENDING_LIMIT = 65536
 class _Scope:
     """One thread's stage: its masker and the unfinished text per stream."""
 
-    __slots__ = ("masker", "pending")
+    __slots__ = ("masker", "pending", "sink")
 
-    def __init__(self, masker: Masker) -> None:
+    def __init__(self, masker: Masker, sink: Callable[[str, str], None] | None = None) -> None:
         self.masker = masker
         self.pending: dict[MaskedStream, str] = {}
+        self.sink = sink
 
 
 _local = threading.local()
@@ -57,14 +62,18 @@ _others: Masker | None = None
 class MaskedStream:
     """A text stream that masks what stage code writes, then writes to ``raw``."""
 
-    def __init__(self, raw: TextIO) -> None:
+    def __init__(self, raw: TextIO, name: str = "stdout") -> None:
         self.raw = raw
+        self.stream_name = name
 
     def write(self, text: str) -> int:
         scope: _Scope | None = getattr(_local, "scope", None)
         if scope is None:
             others = _others
             self.raw.write(others.text(text) if others is not None else text)
+            return len(text)
+        if scope.sink is not None:
+            scope.sink(self.stream_name, text)
             return len(text)
         pending = scope.pending.get(self, "") + text
         cut = scope.masker.release_point(pending, PENDING_LIMIT)
@@ -97,9 +106,9 @@ def _install() -> list[MaskedStream]:
     """
     out, err = sys.stdout, sys.stderr
     if out is not None and not isinstance(out, MaskedStream):
-        out = sys.stdout = MaskedStream(out)
+        out = sys.stdout = MaskedStream(out, "stdout")
     if err is not None and not isinstance(err, MaskedStream):
-        err = sys.stderr = MaskedStream(err)
+        err = sys.stderr = MaskedStream(err, "stderr")
     return [s for s in (out, err) if isinstance(s, MaskedStream)]
 
 
@@ -120,16 +129,19 @@ def _count_locked(masker: Masker, delta: int) -> None:
 
 
 @contextmanager
-def masked_output(masker: Masker) -> Iterator[None]:
+def masked_output(masker: Masker, sink: Callable[[str, str], None] | None = None) -> Iterator[None]:
     """Mask what the calling thread prints with ``masker`` for the block.
+
+    With ``sink``, the thread's writes go to ``sink(stream_name, text)`` instead
+    (the sink masks them).
 
     Nested blocks (a trigger stage running a child pipeline inline) use the
     innermost masker; the outer one is back when the inner block ends.
     """
-    if not masker.active:
+    if not masker.active and sink is None:
         yield
         return
-    scope = _Scope(masker)
+    scope = _Scope(masker, sink)
     outer: _Scope | None = getattr(_local, "scope", None)
     with _guard:
         streams = _install()

@@ -32,7 +32,9 @@ Policy:
   class) fails the stage like any other exception, unless it asks the process
   to stop (:func:`~ddeutil.workflow.cancellation.is_process_stop`).
 * **output**: what the stage's code prints to ``sys.stdout``/``sys.stderr``
-  reaches the process output masked (:mod:`~ddeutil.workflow.engine.stdio`).
+  is logged line by line into the run's log when logging listens at INFO
+  (:mod:`~ddeutil.workflow.engine.stage_output`), else it reaches the process
+  output masked (:mod:`~ddeutil.workflow.engine.stdio`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from ...errors import (
 from ...result import ErrorRecord, Status
 from ..conditions import Condition
 from ..context import RunContext, RunEvent, StageOutcome
+from ..stage_output import stage_output_log
 from ..stdio import masked_output
 from ..templating import Template, has_expressions, render
 
@@ -141,6 +144,9 @@ class BaseStage(BaseModel):
     kind: ClassVar[str] = "stage"
     native_timeout: ClassVar[bool] = False
     """True when :meth:`_run` enforces ``timeout`` itself (bash)."""
+    logs_prints: ClassVar[bool] = True
+    """True when what the stage's thread prints is its output to log (not bash: its
+    script's output comes from pipes, logged by the kind itself)."""
 
     name: str = Field(
         min_length=1, description="what the stage does; logged, may use ${{ matrix.* }}"
@@ -373,11 +379,18 @@ class StagePlan:
     def _run_masked(
         self, ctx: Mapping[str, Any], rc: RunContext, call: StageCall
     ) -> dict[str, Any]:
-        """:meth:`_run` with what its thread prints masked (see :mod:`..stdio`)."""
-        if not rc.masker.active:  # nothing to mask: no proxy work on the hot path
-            return self.stage._run(self, ctx, rc, call)
-        with masked_output(rc.masker):
-            return self.stage._run(self, ctx, rc, call)
+        """:meth:`_run` with what its thread prints masked (see :mod:`..stdio`) and logged."""
+        lines = stage_output_log(rc, call.label, rc.masker) if self.stage.logs_prints else None
+        if lines is None:
+            if not rc.masker.active:  # nothing to mask: no proxy work on the hot path
+                return self.stage._run(self, ctx, rc, call)
+            with masked_output(rc.masker):
+                return self.stage._run(self, ctx, rc, call)
+        try:
+            with masked_output(rc.masker, lines.feed):
+                return self.stage._run(self, ctx, rc, call)
+        finally:
+            lines.close()
 
     def _run_with_timeout(
         self, ctx: Mapping[str, Any], rc: RunContext, label: str, timeout: float

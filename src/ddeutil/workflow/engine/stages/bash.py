@@ -27,6 +27,8 @@ newlines stripped, secrets masked). Each stream keeps at most
 ``WORKFLOW_CORE_STAGE_OUTPUT_LIMIT`` bytes, its start and its end around a
 ``... [truncated: N bytes] ...`` line (:mod:`~ddeutil.workflow.engine.capture`). A
 non-zero exit code fails the stage with the code and the last line of stderr.
+Each line of both streams is also logged as it is produced (masked, capped by
+``WORKFLOW_CORE_STAGE_LOG_LINES``; see :mod:`~ddeutil.workflow.engine.stage_output`).
 
 Stopping: on ``timeout`` or cancellation the group gets SIGTERM; whatever is
 left of it when ``bash`` has exited, or after a grace of
@@ -49,6 +51,7 @@ from ...errors import StageCancelled, TemplateError
 from ...masking import SENSITIVE_NAME, Masker
 from ..capture import Captured
 from ..context import RunContext
+from ..stage_output import stage_output_log
 from .base import BaseStage, StageCall, StagePlan, stage_error
 from .bash_binding import bind_bash
 from .shell import run_script
@@ -73,6 +76,7 @@ class BashStage(BaseStage):
 
     kind: ClassVar[str] = "bash"
     native_timeout: ClassVar[bool] = True
+    logs_prints: ClassVar[bool] = False
 
     bash: str = Field(
         description="the script; each ${{ }} is passed as a variable, never as code; "
@@ -127,17 +131,23 @@ class BashStage(BaseStage):
     def _spawn(
         self, path: str, env: dict[str, str], call: StageCall, rc: RunContext, masker: Any
     ) -> dict[str, Any]:
-        outcome = run_script(
-            path,
-            env=env,
-            token=call.token,
-            timeout=call.timeout,
-            limit=rc.settings.stage_output_limit,
-            grace=KILL_GRACE,
-            on_start=lambda pid: rc.log(
-                logger, logging.DEBUG, "bash started (pid %d)", pid, stage=call.label
-            ),
-        )
+        lines = stage_output_log(rc, call.label, masker)
+        try:
+            outcome = run_script(
+                path,
+                env=env,
+                token=call.token,
+                timeout=call.timeout,
+                limit=rc.settings.stage_output_limit,
+                grace=KILL_GRACE,
+                on_start=lambda pid: rc.log(
+                    logger, logging.DEBUG, "bash started (pid %d)", pid, stage=call.label
+                ),
+                on_output=None if lines is None else lines.feed_bytes,
+            )
+        finally:
+            if lines is not None:
+                lines.close()
         for name, captured in (("stdout", outcome.stdout), ("stderr", outcome.stderr)):
             if captured.dropped:
                 rc.log(

@@ -31,6 +31,7 @@ import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
@@ -47,9 +48,9 @@ TOKEN_PARAM = "cancel_token"  # noqa: S105 - a parameter name, not a secret
 
 
 @functools.lru_cache(maxsize=64)
-def hook_registry(prefixes: tuple[str, ...]) -> HookRegistry:
-    """One shared registry per tuple of prefixes, so group modules are imported once."""
-    return HookRegistry(prefixes)
+def hook_registry(prefixes: tuple[str, ...], paths: tuple[Path, ...] = ()) -> HookRegistry:
+    """One shared registry per prefixes and hook folders, so group modules are imported once."""
+    return HookRegistry(prefixes, paths)
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,7 @@ def run_script(
     limit: int,
     grace: float,
     on_start: Callable[[int], None] | None = None,
+    on_output: Callable[[str, bytes], None] | None = None,
 ) -> ShellOutcome:
     """Run the script file ``path`` with ``bash`` as a group this call owns.
 
@@ -130,6 +131,8 @@ def run_script(
         limit: Bytes kept of each of ``stdout`` and ``stderr``.
         grace: Seconds between SIGTERM and SIGKILL when the script is stopped.
         on_start: Called with ``bash``'s pid once it started.
+        on_output: Called with ``"stdout"`` or ``"stderr"`` and each chunk as it
+            is read (on the calling thread), before the chunk is captured.
 
     Raises:
         OSError: ``bash`` could not be started.
@@ -143,7 +146,7 @@ def run_script(
         os.close(script)
     if on_start is not None:
         on_start(proc.pid)
-    return _Group(proc, limit=limit, grace=grace).run(token, timeout)
+    return _Group(proc, limit=limit, grace=grace, on_output=on_output).run(token, timeout)
 
 
 def _start(script: int, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
@@ -217,11 +220,20 @@ class _Group:
     ended, so a group id is never signalled once ``bash`` may have been reaped.
     """
 
-    def __init__(self, proc: subprocess.Popen[bytes], *, limit: int, grace: float) -> None:
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        *,
+        limit: int,
+        grace: float,
+        on_output: Callable[[str, bytes], None] | None = None,
+    ) -> None:
         assert proc.stdout is not None
         assert proc.stderr is not None
         self._proc = proc
         self._grace = grace
+        self._on_output = on_output
+        self._names = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
         self._streams = {
             proc.stdout.fileno(): BoundedCapture(limit),
             proc.stderr.fileno(): BoundedCapture(limit),
@@ -303,6 +315,8 @@ class _Group:
             if not chunk:
                 self._open.discard(fd)
                 return False
+            if self._on_output is not None:
+                self._on_output(self._names[fd], chunk)
             capture.feed(chunk)
 
     def _drain(self, poller: select.poll) -> None:
