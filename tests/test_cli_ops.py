@@ -208,10 +208,27 @@ def test_health_without_a_live_daemon_exits_1_even_after_a_recent_heartbeat(
     code, out = run_cli("health")
     assert code == 1
     assert out.splitlines()[0] == (
-        "unhealthy: no live scheduler; the last heartbeat 10.0s ago at "
-        "2024-01-01T11:59:50+00:00 by vm1:42:aa (stopped)"
+        "stopped: the scheduler vm1:42:aa stopped cleanly at 2024-01-01T11:59:50+00:00; "
+        "no daemon is live"
     )
     assert out.splitlines()[3].split()[3] == "stopped"
+    code, out = run_cli("health", "--json")
+    assert (code, json.loads(out)["status"]) == (1, "stopped")
+
+
+def test_health_reports_the_newest_of_several_stopped_daemons_whatever_its_age(
+    run_cli: Run, store: RunStore, at_noon: datetime
+) -> None:
+    _join(store, "vm1:42:aa", at=at_noon - timedelta(seconds=7200))
+    store.leave("vm1:42:aa", now=at_noon - timedelta(seconds=7000))
+    _join(store, "vm2:7:bb", at=at_noon - timedelta(seconds=3600))
+    store.leave("vm2:7:bb", now=at_noon - timedelta(seconds=3000))
+    code, out = run_cli("health")
+    assert code == 1
+    assert out.splitlines()[0] == (
+        "stopped: the scheduler vm2:7:bb stopped cleanly at 2024-01-01T11:10:00+00:00; "
+        "no daemon is live"
+    )
 
 
 def test_health_picks_the_newest_live_heartbeat_over_a_stopped_daemon(

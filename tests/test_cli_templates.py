@@ -301,10 +301,25 @@ def test_next_after_an_explicit_instant(write_conf: WriteConf, run: Run) -> None
     write_conf("good.yml", GOOD)
     _, out = run("next", "every_5", "-n", "1", "--after", "2025-03-09T06:58Z")
     assert out.splitlines()[1].endswith("2025-03-09 07:00:00Z")
-    _, out = run("next", "every_5", "-n", "1", "--after", "2025-03-09T06:58:00")
-    assert out.splitlines()[1].endswith("2025-03-09 07:00:00Z")
+    _, out = run("next", "every_5", "-n", "1", "--after", "2025-03-09T13:58:00")
+    assert out.splitlines()[1].endswith("2025-03-09 07:00:00Z")  # naive: Asia/Bangkok time
     _, out = run("next", "every_5", "-n", "1", "--after", "2025-03-09T13:58+07:00")
     assert out.splitlines()[1].endswith("2025-03-09 07:00:00Z")
+
+
+def test_next_reads_a_naive_after_in_each_schedules_own_zone(
+    write_conf: WriteConf, run: Run
+) -> None:
+    write_conf("good.yml", GOOD)
+    code, out = run("next", "pipe_a", "-n", "1", "--after", "2025-03-09T06:58", "--json")
+    assert code == 0
+    doc = as_json(out)
+    assert doc["after"] == "2025-03-09T06:58:00"
+    bangkok, new_york = doc["schedules"]
+    assert bangkok["after"] == "2025-03-09T06:58:00+07:00"
+    assert bangkok["fire_times"][0]["local"] == "2025-03-09T07:00:00+07:00"
+    assert new_york["after"] == "2025-03-09T06:58:00-04:00"
+    assert new_york["fire_times"][0]["local"] == "2025-03-09T07:00:00-04:00"
 
 
 def test_next_json(write_conf: WriteConf, run: Run) -> None:

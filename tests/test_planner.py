@@ -191,7 +191,7 @@ def test_catchup_all_is_capped_at_the_limit_newest_first() -> None:
     assert times(result.due) == [at(f"2024-01-01 {h:02}:00") for h in (8, 9, 10)]
     assert times(result.skipped) == [at(f"2024-01-01 {h:02}:00") for h in range(1, 8)]
     assert {r.reason for r in result.skipped} == {"beyond catchup limit 3"}
-    assert {r.reason for r in result.due} == {"missed, caught up (catchup=all)"}
+    assert {r.reason for r in result.due} == {"a missed release, run late (catchup: all)"}
 
 
 def test_latest_runs_the_newest_missed_release_and_the_on_time_one() -> None:

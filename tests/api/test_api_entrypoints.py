@@ -57,12 +57,40 @@ def test_module_app_is_built_on_first_access_from_the_environment(tmp_path: Path
     }
 
 
-def test_module_app_refuses_without_a_token(tmp_path: Path) -> None:
+def test_module_app_refuses_without_a_token_in_one_line(tmp_path: Path) -> None:
     done = run_lazy(tmp_path)
-    assert done.returncode != 0
+    assert done.returncode == 2
     assert "BUILT_ON_IMPORT 0" in done.stdout
-    assert "SettingsError" in done.stderr
-    assert "WORKFLOW_API_TOKEN" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("workflow: error: WORKFLOW_API_TOKEN")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_uvicorn_without_a_token_prints_the_clean_message_and_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_")}
+    environ["WORKFLOW_ROOT_PATH"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "--port", "0", "ddeutil.workflow.api:app"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "workflow: error: WORKFLOW_API_TOKEN" in done.stderr
+    verb = subprocess.run(
+        [sys.executable, "-m", "ddeutil.workflow", "--log-format", "text", "api"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ,
+        check=False,
+    )
+    assert verb.returncode == 2
+    assert verb.stderr.strip() in done.stderr.splitlines()  # the very same line
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -207,7 +207,13 @@ class _TextFormatter(logging.Formatter):
         return base.replace(" | ", " ", 1)
 
 
+DROPPED_FIELDS = ("color_message",)
+"""Record attributes never written to a JSON line: uvicorn's ``color_message`` is
+its message again with ANSI colour escapes, for its own coloured console only."""
+
+
 def _json_formatter() -> logging.Formatter:
+    from pythonjsonlogger.core import RESERVED_ATTRS
     from pythonjsonlogger.json import JsonFormatter
 
     class _UtcJsonFormatter(JsonFormatter):
@@ -218,6 +224,7 @@ def _json_formatter() -> logging.Formatter:
         "%(asctime)s %(levelname)s %(name)s %(message)s",
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         timestamp=False,
+        reserved_attrs=[*RESERVED_ATTRS, *DROPPED_FIELDS],
     )
 
 

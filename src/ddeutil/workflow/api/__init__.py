@@ -43,18 +43,30 @@ __all__ = ["app", "create_app"]
 
 @functools.cache
 def _default_app() -> FastAPI:
-    import os
+    """Build the module-level ``app`` from the environment.
 
+    A bad setting (no ``WORKFLOW_API_TOKEN`` among them) prints one line,
+    ``workflow: error: ...``, to stderr and exits 2, exactly as ``workflow api``
+    does, instead of a traceback out of uvicorn's importer.
+    """
+    import os
+    import sys
+
+    from ..errors import SettingsError
     from ..logs import configure_logging
     from ..masking import Masker
     from ..settings import Settings
     from ..startup import warn_unknown_variables
 
-    settings = Settings.from_env()
-    masker = Masker.from_env(os.environ)
-    configure_logging(fmt="auto", level=settings.log_level, masker=masker)
-    warn_unknown_variables(os.environ)
-    app = create_app(settings, masker=masker)
+    try:
+        settings = Settings.from_env()
+        masker = Masker.from_env(os.environ)
+        configure_logging(fmt="auto", level=settings.log_level, masker=masker)
+        warn_unknown_variables(os.environ)
+        app = create_app(settings, masker=masker)
+    except SettingsError as exc:
+        print(f"workflow: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     freeze_long_lived()
     return app
 

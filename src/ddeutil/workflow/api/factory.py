@@ -19,6 +19,8 @@ Policies:
   ``TestClient``) and stops with it.
 * **The dashboard** (:mod:`~ddeutil.workflow.api.ui`) is served under ``/ui/`` by
   the same app, behind the same token, unless ``WORKFLOW_API_UI=false``.
+* **Docs offline**: ``/docs`` serves Swagger UI from assets in the package, no
+  CDN (see :mod:`.docs`); ``/redoc`` is off.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from ..metrics import Meter
 from ..prometheus import PrometheusMeter
 from ..settings import Settings
 from ..store.base import RunStore
+from .docs import mount_docs
 from .errors import ApiError, error_body
 from .metrics import build_metrics_router
 from .models import ErrorDetail
@@ -137,7 +140,10 @@ def create_app(
         "`/health` needs `Authorization: Bearer <WORKFLOW_API_TOKEN>`.",
         lifespan=lifespan,
         default_response_class=response_class,
+        docs_url=None,
+        redoc_url=None,
     )
+    mount_docs(app)
     app.state.service = service
     app.state.meter = meter
     app.state.settings = settings

@@ -5,11 +5,14 @@
 * ``workflow health [--json]`` prints the age of the newest heartbeat of a live
   scheduler daemon and exits 0 when it is fresher than
   ``WORKFLOW_APP_HEALTH_STALE`` seconds, 1 when it is stale, when no daemon is
-  live or the store cannot be read (Docker ``HEALTHCHECK``, systemd). Below
+  live or the store cannot be read (Docker ``HEALTHCHECK``, systemd); the status
+  is ``stopped`` (still exit 1) when no daemon is live and the newest one left
+  cleanly (SIGTERM, ``--once``), whatever its heartbeat's age. Below
   that line it lists every daemon the store knows (see :func:`~ddeutil.workflow.store.fleet.daemon_views`).
 * ``workflow runs [--pipeline NAME] [--status S] [--limit N] [--json]`` lists
   run records from the run store, newest first, with the daemon that owns each
-  scheduled run.
+  scheduled run; ``workflow runs show RUN_ID [--json]`` prints one run in full
+  (see :mod:`.run_show`).
 * ``workflow logs RUN_ID [--json]`` prints the per-run log file (written under
   ``WORKFLOW_LOG_PATH`` when ``WORKFLOW_LOG_ENABLE_WRITE`` is on); exit 2 for a
   run the store does not know and that has no log file, 1 for a known run
@@ -33,6 +36,7 @@ from ..result import Status
 from ..store.base import RunFilter, RunRecord
 from ..store.fleet import DaemonView, daemon_views
 from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliContext, positive_int, run_store
+from .run_show import register_show
 
 __all__ = ["default_clock", "register"]
 
@@ -58,12 +62,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="exit 0 when a scheduler heartbeat is fresh, 1 otherwise",
         description="Report the age of the newest heartbeat of a live scheduler daemon and "
         "list every daemon the run store knows. Exit 0 when that heartbeat is fresher than "
-        "WORKFLOW_APP_HEALTH_STALE seconds, 1 when stale, missing or no daemon is live.",
+        "WORKFLOW_APP_HEALTH_STALE seconds, 1 when stale, missing or no daemon is live "
+        "(status `stopped` when the newest daemon left cleanly).",
     )
     p.add_argument("--json", action="store_true", help="print the report as a JSON object")
     p.set_defaults(handler=_cmd_health)
 
-    p = sub.add_parser("runs", help="list run records, newest first")
+    p = sub.add_parser(
+        "runs",
+        help="list run records, newest first; `runs show RUN_ID` shows one",
+        description="List run records, newest first. `workflow runs show RUN_ID [--json]` "
+        "prints one run in full: times, params, error and each job's status.",
+    )
     p.add_argument("--pipeline", help="only runs of this pipeline")
     p.add_argument(
         "--status",
@@ -74,6 +84,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--limit", type=positive_int, default=20, help="most runs shown (default 20)")
     p.add_argument("--json", action="store_true", help="print the records as a JSON list")
     p.set_defaults(handler=_cmd_runs)
+    register_show(p)
 
     p = sub.add_parser("logs", help="print the log of one run")
     p.add_argument("run_id", metavar="RUN_ID")
@@ -115,7 +126,14 @@ def _cmd_health(args: argparse.Namespace, ctx: CliContext) -> int:
         f"last heartbeat {newest.age:.1f}s ago at {newest.record.heartbeat.isoformat()} "
         f"by {newest.record.owner}"
     )
-    if not live:
+    if not live and newest.state == "stopped":
+        status = "stopped"
+        ended = newest.record.ended or newest.record.heartbeat
+        headline = (
+            f"the scheduler {newest.record.owner} stopped cleanly at "
+            f"{ended.isoformat(timespec='seconds')}; no daemon is live"
+        )
+    elif not live:
         status = "unhealthy"
         headline = f"no live scheduler; the {beat} ({newest.state})"
     else:

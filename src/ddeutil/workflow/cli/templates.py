@@ -350,7 +350,9 @@ def _cmd_next(args: argparse.Namespace, ctx: CliContext) -> int:
     report = []
     for schedule in schedules:
         info = _describe(schedule)
-        times = _fire_times(schedule, after, args.count)
+        start = _in_zone(after, schedule)
+        info["after"] = start.isoformat()
+        times = _fire_times(schedule, start, args.count)
         info["fire_times"] = [
             {"utc": t.isoformat(), "local": t.astimezone(_zone(schedule)).isoformat()}
             for t in times
@@ -378,16 +380,27 @@ def _cmd_next(args: argparse.Namespace, ctx: CliContext) -> int:
 # ------------------------------------------------------------------------- register
 
 
+def _in_zone(after: datetime, schedule: Any) -> datetime:
+    """``after`` made aware: a naive ``--after`` is a wall-clock time in the schedule's
+    zone (as ``On.generate`` and ``fire_times`` read it), an aware one stays as given."""
+    if after.tzinfo is None or after.utcoffset() is None:
+        return after.replace(tzinfo=_zone(schedule))
+    return after
+
+
 def _instant(raw: str) -> datetime:
+    """An ISO ``--after``: aware UTC with an offset or ``Z``; naive without (read per
+    schedule in its own zone by :func:`_in_zone`)."""
     text = raw.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     try:
-        return ensure_utc(datetime.fromisoformat(text))
+        when = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected an ISO date-time such as 2025-01-01T00:00Z, got {raw!r}"
         ) from None
+    return when if when.tzinfo is None or when.utcoffset() is None else ensure_utc(when)
 
 
 def _add_json(parser: argparse.ArgumentParser) -> None:
@@ -426,7 +439,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--after",
         type=_instant,
         default=None,
-        help="start from this ISO instant instead of now (no offset means UTC)",
+        help="start from this ISO time instead of now; without an offset it is a wall-clock "
+        "time in each schedule's own timezone (2025-03-09T06:58Z is UTC)",
     )
     _add_json(p)
     p.set_defaults(handler=_cmd_next)

@@ -302,8 +302,8 @@ class _Reasons:
             Catchup.ALL: f"beyond catchup limit {limit}",
         }
         self._run = {
-            Catchup.LATEST: "missed, caught up (catchup=latest)",
-            Catchup.ALL: "missed, caught up (catchup=all)",
+            Catchup.LATEST: "a missed release, run late (catchup: latest)",
+            Catchup.ALL: "a missed release, run late (catchup: all)",
         }
 
     def skip(self, catchup: Catchup) -> str:

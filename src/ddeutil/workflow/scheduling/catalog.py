@@ -36,7 +36,7 @@ from typing import Any
 from ..clock import ensure_utc
 from ..errors import ConfigError, WorkflowError
 from ..loader import Loader, RawTemplate, template_version
-from ..registry import PIPELINE
+from ..registry import PIPELINE, SCHEDULE
 from ..schedules.cron_schedule import CronSchedule
 from ..schedules.planner import Catchup, PlannedSchedule
 from ..settings import Settings
@@ -228,11 +228,15 @@ class PipelineCatalog:
         _give_back_freed_memory()
         for entry in fresh.values():
             self._warn_unschedulable(entry)
+        scheduled = [x for x in fresh.values() if not x.unschedulable and x.schedules]
         logger.info(
-            "conf %s: %d pipeline(s), %d schedule(s)",
+            "conf %s: %d pipeline(s) (%d scheduled, by %d schedule(s) in all), "
+            "%d schedule template(s)",
             "loaded" if first else "reloaded",
             len(fresh),
-            sum(len(x.schedules) for x in fresh.values() if not x.unschedulable),
+            len(scheduled),
+            sum(len(x.schedules) for x in scheduled),
+            _schedule_templates(loader),
         )
         return True
 
@@ -300,4 +304,14 @@ def _give_back_freed_memory() -> None:
 
 
 def _where(error: ConfigError) -> dict[str, Any]:
-    return {"file": error.file, "template": error.template, "key": error.key}
+    """Where a conf error is, for a log line's fields: the ones it knows (no nulls)."""
+    where = {"file": error.file, "template": error.template, "key": error.key}
+    return {name: value for name, value in where.items() if value is not None}
+
+
+def _schedule_templates(loader: Loader) -> int:
+    """How many ``On`` templates the conf folder holds (``workflow list``'s schedules)."""
+    try:
+        return len(loader.of_kind(SCHEDULE))
+    except WorkflowError:
+        return 0

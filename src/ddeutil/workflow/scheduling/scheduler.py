@@ -97,6 +97,7 @@ from .decider import RoundDecider
 from .overlap import RunQueues, Waiting
 from .takeover import INTERRUPTED_REASON, interrupted_reason, started_elsewhere
 from .tick_report import PAUSED_REASON, TickLog, TickReport, log_next_releases, log_tick
+from .tick_summary import TickSummary
 from .validation import Validator
 
 __all__ = ["INTERRUPTED_REASON", "Scheduler", "SchedulerState", "TickReport", "new_owner_id"]
@@ -188,6 +189,7 @@ class Scheduler:
         self._state = SchedulerState.STOPPED
         self._started_once = False
         self._lock = threading.RLock()
+        self._summary = TickSummary()
         self._reload_requested = False
         self._prepared: bool | None = None
         self._ahead: TickReport | None = None  # what prepare() dispatched ahead
@@ -530,7 +532,9 @@ class Scheduler:
             ahead, self._ahead = self._ahead, None
             init, self._ahead_from = (self._ahead_from if replan else None), None
             report = self._tick_locked(at, reloaded, stamp=self._clock, after=ahead, init=init)
-            return report if ahead is None else _merged(ahead, report)
+            report = report if ahead is None else _merged(ahead, report)
+            self._summary.tick(report)
+            return report
 
     def prepare(self, boundary: datetime | None = None) -> bool:
         """Do the conf check of the next tick now, and with ``boundary`` its dispatch too.

@@ -90,8 +90,8 @@ def log_tick(result: Plan, log: TickLog) -> None:
             )
         else:
             logger.info(
-                "release due%s (schedule %s, logical date %s)",
-                f" ({release.reason})" if release.reason else "",
+                "release due%s; schedule %s, logical date %s",
+                f": {release.reason}" if release.reason else "",
                 release.schedule,
                 release.logical_date.isoformat(),
                 extra=extra,
