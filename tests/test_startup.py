@@ -106,12 +106,15 @@ def test_a_conf_path_that_is_a_file_is_named_as_such(tmp_path: Path) -> None:
         ["-m", "ddeutil.workflow", "scheduler", "--once"],
         ["-m", "ddeutil.workflow", "validate"],
         ["-m", "ddeutil.workflow", "list"],
+        ["-m", "ddeutil.workflow", "api", "--port", "0"],
+        ["-m", "uvicorn", "ddeutil.workflow.api:app", "--port", "0"],
     ],
-    ids=["daemon", "scheduler", "validate", "list"],
+    ids=["daemon", "scheduler", "validate", "list", "api", "uvicorn"],
 )
 def test_a_missing_conf_folder_exits_2_naming_it(tmp_path: Path, args: list[str]) -> None:
     missing = tmp_path / "no-such-conf"
-    env = _env(tmp_path, WORKFLOW_CORE_PATH_CONF="no-such-conf")
+    token = "a-test-token-0123456789"
+    env = _env(tmp_path, WORKFLOW_CORE_PATH_CONF="no-such-conf", WORKFLOW_API_TOKEN=token)
     done = _run(args, env, tmp_path)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert f"conf folder '{missing}' does not exist" in done.stderr

@@ -45,7 +45,8 @@ __all__ = ["app", "create_app"]
 def _default_app() -> FastAPI:
     """Build the module-level ``app`` from the environment.
 
-    A bad setting (no ``WORKFLOW_API_TOKEN`` among them) prints one line,
+    A bad setting (no ``WORKFLOW_API_TOKEN`` among them) or a conf folder that is
+    not there prints one line,
     ``workflow: error: ...``, to stderr and exits 2, exactly as ``workflow api``
     does, instead of a traceback out of uvicorn's importer.
     """
@@ -56,10 +57,14 @@ def _default_app() -> FastAPI:
     from ..logs import configure_logging
     from ..masking import Masker
     from ..settings import Settings
-    from ..startup import warn_unknown_variables
+    from ..startup import conf_path_problem, warn_unknown_variables
 
     try:
         settings = Settings.from_env()
+        problem = conf_path_problem(settings)
+        if problem is not None:  # as the daemon: a missing conf folder is a start-up error
+            print(f"workflow: error: {problem}", file=sys.stderr)
+            raise SystemExit(2)
         masker = Masker.from_env(os.environ)
         configure_logging(fmt="auto", level=settings.log_level, masker=masker)
         warn_unknown_variables(os.environ)

@@ -16,6 +16,7 @@ import argparse
 import logging
 import sys
 
+from ..startup import conf_path_problem
 from . import EXIT_OK, EXIT_USAGE, CliContext
 
 __all__ = ["register"]
@@ -64,6 +65,10 @@ def _cmd_api(args: argparse.Namespace, ctx: CliContext) -> int:
             f"pip install 'ddeutil-workflow[api]' (missing: {missing})",
             file=sys.stderr,
         )
+        return EXIT_USAGE
+    problem = conf_path_problem(ctx.settings)
+    if problem is not None:  # as the daemon: a missing conf folder is a start-up error
+        print(f"workflow api: {problem}", file=sys.stderr)
         return EXIT_USAGE
     app = create_app(ctx.settings, masker=ctx.masker)
     freeze_long_lived()
