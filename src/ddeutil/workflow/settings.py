@@ -630,6 +630,9 @@ class Settings:
         "8",
         "attempts to deliver one notice (backoff 5 s doubling, at most 15 min apart) before it is given up and logged",
     )
+    store_given: bool = field(default=False, metadata={})
+    """Derived, not a variable: ``WORKFLOW_API_DB_URL`` was set, so the run store is
+    chosen rather than the default one (``workflow run`` records its run then)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -642,6 +645,8 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
+            if "var" not in f.metadata:  # derived in _resolved
+                continue
             var: _Var = f.metadata["var"]
             raw = env.get(var.name)
             if raw is None or (raw == "" and var.default is not None):
@@ -672,6 +677,7 @@ class Settings:
         values["hook_paths"] = tuple(
             dict.fromkeys((root / p.expanduser()).resolve() for p in values["hook_paths"])
         )
+        values["store_given"] = bool(values["api_db_url"])
         if not values["api_db_url"]:
             values["api_db_url"] = f"sqlite:///{root / '.workflow' / 'runs.db'}"
         if values["app_executor"] == "celery" and not values["celery_broker_url"]:
@@ -700,6 +706,8 @@ def env_table() -> list[tuple[str, str, str]]:
     """Return (variable, default, meaning) for every setting, in declaration order."""
     rows = []
     for f in fields(Settings):
+        if "var" not in f.metadata:  # derived, not a variable
+            continue
         var: _Var = f.metadata["var"]
         rows.append((var.name, var.default or "", var.doc))
     return rows

@@ -16,7 +16,6 @@ changed in a way that makes reuse unsafe without ``--force``).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -70,7 +69,7 @@ def _cmd_rerun(args: argparse.Namespace, ctx: CliContext) -> int:
     from ..store import open_store
     from .run_record import RecordingUnavailableError, execute_recorded, safe_url
 
-    url = recording_url(ctx.settings, os.environ)
+    url = recording_url(ctx.settings)
     if url is None:
         return _refuse(
             ctx,

@@ -32,10 +32,9 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
@@ -109,15 +108,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     schema.set_defaults(handler=_cmd_schema)
 
 
-def recording_url(settings: Settings, environ: Mapping[str, str]) -> str | None:
+def recording_url(settings: Settings) -> str | None:
     """The run store ``workflow run`` records its run in, or ``None`` (not recorded).
 
-    A store is configured when ``WORKFLOW_API_DB_URL`` is set (not empty) in
-    ``environ``, or when the default SQLite file (``<root>/.workflow/runs.db``)
-    already exists: a daemon or the API ran here. The default is never
-    created by ``workflow run`` alone.
+    A store is configured when ``WORKFLOW_API_DB_URL`` is set (not empty), or
+    when the default SQLite file (``<root>/.workflow/runs.db``) already exists:
+    a daemon or the API ran here. The default is never created by ``workflow
+    run`` alone.
     """
-    if environ.get("WORKFLOW_API_DB_URL", "").strip():
+    if settings.store_given:
         return settings.api_db_url
     default = settings.root_path / ".workflow" / "runs.db"
     return settings.api_db_url if default.is_file() else None
@@ -238,7 +237,7 @@ def _cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
     printer = None if args.json else Printer(ctx.out, ctx.masker, pipeline.name)
     on_event = printer.event if printer is not None else None
     token = CancelToken()
-    url = None if args.no_record else recording_url(ctx.settings, os.environ)
+    url = None if args.no_record else recording_url(ctx.settings)
     try:
         params = _parse_params(args.param)
         with cancel_on_signals(token), _shown(printer):
