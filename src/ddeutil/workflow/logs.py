@@ -87,6 +87,10 @@ class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """
 
     def __init__(self, stream: IO[str], masker: Masker | None = None) -> None:
+        # Beneath the engine's stage-output proxy: a line logged from a stage's
+        # thread is the log's, not the stage's output (which is logged again).
+        while getattr(stream, "masks_stage_output", False):
+            stream = stream.raw  # type: ignore[attr-defined]
         super().__init__(stream)
         self._masker = masker
         try:
@@ -101,6 +105,7 @@ class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
         # handler's lock while it calls flush(), which waits for the writer thread.
         self._io = threading.Lock()
         self._writer: threading.Thread | None = None
+        self._writing = threading.local()
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -121,14 +126,23 @@ class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if self._queued and self._writer_alive():
             self._lines.put(line)
             return True
-        with self._io:
-            try:
-                self.stream.write(line)
-                self.stream.flush()
-            except RecursionError:
-                raise
-            except Exception:
-                self.handleError(record)
+        if getattr(self._writing, "active", False):
+            # Logged by this thread while it writes a line (a failed write reports
+            # itself on sys.stderr, which a stage may route back into logging):
+            # dropped here, never a deadlock on ``_io`` or an endless loop.
+            return False
+        self._writing.active = True
+        try:
+            with self._io:
+                try:
+                    self.stream.write(line)
+                    self.stream.flush()
+                except RecursionError:
+                    raise
+                except Exception:
+                    self.handleError(record)
+        finally:
+            self._writing.active = False
         return True
 
     def flush(self) -> None:

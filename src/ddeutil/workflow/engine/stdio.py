@@ -60,7 +60,14 @@ _others: Masker | None = None
 
 
 class MaskedStream:
-    """A text stream that masks what stage code writes, then writes to ``raw``."""
+    """A text stream that masks what stage code writes, then writes to ``raw``.
+
+    Log handlers write beneath it (see ``masks_stage_output``): a log line written
+    from a stage's thread is not that stage's output.
+    """
+
+    masks_stage_output = True
+    """Marks the proxy for code that must write to the stream under it."""
 
     def __init__(self, raw: TextIO, name: str = "stdout") -> None:
         self.raw = raw
