@@ -30,6 +30,7 @@ from .run import (
     logs_to_stderr,
     print_summary,
     recording_url,
+    shown,
 )
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def _cmd_rerun(args: argparse.Namespace, ctx: CliContext) -> int:
         return _refuse(ctx, "\n".join(lines))
     printer = None if args.json else Printer(ctx.out, ctx.masker, pipeline.name)
     token = CancelToken()
-    with cancel_on_signals(token):
+    with cancel_on_signals(token), shown(printer):
         try:
             run_id, result = execute_recorded(
                 url,

@@ -159,24 +159,31 @@ def cancel_on_signals(token: CancelToken) -> AbstractContextManager[None]:
 
 
 class Printer:
-    """Prints one line per finished stage and job; safe to call from worker threads."""
+    """Prints one line per finished stage and job; safe to call from worker threads.
 
-    def __init__(self, out: TextIO, masker: Masker, pipeline: str) -> None:
+    A stage that has printed nothing ``quiet_after`` seconds after it started gets a
+    ``RUNNING`` line, so a long stage is never silent (see :meth:`event`).
+    """
+
+    def __init__(
+        self, out: TextIO, masker: Masker, pipeline: str, *, quiet_after: float = 1.0
+    ) -> None:
         self._out = out
         self._masker = masker
         self._pipeline = pipeline
+        self._quiet_after = quiet_after
         self._lock = threading.Lock()
         self._headed: set[tuple[str, str]] = set()
+        self._waiting: dict[tuple[str, str, str | None], threading.Timer] = {}
 
     def output(self, job: str, stage: str, text: str, *, stream: str = "stdout") -> None:
         """One output line of a running stage, indented under a ``RUNNING`` line of it."""
-        lines = []
-        if (job, stage) not in self._headed:
-            self._headed.add((job, stage))
-            lines.append(f"{'RUNNING':<9} {'':>8}   {job} / {stage}")
         mark = "!" if stream == "stderr" else "|"
-        lines.append(f"{'':<9} {'':>8}   {mark} {text}")
-        self.write("\n".join(lines))
+        with self._lock:
+            head = (job, stage) not in self._headed
+            self._headed.add((job, stage))
+        line = f"{'':<9} {'':>8}   {mark} {text}"
+        self.write(f"{_running(job, stage)}\n{line}" if head else line)
 
     def write(self, line: str) -> None:
         with self._lock:
@@ -184,6 +191,10 @@ class Printer:
             self._out.flush()
 
     def event(self, event: RunEvent) -> None:
+        """Print a finished stage or job; a started stage is watched for silence."""
+        if event.kind == "stage_started":
+            self._watch(event)
+            return
         where = "" if event.pipeline == self._pipeline else f"{event.pipeline}: "
         head = f"{event.status.value:<9} {event.duration:8.3f}s  "
         if event.kind == "job" and event.reused_from is not None:
@@ -191,15 +202,58 @@ class Printer:
         elif event.kind == "job":
             line = f"{head}{where}job {event.job}"
         else:
-            self._headed.discard((event.job, event.stage or ""))
-            line = f"{head}{where}{event.job} / {event.stage}"
-            if event.name and event.name != event.stage:
-                line += f" ({event.name})"
-            if event.matrix:
-                line += " [" + ", ".join(f"{k}={v}" for k, v in event.matrix.items()) + "]"
+            self._settle(event)
+            line = f"{head}{where}{event.job} / {event.stage}{_described(event)}"
         if event.error and (event.kind == "stage" or event.status.value != "FAILED"):
             line += f": {event.error}"
         self.write(line)
+
+    def close(self) -> None:
+        """Stop watching stages that are still running (none print after this)."""
+        with self._lock:
+            timers, self._waiting = list(self._waiting.values()), {}
+        for timer in timers:
+            timer.cancel()
+
+    def _watch(self, event: RunEvent) -> None:
+        key = (event.job, event.stage or "", event.strategy)
+        timer = threading.Timer(self._quiet_after, self._still_running, (event,))
+        timer.daemon = True
+        with self._lock:
+            self._waiting[key] = timer
+        timer.start()
+
+    def _settle(self, event: RunEvent) -> None:
+        with self._lock:
+            self._headed.discard((event.job, event.stage or ""))
+            timer = self._waiting.pop((event.job, event.stage or "", event.strategy), None)
+        if timer is not None:
+            timer.cancel()
+
+    def _still_running(self, event: RunEvent) -> None:
+        stage = event.stage or ""
+        with self._lock:
+            if self._waiting.pop((event.job, stage, event.strategy), None) is None:
+                return
+            if (event.job, stage) in self._headed:  # its output named it already
+                return
+            self._headed.add((event.job, stage))
+        where = "" if event.pipeline == self._pipeline else f"{event.pipeline}: "
+        self.write(_running(f"{where}{event.job}", f"{stage}{_described(event)}"))
+
+
+def _running(job: str, stage: str) -> str:
+    return f"{'RUNNING':<9} {'':>8}   {job} / {stage}"
+
+
+def _described(event: RunEvent) -> str:
+    """A stage's name (when not its id) and matrix values, after its id."""
+    text = ""
+    if event.name and event.name != event.stage:
+        text += f" ({event.name})"
+    if event.matrix:
+        text += " [" + ", ".join(f"{k}={v}" for k, v in event.matrix.items()) + "]"
+    return text
 
 
 @contextmanager
@@ -240,7 +294,7 @@ def _cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
     url = None if args.no_record else recording_url(ctx.settings)
     try:
         params = _parse_params(args.param)
-        with cancel_on_signals(token), _shown(printer):
+        with cancel_on_signals(token), shown(printer):
             logical_date = _logical_date(args.logical_date, ctx)
             if url is None:
                 result = pipeline.execute(
@@ -285,7 +339,7 @@ def _cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
     return EXIT_OK if result.status.value == "SUCCESS" else EXIT_FAILED
 
 
-def _shown(printer: Printer | None) -> AbstractContextManager[None]:
+def shown(printer: Printer | None) -> AbstractContextManager[None]:
     """Stage output lines printed by ``printer``, each stage once (see :mod:`.stage_lines`)."""
     if printer is None:
         return nullcontext()

@@ -9,7 +9,8 @@ finished stage and job. While a :func:`printed_by` block runs, policy:
   below WARNING (the stage and job lines the Printer prints, and the output
   lines); warnings and errors still reach it.
 * **Output under its stage**: each output line is printed, masked and indented,
-  after a ``RUNNING`` line naming the stage (printed once, at its first line).
+  after a ``RUNNING`` line naming the stage (printed once: at its first line, or
+  when the stage has been silent for a second).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class Printer(Protocol):
     """What :func:`printed_by` needs of ``workflow run``'s Printer."""
 
     def output(self, job: str, stage: str, text: str, *, stream: str = "stdout") -> None: ...
+
+    def close(self) -> None: ...
 
 
 class _PrintedFilter(logging.Filter):
@@ -72,6 +75,7 @@ def printed_by(printer: Printer) -> Iterator[None]:
     try:
         yield
     finally:
+        printer.close()
         output.removeHandler(lines)
         for handler in consoles:
             handler.removeFilter(dropped)

@@ -69,10 +69,11 @@ def process_environ() -> Mapping[str, str]:
 
 @dataclass(frozen=True)
 class RunEvent:
-    """A stage or a job of a run finished.
+    """A stage of a run started, or a stage or a job of a run finished.
 
     Attributes:
-        kind: ``"stage"`` or ``"job"``.
+        kind: ``"stage"`` or ``"job"`` (finished), or ``"stage_started"`` (a stage
+            began executing: status RUNNING, duration 0; skipped stages never start).
         run_id: The run.
         pipeline: The pipeline name.
         job: The job id.
@@ -80,14 +81,14 @@ class RunEvent:
         name: The stage name as rendered (``None`` for jobs).
         strategy: The matrix combination id when the job runs several.
         matrix: The combination's values (empty without a matrix).
-        status: SUCCESS, FAILED, SKIPPED or CANCELLED.
+        status: SUCCESS, FAILED, SKIPPED or CANCELLED (RUNNING for ``stage_started``).
         duration: Seconds the stage or job took.
         error: The (masked) error message of a failed stage or job.
         reused_from: For a job a rerun did not execute but took over (SUCCESS,
             duration 0): the run whose outputs it reused.
     """
 
-    kind: Literal["stage", "job"]
+    kind: Literal["stage", "job", "stage_started"]
     run_id: str
     pipeline: str
     job: str
@@ -115,7 +116,7 @@ class RunOptions:
         clock: Default the system clock.
         settings: Default the settings the plan was compiled with.
         masker: Hides secrets in errors, events, bash output and logs.
-        on_event: Called as each stage and job finishes.
+        on_event: Called as each stage starts and as each stage and job finishes.
         chain: Names of the pipelines that triggered this run, outermost first
             (a trigger stage passes its own run's chain); a pipeline already in
             it is a loop and is refused.
@@ -171,7 +172,8 @@ class RunContext:
         environ: What ``${VAR}`` reads and what bash inherits.
         hooks: The hook registry (for templated ``uses``).
         pipelines: Finds the pipeline a trigger stage runs.
-        on_event: Called (in a worker thread) when a stage or job finishes.
+        on_event: Called (in a worker thread) when a stage starts and when a stage or
+            job finishes.
         chain: Names of the pipelines that triggered this run, outermost first,
             ending with this pipeline: a trigger to any of them is a loop.
         job: The job currently running (in per-job copies).

@@ -386,7 +386,8 @@ class Pipeline(BaseModel):
             settings: Default the settings the pipeline was loaded with, else
                 ``Settings.from_env()``.
             masker: Hides secrets in errors, events, bash output and logs.
-            on_event: Called as each stage and job finishes.
+            on_event: Called as each stage starts and as each stage and job finishes
+                (:class:`~ddeutil.workflow.engine.context.RunEvent`).
             resume: For a rerun: what it takes over from the earlier run
                 (:func:`~ddeutil.workflow.engine.rerun.plan_rerun`).
 

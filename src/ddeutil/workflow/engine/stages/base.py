@@ -46,7 +46,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -318,6 +318,8 @@ class StagePlan:
                 ctx, rc, exc, started=started, name=self.stage.name, label=label, key=key
             )
         rc.log(logger, logging.DEBUG, "stage %r started", name, stage=label)
+        if rc.on_event is not None:
+            rc.emit(self._event(rc, "stage_started", Status.RUNNING, 0.0, name=name, label=label))
         outputs: dict[str, Any] | None = None
         error: BaseException | None = None
         cancelled = False
@@ -482,22 +484,34 @@ class StagePlan:
                 stage=label,
             )
         if rc.on_event is not None:
-            rc.emit(
-                RunEvent(
-                    kind="stage",
-                    run_id=rc.run_id,
-                    pipeline=rc.pipeline,
-                    job=rc.job,
-                    status=status,
-                    duration=duration,
-                    stage=label,
-                    name=rc.masker.text(name),
-                    strategy=rc.strategy,
-                    matrix=rc.matrix,
-                    error=record.message if record is not None else None,
-                )
-            )
+            error = record.message if record is not None else None
+            rc.emit(self._event(rc, "stage", status, duration, name=name, label=label, error=error))
         return StageOutcome(status=status, duration=duration, error=record)
+
+    @staticmethod
+    def _event(
+        rc: RunContext,
+        kind: Literal["stage", "stage_started"],
+        status: Status,
+        duration: float,
+        *,
+        name: str,
+        label: str,
+        error: str | None = None,
+    ) -> RunEvent:
+        return RunEvent(
+            kind=kind,
+            run_id=rc.run_id,
+            pipeline=rc.pipeline,
+            job=rc.job,
+            status=status,
+            duration=duration,
+            stage=label,
+            name=rc.masker.text(name),
+            strategy=rc.strategy,
+            matrix=rc.matrix,
+            error=error,
+        )
 
 
 def stage_error(message: str, call: StageCall, rc: RunContext) -> StageError:
