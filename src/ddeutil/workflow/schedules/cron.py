@@ -505,7 +505,7 @@ def _parse_field(text: str, spec: _Field) -> tuple[set[int], tuple[DayRule, ...]
         elif "-" in base:
             first, _, last = base.partition("-")
             low, high = _value(first, spec, item), _value(last, spec, item)
-            if high == 0 and spec.name == "day-of-week":
+            if high == 0 < low and spec.name == "day-of-week":
                 high = 7  # cronie: a range ending in Sunday (`SAT-SUN`, `5-0`) ends in 7
             if low > high:
                 raise ValueError(f"{spec.name}: range {item!r} goes backwards")
