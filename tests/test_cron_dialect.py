@@ -272,6 +272,21 @@ def test_invalid_token_combinations_name_the_reason(text: str, reason: str) -> N
     assert repr(text) in str(info.value)
 
 
+def test_long_expressions_are_bounded() -> None:
+    many = ",".join(["L", "LW", "15W"] * 100)  # 899 characters, three distinct rules
+    expr = CronExpression.parse(f"0 0 {many} * *")
+    assert days_of(str(expr), "2025-01-01 00:00", 2) == ["2025-01-15 Wed", "2025-01-31 Fri"]
+    too_long = "0 0 " + ",".join(["1"] * 499) + " * *"
+    with pytest.raises(ScheduleError, match="the expression is 1005 characters long; at most 1000"):
+        CronExpression.parse(too_long)
+    with pytest.raises(ScheduleError) as info:
+        CronExpression.parse("0 0 " + "1" * 5000 + "W * *")  # no 5000-digit int() either
+    assert str(info.value) == (
+        f"invalid cron expression {('0 0 ' + '1' * 56)!r}... (5009 characters): "
+        "the expression is 5009 characters long; at most 1000"
+    )
+
+
 @pytest.mark.parametrize("text", ["0 0 L-28 2 *", "0 0 * 2 6#5", "0 0 29W 2 *", "0 0 L * 0"])
 def test_a_token_that_fits_some_month_is_valid(text: str) -> None:
     CronExpression.parse(text)

@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # pydantic is imported by the models that use the type, not h
     from pydantic.json_schema import JsonSchemaValue
     from pydantic_core import CoreSchema
 
-__all__ = ["MACROS", "CronExpression", "ZonedCron"]
+__all__ = ["MACROS", "MAX_LENGTH", "CronExpression", "ZonedCron"]
 
 MACROS: dict[str, str] = {
     "@yearly": "0 0 1 1 *",
@@ -69,6 +69,9 @@ MACROS: dict[str, str] = {
     "@hourly": "0 * * * *",
 }
 """The supported macros and the five fields each stands for."""
+
+MAX_LENGTH = 1000
+"""The longest expression accepted (whitespace collapsed), so parsing stays bounded."""
 
 _MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES, 1)}
@@ -153,7 +156,7 @@ class CronExpression:
             raise ScheduleError(f"a cron expression must be a string, got {type(text).__name__}")
         bad = _foreign_character(text)
         if bad:
-            raise ScheduleError(f"invalid cron expression {text!r}: {bad}")
+            raise ScheduleError(f"invalid cron expression {_quoted(text)}: {bad}")
         normalised = " ".join(text.split())
         if normalised.startswith("@"):
             normalised = normalised.lower()
@@ -161,7 +164,7 @@ class CronExpression:
         try:
             self._build(normalised)
         except ValueError as exc:
-            raise ScheduleError(f"invalid cron expression {text!r}: {exc}") from None
+            raise ScheduleError(f"invalid cron expression {_quoted(text)}: {exc}") from None
 
     @classmethod
     def parse(cls, text: str) -> CronExpression:
@@ -177,6 +180,8 @@ class CronExpression:
     def _build(self, text: str) -> None:
         if not text:
             raise ValueError("the expression is empty")
+        if len(text) > MAX_LENGTH:
+            raise ValueError(f"the expression is {len(text)} characters long; at most {MAX_LENGTH}")
         if text.startswith("@"):
             if text not in MACROS:
                 known = ", ".join(MACROS)
@@ -461,6 +466,13 @@ def _parse_cached(text: str) -> CronExpression:
     return CronExpression(text)
 
 
+def _quoted(text: str) -> str:
+    """``text`` quoted for an error message, cut short when long (the reason follows it)."""
+    if len(text) <= 200:
+        return repr(text)
+    return f"{text[:60]!r}... ({len(text)} characters)"
+
+
 def _foreign_character(text: str) -> str:
     """Why ``text`` is not ASCII cron text (its first foreign character), or ``""``.
 
@@ -513,7 +525,7 @@ def _parse_field(text: str, spec: _Field) -> tuple[set[int], tuple[DayRule, ...]
             low = _value(base, spec, item)
             high = max(spec.step_high, low) if slash else low
         values.update(range(low, high + 1, step))
-    return values, tuple(rules)
+    return values, tuple(dict.fromkeys(rules))  # a repeated token is one rule
 
 
 def _is_number(text: str) -> bool:
