@@ -3,11 +3,14 @@
 Usage::
 
     python benchmarks/bench_on.py [--years 1] [--repeat 3] [--schedules 10000] [--ticks 60]
+        [--token-years 20]
 
 Reports, for ``*/5 * * * *`` and ``0 9 * * 1-5`` in America/New_York, how many fire
 times per second ``On.fire_times`` produces over a year, oldest first (``next``) and
 newest first (``prev``), next to croniter's ``get_next`` on the same expression; then
-the time one scheduler tick takes: ``list(schedule.fire_times(previous, now))`` for a
+the same rates for one expression per month-dependent day token (``L``, ``L-n``,
+``nW``, ``LW``, ``nL``, ``n#k``) over ``--token-years``, as a ratio to the plain
+``0 9 * * 1-5`` over the same years; then the time one scheduler tick takes: ``list(schedule.fire_times(previous, now))`` for a
 one-minute window across N distinct schedules (cold = first tick after loading, warm =
 steady state).
 """
@@ -40,7 +43,7 @@ def _best(repeat: int, run: Callable[[], int]) -> tuple[int, float]:
     return items, best
 
 
-def bench_runner(cron: str, years: int, repeat: int) -> dict[str, float]:
+def bench_runner(cron: str, years: int, repeat: int, croniter_too: bool = True) -> dict[str, float]:
     schedule = On.parse({"cron": cron, "timezone": ZONE})
     start = datetime(2025, 1, 1, tzinfo=UTC)
     end = start.replace(year=start.year + years)
@@ -66,16 +69,23 @@ def bench_runner(cron: str, years: int, repeat: int) -> dict[str, float]:
         return count
 
     rates = {}
-    for label, run in (
-        ("next", forward),
-        ("prev", backward),
-        ("fire_times", window),
-        ("croniter", reference),
-    ):
+    runs = [("next", forward), ("prev", backward), ("fire_times", window)]
+    if croniter_too:  # croniter does not read every day token (`L-3`)
+        runs.append(("croniter", reference))
+    for label, run in runs:
         items, seconds = _best(repeat, run)
         rates[label] = items / seconds
         rates["count"] = items
     return rates
+
+
+TOKENS = ("0 9 L * *", "0 9 L-3 * *", "0 9 15W * *", "0 9 LW * *", "0 9 * * 5L", "0 9 * * MON#2")
+PLAIN = "0 9 * * 1-5"
+
+
+def bench_tokens(years: int, repeat: int) -> list[tuple[str, dict[str, float]]]:
+    """``next``/``prev`` rates of the plain expression and of each day token, same years."""
+    return [(cron, bench_runner(cron, years, repeat, False)) for cron in (PLAIN, *TOKENS)]
 
 
 def _schedules(count: int, seed: int) -> list[On]:
@@ -133,6 +143,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best kept)")
     parser.add_argument("--schedules", type=int, default=10_000, help="schedules in the tick")
     parser.add_argument("--ticks", type=int, default=60, help="warm one-minute ticks measured")
+    parser.add_argument(
+        "--token-years", type=int, default=20, help="years walked for the day tokens"
+    )
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
@@ -145,6 +158,17 @@ def main() -> None:
         print(
             f"{cron:<16}{int(r['count']):>8}{r['next']:>12,.0f}{r['prev']:>12,.0f}"
             f"{r['fire_times']:>14,.0f}{r['croniter']:>12,.0f}"
+        )
+
+    print()
+    print(f"day tokens, {ZONE}, over {args.token_years} years; ratio = plain rate / token rate")
+    print(f"{'expression':<16}{'fires':>8}{'.next/s':>12}{'.prev/s':>12}{'next x':>9}{'prev x':>9}")
+    rows = bench_tokens(args.token_years, args.repeat)
+    plain = rows[0][1]
+    for cron, r in rows:
+        print(
+            f"{cron:<16}{int(r['count']):>8}{r['next']:>12,.0f}{r['prev']:>12,.0f}"
+            f"{plain['next'] / r['next']:>9.2f}{plain['prev'] / r['prev']:>9.2f}"
         )
 
     t = bench_tick(args.schedules, args.ticks, args.seed)

@@ -68,18 +68,21 @@ def backward(cron: ZonedCron, start: datetime, count: int) -> list[datetime]:
         ("0 2,3 * * *", NY, "2025-03-09 00:00", ["2025-03-09 07:00", "2025-03-10 06:00"]),
         # fixed time that occurs twice at fall-back: once, at the first occurrence
         ("30 1 * * *", NY, "2025-11-01 12:00", ["2025-11-02 05:30", "2025-11-03 06:30"]),
+        ("0,30 1 * * *", NY, "2025-11-02 00:00", ["2025-11-02 05:00", "2025-11-02 05:30"]),
+        # cronie's rule: a minute field starting with `*` follows elapsed time, so
+        # both copies of 01:00-01:59 run ...
         (
             "*/30 1 * * *",
             NY,
             "2025-11-02 00:00",
-            ["2025-11-02 05:00", "2025-11-02 05:30", "2025-11-03 06:00"],
+            ["2025-11-02 05:00", "2025-11-02 05:30", "2025-11-02 06:00", "2025-11-02 06:30"],
         ),
-        # a restricted step in the hour field is fixed wall-clock time too
+        # ... and an hour step starting with `*` too: no 02:00 run in the gap
         (
             "0 */2 * * *",
             NY,
             "2025-03-09 04:00",
-            ["2025-03-09 05:00", "2025-03-09 07:00", "2025-03-09 08:00"],
+            ["2025-03-09 05:00", "2025-03-09 08:00", "2025-03-09 10:00"],
         ),
         # hour `*`: elapsed time, both copies of 01:00, nothing invented in the gap
         (
@@ -95,11 +98,19 @@ def backward(cron: ZonedCron, start: datetime, count: int) -> list[datetime]:
             "2025-11-02 05:00",
             ["2025-11-02 05:30", "2025-11-02 06:00", "2025-11-02 06:30"],
         ),
+        # `0-23` does not start with `*`: fixed time, the repeated 01:00 runs once ...
         (
             "0 0-23 * * *",
             NY,
             "2025-11-02 04:30",
-            ["2025-11-02 05:00", "2025-11-02 06:00", "2025-11-02 07:00"],
+            ["2025-11-02 05:00", "2025-11-02 07:00", "2025-11-02 08:00"],
+        ),
+        # ... and the skipped 02:00 runs at 03:00 EDT, once with 03:00 itself
+        (
+            "0 0-23 * * *",
+            NY,
+            "2025-03-09 05:30",
+            ["2025-03-09 06:00", "2025-03-09 07:00", "2025-03-09 08:00"],
         ),
         # a day whose midnight does not exist runs its midnight job at 01:00 local
         (
@@ -130,6 +141,39 @@ def test_dst_policy(text: str, zone: ZoneInfo, start: str, expected: list[str]) 
     assert forward(cron, z(start), len(want)) == want
     # the same instants walking back from just after the last one
     assert backward(cron, want[-1] + timedelta(seconds=1), len(want)) == want[::-1]
+
+
+def test_cronie_wildcard_jobs_skip_the_gap_and_run_both_copies_of_the_repeated_hour() -> None:
+    spring = ZonedCron(CronExpression.parse("* 2 * * *"), NY)
+    day = (ts(z("2025-03-09 04:00")), ts(z("2025-03-10 04:00")))
+    assert between(spring, *day) == []  # 02:00-02:59 EDT does not exist that day
+    fall = ZonedCron(CronExpression.parse("*/15 1 * * *"), NY)
+    times = between(fall, ts(z("2025-11-02 04:00")), ts(z("2025-11-03 04:00")))
+    assert [f"{utc(t):%H:%M}" for t in times] == [
+        "05:00", "05:15", "05:30", "05:45", "06:00", "06:15", "06:30", "06:45"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "fixed"),
+    [
+        ("30 1 * * *", True),
+        ("0 0-23 * * *", True),
+        ("0,30 0-23/1 * * *", True),
+        ("0 9 L * 1#2", True),
+        ("@daily", True),
+        ("@weekly", True),
+        ("* 2 * * *", False),
+        ("*/15 1 * * *", False),
+        ("0 */2 * * *", False),
+        ("0 * * * *", False),
+        ("@hourly", False),
+    ],
+)
+def test_fixed_time_is_read_from_the_minute_and_hour_text_like_cronie(
+    text: str, fixed: bool
+) -> None:
+    assert CronExpression.parse(text).fixed_time is fixed
 
 
 def test_gap_fire_time_is_the_first_valid_local_instant() -> None:

@@ -9,17 +9,36 @@ Syntax (Vixie cron): ``minute hour day-of-month month day-of-week`` with ``*``,
 numbers, ranges ``a-b``, lists ``a,b``, steps ``*/n``, ``a-b/n`` and ``a/n`` (from
 ``a`` to the end of the field), names ``JAN``-``DEC`` and ``SUN``-``SAT`` (any case),
 ``7`` for Sunday, and the macros ``@yearly`` (``@annually``), ``@monthly``,
-``@weekly``, ``@daily`` (``@midnight``) and ``@hourly``. Seconds fields, ``?``,
-``L``, ``W``, ``#`` and backwards ranges are rejected, as is an expression that can
-never fire (``0 0 30 2 *``).
+``@weekly``, ``@daily`` (``@midnight``) and ``@hourly``. A day-of-week range that ends
+in Sunday (``0`` or ``SUN``) ends in ``7``, as in cronie: ``SAT-SUN``, ``5-0``,
+``1-0/2``. The text is ASCII: digits are ``0``-``9`` and fields are separated by
+spaces and tabs; any other character (a Unicode digit, a no-break space, a newline)
+is rejected with its code point and position.
+
+Extensions (Quartz and cronsim spelling; they only change which *days* match):
+
+* day-of-month ``L`` (the last day of the month), ``L-n`` (``n`` days before it,
+  ``n`` 1-30), ``nW`` (the weekday, Monday to Friday, nearest day ``n`` within the
+  same month: ``1W`` on a Saturday is Monday the 3rd, ``31W`` on a Sunday is Friday
+  the 29th; no match in a month without day ``n``) and ``LW`` (the last weekday);
+* day-of-week ``nL`` (the last weekday ``n`` of the month, ``n`` a number 0-7:
+  ``5L`` is the last Friday) and ``n#k`` (the ``k``-th weekday ``n``, ``k`` 1-5,
+  ``n`` a number or a name: ``MON#2``).
+
+They may appear in lists (``1,L``, ``MON#1,FRI#3``) and count as restricting their
+field. A step or a range on them (``L/2``, ``1-L``), ``W`` or ``L`` alone in
+day-of-week, ``#`` in day-of-month, seconds fields and ``?`` are rejected, as is an
+expression that can never fire (``0 0 30 2 *``, ``0 0 L-30 2 *``).
 
 Day matching follows Vixie cron and cronie literally: when *both* day fields are
 restricted, a day matches if *either* matches; otherwise both must. A day field is
 restricted when its text does not start with ``*`` - so ``1-31`` is restricted while
 ``*/2`` is not (``0 0 */2 * MON`` runs on odd days that are Mondays).
 
-An expression whose hour field does not cover all 24 hours has a *fixed wall-clock
-time* (:attr:`CronExpression.fixed_time`); the DST policy of :mod:`.dst` keys on it.
+An expression whose minute and hour fields both do not start with ``*`` has a *fixed
+wall-clock time* (:attr:`CronExpression.fixed_time`, cronie's rule, read from the
+text as cronie does: ``0 0-23 * * *`` is fixed, ``0 */2 * * *`` is not); the DST
+policy of :mod:`.dst` keys on it.
 """
 
 from __future__ import annotations
@@ -30,6 +49,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import ScheduleError
+from .cron_days import MONTH_LENGTHS, DayRule, day_table, parse_day_rule
 from .dst import ZonedCron
 
 if TYPE_CHECKING:  # pydantic is imported by the models that use the type, not here
@@ -37,7 +57,7 @@ if TYPE_CHECKING:  # pydantic is imported by the models that use the type, not h
     from pydantic.json_schema import JsonSchemaValue
     from pydantic_core import CoreSchema
 
-__all__ = ["MACROS", "CronExpression", "ZonedCron"]
+__all__ = ["MACROS", "MAX_LENGTH", "CronExpression", "ZonedCron"]
 
 MACROS: dict[str, str] = {
     "@yearly": "0 0 1 1 *",
@@ -49,6 +69,9 @@ MACROS: dict[str, str] = {
     "@hourly": "0 * * * *",
 }
 """The supported macros and the five fields each stands for."""
+
+MAX_LENGTH = 1000
+"""The longest expression accepted (whitespace collapsed), so parsing stays bounded."""
 
 _MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES, 1)}
@@ -74,6 +97,7 @@ _FIELDS = (
     _Field("day-of-week", 0, 7, _DAYS, 6),
 )
 
+_DAY_FIELDS = ("day-of-month", "day-of-week")
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
@@ -87,15 +111,17 @@ class CronExpression:
     Attributes:
         minutes, hours: The matching values, sorted.
         days, months, weekdays: The matching day-of-month, month and day-of-week
-            (0 = Sunday) values.
+            (0 = Sunday) values; ``L``, ``W`` and ``#`` tokens are not among them
+            (see :mod:`.cron_days`).
         day_or: Both day fields are restricted, so a day matches if either does.
-        fixed_time: The hour field does not cover all 24 hours, so the fixed
-            wall-clock DST policy applies (see :mod:`.dst`).
+        fixed_time: Neither the minute nor the hour field starts with ``*`` (cronie's
+            rule), so the fixed wall-clock DST policy applies (see :mod:`.dst`).
     """
 
     __slots__ = (
         "_doms",
         "_from_weekday",
+        "_table",
         "_text",
         "_to_weekday",
         "day_or",
@@ -111,6 +137,7 @@ class CronExpression:
     _doms: tuple[int, ...]  # sorted day-of-month values
     _to_weekday: tuple[int, ...]  # [w]: days from weekday w to the next matching one
     _from_weekday: tuple[int, ...]  # [w]: days back from weekday w to a matching one
+    _table: tuple[tuple[tuple[int, ...], ...], ...] | None  # with L/W/#: see day_table
     minutes: tuple[int, ...]
     hours: tuple[int, ...]
     days: frozenset[int]
@@ -127,6 +154,9 @@ class CronExpression:
         """
         if not isinstance(text, str):
             raise ScheduleError(f"a cron expression must be a string, got {type(text).__name__}")
+        bad = _foreign_character(text)
+        if bad:
+            raise ScheduleError(f"invalid cron expression {_quoted(text)}: {bad}")
         normalised = " ".join(text.split())
         if normalised.startswith("@"):
             normalised = normalised.lower()
@@ -134,7 +164,7 @@ class CronExpression:
         try:
             self._build(normalised)
         except ValueError as exc:
-            raise ScheduleError(f"invalid cron expression {text!r}: {exc}") from None
+            raise ScheduleError(f"invalid cron expression {_quoted(text)}: {exc}") from None
 
     @classmethod
     def parse(cls, text: str) -> CronExpression:
@@ -150,6 +180,8 @@ class CronExpression:
     def _build(self, text: str) -> None:
         if not text:
             raise ValueError("the expression is empty")
+        if len(text) > MAX_LENGTH:
+            raise ValueError(f"the expression is {len(text)} characters long; at most {MAX_LENGTH}")
         if text.startswith("@"):
             if text not in MACROS:
                 known = ", ".join(MACROS)
@@ -162,14 +194,27 @@ class CronExpression:
                 "expected 5 fields (minute hour day-of-month month day-of-week), "
                 f"got {len(parts)}{hint}"
             )
-        sets = [_parse_field(part, spec) for part, spec in zip(parts, _FIELDS, strict=True)]
-        minutes, hours, days, months, weekdays = sets
+        fields = [_parse_field(part, spec) for part, spec in zip(parts, _FIELDS, strict=True)]
+        (minutes, _), (hours, _), (days, dom_rules), (months, _), (weekdays, dow_rules) = fields
         if 7 in weekdays:
             weekdays = (weekdays - {7}) | {0}
         dom_star = parts[2].startswith("*")
         dow_star = parts[4].startswith("*")
         day_or = not dom_star and not dow_star
-        if not day_or and not any(min(days) <= _MAX_DAYS[m] for m in months):
+        table = None
+        if dom_rules or dow_rules:
+            table = day_table(frozenset(days), dom_rules, frozenset(weekdays), dow_rules, day_or)
+            if not any(
+                table[length - 28][first]
+                for m in months
+                for length in MONTH_LENGTHS[m]
+                for first in range(7)
+            ):
+                raise ValueError(
+                    f"no day matches day-of-month {parts[2]!r} and day-of-week "
+                    f"{parts[4]!r} in month {parts[3]!r}, so the expression never fires"
+                )
+        elif not day_or and not any(min(days) <= _MAX_DAYS[m] for m in months):
             raise ValueError(
                 f"day-of-month {parts[2]!r} never occurs in month {parts[3]!r}, "
                 "so the expression never fires"
@@ -181,10 +226,14 @@ class CronExpression:
             ("months", frozenset(months)),
             ("weekdays", frozenset(weekdays)),
             ("day_or", day_or),
-            ("fixed_time", len(hours) < 24),
+            ("fixed_time", not parts[0].startswith("*") and not parts[1].startswith("*")),
+            ("_table", table),
             ("_doms", tuple(sorted(days))),
-            ("_to_weekday", tuple(_distance(weekdays, w, 1) for w in range(7))),
-            ("_from_weekday", tuple(_distance(weekdays, w, -1) for w in range(7))),
+            ("_to_weekday", () if table else tuple(_distance(weekdays, w, 1) for w in range(7))),
+            (
+                "_from_weekday",
+                () if table else tuple(_distance(weekdays, w, -1) for w in range(7)),
+            ),
         ):
             object.__setattr__(self, name, value)
 
@@ -216,10 +265,13 @@ class CronExpression:
             wall.minute in self.minutes
             and wall.hour in self.hours
             and wall.month in self.months
-            and self._day_ok(wall.day, wall.toordinal())
+            and self._day_ok(wall.year, wall.month, wall.day, wall.toordinal())
         )
 
-    def _day_ok(self, day: int, ordinal: int) -> bool:
+    def _day_ok(self, year: int, month: int, day: int, ordinal: int) -> bool:
+        if self._table is not None:
+            first_weekday = (ordinal - day + 1) % 7
+            return day in self._table[_days_in_month(year, month) - 28][first_weekday]
         dom = day in self.days
         dow = ordinal % 7 in self.weekdays  # ordinal 1 (0001-01-01) is a Monday
         return (dom or dow) if self.day_or else (dom and dow)
@@ -270,7 +322,8 @@ class CronExpression:
         first = d.toordinal() - day
         while True:
             if month in self.months:
-                while (found := self._prev_day(first, day)) != 0:
+                dim = _days_in_month(year, month)
+                while (found := self._prev_day(first, day, dim)) != 0:
                     if found != day:
                         day, h, m = found, 23, 59
                     minute = self._prev_minute(h, m)
@@ -299,7 +352,12 @@ class CronExpression:
 
         ``first + day`` is the day's ordinal. Both day fields are searched directly
         (bisection in day-of-month, a weekday table), so a sparse day costs no scan.
+        With ``L``, ``W`` or ``#`` tokens it is a bisection in the month's day table.
         """
+        if self._table is not None:
+            days = self._table[dim - 28][(first + 1) % 7]
+            i = bisect_left(days, day)
+            return days[i] if i < len(days) else 0
         doms, skip = self._doms, self._to_weekday
         while day <= dim:
             i = bisect_left(doms, day)
@@ -313,8 +371,12 @@ class CronExpression:
             day = max(by_dom, by_dow)
         return 0
 
-    def _prev_day(self, first: int, day: int) -> int:
+    def _prev_day(self, first: int, day: int, dim: int) -> int:
         """Last matching day of the month at or before ``day`` (0: none)."""
+        if self._table is not None:
+            days = self._table[dim - 28][(first + 1) % 7]
+            i = bisect_right(days, day) - 1
+            return days[i] if i >= 0 else 0
         doms, skip = self._doms, self._from_weekday
         while day >= 1:
             i = bisect_right(doms, day) - 1
@@ -373,7 +435,13 @@ class CronExpression:
     def __get_pydantic_json_schema__(
         cls, schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        return {"type": "string", "description": "five-field cron expression or @macro"}
+        return {
+            "type": "string",
+            "description": (
+                "five-field cron expression (ASCII; day-of-month L, L-n, nW, LW and "
+                "day-of-week nL, n#k accepted) or @macro"
+            ),
+        }
 
 
 def _distance(weekdays: set[int], start: int, direction: int) -> int:
@@ -398,16 +466,48 @@ def _parse_cached(text: str) -> CronExpression:
     return CronExpression(text)
 
 
-def _parse_field(text: str, spec: _Field) -> set[int]:
-    """The set of values ``text`` selects in one field; ValueError with the reason."""
+def _quoted(text: str) -> str:
+    """``text`` quoted for an error message, cut short when long (the reason follows it)."""
+    if len(text) <= 200:
+        return repr(text)
+    return f"{text[:60]!r}... ({len(text)} characters)"
+
+
+def _foreign_character(text: str) -> str:
+    """Why ``text`` is not ASCII cron text (its first foreign character), or ``""``.
+
+    Python reads Unicode digits (``"\\u0665"``) as numbers and Unicode spaces as
+    separators; cron does not, so only printable ASCII, space and tab are accepted.
+    """
+    for position, char in enumerate(text, 1):
+        if char == "\t" or " " <= char <= "~":
+            continue
+        import unicodedata  # only on the error path
+
+        name = unicodedata.name(char, "")
+        label = f"U+{ord(char):04X} ({name})" if name else f"U+{ord(char):04X}"
+        return (
+            f"character {label} at position {position} is not allowed; use ASCII digits and spaces"
+        )
+    return ""
+
+
+def _parse_field(text: str, spec: _Field) -> tuple[set[int], tuple[DayRule, ...]]:
+    """The values ``text`` selects in one field and its day rules; ValueError with the reason."""
     values: set[int] = set()
+    rules: list[DayRule] = []
     for item in text.split(","):
         if not item:
             raise ValueError(f"{spec.name}: empty item in {text!r}")
+        if spec.name in _DAY_FIELDS:
+            rule = parse_day_rule(item, spec.name, spec.names)
+            if rule is not None:
+                rules.append(rule)
+                continue
         base, slash, step_text = item.partition("/")
         step = 1
         if slash:
-            if not step_text.isdigit():
+            if not _is_number(step_text):
                 raise ValueError(f"{spec.name}: step {step_text!r} in {item!r} is not a number")
             step = int(step_text)
             if step < 1:
@@ -417,17 +517,23 @@ def _parse_field(text: str, spec: _Field) -> set[int]:
         elif "-" in base:
             first, _, last = base.partition("-")
             low, high = _value(first, spec, item), _value(last, spec, item)
+            if high == 0 < low and spec.name == "day-of-week":
+                high = 7  # cronie: a range ending in Sunday (`SAT-SUN`, `5-0`) ends in 7
             if low > high:
                 raise ValueError(f"{spec.name}: range {item!r} goes backwards")
         else:
             low = _value(base, spec, item)
             high = max(spec.step_high, low) if slash else low
         values.update(range(low, high + 1, step))
-    return values
+    return values, tuple(dict.fromkeys(rules))  # a repeated token is one rule
+
+
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def _value(text: str, spec: _Field, item: str) -> int:
-    if text.isdigit():
+    if _is_number(text):
         value = int(text)
     elif text.upper() in spec.names:
         return spec.names[text.upper()]

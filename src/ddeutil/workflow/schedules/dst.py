@@ -7,24 +7,35 @@ seconds; the zone is only used to find its constant-offset segments (between two
 transitions, see :class:`_Timeline`), inside which wall time and UTC differ by a
 fixed offset.
 
-Policy (cronie's, what VM operators expect):
+Policy (cronie's, what VM operators expect). Like cronie, the kind of a job is read
+from the *text* of its minute and hour fields:
 
-* **Fixed wall-clock time** - the hour field does not cover all 24 hours (``30 1 * * *``,
-  ``0 9 * * 1-5``, ``0 */2 * * *``, ``*/15 2 * * *``):
+* **Fixed wall-clock time** - neither field starts with ``*`` (``30 1 * * *``,
+  ``0 9 * * 1-5``, ``0 0-23 * * *``, ``@daily``):
 
-  - a matching time inside a spring-forward gap runs once, at the first valid instant
-    after the gap (the transition itself): ``30 2 * * *`` in America/New_York on
-    2025-03-09 runs at 03:00 EDT (07:00Z); several matching times in one gap still run
-    once;
+  - a matching time inside a spring-forward gap runs at the first valid instant after
+    the gap (the transition itself): ``30 2 * * *`` in America/New_York on 2025-03-09
+    runs at 03:00 EDT (07:00Z);
   - a matching time that occurs twice at fall-back runs once, at its first occurrence:
-    ``30 1 * * *`` on 2025-11-02 runs at 01:30 EDT (05:30Z) only.
+    ``30 1 * * *`` on 2025-11-02 runs at 01:30 EDT (05:30Z) only, ``0 0-23 * * *``
+    runs at 01:00 EDT but not at 01:00 EST.
 
-* **Elapsed time** - the hour field covers all 24 hours (``*``, ``*/1``, ``0-23``): the
-  schedule follows the clock as it is lived. Wall times that do not exist are simply
-  not reached, and both copies of a repeated hour run: ``0 * * * *`` on 2025-11-02 in
-  New York runs at 05:00Z, 06:00Z and 07:00Z.
+* **Elapsed time** - the minute or the hour field starts with ``*`` (``0 * * * *``,
+  ``0 */2 * * *``, ``*/15 1 * * *``, ``* 2 * * *``, ``@hourly``): the schedule
+  follows the clock as it is lived. Wall times that do not exist are simply not
+  reached (``* 2 * * *`` does not run at all on 2025-03-09 in New York), and both
+  copies of a repeated hour run: ``0 * * * *`` on 2025-11-02 in New York runs at
+  05:00Z, 06:00Z and 07:00Z, ``*/15 1 * * *`` runs eight times.
 
-Either way successive fire times are strictly increasing in UTC and never repeat.
+Where this differs from cronie: cronie runs a fixed-time job once for *each* matching
+minute skipped in a gap, several runs at the same instant (``0,30 2 * * *`` twice at
+03:00); here it runs once at that instant, with any job due at the gap's end itself,
+so successive fire times are strictly increasing in UTC, never repeat, and each is
+claimed once. Cronie also applies its gap handling only to clock jumps under three
+hours; the offset changes of America/New_York, Europe/London, America/Sao_Paulo,
+Australia/Lord_Howe and Asia/Kolkata are all one hour or less, but where a zone
+skipped a whole day (Pacific/Apia, 2011-12-30) a fixed-time job still runs once at
+the end of the gap here, where cronie would skip it.
 """
 
 from __future__ import annotations
@@ -44,7 +55,7 @@ __all__ = ["WallClockMatcher", "ZonedCron", "zoned_cron"]
 class WallClockMatcher(Protocol):
     """What :class:`ZonedCron` reads of an expression (a
     :class:`~ddeutil.workflow.schedules.cron.CronExpression`): matching wall-clock
-    minutes as naive seconds since the epoch, and whether its hours are fixed.
+    minutes as naive seconds since the epoch, and whether its time is fixed.
     """
 
     @property
