@@ -137,7 +137,7 @@ def _resolve_item(text: str, item: str, spec: _Range, number: int) -> str:
             text, f"{spec.name}: step {step} in {item!r} must be 1-{width} (the range's size)"
         )
     start = low + number % step
-    return f"{start}-{high}/{step}" if start < high else str(start)
+    return f"{start}-{high}/{step}" if start + step <= high else str(start)
 
 
 def _check_plain(text: str, item: str, spec: _Range, index: int) -> str:
