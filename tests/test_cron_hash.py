@@ -74,6 +74,11 @@ quarter_hour:
         ("H/15 * * * *", "etl_a", "4-59/15 * * * *"),
         ("H(0-29)/10 H H H H", "etl_a", "9-29/10 15 1 12 2"),
         ("H(0-29)/10 H H H H", "nightly", "1-29/10 19 22 10 1"),
+        # The README's examples.
+        ("H H(1-4) * * *", "load_orders", "6 4 * * *"),
+        ("H H(1-4) * * *", "load_customers", "49 1 * * *"),
+        ("H H * * *", "load_orders", "6 7 * * *"),
+        ("H/15 * * * *", "load_orders", "6-59/15 * * * *"),
     ],
 )
 def test_h_resolves_to_pinned_plain_values(text: str, seed: str, expected: str) -> None:
