@@ -207,6 +207,20 @@ def test_a_bad_h_in_a_template_names_the_file_template_and_key(
     assert "step 0 in 'H/0'" in info.value.message
 
 
+def test_a_bad_h_inline_in_a_pipeline_names_the_pipeline_and_the_on_key(
+    write_conf: WriteConf, settings: Settings
+) -> None:
+    write_conf(
+        "bad.yml",
+        "late:\n  type: Pipeline\n  on:\n    - cron: '0 0 * * *'\n    - cron: 'H(1-4 * * * *'\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        Pipeline.from_loader("late", settings=settings)
+    assert info.value.template == "late"
+    assert info.value.key == "on[1].cron"
+    assert "minute: cannot read 'H(1-4'" in info.value.message
+
+
 # ----------------------------------------------------------------- On and seeds
 
 
