@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_on.py [--years 1] [--repeat 3] [--schedules 10000] [--ticks 60]
-        [--token-years 20]
+        [--token-years 20] [--hash]
 
 Reports, for ``*/5 * * * *`` and ``0 9 * * 1-5`` in America/New_York, how many fire
 times per second ``On.fire_times`` produces over a year, oldest first (``next``) and
@@ -12,7 +12,11 @@ the same rates for one expression per month-dependent day token (``L``, ``L-n``,
 ``nW``, ``LW``, ``nL``, ``n#k``) over ``--token-years``, as a ratio to the plain
 ``0 9 * * 1-5`` over the same years; then the time one scheduler tick takes: ``list(schedule.fire_times(previous, now))`` for a
 one-minute window across N distinct schedules (cold = first tick after loading, warm =
-steady state).
+steady state). With ``--hash`` the tick's schedules are those of N pipelines on
+``H`` expressions (``H H * * *``, ``H/15 * * * *``, ...), each seeded by its pipeline's
+name, and the time to build them (resolving ``H``) is reported too, as is the
+planner's tick over them as the daemon runs it (the schedules rebuilt from their
+resolved text, fire times computed once per ``cron@zone`` key).
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from datetime import datetime, timedelta, timezone
 
 from croniter import croniter
 
+from ddeutil.workflow.schedules.cron_schedule import CronSchedule
 from ddeutil.workflow.schedules.on import On
+from ddeutil.workflow.schedules.planner import PlannedSchedule, plan
 
 UTC = timezone.utc
 ZONE = "America/New_York"
@@ -110,8 +116,28 @@ def _schedules(count: int, seed: int) -> list[On]:
     return out
 
 
-def bench_tick(count: int, ticks: int, seed: int) -> dict[str, float]:
-    schedules = _schedules(count, seed)
+def _hashed_schedules(count: int, seed: int) -> list[On]:
+    """The schedules of ``count`` pipelines on H expressions, seeded by their names."""
+    rng = random.Random(seed)
+    shapes = (
+        "H * * * *",
+        "H H * * *",
+        "H H * * 1-5",
+        "H H(0-5) * * *",
+        "H/15 * * * *",
+        "H(0-29)/10 H * * *",
+        "H H H * *",
+    )
+    return [
+        On.parse({"cron": rng.choice(shapes), "timezone": rng.choice(ZONES)}, seed=f"pipe-{i}")
+        for i in range(count)
+    ]
+
+
+def bench_tick(count: int, ticks: int, seed: int, *, hashed: bool = False) -> dict[str, float]:
+    started = time.perf_counter()
+    schedules = _hashed_schedules(count, seed) if hashed else _schedules(count, seed)
+    built = time.perf_counter() - started
     now = datetime(2025, 3, 9, 6, 0, 30, tzinfo=UTC)  # New York's spring-forward morning
     minute = timedelta(minutes=1)
 
@@ -128,12 +154,27 @@ def bench_tick(count: int, ticks: int, seed: int) -> dict[str, float]:
         dues.append(due)
         now += minute
     _, gap = tick(now, now + timedelta(hours=10))  # after ten hours of downtime
+    planned = [
+        PlannedSchedule(f"pipe-{i}", CronSchedule.parse(str(s.cronjob), s.timezone.key))
+        for i, s in enumerate(schedules)
+    ]
+    plans = []
+    for _ in range(ticks):
+        started = time.perf_counter()
+        plan(planned, watermark=now - minute, now=now)
+        plans.append(time.perf_counter() - started)
+        now += minute
     return {
+        "build_ms": built * 1000,
+        "keys": len({s.key for s in schedules}),
         "cold_ms": cold * 1000,
         "warm_median_ms": statistics.median(warm) * 1000,
         "warm_max_ms": max(warm) * 1000,
         "due_per_tick": statistics.mean(dues),
         "gap_10h_ms": gap * 1000,
+        "plan_cold_ms": plans[0] * 1000,
+        "plan_median_ms": statistics.median(plans) * 1000,
+        "plan_max_ms": max(plans) * 1000,
     }
 
 
@@ -147,6 +188,9 @@ def main() -> None:
         "--token-years", type=int, default=20, help="years walked for the day tokens"
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--hash", action="store_true", help="tick over pipelines whose schedules use H"
+    )
     args = parser.parse_args()
 
     print(f"fire times per second, {ZONE}, successive steps over {args.years} year(s)")
@@ -171,14 +215,20 @@ def main() -> None:
             f"{plain['next'] / r['next']:>9.2f}{plain['prev'] / r['prev']:>9.2f}"
         )
 
-    t = bench_tick(args.schedules, args.ticks, args.seed)
+    t = bench_tick(args.schedules, args.ticks, args.seed, hashed=args.hash)
     print()
-    print(f"one tick: schedule.fire_times(previous, now) over {args.schedules:,} schedules")
+    what = "pipelines' H schedules" if args.hash else "schedules"
+    print(f"one tick: schedule.fire_times(previous, now) over {args.schedules:,} {what}")
+    print(f"{'built (parse, resolve H)':<28}{t['build_ms']:>10.1f} ms")
+    print(f"{'distinct cron@zone keys':<28}{t['keys']:>10,}")
     print(f"{'cold (first tick)':<28}{t['cold_ms']:>10.1f} ms")
     print(f"{'warm tick, median':<28}{t['warm_median_ms']:>10.1f} ms")
     print(f"{'warm tick, max':<28}{t['warm_max_ms']:>10.1f} ms")
     print(f"{'fire times due per tick':<28}{t['due_per_tick']:>10.0f}")
     print(f"{'10-hour gap, one call each':<28}{t['gap_10h_ms']:>10.1f} ms")
+    print(f"{'planner tick, first':<28}{t['plan_cold_ms']:>10.1f} ms")
+    print(f"{'planner tick, median':<28}{t['plan_median_ms']:>10.1f} ms")
+    print(f"{'planner tick, max':<28}{t['plan_max_ms']:>10.1f} ms")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,7 @@ LAZY = (
     "ddeutil.workflow.schedules.on",
     "ddeutil.workflow.schedules.cron",
     "ddeutil.workflow.schedules.dst",
+    "ddeutil.workflow.schedules.hashed",
     "ddeutil.workflow.engine.param_types",
     "ddeutil.workflow.store",
     "ddeutil.workflow.api",

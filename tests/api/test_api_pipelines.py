@@ -39,6 +39,7 @@ def test_list_shows_usable_pipelines_with_params_and_next_fire_times(client: Tes
         {
             "name": "on_every_5_min",
             "cron": "*/5 * * * *",
+            "written": None,
             "timezone": "UTC",
             "next": ["2024-01-01T00:05:00Z"],
         }

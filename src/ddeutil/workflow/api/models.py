@@ -117,7 +117,10 @@ class ScheduleInfo(_Model):
     """One schedule (`on` entry) of a pipeline and its next fire times."""
 
     name: str | None = Field(default=None, description="the `on` template name, if any")
-    cron: str
+    cron: str = Field(description="the cron expression, with any H item resolved to numbers")
+    written: str | None = Field(
+        default=None, description="the expression as written, when it has H items"
+    )
     timezone: str
     next: list[datetime] = Field(description="next fire times, aware UTC, increasing")
 

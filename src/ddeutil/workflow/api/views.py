@@ -82,6 +82,7 @@ def _summary_fields(pipeline: Pipeline, now: datetime, count: int) -> dict[str, 
             ScheduleInfo(
                 name=on.name,
                 cron=str(on.cronjob),
+                written=on.written,
                 timezone=on.timezone.key,
                 next=next_fire_times(on, now, count),
             )

@@ -9,7 +9,8 @@ Nothing here knows the template classes; it relies on small duck-typed hooks:
   are printed as warnings and never change the exit code.
 * a schedule has ``fire_times(after)`` (an iterator of aware datetimes strictly
   after ``after``, increasing) and ``timezone``;
-  ``cronjob`` and ``name`` are shown when present.
+  ``cronjob``, ``name`` and ``written`` (the text as written when it had ``H``
+  items) are shown when present.
 * a pipeline has ``on``: a sequence of schedules.
 
 Every verb accepts ``--json`` for machine-readable output. Exit codes: 0 ok, 1
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ..clock import Clock, SystemClock, ensure_utc
 from ..errors import ConfigError, WorkflowError
 from ..loader import Loader, RawTemplate
+from ..schedules.hashed import cron_label
 from ..startup import conf_path_problem
 from . import positive_int
 from .pause import paused_pipelines
@@ -152,8 +154,15 @@ def _describe(schedule: Any) -> dict[str, Any]:
     return {
         "name": getattr(schedule, "name", None),
         "cron": None if cron is None else str(cron),
+        "written": getattr(schedule, "written", None),
         "timezone": _zone_name(schedule),
     }
+
+
+def _cron_text(info: dict[str, Any]) -> str:
+    """The expression of a described schedule, with what its ``H`` items resolved to."""
+    cron = info.get("cron")
+    return "?" if cron is None else cron_label(cron, info.get("written"))
 
 
 def _fire_times(schedule: Any, after: datetime, count: int) -> list[datetime]:
@@ -315,7 +324,7 @@ def _list_detail(row: dict[str, Any]) -> str:
         return f"INVALID: {row['error']}"
     parts = []
     if row["kind"] == "on":
-        parts.append(f"{row.get('cron') or '?'} ({row.get('timezone')})")
+        parts.append(f"{_cron_text(row)} ({row.get('timezone')})")
     elif row["kind"] == "other":
         parts.append(f"type {row['type']}")
     if row.get("paused"):
@@ -371,7 +380,7 @@ def _cmd_next(args: argparse.Namespace, ctx: CliContext) -> int:
         return EXIT_OK
     for schedule, info, times in report:
         label = info["name"] or "inline schedule"
-        out.line(f"{label}: {info['cron'] or '?'} ({info['timezone']})")
+        out.line(f"{label}: {_cron_text(info)} ({info['timezone']})")
         for t in times:
             out.line(f"  {_local(t, schedule)}  =  {_utc(t)}")
     return EXIT_OK

@@ -430,7 +430,10 @@ def _pipeline_source(loader: Loader | None) -> Callable[[str, Settings], Executi
 
 
 def _schedules(raw_on: Any, name: str, loader: Loader, settings: Settings) -> tuple[On, ...]:
-    """Resolve a template's ``on`` (a name, a mapping or a list of those) to schedules."""
+    """Resolve a template's ``on`` (a name, a mapping or a list of those) to schedules.
+
+    ``H`` items are seeded by the pipeline's ``name``: each pipeline gets its own values.
+    """
     entries = raw_on if isinstance(raw_on, list) else ([] if raw_on is None else [raw_on])
     if not entries:
         return ()
@@ -440,7 +443,7 @@ def _schedules(raw_on: Any, name: str, loader: Loader, settings: Settings) -> tu
     for index, entry in enumerate(entries):
         key = f"on[{index}]" if isinstance(raw_on, list) else "on"
         try:
-            schedules.append(On.from_value(entry, loader=loader, settings=settings))
+            schedules.append(On.from_value(entry, loader=loader, settings=settings, seed=name))
         except TemplateNotFound as exc:
             raise ConfigError(
                 f"schedule {brief(entry)}: no On template has that name "

@@ -32,7 +32,10 @@ SCHEDULE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "a cron schedule read in one time zone",
     "properties": {
-        "cron": {"type": "string", "description": "5-field cron expression or @hourly/@daily/..."},
+        "cron": {
+            "type": "string",
+            "description": "5-field cron expression or @hourly/@daily/...; H: a per-pipeline value",
+        },
         "cronjob": {"type": "string", "description": "same as cron (give only one)"},
         "timezone": {"type": "string", "description": "IANA zone; default WORKFLOW_CORE_TIMEZONE"},
         "interval": {"enum": ["daily", "weekly", "monthly"], "description": "shorthand for cron"},

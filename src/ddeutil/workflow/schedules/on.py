@@ -31,6 +31,12 @@ Time rules:
 Every problem is a :class:`~ddeutil.workflow.errors.ScheduleError` (a ``ConfigError``)
 whose ``key`` names the offending key (``cron``, ``cronjob``, ``timezone``,
 ``interval``, ``time``, ``day``); pydantic's ``ValidationError`` never escapes.
+
+``H`` items (``H H * * *``, ``H/15``, ``H(1-4)``; :mod:`.hashed`) are resolved to
+plain numbers while validating, seeded by the pipeline's name when a pipeline builds
+the schedule (``seed=``), else by the template's name, else by the expression itself.
+``cronjob`` (and so ``key``) is the resolved expression; ``written`` keeps the text
+as written.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ from typing_extensions import Self
 from ..errors import ConfigError, ScheduleError
 from .cron import CronExpression
 from .dst import ZonedCron, zoned_cron
+from .hashed import cron_label, resolve_hashes
 
 if TYPE_CHECKING:
     from ..loader import Loader, RawTemplate
@@ -84,9 +91,12 @@ class On(BaseModel):
     ``WORKFLOW_CORE_TIMEZONE``.
 
     Attributes:
-        cronjob: The expression; ``str(on.cronjob)`` is the expression as written.
+        cronjob: The expression; ``str(on.cronjob)`` is the expression as written,
+            with any ``H`` item resolved to numbers.
         timezone: The zone whose wall clock the fields match (serialised as its key).
         name: The template name when loaded from a template.
+        written: The expression as written when it had ``H`` items, else None (not
+            part of ``key``, never dumped); :attr:`label` shows both.
         zoned_cron: ``cronjob`` read in ``timezone``, derived when the schedule is
             validated (never given, never dumped). A field rather than a pydantic
             private attribute: the scheduler reads it once per schedule and tick,
@@ -98,6 +108,7 @@ class On(BaseModel):
     cronjob: CronExpression
     timezone: ZoneInfo
     name: str | None = None
+    written: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
     zoned_cron: SkipJsonSchema[ZonedCron] = Field(exclude=True, repr=False)
 
     _KEYS: ClassVar[frozenset[str]] = frozenset(
@@ -124,12 +135,13 @@ class On(BaseModel):
         name = data.get("name", context.get("name"))
         if name is not None and not isinstance(name, str):
             raise ScheduleError(f"name must be a string, got {name!r}", key="name")
-        cronjob = _read_cron(data)
+        written, cronjob = _read_cron(data, context.get("seed") or name)
         zone = _read_zone(data.get("timezone"), context.get("default_tz"))
         return {
             "cronjob": cronjob,
             "timezone": zone,
             "name": name,
+            "written": written,
             "zoned_cron": zoned_cron(cronjob, zone),
         }
 
@@ -138,7 +150,10 @@ class On(BaseModel):
         if not update:
             return super().model_copy(deep=deep)
         fields = {"cronjob": self.cronjob, "timezone": self.timezone, "name": self.name}
-        return type(self).parse({**fields, **update})
+        copy = type(self).parse({**fields, **update})
+        if self.written is None or "cron" in update or "cronjob" in update:
+            return copy
+        return super(On, copy).model_copy(update={"written": self.written})
 
     # ---------------------------------------------------------------- builders
 
@@ -149,6 +164,7 @@ class On(BaseModel):
         *,
         default_tz: ZoneInfo | str | None = None,
         name: str | None = None,
+        seed: str | None = None,
     ) -> Self:
         """Validate one schedule mapping.
 
@@ -158,24 +174,38 @@ class On(BaseModel):
             default_tz: Zone used when ``data`` names none (normally
                 ``settings.timezone``).
             name: Template name to record when ``data`` has no ``name``.
+            seed: What ``H`` items are stable for (a pipeline's name); default the
+                schedule's name, else the expression.
 
         Raises:
             ScheduleError: with ``key`` naming the bad key.
         """
+        context = {"default_tz": default_tz, "name": name, "seed": seed}
         try:
-            return cls.model_validate(data, context={"default_tz": default_tz, "name": name})
+            return cls.model_validate(data, context=context)
         except ValidationError as exc:
             raise _from_validation(exc) from exc
 
     @classmethod
-    def from_template(cls, template: RawTemplate, *, loader: Loader, settings: Settings) -> Self:
+    def from_template(
+        cls,
+        template: RawTemplate,
+        *,
+        loader: Loader,
+        settings: Settings,
+        seed: str | None = None,
+    ) -> Self:
         """Build the schedule a template describes; zone default ``settings.timezone``.
+
+        ``H`` items are seeded by ``seed``, default the template's name.
 
         Raises:
             ScheduleError: located at the template's file, name and key.
         """
         try:
-            return cls.parse(template.data, default_tz=settings.timezone, name=template.name)
+            return cls.parse(
+                template.data, default_tz=settings.timezone, name=template.name, seed=seed
+            )
         except ConfigError as exc:
             raise exc.located(file=str(template.file), template=template.name) from exc
 
@@ -216,9 +246,17 @@ class On(BaseModel):
 
     @classmethod
     def from_value(
-        cls, value: str | Mapping[str, Any], *, loader: Loader, settings: Settings
+        cls,
+        value: str | Mapping[str, Any],
+        *,
+        loader: Loader,
+        settings: Settings,
+        seed: str | None = None,
     ) -> Self:
         """Build a pipeline's ``on`` entry: a template name or an inline mapping.
+
+        ``seed`` is the pipeline's name: ``H`` items resolve per pipeline, so one
+        template shared by several pipelines spreads them out.
 
         Raises:
             TemplateNotFound: a name that names no template.
@@ -227,10 +265,10 @@ class On(BaseModel):
         """
         if isinstance(value, str):
             return cls.from_template(
-                _schedule_template(loader, value), loader=loader, settings=settings
+                _schedule_template(loader, value), loader=loader, settings=settings, seed=seed
             )
         if isinstance(value, Mapping):
-            return cls.parse(value, default_tz=settings.timezone)
+            return cls.parse(value, default_tz=settings.timezone, seed=seed)
         raise ScheduleError(
             "a schedule must be a template name or a mapping with `cron`, "
             f"got {type(value).__name__}"
@@ -242,6 +280,11 @@ class On(BaseModel):
     def key(self) -> str:
         """Stable identity of the fire times, for release claims: ``"<cron>@<zone>"``."""
         return f"{self.cronjob}@{self.timezone.key}"
+
+    @property
+    def label(self) -> str:
+        """The expression for people: ``"H H(1-4) * * * (= 37 2 * * *)"`` with ``H``."""
+        return cron_label(str(self.cronjob), self.written)
 
     def fire_times(
         self,
@@ -330,7 +373,8 @@ def _read_zone(value: Any, default: Any) -> ZoneInfo:
         ) from None
 
 
-def _read_cron(data: Mapping[str, Any]) -> CronExpression:
+def _read_cron(data: Mapping[str, Any], seed: str | None) -> tuple[str | None, CronExpression]:
+    """``(text as written when it had H, else None; the expression)``."""
     given = [key for key in ("cron", "cronjob") if key in data]
     shorthand = [key for key in ("interval", "time", "day") if key in data]
     if len(given) == 2:
@@ -344,13 +388,15 @@ def _read_cron(data: Mapping[str, Any]) -> CronExpression:
             )
         value = data[key]
         if isinstance(value, CronExpression):
-            return value
+            return None, value
         try:
-            return CronExpression.parse(value)
+            resolved = resolve_hashes(value, seed or " ".join(str(value).split()))
+            written = None if resolved is value else " ".join(value.split())
+            return written, CronExpression.parse(resolved)
         except ScheduleError as exc:
             raise ScheduleError(exc.message, key=key) from exc
     if "interval" in data:
-        return _interval_cron(data)
+        return None, _interval_cron(data)
     if shorthand:
         raise ScheduleError(
             f"`{shorthand[0]}` needs `interval: daily|weekly|monthly`", key="interval"

@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ...masking import Masker
 from ...result import Status
+from ...schedules.hashed import cron_label
 from ...store.base import TriggerKind
 from ..errors import ApiError
 from ..security import MAX_NAME_LENGTH, NAME_PATTERN, RUN_ID_PATTERN
@@ -71,6 +72,7 @@ def _environment() -> Environment:
         auto_reload=False,
     )
     env.filters["when"] = lambda v: "" if v is None else v.strftime("%Y-%m-%d %H:%M:%S")
+    env.filters["cron"] = lambda s: cron_label(s.cron, s.written)
     return env
 
 
