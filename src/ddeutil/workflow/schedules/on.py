@@ -11,6 +11,7 @@ A schedule is a cron expression read in one IANA time zone::
       type: on.On
       interval: daily             # daily | weekly | monthly
       time: "01:30"               # "HH:MM", default "00:00" -> cron "30 1 * * *"
+      jitter: 30s                 # optional; start each release 0-29 s late (see .jitter)
 
 ``interval: weekly`` takes ``day:`` as a name (``MON``, ``Monday``) or a number 0-6
 (0 = Sunday), default Monday; ``interval: monthly`` takes ``day:`` 1-31, default 1
@@ -30,7 +31,7 @@ Time rules:
 
 Every problem is a :class:`~ddeutil.workflow.errors.ScheduleError` (a ``ConfigError``)
 whose ``key`` names the offending key (``cron``, ``cronjob``, ``timezone``,
-``interval``, ``time``, ``day``); pydantic's ``ValidationError`` never escapes.
+``interval``, ``time``, ``day``, ``jitter``); pydantic's ``ValidationError`` never escapes.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from typing_extensions import Self
 from ..errors import ConfigError, ScheduleError
 from .cron import CronExpression
 from .dst import ZonedCron, zoned_cron
+from .jitter import parse_jitter
 
 if TYPE_CHECKING:
     from ..loader import Loader, RawTemplate
@@ -87,6 +89,8 @@ class On(BaseModel):
         cronjob: The expression; ``str(on.cronjob)`` is the expression as written.
         timezone: The zone whose wall clock the fields match (serialised as its key).
         name: The template name when loaded from a template.
+        jitter: Seconds each release may start after its fire time (``0``: none;
+            the offsets are in :mod:`.jitter`). Not part of :attr:`key`.
         zoned_cron: ``cronjob`` read in ``timezone``, derived when the schedule is
             validated (never given, never dumped). A field rather than a pydantic
             private attribute: the scheduler reads it once per schedule and tick,
@@ -98,10 +102,11 @@ class On(BaseModel):
     cronjob: CronExpression
     timezone: ZoneInfo
     name: str | None = None
+    jitter: int = 0
     zoned_cron: SkipJsonSchema[ZonedCron] = Field(exclude=True, repr=False)
 
     _KEYS: ClassVar[frozenset[str]] = frozenset(
-        {"type", "cron", "cronjob", "timezone", "interval", "time", "day", "name"}
+        {"type", "cron", "cronjob", "timezone", "interval", "time", "day", "name", "jitter"}
     )
 
     @model_validator(mode="before")
@@ -118,7 +123,7 @@ class On(BaseModel):
         if unknown:
             raise ScheduleError(
                 f"unknown key {unknown[0]!r}; a schedule takes cron (or cronjob), timezone, "
-                "or interval with time and day",
+                "or interval with time and day, and jitter",
                 key=unknown[0],
             )
         name = data.get("name", context.get("name"))
@@ -130,6 +135,7 @@ class On(BaseModel):
             "cronjob": cronjob,
             "timezone": zone,
             "name": name,
+            "jitter": parse_jitter(data.get("jitter")),
             "zoned_cron": zoned_cron(cronjob, zone),
         }
 
@@ -137,7 +143,12 @@ class On(BaseModel):
         """A copy; with ``update`` the result is validated again (and recompiled)."""
         if not update:
             return super().model_copy(deep=deep)
-        fields = {"cronjob": self.cronjob, "timezone": self.timezone, "name": self.name}
+        fields = {
+            "cronjob": self.cronjob,
+            "timezone": self.timezone,
+            "name": self.name,
+            "jitter": self.jitter,
+        }
         return type(self).parse({**fields, **update})
 
     # ---------------------------------------------------------------- builders
@@ -154,7 +165,7 @@ class On(BaseModel):
 
         Args:
             data: ``cron`` or ``cronjob`` (or ``interval``/``time``/``day``), optional
-                ``timezone``; ``type`` is ignored.
+                ``timezone`` and ``jitter``; ``type`` is ignored.
             default_tz: Zone used when ``data`` names none (normally
                 ``settings.timezone``).
             name: Template name to record when ``data`` has no ``name``.
