@@ -36,7 +36,8 @@ def test_the_bundled_conf_releases_something_within_a_minute() -> None:
 
 def test_the_next_release_of_each_pipeline_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     upcoming = [
-        (NOW + timedelta(minutes=i), f"p{i:02d}", "* * * * *@UTC", 0) for i in range(NEXT_LOGGED + 3)
+        (NOW + timedelta(minutes=i), f"p{i:02d}", "* * * * *@UTC", 0)
+        for i in range(NEXT_LOGGED + 3)
     ]
     with caplog.at_level(logging.INFO, logger="ddeutil.workflow.scheduling.scheduler"):
         log_next_releases(upcoming, NOW)

@@ -41,6 +41,8 @@ def test_list_shows_usable_pipelines_with_params_and_next_fire_times(client: Tes
             "cron": "*/5 * * * *",
             "timezone": "UTC",
             "next": ["2024-01-01T00:05:00Z"],
+            "jitter": 0,
+            "starts": ["2024-01-01T00:05:00Z"],
         }
     ]
     assert quick["scheduled"] is True

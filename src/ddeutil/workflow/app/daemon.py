@@ -625,6 +625,7 @@ def _notify_service(
         clock=clock,
         notifier=notifier,
         targets_of=targets_of,
+        delay_of=scheduler.offset_of,
         sweep_window=window,
         name="scheduler-notify",
     )

@@ -59,9 +59,7 @@ class CronSchedule:
         return cls(on.cronjob, on.timezone, on.name, on.jitter)
 
     @classmethod
-    def parse(
-        cls, cron: str, zone: str, name: str | None = None, jitter: int = 0
-    ) -> CronSchedule:
+    def parse(cls, cron: str, zone: str, name: str | None = None, jitter: int = 0) -> CronSchedule:
         """A record from the text of a validated schedule (``str(cronjob)``, zone key, jitter).
 
         Raises:

@@ -74,7 +74,9 @@ def _seconds(text: str) -> int | None:
     match = _DURATION.fullmatch(text)
     if not text or match is None:
         return None
-    return sum(int(part) * _UNITS[unit] for part, unit in zip(match.groups(), "hms") if part)
+    return sum(
+        int(part) * _UNITS[unit] for part, unit in zip(match.groups(), "hms", strict=True) if part
+    )
 
 
 def jitter_offset(pipeline: str, schedule: str, at: datetime, jitter: int) -> int:

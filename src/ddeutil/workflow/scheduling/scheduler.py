@@ -90,8 +90,7 @@ from ..loader import Loader, RawTemplate
 from ..masking import Masker
 from ..metrics import NULL_METER, Meter
 from ..result import Status
-from ..runs import TriggerKind
-from ..runs import ReleaseKey
+from ..runs import ReleaseKey, TriggerKind
 from ..schedules.jitter import format_seconds
 from ..schedules.planner import Plan, advance_watermark
 from ..settings import Settings
@@ -753,6 +752,12 @@ class Scheduler:
         if entry.concurrency in ("queue", "skip"):
             return 1
         return self._settings.max_pipeline_poking
+
+    def offset_of(self, release: ReleaseKey) -> int:
+        """Seconds after its fire time that ``release`` starts (its schedule's jitter)."""
+        with self._lock:
+            entry = self._catalog.get(release.pipeline)
+        return 0 if entry is None else entry.offset_of(release)
 
     @staticmethod
     def _start_of(entry: CatalogEntry, release: ReleaseKey | None) -> datetime | None:

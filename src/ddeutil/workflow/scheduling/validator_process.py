@@ -318,9 +318,7 @@ def _from_wire(wire: _Wire, template: RawTemplate) -> Outcome:
 
 def _to_wire(outcome: Outcome) -> _Wire:
     if isinstance(outcome, PipelineFacts):
-        specs = tuple(
-            (str(s.cronjob), s.timezone.key, s.name, s.jitter) for s in outcome.schedules
-        )
+        specs = tuple((str(s.cronjob), s.timezone.key, s.name, s.jitter) for s in outcome.schedules)
         wire: _Wire = (
             "ok",
             specs,
