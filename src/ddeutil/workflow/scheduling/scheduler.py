@@ -704,8 +704,8 @@ class Scheduler:
         start = None if entry is None else self._start_of(entry, claim.release)
         waiting = Waiting(claim.run_id, claim.release, release.logical_date, start)
         if item.state is ClaimState.ADMITTED:
-            self._submit(release.pipeline, waiting)
-            log.dispatched.append(claim.run_id)
+            if self._submit(release.pipeline, waiting):
+                log.dispatched.append(claim.run_id)
         else:
             self._queues.hold(release.pipeline, waiting)
             log.held.append(claim.run_id)
@@ -793,8 +793,9 @@ class Scheduler:
                 self._report_load()
             return started
 
-    def _submit(self, name: str, item: Waiting) -> None:
-        """Hand ``item`` to the executor, or hold it until the start its jitter gives it."""
+    def _submit(self, name: str, item: Waiting) -> bool:
+        """Hand ``item`` to the executor (``True``), or hold it until the start its
+        jitter gives it (``False``: :meth:`start_held` hands it over then)."""
         if item.start is not None and item.start > ensure_utc(self._clock.now()):
             heapq.heappush(self._held, (item.start, item.run_id, name, item))
             assert item.release is not None  # only a release has a jittered start
@@ -809,8 +810,9 @@ class Scheduler:
                     "release": item.release.at.isoformat(),
                 },
             )
-            return
+            return False
         self._submit_now(name, item)
+        return True
 
     def _submit_now(self, name: str, item: Waiting) -> None:
         loaded = self._catalog.get(name)
@@ -860,8 +862,8 @@ class Scheduler:
         started: list[str] = []
         for name in limits:
             for item in self._queues.take(name, admitted):
-                self._submit(name, item)
-                started.append(item.run_id)
+                if self._submit(name, item):
+                    started.append(item.run_id)
         return started
 
     def _handle_events(self, events: Sequence[RunEvent]) -> list[str]:

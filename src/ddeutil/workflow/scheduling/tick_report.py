@@ -45,7 +45,8 @@ class TickReport:
         due: Releases the planner returned as due, in release order.
         missed: Releases the catch-up policy skipped (never claimed).
         dispatched: Run ids handed to the executor during this tick (including
-            waiting runs released because a slot became free).
+            waiting runs released because a slot became free). A release its
+            schedule's jitter delays is handed over later, at its start.
         held: Run ids claimed and waiting in a per-pipeline FIFO (queue / poking).
         skipped: Run ids claimed and recorded SKIPPED (``concurrency: skip``, or the
             pipeline is paused).
