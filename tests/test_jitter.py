@@ -3,6 +3,9 @@ a jittered release until its start (driven by explicit instants, no sleeping).""
 
 from __future__ import annotations
 
+import argparse
+import io
+import json
 import logging
 import pickle
 from collections.abc import Callable
@@ -12,10 +15,13 @@ from typing import Any
 
 import pytest
 
+from ddeutil.workflow.cli import CliContext
+from ddeutil.workflow.cli import templates as cli_templates
 from ddeutil.workflow.clock import FakeClock
 from ddeutil.workflow.engine.schema import SCHEDULE_SCHEMA
 from ddeutil.workflow.errors import ScheduleError
 from ddeutil.workflow.loader import Loader, RawTemplate
+from ddeutil.workflow.masking import Masker
 from ddeutil.workflow.notify.late import record_missed
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.runs import ReleaseKey, TriggerKind
@@ -491,3 +497,58 @@ def test_missed_notices_count_from_the_jittered_start(store: MemoryRunStore) -> 
     assert missed(at(10, 2), 1800) == []  # held for its jitter until 10:30
     assert missed(at(10, 30, 59), 1800) == []
     assert missed(at(10, 31), 1800) == ["r1"]
+
+
+def _next(settings: Settings, monkeypatch: pytest.MonkeyPatch, *argv: str) -> str:
+    monkeypatch.setattr(cli_templates, "default_clock", lambda: FakeClock(at(9, 30)))
+    parser = argparse.ArgumentParser(prog="workflow")
+    cli_templates.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["next", *argv])
+    out = io.StringIO()
+    assert args.handler(args, CliContext(settings=settings, masker=Masker(), out=out)) == 0
+    return out.getvalue()
+
+
+def test_workflow_next_shows_when_a_jittered_release_starts(
+    settings: Settings, write_conf: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_conf("p.yml", jittered_yaml("spread"))
+    offset = _offset("spread", at(10))
+    text = _next(settings, monkeypatch, "spread", "-n", "2")
+    lines = text.splitlines()
+    assert lines[0] == "inline schedule: 0 * * * * (UTC, jitter 30m)"
+    assert lines[1] == (
+        f"  2024-01-01 10:00:00+00:00 (+{format_seconds(offset)})  =  2024-01-01 10:00:00Z"
+    )
+    doc = json.loads(_next(settings, monkeypatch, "spread", "-n", "2", "--json"))
+    (schedule,) = doc["schedules"]
+    assert schedule["jitter"] == 1800
+    first = schedule["fire_times"][0]
+    assert first["utc"] == "2024-01-01T10:00:00+00:00"  # unchanged: the fire time
+    assert first["offset"] == offset
+    assert first["start"] == (at(10) + timedelta(seconds=offset)).isoformat()
+
+
+def test_workflow_next_without_jitter_keeps_its_output(
+    settings: Settings, write_conf: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_conf("p.yml", jittered_yaml("plain", jitter="0"))
+    assert _next(settings, monkeypatch, "plain", "-n", "1").splitlines() == [
+        "inline schedule: 0 * * * * (UTC)",
+        "  2024-01-01 10:00:00+00:00  =  2024-01-01 10:00:00Z",
+    ]
+    doc = json.loads(_next(settings, monkeypatch, "plain", "-n", "1", "--json"))
+    assert doc["schedules"][0]["fire_times"] == [
+        {"utc": "2024-01-01T10:00:00+00:00", "local": "2024-01-01T10:00:00+00:00"}
+    ]
+
+
+def test_the_api_schedule_view_adds_the_starts() -> None:
+    from ddeutil.workflow.api.views import _schedule_info
+
+    on = On.parse({"cron": "0 * * * *", "jitter": "30m"}, default_tz="UTC")
+    info = _schedule_info("spread", on, at(9, 30), 2)
+    assert info.next == [at(10), at(11)]
+    assert info.jitter == 1800
+    assert info.starts == [start_of("spread", HOURLY, t, 1800) for t in (at(10), at(11))]
+    assert info.starts[0] > at(10)
