@@ -22,6 +22,7 @@ from ddeutil.workflow.engine.schema import SCHEDULE_SCHEMA
 from ddeutil.workflow.errors import ScheduleError
 from ddeutil.workflow.loader import Loader, RawTemplate
 from ddeutil.workflow.masking import Masker
+from ddeutil.workflow.metrics import NullMeter
 from ddeutil.workflow.notify.late import record_missed
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.runs import ReleaseKey, TriggerKind
@@ -428,17 +429,44 @@ def test_a_lost_lease_forgets_held_releases(
     assert executor.submitted == []
 
 
-def test_start_metrics_count_from_the_jittered_start(
+class _Lags(NullMeter):
+    def __init__(self) -> None:
+        self.lags: list[float | None] = []
+
+    def run_started(self, *, lag: float | None) -> None:
+        self.lags.append(lag)
+
+
+def test_the_start_lag_counts_from_the_jittered_start(
     store: MemoryRunStore,
-    make_scheduler: MakeScheduler,
+    settings: Settings,
     write_conf: Callable[..., Path],
     clock: FakeClock,
 ) -> None:
     write_conf("p.yml", jittered_yaml("spread"))
     start = at(10) + timedelta(seconds=_offset("spread", at(10)))
-    scheduler, _ = make_scheduler(store, now=at(9, 30))
+    meter = _Lags()
+    clock.set(at(9, 30))
+    executor = RecordingExecutor(store)
+    scheduler = Scheduler(
+        settings=settings,
+        store=store,
+        executor=executor,
+        clock=clock,
+        loader=Loader.from_settings(settings),
+        owner="test",
+        meter=meter,
+    )
+    executor.templates = scheduler.template
+    scheduler.start()
     clock.set(at(10))
     scheduler.tick(at(10))
+    clock.set(start)
+    (run_id,) = scheduler.start_held()
+    clock.set(start + timedelta(seconds=2))
+    executor.begin(run_id, clock.now())
+    scheduler.process_events()
+    assert meter.lags == [2.0]  # not the offset plus 2 s
     assert scheduler.offset_of(ReleaseKey("spread", HOURLY, at(10))) == (start - at(10)).seconds
     assert scheduler.offset_of(ReleaseKey("unknown", HOURLY, at(10))) == 0
 
