@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_on.py [--years 1] [--repeat 3] [--schedules 10000] [--ticks 60]
-        [--token-years 20] [--hash]
+        [--token-years 20] [--hash] [--jitter 300] [--jitter-ticks 5]
 
 Reports, for ``*/5 * * * *`` and ``0 9 * * 1-5`` in America/New_York, how many fire
 times per second ``On.fire_times`` produces over a year, oldest first (``next``) and
@@ -17,6 +17,13 @@ steady state). With ``--hash`` the tick's schedules are those of N pipelines on
 name, and the time to build them (resolving ``H``) is reported too, as is the
 planner's tick over them as the daemon runs it (the schedules rebuilt from their
 resolved text, fire times computed once per ``cron@zone`` key).
+
+With ``--jitter SECONDS``: the cost of a schedule's jitter in a real
+``Scheduler.tick`` (in-memory run store, an executor that ends each run as it is
+submitted, validation stubbed) with N pipelines on ``0 * * * *``, every one due at
+each hourly tick: the tick without jitter, and with jitter the tick (claim, offset,
+hold) plus the :meth:`Scheduler.start_held` call that hands the held releases over
+at their starts. Reported as medians over ``--jitter-ticks`` ticks and as a ratio.
 """
 
 from __future__ import annotations
@@ -24,15 +31,26 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 from croniter import croniter
 
+from ddeutil.workflow.clock import FakeClock
+from ddeutil.workflow.dispatch.records import RunEvent, RunRequest
+from ddeutil.workflow.loader import Loader, RawTemplate
+from ddeutil.workflow.result import Status
 from ddeutil.workflow.schedules.cron_schedule import CronSchedule
 from ddeutil.workflow.schedules.on import On
-from ddeutil.workflow.schedules.planner import PlannedSchedule, plan
+from ddeutil.workflow.schedules.planner import Catchup, PlannedSchedule, plan
+from ddeutil.workflow.scheduling.scheduler import Scheduler
+from ddeutil.workflow.scheduling.validation import Concurrency, Outcome, PipelineFacts
+from ddeutil.workflow.settings import Settings
+from ddeutil.workflow.store import MemoryRunStore
 
 UTC = timezone.utc
 ZONE = "America/New_York"
@@ -178,6 +196,112 @@ def bench_tick(count: int, ticks: int, seed: int, *, hashed: bool = False) -> di
     }
 
 
+class _EndAtOnce:
+    """An executor that records each submitted run as started and SUCCESS at once."""
+
+    def __init__(self, store: MemoryRunStore, clock: FakeClock) -> None:
+        self._store, self._clock, self._events = store, clock, list[RunEvent]()
+        self.submitted = 0
+
+    def start(self) -> None:
+        pass
+
+    def submit(self, request: RunRequest) -> None:
+        now = self._clock.now()
+        self._store.mark_running(request.run_id, now=now)
+        self._store.finish(request.run_id, status=Status.SUCCESS, now=now)
+        self._events.append(RunEvent("finished", request.run_id, Status.SUCCESS))
+        self.submitted += 1
+
+    def drain_events(self) -> list[RunEvent]:
+        out, self._events = self._events, []
+        return out
+
+    def wait_event(self, timeout: float) -> bool:
+        return bool(self._events)
+
+    def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        return False
+
+    def capacity(self) -> int:
+        return 1_000_000
+
+    def in_flight(self) -> int:
+        return 0
+
+    def shutdown(self, timeout: float, *, reason: str | None = None) -> None:
+        pass
+
+
+class _Facts:
+    """A validator stub: every pipeline is hourly in UTC with the given jitter."""
+
+    def __init__(self, jitter: int) -> None:
+        self._schedule = CronSchedule.parse("0 * * * *", "UTC", None, jitter)
+
+    def validate(
+        self, templates: Sequence[RawTemplate], loader: Loader, settings: Settings
+    ) -> list[Outcome]:
+        facts = PipelineFacts((self._schedule,), Concurrency.ALLOW, Catchup.LATEST, {})
+        return [facts for _ in templates]
+
+    def close(self) -> None:
+        pass
+
+
+def _scheduler_ticks(count: int, ticks: int, jitter: int) -> tuple[list[float], list[float]]:
+    """(tick seconds, start_held seconds) of ``ticks`` hourly ticks, ``count`` due each."""
+    start = datetime(2025, 3, 10, 0, 0, 30, tzinfo=UTC)
+    with tempfile.TemporaryDirectory() as root:
+        conf = Path(root, "conf")
+        conf.mkdir()
+        body = "  type: Pipeline\n  jobs: {only: {stages: [{name: nothing}]}}\n"
+        (conf / "p.yml").write_text("".join(f"p{i}:\n{body}" for i in range(count)))
+        settings = Settings.from_env({"WORKFLOW_ROOT_PATH": root, "WORKFLOW_CORE_TIMEZONE": "UTC"})
+        store, clock = MemoryRunStore(), FakeClock(start)
+        executor = _EndAtOnce(store, clock)
+        scheduler = Scheduler(
+            settings=settings,
+            store=store,
+            executor=executor,  # type: ignore[arg-type]
+            clock=clock,
+            loader=Loader.from_settings(settings),
+            validator=_Facts(jitter),
+            owner="bench",
+        )
+        scheduler.start()
+        tick_s: list[float] = []
+        held_s: list[float] = []
+        for hour in range(1, ticks + 1):
+            at = start.replace(minute=0, second=0) + timedelta(hours=hour)
+            clock.set(at)
+            began = time.perf_counter()
+            scheduler.tick(at)
+            tick_s.append(time.perf_counter() - began)
+            clock.set(at + timedelta(seconds=jitter))
+            began = time.perf_counter()
+            scheduler.start_held()
+            held_s.append(time.perf_counter() - began)
+        assert executor.submitted == count * ticks, (executor.submitted, count * ticks)
+        scheduler.stop(timeout=0)
+        store.close()
+    return tick_s, held_s
+
+
+def bench_jitter(count: int, ticks: int, jitter: int) -> dict[str, Any]:
+    plain, _ = _scheduler_ticks(count, ticks, 0)
+    tick, held = _scheduler_ticks(count, ticks, jitter)
+    none_ms = statistics.median(plain) * 1000
+    tick_ms = statistics.median(tick) * 1000
+    held_ms = statistics.median(held) * 1000
+    return {
+        "none_ms": none_ms,
+        "tick_ms": tick_ms,
+        "held_ms": held_ms,
+        "ratio": (tick_ms + held_ms) / none_ms,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--years", type=int, default=1, help="years walked per measurement")
@@ -191,7 +315,19 @@ def main() -> None:
     parser.add_argument(
         "--hash", action="store_true", help="tick over pipelines whose schedules use H"
     )
+    parser.add_argument(
+        "--jitter", type=int, default=0, help="seconds of jitter for the scheduler tick (0: skip)"
+    )
+    parser.add_argument("--jitter-ticks", type=int, default=5, help="hourly ticks measured")
     args = parser.parse_args()
+    if args.jitter:
+        j = bench_jitter(args.schedules, args.jitter_ticks, args.jitter)
+        print(f"Scheduler.tick, {args.schedules:,} pipelines due, median of {args.jitter_ticks}")
+        print(f"{'no jitter: tick':<36}{j['none_ms']:>10.1f} ms")
+        print(f"{f'jitter {args.jitter}s: tick':<36}{j['tick_ms']:>10.1f} ms")
+        print(f"{f'jitter {args.jitter}s: start_held':<36}{j['held_ms']:>10.1f} ms")
+        print(f"{'ratio (tick + start_held) / tick':<36}{j['ratio']:>10.2f}")
+        return
 
     print(f"fire times per second, {ZONE}, successive steps over {args.years} year(s)")
     print(

@@ -441,6 +441,9 @@ class FakeScheduler:
         self.waiting = 0
         self.beats = 0
         self.admitted = 0
+        self.next_start: datetime | None = None  # a release held for its jitter
+        self.started_held: list[datetime] = []
+        self.held_started = threading.Event()
 
     def start(self) -> None:
         self.state = SchedulerState.RUNNING
@@ -472,6 +475,15 @@ class FakeScheduler:
     def admit_waiting(self) -> list[str]:
         self.admitted += 1
         return []
+
+    def start_held(self, now: datetime | None = None) -> list[str]:
+        at = datetime.now(timezone.utc)
+        if self.next_start is None or self.next_start > at:
+            return []
+        self.next_start = None
+        self.started_held.append(at)
+        self.held_started.set()
+        return ["held"]
 
 
 class FakeExecutor:
@@ -554,6 +566,24 @@ def test_loop_reloads_on_sighup_pumps_events_and_stops_on_sigterm(settings: Sett
     assert scheduler.reload.is_set()
     assert scheduler.events.is_set()
     assert scheduler.stopped_with == settings.app_stop_timeout
+
+
+def test_the_event_helper_starts_a_release_held_for_its_jitter_at_its_start(
+    settings: Settings,
+) -> None:
+    daemon, scheduler, _ = make_daemon(settings)
+    start = datetime.now(timezone.utc) + timedelta(seconds=0.3)
+    scheduler.next_start = start
+    helper = threading.Thread(target=daemon._pump)
+    helper.start()
+    try:
+        assert scheduler.held_started.wait(10)  # not after the 5 s event wait
+    finally:
+        daemon._stop_events.set()
+        helper.join(10)
+        daemon._signals.restore()
+    (when,) = scheduler.started_held
+    assert start <= when < start + timedelta(seconds=2)
 
 
 def test_request_stop_wakes_the_sleeping_loop(settings: Settings) -> None:

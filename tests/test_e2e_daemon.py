@@ -1,4 +1,5 @@
-"""End to end: a real daemon on a ``* * * * *`` schedule runs two minutes once each.
+"""End to end: a real daemon on a ``* * * * *`` schedule runs two minutes once each,
+and starts a jittered release at its offset (up to 70 s: one boundary and 8 s).
 
 Takes about two minutes of wall time (it waits for two real minute boundaries),
 so it is marked ``slow``: CI runs it with the rest of the suite; deselect it
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from ddeutil.workflow.result import Status
+from ddeutil.workflow.schedules.jitter import jitter_offset
 from ddeutil.workflow.settings import Settings
 from ddeutil.workflow.store import open_store
 from ddeutil.workflow.store.base import RunFilter, RunRecord
@@ -139,3 +141,71 @@ def test_every_minute_schedule_runs_two_consecutive_minutes_exactly_once(
     }
     assert all(r["pipeline"] == "every-minute" for r in due)
     assert datetime.fromisoformat(due[0]["release"]).tzinfo == UTC
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_a_jittered_release_starts_at_its_offset_and_keeps_its_fire_time(
+    root: Path, write_conf: Callable[..., Path]
+) -> None:
+    write_conf(
+        "jittered.yml",
+        """
+        spread:
+          type: Pipeline
+          on:
+            - cronjob: "* * * * *"
+              timezone: UTC
+              jitter: 8s
+          jobs:
+            only:
+              stages:
+                - name: nothing
+        """,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_")}
+    env.update(
+        WORKFLOW_ROOT_PATH=str(root),
+        WORKFLOW_CORE_TIMEZONE="UTC",
+        WORKFLOW_APP_PROCESS_WORKER="1",
+        WORKFLOW_APP_STOP_TIMEOUT="10",
+        PYTHONUNBUFFERED="1",
+    )
+    settings = Settings.from_env(env)
+    out = (root / "daemon.log").open("wb")
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "ddeutil.workflow.app"],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    store = open_store(settings.api_db_url)
+    try:
+
+        def finished() -> list[RunRecord]:
+            runs = store.list_runs(RunFilter(pipeline="spread"))
+            return [r for r in runs if r.status.is_terminal]
+
+        _wait_until(lambda: len(finished()) >= 1, 100, "one jittered run")
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(60) == 0
+        run = min(finished(), key=lambda r: r.created)
+    finally:
+        if daemon.poll() is None:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait(10)
+        out.close()
+        store.close()
+
+    log = (root / "daemon.log").read_text()
+    assert run.status is Status.SUCCESS, log
+    assert run.release is not None
+    assert run.started is not None
+    assert run.release.at.second == 0  # the release keeps its fire time
+    assert run.logical_date == run.release.at
+    offset = jitter_offset("spread", run.release.schedule, run.release.at, 8)
+    lag = (run.started - run.release.at).total_seconds()
+    assert offset <= lag < offset + 5, (offset, lag, log)
+    if offset:
+        assert "release held for its jitter" in log

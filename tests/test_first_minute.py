@@ -27,7 +27,8 @@ def _bundled() -> PipelineCatalog:
 def test_the_bundled_conf_releases_something_within_a_minute() -> None:
     upcoming = _bundled().next_releases(NOW)
     assert upcoming, "the bundled conf schedules nothing"
-    first_at, pipeline, _ = upcoming[0]
+    first_at, pipeline, _, offset = upcoming[0]
+    assert offset == 0
     assert first_at - NOW <= timedelta(minutes=1)
     assert pipeline == "hello-every-minute"
     assert "delete" in (REPO / "conf" / "pipelines" / "hello.yml").read_text().lower()
@@ -35,7 +36,8 @@ def test_the_bundled_conf_releases_something_within_a_minute() -> None:
 
 def test_the_next_release_of_each_pipeline_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     upcoming = [
-        (NOW + timedelta(minutes=i), f"p{i:02d}", "* * * * *@UTC") for i in range(NEXT_LOGGED + 3)
+        (NOW + timedelta(minutes=i), f"p{i:02d}", "* * * * *@UTC", 0)
+        for i in range(NEXT_LOGGED + 3)
     ]
     with caplog.at_level(logging.INFO, logger="ddeutil.workflow.scheduling.scheduler"):
         log_next_releases(upcoming, NOW)

@@ -319,6 +319,7 @@ def test_schedules_are_frozen_hashable_values() -> None:
         "cronjob": "0 9 * * 1-5",
         "timezone": "America/New_York",
         "name": None,
+        "jitter": 0,
     }
     with pytest.raises(ValidationError):
         a.name = "x"  # type: ignore[misc]

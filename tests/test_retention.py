@@ -325,6 +325,7 @@ class QuietScheduler:
     """Just enough of a Scheduler for :class:`Daemon` (no ticks happen in these tests)."""
 
     waiting = 0
+    next_start: datetime | None = None  # no release held for its jitter
 
     def start(self) -> None: ...
 
@@ -346,6 +347,9 @@ class QuietScheduler:
         return True
 
     def admit_waiting(self) -> list[str]:
+        return []
+
+    def start_held(self, now: datetime | None = None) -> list[str]:
         return []
 
 

@@ -42,6 +42,8 @@ def test_list_shows_usable_pipelines_with_params_and_next_fire_times(client: Tes
             "written": None,
             "timezone": "UTC",
             "next": ["2024-01-01T00:05:00Z"],
+            "jitter": 0,
+            "starts": ["2024-01-01T00:05:00Z"],
         }
     ]
     assert quick["scheduled"] is True

@@ -123,6 +123,14 @@ class ScheduleInfo(_Model):
     )
     timezone: str
     next: list[datetime] = Field(description="next fire times, aware UTC, increasing")
+    jitter: int = Field(
+        default=0, description="seconds a release may start after its fire time (0: none)"
+    )
+    starts: list[datetime] = Field(
+        default_factory=list,
+        description="when the releases at `next` start (fire time plus the jitter offset), "
+        "aware UTC; equal to `next` without jitter",
+    )
 
 
 class PipelineSummary(_Model):

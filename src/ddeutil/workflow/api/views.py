@@ -9,6 +9,7 @@ from typing import Any
 
 from ..engine.pipeline import Pipeline
 from ..errors import ConfigError
+from ..schedules.jitter import start_of
 from ..schedules.on import On
 from ..store.base import RunRecord
 from ..store.fleet import OwnerRecord, daemon_views
@@ -73,21 +74,27 @@ def _params(pipeline: Pipeline) -> list[ParamInfo]:
     return infos
 
 
+def _schedule_info(pipeline: str, on: On, now: datetime, count: int) -> ScheduleInfo:
+    """One schedule of ``pipeline``: its next fire times and when those releases start."""
+    times = next_fire_times(on, now, count)
+    starts = [start_of(pipeline, on.key, at, on.jitter) for at in times]
+    return ScheduleInfo(
+        name=on.name,
+        cron=str(on.cronjob),
+        written=on.written,
+        timezone=on.timezone.key,
+        next=times,
+        jitter=on.jitter,
+        starts=starts,
+    )
+
+
 def _summary_fields(pipeline: Pipeline, now: datetime, count: int) -> dict[str, Any]:
     return {
         "name": pipeline.name,
         "desc": pipeline.desc,
         "params": _params(pipeline),
-        "schedules": [
-            ScheduleInfo(
-                name=on.name,
-                cron=str(on.cronjob),
-                written=on.written,
-                timezone=on.timezone.key,
-                next=next_fire_times(on, now, count),
-            )
-            for on in pipeline.on
-        ],
+        "schedules": [_schedule_info(pipeline.name, on, now, count) for on in pipeline.on],
         "scheduled": bool(pipeline.on) and not pipeline.warnings(),
     }
 

@@ -20,7 +20,8 @@ Lifecycle of ``python -m ddeutil.workflow.app`` (and ``workflow scheduler``):
    (:meth:`Scheduler.prepare`): the workers hold them and start them at the
    release instant. A helper thread waits on executor events to start queued
    runs as soon as a slot frees up (asking the store every second while
-   releases wait, since a slot may free up on another daemon), and calls
+   releases wait, since a slot may free up on another daemon), starts the
+   releases a schedule's ``jitter`` held at their start instant, and calls
    :meth:`Scheduler.beat` every third of ``WORKFLOW_APP_LEASE_SECONDS``:
    heartbeat, takeover of daemons whose lease ran out. A thread of its own
    renews the lease (:meth:`Scheduler.keep_alive`) on the same rhythm, so a
@@ -109,6 +110,8 @@ EVENT_WAIT = 5.0
 """Bounded wait of the event helper thread (it wakes at once on an event)."""
 ADMIT_POLL = 1.0
 """How often the event helper asks the store for slots while releases wait."""
+JITTER_LOOK = 0.1
+"""Seconds after a boundary when the event helper looks for releases held for their jitter."""
 PREPARE_LEAD = 0.05
 """Seconds before a boundary when the conf check and dispatch of the next tick are done."""
 FINAL_STEP = 0.005
@@ -416,7 +419,16 @@ class Daemon:
             waiting = self._scheduler.waiting > 0
             wait = min(ADMIT_POLL if waiting else EVENT_WAIT, self._beat_every)
             wait = max(0.0, min(wait, next_beat - time.monotonic()))
+            # Releases held for their jitter are added at a boundary: look again just
+            # after it, and start the soonest at its start instant.
+            wait = min(wait, 60.0 - time.time() % 60.0 + JITTER_LOOK)
+            start = self._scheduler.next_start
+            if start is not None:
+                left = (start - datetime.now(timezone.utc)).total_seconds()
+                wait = max(0.0, min(wait, left))
             try:
+                if start is not None:
+                    self._scheduler.start_held()
                 if self._executor.wait_event(wait):
                     self._scheduler.process_events()
                 elif waiting and not self._store_down:  # while it is down: at beats only
@@ -613,6 +625,7 @@ def _notify_service(
         clock=clock,
         notifier=notifier,
         targets_of=targets_of,
+        delay_of=scheduler.offset_of,
         sweep_window=window,
         name="scheduler-notify",
     )

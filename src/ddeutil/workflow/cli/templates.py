@@ -25,7 +25,7 @@ import json
 import logging
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from ..clock import Clock, SystemClock, ensure_utc
 from ..errors import ConfigError, WorkflowError
 from ..loader import Loader, RawTemplate
 from ..schedules.hashed import cron_label
+from ..schedules.jitter import format_seconds, jitter_offset
 from ..startup import conf_path_problem
 from . import positive_int
 from .pause import paused_pipelines
@@ -356,17 +357,21 @@ def _cmd_next(args: argparse.Namespace, ctx: CliContext) -> int:
     if not schedules:
         return _usage_error(f"pipeline {args.name!r} has no schedule (its `on` is empty)")
     after = args.after if args.after is not None else ensure_utc(default_clock().now())
+    pipeline = args.name if built.kind == "pipeline" else None
     report = []
     for schedule in schedules:
         info = _describe(schedule)
         start = _in_zone(after, schedule)
         info["after"] = start.isoformat()
+        info["jitter"] = getattr(schedule, "jitter", 0)
         times = _fire_times(schedule, start, args.count)
+        offsets = [_offset(pipeline, schedule, t) for t in times]
         info["fire_times"] = [
             {"utc": t.isoformat(), "local": t.astimezone(_zone(schedule)).isoformat()}
-            for t in times
+            | _start_fields(t, offset if info["jitter"] else None)
+            for t, offset in zip(times, offsets, strict=True)
         ]
-        report.append((schedule, info, times))
+        report.append((schedule, info, list(zip(times, offsets, strict=True))))
     out = _Out(ctx)
     if args.as_json:
         out.json(
@@ -378,12 +383,33 @@ def _cmd_next(args: argparse.Namespace, ctx: CliContext) -> int:
             }
         )
         return EXIT_OK
-    for schedule, info, times in report:
+    for schedule, info, slots in report:
         label = info["name"] or "inline schedule"
-        out.line(f"{label}: {_cron_text(info)} ({info['timezone']})")
-        for t in times:
-            out.line(f"  {_local(t, schedule)}  =  {_utc(t)}")
+        jitter = f", jitter {format_seconds(info['jitter'])}" if info["jitter"] else ""
+        out.line(f"{label}: {_cron_text(info)} ({info['timezone']}{jitter})")
+        for t, offset in slots:
+            late = "" if offset is None or not offset else f" (+{format_seconds(offset)})"
+            out.line(f"  {_local(t, schedule)}{late}  =  {_utc(t)}")
+        if jitter and pipeline is None:
+            out.line("  each pipeline on it starts up to the jitter late: `workflow next PIPELINE`")
     return EXIT_OK
+
+
+def _offset(pipeline: str | None, schedule: Any, at: datetime) -> int | None:
+    """The jitter offset of a release (``None``: a schedule seen without its pipeline)."""
+    jitter = getattr(schedule, "jitter", 0)
+    if not jitter:
+        return 0
+    if pipeline is None:
+        return None
+    return jitter_offset(pipeline, schedule.key, at, jitter)
+
+
+def _start_fields(at: datetime, offset: int | None) -> dict[str, Any]:
+    """The start of a jittered release, for a fire time's JSON (``None``: nothing to add)."""
+    if offset is None:
+        return {}
+    return {"offset": offset, "start": (at + timedelta(seconds=offset)).isoformat()}
 
 
 # ------------------------------------------------------------------------- register

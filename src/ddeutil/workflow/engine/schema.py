@@ -41,6 +41,14 @@ SCHEDULE_SCHEMA: dict[str, Any] = {
         "interval": {"enum": ["daily", "weekly", "monthly"], "description": "shorthand for cron"},
         "time": {"type": "string", "pattern": "^[0-9]{1,2}:[0-9]{2}$", "description": "HH:MM"},
         "day": {"type": ["string", "integer"], "description": "weekday (weekly) or day (monthly)"},
+        "jitter": {
+            "type": ["string", "integer"],
+            "pattern": "^([0-9]+|[0-9]+h([0-9]+m)?([0-9]+s)?|[0-9]+m([0-9]+s)?|[0-9]+s)$",
+            "minimum": 0,
+            "maximum": 3600,
+            "description": "start each release up to this long after its fire time "
+            "(30s, 5m, 1h, 1m30s or seconds; at most 1h), the same delay every time",
+        },
     },
     "additionalProperties": False,
 }

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from ..clock import Clock
 from ..errors import StoreError
 from ..notify_rule import Targets
+from ..runs import ReleaseKey
 from ..store.base import RunStore
 from .late import record_missed
 from .notices import Notifier
@@ -49,6 +50,8 @@ class NotifyService:
         clock: The time of a pass.
         notifier: Makes ``missed`` notices; with ``targets_of`` (a pipeline's
             targets), the pass looks for late releases. ``None``: it only sends.
+        delay_of: The seconds a release's jitter delays its start (late counts
+            from then); default none.
         every: Seconds between passes.
         sweep_window: How far back the sweep for failures without a notice
             looks (at most the retention); ``None``: no sweep.
@@ -62,6 +65,7 @@ class NotifyService:
         clock: Clock,
         notifier: Notifier | None = None,
         targets_of: Callable[[str], Targets] | None = None,
+        delay_of: Callable[[ReleaseKey], int] | None = None,
         every: float = EVERY,
         sweep_window: timedelta | None = SWEEP_WINDOW,
         name: str = "notify",
@@ -71,6 +75,7 @@ class NotifyService:
         self._clock = clock
         self._notifier = notifier
         self._targets_of = targets_of
+        self._delay_of = delay_of
         self._every = every
         self._sweep_window = sweep_window
         self._swept: datetime | None = None
@@ -84,7 +89,11 @@ class NotifyService:
         if self._notifier is not None and self._targets_of is not None:
             try:
                 new = record_missed(
-                    self._store, self._notifier, self._targets_of, now=self._clock.now()
+                    self._store,
+                    self._notifier,
+                    self._targets_of,
+                    now=self._clock.now(),
+                    delay_of=self._delay_of,
                 )
             except StoreError as exc:
                 logger.warning("missed releases not looked for now (run store: %s)", exc)

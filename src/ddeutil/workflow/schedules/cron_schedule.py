@@ -4,8 +4,8 @@
 schedule template and reports every problem with its key. Once a template has
 validated, the scheduler only needs the fire times, and importing pydantic costs
 the daemon's parent process about as much memory as everything else it loads.
-:class:`CronSchedule` holds the same three values (``cronjob``, ``timezone``,
-``name``) as a frozen dataclass and computes the same fire times with the same
+:class:`CronSchedule` holds the same values (``cronjob``, ``timezone``,
+``name``, ``jitter``) as a frozen dataclass and computes the same fire times with the same
 :class:`~ddeutil.workflow.schedules.dst.ZonedCron` (the daylight-saving policy of
 :mod:`~ddeutil.workflow.schedules.dst`); it implements the planner's
 :class:`~ddeutil.workflow.schedules.planner.Schedule` protocol. Schedules with the
@@ -37,33 +37,36 @@ class CronSchedule:
         cronjob: The expression; ``str(cronjob)`` is the expression as written.
         timezone: The zone whose wall clock the fields match.
         name: The schedule template's name, when it came from one.
+        jitter: Seconds a release may start after its fire time (``0``: none;
+            see :mod:`~ddeutil.workflow.schedules.jitter`). Not part of :attr:`key`.
     """
 
     cronjob: CronExpression
     timezone: ZoneInfo
     name: str | None = None
+    jitter: int = 0
     _cron: ZonedCron = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_cron", zoned_cron(self.cronjob, self.timezone))
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (CronSchedule, (self.cronjob, self.timezone, self.name))
+        return (CronSchedule, (self.cronjob, self.timezone, self.name, self.jitter))
 
     @classmethod
     def of(cls, on: On) -> CronSchedule:
         """The record of a validated :class:`~ddeutil.workflow.schedules.on.On`."""
-        return cls(on.cronjob, on.timezone, on.name)
+        return cls(on.cronjob, on.timezone, on.name, on.jitter)
 
     @classmethod
-    def parse(cls, cron: str, zone: str, name: str | None = None) -> CronSchedule:
-        """A record from the text of a validated schedule (``str(cronjob)``, zone key).
+    def parse(cls, cron: str, zone: str, name: str | None = None, jitter: int = 0) -> CronSchedule:
+        """A record from the text of a validated schedule (``str(cronjob)``, zone key, jitter).
 
         Raises:
             ScheduleError: the expression is invalid.
             ZoneInfoNotFoundError: the zone is unknown.
         """
-        return cls(CronExpression.parse(cron), ZoneInfo(zone), name)
+        return cls(CronExpression.parse(cron), ZoneInfo(zone), name, jitter)
 
     @property
     def key(self) -> str:

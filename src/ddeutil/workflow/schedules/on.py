@@ -11,6 +11,7 @@ A schedule is a cron expression read in one IANA time zone::
       type: on.On
       interval: daily             # daily | weekly | monthly
       time: "01:30"               # "HH:MM", default "00:00" -> cron "30 1 * * *"
+      jitter: 30s                 # optional; start each release 0-29 s late (see .jitter)
 
 ``interval: weekly`` takes ``day:`` as a name (``MON``, ``Monday``) or a number 0-6
 (0 = Sunday), default Monday; ``interval: monthly`` takes ``day:`` 1-31, default 1
@@ -30,7 +31,7 @@ Time rules:
 
 Every problem is a :class:`~ddeutil.workflow.errors.ScheduleError` (a ``ConfigError``)
 whose ``key`` names the offending key (``cron``, ``cronjob``, ``timezone``,
-``interval``, ``time``, ``day``); pydantic's ``ValidationError`` never escapes.
+``interval``, ``time``, ``day``, ``jitter``); pydantic's ``ValidationError`` never escapes.
 
 ``H`` items (``H H * * *``, ``H/15``, ``H(1-4)``; :mod:`.hashed`) are resolved to
 plain numbers while validating, seeded by the pipeline's name when a pipeline builds
@@ -63,6 +64,7 @@ from ..errors import ConfigError, ScheduleError
 from .cron import CronExpression
 from .dst import ZonedCron, zoned_cron
 from .hashed import cron_label, resolve_hashes
+from .jitter import parse_jitter
 
 if TYPE_CHECKING:
     from ..loader import Loader, RawTemplate
@@ -97,6 +99,8 @@ class On(BaseModel):
         name: The template name when loaded from a template.
         written: The expression as written when it had ``H`` items, else None (not
             part of ``key``, never dumped); :attr:`label` shows both.
+        jitter: Seconds each release may start after its fire time (``0``: none;
+            the offsets are in :mod:`.jitter`). Not part of :attr:`key`.
         zoned_cron: ``cronjob`` read in ``timezone``, derived when the schedule is
             validated (never given, never dumped). A field rather than a pydantic
             private attribute: the scheduler reads it once per schedule and tick,
@@ -109,10 +113,11 @@ class On(BaseModel):
     timezone: ZoneInfo
     name: str | None = None
     written: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
+    jitter: int = 0
     zoned_cron: SkipJsonSchema[ZonedCron] = Field(exclude=True, repr=False)
 
     _KEYS: ClassVar[frozenset[str]] = frozenset(
-        {"type", "cron", "cronjob", "timezone", "interval", "time", "day", "name"}
+        {"type", "cron", "cronjob", "timezone", "interval", "time", "day", "name", "jitter"}
     )
 
     @model_validator(mode="before")
@@ -129,7 +134,7 @@ class On(BaseModel):
         if unknown:
             raise ScheduleError(
                 f"unknown key {unknown[0]!r}; a schedule takes cron (or cronjob), timezone, "
-                "or interval with time and day",
+                "or interval with time and day, and jitter",
                 key=unknown[0],
             )
         name = data.get("name", context.get("name"))
@@ -142,6 +147,7 @@ class On(BaseModel):
             "timezone": zone,
             "name": name,
             "written": written,
+            "jitter": parse_jitter(data.get("jitter")),
             "zoned_cron": zoned_cron(cronjob, zone),
         }
 
@@ -149,7 +155,12 @@ class On(BaseModel):
         """A copy; with ``update`` the result is validated again (and recompiled)."""
         if not update:
             return super().model_copy(deep=deep)
-        fields = {"cronjob": self.cronjob, "timezone": self.timezone, "name": self.name}
+        fields = {
+            "cronjob": self.cronjob,
+            "timezone": self.timezone,
+            "name": self.name,
+            "jitter": self.jitter,
+        }
         copy = type(self).parse({**fields, **update})
         if self.written is None or "cron" in update or "cronjob" in update:
             return copy
@@ -170,7 +181,7 @@ class On(BaseModel):
 
         Args:
             data: ``cron`` or ``cronjob`` (or ``interval``/``time``/``day``), optional
-                ``timezone``; ``type`` is ignored.
+                ``timezone`` and ``jitter``; ``type`` is ignored.
             default_tz: Zone used when ``data`` names none (normally
                 ``settings.timezone``).
             name: Template name to record when ``data`` has no ``name``.

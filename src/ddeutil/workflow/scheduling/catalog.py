@@ -37,7 +37,9 @@ from ..clock import ensure_utc
 from ..errors import ConfigError, WorkflowError
 from ..loader import Loader, RawTemplate, template_version
 from ..registry import PIPELINE, SCHEDULE
+from ..runs import ReleaseKey
 from ..schedules.cron_schedule import CronSchedule
+from ..schedules.jitter import jitter_offset
 from ..schedules.planner import Catchup, PlannedSchedule
 from ..settings import Settings
 from .validation import Concurrency, InProcessValidator, PipelineFacts, Validator
@@ -97,6 +99,24 @@ class CatalogEntry:
                 return ensure_utc(instant).astimezone(on.timezone)
         return instant
 
+    def jitter_of(self, schedule_key: str) -> int:
+        """The jitter in seconds of the schedule ``schedule_key`` (``0``: none, or unknown).
+
+        Two schedules of a pipeline with one key are one release per slot (the
+        planner keeps the first): so is their jitter.
+        """
+        for on in self.schedules:
+            if on.key == schedule_key:
+                return on.jitter
+        return 0
+
+    def offset_of(self, release: ReleaseKey) -> int:
+        """How many seconds after its fire time ``release`` starts (its jitter offset)."""
+        jitter = self.jitter_of(release.schedule)
+        if not jitter:
+            return 0
+        return jitter_offset(release.pipeline, release.schedule, release.at, jitter)
+
 
 class PipelineCatalog:
     """The pipelines of one conf folder, each in its last good version.
@@ -151,15 +171,19 @@ class PipelineCatalog:
             self._planned = planned
         return self._planned
 
-    def next_releases(self, after: datetime) -> list[tuple[datetime, str, str]]:
+    def next_releases(self, after: datetime) -> list[tuple[datetime, str, str, int]]:
         """Each scheduled pipeline's next release after ``after``: ``(instant UTC,
-        pipeline, schedule key)``, soonest first (what the daemon logs at start)."""
-        soonest: dict[str, tuple[datetime, str, str]] = {}
+        pipeline, schedule key, jitter offset in seconds)``, soonest first (what the
+        daemon logs at start); a jittered release starts ``offset`` seconds late."""
+        soonest: dict[str, tuple[datetime, str, str, int]] = {}
         for item in self.planned():
             fire = next(iter(item.schedule.fire_times(after, after + _LOOK_AHEAD)), None)
             if fire is None:
                 continue
-            found = (fire, item.pipeline, item.schedule.key)
+            key = item.schedule.key
+            jitter = getattr(item.schedule, "jitter", 0)
+            offset = jitter_offset(item.pipeline, key, fire, jitter) if jitter else 0
+            found = (fire, item.pipeline, key, offset)
             if item.pipeline not in soonest or found < soonest[item.pipeline]:
                 soonest[item.pipeline] = found
         return sorted(soonest.values())

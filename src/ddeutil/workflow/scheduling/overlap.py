@@ -35,11 +35,14 @@ class Waiting:
         run_id: The claimed (PENDING) run.
         release: The release it was claimed for.
         logical_date: ``release.logical_date`` of the run.
+        start: When the run may start, for a release its schedule's jitter delays
+            (the fire time plus the offset); ``None``: at its release instant.
     """
 
     run_id: str
     release: ReleaseKey | None
     logical_date: datetime | None
+    start: datetime | None = None
 
 
 class RunQueues:

@@ -53,6 +53,16 @@ or that stopped. Their claims that never started are dispatched again, oldest
 release first; their runs left RUNNING are recorded FAILED ("interrupted by a
 restart", or "interrupted: owner ... lost") without running them again.
 
+**Jitter** (a schedule's ``jitter:``, see :mod:`~ddeutil.workflow.schedules.jitter`)
+delays the start, never the release: a jittered release is planned, claimed and
+admitted at its fire time like any other (the claim key, the watermarks and the
+catch-up policy see the fire time only), then held here until its start instant
+(fire time plus the release's offset) and handed to the executor then
+(:meth:`Scheduler.start_held`; the daemon's helper thread calls it on time). A
+held release is claimed and holds its pipeline's slot; a restart or a takeover
+dispatches it again with the same start (the offset is a stable hash), and a
+missed release whose start has passed starts at once.
+
 Scheduled runs receive the pipeline's param defaults and
 ``release.logical_date`` = the release time in the schedule's zone. A scheduled
 pipeline with a required param that has no default is not scheduled; the reason
@@ -62,6 +72,7 @@ is logged once per conf version.
 from __future__ import annotations
 
 import enum
+import heapq
 import logging
 import os
 import socket
@@ -79,7 +90,8 @@ from ..loader import Loader, RawTemplate
 from ..masking import Masker
 from ..metrics import NULL_METER, Meter
 from ..result import Status
-from ..runs import TriggerKind
+from ..runs import ReleaseKey, TriggerKind
+from ..schedules.jitter import format_seconds
 from ..schedules.planner import Plan, advance_watermark
 from ..settings import Settings
 from ..store.base import RunRecord, RunStore
@@ -198,6 +210,7 @@ class Scheduler:
         self._due_at: datetime | None = None  # the newest boundary it tried to plan
         self._connected_since: datetime | None = None  # heartbeats succeeded since then
         self._queues = RunQueues()
+        self._held: list[tuple[datetime, str, str, Waiting]] = []  # (start, run id, pipeline)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -210,6 +223,18 @@ class Scheduler:
         """Claimed releases this daemon holds until their pipeline has a free slot."""
         with self._lock:
             return self._queues.waiting_count()
+
+    @property
+    def held(self) -> int:
+        """Admitted releases this daemon holds until the start their jitter gives them."""
+        with self._lock:
+            return len(self._held)
+
+    @property
+    def next_start(self) -> datetime | None:
+        """The soonest start of a release held for its jitter (``None``: none held)."""
+        with self._lock:
+            return self._held[0][0] if self._held else None
 
     @property
     def pipelines(self) -> Mapping[str, RawTemplate]:
@@ -269,7 +294,8 @@ class Scheduler:
         self._executor.shutdown(wait)
         with self._lock:
             self._forget(self._executor.drain_events())
-            left = self._queues.waiting_count()
+            left = self._queues.waiting_count() + len(self._held)
+            self._held = []
             self._report_load()
             if left:
                 logger.info("%d claimed release(s) stay PENDING for another daemon", left)
@@ -423,6 +449,7 @@ class Scheduler:
             if run_id not in elsewhere:
                 self._executor.cancel(run_id, f"owner {lost} lost its lease")
         self._queues = RunQueues()
+        self._held = []
 
     def _held_elsewhere(self, run_ids: Sequence[str], lost: str) -> set[str]:
         try:
@@ -497,7 +524,8 @@ class Scheduler:
         logger.info(
             "re-dispatching release claimed before the restart", extra=self._extra(run, extra)
         )
-        self._queues.hold(run.pipeline, Waiting(run.run_id, run.release, logical))
+        start = self._start_of(loaded, run.release)
+        self._queues.hold(run.pipeline, Waiting(run.run_id, run.release, logical, start))
 
     @staticmethod
     def _extra(run: RunRecord, extra: dict[str, Any]) -> dict[str, Any]:
@@ -672,10 +700,12 @@ class Scheduler:
             self._meter.release_skipped("paused" if item.reason == PAUSED_REASON else "concurrency")
             return
         self._meter.release_claimed(late=release.late)
-        waiting = Waiting(claim.run_id, claim.release, release.logical_date)
+        entry = self._catalog.get(release.pipeline)
+        start = None if entry is None else self._start_of(entry, claim.release)
+        waiting = Waiting(claim.run_id, claim.release, release.logical_date, start)
         if item.state is ClaimState.ADMITTED:
-            self._submit(release.pipeline, waiting)
-            log.dispatched.append(claim.run_id)
+            if self._submit(release.pipeline, waiting):
+                log.dispatched.append(claim.run_id)
         else:
             self._queues.hold(release.pipeline, waiting)
             log.held.append(claim.run_id)
@@ -723,7 +753,68 @@ class Scheduler:
             return 1
         return self._settings.max_pipeline_poking
 
-    def _submit(self, name: str, item: Waiting) -> None:
+    def offset_of(self, release: ReleaseKey) -> int:
+        """Seconds after its fire time that ``release`` starts (its schedule's jitter)."""
+        with self._lock:
+            entry = self._catalog.get(release.pipeline)
+        return 0 if entry is None else entry.offset_of(release)
+
+    @staticmethod
+    def _start_of(entry: CatalogEntry, release: ReleaseKey | None) -> datetime | None:
+        """When a release of ``entry`` starts, if its jitter delays it (else ``None``)."""
+        if release is None:
+            return None
+        offset = entry.offset_of(release)
+        return release.at + timedelta(seconds=offset) if offset else None
+
+    def start_held(self, now: datetime | None = None) -> list[str]:
+        """Hand the releases held for their jitter whose start has come to the executor.
+
+        The daemon's helper thread calls it at :attr:`next_start`. Returns the
+        run ids started.
+        """
+        at = ensure_utc(now if now is not None else self._clock.now())
+        with self._lock:
+            if self._state is not SchedulerState.RUNNING:
+                return []
+            started: list[str] = []
+            while self._held and self._held[0][0] <= at:
+                _, run_id, name, item = heapq.heappop(self._held)
+                if self._catalog.get(name) is None:
+                    reason = f"pipeline {name!r} is no longer in the conf folder"
+                    logger.error("claimed run cannot start: %s", reason, extra={"run_id": run_id})
+                    self._store.finish(
+                        run_id, status=Status.FAILED, now=at, error=reason, owner=self.owner
+                    )
+                    continue
+                self._submit_now(name, item)
+                started.append(run_id)
+            if started:
+                self._report_load()
+            return started
+
+    def _submit(self, name: str, item: Waiting) -> bool:
+        """Hand ``item`` to the executor (``True``), or hold it until the start its
+        jitter gives it (``False``: :meth:`start_held` hands it over then)."""
+        if item.start is not None and item.start > ensure_utc(self._clock.now()):
+            heapq.heappush(self._held, (item.start, item.run_id, name, item))
+            assert item.release is not None  # only a release has a jittered start
+            offset = (item.start - item.release.at).total_seconds()
+            logger.info(
+                "release held for its jitter: starts at %s (+%s)",
+                item.start.isoformat(),
+                format_seconds(int(offset)),
+                extra={
+                    "run_id": item.run_id,
+                    "pipeline": name,
+                    "release": item.release.at.isoformat(),
+                },
+            )
+            return False
+        self._submit_now(name, item)
+        return True
+
+    def _submit_now(self, name: str, item: Waiting) -> None:
         loaded = self._catalog.get(name)
         assert loaded is not None  # admitted from the catalog under the same lock
         request = RunRequest(  # the version loaded when the run starts
@@ -740,7 +831,7 @@ class Scheduler:
             item.run_id,
             name,
             trigger=TriggerKind.SCHEDULE.value,
-            release=None if item.release is None else item.release.at,
+            release=item.start or (None if item.release is None else item.release.at),
         )
         self._executor.submit(request)
         self._queues.started(name, item.run_id)
@@ -771,8 +862,8 @@ class Scheduler:
         started: list[str] = []
         for name in limits:
             for item in self._queues.take(name, admitted):
-                self._submit(name, item)
-                started.append(item.run_id)
+                if self._submit(name, item):
+                    started.append(item.run_id)
         return started
 
     def _handle_events(self, events: Sequence[RunEvent]) -> list[str]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..dispatch.records import RunEvent
+from ..schedules.jitter import format_seconds
 from ..schedules.planner import Plan, Release
 
 __all__ = [
@@ -44,7 +45,8 @@ class TickReport:
         due: Releases the planner returned as due, in release order.
         missed: Releases the catch-up policy skipped (never claimed).
         dispatched: Run ids handed to the executor during this tick (including
-            waiting runs released because a slot became free).
+            waiting runs released because a slot became free). A release its
+            schedule's jitter delays is handed over later, at its start.
         held: Run ids claimed and waiting in a per-pipeline FIFO (queue / poking).
         skipped: Run ids claimed and recorded SKIPPED (``concurrency: skip``, or the
             pipeline is paused).
@@ -118,15 +120,18 @@ def log_tick(result: Plan, log: TickLog) -> None:
         logger.info("%d claimed release(s) wait for a free slot of their pipeline", len(log.held))
 
 
-def log_next_releases(upcoming: list[tuple[datetime, str, str]], now: datetime) -> None:
+def log_next_releases(upcoming: list[tuple[datetime, str, str, int]], now: datetime) -> None:
     """Log when the first :data:`NEXT_LOGGED` pipelines run next (``(at, pipeline,
-    schedule)``, soonest first), so whoever starts the daemon knows what to expect."""
-    for at, pipeline, schedule in upcoming[:NEXT_LOGGED]:
+    schedule, jitter offset)``, soonest first), so whoever starts the daemon knows
+    what to expect; a jittered release says when it starts (``+17s``)."""
+    for at, pipeline, schedule, offset in upcoming[:NEXT_LOGGED]:
+        late = f" +{format_seconds(offset)}" if offset else ""
         logger.info(
-            "next release of %s: %s (in %.0fs, schedule %s)",
+            "next release of %s: %s%s (in %.0fs, schedule %s)",
             pipeline,
             at.isoformat(),
-            (at - now).total_seconds(),
+            late,
+            (at - now).total_seconds() + offset,
             schedule,
             extra={"pipeline": pipeline, "release": at.isoformat()},
         )

@@ -11,7 +11,7 @@ returns their scheduling facts. Policies:
   sends the loader's index once (pickled: no file is read again, so the helper
   sees exactly what the daemon read), then the template names in batches of
   ``batch`` (startup with 1,000 templates is a handful of round trips).
-* **Plain data back.** Schedules come back as ``(cron, zone, name)`` and are
+* **Plain data back.** Schedules come back as ``(cron, zone, name, jitter)`` and are
   rebuilt here as :class:`~ddeutil.workflow.schedules.cron_schedule.CronSchedule` records (no pydantic in
   the daemon; schedules sharing an expression and a zone share their compiled
   form); errors come back as located ConfigErrors.
@@ -298,7 +298,7 @@ def _span(chunk: Sequence[RawTemplate]) -> str:
 def _from_wire(wire: _Wire, template: RawTemplate) -> Outcome:
     if wire[0] == "ok":
         _, specs, concurrency, catchup, defaults, unschedulable = wire
-        schedules = tuple(CronSchedule.parse(cron, zone, name) for cron, zone, name in specs)
+        schedules = tuple(CronSchedule.parse(*spec) for spec in specs)
         return PipelineFacts(
             schedules=schedules,
             concurrency=Concurrency(concurrency),
@@ -318,7 +318,7 @@ def _from_wire(wire: _Wire, template: RawTemplate) -> Outcome:
 
 def _to_wire(outcome: Outcome) -> _Wire:
     if isinstance(outcome, PipelineFacts):
-        specs = tuple((str(s.cronjob), s.timezone.key, s.name) for s in outcome.schedules)
+        specs = tuple((str(s.cronjob), s.timezone.key, s.name, s.jitter) for s in outcome.schedules)
         wire: _Wire = (
             "ok",
             specs,
