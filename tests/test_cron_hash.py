@@ -352,3 +352,18 @@ def test_the_json_schema_accepts_h() -> None:
     data: Any = load_yaml(CONF)
     assert data["nightly"]["cron"] == "H H(1-4) * * *"
     jsonschema.validate(data, schema)
+
+
+@pytest.mark.parametrize(
+    "char", [c for c in map(chr, range(0x3000 + 1)) if c.isspace() and c not in " \t"]
+)
+def test_a_unicode_space_between_h_items_is_rejected_not_taken_for_a_separator(char: str) -> None:
+    with pytest.raises(ScheduleError, match=rf"U\+{ord(char):04X}"):
+        resolve_hashes(f"H{char}H * * *", "etl_a")
+    with pytest.raises(ScheduleError, match=rf"U\+{ord(char):04X}"):
+        On.parse({"cron": f"H H * * *{char}"}, name="nightly")
+
+
+def test_a_unicode_digit_in_an_h_range_is_rejected() -> None:
+    with pytest.raises(ScheduleError, match="U\\+0665"):
+        resolve_hashes("H(1-\u0665) * * * *", "etl_a")

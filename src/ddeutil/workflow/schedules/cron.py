@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # pydantic is imported by the models that use the type, not h
     from pydantic.json_schema import JsonSchemaValue
     from pydantic_core import CoreSchema
 
-__all__ = ["MACROS", "MAX_LENGTH", "CronExpression", "ZonedCron"]
+__all__ = ["MACROS", "MAX_LENGTH", "CronExpression", "ZonedCron", "foreign_character"]
 
 MACROS: dict[str, str] = {
     "@yearly": "0 0 1 1 *",
@@ -154,7 +154,7 @@ class CronExpression:
         """
         if not isinstance(text, str):
             raise ScheduleError(f"a cron expression must be a string, got {type(text).__name__}")
-        bad = _foreign_character(text)
+        bad = foreign_character(text)
         if bad:
             raise ScheduleError(f"invalid cron expression {_quoted(text)}: {bad}")
         normalised = " ".join(text.split())
@@ -473,7 +473,7 @@ def _quoted(text: str) -> str:
     return f"{text[:60]!r}... ({len(text)} characters)"
 
 
-def _foreign_character(text: str) -> str:
+def foreign_character(text: str) -> str:
     """Why ``text`` is not ASCII cron text (its first foreign character), or ``""``.
 
     Python reads Unicode digits (``"\\u0665"``) as numbers and Unicode spaces as

@@ -32,6 +32,7 @@ import re
 from typing import NamedTuple
 
 from ..errors import ScheduleError
+from .cron import foreign_character
 
 __all__ = ["cron_label", "has_hash", "resolve_hashes"]
 
@@ -81,6 +82,9 @@ def resolve_hashes(text: str, seed: str) -> str:
     """
     if not isinstance(text, str) or not has_hash(text):
         return text
+    bad = foreign_character(text)  # before splitting: str.split() takes Unicode spaces
+    if bad:
+        raise _error(text, bad)
     parts = text.split()
     if len(parts) != 5:
         raise _error(
