@@ -114,6 +114,9 @@ def test_jitter_values(value: Any, seconds: int) -> None:
         (1.5, "a duration"),
         (True, "a duration"),
         ([30], "a duration"),
+        ("\u0663\u0660", "a duration"),  # Arabic-Indic 30: digits are ASCII, as in cron
+        ("\uff13\uff10s", "a duration"),  # fullwidth 30s
+        ("30s\u00a0", "a duration"),  # a no-break space is not blank
     ],
 )
 def test_bad_jitter_names_the_key_and_the_value(value: Any, reason: str) -> None:

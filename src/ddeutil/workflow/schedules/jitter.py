@@ -54,7 +54,7 @@ def parse_jitter(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         seconds = value
     elif isinstance(value, str):
-        seconds = _seconds(value.strip().lower())
+        seconds = _seconds(value.strip(" \t").lower())
     if seconds is None:
         raise ScheduleError(
             "jitter must be a duration such as 30s, 5m, 1h or 1m30s (or whole seconds), "
@@ -69,6 +69,8 @@ def parse_jitter(value: Any) -> int:
 
 
 def _seconds(text: str) -> int | None:
+    if not text.isascii():  # str.isdigit() and int() read Unicode digits too
+        return None
     if text.isdigit():
         return int(text) if len(text) <= 7 else None
     match = _DURATION.fullmatch(text)
