@@ -515,3 +515,25 @@ def test_random_token_lists_agree_with_cronsim(
     assert forward(cron, start, 12) == [next(reference) for _ in range(12)], text
     reference = cronsim.CronSim(text, start, reverse=True)
     assert backward(cron, start, 12) == [next(reference) for _ in range(12)], text
+
+
+@pytest.mark.parametrize(
+    ("cron", "valid"),
+    [
+        ("0 9 L * *", True),
+        ("0 9 15W * MON#2", True),
+        ("H H(1-4) * * *", True),
+        ("0\u00a00 * * *", False),
+        ("\u0665 * * * *", False),
+        ("0 0 * * *" + " " * 1000, False),
+    ],
+)
+def test_the_conf_schema_takes_the_cron_text_the_parser_takes(cron: str, valid: bool) -> None:
+    """Editors flag a foreign character as they type, as loading the conf would."""
+    jsonschema = pytest.importorskip("jsonschema")
+    from ddeutil.workflow.engine.conf_schema import yaml_schema
+
+    schema = yaml_schema()
+    template = {"nightly": {"type": "on.On", "cron": cron}}
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(template))
+    assert (not errors) is valid, errors

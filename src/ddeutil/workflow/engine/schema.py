@@ -28,15 +28,27 @@ __all__ = [
     "yaml_key",
 ]
 
+_CRON_TEXT = "^[\\t -~]*$"
+"""Cron text is printable ASCII, spaces and tabs (what the parser accepts)."""
+
 SCHEDULE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "a cron schedule read in one time zone",
     "properties": {
         "cron": {
             "type": "string",
-            "description": "5-field cron expression or @hourly/@daily/...; H: a per-pipeline value",
+            "pattern": _CRON_TEXT,
+            "maxLength": 1000,
+            "description": "5-field cron expression or @hourly/@daily/... (ASCII only); "
+            "day-of-month L, L-n, nW, LW; day-of-week 5L, MON#2; H, H(a-b), H/n: a value "
+            "of its own per pipeline",
         },
-        "cronjob": {"type": "string", "description": "same as cron (give only one)"},
+        "cronjob": {
+            "type": "string",
+            "pattern": _CRON_TEXT,
+            "maxLength": 1000,
+            "description": "same as cron (give only one)",
+        },
         "timezone": {"type": "string", "description": "IANA zone; default WORKFLOW_CORE_TIMEZONE"},
         "interval": {"enum": ["daily", "weekly", "monthly"], "description": "shorthand for cron"},
         "time": {"type": "string", "pattern": "^[0-9]{1,2}:[0-9]{2}$", "description": "HH:MM"},
