@@ -45,12 +45,13 @@ from ddeutil.workflow.dispatch.records import RunEvent, RunRequest
 from ddeutil.workflow.loader import Loader, RawTemplate
 from ddeutil.workflow.result import Status
 from ddeutil.workflow.schedules.cron_schedule import CronSchedule
+from ddeutil.workflow.schedules.hashed import resolve_hashes
 from ddeutil.workflow.schedules.on import On
 from ddeutil.workflow.schedules.planner import Catchup, PlannedSchedule, plan
 from ddeutil.workflow.scheduling.scheduler import Scheduler
 from ddeutil.workflow.scheduling.validation import Concurrency, Outcome, PipelineFacts
 from ddeutil.workflow.settings import Settings
-from ddeutil.workflow.store import MemoryRunStore
+from ddeutil.workflow.store import MemoryRunStore, RunStore, open_store
 
 UTC = timezone.utc
 ZONE = "America/New_York"
@@ -199,7 +200,7 @@ def bench_tick(count: int, ticks: int, seed: int, *, hashed: bool = False) -> di
 class _EndAtOnce:
     """An executor that records each submitted run as started and SUCCESS at once."""
 
-    def __init__(self, store: MemoryRunStore, clock: FakeClock) -> None:
+    def __init__(self, store: RunStore, clock: FakeClock) -> None:
         self._store, self._clock, self._events = store, clock, list[RunEvent]()
         self.submitted = 0
 
@@ -263,7 +264,7 @@ def _scheduler_ticks(count: int, ticks: int, jitter: int) -> tuple[list[float], 
         scheduler = Scheduler(
             settings=settings,
             store=store,
-            executor=executor,  # type: ignore[arg-type]
+            executor=executor,
             clock=clock,
             loader=Loader.from_settings(settings),
             validator=_Facts(jitter),
@@ -286,6 +287,65 @@ def _scheduler_ticks(count: int, ticks: int, jitter: int) -> tuple[list[float], 
         scheduler.stop(timeout=0)
         store.close()
     return tick_s, held_s
+
+
+class _HashFacts:
+    """A validator stub: each pipeline's schedule is an ``H`` shape seeded by its name."""
+
+    SHAPES = ("H H * * *", "H/15 * * * *", "H H(1-4) * * *", "H * * * *", "H H * * 1-5")
+
+    def validate(
+        self, templates: Sequence[RawTemplate], loader: Loader, settings: Settings
+    ) -> list[Outcome]:
+        out: list[Outcome] = []
+        for i, template in enumerate(templates):
+            cron = resolve_hashes(self.SHAPES[i % len(self.SHAPES)], template.name)
+            schedule = CronSchedule.parse(cron, "UTC")
+            out.append(PipelineFacts((schedule,), Concurrency.ALLOW, Catchup.LATEST, {}))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def bench_hash_scheduler(count: int, minutes: int) -> dict[str, float]:
+    """``Scheduler.tick`` each minute for ``minutes`` with ``count`` pipelines on ``H``
+    schedules, on the daemon's default store (a SQLite file)."""
+    start = datetime(2025, 3, 10, 0, 0, 30, tzinfo=UTC)
+    with tempfile.TemporaryDirectory() as root:
+        conf = Path(root, "conf")
+        conf.mkdir()
+        body = "  type: Pipeline\n  jobs: {only: {stages: [{name: nothing}]}}\n"
+        (conf / "p.yml").write_text("".join(f"p{i}:\n{body}" for i in range(count)))
+        settings = Settings.from_env({"WORKFLOW_ROOT_PATH": root, "WORKFLOW_CORE_TIMEZONE": "UTC"})
+        store, clock = open_store(f"sqlite:///{root}/runs.db"), FakeClock(start)
+        executor = _EndAtOnce(store, clock)
+        scheduler = Scheduler(
+            settings=settings,
+            store=store,
+            executor=executor,
+            clock=clock,
+            loader=Loader.from_settings(settings),
+            validator=_HashFacts(),
+            owner="bench",
+        )
+        scheduler.start()
+        times: list[float] = []
+        for minute in range(1, minutes + 1):
+            at = start.replace(second=0) + timedelta(minutes=minute)
+            clock.set(at)
+            began = time.perf_counter()
+            scheduler.tick(at)
+            times.append(time.perf_counter() - began)
+        submitted = executor.submitted
+        scheduler.stop(timeout=0)
+        store.close()
+    return {
+        "first_ms": times[0] * 1000,
+        "median_ms": statistics.median(times) * 1000,
+        "max_ms": max(times) * 1000,
+        "runs": submitted,
+    }
 
 
 def bench_jitter(count: int, ticks: int, jitter: int) -> dict[str, Any]:
@@ -320,6 +380,14 @@ def main() -> None:
     )
     parser.add_argument("--jitter-ticks", type=int, default=5, help="hourly ticks measured")
     args = parser.parse_args()
+    if args.hash:
+        h = bench_hash_scheduler(args.schedules, args.ticks)
+        print(f"Scheduler.tick each minute, {args.schedules:,} pipelines on H, SQLite store")
+        print(f"{'first tick':<28}{h['first_ms']:>10.1f} ms")
+        print(f"{'tick, median':<28}{h['median_ms']:>10.1f} ms")
+        print(f"{'tick, max':<28}{h['max_ms']:>10.1f} ms")
+        print(f"{'runs started':<28}{h['runs']:>10,}")
+        print()
     if args.jitter:
         j = bench_jitter(args.schedules, args.jitter_ticks, args.jitter)
         print(f"Scheduler.tick, {args.schedules:,} pipelines due, median of {args.jitter_ticks}")
