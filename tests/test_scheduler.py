@@ -934,3 +934,64 @@ def test_the_tick_after_a_dispatch_ahead_leaves_the_store_alone_when_nothing_mor
     assert [r.logical_date for r in executor.submitted] == [at(10, 1), at(10, 2)]
     assert writes == ["heartbeat", "claim round"]  # the watermarks move with the claims
     assert store.get_watermark() == at(10, 2)
+
+
+# -- quiet pipelines (the due index) ------------------------------------------------
+
+
+class _CountingStore(MemoryRunStore):
+    """Counts the pipelines each claim round shows its ``decide`` callback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown: list[int] = []
+
+    def claim_round(self, pipelines: Any, **kwargs: Any) -> Any:
+        decide = kwargs["decide"]
+
+        def counting(view: Any) -> Any:
+            self.shown[-1] += len(view.watermarks)
+            return decide(view)
+
+        self.shown.append(0)
+        return super().claim_round(pipelines, **{**kwargs, "decide": counting})
+
+
+def _at(run: RunRecord) -> datetime:
+    assert run.release is not None
+    return run.release.at
+
+
+def test_a_round_plans_only_pipelines_with_a_release_due_and_misses_none(
+    make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    write_conf(
+        "p.yml", pipeline_yaml("daily", "3 10 * * *") + pipeline_yaml("often", "*/2 * * * *")
+    )
+    store = _CountingStore()
+    scheduler, _ = make_scheduler(store, now=at(10, 0, 30))
+    for minute in range(1, 7):
+        scheduler.tick(at(10, minute))
+    assert [_at(r) for r in runs_for(store, "daily")] == [at(10, 3)]
+    assert sorted(_at(r) for r in runs_for(store, "often")) == [at(10, 2), at(10, 4), at(10, 6)]
+    # First round: both learned; then only a pipeline with a release due is planned.
+    assert store.shown == [2, 1, 1, 1, 0, 1]
+    assert store.get_watermark() == at(10, 6)
+
+
+def test_a_schedule_edited_while_quiet_runs_from_its_edit_not_from_the_past(
+    make_scheduler: MakeScheduler, write_conf: Callable[..., Path]
+) -> None:
+    """A quiet pipeline's watermark still moves every round: an edit that puts a fire
+    time in the minutes already passed does not run it late (catchup: latest)."""
+    write_conf("p.yml", pipeline_yaml("daily", "0 9 * * *"))
+    store = MemoryRunStore()
+    scheduler, _ = make_scheduler(store, now=at(10, 0, 30))
+    for minute in range(1, 5):
+        scheduler.tick(at(10, minute))
+    write_conf("p.yml", pipeline_yaml("daily", "2,6 10 * * *"))  # 10:02 passed quietly
+    scheduler.request_reload()
+    scheduler.tick(at(10, 5))
+    assert runs_for(store, "daily") == []
+    scheduler.tick(at(10, 6))
+    assert [_at(r) for r in runs_for(store, "daily")] == [at(10, 6)]

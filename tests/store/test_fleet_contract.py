@@ -245,6 +245,30 @@ def test_pipelines_new_to_the_store_start_at_init(store: RunStore) -> None:
     assert seen == [{"p": T0, "q": T0}]
 
 
+def test_a_quiet_pipeline_is_not_shown_to_decide_and_its_watermark_moves(
+    store: RunStore,
+) -> None:
+    join(store, "a")
+    seen: list[dict[str, datetime]] = []
+    asked: list[tuple[str, datetime]] = []
+
+    def decide(view: RoundView) -> Decision:
+        seen.append(dict(view.watermarks))
+        return Decision()
+
+    def quiet(name: str, mark: datetime) -> bool:
+        asked.append((name, mark))
+        return name == "q"
+
+    at = T0 + timedelta(minutes=5)
+    store.claim_round(["p", "q"], owner="a", at=at, init=T0, now=at, decide=decide, quiet=quiet)
+    assert seen == [{"p": T0}]
+    assert sorted(asked) == [("p", T0), ("q", T0)]  # asked with the locked watermark
+    later = at + timedelta(minutes=1)
+    store.claim_round(["p", "q"], owner="a", at=later, init=T0, now=later, decide=decide)
+    assert seen[-1] == {"p": at, "q": at}  # both moved to the first round's boundary
+
+
 # -- slots -------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from ..settings import Settings
 from ..store.base import Claim
 from ..store.fleet import ClaimState, Decision, PipelineLoad, RoundClaim, RoundView
 from .catalog import CatalogEntry, PipelineCatalog
+from .due_index import DueIndex
 from .tick_report import PAUSED_REASON, SKIP_REASON
 
 __all__ = ["RoundDecider"]
@@ -36,6 +37,8 @@ class RoundDecider:
     admit while fewer than the limit hold a slot and none is waiting (older
     releases go first). A release of a paused pipeline at or after the instant
     it was paused (``paused``) is recorded SKIPPED (:data:`PAUSED_REASON`).
+    With an ``index``, :meth:`quiet` tells the round which pipelines have nothing
+    due (it then skips them), and each pipeline planned is learned into it.
     """
 
     def __init__(
@@ -48,8 +51,10 @@ class RoundDecider:
         at: datetime,
         stamp: Clock,
         paused: Mapping[str, datetime] | None = None,
+        index: DueIndex | None = None,
     ) -> None:
         self._catalog = catalog
+        self._index = index
         self._settings = settings
         self._masker = masker
         self._limit = limit
@@ -62,10 +67,22 @@ class RoundDecider:
         self._ranges: list[Any] = []
         self._by_run: dict[str, Release] = {}
 
+    def quiet(self, name: str, mark: datetime) -> bool:
+        """The round's ``quiet`` test: ``name`` has nothing due (see :class:`DueIndex`)."""
+        schedules = self._planned.get(name)
+        return (
+            self._index is not None
+            and schedules is not None
+            and self._index.quiet(name, mark, self._at, schedules)
+        )
+
     def __call__(self, view: RoundView) -> Decision:
         groups: dict[datetime, list[PlannedSchedule]] = {}
         for name, mark in view.watermarks.items():
-            groups.setdefault(mark, []).extend(self._planned.get(name, ()))
+            schedules = self._planned.get(name, ())
+            groups.setdefault(mark, []).extend(schedules)
+            if self._index is not None and schedules:
+                self._index.learn(name, self._at, schedules)
         due: list[Release] = []
         for mark, schedules in groups.items():
             result = plan(

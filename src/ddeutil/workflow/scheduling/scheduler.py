@@ -22,8 +22,10 @@ A tick does, in this order:
    each pipeline has its own **watermark**, locked while its releases are
    claimed and advanced (never backwards: a wall clock stepping back runs
    nothing twice) in the same transaction, so daemons sharing a store split a
-   boundary's pipelines between them. A release claimed before is logged and
-   skipped. A request names its pipeline's template version and this daemon
+   boundary's pipelines between them. A pipeline with nothing due (its next
+   fire time, remembered in a :class:`~ddeutil.workflow.scheduling.due_index.DueIndex`,
+   is after the boundary) only has its watermark advanced: it is not planned and
+   its load is not read. A release claimed before is logged and skipped. A request names its pipeline's template version and this daemon
    (the owner, checked by the start handshake); the executor takes the
    template from :meth:`Scheduler.template` (the last good version).
 4. Write the **heartbeat**. Between ticks the daemon calls :meth:`Scheduler.beat`
@@ -106,6 +108,7 @@ from ..store.fleet import (
 )
 from .catalog import CatalogEntry, PipelineCatalog
 from .decider import RoundDecider
+from .due_index import DueIndex
 from .overlap import RunQueues, Waiting
 from .takeover import INTERRUPTED_REASON, interrupted_reason, started_elsewhere
 from .tick_report import PAUSED_REASON, TickLog, TickReport, log_next_releases, log_tick
@@ -211,6 +214,7 @@ class Scheduler:
         self._connected_since: datetime | None = None  # heartbeats succeeded since then
         self._queues = RunQueues()
         self._held: list[tuple[datetime, str, str, Waiting]] = []  # (start, run id, pipeline)
+        self._due_index = DueIndex()  # pipelines a round can pass over (nothing due yet)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -661,6 +665,7 @@ class Scheduler:
             at=at,
             stamp=stamp,
             paused=paused,
+            index=self._due_index,
         )
 
         def claimed(batch: list[tuple[RoundClaim, bool]]) -> None:  # dispatch batch by batch
@@ -678,9 +683,11 @@ class Scheduler:
                     decide=decider,
                     batch=_CLAIM_BATCH,
                     claimed=claimed,
+                    quiet=decider.quiet,
                 )
             )
         except OwnerLost:
+            self._due_index.forget()
             self._rejoin(at)
             return decider.plan()
         result = decider.plan()

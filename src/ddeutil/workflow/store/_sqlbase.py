@@ -45,6 +45,7 @@ from .fleet import (
     OwnerRecord,
     OwnerState,
     PipelineLoad,
+    Quiet,
     RoundClaim,
     RoundView,
     Takeover,
@@ -475,6 +476,7 @@ class SqlRunStore(SqlOperations, SqlOutbox, RunStoreBase):
         decide: Decide,
         batch: int = 64,
         claimed: Callable[[list[tuple[RoundClaim, bool]]], None] | None = None,
+        quiet: Quiet | None = None,
     ) -> list[tuple[RoundClaim, bool]]:
         sql, ts_in = self._dialect.sql, self._dialect.ts_in
         names = sorted(set(pipelines))
@@ -513,8 +515,11 @@ class SqlRunStore(SqlOperations, SqlOutbox, RunStoreBase):
                 ]
                 if rows:
                     locked = [name for name, _ in rows]
-                    view = RoundView(dict(rows), self._load(conn, locked))
-                    claims = list(decide(view).claims)
+                    shown = [(n, m) for n, m in rows if quiet is None or not quiet(n, m)]
+                    claims: list[RoundClaim] = []
+                    if shown:
+                        view = RoundView(dict(shown), self._load(conn, [n for n, _ in shown]))
+                        claims = list(decide(view).claims)
                     won = self._insert_claims(conn, claims, owner, created)
                     conn.execute(
                         sql(_sql.ADVANCE_MARKS + _sql.marks(len(locked))),

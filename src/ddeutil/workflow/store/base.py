@@ -42,7 +42,7 @@ from typing import Any, Protocol, get_args, runtime_checkable
 from ..result import ErrorRecord, Status
 from ..runs import ReleaseKey, TriggerKind
 from ._codec import dump_errors, dumps_json, text_in, utc
-from .fleet import Decide, OwnerKind, OwnerRecord, PipelineLoad, RoundClaim, Takeover
+from .fleet import Decide, OwnerKind, OwnerRecord, PipelineLoad, Quiet, RoundClaim, Takeover
 from .outbox import Notice, OutboxItem, lease_until
 from .records import (
     Claim,
@@ -427,6 +427,7 @@ class RunStore(Protocol):
         decide: Decide,
         batch: int = 64,
         claimed: Callable[[list[tuple[RoundClaim, bool]]], None] | None = None,
+        quiet: Quiet | None = None,
     ) -> list[tuple[RoundClaim, bool]]:
         """Plan, claim and advance the watermarks of ``pipelines`` up to ``at``.
 
@@ -440,7 +441,10 @@ class RunStore(Protocol):
         before is ``False``), in order; ``claimed`` gets them batch by batch as
         each commits, so the caller can dispatch before the round ends. The
         store's watermark
-        (:meth:`get_watermark`) moves to ``at`` too, if it was before.
+        (:meth:`get_watermark`) moves to ``at`` too, if it was before. A locked
+        pipeline for which ``quiet(name, watermark)`` is true has nothing due: it is
+        left out of what ``decide`` sees (its load is not read) and its watermark
+        moves all the same.
 
         Raises:
             OwnerLost: ``owner`` is no longer live (nothing of the batch is written).

@@ -59,6 +59,7 @@ __all__ = [
     "OwnerRecord",
     "OwnerState",
     "PipelineLoad",
+    "Quiet",
     "RoundClaim",
     "RoundView",
     "Takeover",
@@ -195,6 +196,11 @@ class Decision:
 
 
 Decide = Callable[[RoundView], Decision]
+
+Quiet = Callable[[str, datetime], bool]
+"""Whether a pipeline whose watermark is the given instant has no release due at the
+round's boundary (a claim round then advances its watermark without showing it to
+``decide`` or reading its load)."""
 """Plans one batch of a claim round (runs inside the batch's transaction)."""
 
 

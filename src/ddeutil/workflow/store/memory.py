@@ -40,6 +40,7 @@ from .fleet import (
     OwnerRecord,
     OwnerState,
     PipelineLoad,
+    Quiet,
     RoundClaim,
     RoundView,
     Takeover,
@@ -745,6 +746,7 @@ class MemoryRunStore(RunStoreBase):
         decide: Decide,
         batch: int = 64,
         claimed: Callable[[list[tuple[RoundClaim, bool]]], None] | None = None,
+        quiet: Quiet | None = None,
     ) -> list[tuple[RoundClaim, bool]]:
         until, start, created = utc(at), utc(init), utc(now)
         outcomes: list[tuple[RoundClaim, bool]] = []
@@ -757,8 +759,11 @@ class MemoryRunStore(RunStoreBase):
             for first in range(0, len(due), batch):
                 self._live(owner)
                 locked = due[first : first + batch]
-                view = RoundView({n: self._marks[n] for n in locked}, self._load(locked))
-                claims = list(decide(view).claims)
+                shown = [n for n in locked if quiet is None or not quiet(n, self._marks[n])]
+                claims: list[RoundClaim] = []
+                if shown:
+                    view = RoundView({n: self._marks[n] for n in shown}, self._load(shown))
+                    claims = list(decide(view).claims)
                 won = [self._insert_claim(item, owner, created) for item in claims]
                 for name in locked:
                     self._marks[name] = max(self._marks[name], until)
