@@ -340,10 +340,11 @@ def bench_hash_scheduler(count: int, minutes: int) -> dict[str, float]:
         submitted = executor.submitted
         scheduler.stop(timeout=0)
         store.close()
+    later = times[1:] or times
     return {
         "first_ms": times[0] * 1000,
-        "median_ms": statistics.median(times) * 1000,
-        "max_ms": max(times) * 1000,
+        "median_ms": statistics.median(later) * 1000,
+        "max_ms": max(later) * 1000,
         "runs": submitted,
     }
 
@@ -383,9 +384,9 @@ def main() -> None:
     if args.hash:
         h = bench_hash_scheduler(args.schedules, args.ticks)
         print(f"Scheduler.tick each minute, {args.schedules:,} pipelines on H, SQLite store")
-        print(f"{'first tick':<28}{h['first_ms']:>10.1f} ms")
-        print(f"{'tick, median':<28}{h['median_ms']:>10.1f} ms")
-        print(f"{'tick, max':<28}{h['max_ms']:>10.1f} ms")
+        print(f"{'first tick (learns all)':<28}{h['first_ms']:>10.1f} ms")
+        print(f"{'later ticks, median':<28}{h['median_ms']:>10.1f} ms")
+        print(f"{'later ticks, max':<28}{h['max_ms']:>10.1f} ms")
         print(f"{'runs started':<28}{h['runs']:>10,}")
         print()
     if args.jitter:

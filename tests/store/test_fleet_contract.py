@@ -263,7 +263,7 @@ def test_a_quiet_pipeline_is_not_shown_to_decide_and_its_watermark_moves(
     at = T0 + timedelta(minutes=5)
     store.claim_round(["p", "q"], owner="a", at=at, init=T0, now=at, decide=decide, quiet=quiet)
     assert seen == [{"p": T0}]
-    assert sorted(asked) == [("p", T0), ("q", T0)]  # asked with the locked watermark
+    assert sorted(asked) == [("p", T0), ("q", T0)]  # asked with the stored watermark
     later = at + timedelta(minutes=1)
     store.claim_round(["p", "q"], owner="a", at=later, init=T0, now=later, decide=decide)
     assert seen[-1] == {"p": at, "q": at}  # both moved to the first round's boundary

@@ -7,15 +7,15 @@ pipelines a round planned all of them every minute to claim a handful.
 
 :class:`DueIndex` remembers, per pipeline, the watermark it was last planned
 from (``mark``) and the first fire time of its schedules after it
-(``next_due``). At a later boundary ``at`` a pipeline whose locked watermark is
+(``next_due``). At a later boundary ``at`` a pipeline whose stored watermark is
 at or after ``mark`` and whose ``next_due`` is after ``at`` has no fire time in
 ``(watermark, at]``: it is *quiet*, and the round only advances its watermark.
 
 Policy (why a quiet answer is always safe):
 
-* The test reads the watermark the round locked, never a value this daemon
-  assumes: watermarks only move forward, so fire times after it are a subset of
-  those after ``mark``. A transaction that rolled back, another daemon's
+* The test reads the watermark in the store, never a value this daemon
+  assumes: watermarks only move forward, so fire times after it (or after any
+  later value) are a subset of those after ``mark``. A transaction that rolled back, another daemon's
   round, or a store that went back in time leave a watermark before ``mark``:
   the pipeline is planned as usual.
 * An entry holds the schedules it was computed from; after a reload a pipeline
@@ -26,7 +26,6 @@ Policy (why a quiet answer is always safe):
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -41,24 +40,21 @@ HORIZON = timedelta(days=400)
 class DueIndex:
     """Per pipeline: the watermark it was planned from and its next fire time after it.
 
-    Safe to use from the claim round's thread while the scheduler's lock is held
-    elsewhere; its own lock guards the table.
+    Not thread-safe: the scheduler uses it inside its claim rounds, one at a time
+    (under its lock).
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._table: dict[str, tuple[Sequence[PlannedSchedule], datetime, datetime]] = {}
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._table)
+        return len(self._table)
 
     def quiet(
         self, name: str, mark: datetime, at: datetime, schedules: Sequence[PlannedSchedule]
     ) -> bool:
         """Whether ``name`` (watermark ``mark``, ``schedules`` now) has nothing due at ``at``."""
-        with self._lock:
-            entry = self._table.get(name)
+        entry = self._table.get(name)
         if entry is None:
             return False
         known, since, next_due = entry
@@ -77,10 +73,8 @@ class DueIndex:
             upcoming = next(iter(item.schedule.fire_times(at, next_due)), None)
             if upcoming is not None and upcoming < next_due:
                 next_due = upcoming
-        with self._lock:
-            self._table[name] = (schedules, at, next_due)
+        self._table[name] = (schedules, at, next_due)
 
     def forget(self) -> None:
         """Plan every pipeline at the next round (and learn them again)."""
-        with self._lock:
-            self._table.clear()
+        self._table.clear()

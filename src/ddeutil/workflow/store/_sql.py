@@ -364,7 +364,7 @@ ENSURE_MARK = (
     "INSERT INTO workflow_watermarks (pipeline, at) VALUES (?, ?) ON CONFLICT (pipeline) DO NOTHING"
 )
 ADVANCE_MARKS = "UPDATE workflow_watermarks SET at = ? WHERE at < ? AND pipeline IN "
-MARKS_BEFORE = "SELECT pipeline FROM workflow_watermarks WHERE at < ? ORDER BY pipeline"
+MARKS_BEFORE = "SELECT pipeline, at FROM workflow_watermarks WHERE at < ? ORDER BY pipeline"
 LOCK_MARKS = "SELECT pipeline, at FROM workflow_watermarks WHERE at < ? AND pipeline IN "
 LOCK_MARK = "SELECT at FROM workflow_watermarks WHERE pipeline = ?"
 ADVANCE_STORE_MARK = "UPDATE workflow_state SET at = ? WHERE name = 'watermark' AND at < ?"

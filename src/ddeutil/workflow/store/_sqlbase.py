@@ -488,12 +488,22 @@ class SqlRunStore(SqlOperations, SqlOutbox, RunStoreBase):
                 )
             self._marked.update(fresh)
         with self._read() as conn:  # which pipelines are behind ``at`` (no lock yet)
-            wanted = set(names)
-            behind = [
-                name
-                for (name,) in conn.execute(sql(_sql.MARKS_BEFORE), (ts_in(at),)).fetchall()
-                if name in wanted
-            ]
+            rows = conn.execute(sql(_sql.MARKS_BEFORE), (ts_in(at),)).fetchall()
+        wanted, ts_out = set(names), self._dialect.ts_out
+        behind: list[str] = []
+        passed: list[str] = []  # quiet: nothing due after the watermark read here
+        seen: dict[Any, datetime] = {}  # most watermarks are one boundary: read each once
+        for name, mark in rows:
+            if name not in wanted:
+                continue
+            if quiet is not None:
+                when = seen.get(mark)
+                if when is None:
+                    when = seen[mark] = ts_out(mark)
+                if quiet(name, when):
+                    passed.append(name)
+                    continue
+            behind.append(name)
         outcomes: list[tuple[RoundClaim, bool]] = []
         created = ts_in(now)
         # The first batch is small, so the first runs go out early; later ones grow
@@ -515,11 +525,8 @@ class SqlRunStore(SqlOperations, SqlOutbox, RunStoreBase):
                 ]
                 if rows:
                     locked = [name for name, _ in rows]
-                    shown = [(n, m) for n, m in rows if quiet is None or not quiet(n, m)]
-                    claims: list[RoundClaim] = []
-                    if shown:
-                        view = RoundView(dict(shown), self._load(conn, [n for n, _ in shown]))
-                        claims = list(decide(view).claims)
+                    view = RoundView(dict(rows), self._load(conn, locked))
+                    claims = list(decide(view).claims)
                     won = self._insert_claims(conn, claims, owner, created)
                     conn.execute(
                         sql(_sql.ADVANCE_MARKS + _sql.marks(len(locked))),
@@ -529,6 +536,22 @@ class SqlRunStore(SqlOperations, SqlOutbox, RunStoreBase):
             outcomes.extend(done)
             if claimed is not None and done:
                 claimed(done)
+        if passed:
+            # Watermarks only move forward, so nothing is due after the current one
+            # either: advanced after the claims, rows another caller holds passed over.
+            mark = ts_in(at)
+            with self._transaction() as conn:
+                for chunk in _chunks(passed):
+                    held = chunk
+                    if self._skip_locked:  # row locks: pass over rows another caller holds
+                        statement = sql(
+                            _sql.LOCK_MARKS + _sql.marks(len(chunk)) + self._skip_locked
+                        )
+                        held = [n for n, _ in conn.execute(statement, (mark, *chunk)).fetchall()]
+                    if held:
+                        conn.execute(
+                            sql(_sql.ADVANCE_MARKS + _sql.marks(len(held))), (mark, mark, *held)
+                        )
         # The store's watermark (where new pipelines start) in statements of their own:
         # one row every daemon writes must never be held by a batch's transaction.
         with self._write() as conn:

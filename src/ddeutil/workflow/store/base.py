@@ -441,10 +441,12 @@ class RunStore(Protocol):
         before is ``False``), in order; ``claimed`` gets them batch by batch as
         each commits, so the caller can dispatch before the round ends. The
         store's watermark
-        (:meth:`get_watermark`) moves to ``at`` too, if it was before. A locked
-        pipeline for which ``quiet(name, watermark)`` is true has nothing due: it is
-        left out of what ``decide`` sees (its load is not read) and its watermark
-        moves all the same.
+        (:meth:`get_watermark`) moves to ``at`` too, if it was before. A pipeline
+        behind ``at`` for which ``quiet(name, watermark)`` is true has nothing due:
+        it is never shown to ``decide`` (nor its load read); its watermark moves to
+        ``at`` after the batches, in statements of their own (rows another caller
+        holds are passed over). Watermarks only move forward, so what is quiet
+        after the watermark read first is quiet after any later one.
 
         Raises:
             OwnerLost: ``owner`` is no longer live (nothing of the batch is written).
