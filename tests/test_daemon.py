@@ -615,6 +615,23 @@ def test_tick_errors_are_logged_not_fatal(
     assert scheduler.stopped_with is not None
 
 
+def test_a_daemon_owning_its_process_hides_its_catalog_from_the_collector(
+    settings: Settings,
+) -> None:
+    import gc
+
+    gc.unfreeze()
+    daemon, _, _ = make_daemon(settings)
+    try:
+        assert daemon.run(once=True) == 0
+        assert gc.get_freeze_count() == 0  # a caller that does not own the process
+        daemon, _, _ = make_daemon(settings)
+        assert daemon.run(once=True, freeze=True) == 0
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
 def test_main_reports_bad_settings_with_exit_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import os
 import select
@@ -256,13 +257,17 @@ class Daemon:
         self._stop_requested = True
         self._signals.wake()
 
-    def run(self, *, once: bool = False) -> int:
+    def run(self, *, once: bool = False, freeze: bool = False) -> int:
         """Start, tick until asked to stop (or once), stop; return the exit code.
 
         Args:
             once: Tick once right away, wait for the dispatched runs (up to the stop
                 timeout, then cancel them) and return: an operations and testing
                 aid (``--once``).
+            freeze: Once started, hide what is alive from the cyclic garbage
+                collector (``gc.freeze``): the loaded catalog lives as long as the
+                process, and a full collection walking it during a tick cost up to
+                ~70 ms with 10,000 pipelines. For the process's own entry points.
         """
         self._signals.install()
         become_subreaper()
@@ -270,6 +275,9 @@ class Daemon:
         pruner: threading.Thread | None = None
         try:
             self._scheduler.start()
+            if freeze:
+                gc.collect()
+                gc.freeze()
             if self._cancels is not None:
                 self._cancels.start()
             if once:
@@ -476,9 +484,16 @@ def _build_validator(settings: Settings) -> Validator:
 
 
 def serve(
-    settings: Settings, *, masker: Masker, once: bool = False, clock: Clock | None = None
+    settings: Settings,
+    *,
+    masker: Masker,
+    once: bool = False,
+    clock: Clock | None = None,
+    freeze: bool = False,
 ) -> int:
     """Run the daemon in the foreground until it is stopped; return the exit code.
+
+    ``freeze``: the caller owns the process (see :meth:`Daemon.run`).
 
     Exit codes: 0 after a clean stop, 1 when the store cannot be opened, another
     daemon holds its lock or the metrics port cannot be bound, 2 when the conf
@@ -499,7 +514,9 @@ def serve(
         print(f"workflow scheduler: {exc}", file=sys.stderr)
         return EXIT_USAGE if exc.usage else EXIT_FAILED
     try:
-        return _serve(settings, masker=masker, once=once, clock=clock, metrics=metrics)
+        return _serve(
+            settings, masker=masker, once=once, clock=clock, metrics=metrics, freeze=freeze
+        )
     finally:
         if metrics is not None:
             metrics.close()
@@ -512,6 +529,7 @@ def _serve(
     once: bool,
     clock: Clock,
     metrics: DaemonMetrics | None,
+    freeze: bool = False,
 ) -> int:
     meter: Meter = NULL_METER if metrics is None else metrics.meter
     owner = new_owner_id()
@@ -580,7 +598,7 @@ def _serve(
                         owner=owner,
                     ),
                 )
-                return daemon.run(once=once)
+                return daemon.run(once=once, freeze=freeze)
             finally:
                 validator.close()
     except StoreLockedError as exc:
@@ -669,4 +687,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         fmt = "text" if sys.stdout.isatty() else "json"
     configure_logging(fmt=fmt, level=args.log_level or settings.log_level, masker=masker)
     warn_unknown_variables(os.environ)
-    return serve(settings, masker=masker, once=args.once)
+    return serve(settings, masker=masker, once=args.once, freeze=argv is None)

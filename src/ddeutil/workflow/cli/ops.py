@@ -95,7 +95,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _cmd_scheduler(args: argparse.Namespace, ctx: CliContext) -> int:
     from ..app.daemon import serve
 
-    return serve(ctx.settings, masker=ctx.masker, once=args.once)
+    return serve(ctx.settings, masker=ctx.masker, once=args.once, freeze=ctx.owns_process)
 
 
 def _cmd_health(args: argparse.Namespace, ctx: CliContext) -> int:
