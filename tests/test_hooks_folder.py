@@ -87,6 +87,7 @@ def test_the_readme_steps_run_the_hook_with_workflow_run(tmp_path: Path) -> None
 @pytest.mark.timeout(180)
 def test_the_readme_steps_run_the_hook_every_minute_under_the_daemon(tmp_path: Path) -> None:
     env = _env(tmp_path, _follow_the_readme(tmp_path))
+    del env["WORKFLOW_LOG_ENABLE_WRITE"]  # the default, as a new user has it: a file per run
     out = tmp_path / "daemon.out"
     with out.open("w", encoding="utf-8") as sink:
         daemon = subprocess.Popen(
@@ -113,6 +114,10 @@ def test_the_readme_steps_run_the_hook_every_minute_under_the_daemon(tmp_path: P
     finally:
         store.close()
     assert [r.status for r in runs][:1] == [Status.SUCCESS]
+    # The README's last step: the hook's output, in the run's log.
+    shown = _workflow(["logs", runs[0].run_id], env, tmp_path)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "hello world" in shown.stdout
 
 
 def test_without_the_hooks_folder_the_error_names_the_import_and_where_it_looked(
