@@ -13,7 +13,7 @@ Run (both parts take real minutes: about 1 + ``--boundaries`` and
         [--burst-boundaries 3] [--python PY] [--aps-python /tmp/venv-aps/bin/python]
         [--skip-latency] [--skip-burst] [--skip-memory] [--skip-aps] [--keep]
         [--executor local|celery] [--broker-url URL] [--celery-workers 2]
-        [--celery-concurrency 100]
+        [--celery-concurrency 100] [--background-h 10000]
 
 The report is readable text on stdout, then one JSON line with every number;
 both say which executor ran the pipeline runs.
@@ -36,6 +36,11 @@ both say which executor ran the pipeline runs.
   The workers are stopped after the daemon (SIGTERM, then SIGKILL of their
   process group) and the queue is deleted from the broker afterwards. The memory
   part is skipped with ``celery`` (the daemon no longer holds the runs' processes).
+
+* **Background** (``--background-h N``): the latency part's conf also holds N
+  pipelines on ``H`` schedules (``H H * * *``, ``H/15 * * * *``, ...; about N/60
+  releases due a minute, each a one-stage run), so the 1-due latency shows what a
+  boundary costs a daemon with that many pipelines.
 
 * **Latency, 1 due**: one pipeline on ``* * * * *`` whose first stage is a python
   stage whose first statement is ``stamp = __import__("time").time()`` (kept in the
@@ -152,6 +157,31 @@ def write_conf(conf: Path, count: int) -> None:
     for start in range(0, count, per_file):
         text = "\n".join(PIPELINE.format(i=i) for i in range(start, min(start + per_file, count)))
         (conf / f"bench-{start:04d}.yml").write_text(text, encoding="utf-8")
+
+
+HASHED = """\
+hashed-{i:05d}:
+  type: Pipeline
+  on:
+    - cronjob: "{cron}"
+      timezone: UTC
+  jobs:
+    main:
+      stages:
+        - name: nothing
+"""
+HASHED_SHAPES = ("H H * * *", "H/15 * * * *", "H H(1-4) * * *", "H * * * *", "H H * * 1-5")
+
+
+def write_hashed(conf: Path, count: int) -> None:
+    """``count`` more pipelines on ``H`` schedules (seeded by their names), 500 per file."""
+    conf.mkdir(parents=True, exist_ok=True)
+    for start in range(0, count, 500):
+        text = "\n".join(
+            HASHED.format(i=i, cron=HASHED_SHAPES[i % len(HASHED_SHAPES)])
+            for i in range(start, min(start + 500, count))
+        )
+        (conf / f"hashed-{start:05d}.yml").write_text(text, encoding="utf-8")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -482,7 +512,11 @@ def wait_runs_done(
     deadline = time.monotonic() + timeout
     wanted = set(boundaries)
     while True:
-        runs = [r for r in read_runs(db) if r["release"] in wanted]
+        runs = [
+            r
+            for r in read_runs(db)
+            if r["release"] in wanted and r["pipeline"].startswith("bench-")
+        ]
         done = [r for r in runs if r["status"] not in ("PENDING", "RUNNING")]
         if len(done) >= expected:
             return runs
@@ -613,6 +647,8 @@ def compare(
 def latency_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     root = tmp / "one"
     write_conf(root / "conf", 1)
+    if args.background_h:
+        write_hashed(root / "conf", args.background_h)
     log, aps_log = root / "daemon.log", root / "aps.log"
     use_aps = not args.skip_aps and Path(args.aps_python).exists()
     if not args.skip_aps and not use_aps:
@@ -781,6 +817,12 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=1000, help="pipelines of the burst part")
     parser.add_argument(
         "--burst-boundaries", type=int, default=3, help="burst boundaries (0: latency skipped)"
+    )
+    parser.add_argument(
+        "--background-h",
+        type=int,
+        default=0,
+        help="latency part: this many more pipelines on H schedules in the same conf",
     )
     parser.add_argument("--skip-latency", action="store_true", help="skip the 1-due part")
     parser.add_argument("--skip-burst", action="store_true", help="skip the burst part")

@@ -268,7 +268,7 @@ def test_the_daemon_validates_with_the_helper_process_and_closes_it(
             seen["closed"] = True
             super().close()
 
-    def run(self: Any, *, once: bool = False) -> int:
+    def run(self: Any, *, once: bool = False, freeze: bool = False) -> int:
         seen["validator"] = self._scheduler._catalog._validator
         self._signals.restore()  # closes the wake-up sockets the daemon made
         return 0
