@@ -112,10 +112,17 @@ class _Daemon:
         return any(m.startswith(READY_LINE) for m in self.messages())
 
     def owner(self) -> str:
+        """The owner id it runs as now: a start slower than the lease on a loaded
+        machine is taken over, and the daemon joins again under a new id."""
+        current = None
         for message in self.messages():
             if message.startswith("scheduler starting (owner "):
-                return message[len("scheduler starting (owner ") : -1]
-        raise AssertionError(f"{self.name} logged no owner id")
+                current = message[len("scheduler starting (owner ") : -1]
+            elif message.startswith("lease lost: ") and "joining again as owner " in message:
+                current = message.rsplit("joining again as owner ", 1)[1]
+        if current is None:
+            raise AssertionError(f"{self.name} logged no owner id")
+        return current
 
     def signal(self, signum: int) -> None:
         if self.popen.poll() is None:
