@@ -105,34 +105,40 @@ def test_a_process_that_logged_exits_at_once_with_every_line_written(tmp_path: P
     assert took < 5.0
 
 
-def test_a_console_over_the_stage_output_proxy_writes_beneath_it(
-    tmp_path: Path, root: logging.Logger
-) -> None:
-    """A run that logs from inside a stage (a trigger's child) neither hangs nor loops."""
+def _run_bounded(root: Path, conf: str, name: str) -> str:
+    """Run pipeline ``name`` of ``conf`` in a thread; its status, or fail if it hangs."""
     from ddeutil.workflow.engine.pipeline import Pipeline
-    from ddeutil.workflow.engine.stdio import MaskedStream
     from ddeutil.workflow.loader import Loader
     from ddeutil.workflow.settings import Settings
 
-    (tmp_path / "conf").mkdir()
-    (tmp_path / "conf" / "p.yml").write_text(
-        "parent:\n  type: Pipeline\n  jobs:\n    j:\n      stages:\n"
-        "        - {name: child, id: child, trigger: child}\n"
-        "child:\n  type: Pipeline\n  jobs:\n    w:\n      stages:\n"
-        "        - {name: say, run: 'print(\"hi\")'}\n",
-        encoding="utf-8",
-    )
-    console = io.StringIO()
-    proxy: Any = MaskedStream(console, "stdout")  # what sys.stdout is while stages run
-    configure_logging(fmt="text", level="INFO", stream=proxy)
-    settings = Settings.from_env({"WORKFLOW_ROOT_PATH": str(tmp_path)})
-    pipe = Pipeline.from_loader("parent", settings=settings, loader=Loader.from_settings(settings))
+    (root / "conf").mkdir()
+    (root / "conf" / "p.yml").write_text(conf, encoding="utf-8")
+    settings = Settings.from_env({"WORKFLOW_ROOT_PATH": str(root)})
+    pipe = Pipeline.from_loader(name, settings=settings, loader=Loader.from_settings(settings))
     results = []
     runner = threading.Thread(target=lambda: results.append(pipe.execute(settings=settings)))
     runner.start()
     runner.join(30)
-    assert not runner.is_alive(), "the run deadlocked on its own log line"
-    assert results[0].status.value == "SUCCESS", results[0]
+    assert not runner.is_alive(), "the run is stuck on its own log line"
+    return results[0].status.value
+
+
+def test_a_console_over_the_stage_output_proxy_writes_beneath_it(
+    tmp_path: Path, root: logging.Logger
+) -> None:
+    """A run that logs from inside a stage (a trigger's child) neither hangs nor loops."""
+    from ddeutil.workflow.engine.stdio import MaskedStream
+
+    console = io.StringIO()
+    proxy: Any = MaskedStream(console, "stdout")  # what sys.stdout is while stages run
+    configure_logging(fmt="text", level="INFO", stream=proxy)
+    conf = (
+        "parent:\n  type: Pipeline\n  jobs:\n    j:\n      stages:\n"
+        "        - {name: child, id: child, trigger: child}\n"
+        "child:\n  type: Pipeline\n  jobs:\n    w:\n      stages:\n"
+        "        - {name: say, run: 'print(\"hi\")'}\n"
+    )
+    assert _run_bounded(tmp_path, conf, "parent") == "SUCCESS"
     text = console.getvalue()
     assert "pipeline 'child' started" in text, text  # a log line, written once
     assert "| pipeline 'child' started" not in text  # not taken for the stage's output
@@ -149,22 +155,9 @@ def test_a_console_that_cannot_write_never_stalls_a_run(
     tmp_path: Path, root: logging.Logger
 ) -> None:
     """The write error is reported on stderr, which a stage routes into logging again."""
-    from ddeutil.workflow.engine.pipeline import Pipeline
-    from ddeutil.workflow.loader import Loader
-    from ddeutil.workflow.settings import Settings
-
-    (tmp_path / "conf").mkdir()
-    (tmp_path / "conf" / "p.yml").write_text(
-        "talk:\n  type: Pipeline\n  jobs:\n    j:\n      stages:\n"
-        "        - {name: say, echo: hello}\n        - {name: more, run: 'print(1)'}\n",
-        encoding="utf-8",
-    )
     configure_logging(fmt="text", level="INFO", stream=_Closed())
-    settings = Settings.from_env({"WORKFLOW_ROOT_PATH": str(tmp_path)})
-    pipe = Pipeline.from_loader("talk", settings=settings, loader=Loader.from_settings(settings))
-    results = []
-    runner = threading.Thread(target=lambda: results.append(pipe.execute(settings=settings)))
-    runner.start()
-    runner.join(30)
-    assert not runner.is_alive(), "the run stalled on a console that cannot write"
-    assert results[0].status.value == "SUCCESS", results[0]
+    conf = (
+        "talk:\n  type: Pipeline\n  jobs:\n    j:\n      stages:\n"
+        "        - {name: say, echo: hello}\n        - {name: more, run: 'print(1)'}\n"
+    )
+    assert _run_bounded(tmp_path, conf, "talk") == "SUCCESS"

@@ -6,8 +6,6 @@ import io
 import json
 import logging
 import os
-import pty
-import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -15,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from _terminal import run_on_terminal
 from ddeutil.workflow.cli import main
 from ddeutil.workflow.engine.pipeline import Pipeline
 from ddeutil.workflow.engine.stage_output import OUTPUT_LOGGER
@@ -168,28 +167,9 @@ def test_a_recorded_run_shows_its_lines_in_workflow_logs(
 
 def test_workflow_run_on_a_terminal_prints_each_stage_once_and_its_lines(root: Path) -> None:
     env = {**os.environ, "WORKFLOW_ROOT_PATH": str(root)}
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ddeutil.workflow", "run", "talk", "--no-record"],
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-        env=env,
-        cwd=root,
-    )
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal closed: the process ended
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(leader)
-    assert proc.wait(30) == 0
-    text = b"".join(chunks).decode()
+    argv = [sys.executable, "-m", "ddeutil.workflow", "run", "talk", "--no-record"]
+    code, text = run_on_terminal(argv, env=env, cwd=root)
+    assert code == 0, text
     assert text.count("main / echo") == 2, text  # RUNNING and SUCCESS
     assert text.count("SUCCESS") == 4, text  # two stages, the job, the pipeline
     assert "stage 'Echo' SUCCESS" not in text  # the console log does not repeat it

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import pty
-import subprocess
 import sys
 import textwrap
 import threading
@@ -13,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from _terminal import run_on_terminal
 from ddeutil.workflow.cli.run import Printer
 from ddeutil.workflow.engine.context import RunEvent
 from ddeutil.workflow.engine.pipeline import Pipeline
@@ -124,28 +123,9 @@ def test_a_stage_that_ends_or_speaks_in_time_gets_no_running_line() -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
 def test_workflow_run_on_a_terminal_names_a_long_silent_stage(root: Path) -> None:
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ddeutil.workflow", "run", "quiet", "--no-record"],
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-        env={**os.environ},
-        cwd=root,
-    )
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal closed: the process ended
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(leader)
-    assert proc.wait(30) == 0
-    text = b"".join(chunks).decode()
+    argv = [sys.executable, "-m", "ddeutil.workflow", "run", "quiet", "--no-record"]
+    code, text = run_on_terminal(argv, env=os.environ, cwd=root)
+    assert code == 0, text
     running = text.index("RUNNING")
     assert "main / wait (Wait)" in text[running:].splitlines()[0], text
     assert running < text.index("SUCCESS"), text
