@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -125,6 +126,7 @@ def requests(draw: st.DrawFn, path: str, method: str, operation: dict[str, Any])
     }
 
 
+@pytest.mark.timeout(240)  # 14 operations x 250 requests: about 45 s on one idle core
 def test_no_request_makes_the_api_answer_5xx(make_client: Callable[..., TestClient]) -> None:
     client = make_client()
     spec = client.app.openapi()  # type: ignore[attr-defined]
