@@ -215,7 +215,6 @@ def test_three_daemons_survive_a_kill_a_pause_and_dropped_sessions(
     tag = uuid.uuid4().hex[:8]
     daemons.extend(_start(root, postgres_url, i, tag) for i in range(3))
     _wait_until(lambda: all(d.ready() for d in daemons), 90, "three daemons ready")
-    by_owner = {d.owner(): d for d in daemons}
     store = open_store(postgres_url)
     try:
         now = datetime.now(UTC)
@@ -230,6 +229,7 @@ def test_three_daemons_survive_a_kill_a_pause_and_dropped_sessions(
             return len(runs) == PIPELINES and any(r.status is Status.RUNNING for r in runs)
 
         _wait_until(first_claimed, (first - now).total_seconds() + 20, "the first boundary")
+        by_owner = {d.owner(): d for d in daemons}  # as they are now (a slow start rejoins)
         claimed = Counter(r.owner for r in _runs_at(store, first))
         ranked = sorted(by_owner, key=lambda o: -claimed[o])
         victim, paused, survivor = (by_owner[o] for o in ranked)
