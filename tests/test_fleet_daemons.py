@@ -52,7 +52,7 @@ from ddeutil.workflow.store.base import RunFilter, RunRecord, RunStore
 from ddeutil.workflow.store.fleet import OwnerState
 
 UTC = timezone.utc
-LEASE = 3.0
+LEASE = 5.0  # longer than a daemon start on a loaded 2-core CI machine (up to ~3.5 s)
 PIPELINES = 6
 STAGE_SECONDS = 3
 READY_LINE = "scheduler ticks at every minute boundary"
